@@ -1,0 +1,102 @@
+/**
+ * Chooses and initialises the TensorFlow.js backend for this process.
+ *
+ * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, wasm (with the kernel
+ * patches that make it train), the pure-JS cpu backend. tfjs-node(-gpu) are optional
+ * dependencies: their install downloads libtensorflow and fails offline, so a failed
+ * `require` is expected and just moves on to the next choice.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../errors';
+import { patchWasmKernels } from './wasm-patches';
+
+export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+
+export interface BackendInfo {
+  /** What was asked for. */
+  requested: BackendChoice;
+  /** What is running: 'node-gpu' | 'node' | 'wasm' | 'cpu'. */
+  active: Exclude<BackendChoice, 'auto'>;
+  /** tfjs' own backend name ('tensorflow', 'wasm', 'cpu'). */
+  tfName: string;
+  /** Why the choices before it were passed over, for the start-up line. */
+  notes: string[];
+}
+
+type Loader = () => Promise<string>;
+
+function requireNative(pkg: string): Loader {
+  return async () => {
+    // A plain require so that bundlers and tsc leave the optional package alone.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require(pkg);
+    await tf.setBackend('tensorflow');
+    return 'tensorflow';
+  };
+}
+
+async function loadWasm(): Promise<string> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('@tensorflow/tfjs-backend-wasm');
+  patchWasmKernels();
+  if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") failed');
+  return 'wasm';
+}
+
+async function loadCpu(): Promise<string> {
+  if (!(await tf.setBackend('cpu'))) throw new Error('tf.setBackend("cpu") failed');
+  return 'cpu';
+}
+
+const LOADERS: Record<BackendInfo['active'], Loader> = {
+  'node-gpu': requireNative('@tensorflow/tfjs-node-gpu'),
+  node: requireNative('@tensorflow/tfjs-node'),
+  wasm: loadWasm,
+  cpu: loadCpu,
+};
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0];
+}
+
+/** The order `auto` tries; node-gpu only when the caller found a GPU for this process. */
+export function autoOrder(gpuVisible: boolean): BackendInfo['active'][] {
+  return gpuVisible ? ['node-gpu', 'node', 'wasm', 'cpu'] : ['node', 'wasm', 'cpu'];
+}
+
+let current: BackendInfo | null = null;
+
+/**
+ * Initialises a backend once per process. An explicit choice that fails is a ConfigError
+ * (the user asked for it); `auto` falls through the list and records why.
+ */
+export async function initBackend(requested: BackendChoice, gpuVisible: boolean): Promise<BackendInfo> {
+  if (current != null) {
+    if (requested === 'auto' || requested === current.active) return current;
+    throw new ConfigError(`backend already initialised as ${current.active}, cannot switch to ${requested}`);
+  }
+  const order = requested === 'auto' ? autoOrder(gpuVisible) : [requested];
+  const notes: string[] = [];
+  for (const active of order) {
+    try {
+      const tfName = await LOADERS[active]();
+      await tf.ready();
+      current = { requested, active, tfName, notes };
+      return current;
+    } catch (err) {
+      if (requested !== 'auto') {
+        throw new ConfigError(`--backend ${requested} is not available here: ${firstLine(err)}`);
+      }
+      notes.push(`${active}: ${firstLine(err)}`);
+    }
+  }
+  throw new ConfigError(`no TensorFlow.js backend could start (${notes.join('; ')})`);
+}
+
+/** One line for the start of a run. */
+export function describeBackend(info: BackendInfo): string {
+  const passed = info.notes.length > 0 ? ` (passed over: ${info.notes.join('; ')})` : '';
+  return `backend: ${info.active} [tfjs ${tf.version.tfjs}, ${info.tfName}]${passed}`;
+}

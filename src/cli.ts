@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * alexnet: train, evaluate and run AlexNet-style classifiers on image folders.
+ *
+ *   node dist/src/cli.js train --data data/fashion-mnist --preset small
+ *   node dist/src/cli.js eval runs/<run> --split test --tta 10
+ *   node dist/src/cli.js predict --model runs/<run>/final-model image.png
+ *   node dist/src/cli.js data check <root>
+ *
+ * A bad option or input is one line on stderr and exit code 2 (1 for a failed run), never a
+ * stack trace; a stack trace means a bug.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { BACKEND_CHOICES } from './backend';
+import { DEFAULT_DATA, type CliArgs } from './config';
+import { dataCommand } from './data/commands';
+import { UserError } from './errors';
+import { PRESET_NAMES } from './model/presets';
+import { OPTIMIZER_NAMES } from './train/optimizer';
+import { SCHEDULE_NAMES } from './train/schedule';
+import { runEval, runPredict, runSummary, runTrain } from './commands';
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+}
+
+/** Every `train` option, with its default and unit in the help text. */
+export function trainOptions(y: Argv): Argv {
+  return y
+    .option('data', { type: 'string', default: DEFAULT_DATA, describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })
+    .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 32 px)' })
+    .option('epochs', { type: 'number', default: 90, describe: 'passes over the training split' })
+    .option('batch-size', { type: 'number', default: 128, describe: 'global batch in images, split across all workers' })
+    .option('max-steps', { type: 'number', default: 0, describe: 'cap on steps per epoch (0: the whole split)' })
+    .option('train-limit', { type: 'number', default: 0, describe: 'use a seeded subset of this many training images (0: all)' })
+    .option('optimizer', { choices: OPTIMIZER_NAMES, default: 'sgd', describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" })
+    .option('lr', { type: 'number', default: 0.01, describe: 'initial learning rate' })
+    .option('momentum', { type: 'number', default: 0.9, describe: 'SGD momentum' })
+    .option('weight-decay', { type: 'number', default: 0.0005, describe: 'weight decay on weights (not biases)' })
+    .option('schedule', { choices: SCHEDULE_NAMES, default: 'plateau', describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs' })
+    .option('lr-factor', { type: 'number', default: 10, describe: 'divisor at each learning-rate drop' })
+    .option('lr-step-epochs', { type: 'number', default: 30, describe: 'epochs between drops (step schedule)' })
+    .option('lr-patience', { type: 'number', default: 1, describe: 'epochs without val improvement before a drop (plateau schedule)' })
+    .option('activation', { choices: ['relu', 'tanh'] as const, default: 'relu', describe: 'ReLU (paper) or tanh (the paper\'s Figure 1 comparison)' })
+    .option('lrn', { type: 'boolean', default: true, describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
+    .option('overlapping-pool', { type: 'boolean', default: true, describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
+    .option('dropout', { type: 'number', describe: 'dropout rate in the hidden FC layers (default: the preset\'s, 0.5)' })
+    .option('init', { choices: ['preset', 'paper', 'he'] as const, default: 'preset', describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s' })
+    .option('tta', { type: 'number', default: 1, describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
+    .option('drop-last', { type: 'boolean', default: false, describe: 'drop the last incomplete global batch of each epoch' })
+    .option('seed', { type: 'number', default: 0, describe: 'seed of initialisation, shuffling, augmentation and dropout' })
+    .option('run-dir', { type: 'string', default: `runs/${timestamp()}`, describe: 'where checkpoints, metrics.jsonl and exported models go' })
+    .option('resume', { type: 'string', describe: 'continue from a checkpoint file or run directory (its last.ckpt)' })
+    .option('checkpoint-every', { type: 'number', default: 0, describe: 'also checkpoint every N steps (0: each epoch end and on Ctrl-C)' })
+    .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend: auto tries node-gpu, node, wasm, cpu' })
+    .option('devices', { type: 'string', default: 'auto', describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
+    .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
+    .option('checksum-every', { type: 'number', default: 50, describe: 'compare a checksum of the weights across workers every N steps (0: never)' })
+    .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
+}
+
+export function buildCli(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName('alexnet')
+    .usage('$0 <command> [options]')
+    .command('train', 'train AlexNet on an image dataset', trainOptions, (a) => runTrain(a as CliArgs))
+    .command(
+      'eval <checkpoint>',
+      'top-1/top-5 error of a checkpoint (file or run directory) on a split',
+      (y: Argv): Argv =>
+        y
+          .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
+          .option('data', { type: 'string', describe: 'dataset root (default: the one the checkpoint was trained on)' })
+          .option('split', { choices: ['train', 'val', 'test'] as const, default: 'test', describe: 'split to evaluate' })
+          .option('tta', { type: 'number', default: 1, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
+          .option('batch-size', { type: 'number', default: 128, describe: 'images per batch' })
+          .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
+      async (a) => {
+        await runEval(a as CliArgs);
+      },
+    )
+    .command(
+      'predict <images..>',
+      'top-5 classes with probabilities for each image',
+      (y: Argv): Argv =>
+        y
+          .positional('images', { type: 'string', array: true, demandOption: true, describe: 'image files' })
+          .option('model', { type: 'string', demandOption: true, describe: 'exported model folder (run-dir/final-model or best-model)' })
+          .option('top', { type: 'number', default: 5, describe: 'classes to show per image' })
+          .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
+      async (a) => {
+        await runPredict(a as CliArgs);
+      },
+    )
+    .command(
+      'summary',
+      'print the layer table and parameter count of a preset',
+      (y: Argv): Argv =>
+        y
+          .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network' })
+          .option('classes', { type: 'number', default: 1000, describe: 'output classes' }),
+      (a) => runSummary(a as CliArgs),
+    )
+    .command(dataCommand)
+    .demandCommand(1, 'name a command: train, eval, predict, summary or data')
+    .strict()
+    .recommendCommands()
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw new UsageError(msg);
+    });
+}
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildCli(argv).parseAsync();
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`alexnet: ${err.message} (see --help)\n`);
+      return 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`alexnet: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+}
+
+if (require.main === module) {
+  main(hideBin(process.argv)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`alexnet: internal error (a bug; please report it):\n${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

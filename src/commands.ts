@@ -1,0 +1,155 @@
+/**
+ * What each CLI command does, once yargs has parsed its arguments. Kept out of cli.ts so the
+ * option table stays readable and the commands can be called from tests.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { describeBackend, initBackend, type BackendChoice } from './backend';
+import { buildTrainConfig, env, specOverrides, type CliArgs, type TrainConfig } from './config';
+import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
+import { openDataset, type SplitName } from './data/dataset';
+import { decodeFile } from './data/decode';
+import { CheckpointError, ConfigError, DataError } from './errors';
+import { createAlexNet } from './model/alexnet';
+import { loadExportedModel } from './model/export';
+import { buildSpec, type PresetName } from './model/presets';
+import { formatSummary } from './model/summary';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
+import { BatchLoader } from './data/loader';
+import { addSums, emptySums, summarize, type MetricSummary } from './train/metrics';
+import { setWeights } from './train/setup';
+import { evalBatch } from './train/step';
+import { Trainer, type TrainResult } from './train/trainer';
+import { consoleLogger, type Logger } from './util/log';
+import { resolveDevices, describeDevices } from './parallel/devices';
+import { runDataParallel } from './parallel/coordinator';
+
+export function formatPercent(x: number): string {
+  return Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`;
+}
+
+function printFinal(log: Logger, result: TrainResult): void {
+  if (result.stopped) return;
+  const last = result.epochs[result.epochs.length - 1];
+  if (last?.val) log.result(`final val: top-1 error ${formatPercent(last.val.top1Error)}, top-5 error ${formatPercent(last.val.top5Error)}`);
+  if (result.test) {
+    log.result(`final test (${result.test.count} images): top-1 error ${formatPercent(result.test.top1Error)}, top-5 error ${formatPercent(result.test.top5Error)}`);
+  }
+  log.result(`wall time ${(result.wallMs / 1000).toFixed(1)} s; run directory ${result.runDir}`);
+}
+
+/** Single process: this process trains (one device, or the single-GPU fallback). */
+export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
+  const backend = await initBackend(config.backend, gpuVisible);
+  log.info(describeBackend(backend));
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    log.info('Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await new Trainer(config, { log, tty: env.isTTY(), collective: null, shouldStop: () => stopRequested }).run();
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export async function runTrain(args: CliArgs): Promise<void> {
+  const config = buildTrainConfig(args);
+  const log = consoleLogger({ level: config.logLevel });
+  const devices = resolveDevices(config);
+  log.info(describeDevices(devices));
+  const spec = buildSpec(config.preset, specOverrides(config));
+  const ds = await openDataset(config.data);
+  log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
+  log.info(formatSummary(spec, ds.classes.length));
+  const result = devices.worldSize === 1 ? await trainInProcess(config, log, devices.kind === 'gpu') : await runDataParallel(config, devices, log);
+  printFinal(log, result);
+  if (result.stopped) process.exitCode = 130;
+}
+
+function checkpointFile(target: string): string {
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) {
+    const best = path.join(target, BEST_CHECKPOINT);
+    return fs.existsSync(best) ? best : path.join(target, LAST_CHECKPOINT);
+  }
+  return target;
+}
+
+function ttaOf(args: CliArgs): 1 | 10 {
+  const tta = Number(args['tta']);
+  if (tta !== 1 && tta !== 10) throw new ConfigError(`--tta must be 1 or 10, got ${String(args['tta'])}`);
+  return tta;
+}
+
+export async function runEval(args: CliArgs): Promise<MetricSummary> {
+  const file = checkpointFile(String(args['checkpoint']));
+  const ckpt = loadCheckpoint(file);
+  const tta = ttaOf(args);
+  const batchSize = Number(args['batch-size']);
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`--batch-size must be a whole number >= 1`);
+  const log = consoleLogger({ level: 'info' });
+  log.info(describeBackend(await initBackend(args['backend'] as BackendChoice, false)));
+  const dataRoot = args['data'] == null ? ckpt.config.data : String(args['data']);
+  if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
+  const ds = await openDataset(dataRoot);
+  const split = String(args['split']) as SplitName;
+  const samples = ds.splits[split]?.samples;
+  if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
+  checkCompatible(ckpt, ckpt.config.preset, ds.classes, file);
+  const spec = buildSpec(ckpt.config.preset, specOverrides(ckpt.config));
+  const model = createAlexNet(spec, ckpt.classes.length, 0);
+  setWeights(model, ckpt.weights, file);
+  const { loadStats } = await import('./data/stats');
+  const loader = new BatchLoader({
+    samples, resizeSize: spec.resizeSize, cropSize: spec.inputSize, globalBatchSize: batchSize, rank: 0, worldSize: 1,
+    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: await loadStats(ds.root),
+    onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
+  });
+  let sums = emptySums();
+  for await (const batch of loader.epoch(0)) sums = addSums(sums, evalBatch(model, batch));
+  const s = summarize(sums);
+  log.result(`${split} (${s.count} images, ${tta === 10 ? '10 patches' : 'centre crop'}): top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
+  return s;
+}
+
+export interface Prediction {
+  image: string;
+  top: { label: string; probability: number }[];
+}
+
+export async function runPredict(args: CliArgs): Promise<Prediction[]> {
+  const dir = String(args['model']);
+  if (!fs.existsSync(path.join(dir, 'model.json'))) throw new CheckpointError(`${dir} has no model.json: pass an exported model folder (run-dir/final-model)`);
+  await initBackend(args['backend'] as BackendChoice, false);
+  const { model, meta } = await loadExportedModel(dir);
+  const top = Math.max(1, Math.min(Number(args['top']) || 5, meta.classes.length));
+  const affine = channelAffine({ meanRgb: meta.meanRgb, stdRgb: meta.stdRgb, eigenvalues: [0, 0, 0], eigenvectors: [[1, 0, 0], [0, 1, 0], [0, 0, 1]] });
+  const results: Prediction[] = [];
+  let failures = 0;
+  for (const image of args['images'] as string[]) {
+    const decoded = await decodeFile(image, { sizePx: meta.resizeSize });
+    if (!decoded.ok) {
+      process.stderr.write(`${image}: cannot use this image: ${decoded.reason}\n`);
+      failures++;
+      continue;
+    }
+    const input = new Float32Array(cropElements(meta.inputSize));
+    writeCrop(decoded.pixels, meta.resizeSize, meta.inputSize, centerCropBox(meta.resizeSize, meta.inputSize), false, affine, input, 0);
+    const probs = tf.tidy(() => (model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor).dataSync());
+    const ranked = Array.from(probs, (p, i) => ({ label: meta.classes[i], probability: p })).sort((a, b) => b.probability - a.probability).slice(0, top);
+    results.push({ image, top: ranked });
+    process.stdout.write(`${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${(100 * r.probability).toFixed(2)}%`).join('\n')}\n`);
+  }
+  if (failures > 0) process.exitCode = 1;
+  return results;
+}
+
+export function runSummary(args: CliArgs): void {
+  const classes = Number(args['classes']);
+  if (!Number.isInteger(classes) || classes < 1) throw new ConfigError('--classes must be a whole number >= 1');
+  process.stdout.write(`${formatSummary(buildSpec(args['preset'] as PresetName), classes)}\n`);
+}

@@ -1,0 +1,159 @@
+/**
+ * The one typed, validated, frozen TrainConfig, and the only module that reads process.env.
+ * It is built once from the command line, saved in every checkpoint and sent to workers;
+ * derived values (per-rank batch, class count) are computed elsewhere, never written back.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BACKEND_CHOICES, type BackendChoice } from './backend';
+import { ConfigError } from './errors';
+import { PRESET_NAMES, type PresetName, type SpecOverrides } from './model/presets';
+import { OPTIMIZER_NAMES, type OptimizerName } from './train/optimizer';
+import { SCHEDULE_NAMES, type ScheduleName } from './train/schedule';
+
+export interface TrainConfig {
+  /** Dataset root: {train,val,test}/<class>/<image> folders or {train,val,test}.txt list files. */
+  data: string;
+  preset: PresetName;
+  /** Changes to the preset for the paper's ablations. */
+  model: Required<Pick<SpecOverrides, 'activation' | 'lrn' | 'overlappingPool'>> & { dropoutRate: number | null; init: 'paper' | 'he' | 'preset' };
+  epochs: number;
+  /** Global batch: split across all workers each step. */
+  batchSize: number;
+  /** Stop each epoch after this many steps (0: the whole split). For quick runs and benchmarks. */
+  maxStepsPerEpoch: number;
+  /** Use at most this many training images (0: all), a seeded stratified-agnostic prefix of the shuffle. */
+  trainLimit: number;
+  optimizer: OptimizerName;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  schedule: ScheduleName;
+  lrFactor: number;
+  lrStepEpochs: number;
+  lrPatience: number;
+  augment: { crop: boolean; flip: boolean; pcaLighting: boolean };
+  /** Test-time augmentation at evaluation: 1 (centre crop) or 10 (the paper's 10 patches). */
+  tta: 1 | 10;
+  dropLast: boolean;
+  seed: number;
+  runDir: string;
+  /** A checkpoint file or a run directory to continue from. */
+  resume: string | null;
+  /** Also save a checkpoint every N steps (0: only at epoch ends and on Ctrl-C). */
+  checkpointEverySteps: number;
+  backend: BackendChoice;
+  /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
+  devices: string;
+  strictDevices: boolean;
+  /** Compare a checksum of the weights across ranks every N steps. */
+  checksumEverySteps: number;
+  logLevel: 'quiet' | 'info' | 'debug';
+}
+
+export const DEFAULT_DATA = 'data/fashion-mnist';
+
+export type CliArgs = Record<string, unknown>;
+
+function num(args: CliArgs, key: string): number {
+  const v = args[key];
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isFinite(n)) throw new ConfigError(`--${key} must be a number, got '${String(v)}'`);
+  return n;
+}
+
+function positiveInt(args: CliArgs, key: string, allowZero = false): number {
+  const n = num(args, key);
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) {
+    throw new ConfigError(`--${key} must be a whole number ${allowZero ? '>= 0' : '>= 1'}, got ${n}`);
+  }
+  return n;
+}
+
+function positive(args: CliArgs, key: string, allowZero = false): number {
+  const n = num(args, key);
+  if (n < 0 || (!allowZero && n === 0)) throw new ConfigError(`--${key} must be ${allowZero ? '>= 0' : '> 0'}, got ${n}`);
+  return n;
+}
+
+function oneOf<T extends string>(args: CliArgs, key: string, choices: readonly T[]): T {
+  const v = String(args[key]);
+  if (!(choices as readonly string[]).includes(v)) throw new ConfigError(`--${key} must be one of ${choices.join(', ')}; got '${v}'`);
+  return v as T;
+}
+
+function existingPath(p: string, what: string): string {
+  if (!fs.existsSync(p)) throw new ConfigError(`${what} '${p}' does not exist`);
+  return path.resolve(p);
+}
+
+/** Validates parsed CLI arguments into a frozen TrainConfig. Throws ConfigError (exit 2). */
+export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
+  const tta = positiveInt(args, 'tta');
+  if (tta !== 1 && tta !== 10) throw new ConfigError(`--tta must be 1 (centre crop) or 10 (the paper's 10 patches), got ${tta}`);
+  const dropout = args['dropout'];
+  const config: TrainConfig = {
+    data: existingPath(String(args['data']), 'dataset'),
+    preset: oneOf(args, 'preset', PRESET_NAMES),
+    model: {
+      activation: oneOf(args, 'activation', ['relu', 'tanh'] as const),
+      lrn: Boolean(args['lrn']),
+      overlappingPool: Boolean(args['overlapping-pool']),
+      dropoutRate: dropout === undefined ? null : num(args, 'dropout'),
+      init: oneOf(args, 'init', ['paper', 'he', 'preset'] as const),
+    },
+    epochs: positiveInt(args, 'epochs'),
+    batchSize: positiveInt(args, 'batch-size'),
+    maxStepsPerEpoch: positiveInt(args, 'max-steps', true),
+    trainLimit: positiveInt(args, 'train-limit', true),
+    optimizer: oneOf(args, 'optimizer', OPTIMIZER_NAMES),
+    lr: positive(args, 'lr'),
+    momentum: positive(args, 'momentum', true),
+    weightDecay: positive(args, 'weight-decay', true),
+    schedule: oneOf(args, 'schedule', SCHEDULE_NAMES),
+    lrFactor: positive(args, 'lr-factor'),
+    lrStepEpochs: positiveInt(args, 'lr-step-epochs'),
+    lrPatience: positiveInt(args, 'lr-patience'),
+    augment: { crop: Boolean(args['crop']), flip: Boolean(args['flip']), pcaLighting: Boolean(args['pca-lighting']) },
+    tta,
+    dropLast: Boolean(args['drop-last']),
+    seed: positiveInt(args, 'seed', true),
+    runDir: path.resolve(String(args['run-dir'])),
+    resume: args['resume'] == null ? null : existingPath(String(args['resume']), '--resume checkpoint'),
+    checkpointEverySteps: positiveInt(args, 'checkpoint-every', true),
+    backend: oneOf(args, 'backend', BACKEND_CHOICES),
+    devices: String(args['devices'] ?? 'auto'),
+    strictDevices: Boolean(args['strict-devices']),
+    checksumEverySteps: positiveInt(args, 'checksum-every', true),
+    logLevel: oneOf(args, 'log-level', ['quiet', 'info', 'debug'] as const),
+  };
+  if (config.model.dropoutRate !== null && (config.model.dropoutRate < 0 || config.model.dropoutRate >= 1)) {
+    throw new ConfigError(`--dropout must be in [0, 1), got ${config.model.dropoutRate}`);
+  }
+  return deepFreeze(config);
+}
+
+export function specOverrides(config: Pick<TrainConfig, 'model'>): SpecOverrides {
+  const { activation, lrn, overlappingPool, dropoutRate, init } = config.model;
+  return {
+    activation,
+    lrn,
+    overlappingPool,
+    ...(dropoutRate === null ? {} : { dropoutRate }),
+    ...(init === 'preset' ? {} : { init }),
+  };
+}
+
+export function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value as object)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Environment facts, read here only. */
+export const env = {
+  isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
+  cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
+};

@@ -1,0 +1,174 @@
+/**
+ * AlexNet as plain tfjs variables and a forward function (nanoGPT style): no tf.layers, since
+ * tf.layers has neither LRN nor grouped convolution. The network's output is logits; the
+ * softmax lives in the loss (the seed notebook's softmax-inside-the-model bug).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ConvPad, ConvSpec, ModelSpec } from './presets';
+
+/** One trainable tensor, in a fixed order shared by every rank and every checkpoint. */
+export interface Param {
+  name: string;
+  shape: number[];
+  /** Weights get weight decay; biases do not (as in cuda-convnet's config). */
+  kind: 'weight' | 'bias';
+  variable: tf.Variable;
+}
+
+export interface LayerShape {
+  layer: string;
+  outputShape: number[];
+  params: number;
+}
+
+export interface AlexNet {
+  spec: ModelSpec;
+  numClasses: number;
+  params: Param[];
+}
+
+function convOutSize(size: number, kernel: number, stride: number, pad: ConvPad): number {
+  if (pad === 'same') return Math.ceil(size / stride);
+  const padTotal = pad === 'valid' ? 0 : 2 * pad;
+  return Math.floor((size + padTotal - kernel) / stride) + 1;
+}
+
+function poolOutSize(size: number, window: number, stride: number): number {
+  return Math.floor((size - window) / stride) + 1;
+}
+
+/** Layer-by-layer output shapes and parameter counts (pure: the model summary and the tests). */
+export function layerShapes(spec: ModelSpec, numClasses: number): LayerShape[] {
+  const rows: LayerShape[] = [];
+  let size = spec.inputSize;
+  let channels = 3;
+  for (const c of spec.convs) {
+    if (channels % c.groups !== 0 || c.filters % c.groups !== 0) {
+      throw new Error(`${c.name}: ${channels} input / ${c.filters} output channels do not split into ${c.groups} groups`);
+    }
+    size = convOutSize(size, c.kernel, c.stride, c.pad);
+    const params = c.kernel * c.kernel * (channels / c.groups) * c.filters + c.filters;
+    channels = c.filters;
+    rows.push({ layer: `${c.name}${c.groups > 1 ? ` (${c.groups} groups)` : ''}`, outputShape: [size, size, channels], params });
+    if (c.lrn && spec.lrn) rows.push({ layer: `${c.name}/lrn`, outputShape: [size, size, channels], params: 0 });
+    if (c.pool) {
+      size = poolOutSize(size, spec.pool.window, spec.pool.stride);
+      if (size < 1) throw new Error(`${c.name}/pool: input ${spec.inputSize} px is too small for this network`);
+      rows.push({ layer: `${c.name}/pool`, outputShape: [size, size, channels], params: 0 });
+    }
+  }
+  let units = size * size * channels;
+  for (const h of [...spec.hidden, { name: 'fc8', units: numClasses }]) {
+    rows.push({ layer: h.name, outputShape: [h.units], params: units * h.units + h.units });
+    units = h.units;
+  }
+  return rows;
+}
+
+export function countParams(spec: ModelSpec, numClasses: number): number {
+  return layerShapes(spec, numClasses).reduce((sum, r) => sum + r.params, 0);
+}
+
+/** Deterministic normal initialiser: every rank that uses the same seed builds the same model. */
+function initWeight(shape: number[], std: number | 'he', fanIn: number, seed: number): tf.Tensor {
+  const s = std === 'he' ? Math.sqrt(2 / fanIn) : std;
+  return tf.randomNormal(shape, 0, s, 'float32', seed);
+}
+
+/** Creates the variables with the paper's initialisation (or He's, when the spec says so). */
+export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number): AlexNet {
+  const params: Param[] = [];
+  let channels = 3;
+  let layerIndex = 0;
+  const add = (name: string, kind: Param['kind'], value: tf.Tensor) => {
+    // tfjs variable names are global to the process: leave them unique (auto), keep ours in `name`.
+    params.push({ name, shape: value.shape, kind, variable: tf.variable(value, true) });
+  };
+  tf.tidy(() => {
+    for (const c of spec.convs) {
+      const shape = [c.kernel, c.kernel, channels / c.groups, c.filters];
+      add(`${c.name}/kernel`, 'weight', initWeight(shape, spec.weightInitStd, shape[0] * shape[1] * shape[2], seed + layerIndex++));
+      add(`${c.name}/bias`, 'bias', tf.fill([c.filters], c.biasInit));
+      channels = c.filters;
+    }
+    const shapes = layerShapes(spec, numClasses);
+    const flatIndex = shapes.findIndex((r) => r.layer === spec.hidden[0]?.name || r.layer === 'fc8');
+    let units = shapes[flatIndex - 1].outputShape.reduce((a, b) => a * b, 1);
+    for (const h of [...spec.hidden, { name: 'fc8', units: numClasses, biasInit: 0 }]) {
+      add(`${h.name}/kernel`, 'weight', initWeight([units, h.units], spec.weightInitStd, units, seed + layerIndex++));
+      add(`${h.name}/bias`, 'bias', tf.fill([h.units], h.biasInit));
+      units = h.units;
+    }
+  });
+  return { spec, numClasses, params };
+}
+
+function tfPad(pad: ConvPad): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
+  if (typeof pad !== 'number') return pad;
+  return [[0, 0], [pad, pad], [pad, pad], [0, 0]];
+}
+
+function activate(x: tf.Tensor, activation: ModelSpec['activation']): tf.Tensor {
+  return activation === 'relu' ? tf.relu(x) : tf.tanh(x);
+}
+
+/**
+ * One (possibly grouped) convolution with bias and activation. tfjs conv2d has no `groups`, so
+ * a grouped conv is split -> one conv2d per group -> concat, with the kernel split on its
+ * output axis: one [k, k, in/groups, out] kernel, as in Caffe.
+ */
+export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D, c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>, activation: ModelSpec['activation']): tf.Tensor4D {
+  const fused = activation === 'relu';
+  const convOne = (xg: tf.Tensor4D, kg: tf.Tensor4D, bg: tf.Tensor1D): tf.Tensor4D => {
+    if (fused) return tf.fused.conv2d({ x: xg, filter: kg, bias: bg, strides: c.stride, pad: tfPad(c.pad), activation: 'relu' });
+    return activate(tf.add(tf.conv2d(xg, kg, c.stride, tfPad(c.pad)), bg), activation) as tf.Tensor4D;
+  };
+  if (c.groups === 1) return convOne(x, kernel, bias);
+  const xs = tf.split(x, c.groups, 3);
+  const ks = tf.split(kernel, c.groups, 3);
+  const bs = tf.split(bias, c.groups, 0);
+  return tf.concat(xs.map((xg, g) => convOne(xg as tf.Tensor4D, ks[g] as tf.Tensor4D, bs[g] as tf.Tensor1D)), 3);
+}
+
+function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activation: ModelSpec['activation'] | 'linear'): tf.Tensor2D {
+  if (activation === 'tanh') return tf.tanh(tf.add(tf.matMul(x, kernel), bias)) as tf.Tensor2D;
+  return tf.fused.matMul({ a: x, b: kernel, bias, activation }) as tf.Tensor2D;
+}
+
+export interface ForwardOptions {
+  /** Dropout on (training) or off (evaluation, or the "same answer at any worker count" tests). */
+  training: boolean;
+  /** Seed of this step's dropout masks: a function of (run seed, step, rank), for exact resume. */
+  dropoutSeed?: number;
+}
+
+/** images NHWC [n, size, size, 3] -> logits [n, classes]. */
+export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+  const { spec } = model;
+  const p = model.params;
+  let i = 0;
+  const next = () => p[i++].variable;
+  let x: tf.Tensor4D = images;
+  for (const c of spec.convs) {
+    x = groupedConv(x, next() as tf.Tensor4D, next() as tf.Tensor1D, c, spec.activation);
+    if (c.lrn && spec.lrn) {
+      const { depthRadius, bias, alpha, beta } = spec.lrn;
+      x = tf.localResponseNormalization(x, depthRadius, bias, alpha, beta) as tf.Tensor4D;
+    }
+    if (c.pool) x = tf.maxPool(x, spec.pool.window, spec.pool.stride, 'valid') as tf.Tensor4D;
+  }
+  let h = tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
+  const rate = opts.training ? spec.dropoutRate : 0;
+  let dropIndex = 0;
+  const drop = (t: tf.Tensor2D) => (rate > 0 ? (tf.dropout(t, rate, undefined, (opts.dropoutSeed ?? 0) * 7 + dropIndex++) as tf.Tensor2D) : t);
+  for (let l = 0; l < spec.hidden.length; l++) {
+    if (spec.dropoutPlacement === 'before') h = drop(h);
+    h = dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, spec.activation);
+    if (spec.dropoutPlacement === 'after') h = drop(h);
+  }
+  return dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, 'linear');
+}
+
+export function disposeModel(model: AlexNet): void {
+  for (const p of model.params) p.variable.dispose();
+}

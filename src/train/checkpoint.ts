@@ -1,0 +1,151 @@
+/**
+ * Checkpoints: one self-describing binary file, written atomically (temp file, fsync, rename),
+ * so a crash or Ctrl-C mid-write leaves the previous checkpoint intact.
+ *
+ * Layout: MAGIC | u32 header length | JSON header | float32 tensors back to back.
+ * The header holds the frozen config (like nanoGPT), the position (epoch, step), the schedule
+ * and optimizer state, the RNG seed and the table of tensors.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { TrainConfig } from '../config';
+import { CheckpointError } from '../errors';
+import { writeAtomic } from '../util/files';
+import type { OptimizerState } from './optimizer';
+import type { ScheduleState } from './schedule';
+
+const MAGIC = Buffer.from('ALEXNETCKPT1\n');
+export const LAST_CHECKPOINT = 'last.ckpt';
+export const BEST_CHECKPOINT = 'best.ckpt';
+
+interface TensorEntry {
+  name: string;
+  shape: number[];
+  /** Offset in float32 elements into the data section. */
+  offset: number;
+  length: number;
+}
+
+export interface TrainingPosition {
+  /** The next epoch to run (0-based) and how many of its steps are already done. */
+  epoch: number;
+  stepInEpoch: number;
+  /** Optimizer steps since the start of the run. */
+  globalStep: number;
+}
+
+export interface CheckpointContents {
+  config: TrainConfig;
+  classes: string[];
+  position: TrainingPosition;
+  schedule: ScheduleState;
+  bestValTop1Error: number;
+  /** Every random choice derives from (seed, epoch, step): this is the whole RNG state. */
+  rng: { seed: number };
+  weights: { name: string; shape: number[]; data: Float32Array }[];
+  optimizer: OptimizerState;
+}
+
+interface Header extends Omit<CheckpointContents, 'weights' | 'optimizer'> {
+  version: 1;
+  weights: TensorEntry[];
+  optimizer: { name: OptimizerState['name']; iterations: number; slots: Record<string, TensorEntry[]> };
+}
+
+/** JSON has no Infinity/NaN (they become null): keep them as tagged strings, e.g. the schedule's "no best yet". */
+const NON_FINITE = new Map<string, number>([['__Infinity__', Infinity], ['__-Infinity__', -Infinity], ['__NaN__', NaN]]);
+function replaceNonFinite(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isFinite(value) ? `__${value}__` : value;
+}
+function reviveNonFinite(_key: string, value: unknown): unknown {
+  return typeof value === 'string' && NON_FINITE.has(value) ? NON_FINITE.get(value) : value;
+}
+
+export function encodeCheckpoint(c: CheckpointContents): Buffer {
+  const blobs: Float32Array[] = [];
+  let offset = 0;
+  const entry = (name: string, shape: number[], data: Float32Array): TensorEntry => {
+    blobs.push(data);
+    const e = { name, shape, offset, length: data.length };
+    offset += data.length;
+    return e;
+  };
+  const weights = c.weights.map((w) => entry(w.name, w.shape, w.data));
+  const slots: Record<string, TensorEntry[]> = {};
+  for (const [slot, arrays] of Object.entries(c.optimizer.slots)) {
+    slots[slot] = arrays.map((a, i) => entry(`${c.weights[i].name}/${slot}`, c.weights[i].shape, a));
+  }
+  const header: Header = {
+    ...c,
+    version: 1,
+    weights,
+    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
+  };
+  const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
+  const data = Buffer.alloc(offset * 4);
+  let at = 0;
+  for (const b of blobs) {
+    Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(data, at);
+    at += b.byteLength;
+  }
+  return Buffer.concat([MAGIC, len, json, data]);
+}
+
+export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContents {
+  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw new CheckpointError(`${file} is not an alexnet checkpoint (bad magic bytes)`);
+  }
+  const jsonLen = bytes.readUInt32LE(MAGIC.length);
+  const jsonStart = MAGIC.length + 4;
+  let header: Header;
+  try {
+    header = JSON.parse(bytes.subarray(jsonStart, jsonStart + jsonLen).toString('utf8'), reviveNonFinite) as Header;
+  } catch {
+    throw new CheckpointError(`${file} is corrupt: its header is not valid JSON (truncated file?)`);
+  }
+  const dataStart = jsonStart + jsonLen;
+  // Copy into an aligned buffer: Float32Array views need 4-byte alignment.
+  const data = new Float32Array(bytes.length - dataStart >= 0 ? (bytes.length - dataStart) >> 2 : 0);
+  Buffer.from(data.buffer).set(bytes.subarray(dataStart, dataStart + data.length * 4));
+  const read = (e: TensorEntry): Float32Array => {
+    if (e.offset + e.length > data.length) throw new CheckpointError(`${file} is truncated: tensor ${e.name} runs past the end`);
+    return data.subarray(e.offset, e.offset + e.length);
+  };
+  const slots: Record<string, Float32Array[]> = {};
+  for (const [slot, entries] of Object.entries(header.optimizer.slots)) slots[slot] = entries.map(read);
+  return {
+    config: header.config,
+    classes: header.classes,
+    position: header.position,
+    schedule: header.schedule,
+    bestValTop1Error: header.bestValTop1Error,
+    rng: header.rng,
+    weights: header.weights.map((e) => ({ name: e.name, shape: e.shape, data: read(e) })),
+    optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots },
+  };
+}
+
+export function saveCheckpoint(file: string, c: CheckpointContents): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeAtomic(file, encodeCheckpoint(c));
+}
+
+/** Loads a checkpoint file, or `last.ckpt` inside a run directory. */
+export function loadCheckpoint(fileOrRunDir: string): CheckpointContents {
+  let file = fileOrRunDir;
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, LAST_CHECKPOINT);
+  if (!fs.existsSync(file)) throw new CheckpointError(`no checkpoint at ${file}`);
+  return decodeCheckpoint(fs.readFileSync(file), file);
+}
+
+/** Refuses a checkpoint made for another network: the weights would not fit. */
+export function checkCompatible(c: CheckpointContents, preset: string, classes: string[], file: string): void {
+  if (c.config.preset !== preset) {
+    throw new CheckpointError(`${file} was trained with --preset ${c.config.preset}, this run uses --preset ${preset}`);
+  }
+  if (c.classes.length !== classes.length) {
+    throw new CheckpointError(`${file} has ${c.classes.length} classes, the dataset has ${classes.length}`);
+  }
+}

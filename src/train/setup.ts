@@ -1,0 +1,121 @@
+/**
+ * Everything a training run needs before its first step: the dataset and its statistics, the
+ * model (fresh or from a checkpoint), the optimizer and the schedule. Kept apart from the
+ * loop so the loop reads top to bottom.
+ */
+import * as path from 'node:path';
+import type { TrainConfig } from '../config';
+import { specOverrides } from '../config';
+import { DataError } from '../errors';
+import { preflight } from '../data/check';
+import { openDataset, type Dataset, type Sample } from '../data/dataset';
+import { permutation, rngFor, RngStream } from '../data/rng';
+import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/stats';
+import { createAlexNet, type AlexNet } from '../model/alexnet';
+import { buildSpec } from '../model/presets';
+import type { Logger } from '../util/log';
+import { checkCompatible, loadCheckpoint, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { Optimizer } from './optimizer';
+import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
+import * as tf from '@tensorflow/tfjs';
+
+export interface RunState {
+  dataset: Dataset;
+  train: Sample[];
+  stats: DatasetStats | null;
+  model: AlexNet;
+  optimizer: Optimizer;
+  scheduleOptions: ScheduleOptions;
+  schedule: ScheduleState;
+  position: TrainingPosition;
+  bestValTop1Error: number;
+}
+
+export function scheduleOptionsOf(config: TrainConfig): ScheduleOptions {
+  return {
+    name: config.schedule,
+    baseLr: config.lr,
+    factor: config.lrFactor,
+    stepEpochs: config.lrStepEpochs,
+    patience: config.lrPatience,
+    minDelta: 1e-4,
+    maxDrops: 3,
+  };
+}
+
+/** A seeded subset of the training split, for quick runs (`--train-limit`). */
+export function limitSamples(samples: Sample[], limit: number, seed: number): Sample[] {
+  if (limit <= 0 || limit >= samples.length) return samples;
+  const order = permutation(samples.length, rngFor(RngStream.subset, seed, 0, 0));
+  return Array.from(order.subarray(0, limit)).sort((a, b) => a - b).map((i) => samples[i]);
+}
+
+/**
+ * Loads the dataset statistics saved beside it, or computes them from the training split and
+ * saves them (only `canWrite` processes write: rank 0 or the coordinator).
+ */
+export async function datasetStats(dataset: Dataset, train: Sample[], sizePx: number, canWrite: boolean, log: Logger): Promise<DatasetStats> {
+  const saved = await loadStats(dataset.root);
+  if (saved != null) return saved;
+  log.info(`computing dataset statistics (mean, std, RGB eigenvectors) over ${train.length} training images...`);
+  const stats = await computeStats(train, { sizePx });
+  if (canWrite) log.info(`saved ${await saveStats(dataset.root, stats)}`);
+  return stats;
+}
+
+export async function openTrainingData(config: TrainConfig, canWrite: boolean, log: Logger): Promise<{ dataset: Dataset; train: Sample[]; stats: DatasetStats }> {
+  const dataset = await openDataset(config.data);
+  const trainSplit = dataset.splits.train;
+  if (trainSplit == null || trainSplit.samples.length === 0) {
+    throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
+  }
+  const train = limitSamples(trainSplit.samples, config.trainLimit, config.seed);
+  const spec = buildSpec(config.preset, specOverrides(config));
+  await preflight(train, { sizePx: spec.resizeSize });
+  const stats = await datasetStats(dataset, train, spec.resizeSize, canWrite, log);
+  return { dataset, train, stats };
+}
+
+export function setWeights(model: AlexNet, weights: CheckpointContents['weights'], file: string): void {
+  const byName = new Map(weights.map((w) => [w.name, w]));
+  for (const p of model.params) {
+    const w = byName.get(p.name);
+    if (w == null || w.data.length !== p.variable.size) {
+      throw new DataError(`${file} does not fit this model: ${p.name} is missing or has the wrong size`);
+    }
+    p.variable.assign(tf.tensor(w.data, p.shape));
+  }
+}
+
+export async function buildRunState(config: TrainConfig, canWrite: boolean, log: Logger): Promise<RunState> {
+  const { dataset, train, stats } = await openTrainingData(config, canWrite, log);
+  const spec = buildSpec(config.preset, specOverrides(config));
+  const model = createAlexNet(spec, dataset.classes.length, config.seed);
+  const optimizer = new Optimizer(
+    { name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
+  const scheduleOptions = scheduleOptionsOf(config);
+  const state: RunState = {
+    dataset,
+    train,
+    stats,
+    model,
+    optimizer,
+    scheduleOptions,
+    schedule: initialScheduleState(scheduleOptions),
+    position: { epoch: 0, stepInEpoch: 0, globalStep: 0 },
+    bestValTop1Error: Infinity,
+  };
+  if (config.resume != null) {
+    const ckpt = loadCheckpoint(config.resume);
+    checkCompatible(ckpt, config.preset, dataset.classes, config.resume);
+    setWeights(model, ckpt.weights, config.resume);
+    optimizer.setState(ckpt.optimizer);
+    state.schedule = ckpt.schedule;
+    state.position = ckpt.position;
+    state.bestValTop1Error = ckpt.bestValTop1Error ?? Infinity;
+    log.info(`resumed from ${config.resume}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
+  }
+  return state;
+}

@@ -1,0 +1,277 @@
+/**
+ * The training loop, top to bottom: epochs of steps, validation every epoch, the learning-rate
+ * schedule, checkpoints, metrics, exports and the final test. The same loop runs in the single
+ * process fallback (no collective) and in every data-parallel worker (a ring collective);
+ * only the master (rank 0) prints progress and writes files.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { TrainConfig } from '../config';
+import type { Sample } from '../data/dataset';
+import { BatchLoader, type LoaderMode } from '../data/loader';
+import type { DatasetStats } from '../data/stats';
+import { exportGraphModel } from '../model/export';
+import type { Logger } from '../util/log';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
+import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
+import { ProgressBar } from './progress';
+import { advanceSchedule } from './schedule';
+import { buildRunState, type RunState } from './setup';
+import { evalBatch, fusionLayout, trainStep, type GradientReducer, type StepTimings } from './step';
+
+/** What the data-parallel layer provides to the loop; null in the single-process fallback. */
+export interface Collective extends GradientReducer {
+  rank: number;
+  worldSize: number;
+  /** Copies rank `root`'s buffer into every rank's buffer. */
+  broadcast(buffer: Float32Array, root: number): Promise<void>;
+  /** Called after each step with its results (the coordinator aggregates them). */
+  onStep?(report: StepReport): void;
+  /** Throws when the replicas' weights diverged. */
+  verifyReplicas?(weights: Float32Array, globalStep: number): Promise<void>;
+}
+
+export interface StepReport {
+  epoch: number;
+  step: number;
+  stepsInEpoch: number;
+  sums: MetricSums;
+  timings: StepTimings & { dataWaitMs: number };
+}
+
+export interface TrainerDeps {
+  log: Logger;
+  tty: boolean;
+  collective: Collective | null;
+  /** Polled between steps: true once Ctrl-C (or the coordinator) asked to stop. */
+  shouldStop: () => boolean;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  globalStep: number;
+  lr: number;
+  train: MetricSummary;
+  val: MetricSummary | null;
+  imagesPerSec: number;
+  epochMs: number;
+  skippedImages: number;
+}
+
+export interface TrainResult {
+  epochs: EpochRecord[];
+  test: MetricSummary | null;
+  stopped: boolean;
+  runDir: string;
+  wallMs: number;
+}
+
+/** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
+export function dropoutSeedFor(seed: number, globalStep: number, rank: number): number {
+  return (seed * 1_000_003 + globalStep * 131 + rank) % 2_147_483_647;
+}
+
+export function flattenWeights(state: RunState): Float32Array {
+  const layout = fusionLayout(state.model);
+  const flat = new Float32Array(layout.metricsAt);
+  state.model.params.forEach((p, i) => flat.set(p.variable.dataSync() as Float32Array, layout.offsets[i]));
+  return flat;
+}
+
+function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents {
+  return {
+    config,
+    classes: state.dataset.classes,
+    position: state.position,
+    schedule: state.schedule,
+    bestValTop1Error: state.bestValTop1Error,
+    rng: { seed: config.seed },
+    weights: state.model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array })),
+    optimizer: state.optimizer.getState(),
+  };
+}
+
+export class Trainer {
+  private readonly isMaster: boolean;
+  private readonly rank: number;
+  private readonly worldSize: number;
+
+  constructor(
+    private readonly config: TrainConfig,
+    private readonly deps: TrainerDeps,
+  ) {
+    this.rank = deps.collective?.rank ?? 0;
+    this.worldSize = deps.collective?.worldSize ?? 1;
+    this.isMaster = this.rank === 0;
+  }
+
+  private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
+    const { spec } = state.model;
+    return new BatchLoader({
+      samples,
+      resizeSize: spec.resizeSize,
+      cropSize: spec.inputSize,
+      globalBatchSize: this.config.batchSize,
+      rank: this.rank,
+      worldSize: this.worldSize,
+      seed: this.config.seed,
+      mode,
+      stats,
+      dropLast: mode === 'train' ? this.config.dropLast : false,
+      cacheDecoded: true,
+      onSkip: (file, reason) => this.deps.log.warn(`skipping ${file}: ${reason}`),
+    });
+  }
+
+  async run(): Promise<TrainResult> {
+    const started = performance.now();
+    const { config, deps } = this;
+    const state = await buildRunState(config, this.isMaster, deps.log);
+    const { model } = state;
+    if (deps.collective) await this.syncInitialWeights(state, deps.collective);
+    if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
+    const trainLoader = this.loader(state.train, state.stats, 'train', state);
+    const valSamples = state.dataset.splits.val?.samples ?? [];
+    const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
+    const layout = fusionLayout(model);
+    const fusion = deps.collective ? new Float32Array(layout.length) : null;
+    const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
+    const epochs: EpochRecord[] = [];
+    let stopped = false;
+
+    for (let epoch = state.position.epoch; epoch < config.epochs && !stopped; epoch++) {
+      const lr = state.schedule.lr;
+      const bar = new ProgressBar(`Epoch ${epoch + 1}/${config.epochs}`, deps.log, deps.tty && this.isMaster);
+      const epochStart = performance.now();
+      let sums = emptySums();
+      let skipped = 0;
+      let step = 0;
+      let waitStart = performance.now();
+      for await (const batch of trainLoader.epoch(epoch)) {
+        if (step >= stepsPerEpoch) break;
+        if (step < state.position.stepInEpoch) {
+          step++; // resuming mid-epoch: these batches were trained before the checkpoint
+          waitStart = performance.now();
+          continue;
+        }
+        const dataWaitMs = performance.now() - waitStart;
+        const result = await trainStep(model, state.optimizer, batch, {
+          lr,
+          dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep, this.rank),
+          reducer: deps.collective,
+          fusion,
+          layout,
+        });
+        step++;
+        skipped += batch.skipped;
+        sums = addSums(sums, result.sums);
+        state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
+        deps.collective?.onStep?.({ epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } });
+        if (this.isMaster) {
+          const elapsedMs = performance.now() - epochStart;
+          const s = summarize(sums);
+          bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: (sums.count / elapsedMs) * 1000, elapsedMs });
+        }
+        await this.maybeVerify(state);
+        if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
+        if (deps.shouldStop()) {
+          stopped = true;
+          break;
+        }
+        waitStart = performance.now();
+      }
+      bar.finish();
+      if (stopped) break;
+      const epochMs = performance.now() - epochStart;
+      const val = valLoader ? await this.evaluate(state, valLoader, epoch) : null;
+      state.schedule = advanceSchedule(state.scheduleOptions, state.schedule, epoch, val?.top1Error ?? NaN);
+      state.position = { epoch: epoch + 1, stepInEpoch: 0, globalStep: state.position.globalStep };
+      const record: EpochRecord = { epoch: epoch + 1, globalStep: state.position.globalStep, lr, train: summarize(sums), val, imagesPerSec: (sums.count / epochMs) * 1000, epochMs, skippedImages: skipped };
+      epochs.push(record);
+      await this.endEpoch(state, record);
+    }
+    if (stopped) {
+      this.save(state, LAST_CHECKPOINT);
+      if (this.isMaster) deps.log.info(`stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`);
+      return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
+    }
+    const test = await this.finalTest(state);
+    return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
+  }
+
+  /** Every rank starts from rank 0's weights (they already match for one seed; this makes sure). */
+  private async syncInitialWeights(state: RunState, collective: Collective): Promise<void> {
+    if (collective.worldSize === 1) return;
+    const flat = flattenWeights(state);
+    await collective.broadcast(flat, 0);
+    const layout = fusionLayout(state.model);
+    state.model.params.forEach((p, i) => p.variable.assign(tf.tensor(flat.subarray(layout.offsets[i], layout.offsets[i] + layout.sizes[i]), p.shape)));
+  }
+
+  private async maybeVerify(state: RunState): Promise<void> {
+    const c = this.deps.collective;
+    const every = this.config.checksumEverySteps;
+    if (c?.verifyReplicas == null || every <= 0 || state.position.globalStep % every !== 0) return;
+    await c.verifyReplicas(flattenWeights(state), state.position.globalStep);
+  }
+
+  async evaluate(state: RunState, loader: BatchLoader, epoch: number): Promise<MetricSummary> {
+    let sums = emptySums();
+    for await (const batch of loader.epoch(epoch)) sums = addSums(sums, evalBatch(state.model, batch));
+    if (this.deps.collective) {
+      const buf = Float32Array.from([sums.count, sums.lossSum, sums.top1Correct, sums.top5Correct]);
+      await this.deps.collective.allReduce(buf);
+      sums = { count: buf[0], lossSum: buf[1], top1Correct: buf[2], top5Correct: buf[3] };
+    }
+    return summarize(sums);
+  }
+
+  private save(state: RunState, name: string): void {
+    if (this.isMaster) saveCheckpoint(path.join(this.config.runDir, name), checkpointOf(this.config, state));
+  }
+
+  private async exportModel(state: RunState, folder: string): Promise<void> {
+    const stats = state.stats;
+    await exportGraphModel(state.model, {
+      classes: state.dataset.classes,
+      inputSize: state.model.spec.inputSize,
+      resizeSize: state.model.spec.resizeSize,
+      meanRgb: stats?.meanRgb ?? [0.5, 0.5, 0.5],
+      stdRgb: stats?.stdRgb ?? [1, 1, 1],
+      preset: this.config.preset,
+    }, path.join(this.config.runDir, folder));
+  }
+
+  private async endEpoch(state: RunState, record: EpochRecord): Promise<void> {
+    if (!this.isMaster) return;
+    const { log } = this.deps;
+    const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '  n/a ' : `${(100 * x).toFixed(2)}%`);
+    log.info(
+      `epoch ${record.epoch}: train loss ${record.train.loss.toFixed(4)} top-1 ${pct(record.train.top1Error)} | ` +
+        `val loss ${record.val ? record.val.loss.toFixed(4) : 'n/a'} top-1 ${pct(record.val?.top1Error)} top-5 ${pct(record.val?.top5Error)} | ` +
+        `lr ${record.lr.toPrecision(3)} | ${record.imagesPerSec.toFixed(1)} img/s | ${(record.epochMs / 1000).toFixed(1)} s` +
+        (record.skippedImages > 0 ? ` | ${record.skippedImages} bad images skipped` : ''),
+    );
+    fs.appendFileSync(path.join(this.config.runDir, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
+    const valError = record.val?.top1Error ?? NaN;
+    if (!Number.isNaN(valError) && valError < state.bestValTop1Error) {
+      state.bestValTop1Error = valError;
+      this.save(state, BEST_CHECKPOINT);
+      await this.exportModel(state, 'best-model');
+    }
+    this.save(state, LAST_CHECKPOINT);
+  }
+
+  private async finalTest(state: RunState): Promise<MetricSummary | null> {
+    if (this.isMaster) await this.exportModel(state, 'final-model');
+    const testSamples = state.dataset.splits.test?.samples ?? [];
+    if (testSamples.length === 0) return null;
+    const mode: LoaderMode = this.config.tta === 10 ? 'tenCrop' : 'center';
+    const test = await this.evaluate(state, this.loader(testSamples, state.stats, mode, state), 0);
+    if (this.isMaster) {
+      fs.appendFileSync(path.join(this.config.runDir, 'metrics.jsonl'), `${JSON.stringify({ test, tta: this.config.tta })}\n`);
+    }
+    return test;
+  }
+}

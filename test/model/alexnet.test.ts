@@ -1,0 +1,120 @@
+// Model shape, parameter counts, LRN and grouped convolution against plain-JS references.
+import t from 'tap';
+import * as tf from '@tensorflow/tfjs';
+import { countParams, createAlexNet, disposeModel, forward, groupedConv, layerShapes } from '../../src/model/alexnet';
+import { buildSpec } from '../../src/model/presets';
+
+t.before(async () => {
+  await tf.setBackend('cpu');
+});
+
+t.test('parameter counts match the published figures', async (t) => {
+  t.equal(countParams(buildSpec('paper'), 1000), 60_965_224, 'paper, grouped conv2/4/5');
+  t.equal(countParams(buildSpec('torchvision'), 1000), 61_100_840, 'torchvision');
+  const ungrouped = buildSpec('paper');
+  for (const c of ungrouped.convs) c.groups = 1;
+  t.equal(countParams(ungrouped, 1000), 62_378_344, 'paper without groups');
+});
+
+t.test('paper geometry: 227 -> 55 -> 27 -> 13 -> 6x6x256', async (t) => {
+  const shapes = layerShapes(buildSpec('paper'), 1000);
+  const at = (layer: string) => shapes.find((s) => s.layer.startsWith(layer))?.outputShape;
+  t.same(at('conv1'), [55, 55, 96]);
+  t.same(at('conv1/pool'), [27, 27, 96]);
+  t.same(at('conv2/pool'), [13, 13, 256]);
+  t.same(at('conv5/pool'), [6, 6, 256]);
+  t.same(at('fc8'), [1000]);
+});
+
+t.test('variables match the counted parameters, and init follows the paper', async (t) => {
+  const spec = buildSpec('small', { init: 'paper' });
+  const model = createAlexNet(spec, 10, 7);
+  const total = model.params.reduce((s, p) => s + p.variable.size, 0);
+  t.equal(total, countParams(spec, 10));
+  const w = model.params.find((p) => p.name === 'fc6/kernel')!.variable.dataSync() as Float32Array;
+  const mean = w.reduce((a, b) => a + b, 0) / w.length;
+  const std = Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / w.length);
+  t.ok(Math.abs(std - 0.01) < 0.001, `fc6 weight std ${std} ~ 0.01`);
+  const bias = (name: string) => Array.from(model.params.find((p) => p.name === name)!.variable.dataSync());
+  t.ok(bias('conv2/bias').every((b) => b === 1), 'conv2 bias 1');
+  t.ok(bias('conv4/bias').every((b) => b === 1), 'conv4 bias 1');
+  t.ok(bias('fc7/bias').every((b) => b === 1), 'fc7 bias 1');
+  t.ok(bias('conv1/bias').every((b) => b === 0), 'conv1 bias 0');
+  t.ok(bias('fc8/bias').every((b) => b === 0), 'fc8 bias 0');
+  const again = createAlexNet(spec, 10, 7);
+  t.same(Array.from(again.params[0].variable.dataSync()), Array.from(model.params[0].variable.dataSync()), 'same seed, same weights');
+  disposeModel(model);
+  disposeModel(again);
+});
+
+t.test('forward gives logits (not probabilities) of the right shape', async (t) => {
+  const model = createAlexNet(buildSpec('small', { init: 'he' }), 5, 1);
+  const logits = forward(model, tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D, { training: false });
+  t.same(logits.shape, [3, 5]);
+  const rows = (await logits.array()) as number[][];
+  t.ok(rows.some((r) => Math.abs(r.reduce((a, b) => a + b, 0) - 1) > 1e-3 || r.some((v) => v < 0)), 'rows are not a softmax');
+  disposeModel(model);
+});
+
+/** The paper's LRN on plain arrays: b = a / (k + alpha * sum_{|j-c|<=r} a_j^2)^beta. */
+function lrnReference(x: Float32Array, channels: number, r: number, k: number, alpha: number, beta: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let base = 0; base < x.length; base += channels) {
+    for (let c = 0; c < channels; c++) {
+      let sum = 0;
+      for (let j = Math.max(0, c - r); j <= Math.min(channels - 1, c + r); j++) sum += x[base + j] ** 2;
+      out[base + c] = x[base + c] / (k + alpha * sum) ** beta;
+    }
+  }
+  return out;
+}
+
+t.test('LRN with the paper constants matches the formula (alpha not divided by n)', async (t) => {
+  const spec = buildSpec('paper');
+  const { depthRadius, bias, alpha, beta } = spec.lrn!;
+  t.same([depthRadius * 2 + 1, bias, alpha, beta], [5, 2, 1e-4, 0.75], 'n=5, k=2, alpha=1e-4, beta=0.75');
+  const x = tf.randomNormal([2, 3, 3, 12], 0, 30, 'float32', 5);
+  const got = tf.localResponseNormalization(x as tf.Tensor4D, depthRadius, bias, alpha, beta).dataSync();
+  const want = lrnReference(x.dataSync() as Float32Array, 12, depthRadius, bias, alpha, beta);
+  let maxErr = 0;
+  for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-6));
+  t.ok(maxErr < 1e-5, `max relative error ${maxErr}`);
+});
+
+/** Direct grouped convolution on plain arrays (NHWC, HWIO, stride 1, 'same' odd kernel). */
+function groupedConvReference(x: Float32Array, [n, h, w, cin]: number[], k: Float32Array, kh: number, cout: number, groups: number): Float32Array {
+  const out = new Float32Array(n * h * w * cout);
+  const cinG = cin / groups;
+  const coutG = cout / groups;
+  const pad = (kh - 1) / 2;
+  for (let b = 0; b < n; b++)
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++)
+        for (let o = 0; o < cout; o++) {
+          const g = Math.floor(o / coutG);
+          let sum = 0;
+          for (let di = 0; di < kh; di++)
+            for (let dj = 0; dj < kh; dj++) {
+              const y = i + di - pad;
+              const z = j + dj - pad;
+              if (y < 0 || y >= h || z < 0 || z >= w) continue;
+              for (let c = 0; c < cinG; c++) sum += x[((b * h + y) * w + z) * cin + g * cinG + c] * k[((di * kh + dj) * cinG + c) * cout + o];
+            }
+          out[((b * h + i) * w + j) * cout + o] = sum;
+        }
+  return out;
+}
+
+t.test('grouped conv: group g sees only input maps of group g', async (t) => {
+  const xShape: [number, number, number, number] = [2, 5, 5, 6];
+  const x = tf.randomNormal(xShape, 0, 1, 'float32', 11) as tf.Tensor4D;
+  const kernel = tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 12) as tf.Tensor4D;
+  const bias = tf.zeros([4]) as tf.Tensor1D;
+  const got = groupedConv(x, kernel, bias, { stride: 1, pad: 'same', groups: 2 }, 'tanh');
+  const want = groupedConvReference(x.dataSync() as Float32Array, xShape, kernel.dataSync() as Float32Array, 3, 4, 2).map(Math.tanh);
+  const g = got.dataSync();
+  let maxErr = 0;
+  for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(g[i] - want[i]));
+  t.ok(maxErr < 1e-5, `max abs error ${maxErr}`);
+  t.same(got.shape, [2, 5, 5, 4]);
+});

@@ -1,0 +1,110 @@
+// End to end on tiny generated data, single process on the wasm backend (what CI runs):
+// the loss falls, tensors do not leak, checkpoints resume exactly, exports load in plain tfjs.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+import * as tf from '@tensorflow/tfjs';
+import yargs from 'yargs';
+import { initBackend } from '../../src/backend';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
+import { BatchLoader } from '../../src/data/loader';
+import { loadExportedModel } from '../../src/model/export';
+import { trainOptions } from '../../src/cli';
+import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/checkpoint';
+import { buildRunState } from '../../src/train/setup';
+import { fusionLayout, trainStep } from '../../src/train/step';
+import { Trainer, type EpochRecord } from '../../src/train/trainer';
+import { memoryLogger } from '../../src/util/log';
+import { tempDir } from '../data/fixtures/images';
+import { makeStripeDataset } from '../helpers/stripes';
+
+function config(argv: string[]): TrainConfig {
+  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
+}
+
+async function train(cfg: TrainConfig, stopAfterSteps = Infinity) {
+  let steps = 0;
+  const log = memoryLogger();
+  const result = await new Trainer(cfg, {
+    log,
+    tty: false,
+    collective: null,
+    shouldStop: () => ++steps >= stopAfterSteps,
+  }).run();
+  return { result, log };
+}
+
+let data = '';
+const common = (runDir: string, preset = 'small') => ['--data', data, '--preset', preset, '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '3'];
+
+const root = tempDir(t);
+t.before(async () => {
+  await initBackend('wasm', false);
+});
+
+t.test('setup: a stripes dataset', async (t) => {
+  data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 4, test: 4 });
+  t.ok(fs.existsSync(path.join(data, 'train', 'checker', '0.png')));
+});
+
+t.test('the loss falls and the run writes metrics, checkpoints and models', async (t) => {
+  const runDir = path.join(tempDir(t), 'run');
+  const { result } = await train(config([...common(runDir), '--epochs', '4']));
+  const losses = result.epochs.map((e: EpochRecord) => e.train.loss);
+  t.equal(result.epochs.length, 4);
+  t.ok(losses[3] < losses[0] * 0.9, `train loss fell: ${losses.map((l) => l.toFixed(3)).join(' -> ')}`);
+  t.ok(result.test && result.test.count === 12, 'test split evaluated');
+  const lines = fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  t.equal(lines.length, 5, '4 epochs + the test line');
+  for (const f of ['last.ckpt', 'final-model/model.json', 'final-model/weights.bin']) t.ok(fs.existsSync(path.join(runDir, f)), f);
+
+  // The exported graph model runs in plain tfjs and agrees with the checkpoint.
+  const { model, meta } = await loadExportedModel(path.join(runDir, 'final-model'));
+  t.same(meta.classes, ['checker', 'horizontal', 'vertical']);
+  const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 1);
+  const probs = (model.execute(x, 'probabilities') as tf.Tensor).arraySync() as number[][];
+  for (const row of probs) t.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-4, 'softmax rows sum to 1');
+});
+
+t.test('resume continues exactly: same next-epoch loss as an uninterrupted run', async (t) => {
+  const dir = tempDir(t);
+  const straight = await train(config([...common(path.join(dir, 'a')), '--epochs', '2']));
+  // Stop after 2 steps of epoch 1 (4 steps per epoch): the checkpoint is mid-epoch.
+  const first = await train(config([...common(path.join(dir, 'b')), '--epochs', '2']), 2);
+  t.ok(first.result.stopped, 'stopped by the shouldStop hook');
+  const ckpt = loadCheckpoint(path.join(dir, 'b'));
+  t.same(ckpt.position, { epoch: 0, stepInEpoch: 2, globalStep: 2 });
+  const resumed = await train(config([...common(path.join(dir, 'b')), '--epochs', '2', '--resume', path.join(dir, 'b')]));
+  const a = straight.result.epochs[1].train.loss;
+  const b = resumed.result.epochs[resumed.result.epochs.length - 1].train.loss;
+  t.equal(b, a, `epoch 2 loss after resume ${b} equals uninterrupted ${a}`);
+  t.equal(resumed.result.test?.top1Error, straight.result.test?.top1Error);
+});
+
+t.test('checkpoint files refuse corruption and other models', async (t) => {
+  const dir = tempDir(t);
+  await train(config([...common(path.join(dir, 'r')), '--epochs', '1', '--max-steps', '1']));
+  const bytes = fs.readFileSync(path.join(dir, 'r', 'last.ckpt'));
+  t.throws(() => decodeCheckpoint(bytes.subarray(0, 40), 'x.ckpt'), { name: 'CheckpointError' });
+  t.throws(() => decodeCheckpoint(Buffer.from('hello world, not a checkpoint'), 'x.ckpt'), /bad magic/);
+  const c = decodeCheckpoint(bytes, 'x.ckpt');
+  t.same(decodeCheckpoint(encodeCheckpoint(c), 'y').weights[0].data, c.weights[0].data, 'encode/decode round trip');
+  const wrong = config([...common(path.join(dir, 'r2'), 'paper'), '--epochs', '1', '--resume', path.join(dir, 'r')]);
+  await t.rejects(train(wrong), /--preset small/);
+});
+
+t.test('the tensor count stays flat across steps', async (t) => {
+  const cfg = config([...common(path.join(tempDir(t), 'm')), '--epochs', '1']);
+  const state = await buildRunState(cfg, false, memoryLogger());
+  const loader = new BatchLoader({ samples: state.train, resizeSize: 36, cropSize: 32, globalBatchSize: 12, rank: 0, worldSize: 1, seed: 0, mode: 'train', stats: state.stats });
+  const layout = fusionLayout(state.model);
+  const counts: number[] = [];
+  for (let epoch = 0; epoch < 2; epoch++) {
+    for await (const batch of loader.epoch(epoch)) {
+      await trainStep(state.model, state.optimizer, batch, { lr: 0.01, dropoutSeed: 1, reducer: null, fusion: null, layout });
+      counts.push(tf.memory().numTensors);
+    }
+  }
+  t.equal(counts.length, 8);
+  t.ok(counts.every((c) => c === counts[0]), `numTensors per step: ${counts.join(', ')}`);
+});
