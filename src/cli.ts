@@ -57,6 +57,7 @@ export function trainOptions(y: Argv): Argv {
     .option('devices', { type: 'string', default: 'auto', describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
     .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
     .option('checksum-every', { type: 'number', default: 50, describe: 'compare a checksum of the weights across workers every N steps (0: never)' })
+    .option('hang-timeout', { type: 'number', default: 120, describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' })
     .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
 }
 

@@ -48,6 +48,8 @@ export interface TrainConfig {
   strictDevices: boolean;
   /** Compare a checksum of the weights across ranks every N steps. */
   checksumEverySteps: number;
+  /** A worker silent for this long (or 3x its slowest step) is reported as hung. */
+  hangTimeoutSec: number;
   logLevel: 'quiet' | 'info' | 'debug';
 }
 
@@ -125,6 +127,7 @@ export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
     devices: String(args['devices'] ?? 'auto'),
     strictDevices: Boolean(args['strict-devices']),
     checksumEverySteps: positiveInt(args, 'checksum-every', true),
+    hangTimeoutSec: positive(args, 'hang-timeout'),
     logLevel: oneOf(args, 'log-level', ['quiet', 'info', 'debug'] as const),
   };
   if (config.model.dropoutRate !== null && (config.model.dropoutRate < 0 || config.model.dropoutRate >= 1)) {
@@ -152,8 +155,64 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** How the coordinator tells a worker process who it is (set in its environment). */
+export interface WorkerBootstrap {
+  controlAddress: string;
+  rank: number;
+  worldSize: number;
+  deviceKind: 'gpu' | 'cpu';
+  /** Private folder for ipc:// ring sockets. */
+  ipcDir: string;
+}
+
+export const WORKER_ENV = {
+  controlAddress: 'ALEXNET_CONTROL',
+  rank: 'ALEXNET_RANK',
+  worldSize: 'ALEXNET_WORLD_SIZE',
+  deviceKind: 'ALEXNET_DEVICE_KIND',
+  ipcDir: 'ALEXNET_IPC_DIR',
+  /** Test hook: 'rank:step:kind' makes that worker fail on purpose (kind: crash | hang | garbage). */
+  fault: 'ALEXNET_FAULT',
+} as const;
+
+export interface FaultInjection {
+  rank: number;
+  step: number;
+  kind: 'crash' | 'hang' | 'garbage';
+}
+
 /** Environment facts, read here only. */
 export const env = {
   isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
+  workerBootstrap: (): WorkerBootstrap => {
+    const get = (name: string): string => {
+      const v = process.env[name];
+      if (v === undefined || v === '') throw new ConfigError(`${name} is not set: workers are started by the coordinator (alexnet train)`);
+      return v;
+    };
+    const kind = get(WORKER_ENV.deviceKind);
+    return {
+      controlAddress: get(WORKER_ENV.controlAddress),
+      rank: Number(get(WORKER_ENV.rank)),
+      worldSize: Number(get(WORKER_ENV.worldSize)),
+      deviceKind: kind === 'gpu' ? 'gpu' : 'cpu',
+      ipcDir: get(WORKER_ENV.ipcDir),
+    };
+  },
+  fault: (): FaultInjection | null => {
+    const m = /^(\d+):(\d+):(crash|hang|garbage)$/.exec(process.env[WORKER_ENV.fault] ?? '');
+    return m ? { rank: Number(m[1]), step: Number(m[2]), kind: m[3] as FaultInjection['kind'] } : null;
+  },
+  /** The environment for a worker process: ours plus its bootstrap and device. */
+  forWorker: (b: WorkerBootstrap, gpuId: string | null): NodeJS.ProcessEnv => ({
+    ...process.env,
+    [WORKER_ENV.controlAddress]: b.controlAddress,
+    [WORKER_ENV.rank]: String(b.rank),
+    [WORKER_ENV.worldSize]: String(b.worldSize),
+    [WORKER_ENV.deviceKind]: b.deviceKind,
+    [WORKER_ENV.ipcDir]: b.ipcDir,
+    // One GPU per process: tfjs-node-gpu has no in-process device choice (FINDINGS.md).
+    ...(gpuId !== null ? { CUDA_VISIBLE_DEVICES: gpuId, TF_FORCE_GPU_ALLOW_GROWTH: 'true' } : { CUDA_VISIBLE_DEVICES: '' }),
+  }),
 };

@@ -9,10 +9,13 @@
  *    in/out channels swapped, which runs on XNNPACK ~10x faster. Other strides keep the stock
  *    kernel.
  *
- * Both kernels are built only from other wasm *kernel functions*; calling `tf.*` ops inside a
- * kernel would record them on the tape and leak tensors. Every intermediate is disposed here.
+ * 3. LRN, LRNGrad and MaxPoolGrad are replaced by the faster JS versions in js-kernels.ts.
+ *
+ * The conv kernels are built only from other wasm *kernel functions*; calling `tf.*` ops inside
+ * a kernel would record them on the tape and leak tensors. Every intermediate is disposed here.
  */
 import * as tf from '@tensorflow/tfjs';
+import { lrnGradKernel, lrnKernel, maxPoolGradKernel } from './js-kernels';
 import type {
   Conv2DBackpropFilterAttrs,
   Conv2DBackpropInputAttrs,
@@ -174,6 +177,16 @@ export function patchWasmKernels(): void {
       backendName: WASM,
       kernelFunc: conv2DBackpropFilter,
     });
+  }
+  for (const [kernelName, kernelFunc] of [
+    [tf.LRN, lrnKernel],
+    [tf.LRNGrad, lrnGradKernel],
+    [tf.MaxPoolGrad, maxPoolGradKernel],
+  ] as const) {
+    const stock = tf.getKernel(kernelName, WASM);
+    if (stock != null) tf.unregisterKernel(kernelName, WASM);
+    // No setupFunc: these kernels need nothing from the wasm module but its heap.
+    tf.registerKernel({ kernelName, backendName: WASM, kernelFunc });
   }
   patched = true;
 }

@@ -73,6 +73,7 @@ export function resolveDevices(
     throw new ConfigError(`--devices must be 'auto', a count >= 1 or 'cpu:N'; got '${request}'`);
   }
   const n = Number(request);
+  if (config.backend === 'wasm' || config.backend === 'cpu') return { kind: 'cpu', worldSize: n, gpuIds: [], note: null };
   if (gpus.length >= n) return { kind: 'gpu', worldSize: n, gpuIds: gpus.slice(0, n), note: null };
   const found = gpus.length === 0 ? 'no GPU was found' : `only ${gpus.length} GPU(s) were found`;
   if (config.strictDevices) throw new ConfigError(`${n} GPU(s) asked for but ${found} (--strict-devices)`);

@@ -50,6 +50,9 @@ export function limitSamples(samples: Sample[], limit: number, seed: number): Sa
   return Array.from(order.subarray(0, limit)).sort((a, b) => a - b).map((i) => samples[i]);
 }
 
+/** A seeded subset this large pins the mean and the 3x3 colour covariance to ~3 digits. */
+const STATS_MAX_IMAGES = 10_000;
+
 /**
  * Loads the dataset statistics saved beside it, or computes them from the training split and
  * saves them (only `canWrite` processes write: rank 0 or the coordinator).
@@ -57,8 +60,9 @@ export function limitSamples(samples: Sample[], limit: number, seed: number): Sa
 export async function datasetStats(dataset: Dataset, train: Sample[], sizePx: number, canWrite: boolean, log: Logger): Promise<DatasetStats> {
   const saved = await loadStats(dataset.root);
   if (saved != null) return saved;
-  log.info(`computing dataset statistics (mean, std, RGB eigenvectors) over ${train.length} training images...`);
-  const stats = await computeStats(train, { sizePx });
+  const maxImages = Math.min(train.length, STATS_MAX_IMAGES);
+  log.info(`computing dataset statistics (mean, std, RGB eigenvectors) over ${maxImages} training images...`);
+  const stats = await computeStats(train, { sizePx, maxImages });
   if (canWrite) log.info(`saved ${await saveStats(dataset.root, stats)}`);
   return stats;
 }

@@ -20,14 +20,19 @@ export interface GradientReducer {
   allReduce(buffer: Float32Array): Promise<void>;
 }
 
-/** Where each parameter's gradient lives in the fusion buffer, plus 4 trailing metric slots. */
+/**
+ * Where each parameter's gradient lives in the fusion buffer, plus trailing slots that ride the
+ * same all-reduce for free: [count, lossSum, top1Correct, top5Correct, stopVotes]. The stop vote
+ * makes every rank stop after the same step (Ctrl-C may reach only some of them).
+ */
 export interface FusionLayout {
   offsets: number[];
   sizes: number[];
-  /** Index of [count, lossSum, top1Correct, top5Correct]. */
   metricsAt: number;
   length: number;
 }
+
+const TAIL_SLOTS = 5;
 
 export function fusionLayout(model: AlexNet): FusionLayout {
   const offsets: number[] = [];
@@ -39,7 +44,7 @@ export function fusionLayout(model: AlexNet): FusionLayout {
     sizes.push(size);
     at += size;
   }
-  return { offsets, sizes, metricsAt: at, length: at + 4 };
+  return { offsets, sizes, metricsAt: at, length: at + TAIL_SLOTS };
 }
 
 export interface StepTimings {
@@ -53,6 +58,8 @@ export interface StepResult {
   /** Summed over every rank when a reducer is given. */
   sums: MetricSums;
   timings: StepTimings;
+  /** Some rank asked to stop: every rank sees the same answer after the same step. */
+  stop: boolean;
 }
 
 export interface StepOptions {
@@ -62,6 +69,8 @@ export interface StepOptions {
   /** Preallocated fusion buffer (reused every step) when reducer is set. */
   fusion: Float32Array | null;
   layout: FusionLayout;
+  /** This rank's wish to stop after this step (Ctrl-C, a shutdown request). */
+  stopVote: boolean;
 }
 
 function imagesTensor(model: AlexNet, batch: Batch): tf.Tensor4D {
@@ -105,7 +114,7 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     if (local.count > 0) optimizer.apply(grads, opts.lr, scale);
     tf.dispose(grads);
     const t2 = performance.now();
-    return { sums: local, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 } };
+    return { sums: local, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
   }
   const { fusion, layout } = opts;
   grads.forEach((g, i) => fusion.set(g.dataSync() as Float32Array, layout.offsets[i]));
@@ -115,6 +124,7 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
   fusion[m + 1] = local.lossSum;
   fusion[m + 2] = local.top1Correct;
   fusion[m + 3] = local.top5Correct;
+  fusion[m + 4] = opts.stopVote ? 1 : 0;
   const t2 = performance.now();
   await opts.reducer.allReduce(fusion);
   const t3 = performance.now();
@@ -125,7 +135,7 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     tf.dispose(reduced);
   }
   const t4 = performance.now();
-  return { sums, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 } };
+  return { sums, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: fusion[m + 4] > 0 };
 }
 
 /**

@@ -44,7 +44,7 @@ export interface TrainerDeps {
   log: Logger;
   tty: boolean;
   collective: Collective | null;
-  /** Polled between steps: true once Ctrl-C (or the coordinator) asked to stop. */
+  /** Polled before each step: true once Ctrl-C (or the coordinator) asked to stop. All ranks stop after the same step. */
   shouldStop: () => boolean;
 }
 
@@ -162,6 +162,7 @@ export class Trainer {
           reducer: deps.collective,
           fusion,
           layout,
+          stopVote: deps.shouldStop(),
         });
         step++;
         skipped += batch.skipped;
@@ -175,7 +176,7 @@ export class Trainer {
         }
         await this.maybeVerify(state);
         if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
-        if (deps.shouldStop()) {
+        if (result.stop) {
           stopped = true;
           break;
         }

@@ -83,3 +83,67 @@ t.test('patching is idempotent and the stock kernel still serves stride 2', asyn
   const after = (tf.engine().backend as unknown as { dataIdMap: { numDataIds(): number } }).dataIdMap.numDataIds();
   t.equal(after, before, 'no backend buffers leaked by the kernels');
 });
+
+interface PoolCase {
+  name: string;
+  x: [number, number, number, number];
+  window: number;
+  stride: number;
+  pad: 'same' | 'valid';
+}
+
+const lrnShapes: [number, number, number, number][] = [
+  [2, 5, 5, 12],
+  [1, 3, 4, 96],
+  [3, 2, 2, 3],
+];
+
+function lrnGrads(shape: [number, number, number, number], beta: number): { y: Float32Array; dx: Float32Array } {
+  return tf.tidy(() => {
+    const x = tf.tensor4d(randomArray(shape, 4).map((v) => v * 40), shape);
+    const g = tf.tensor4d(randomArray(shape, 5), shape);
+    const f = (a: tf.Tensor) => tf.localResponseNormalization(a as tf.Tensor4D, 2, 2, 1e-4 * 50, beta);
+    const y = f(x).dataSync() as Float32Array;
+    const [dx] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(f(a), g)))([x]);
+    return { y, dx: dx.dataSync() as Float32Array };
+  });
+}
+
+for (const shape of lrnShapes) {
+  for (const beta of [0.75, 0.6]) {
+    t.test(`LRN and LRNGrad ${shape.join('x')} beta ${beta}`, async (t) => {
+      await tf.setBackend('cpu');
+      const want = lrnGrads(shape, beta);
+      await tf.setBackend('wasm');
+      const before = tf.memory().numTensors;
+      const got = lrnGrads(shape, beta);
+      t.equal(tf.memory().numTensors, before, 'no tensors leaked');
+      t.ok(maxRelativeError(got.y, want.y) < 1e-5, `y relative error ${maxRelativeError(got.y, want.y)}`);
+      t.ok(maxRelativeError(got.dx, want.dx) < 1e-5, `dx relative error ${maxRelativeError(got.dx, want.dx)}`);
+    });
+  }
+}
+
+const poolCases: PoolCase[] = [
+  { name: '3/2 valid (AlexNet)', x: [2, 13, 13, 8], window: 3, stride: 2, pad: 'valid' },
+  { name: '3/2 same', x: [2, 10, 9, 5], window: 3, stride: 2, pad: 'same' },
+  { name: '2/2 valid', x: [1, 8, 8, 4], window: 2, stride: 2, pad: 'valid' },
+];
+
+for (const c of poolCases) {
+  t.test(`MaxPoolGrad ${c.name}`, async (t) => {
+    const run = () =>
+      tf.tidy(() => {
+        const x = tf.tensor4d(randomArray(c.x, 6), c.x);
+        const yShape = tf.maxPool(x, c.window, c.stride, c.pad).shape;
+        const g = tf.tensor(randomArray(yShape, 7), yShape);
+        const [dx] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, c.window, c.stride, c.pad), g)))([x]);
+        return dx.dataSync() as Float32Array;
+      });
+    await tf.setBackend('cpu');
+    const want = run();
+    await tf.setBackend('wasm');
+    const got = run();
+    t.ok(maxRelativeError(got, want) < 1e-6, `dx relative error ${maxRelativeError(got, want)}`);
+  });
+}

@@ -1,0 +1,124 @@
+// Data-parallel training with real worker processes and real ZeroMQ sockets, on CPU-simulated
+// devices (wasm workers): same answer as one worker, faults end the run cleanly, resume works.
+// Workers run the compiled dist/ (npm test builds it first).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import yargs from 'yargs';
+import { initBackend } from '../../src/backend';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
+import { trainOptions } from '../../src/cli';
+import { runDataParallel } from '../../src/parallel/coordinator';
+import { loadCheckpoint } from '../../src/train/checkpoint';
+import { Trainer } from '../../src/train/trainer';
+import { memoryLogger } from '../../src/util/log';
+import { tempDir } from '../data/fixtures/images';
+import { makeStripeDataset } from '../helpers/stripes';
+
+const root = tempDir(t);
+let data = '';
+
+function config(argv: string[]): TrainConfig {
+  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
+}
+
+const common = (runDir: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5'];
+const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function workerPids(lines: string[]): number[] {
+  const line = lines.find((l) => l.includes('started') && l.includes('pids'));
+  return line ? (line.match(/\d{2,}/g) ?? []).map(Number) : [];
+}
+
+t.before(async () => {
+  await initBackend('wasm', false);
+  data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
+});
+
+t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', async (t) => {
+  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
+  const one = config([...common(path.join(root, 'one')), ...steps]);
+  await new Trainer(one, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
+  const two = config([...common(path.join(root, 'two')), ...steps, '--checksum-every', '1']);
+  const result = await runDataParallel(two, cpu(2), memoryLogger());
+  t.equal(result.epochs.length, 1, 'rank 0 reported its result');
+  const a = loadCheckpoint(path.join(root, 'one'));
+  const b = loadCheckpoint(path.join(root, 'two'));
+  t.same(b.position, a.position);
+  let maxRel = 0;
+  a.weights.forEach((w, i) => {
+    let diff = 0;
+    let ref = 0;
+    for (let k = 0; k < w.data.length; k++) {
+      diff = Math.max(diff, Math.abs(w.data[k] - b.weights[i].data[k]));
+      ref = Math.max(ref, Math.abs(w.data[k]));
+    }
+    maxRel = Math.max(maxRel, diff / ref);
+  });
+  t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
+  t.ok(maxRel > 0 || a.weights.length > 0, 'compared');
+});
+
+t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
+  const runDir = path.join(root, 'killed');
+  const log = memoryLogger();
+  const run = runDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60']), cpu(2), log);
+  // Wait for a checkpoint (so some steps ran), then kill rank 1.
+  const started = Date.now();
+  while (!fs.existsSync(path.join(runDir, 'last.ckpt')) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
+  const pids = workerPids(log.lines);
+  t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
+  const killedAt = Date.now();
+  process.kill(pids[1], 'SIGKILL');
+  await t.rejects(run, /rank 1 was killed by SIGKILL at epoch \d+, step \d+/);
+  t.ok(Date.now() - killedAt < 10_000, `noticed in ${Date.now() - killedAt} ms`);
+  t.notOk(pids.some(isAlive), 'no orphan worker left');
+  const ckpt = loadCheckpoint(runDir);
+  t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
+  const resumed = await runDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
+  t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
+});
+
+for (const [kind, what, pattern] of [
+  ['crash', 'crashes', /rank 1 exited with code 3/],
+  ['hang', 'hangs', /rank 1 stopped responding .*hung/],
+  ['garbage', 'sends garbage', /rank 1 sent a malformed control message/],
+] as const) {
+  t.test(`a worker that ${what} is named and every worker stops`, async (t) => {
+    process.env.ALEXNET_FAULT = `1:2:${kind}`;
+    t.teardown(() => {
+      delete process.env.ALEXNET_FAULT;
+    });
+    const log = memoryLogger();
+    const started = Date.now();
+    await t.rejects(runDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3']), cpu(2), log), pattern);
+    t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
+    t.notOk(workerPids(log.lines).some(isAlive), 'no orphan worker left');
+  });
+}
+
+t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit code 130', async (t) => {
+  const runDir = path.join(root, 'sigint');
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(runDir), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const started = Date.now();
+  while (!/epoch 1:/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 100));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.equal(code, 130, 'exit code 130');
+  t.match(output, /stopped at epoch \d+, step \d+: checkpoint saved/);
+  t.notOk(workerPids(output.split('\n')).some(isAlive), 'no orphan worker left');
+  t.ok(loadCheckpoint(runDir).position.globalStep > 0, 'the checkpoint is loadable');
+});
