@@ -1,0 +1,131 @@
+/**
+ * Decode one image file with sharp into the paper's square: shorter side resized to `sizePx`,
+ * centre `sizePx x sizePx` kept, 8-bit sRGB, 3 channels, row-major HWC.
+ *
+ * Normalisation of what people really have: EXIF orientation applied; grayscale, palette,
+ * CMYK (via the embedded or libvips' default profile), 16-bit and other ICC spaces become
+ * 8-bit sRGB; alpha is flattened on WHITE (transparent product shots and clip-art are drawn on
+ * white paper/web pages, so white is what a person labelling them saw); GIF/WebP/TIFF: first
+ * frame/page only.
+ *
+ * sharp runs each pipeline on a libuv worker thread (sharp.concurrency() threads inside it,
+ * 1 on glibc by default), so several decodes in flight use several cores. libuv's pool has
+ * UV_THREADPOOL_SIZE threads (default 4), shared with fs: it caps parallel decodes per process.
+ */
+import { promises as fsp } from 'node:fs';
+import sharp from 'sharp';
+import { sniffImageSize } from './header';
+
+/** sharp's resampling kernels (sharp.KernelEnum, spelled out: its ESM typings hide the namespace). */
+export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3' | 'mks2013' | 'mks2021';
+
+export interface DecodeOptions {
+  /** Side of the square output; the paper uses 256. */
+  sizePx: number;
+  /** Refuse inputs with more pixels than this (decompression bombs). sharp's own default: 268,402,689. */
+  maxInputPixels?: number;
+  /** Refuse images whose shorter side is below this: 1x1 tracking pixels and icons are not photos. */
+  minSidePx?: number;
+  /** Resampling kernel; see DEFAULT_KERNEL. */
+  kernel?: ResizeKernel;
+}
+
+export type DecodeResult = { ok: true; pixels: Uint8Array } | { ok: false; reason: string };
+
+export const DEFAULT_MAX_INPUT_PIXELS = 268_402_689;
+export const DEFAULT_MIN_SIDE_PX = 8;
+/**
+ * Bilinear with antialiasing when shrinking, as PIL/torchvision's Resize does; the paper does
+ * not name a filter. It is also measurably cheaper than lanczos3 (bench/data.ts).
+ */
+export const DEFAULT_KERNEL: ResizeKernel = 'linear';
+const WHITE = { r: 255, g: 255, b: 255 };
+
+/** A short, user-facing reason for a failed read: the errno, not a stack. */
+export function readFailureReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  switch (code) {
+    case 'ENOENT': return 'file missing (deleted or moved after the dataset was indexed)';
+    case 'EACCES':
+    case 'EPERM': return 'permission denied';
+    case 'EISDIR': return 'is a directory';
+    default: return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+  }
+}
+
+/** A short, user-facing reason for a failed decode, from sharp/libvips' message. */
+export function decodeFailureReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const first = message.split('\n')[0].trim();
+  if (/unsupported image format/i.test(first)) return 'not an image (unrecognised format)';
+  if (/premature end|truncated|read error|unexpected end/i.test(message)) return `truncated or corrupt image data (${first})`;
+  if (/pixel limit/i.test(first)) return 'too large (exceeds the input pixel limit)';
+  if (first === '' || /^unknown error$/i.test(first)) return VAGUE_DECODE_FAILURE;
+  return `cannot decode: ${first}`;
+}
+
+/**
+ * libvips keeps one global error buffer that every finishing sharp job clears, so with several
+ * decodes in flight a failing job can lose its message ("Unknown error"). The file is bad
+ * either way; `data check` decodes such files again, one at a time, to get the real reason.
+ */
+export const VAGUE_DECODE_FAILURE = 'corrupt image data (libvips gave no detail)';
+
+/** Check the header's geometry against the limits; null when acceptable. */
+export function geometryProblem(widthPx: number, heightPx: number, opts: DecodeOptions): string | null {
+  const maxPixels = opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
+  const minSide = opts.minSidePx ?? DEFAULT_MIN_SIDE_PX;
+  if (!(widthPx > 0 && heightPx > 0)) return 'no image dimensions in the header';
+  if (widthPx * heightPx > maxPixels) return `too large: ${widthPx}x${heightPx} = ${widthPx * heightPx} pixels > limit ${maxPixels}`;
+  if (Math.min(widthPx, heightPx) < minSide) return `too small: ${widthPx}x${heightPx}, shorter side < ${minSide} px`;
+  return null;
+}
+
+/** Header dimensions: sniffed in JS for PNG/JPEG/GIF, else from sharp (one more pool trip). */
+async function inputSize(input: Buffer, image: ReturnType<typeof sharp>): Promise<{ widthPx: number; heightPx: number }> {
+  const sniffed = sniffImageSize(input);
+  if (sniffed) return sniffed;
+  const meta = await image.metadata();
+  return { widthPx: meta.width ?? 0, heightPx: meta.height ?? 0 };
+}
+
+/** Decode an in-memory encoded image. Never throws for bad data: returns { ok: false, reason }. */
+export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<DecodeResult> {
+  if (input.length === 0) return { ok: false, reason: 'empty file (0 bytes)' };
+  try {
+    // failOn 'error': truncated/corrupt pixel data is refused (it would decode to a grey
+    // band), while benign warnings (extraneous bytes, odd EXIF) that abound in scraped JPEGs are not.
+    // The pixel limit is enforced by geometryProblem on the header before any pixel is decoded
+    // (same protection as sharp's limitInputPixels, but the message can give the size).
+    const image = sharp(input, { failOn: 'error', limitInputPixels: false, autoOrient: true });
+    const size = await inputSize(input, image);
+    const problem = geometryProblem(size.widthPx, size.heightPx, opts);
+    if (problem) return { ok: false, reason: problem };
+    const data = await image
+      .flatten({ background: WHITE }) // applied only when the image has alpha
+      .resize(opts.sizePx, opts.sizePx, { fit: 'cover', position: 'centre', kernel: opts.kernel ?? DEFAULT_KERNEL })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer();
+    const expected = opts.sizePx * opts.sizePx * 3;
+    if (data.length !== expected) return { ok: false, reason: `decoder returned ${data.length} bytes, expected ${expected}` };
+    return { ok: true, pixels: new Uint8Array(data.buffer, data.byteOffset, data.length) };
+  } catch (err) {
+    return { ok: false, reason: decodeFailureReason(err) };
+  }
+}
+
+/**
+ * Read and decode one file. The file is read by Node (not libvips) so that a missing file,
+ * a permission problem and bad pixel data get distinct reasons.
+ */
+export async function decodeFile(file: string, opts: DecodeOptions): Promise<DecodeResult> {
+  let input: Buffer;
+  try {
+    input = await fsp.readFile(file);
+  } catch (err) {
+    return { ok: false, reason: readFailureReason(err) };
+  }
+  return decodeBuffer(input, opts);
+}

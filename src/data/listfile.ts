@@ -1,0 +1,98 @@
+/**
+ * List files: one sample per line, `path<TAB>label`, paths relative to the list file's folder
+ * (or absolute). Caffe-style `path label` (last space) is accepted when a line has no tab, so
+ * existing train.txt files work. Blank lines, CRLF and a UTF-8 BOM are fine. `classes.txt`
+ * (one class name per line, line i = label i) names the labels and bounds their range.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+
+export interface ListEntry {
+  /** Absolute path. */
+  path: string;
+  label: number;
+  /** 1-based line number in the list file, for messages. */
+  line: number;
+}
+
+export interface ListProblem {
+  file: string;
+  line: number;
+  message: string;
+}
+
+export interface ParsedList {
+  entries: ListEntry[];
+  problems: ListProblem[];
+}
+
+/** Lines of a text file without BOM and line terminators (LF, CRLF or lone CR). */
+export function textLines(text: string): string[] {
+  return text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/);
+}
+
+/** Split `path<TAB>label` (last tab), or `path label` (last run of spaces) when there is no tab. */
+function splitLine(line: string): [string, string] | null {
+  const tab = line.lastIndexOf('\t');
+  if (tab >= 0) return [line.slice(0, tab), line.slice(tab + 1)];
+  const m = /^(.*\S)\s+(\S+)$/.exec(line);
+  return m ? [m[1], m[2]] : null;
+}
+
+/**
+ * Parse a list file's text. `classCount` (from classes.txt) bounds the labels; without it only
+ * negative labels are out of range. Never throws: problems are returned with their line.
+ */
+export function parseListText(text: string, listFile: string, classCount: number | null): ParsedList {
+  const dir = path.dirname(path.resolve(listFile));
+  const entries: ListEntry[] = [];
+  const problems: ListProblem[] = [];
+  textLines(text).forEach((raw, i) => {
+    const line = i + 1;
+    if (raw.trim() === '') return;
+    const parts = splitLine(raw.trim());
+    if (!parts) {
+      problems.push({ file: listFile, line, message: `expected "path<TAB>label", got ${JSON.stringify(raw)}` });
+      return;
+    }
+    const [rel, labelText] = parts;
+    if (!/^[+-]?\d+$/.test(labelText)) {
+      problems.push({ file: listFile, line, message: `label ${JSON.stringify(labelText)} is not an integer` });
+      return;
+    }
+    const label = Number(labelText);
+    if (label < 0 || (classCount !== null && label >= classCount)) {
+      const range = classCount !== null ? `0..${classCount - 1} (classes.txt has ${classCount} classes)` : '>= 0';
+      problems.push({ file: listFile, line, message: `label ${label} is out of range ${range}` });
+      return;
+    }
+    entries.push({ path: path.resolve(dir, rel.trim()), label, line });
+  });
+  return { entries, problems };
+}
+
+/** Read and parse a list file. */
+export async function readListFile(listFile: string, classCount: number | null): Promise<ParsedList> {
+  return parseListText(await fsp.readFile(listFile, 'utf8'), listFile, classCount);
+}
+
+/** Class names from classes.txt: non-blank lines, trimmed. */
+export async function readClassesFile(file: string): Promise<string[]> {
+  return textLines(await fsp.readFile(file, 'utf8'))
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+/** Format problems as `file:line: message`, at most `limit` of them plus a count of the rest. */
+export function formatProblems(problems: ListProblem[], limit = 10): string {
+  const shown = problems.slice(0, limit).map((p) => `  ${p.file}:${p.line}: ${p.message}`);
+  if (problems.length > limit) shown.push(`  ... and ${problems.length - limit} more`);
+  return shown.join('\n');
+}
+
+/** Text of a list file for `samples`, with paths relative to `listDir` (forward slashes). */
+export function formatListText(samples: { path: string; label: number }[], listDir: string): string {
+  return samples
+    .map((s) => `${path.relative(listDir, s.path).split(path.sep).join('/')}\t${s.label}\n`)
+    .join('');
+}

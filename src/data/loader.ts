@@ -1,0 +1,201 @@
+/**
+ * The batch loader each rank runs: its contiguous share of every global batch, decoded with
+ * sharp on libuv threads while the training step runs on the main thread, augmented and
+ * normalised into one Float32Array per batch (NHWC).
+ *
+ * Bad files: a sample that cannot be read or decoded is left out of its batch (the batch is
+ * just smaller and `count` says how many images it really holds), reported once through
+ * onSkip, counted in `skipped` every epoch, and not decoded again. No substitute image is
+ * drawn: a duplicate would silently reweight the data. The epoch never throws for bad data.
+ *
+ * Determinism: the shuffle depends on (seed, epoch); a sample's crop, flip and lighting on
+ * (seed, epoch, sample index) only, so results do not change with the rank count, the
+ * prefetch depth or which decode finishes first.
+ */
+import { ConfigError } from '../errors';
+import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops } from './augment';
+import { Sample } from './dataset';
+import { DecodeOptions, decodeFile } from './decode';
+import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
+import { rngFor, RngStream } from './rng';
+import { batchesPerEpoch, epochOrder, planEpoch, RankBatchPlan } from './shard';
+import { DatasetStats } from './stats';
+
+export { batchesPerEpoch } from './shard';
+
+export interface Batch {
+  /** NHWC [count * cropsPerImage, cropSize, cropSize, 3], normalised. */
+  images: Float32Array;
+  /** One label per image (not per crop). */
+  labels: Int32Array;
+  /** Images actually in this batch (skipped samples are not counted). */
+  count: number;
+  /** Samples of this rank's share that were left out because they could not be decoded. */
+  skipped: number;
+  /** Batch index within the epoch. */
+  index: number;
+  /** Samples planned for the whole global batch on all ranks, before skips. */
+  globalPlanned: number;
+  /** 1, or 10 in 'tenCrop' mode (image i's crops are images[i*10 .. i*10+9]). */
+  cropsPerImage: number;
+  /** Indices into LoaderOptions.samples of the `count` images, in order. */
+  sampleIndices: Int32Array;
+}
+
+export type LoaderMode = 'train' | 'center' | 'tenCrop';
+
+export interface LoaderOptions {
+  samples: Sample[];
+  /** Shorter side before cropping (paper: 256); images are decoded to resizeSize x resizeSize. */
+  resizeSize: number;
+  /** Model input side (paper: 227). */
+  cropSize: number;
+  globalBatchSize: number;
+  rank: number;
+  worldSize: number;
+  seed: number;
+  /** train: shuffle, random crop, flip, PCA lighting. center: no shuffle, centre crop. tenCrop: no shuffle, the paper's 10 patches. */
+  mode: LoaderMode;
+  /** Mean/std normalisation and the PCA eigens; null: p / 255 - 0.5 and no lighting. */
+  stats: DatasetStats | null;
+  /** Add the paper's PCA lighting in train mode (needs stats). Default true; false for the ablation. */
+  pcaLighting?: boolean;
+  /** Drop the last incomplete global batch. Default false. */
+  dropLast?: boolean;
+  /** Batches decoded ahead of the one being consumed. Default 2. */
+  prefetchBatches?: number;
+  /** Keep decoded uint8 squares in memory (bounded by cacheMaxBytes). Default false. */
+  cacheDecoded?: boolean;
+  /** Memory cap of the decoded cache; images beyond it are decoded every epoch. Default 2 GiB. */
+  cacheMaxBytes?: number;
+  /** sharp jobs in flight; match UV_THREADPOOL_SIZE. Default 4. */
+  decodeConcurrency?: number;
+  /** Limits and filter passed to decode (maxInputPixels, minSidePx, kernel). */
+  decode?: Omit<DecodeOptions, 'sizePx'>;
+  /** Called once per bad file, the first time it is met. */
+  onSkip?: (path: string, reason: string) => void;
+}
+
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;
+
+function validate(o: LoaderOptions): void {
+  const int = (v: number, min: number): boolean => Number.isInteger(v) && v >= min;
+  if (!int(o.cropSize, 1) || !int(o.resizeSize, 1) || o.cropSize > o.resizeSize) {
+    throw new ConfigError(`crop size ${o.cropSize} must be an integer between 1 and the resize size ${o.resizeSize}`);
+  }
+  if (!int(o.globalBatchSize, 1)) throw new ConfigError(`global batch size must be an integer >= 1, got ${o.globalBatchSize}`);
+  if (!int(o.worldSize, 1) || !int(o.rank, 0) || o.rank >= o.worldSize) throw new ConfigError(`rank ${o.rank} is not in 0..${o.worldSize - 1}`);
+  if (!int(o.seed, 0)) throw new ConfigError(`seed must be a non-negative integer, got ${o.seed}`);
+  if (o.prefetchBatches !== undefined && !int(o.prefetchBatches, 0)) throw new ConfigError(`prefetchBatches must be an integer >= 0`);
+}
+
+export class BatchLoader {
+  private readonly opts: LoaderOptions;
+  private readonly limiter: Limiter;
+  private readonly cache = new Map<number, Uint8Array>();
+  private cacheBytes = 0;
+  private readonly bad = new Map<number, string>();
+
+  constructor(opts: LoaderOptions) {
+    validate(opts);
+    this.opts = opts;
+    this.limiter = new Limiter(opts.decodeConcurrency ?? DEFAULT_DECODE_CONCURRENCY);
+  }
+
+  /** Batches per epoch, the same on every rank. */
+  get batchCount(): number {
+    return batchesPerEpoch(this.opts.samples.length, this.opts.globalBatchSize, this.opts.dropLast ?? false);
+  }
+
+  /** Files skipped so far (each once), with the reason. */
+  skippedPaths(): SkippedFile[] {
+    return [...this.bad].map(([i, reason]) => ({ path: this.opts.samples[i].path, reason }));
+  }
+
+  /** This rank's share of every global batch of `epoch`, in order, `prefetchBatches` decoded ahead. */
+  async *epoch(epoch: number): AsyncGenerator<Batch> {
+    if (!(Number.isInteger(epoch) && epoch >= 0)) throw new ConfigError(`epoch must be a non-negative integer, got ${epoch}`);
+    const o = this.opts;
+    const order = epochOrder(o.samples.length, o.mode === 'train', o.seed, epoch);
+    const plans = planEpoch(order, o.globalBatchSize, o.dropLast ?? false, o.rank, o.worldSize);
+    const depth = o.prefetchBatches ?? 2;
+    const pending: Promise<Batch>[] = [];
+    let next = 0;
+    /** Start batches until `inFlight` are pending. */
+    const fill = (inFlight: number): void => {
+      while (next < plans.length && pending.length < inFlight) {
+        const p = this.loadBatch(epoch, plans[next++]);
+        p.catch(() => undefined); // awaited below; this only silences the rejection if the consumer stops early
+        pending.push(p);
+      }
+    };
+    fill(depth + 1);
+    while (pending.length > 0) {
+      const batch = await (pending.shift() as Promise<Batch>);
+      fill(depth); // decode ahead while the training step works on this batch
+      yield batch;
+      fill(1); // the consumer asks for the next batch (only matters when depth is 0)
+    }
+  }
+
+  /** Decoded square of one sample, or null when it is bad (reported once). */
+  private async pixels(index: number): Promise<Uint8Array | null> {
+    const cached = this.cache.get(index);
+    if (cached) return cached;
+    if (this.bad.has(index)) return null;
+    const o = this.opts;
+    const r = await this.limiter.run(() => decodeFile(o.samples[index].path, { ...o.decode, sizePx: o.resizeSize }));
+    if (!r.ok) {
+      this.bad.set(index, r.reason);
+      o.onSkip?.(o.samples[index].path, r.reason);
+      return null;
+    }
+    if (o.cacheDecoded && this.cacheBytes + r.pixels.length <= (o.cacheMaxBytes ?? DEFAULT_CACHE_MAX_BYTES)) {
+      this.cache.set(index, r.pixels);
+      this.cacheBytes += r.pixels.length;
+    }
+    return r.pixels;
+  }
+
+  private async loadBatch(epoch: number, plan: RankBatchPlan): Promise<Batch> {
+    const decoded = await Promise.all(Array.from(plan.sampleIndices, (i) => this.pixels(i)));
+    const kept: { index: number; pixels: Uint8Array }[] = [];
+    decoded.forEach((pixels, k) => {
+      if (pixels) kept.push({ index: plan.sampleIndices[k], pixels });
+    });
+    const crops = this.opts.mode === 'tenCrop' ? 10 : 1;
+    const per = cropElements(this.opts.cropSize);
+    const images = new Float32Array(kept.length * crops * per);
+    kept.forEach(({ index, pixels }, k) => this.writeImage(epoch, index, pixels, images, k * crops * per));
+    return {
+      images,
+      labels: Int32Array.from(kept, (k) => this.opts.samples[k.index].label),
+      count: kept.length,
+      skipped: plan.sampleIndices.length - kept.length,
+      index: plan.index,
+      globalPlanned: plan.globalSize,
+      cropsPerImage: crops,
+      sampleIndices: Int32Array.from(kept, (k) => k.index),
+    };
+  }
+
+  /** Crop(s) of one image into `out` at `offset`, as the mode asks. */
+  private writeImage(epoch: number, index: number, pixels: Uint8Array, out: Float32Array, offset: number): void {
+    const { resizeSize, cropSize, stats, seed, mode } = this.opts;
+    if (mode === 'train') {
+      const aug = drawAugment(rngFor(RngStream.augment, seed, epoch, index), resizeSize, cropSize);
+      const lighting = stats && (this.opts.pcaLighting ?? true);
+      const affine = channelAffine(stats, lighting ? pcaLightingShift(stats, aug.alphas) : undefined);
+      writeCrop(pixels, resizeSize, cropSize, aug.box, aug.flip, affine, out, offset);
+    } else if (mode === 'center') {
+      writeCrop(pixels, resizeSize, cropSize, centerCropBox(resizeSize, cropSize), false, channelAffine(stats), out, offset);
+    } else {
+      writeTenCrops(pixels, resizeSize, cropSize, channelAffine(stats), out, offset);
+    }
+  }
+}

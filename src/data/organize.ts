@@ -1,0 +1,107 @@
+/**
+ * `data index` and `data split`: turning image folders into a dataset the trainer opens.
+ * index: folder tree -> list files (a snapshot that opens without walking the tree).
+ * split: one folder of class folders -> train/val/test, as list files (default, nothing is
+ * copied) or as a tree of hard links / copies.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { DataError } from '../errors';
+import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_NAMES, SplitName } from './dataset';
+import { formatListText } from './listfile';
+import { SplitSpec, stratifiedSplit } from './split';
+
+export type SplitSamples = Partial<Record<SplitName, Sample[]>>;
+
+/** Write `text` to `file` via a temporary name, so a crash never leaves half a file. */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, text);
+  await fsp.rename(tmp, file);
+}
+
+/** Write {split}.txt (paths relative to outDir) and classes.txt; returns the files written. */
+export async function writeListFiles(outDir: string, splits: SplitSamples, classes: readonly string[]): Promise<string[]> {
+  await fsp.mkdir(outDir, { recursive: true });
+  const written: string[] = [];
+  for (const split of SPLIT_NAMES) {
+    const samples = splits[split];
+    if (!samples) continue;
+    const file = path.join(outDir, `${split}.txt`);
+    await writeFileAtomic(file, formatListText(samples, outDir));
+    written.push(file);
+  }
+  const classesFile = path.join(outDir, 'classes.txt');
+  await writeFileAtomic(classesFile, classes.map((c) => `${c}\n`).join(''));
+  written.push(classesFile);
+  return written;
+}
+
+export interface IndexResult {
+  files: string[];
+  counts: Partial<Record<SplitName, number>>;
+  classes: string[];
+}
+
+function countsOf(splits: SplitSamples): Partial<Record<SplitName, number>> {
+  const counts: Partial<Record<SplitName, number>> = {};
+  for (const split of SPLIT_NAMES) if (splits[split]) counts[split] = (splits[split] as Sample[]).length;
+  return counts;
+}
+
+/** List files for the folder tree under `root`, written to `outDir` (default: root). */
+export async function indexDataset(root: string, outDir: string = root): Promise<IndexResult> {
+  const ds = await openDataset(root, { layout: 'folders' });
+  const splits: SplitSamples = {};
+  for (const split of SPLIT_NAMES) if (ds.splits[split]) splits[split] = ds.splits[split]?.samples;
+  const files = await writeListFiles(path.resolve(outDir), splits, ds.classes);
+  return { files, counts: countsOf(splits), classes: ds.classes };
+}
+
+export type Materialize = 'lists' | 'link' | 'copy';
+
+export interface SplitFolderOptions {
+  spec: SplitSpec;
+  seed: number;
+  /** Where list files (or the train/val/test tree) go; default: the source folder for lists. */
+  outDir?: string;
+  materialize?: Materialize;
+}
+
+/** Hard-link `src` to `dst`, copying when links are impossible (another file system, no permission). */
+async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Promise<void> {
+  await fsp.mkdir(path.dirname(dst), { recursive: true });
+  if (mode === 'link') {
+    try {
+      await fsp.link(src, dst);
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP') throw err;
+    }
+  }
+  await fsp.copyFile(src, dst);
+}
+
+/** Split `src`/<class>/<image> into train/val/test, stratified by class and seeded. */
+export async function splitFolder(src: string, opts: SplitFolderOptions): Promise<IndexResult> {
+  const root = path.resolve(src);
+  const folders = await scanClassFolders(root);
+  const classes = nonEmptyClasses([folders]);
+  if (classes.length === 0) throw new DataError(`${root}: no class folders with images (expected ${root}/<class>/<image>)`);
+  const samples = samplesOf(folders, classes);
+  const assignment = stratifiedSplit(samples.map((s) => s.label), opts.spec, opts.seed);
+  const splits: SplitSamples = { train: [], val: [], test: [] };
+  samples.forEach((s, i) => (splits[assignment[i]] as Sample[]).push(s));
+  const mode = opts.materialize ?? 'lists';
+  if (mode === 'lists') {
+    const files = await writeListFiles(path.resolve(opts.outDir ?? root), splits, classes);
+    return { files, counts: countsOf(splits), classes };
+  }
+  if (!opts.outDir) throw new DataError(`--out is required to ${mode} files into a train/val/test tree`);
+  const out = path.resolve(opts.outDir);
+  for (const split of SPLIT_NAMES) {
+    for (const s of splits[split] as Sample[]) await linkOrCopy(s.path, path.join(out, split, path.relative(root, s.path)), mode);
+  }
+  return { files: [out], counts: countsOf(splits), classes };
+}

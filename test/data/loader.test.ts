@@ -1,0 +1,183 @@
+import { unlinkSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+import { ConfigError } from '../../src/errors';
+import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop } from '../../src/data/augment';
+import { rngFor, RngStream } from '../../src/data/rng';
+import { Sample } from '../../src/data/dataset';
+import { decodeFile } from '../../src/data/decode';
+import { Batch, BatchLoader, batchesPerEpoch, LoaderOptions } from '../../src/data/loader';
+import { epochOrder, planEpoch, shardRange } from '../../src/data/shard';
+import { DatasetStats } from '../../src/data/stats';
+import { fromRaw, rawImage, tempDir } from './fixtures/images';
+
+const RESIZE = 12;
+const CROP = 10;
+const STATS: DatasetStats = { meanRgb: [0.5, 0.4, 0.3], stdRgb: [0.2, 0.25, 0.3], eigenvalues: [0.05, 0.01, 0.001], eigenvectors: [[0.6, 0.8, 0], [0.8, -0.6, 0], [0, 0, 1]], imageCount: 1 };
+
+/** `count` distinct small PNGs (a gradient per sample) in `dir`; labels cycle over 3 classes. */
+async function makeSamples(dir: string, count: number): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (let i = 0; i < count; i++) {
+    const file = path.join(dir, `s${i}.png`);
+    await fromRaw(rawImage(16, 14, 3, (x, y) => [(x * 16 + i * 7) % 256, (y * 18) % 256, (i * 29) % 256]), 16, 14, 3).png().toFile(file);
+    samples.push({ path: file, label: i % 3 });
+  }
+  return samples;
+}
+
+function loader(samples: Sample[], o: Partial<LoaderOptions> = {}): BatchLoader {
+  return new BatchLoader({
+    samples, resizeSize: RESIZE, cropSize: CROP, globalBatchSize: 4, rank: 0, worldSize: 1, seed: 3, mode: 'train', stats: STATS, ...o,
+  });
+}
+
+async function collect(l: BatchLoader, epoch: number): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of l.epoch(epoch)) out.push(b);
+  return out;
+}
+
+t.test('sharding covers every sample exactly once, 1 to 4 ranks', async (t) => {
+  let checked = 0;
+  for (const n of [1, 5, 7, 23, 64]) {
+    for (const batch of [1, 3, 4, 16]) {
+      for (let world = 1; world <= 4; world++) {
+        for (const dropLast of [false, true]) {
+          const order = epochOrder(n, true, 11, 2);
+          const plans = Array.from({ length: world }, (_, r) => planEpoch(order, batch, dropLast, r, world));
+          const expected = batchesPerEpoch(n, batch, dropLast);
+          const seen = plans.flatMap((p) => p.flatMap((b) => [...b.sampleIndices]));
+          const want = dropLast ? [...order.subarray(0, expected * batch)] : [...order];
+          const ok = plans.every((p) => p.length === expected)
+            && seen.length === want.length && new Set(seen).size === seen.length && want.every((i) => seen.includes(i))
+            && plans[0].every((b, k) => plans.map((p) => p[k].sampleIndices.length).reduce((a, x) => a + x, 0) === b.globalSize);
+          if (!ok) t.fail(`n=${n} batch=${batch} world=${world} dropLast=${dropLast}`);
+          checked += 1;
+        }
+      }
+    }
+  }
+  t.equal(checked, 160, 'all combinations checked');
+  t.same([0, 1, 2, 3].map((r) => shardRange(10, r, 4)), [[0, 3], [3, 6], [6, 8], [8, 10]], 'contiguous, sizes differ by at most one');
+  t.same(shardRange(1, 3, 4), [1, 1], 'a rank may get nothing');
+});
+
+t.test('BatchLoader on real files: lockstep, coverage, labels, determinism across world sizes', async (t) => {
+  const samples = await makeSamples(tempDir(t), 11);
+  const crops = new Map<number, Float32Array>();
+  const per = cropElements(CROP);
+  for (let world = 1; world <= 4; world++) {
+    const seen: number[] = [];
+    const counts: number[] = [];
+    for (let rank = 0; rank < world; rank++) {
+      const batches = await collect(loader(samples, { rank, worldSize: world, prefetchBatches: rank % 3 }), 1);
+      counts.push(batches.length);
+      for (const b of batches) {
+        t.equal(b.images.length, b.count * per, 'images hold count crops');
+        t.same([...b.labels], [...b.sampleIndices].map((i) => samples[i].label), 'labels follow samples');
+        b.sampleIndices.forEach((s, k) => {
+          seen.push(s);
+          const crop = b.images.slice(k * per, (k + 1) * per);
+          const before = crops.get(s);
+          if (before && !before.every((v, i) => v === crop[i])) t.fail(`sample ${s} differs with world size ${world}`);
+          crops.set(s, crop);
+        });
+      }
+    }
+    t.same(counts, new Array(world).fill(3), `world ${world}: every rank yields 3 batches`);
+    t.same(seen.sort((a, b) => a - b), [...Array(11).keys()], `world ${world}: every sample once`);
+  }
+  const other = await collect(loader(samples), 2);
+  t.notSame([...other[0].sampleIndices], [...(await collect(loader(samples), 1))[0].sampleIndices], 'epochs shuffle differently');
+});
+
+t.test('small last batch: empty shares are still yielded', async (t) => {
+  const samples = await makeSamples(tempDir(t), 5);
+  const shares = await Promise.all([0, 1, 2, 3].map((rank) => collect(loader(samples, { rank, worldSize: 4 }), 0)));
+  t.same(shares.map((s) => s.length), [2, 2, 2, 2]);
+  t.same(shares.map((s) => s[1].count), [1, 0, 0, 0], 'last global batch has one sample');
+  t.equal(shares[3][1].images.length, 0);
+  t.equal(shares[3][1].globalPlanned, 1);
+  const dropped = await collect(loader(samples, { dropLast: true }), 0);
+  t.equal(dropped.length, 1, 'dropLast drops it');
+});
+
+t.test('bad files are skipped once each, counted every epoch, never thrown', async (t) => {
+  const dir = tempDir(t);
+  const samples = await makeSamples(dir, 8);
+  writeFileSync(samples[2].path, 'garbage');
+  writeFileSync(samples[5].path, Buffer.alloc(0));
+  const warnings: string[] = [];
+  const l = loader(samples, { onSkip: (p, reason) => warnings.push(`${path.basename(p)}: ${reason}`) });
+  for (const epoch of [0, 1]) {
+    const batches = await collect(l, epoch);
+    t.equal(batches.reduce((a, b) => a + b.skipped, 0), 2, `epoch ${epoch}: 2 skipped`);
+    t.equal(batches.reduce((a, b) => a + b.count, 0), 6, `epoch ${epoch}: 6 images`);
+    t.ok(batches.every((b) => b.images.every(Number.isFinite)), 'no garbage values');
+  }
+  t.same(warnings.sort(), ['s2.png: not an image (unrecognised format)', 's5.png: empty file (0 bytes)'], 'one warning per file');
+  t.same(l.skippedPaths().map((s) => path.basename(s.path)).sort(), ['s2.png', 's5.png']);
+});
+
+t.test('a file deleted mid-epoch is skipped', async (t) => {
+  const samples = await makeSamples(tempDir(t), 8);
+  const l = loader(samples, { prefetchBatches: 0, mode: 'center' });
+  const counts: number[] = [];
+  for await (const b of l.epoch(0)) {
+    counts.push(b.count);
+    if (b.index === 0) unlinkSync(samples[6].path); // in batch 1, not decoded yet
+  }
+  t.same(counts, [4, 3]);
+  t.match(l.skippedPaths(), [{ path: samples[6].path, reason: /file missing/ }]);
+});
+
+t.test('cacheDecoded: later epochs do not touch the files', async (t) => {
+  const samples = await makeSamples(tempDir(t), 6);
+  const l = loader(samples, { cacheDecoded: true });
+  const first = await collect(l, 0);
+  for (const s of samples) unlinkSync(s.path);
+  const again = await collect(l, 0);
+  t.same(again.map((b) => b.count), first.map((b) => b.count), 'served from memory');
+  t.same(again.map((b) => [...b.images]), first.map((b) => [...b.images]), 'same epoch, same pixels');
+  const capped = loader(samples.slice(0, 2), { cacheDecoded: true, cacheMaxBytes: 10 });
+  t.equal((await collect(capped, 0))[0].count, 0, 'nothing cached under a tiny cap');
+});
+
+t.test('center and tenCrop modes', async (t) => {
+  const samples = await makeSamples(tempDir(t), 5);
+  const center = await collect(loader(samples, { mode: 'center' }), 7);
+  t.same(center.flatMap((b) => [...b.sampleIndices]), [0, 1, 2, 3, 4], 'no shuffle');
+  const decoded = await decodeFile(samples[1].path, { sizePx: RESIZE });
+  if (!decoded.ok) throw new Error(decoded.reason);
+  const want = new Float32Array(cropElements(CROP));
+  writeCrop(decoded.pixels, RESIZE, CROP, centerCropBox(RESIZE, CROP), false, channelAffine(STATS), want, 0);
+  t.same([...center[0].images.subarray(want.length, 2 * want.length)], [...want], 'centre crop, no lighting');
+  const ten = await collect(loader(samples, { mode: 'tenCrop' }), 0);
+  t.equal(ten[0].cropsPerImage, 10);
+  t.equal(ten[0].images.length, 4 * 10 * want.length);
+  t.same([...ten[0].images.subarray(14 * want.length, 15 * want.length)], [...want], 'image 1, patch 4 is the centre');
+});
+
+t.test('train mode = drawAugment(seed, epoch, index) + lighting + normalisation', async (t) => {
+  const samples = await makeSamples(tempDir(t), 3);
+  const decoded = await decodeFile(samples[2].path, { sizePx: RESIZE });
+  if (!decoded.ok) throw new Error(decoded.reason);
+  const aug = drawAugment(rngFor(RngStream.augment, 3, 4, 2), RESIZE, CROP);
+  const per = cropElements(CROP);
+  for (const pcaLighting of [true, false]) {
+    const want = new Float32Array(per);
+    writeCrop(decoded.pixels, RESIZE, CROP, aug.box, aug.flip, channelAffine(STATS, pcaLighting ? pcaLightingShift(STATS, aug.alphas) : undefined), want, 0);
+    const l = loader(samples, { pcaLighting });
+    t.equal(l.batchCount, 1);
+    const [batch] = await collect(l, 4);
+    const k = [...batch.sampleIndices].indexOf(2);
+    t.same([...batch.images.subarray(k * per, (k + 1) * per)], [...want], `pcaLighting ${pcaLighting}`);
+  }
+});
+
+t.test('options are validated', async (t) => {
+  t.throws(() => loader([], { cropSize: 13 }), ConfigError);
+  t.throws(() => loader([], { rank: 2, worldSize: 2 }), ConfigError);
+  t.throws(() => loader([], { globalBatchSize: 0 }), ConfigError);
+});
