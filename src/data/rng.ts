@@ -72,6 +72,13 @@ export function rngFor(stream: number, ...values: number[]): Rng {
   return mulberry32(hashInts(stream, ...values));
 }
 
+/** A seeded random subset of at most `max` items, kept in their original order (all when max is unset or larger). */
+export function seededSubset<T>(items: readonly T[], max: number | undefined, seed: number): T[] {
+  if (max === undefined || max <= 0 || max >= items.length) return [...items];
+  const order = permutation(items.length, rngFor(RngStream.subset, seed));
+  return Array.from(order.subarray(0, max)).sort((x, y) => x - y).map((i) => items[i]);
+}
+
 /** Fisher-Yates permutation of 0..n-1. */
 export function permutation(n: number, rng: Rng): Uint32Array {
   const p = new Uint32Array(n);

@@ -9,7 +9,7 @@ import { DataError } from '../errors';
 import { Sample } from './dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
-import { permutation, rngFor, RngStream } from './rng';
+import { seededSubset } from './rng';
 
 export interface DatasetStats {
   meanRgb: [number, number, number];
@@ -125,15 +125,10 @@ export interface ComputeStatsOptions extends DecodeOptions {
 }
 
 /** The samples to use: all, or a seeded random subset. */
-function pickSubset(samples: Sample[], maxImages: number | undefined, seed: number): Sample[] {
-  if (maxImages === undefined || maxImages >= samples.length) return samples;
-  const p = permutation(samples.length, rngFor(RngStream.subset, seed));
-  return Array.from(p.subarray(0, maxImages)).sort((x, y) => x - y).map((i) => samples[i]);
-}
 
 /** Decode the images (skipping bad ones) and compute their colour statistics. */
 export async function computeStats(samples: Sample[], opts: ComputeStatsOptions): Promise<DatasetStats> {
-  const chosen = pickSubset(samples, opts.maxImages, opts.seed ?? 0);
+  const chosen = seededSubset(samples, opts.maxImages, opts.seed ?? 0);
   const moments = emptyMoments();
   let used = 0;
   let done = 0;

@@ -9,7 +9,7 @@ import { specOverrides } from '../config';
 import { DataError } from '../errors';
 import { preflight } from '../data/check';
 import { openDataset, type Dataset, type Sample } from '../data/dataset';
-import { permutation, rngFor, RngStream } from '../data/rng';
+import { seededSubset } from '../data/rng';
 import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/stats';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
@@ -43,12 +43,6 @@ export function scheduleOptionsOf(config: TrainConfig): ScheduleOptions {
   };
 }
 
-/** A seeded subset of the training split, for quick runs (`--train-limit`). */
-export function limitSamples(samples: Sample[], limit: number, seed: number): Sample[] {
-  if (limit <= 0 || limit >= samples.length) return samples;
-  const order = permutation(samples.length, rngFor(RngStream.subset, seed, 0, 0));
-  return Array.from(order.subarray(0, limit)).sort((a, b) => a - b).map((i) => samples[i]);
-}
 
 /** A seeded subset this large pins the mean and the 3x3 colour covariance to ~3 digits. */
 const STATS_MAX_IMAGES = 10_000;
@@ -73,7 +67,7 @@ export async function openTrainingData(config: TrainConfig, canWrite: boolean, l
   if (trainSplit == null || trainSplit.samples.length === 0) {
     throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
   }
-  const train = limitSamples(trainSplit.samples, config.trainLimit, config.seed);
+  const train = seededSubset(trainSplit.samples, config.trainLimit, config.seed);
   const spec = buildSpec(config.preset, specOverrides(config));
   await preflight(train, { sizePx: spec.resizeSize });
   const stats = await datasetStats(dataset, train, spec.resizeSize, canWrite, log);
