@@ -29,7 +29,7 @@ function timestamp(): string {
 export function trainOptions(y: Argv): Argv {
   return y
     .option('data', { type: 'string', default: DEFAULT_DATA, describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })
-    .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 32 px)' })
+    .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' })
     .option('epochs', { type: 'number', default: 90, describe: 'passes over the training split' })
     .option('batch-size', { type: 'number', default: 128, describe: 'global batch in images, split across all workers' })
     .option('max-steps', { type: 'number', default: 0, describe: 'cap on steps per epoch (0: the whole split)' })

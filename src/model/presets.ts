@@ -124,14 +124,15 @@ const torchvision: ModelSpec = {
 
 /**
  * The paper's topology (5 conv + 3 FC, LRN after conv1/2, grouped conv2/4/5, overlapping 3/2
- * pooling, dropout) scaled down for CPUs and 28-36 px images: a 32 px input, a 5x5 stride-1
- * first layer instead of 11x11 stride 4 (a 32 px image has no room for it), channel counts
- * divided by 3-4, and 256-unit hidden layers. Geometry: 32 -> pool 15 -> pool 7 -> pool 3.
+ * pooling, dropout) scaled down for CPUs and small images: 28 px crops of a 32 px square (the
+ * paper's 227 of 256, near enough), a 5x5 stride-1 first layer instead of 11x11 stride 4 (a
+ * 28 px image has no room for it), channel counts divided by 3-4, 256-unit hidden layers.
+ * Geometry: 28 -> pool 13 -> pool 6 -> pool 2.
  */
 const small: ModelSpec = {
   preset: 'small',
-  inputSize: 32,
-  resizeSize: 36,
+  inputSize: 28,
+  resizeSize: 32,
   convs: [
     conv('conv1', 32, 5, 1, 'same', { lrn: true, pool: true }),
     conv('conv2', 64, 5, 1, 2, { groups: 2, lrn: true, pool: true, biasInit: 1 }),

@@ -61,7 +61,7 @@ t.test('the loss falls and the run writes metrics, checkpoints and models', asyn
   // The exported graph model runs in plain tfjs and agrees with the checkpoint.
   const { model, meta } = await loadExportedModel(path.join(runDir, 'final-model'));
   t.same(meta.classes, ['checker', 'horizontal', 'vertical']);
-  const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 1);
+  const x = tf.randomNormal([2, 28, 28, 3], 0, 1, 'float32', 1);
   const probs = (model.execute(x, 'probabilities') as tf.Tensor).arraySync() as number[][];
   for (const row of probs) t.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-4, 'softmax rows sum to 1');
 });
@@ -96,7 +96,7 @@ t.test('checkpoint files refuse corruption and other models', async (t) => {
 t.test('the tensor count stays flat across steps', async (t) => {
   const cfg = config([...common(path.join(tempDir(t), 'm')), '--epochs', '1']);
   const state = await buildRunState(cfg, false, memoryLogger());
-  const loader = new BatchLoader({ samples: state.train, resizeSize: 36, cropSize: 32, globalBatchSize: 12, rank: 0, worldSize: 1, seed: 0, mode: 'train', stats: state.stats });
+  const loader = new BatchLoader({ samples: state.train, resizeSize: state.model.spec.resizeSize, cropSize: state.model.spec.inputSize, globalBatchSize: 12, rank: 0, worldSize: 1, seed: 0, mode: 'train', stats: state.stats });
   const layout = fusionLayout(state.model);
   const counts: number[] = [];
   for (let epoch = 0; epoch < 2; epoch++) {
