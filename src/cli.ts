@@ -4,6 +4,7 @@
  *
  *   node dist/src/cli.js train --data data/fashion-mnist --preset small
  *   node dist/src/cli.js eval runs/<run> --split test --tta 10
+ *   node dist/src/cli.js report runs/<run>
  *   node dist/src/cli.js predict --model runs/<run>/final-model image.png
  *   node dist/src/cli.js data check <root>
  *
@@ -19,7 +20,7 @@ import { UserError } from './errors';
 import { PRESET_NAMES } from './model/presets';
 import { OPTIMIZER_NAMES } from './train/optimizer';
 import { SCHEDULE_NAMES } from './train/schedule';
-import { runEval, runPredict, runSummary, runTrain } from './commands';
+import { runEval, runPredict, runReport, runSummary, runTrain } from './commands';
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -68,7 +69,7 @@ export function buildCli(argv: string[]): Argv {
     .command('train', 'train AlexNet on an image dataset', trainOptions, (a) => runTrain(a as CliArgs))
     .command(
       'eval <checkpoint>',
-      'top-1/top-5 error of a checkpoint (file or run directory) on a split',
+      'top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint (file or run directory) on a split',
       (y: Argv): Argv =>
         y
           .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
@@ -76,9 +77,18 @@ export function buildCli(argv: string[]): Argv {
           .option('split', { choices: ['train', 'val', 'test'] as const, default: 'test', describe: 'split to evaluate' })
           .option('tta', { type: 'number', default: 1, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
           .option('batch-size', { type: 'number', default: 128, describe: 'images per batch' })
+          .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
           .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
       async (a) => {
         await runEval(a as CliArgs);
+      },
+    )
+    .command(
+      'report <run-dir>',
+      'redraw a run\'s curves.svg, curves.png and report.md from its metrics.jsonl and checkpoint',
+      (y: Argv): Argv => y.positional('run-dir', { type: 'string', demandOption: true, describe: 'run directory (holds metrics.jsonl)' }),
+      async (a) => {
+        await runReport(a as CliArgs);
       },
     )
     .command(
@@ -104,7 +114,7 @@ export function buildCli(argv: string[]): Argv {
       (a) => runSummary(a as CliArgs),
     )
     .command(dataCommand)
-    .demandCommand(1, 'name a command: train, eval, predict, summary or data')
+    .demandCommand(1, 'name a command: train, eval, report, predict, summary or data')
     .strict()
     .recommendCommands()
     .help()

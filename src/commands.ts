@@ -11,15 +11,18 @@ import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/au
 import { openDataset, type SplitName } from './data/dataset';
 import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './errors';
+import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
+import { evaluateWithConfusion } from './eval/evaluate';
+import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec, type PresetName } from './model/presets';
 import { formatSummary } from './model/summary';
+import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './report/report';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
-import { addSums, emptySums, summarize, type MetricSummary } from './train/metrics';
+import type { MetricSummary } from './train/metrics';
 import { setWeights } from './train/setup';
-import { evalBatch } from './train/step';
 import { Trainer, type TrainResult } from './train/trainer';
 import { consoleLogger, type Logger } from './util/log';
 import { resolveDevices, describeDevices } from './parallel/devices';
@@ -68,6 +71,8 @@ export async function runTrain(args: CliArgs): Promise<void> {
   log.info(formatSummary(spec, ds.classes.length));
   const result = devices.worldSize === 1 ? await trainInProcess(config, log, devices.kind === 'gpu') : await runDataParallel(config, devices, log);
   printFinal(log, result);
+  // The epochs' reports were drawn during training; this one adds the final test line.
+  if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
   if (result.stopped) process.exitCode = 130;
 }
 
@@ -85,13 +90,23 @@ function ttaOf(args: CliArgs): 1 | 10 {
   return tta;
 }
 
-export async function runEval(args: CliArgs): Promise<MetricSummary> {
+/** Where eval's files go by default: beside the checkpoint, one folder per split and TTA. */
+export function defaultEvalDir(checkpoint: string, split: string, tta: 1 | 10): string {
+  return path.join(path.dirname(checkpoint), `eval-${split}${tta === 10 ? '-tta10' : ''}`);
+}
+
+export interface EvalResult {
+  summary: MetricSummary;
+  perClass: ClassAccuracy[];
+  files: EvalFiles;
+}
+
+export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<EvalResult> {
   const file = checkpointFile(String(args['checkpoint']));
   const ckpt = loadCheckpoint(file);
   const tta = ttaOf(args);
   const batchSize = Number(args['batch-size']);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`--batch-size must be a whole number >= 1`);
-  const log = consoleLogger({ level: 'info' });
   log.info(describeBackend(await initBackend(args['backend'] as BackendChoice, false)));
   const dataRoot = args['data'] == null ? ckpt.config.data : String(args['data']);
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
@@ -100,6 +115,8 @@ export async function runEval(args: CliArgs): Promise<MetricSummary> {
   const samples = ds.splits[split]?.samples;
   if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
   checkCompatible(ckpt, ckpt.config.preset, ds.classes, file);
+  // Labels index the dataset's classes, predictions the checkpoint's: say so when they differ.
+  if (ckpt.classes.join('\n') !== ds.classes.join('\n')) log.warn(`the dataset's classes differ from the checkpoint's (${ckpt.classes.slice(0, 3).join(', ')}, ...): per-class results use the dataset's names`);
   const spec = buildSpec(ckpt.config.preset, specOverrides(ckpt.config));
   const model = createAlexNet(spec, ckpt.classes.length, 0);
   setWeights(model, ckpt.weights, file);
@@ -109,11 +126,26 @@ export async function runEval(args: CliArgs): Promise<MetricSummary> {
     seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: await loadStats(ds.root),
     onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
   });
-  let sums = emptySums();
-  for await (const batch of loader.epoch(0)) sums = addSums(sums, evalBatch(model, batch));
-  const s = summarize(sums);
-  log.result(`${split} (${s.count} images, ${tta === 10 ? '10 patches' : 'centre crop'}): top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
-  return s;
+  const { summary: s, confusion } = await evaluateWithConfusion(model, loader);
+  const what = `${split} (${s.count} images, ${tta === 10 ? '10 patches' : 'centre crop'})`;
+  const perClass = perClassAccuracy(confusion);
+  log.result(perClassTable(perClass, ds.classes));
+  const unscored = confusion.unscored.reduce((a, b) => a + b, 0);
+  if (unscored > 0) log.warn(`${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`);
+  const outDir = args['out'] == null ? defaultEvalDir(file, split, tta) : String(args['out']);
+  const files = await writeEvalOutputs(outDir, confusion, ds.classes, `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`);
+  log.result(`${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
+  log.info(`wrote ${files.confusionCsv}, ${files.perClassCsv}, ${files.heatmapPng}`);
+  return { summary: s, perClass, files };
+}
+
+/** Redraws a run's curves and report.md from its metrics.jsonl and checkpoint. */
+export async function runReport(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<RunReportFiles> {
+  const runDir = String(args['run-dir']);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new ConfigError(`run directory '${runDir}' does not exist`);
+  const files = await writeRunReport(runDir);
+  log.result(`wrote ${files.markdown}, ${files.curvesPng}, ${files.curvesSvg}`);
+  return files;
 }
 
 export interface Prediction {

@@ -17,6 +17,7 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     [['train', '--data', '.', '--tta', '3'], /--tta must be 1/],
     [['train', '--data', '.', '--no-such-option'], /Unknown argument/],
     [['eval', '/no/such.ckpt'], /no checkpoint at/],
+    [['report', '/no/such/run'], /run directory '\/no\/such\/run' does not exist/],
     [['fly'], /Unknown argument|command/],
   ];
   for (const [args, pattern] of cases) {

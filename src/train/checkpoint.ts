@@ -93,19 +93,28 @@ export function encodeCheckpoint(c: CheckpointContents): Buffer {
   return Buffer.concat([MAGIC, len, json, data]);
 }
 
-export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContents {
-  if (bytes.length < MAGIC.length + 4 || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) {
+const HEADER_START = MAGIC.length + 4;
+
+/** The JSON header's length, after checking the magic bytes. */
+function headerLength(prefix: Buffer, file: string): number {
+  if (prefix.length < HEADER_START || !prefix.subarray(0, MAGIC.length).equals(MAGIC)) {
     throw new CheckpointError(`${file} is not an alexnet checkpoint (bad magic bytes)`);
   }
-  const jsonLen = bytes.readUInt32LE(MAGIC.length);
-  const jsonStart = MAGIC.length + 4;
-  let header: Header;
+  return prefix.readUInt32LE(MAGIC.length);
+}
+
+function parseHeader(json: Buffer, file: string): Header {
   try {
-    header = JSON.parse(bytes.subarray(jsonStart, jsonStart + jsonLen).toString('utf8'), reviveNonFinite) as Header;
+    return JSON.parse(json.toString('utf8'), reviveNonFinite) as Header;
   } catch {
     throw new CheckpointError(`${file} is corrupt: its header is not valid JSON (truncated file?)`);
   }
-  const dataStart = jsonStart + jsonLen;
+}
+
+export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContents {
+  const jsonLen = headerLength(bytes, file);
+  const header = parseHeader(bytes.subarray(HEADER_START, HEADER_START + jsonLen), file);
+  const dataStart = HEADER_START + jsonLen;
   // Copy into an aligned buffer: Float32Array views need 4-byte alignment.
   const data = new Float32Array(bytes.length - dataStart >= 0 ? (bytes.length - dataStart) >> 2 : 0);
   Buffer.from(data.buffer).set(bytes.subarray(dataStart, dataStart + data.length * 4));
@@ -138,6 +147,28 @@ export function loadCheckpoint(fileOrRunDir: string): CheckpointContents {
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, LAST_CHECKPOINT);
   if (!fs.existsSync(file)) throw new CheckpointError(`no checkpoint at ${file}`);
   return decodeCheckpoint(fs.readFileSync(file), file);
+}
+
+export type CheckpointSummary = Omit<CheckpointContents, 'weights' | 'optimizer'>;
+
+/**
+ * The config, classes and position of a checkpoint without its tensors: reads only the header,
+ * not the ~0.5 GB of weights and momentum a paper-sized checkpoint holds (the run report reads
+ * it every epoch).
+ */
+export function readCheckpointSummary(file: string): CheckpointSummary {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const prefix = Buffer.alloc(HEADER_START);
+    const jsonLen = headerLength(prefix.subarray(0, fs.readSync(fd, prefix, 0, HEADER_START, 0)), file);
+    if (HEADER_START + jsonLen > fs.fstatSync(fd).size) throw new CheckpointError(`${file} is truncated inside its header`);
+    const json = Buffer.alloc(jsonLen);
+    fs.readSync(fd, json, 0, jsonLen, HEADER_START);
+    const h = parseHeader(json, file);
+    return { config: h.config, classes: h.classes, position: h.position, schedule: h.schedule, bestValTop1Error: h.bestValTop1Error, rng: h.rng };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Refuses a checkpoint made for another network: the weights would not fit. */

@@ -138,14 +138,23 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
   return { sums, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: fusion[m + 4] > 0 };
 }
 
+export interface EvalOutput {
+  sums: MetricSums;
+  /**
+   * Per image, row-major [count, numClasses]: the log of the crop-averaged softmax. It ranks
+   * classes like the averaged probabilities, so its argmax is the prediction.
+   */
+  scores: Float32Array;
+}
+
 /**
- * Metric sums for one evaluation batch. With several crops per image (the paper's 10-patch
- * testing) the softmax of the crops is averaged before scoring.
+ * Metric sums and class scores for one evaluation batch. With several crops per image (the
+ * paper's 10-patch testing) the softmax of the crops is averaged before scoring.
  */
-export function evalBatch(model: AlexNet, batch: Batch): MetricSums {
-  if (batch.count === 0) return emptySums();
+export function evalBatchScores(model: AlexNet, batch: Batch): EvalOutput {
+  if (batch.count === 0) return { sums: emptySums(), scores: new Float32Array(0) };
   const crops = batch.images.length / (model.spec.inputSize ** 2 * 3) / batch.count;
-  let sums = emptySums();
+  let output: EvalOutput = { sums: emptySums(), scores: new Float32Array(0) };
   tf.tidy(() => {
     const logits = forward(model, imagesTensor(model, batch), { training: false });
     const probs = tf.mean(tf.reshape(tf.softmax(logits), [batch.count, crops, model.numClasses]), 1);
@@ -154,7 +163,12 @@ export function evalBatch(model: AlexNet, batch: Batch): MetricSums {
     const lossSum = tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-12)))).dataSync()[0];
     // Log-probabilities rank like the averaged softmax and work for top-k.
     const scores = tf.log(tf.maximum(probs, 1e-30)).dataSync() as Float32Array;
-    sums = batchSums(scores, batch.labels, model.numClasses, lossSum);
+    output = { sums: batchSums(scores, batch.labels, model.numClasses, lossSum), scores };
   });
-  return sums;
+  return output;
+}
+
+/** Metric sums for one evaluation batch (see evalBatchScores). */
+export function evalBatch(model: AlexNet, batch: Batch): MetricSums {
+  return evalBatchScores(model, batch).sums;
 }

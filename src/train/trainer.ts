@@ -12,6 +12,7 @@ import type { Sample } from '../data/dataset';
 import { BatchLoader, type LoaderMode } from '../data/loader';
 import type { DatasetStats } from '../data/stats';
 import { exportGraphModel } from '../model/export';
+import { writeRunReportSafely } from '../report/report';
 import type { Logger } from '../util/log';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
@@ -46,6 +47,8 @@ export interface TrainerDeps {
   collective: Collective | null;
   /** Polled before each step: true once Ctrl-C (or the coordinator) asked to stop. All ranks stop after the same step. */
   shouldStop: () => boolean;
+  /** Called after each step with this process's report, as the collective's onStep (benchmarks use it in the single process). */
+  onStep?: (report: StepReport) => void;
 }
 
 export interface EpochRecord {
@@ -168,7 +171,9 @@ export class Trainer {
         skipped += batch.skipped;
         sums = addSums(sums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
-        deps.collective?.onStep?.({ epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } });
+        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
+        deps.collective?.onStep?.(report);
+        deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
           const s = summarize(sums);
@@ -262,6 +267,7 @@ export class Trainer {
       await this.exportModel(state, 'best-model');
     }
     this.save(state, LAST_CHECKPOINT);
+    await writeRunReportSafely(this.config.runDir, log);
   }
 
   private async finalTest(state: RunState): Promise<MetricSummary | null> {
