@@ -53,10 +53,12 @@ export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisibl
     log.info('Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)');
   };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
   try {
     return await new Trainer(config, { log, tty: env.isTTY(), collective: null, shouldStop: () => stopRequested }).run();
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
   }
 }
 

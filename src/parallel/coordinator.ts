@@ -13,7 +13,7 @@ import type { TrainResult } from '../train/trainer';
 import type { Logger } from '../util/log';
 import { CoordinatorControl } from './control';
 import type { DeviceAssignment } from './devices';
-import { MessageType, PROTOCOL_VERSION, type ControlMessage } from './protocol';
+import { MessageType, PROTOCOL_VERSION, type ControlMessage, type StepReportMessage } from './protocol';
 import { bindError, createIpcRingDir, removeIpcRingDir } from './ring-address';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
@@ -48,6 +48,8 @@ class Failure {
 export interface CoordinatorOptions {
   /** No message from a worker for this long (or 3x its slowest step, if longer) means it hangs. */
   hangTimeoutMs: number;
+  /** Called with every worker's report of every step, as it arrives (benchmarks time steps with it). */
+  onStepReport?: (report: StepReportMessage) => void;
 }
 
 export class Coordinator {
@@ -71,6 +73,7 @@ export class Coordinator {
     const controlAddress = `ipc://${path.join(ipcDir, 'control.sock')}`;
     const onSigint = () => this.interrupt();
     process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigint);
     try {
       await this.control.bind(controlAddress).catch((err: unknown) => {
         throw bindError(controlAddress, err);
@@ -85,6 +88,7 @@ export class Coordinator {
       await this.until(() => this.workers.every((w) => w.done), Infinity, '');
     } finally {
       process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigint);
       await this.shutdown(this.failure ? `rank ${this.failure.rank ?? '?'} failed` : 'finished');
       this.control.close();
       removeIpcRingDir(ipcDir);
@@ -100,7 +104,8 @@ export class Coordinator {
       const gpuId = this.devices.kind === 'gpu' ? this.devices.gpuIds[rank] : null;
       const child = spawn(process.execPath, [workerScript()], {
         env: env.forWorker({ controlAddress, rank, worldSize: n, deviceKind: this.devices.kind, ipcDir }, gpuId),
-        stdio: ['ignore', 'inherit', 'inherit'],
+        // The IPC channel is only a lifeline: a worker exits when it closes (coordinator gone).
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       const w: WorkerState = { rank, child, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
       child.on('exit', (code, signal) => {
@@ -160,6 +165,7 @@ export class Coordinator {
         w.step = m.step;
         w.epoch = m.epoch;
         w.longestStepMs = Math.max(w.longestStepMs, m.stepMs);
+        this.options.onStepReport?.(m);
         break;
       case MessageType.Checksum:
         this.compareChecksum(rank, m.step, m.checksum);
@@ -260,9 +266,14 @@ export class Coordinator {
   }
 }
 
-export async function runDataParallel(config: TrainConfig, devices: DeviceAssignment, log: Logger): Promise<TrainResult> {
+export async function runDataParallel(
+  config: TrainConfig,
+  devices: DeviceAssignment,
+  log: Logger,
+  hooks: Pick<CoordinatorOptions, 'onStepReport'> = {},
+): Promise<TrainResult> {
   // Once, here: an unusable dataset fails before any worker starts, and the dataset
   // statistics are written by one process, not raced by N.
   await openTrainingData(config, true, log);
-  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000 }).run();
+  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...hooks }).run();
 }

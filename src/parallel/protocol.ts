@@ -9,6 +9,7 @@
  */
 import { Packr } from 'msgpackr';
 import { ProtocolError } from '../errors';
+import type { StepReport } from '../train/trainer';
 import type { CurveKeys } from './curve';
 
 /** Bump when a message's fields change; Hello carries it and the coordinator compares. */
@@ -73,6 +74,30 @@ export interface StepReportMessage {
   stepMs: number;
   metrics: Record<string, SumCount>;
 }
+
+/** The parts of a step a StepReport times, in the order they happen, as its `metrics` name them. */
+export const STEP_TIMINGS = ['dataWaitMs', 'computeMs', 'copyMs', 'reduceMs', 'updateMs'] as const;
+
+/**
+ * One step's report: loss and top-1 as (sum, count) over the step's images (all ranks', since
+ * they rode the all-reduce), and each part of the step's time as (ms, 1).
+ */
+export function stepReportMessage(rank: number, r: StepReport): StepReportMessage {
+  const timings = Object.fromEntries(STEP_TIMINGS.map((name) => [name, { sum: r.timings[name], count: 1 }]));
+  return {
+    type: MessageType.StepReport,
+    rank,
+    epoch: r.epoch,
+    step: r.step,
+    stepMs: r.timings.computeMs + r.timings.copyMs + r.timings.reduceMs + r.timings.updateMs,
+    metrics: {
+      loss: { sum: r.sums.lossSum, count: r.sums.count },
+      top1Correct: { sum: r.sums.top1Correct, count: r.sums.count },
+      ...timings,
+    },
+  };
+}
+
 export interface ChecksumMessage {
   type: MessageType.Checksum;
   rank: number;

@@ -16,7 +16,7 @@ import { Trainer, type Collective, type StepReport, type TrainResult } from '../
 import { consoleLogger, type Logger } from '../util/log';
 import { broadcast, ringAllReduce } from './allreduce';
 import { WorkerControl } from './control';
-import { MessageType, PROTOCOL_VERSION, weightsChecksum, type ConfigMessage, type ControlMessage } from './protocol';
+import { MessageType, PROTOCOL_VERSION, stepReportMessage, weightsChecksum, type ConfigMessage, type ControlMessage } from './protocol';
 import { ipcRingAddress } from './ring-address';
 import { ZmqRingTransport } from './zmq-ring';
 
@@ -63,20 +63,7 @@ function makeCollective(boot: WorkerBootstrap, ring: ZmqRingTransport, control: 
     allReduce: (buffer) => ringAllReduce(buffer, ring, rank, worldSize, options),
     broadcast: (buffer, root) => broadcast(buffer, ring, root, options),
     onStep: (r: StepReport) => {
-      const stepMs = r.timings.computeMs + r.timings.copyMs + r.timings.reduceMs + r.timings.updateMs;
-      void control.send({
-        type: MessageType.StepReport,
-        rank,
-        epoch: r.epoch,
-        step: r.step,
-        stepMs,
-        metrics: {
-          loss: { sum: r.sums.lossSum, count: r.sums.count },
-          top1Correct: { sum: r.sums.top1Correct, count: r.sums.count },
-          dataWaitMs: { sum: r.timings.dataWaitMs, count: 1 },
-          reduceMs: { sum: r.timings.reduceMs, count: 1 },
-        },
-      });
+      void control.send(stepReportMessage(rank, r));
       if (fault && fault.rank === rank && fault.step === r.step) injectFault(control, fault.kind);
     },
     verifyReplicas: async (weights, globalStep) => {
@@ -94,9 +81,11 @@ async function runWorker(boot: WorkerBootstrap, control: WorkerControl, log: Log
   const { rank, worldSize } = boot;
   const ring = await ZmqRingTransport.bind({ rank, worldSize, bindAddress: ipcRingAddress(boot.ipcDir, rank) });
   let stopRequested = false;
-  process.on('SIGINT', () => {
+  const requestStop = () => {
     stopRequested = true; // the coordinator also asks; all ranks stop after the same step
-  });
+  };
+  process.on('SIGINT', requestStop);
+  process.on('SIGTERM', requestStop);
   try {
     let released: () => void = () => undefined;
     const shutdownReceived = new Promise<void>((resolve) => (released = resolve));
@@ -134,6 +123,12 @@ async function runWorker(boot: WorkerBootstrap, control: WorkerControl, log: Log
 
 async function main(): Promise<number> {
   const boot = env.workerBootstrap();
+  // The coordinator holds the other end of this channel: if it dies (kill -9, a crash), the
+  // channel closes and this worker must not live on as an orphan.
+  process.on('disconnect', () => {
+    process.stderr.write(`[rank ${boot.rank}] the coordinator is gone: exiting\n`);
+    process.exit(1);
+  });
   const log = consoleLogger({ level: boot.rank === 0 ? 'info' : 'quiet', prefix: boot.rank === 0 ? '' : `[rank ${boot.rank}]` });
   const control = new WorkerControl(boot.controlAddress);
   try {

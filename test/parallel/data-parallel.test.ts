@@ -122,3 +122,20 @@ t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit cod
   t.notOk(workerPids(output.split('\n')).some(isAlive), 'no orphan worker left');
   t.ok(loadCheckpoint(runDir).position.globalStep > 0, 'the checkpoint is loadable');
 });
+
+t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) => {
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(path.join(root, 'orphans')), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  const started = Date.now();
+  while (workerPids(output.split('\n')).length < 2 && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
+  const pids = workerPids(output.split('\n'));
+  t.equal(pids.length, 2);
+  child.kill('SIGKILL');
+  const killedAt = Date.now();
+  // A worker notices between two synchronous tfjs calls, so allow for a slow step on a busy machine.
+  while (pids.some(isAlive) && Date.now() - killedAt < 30_000) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(pids.some(isAlive), `workers gone ${Date.now() - killedAt} ms after the coordinator`);
+  for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
+});
