@@ -5,6 +5,8 @@
 #   make train GPUS=2        # 2 workers: 2 GPUs, or 2 CPU-simulated devices when there are none
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
 #   make test                # the test suite (tap), CPU only, a few minutes
+#   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
+#   make bench               # the full set; refreshes docs/benchmarks.md and its charts
 
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json
@@ -13,10 +15,14 @@ DATA_DIR := data/fashion-mnist
 DATA_STAMP := $(DATA_DIR)/.complete.json
 TS_SOURCES := $(shell find src scripts bench test -name '*.ts' 2>/dev/null) tsconfig.json
 
-# The bundled default run: the paper's recipe (SGD, momentum 0.9, weight decay 5e-4, lr 0.01,
-# divide by 10 on plateau) on the small preset, sized to finish within 10 minutes on 2 cores.
-DEFAULT_TRAIN_ARGS := --data $(DATA_DIR) --preset small --init he --epochs 3 --batch-size 64 \
-	--lr 0.01 --schedule plateau --lr-patience 1 --run-dir runs/fashion-mnist-$(shell date +%Y%m%d-%H%M%S)
+# The bundled default run, sized to finish within 10 minutes on 2 cores: the small preset,
+# 2 epochs over a seeded 40,000-image subset of the training split, the learning rate divided
+# by 10 after the first epoch (the paper's drop, on a schedule short enough for the budget).
+# Adam rather than the paper's SGD: in this budget it reached a lower validation error
+# (23.9% vs 26.0% for SGD at lr 0.02 and 29.6% at 0.01, after 300 steps; see docs/default-run.md).
+DEFAULT_TRAIN_ARGS := --data $(DATA_DIR) --preset small --init he --optimizer adam --lr 0.001 \
+	--epochs 2 --schedule step --lr-step-epochs 1 --train-limit 40000 --batch-size 64 \
+	--run-dir runs/fashion-mnist-$(shell date +%Y%m%d-%H%M%S)
 GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
@@ -46,6 +52,26 @@ train: build data
 
 test: build
 	npx tap
+
+# Results (JSON, charts) go under runs/; only `make bench` rewrites docs/benchmarks.md.
+BENCH_DIR := runs/bench
+QUICK_DIR := runs/bench-quick
+
+bench-quick: build
+	@mkdir -p $(QUICK_DIR)
+	node dist/bench/allreduce.js --quick --out $(QUICK_DIR)/allreduce.json
+	node dist/bench/data.js --images 64 --epochs 2 --rounds 1 --out $(QUICK_DIR)/data.json
+	node dist/bench/train.js --quick --out $(QUICK_DIR)/train.json
+	node dist/bench/report.js --img-dir $(QUICK_DIR) --train $(QUICK_DIR)/train.json \
+		--allreduce $(QUICK_DIR)/allreduce.json --data $(QUICK_DIR)/data.json
+
+bench: build
+	@mkdir -p $(BENCH_DIR)
+	node dist/bench/allreduce.js --out $(BENCH_DIR)/allreduce.json
+	node dist/bench/data.js --out $(BENCH_DIR)/data.json
+	node dist/bench/train.js --out $(BENCH_DIR)/train.json
+	node dist/bench/report.js --img-dir docs/img --doc docs/benchmarks.md --train $(BENCH_DIR)/train.json \
+		--allreduce $(BENCH_DIR)/allreduce.json --data $(BENCH_DIR)/data.json
 
 clean:
 	rm -rf dist .tap

@@ -13,7 +13,7 @@
  * Run the compiled JS: under ts-node every worker also carries the TypeScript compiler in its
  * heap, which makes each garbage collection (and so the all-reduce) slower.
  */
-import { ChildProcess, spawnSync } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,11 +23,11 @@ import { reduceKernelName } from '../src/parallel/reduce-kernel';
 import { createIpcRingDir, ipcRingAddress, removeIpcRingDir } from '../src/parallel/ring-address';
 import { busBandwidth } from '../src/parallel/ring-schedule';
 import type { ParentCommand, WorkerReply } from './allreduce-worker';
+import { benchScript, flagValue, median, pythonUnavailable, runPythonJson } from './lib';
 
 const ALEXNET_BYTES = 61_100_840 * 4;
 const FULL_SIZES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144].map((k) => k * 1024);
 const QUICK_SIZES = FULL_SIZES.filter((b) => b <= 1 << 20);
-const SYSTEM_PYTHON = '/usr/bin/python3';
 
 interface Options {
   sizesBytes: number[];
@@ -51,10 +51,7 @@ export interface Row {
 }
 
 function parseArgs(argv: string[]): Options {
-  const value = (flag: string): string | undefined => {
-    const i = argv.indexOf(flag);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
+  const value = (flag: string): string | undefined => flagValue(argv, flag);
   const list = (flag: string, fallback: string): string[] => (value(flag) ?? fallback).split(',');
   const quick = argv.includes('--quick');
   const defaultSizes = quick ? QUICK_SIZES : [...FULL_SIZES, ALEXNET_BYTES].sort((a, b) => a - b);
@@ -75,12 +72,6 @@ function parseArgs(argv: string[]): Options {
     !(options.chunkBytes >= 4);
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/allreduce.ts)`);
   return options;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function rowFrom(
@@ -163,24 +154,14 @@ function waitForExit(child: ChildProcess, graceMs: number): Promise<void> {
   });
 }
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
 /** gloo rows, or the one-line reason there are none. */
 function benchGloo(options: Options): Row[] | string {
-  if (!fs.existsSync(SYSTEM_PYTHON)) return `no ${SYSTEM_PYTHON}: gloo reference skipped`;
-  const probe = spawnSync(SYSTEM_PYTHON, ['-c', 'import torch.distributed as d; assert d.is_gloo_available()']);
-  if (probe.status !== 0) return 'python3-torch with gloo not installed: gloo reference skipped';
-  const script = path.join(repoRoot(), 'bench', 'gloo_allreduce.py');
+  const unavailable = pythonUnavailable('import torch.distributed as d; assert d.is_gloo_available()');
+  if (unavailable !== null) return `${unavailable}: gloo reference skipped`;
+  const script = benchScript('gloo_allreduce.py');
   const args = [script, '--ranks', options.ranks.join(','), '--sizes', options.sizesBytes.join(','), '--reps', String(options.reps)];
-  const run = spawnSync(SYSTEM_PYTHON, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
-  if (run.status !== 0) return `gloo reference failed: ${run.stderr.trim().split('\n').pop() ?? ''}`;
-  const parsed = JSON.parse(run.stdout) as {
-    results: { ranks: number; bytes: number; rep_ms: number[]; cpu_ms_per_rank: number }[];
-  };
+  const parsed = runPythonJson<{ results: { ranks: number; bytes: number; rep_ms: number[]; cpu_ms_per_rank: number }[] }>(args);
+  if (typeof parsed === 'string') return `gloo reference ${parsed}`;
   return parsed.results.map((r) => rowFrom('gloo-tcp', r.ranks, r.bytes, r.rep_ms, r.cpu_ms_per_rank));
 }
 

@@ -21,8 +21,8 @@ import { decodeFile } from '../src/data/decode';
 import { BatchLoader } from '../src/data/loader';
 import { DatasetStats } from '../src/data/stats';
 import { formatTable } from '../src/data/table';
+import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './lib';
 
-const SYSTEM_PYTHON = '/usr/bin/python3';
 const TORCHVISION_REFERENCE = 560; // FINDINGS.md, PIL/torchvision, one process
 /** ImageNet's published RGB statistics ([0, 1] units), so the lighting/normalisation path runs. */
 const IMAGENET_STATS: DatasetStats = {
@@ -33,7 +33,7 @@ const IMAGENET_STATS: DatasetStats = {
   imageCount: 1,
 };
 
-interface Row {
+export interface Row {
   pipeline: string;
   cores: number;
   imagesPerSec: number;
@@ -42,19 +42,7 @@ interface Row {
 }
 
 function flag(argv: string[], name: string, fallback: string): string {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback;
-}
-
-/** Photo-like JPEGs (blurred noise with varying hue, quality 90), made once and reused. */
-async function ensureJpegs(dir: string, count: number): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  for (let i = 0; i < count; i++) {
-    const file = path.join(dir, `${String(i).padStart(4, '0')}.jpg`);
-    if (existsSync(file)) continue;
-    await sharp({ create: { width: 500, height: 375, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 120, sigma: 60 } } })
-      .blur(1.5).modulate({ hue: (i * 37) % 360 }).jpeg({ quality: 90 }).toFile(file);
-  }
+  return flagValue(argv, name) ?? fallback;
 }
 
 /** The same images as `data prepare --size 256` stores them. */
@@ -91,7 +79,6 @@ async function worker(dir: string, epochs: number, concurrency: number): Promise
       cpuMs.push((cpu.user + cpu.system) / 1000 / images);
     }
   }
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   process.stdout.write(JSON.stringify({ imagesPerSec: median(rates), cpuMsPerImage: median(cpuMs) }));
 }
 
@@ -108,12 +95,8 @@ function measure(dir: string, cores: number, epochs: number): { imagesPerSec: nu
 }
 
 function torchvision(dir: string, epochs: number): number | string {
-  if (!existsSync(SYSTEM_PYTHON)) return `${SYSTEM_PYTHON} not found`;
-  const script = path.join(__dirname, '..', '..', 'bench', 'data_torchvision.py');
-  const file = existsSync(script) ? script : path.join(__dirname, 'data_torchvision.py');
-  const r = spawnSync('taskset', ['-c', '0', SYSTEM_PYTHON, file, dir, '--epochs', String(epochs)], { encoding: 'utf8' });
-  if (r.status !== 0) return `not run: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
-  return (JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { imagesPerSec: number }).imagesPerSec;
+  const r = runPythonJson<{ imagesPerSec: number }>([benchScript('data_torchvision.py'), dir, '--epochs', String(epochs)], ['taskset', '-c', '0']);
+  return typeof r === 'string' ? `not run: ${r}` : r.imagesPerSec;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -126,7 +109,7 @@ async function main(argv: string[]): Promise<void> {
   const base = path.join(os.tmpdir(), `alexnet-bench-data-${count}`);
   const photos = path.join(base, '500x375');
   const prepared = path.join(base, 'prepared-256');
-  await ensureJpegs(photos, count);
+  await writeNoisyJpegs(Array.from({ length: count }, (_, i) => path.join(photos, `${String(i).padStart(4, '0')}.jpg`)), 500, 375);
   await ensurePrepared(photos, prepared);
   // Rounds interleave the pipelines and the best round counts: on a shared machine, other
   // processes only ever make a run slower, so the fastest round is the least disturbed one.
@@ -150,24 +133,44 @@ async function main(argv: string[]): Promise<void> {
       }
     }
   }
-  const rows = [...best.values()];
-  const ref = typeof torch === 'number' ? torch : TORCHVISION_REFERENCE;
-  const table = formatTable(
-    ['pipeline', 'cores', 'img/s', 'img/s per core', 'CPU ms/img', `per core vs torchvision ${ref.toFixed(0)}`],
-    rows.map((r) => [r.pipeline, r.cores, r.imagesPerSec.toFixed(0), r.perCore.toFixed(0), r.cpuMsPerImage?.toFixed(2) ?? '-', `${(r.perCore / ref).toFixed(2)}x`]),
-    ['left', 'right', 'right', 'right', 'right', 'right'],
-  );
-  console.log(`${count} images, 256 -> random 224 crop + flip + PCA lighting + normalise, batch 64, median of ${epochs - 1} epoch(s) after a warm-up, best of ${rounds} rounds; load average ${os.loadavg()[0].toFixed(2)}`);
-  console.log(table);
-  if (typeof torch !== 'number') console.log(`torchvision: ${torch}; compared with FINDINGS.md's ${TORCHVISION_REFERENCE} img/s instead`);
+  const result: DataBenchJson = { images: count, epochs, rounds, loadAverage: os.loadavg(), torchvision: torch, rows: [...best.values()] };
+  console.log(dataMarkdown(result));
   const out = flag(argv, '--out', '');
   if (out) {
-    writeFileSync(out, JSON.stringify({ images: count, epochs, rounds, loadAverage: os.loadavg(), torchvision: torch, rows }, null, 2) + '\n');
+    writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
     console.log(`wrote ${out}`);
   }
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+export interface DataBenchJson {
+  images: number;
+  epochs: number;
+  rounds: number;
+  loadAverage: number[];
+  /** PIL/torchvision img/s, or why it did not run. */
+  torchvision: number | string;
+  rows: Row[];
+}
+
+/** The context line, the table, and a note when the reference did not run. */
+export function dataMarkdown(r: DataBenchJson): string {
+  const ref = typeof r.torchvision === 'number' ? r.torchvision : TORCHVISION_REFERENCE;
+  const table = formatTable(
+    ['pipeline', 'cores', 'img/s', 'img/s per core', 'CPU ms/img', `per core vs torchvision ${ref.toFixed(0)}`],
+    r.rows.map((x) => [x.pipeline, x.cores, x.imagesPerSec.toFixed(0), x.perCore.toFixed(0), x.cpuMsPerImage?.toFixed(2) ?? '-', `${(x.perCore / ref).toFixed(2)}x`]),
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+  return [
+    `${r.images} images, 256 -> random 224 crop + flip + PCA lighting + normalise, batch 64, median of ${r.epochs - 1} epoch(s) after a warm-up, best of ${r.rounds} rounds; load average ${r.loadAverage[0].toFixed(2)}`,
+    '',
+    table,
+    ...(typeof r.torchvision === 'number' ? [] : [`torchvision: ${r.torchvision}; compared with FINDINGS.md's ${TORCHVISION_REFERENCE} img/s instead`]),
+  ].join('\n');
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * One training run of the training benchmark, forked by bench/train.ts (see there) so that
+ * every run starts in a fresh process with a fresh wasm heap. It runs exactly what
+ * `alexnet train` runs for the same options: one worker in this process (no sockets), several
+ * through the coordinator and its worker processes. Each step's report is time-stamped as it
+ * arrives and sent back over the fork IPC channel.
+ */
+import yargs from 'yargs';
+import { describeBackend, initBackend } from '../src/backend';
+import { trainOptions } from '../src/cli';
+import { buildTrainConfig } from '../src/config';
+import type { PresetName } from '../src/model/presets';
+import { runDataParallel } from '../src/parallel/coordinator';
+import { resolveDevices } from '../src/parallel/devices';
+import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
+import { Trainer, type TrainerDeps } from '../src/train/trainer';
+import { consoleLogger } from '../src/util/log';
+import { sampleOf, type StepSample } from './train-stats';
+
+export interface RunSpec {
+  data: string;
+  preset: PresetName;
+  workers: number;
+  batchPerWorker: number;
+  /** Warm-up and measured steps together: the run stops after them (--max-steps). */
+  steps: number;
+  runDir: string;
+}
+
+export type RunReply =
+  | { kind: 'done'; samples: StepSample[]; backend: string; maxRssMb: number }
+  | { kind: 'failed'; message: string };
+
+/** The `alexnet train` options of a run: the benchmark's exact command. */
+export function trainArgs(spec: RunSpec): string[] {
+  return [
+    '--data', spec.data,
+    '--preset', spec.preset,
+    '--batch-size', String(spec.batchPerWorker * spec.workers),
+    '--devices', `cpu:${spec.workers}`,
+    '--backend', 'wasm',
+    '--epochs', '1',
+    '--max-steps', String(spec.steps),
+    '--run-dir', spec.runDir,
+  ];
+}
+
+async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> {
+  const config = buildTrainConfig(trainOptions(yargs()).parseSync(trainArgs(spec)));
+  const log = consoleLogger({ level: config.logLevel });
+  const samples: StepSample[] = [];
+  const record = (m: StepReportMessage): void => void samples.push(sampleOf(m, performance.now()));
+  const devices = resolveDevices(config);
+  let backend = `${devices.worldSize} wasm worker processes`;
+  if (devices.worldSize === 1) {
+    backend = describeBackend(await initBackend(config.backend, false));
+    const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
+    await new Trainer(config, deps).run();
+  } else {
+    await runDataParallel(config, devices, log, { onStepReport: record });
+  }
+  return { kind: 'done', samples, backend, maxRssMb: process.resourceUsage().maxRSS / 1024 };
+}
+
+if (require.main === module) {
+  // Exit once the parent has the reply: tfjs and sharp may keep the event loop alive.
+  const reply = (r: RunReply): void => void process.send?.(r, () => process.exit(r.kind === 'done' ? 0 : 1));
+  run(JSON.parse(process.argv[2] ?? '{}') as RunSpec).then(reply, (err: unknown) => reply({ kind: 'failed', message: err instanceof Error ? err.message : String(err) }));
+}
