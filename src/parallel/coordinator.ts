@@ -104,8 +104,7 @@ export class Coordinator {
       const gpuId = this.devices.kind === 'gpu' ? this.devices.gpuIds[rank] : null;
       const child = spawn(process.execPath, [workerScript()], {
         env: env.forWorker({ controlAddress, rank, worldSize: n, deviceKind: this.devices.kind, ipcDir }, gpuId),
-        // The IPC channel is only a lifeline: a worker exits when it closes (coordinator gone).
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        stdio: ['ignore', 'inherit', 'inherit'],
       });
       const w: WorkerState = { rank, child, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
       child.on('exit', (code, signal) => {

@@ -123,12 +123,15 @@ async function runWorker(boot: WorkerBootstrap, control: WorkerControl, log: Log
 
 async function main(): Promise<number> {
   const boot = env.workerBootstrap();
-  // The coordinator holds the other end of this channel: if it dies (kill -9, a crash), the
-  // channel closes and this worker must not live on as an orphan.
-  process.on('disconnect', () => {
-    process.stderr.write(`[rank ${boot.rank}] the coordinator is gone: exiting\n`);
-    process.exit(1);
-  });
+  // If the coordinator dies (kill -9, a crash) this process is re-parented: it must not live
+  // on as an orphan. Polling the parent pid works whatever the coordinator's stdio or wrappers.
+  const coordinatorPid = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== coordinatorPid) {
+      process.stderr.write(`[rank ${boot.rank}] the coordinator is gone: exiting\n`);
+      process.exit(1);
+    }
+  }, 500).unref();
   const log = consoleLogger({ level: boot.rank === 0 ? 'info' : 'quiet', prefix: boot.rank === 0 ? '' : `[rank ${boot.rank}]` });
   const control = new WorkerControl(boot.controlAddress);
   try {
