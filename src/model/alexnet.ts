@@ -92,8 +92,9 @@ export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number)
       channels = c.filters;
     }
     const shapes = layerShapes(spec, numClasses);
-    const flatIndex = shapes.findIndex((r) => r.layer === spec.hidden[0]?.name || r.layer === 'fc8');
-    let units = shapes[flatIndex - 1].outputShape.reduce((a, b) => a * b, 1);
+    // The first fully connected layer sees the flattened output of the last conv-stage row.
+    const firstDense = shapes.findIndex((r) => r.outputShape.length === 1);
+    let units = shapes[firstDense - 1].outputShape.reduce((a, b) => a * b, 1);
     for (const h of [...spec.hidden, { name: 'fc8', units: numClasses, biasInit: 0 }]) {
       add(`${h.name}/kernel`, 'weight', initWeight([units, h.units], spec.weightInitStd, units, seed + layerIndex++));
       add(`${h.name}/bias`, 'bias', tf.fill([h.units], h.biasInit));

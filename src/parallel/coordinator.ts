@@ -59,6 +59,10 @@ export class Coordinator {
   private result: Record<string, unknown> | null = null;
   private readonly checksums = new Map<number, Map<number, string>>();
   private stopRequested = false;
+  /** Set once shutdown begins: exits after that are expected, not failures. */
+  private stopped = false;
+  /** Each rank's bound ring endpoint, from its hello. */
+  private readonly endpoints = new Map<number, string>();
   private wake: () => void = () => undefined;
 
   constructor(
@@ -138,7 +142,6 @@ export class Coordinator {
     );
   }
 
-  private readonly endpoints = new Map<number, string>();
 
   private rankOf(id: Uint8Array): number | null {
     const w = this.workers.find((x) => x.routingId !== null && Buffer.compare(Buffer.from(x.routingId), Buffer.from(id)) === 0);
@@ -204,7 +207,6 @@ export class Coordinator {
     this.wake();
   }
 
-  private stopped = false;
 
   private interrupt(): void {
     if (this.stopRequested) {

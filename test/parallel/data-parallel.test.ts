@@ -60,6 +60,7 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
   const a = loadCheckpoint(path.join(root, 'one'));
   const b = loadCheckpoint(path.join(root, 'two'));
   t.same(b.position, a.position);
+  t.same(b.weights.map((w) => w.name), a.weights.map((w) => w.name), 'the same tensors on both sides');
   let maxRel = 0;
   a.weights.forEach((w, i) => {
     let diff = 0;
@@ -71,7 +72,6 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
     maxRel = Math.max(maxRel, diff / ref);
   });
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
-  t.ok(maxRel > 0 || a.weights.length > 0, 'compared');
 });
 
 t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
