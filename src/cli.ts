@@ -54,6 +54,7 @@ export function trainOptions(y: Argv): Argv {
     .option('run-dir', { type: 'string', default: `runs/${timestamp()}`, describe: 'where checkpoints, metrics.jsonl and exported models go' })
     .option('resume', { type: 'string', describe: 'continue from a checkpoint file or run directory (its last.ckpt)' })
     .option('checkpoint-every', { type: 'number', default: 0, describe: 'also checkpoint every N steps (0: each epoch end and on Ctrl-C)' })
+    .option('log-every', { type: 'number', default: 0, describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' })
     .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend: auto tries node-gpu, node, wasm, cpu' })
     .option('devices', { type: 'string', default: 'auto', describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
     .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })

@@ -42,6 +42,9 @@ export interface TrainConfig {
   resume: string | null;
   /** Also save a checkpoint every N steps (0: only at epoch ends and on Ctrl-C). */
   checkpointEverySteps: number;
+  /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
+   * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
+  logEverySteps: number;
   backend: BackendChoice;
   /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
   devices: string;
@@ -123,6 +126,7 @@ export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
     runDir: path.resolve(String(args['run-dir'])),
     resume: args['resume'] == null ? null : existingPath(String(args['resume']), '--resume checkpoint'),
     checkpointEverySteps: positiveInt(args, 'checkpoint-every', true),
+    logEverySteps: positiveInt(args, 'log-every', true),
     backend: oneOf(args, 'backend', BACKEND_CHOICES),
     devices: String(args['devices'] ?? 'auto'),
     strictDevices: Boolean(args['strict-devices']),

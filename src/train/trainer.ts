@@ -51,6 +51,21 @@ export interface TrainerDeps {
   onStep?: (report: StepReport) => void;
 }
 
+/** One line of steps.jsonl (--log-every N): the training metrics of the last N steps. */
+export interface StepRecord {
+  /** 1-based, as in metrics.jsonl. */
+  epoch: number;
+  /** Steps done in this epoch. */
+  step: number;
+  globalStep: number;
+  /** Epochs done, fractional: (epoch - 1) + step / steps per epoch. */
+  epochs: number;
+  lr: number;
+  train: MetricSummary;
+}
+
+export const STEPS_FILE = 'steps.jsonl';
+
 export interface EpochRecord {
   epoch: number;
   globalStep: number;
@@ -148,6 +163,7 @@ export class Trainer {
       const bar = new ProgressBar(`Epoch ${epoch + 1}/${config.epochs}`, deps.log, deps.tty && this.isMaster);
       const epochStart = performance.now();
       let sums = emptySums();
+      let windowSums = emptySums(); // the steps since the last steps.jsonl line
       let skipped = 0;
       let step = 0;
       let waitStart = performance.now();
@@ -170,6 +186,7 @@ export class Trainer {
         step++;
         skipped += batch.skipped;
         sums = addSums(sums, result.sums);
+        windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
         const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
         deps.collective?.onStep?.(report);
@@ -178,6 +195,10 @@ export class Trainer {
           const elapsedMs = performance.now() - epochStart;
           const s = summarize(sums);
           bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: (sums.count / elapsedMs) * 1000, elapsedMs });
+        }
+        if (this.isMaster && config.logEverySteps > 0 && (step % config.logEverySteps === 0 || step === stepsPerEpoch)) {
+          this.appendStepRecord({ epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
+          windowSums = emptySums();
         }
         await this.maybeVerify(state);
         if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
@@ -231,6 +252,11 @@ export class Trainer {
       sums = { count: buf[0], lossSum: buf[1], top1Correct: buf[2], top5Correct: buf[3] };
     }
     return summarize(sums);
+  }
+
+  private appendStepRecord(record: StepRecord): void {
+    fs.mkdirSync(this.config.runDir, { recursive: true });
+    fs.appendFileSync(path.join(this.config.runDir, STEPS_FILE), `${JSON.stringify(record)}\n`);
   }
 
   private save(state: RunState, name: string): void {

@@ -13,7 +13,7 @@ import { trainOptions } from '../../src/cli';
 import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/checkpoint';
 import { buildRunState } from '../../src/train/setup';
 import { fusionLayout, trainStep } from '../../src/train/step';
-import { Trainer, type EpochRecord } from '../../src/train/trainer';
+import { STEPS_FILE, Trainer, type EpochRecord, type StepRecord } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/util/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
@@ -64,6 +64,22 @@ t.test('the loss falls and the run writes metrics, checkpoints and models', asyn
   const x = tf.randomNormal([2, 28, 28, 3], 0, 1, 'float32', 1);
   const probs = (model.execute(x, 'probabilities') as tf.Tensor).arraySync() as number[][];
   for (const row of probs) t.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-4, 'softmax rows sum to 1');
+});
+
+t.test('--log-every writes windows of steps that add up to each epoch', async (t) => {
+  const runDir = path.join(tempDir(t), 'steps');
+  const { result } = await train(config([...common(runDir), '--epochs', '2', '--log-every', '2']));
+  const records = fs.readFileSync(path.join(runDir, STEPS_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepRecord);
+  for (const [i, epoch] of result.epochs.entries()) {
+    const mine = records.filter((r) => r.epoch === i + 1);
+    const count = mine.reduce((a, r) => a + r.train.count, 0);
+    const lossSum = mine.reduce((a, r) => a + r.train.loss * r.train.count, 0);
+    t.equal(count, epoch.train.count, `epoch ${i + 1}: the windows hold every training image once`);
+    t.ok(Math.abs(lossSum / count - epoch.train.loss) < 1e-9, `epoch ${i + 1}: windows average to the epoch loss`);
+    t.equal(mine[mine.length - 1].epochs, i + 1, 'the last window of an epoch ends at a whole epoch');
+    t.ok(mine.every((r) => r.step % 2 === 0 || r === mine[mine.length - 1]), 'a line every 2 steps, plus the epoch end');
+  }
+  t.ok(records.every((r, i) => i === 0 || r.epochs > records[i - 1].epochs), 'fractional epochs increase');
 });
 
 t.test('resume continues exactly: same next-epoch loss as an uninterrupted run', async (t) => {
