@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from './backend';
+import type { AugmentChoice } from './data/augment';
 import { ConfigError } from './errors';
 import { PRESET_NAMES, type PresetName, type SpecOverrides } from './model/presets';
 import { OPTIMIZER_NAMES, type OptimizerName } from './train/optimizer';
@@ -32,7 +33,8 @@ export interface TrainConfig {
   lrFactor: number;
   lrStepEpochs: number;
   lrPatience: number;
-  augment: { crop: boolean; flip: boolean; pcaLighting: boolean };
+  /** The paper's training augmentations (random crop, flip, PCA lighting), each on by default. */
+  augment: AugmentChoice;
   /** Test-time augmentation at evaluation: 1 (centre crop) or 10 (the paper's 10 patches). */
   tta: 1 | 10;
   dropLast: boolean;

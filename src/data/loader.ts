@@ -13,7 +13,7 @@
  * prefetch depth or which decode finishes first.
  */
 import { ConfigError } from '../errors';
-import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops } from './augment';
+import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops, type AugmentChoice } from './augment';
 import { Sample } from './dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
@@ -58,8 +58,8 @@ export interface LoaderOptions {
   mode: LoaderMode;
   /** Mean/std normalisation and the PCA eigens; null: p / 255 - 0.5 and no lighting. */
   stats: DatasetStats | null;
-  /** Add the paper's PCA lighting in train mode (needs stats). Default true; false for the ablation. */
-  pcaLighting?: boolean;
+  /** Train mode's augmentations; each defaults to on. PCA lighting also needs `stats`. */
+  augment?: Partial<AugmentChoice>;
   /** Drop the last incomplete global batch. Default false. */
   dropLast?: boolean;
   /** Batches decoded ahead of the one being consumed. Default 2. */
@@ -188,10 +188,12 @@ export class BatchLoader {
   private writeImage(epoch: number, index: number, pixels: Uint8Array, out: Float32Array, offset: number): void {
     const { resizeSize, cropSize, stats, seed, mode } = this.opts;
     if (mode === 'train') {
+      const { crop = true, flip = true, pcaLighting = true } = this.opts.augment ?? {};
+      // Drawn even when a part is off, so turning one augmentation off leaves the others' draws as they were.
       const aug = drawAugment(rngFor(RngStream.augment, seed, epoch, index), resizeSize, cropSize);
-      const lighting = stats && (this.opts.pcaLighting ?? true);
-      const affine = channelAffine(stats, lighting ? pcaLightingShift(stats, aug.alphas) : undefined);
-      writeCrop(pixels, resizeSize, cropSize, aug.box, aug.flip, affine, out, offset);
+      const affine = channelAffine(stats, stats && pcaLighting ? pcaLightingShift(stats, aug.alphas) : undefined);
+      const box = crop ? aug.box : centerCropBox(resizeSize, cropSize);
+      writeCrop(pixels, resizeSize, cropSize, box, flip && aug.flip, affine, out, offset);
     } else if (mode === 'center') {
       writeCrop(pixels, resizeSize, cropSize, centerCropBox(resizeSize, cropSize), false, channelAffine(stats), out, offset);
     } else {

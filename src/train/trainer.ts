@@ -137,6 +137,7 @@ export class Trainer {
       mode,
       stats,
       dropLast: mode === 'train' ? this.config.dropLast : false,
+      augment: this.config.augment,
       cacheDecoded: true,
       onSkip: (file, reason) => this.deps.log.warn(`skipping ${file}: ${reason}`),
     });

@@ -163,16 +163,23 @@ t.test('train mode = drawAugment(seed, epoch, index) + lighting + normalisation'
   const samples = await makeSamples(tempDir(t), 3);
   const decoded = await decodeFile(samples[2].path, { sizePx: RESIZE });
   if (!decoded.ok) throw new Error(decoded.reason);
-  const aug = drawAugment(rngFor(RngStream.augment, 3, 4, 2), RESIZE, CROP);
+  // An epoch whose draw for image 2 flips and is off-centre, so turning each part off shows.
+  const centre = JSON.stringify(centerCropBox(RESIZE, CROP));
+  const draw = (epoch: number) => drawAugment(rngFor(RngStream.augment, 3, epoch, 2), RESIZE, CROP);
+  const epoch = Array.from({ length: 50 }, (_, e) => e).find((e) => draw(e).flip && JSON.stringify(draw(e).box) !== centre) ?? -1;
+  t.ok(epoch >= 0, `epoch ${epoch} flips image 2 off-centre`);
+  const aug = draw(epoch);
   const per = cropElements(CROP);
-  for (const pcaLighting of [true, false]) {
+  for (const augment of [{}, { pcaLighting: false }, { crop: false }, { flip: false }, { crop: false, flip: false, pcaLighting: false }]) {
+    const on = { crop: true, flip: true, pcaLighting: true, ...augment };
     const want = new Float32Array(per);
-    writeCrop(decoded.pixels, RESIZE, CROP, aug.box, aug.flip, channelAffine(STATS, pcaLighting ? pcaLightingShift(STATS, aug.alphas) : undefined), want, 0);
-    const l = loader(samples, { pcaLighting });
+    const box = on.crop ? aug.box : centerCropBox(RESIZE, CROP);
+    writeCrop(decoded.pixels, RESIZE, CROP, box, on.flip && aug.flip, channelAffine(STATS, on.pcaLighting ? pcaLightingShift(STATS, aug.alphas) : undefined), want, 0);
+    const l = loader(samples, { augment });
     t.equal(l.batchCount, 1);
-    const [batch] = await collect(l, 4);
+    const [batch] = await collect(l, epoch);
     const k = [...batch.sampleIndices].indexOf(2);
-    t.same([...batch.images.subarray(k * per, (k + 1) * per)], [...want], `pcaLighting ${pcaLighting}`);
+    t.same([...batch.images.subarray(k * per, (k + 1) * per)], [...want], `augment ${JSON.stringify(augment)}`);
   }
 });
 

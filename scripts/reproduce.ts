@@ -1,0 +1,187 @@
+/**
+ * The scripted reproduction of docs/reproduction.md (issue #6):
+ *
+ *   node dist/scripts/reproduce.js reproduction [--epochs 6]   # ours vs the PyTorch reference
+ *   node dist/scripts/reproduce.js ablations [--epochs 2 --train-limit 20000]
+ *   node dist/scripts/reproduce.js report                      # only redraw the doc's tables/charts
+ *   (make reproduce, make ablations)
+ *
+ * Data: the official Fashion-MNIST split from Debian's dataset-fashion-mnist IDX files (60,000
+ * train, of which a seeded 5,000 are held out for validation; 10,000 test), imported once into
+ * data/fashion-mnist-official by scripts/import-idx.ts.
+ *
+ * Each run goes to runs/reproduction/<name>/ with a run.json holding its command and wall time.
+ * A run whose run.json shows the same command and whose metrics have a test line is reused, so
+ * the script can be stopped and started again; --force reruns everything.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import yargs from 'yargs';
+import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/lib';
+import { UserError } from '../src/errors';
+import { buildSpec } from '../src/model/presets';
+import { METRICS_FILE, parseMetricsJsonl } from '../src/report/report';
+import { writeSvgAndPng } from '../src/report/svg';
+import { STEPS_FILE } from '../src/train/trainer';
+import {
+  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, gapPoints, oursTrainArgs, parseStepsJsonl, referenceArgs,
+  reproductionChartSvg, reproductionTable, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
+} from './reproduction-lib';
+
+const GENERATOR = 'scripts/reproduce.ts';
+const IDX_DIR = '/usr/share/datasets/fashion-mnist';
+const DATA_DIR = 'data/fashion-mnist-official';
+const RUNS_DIR = 'runs/reproduction';
+const DOC = 'docs/reproduction.md';
+const IMG_DIR = 'docs/img';
+/** The paper's Figure 1 threshold. */
+const TRAIN_ERROR_THRESHOLD = 0.25;
+/** steps.jsonl lines per smoothing window (x --log-every steps). */
+const SMOOTHING_LINES = 3;
+
+interface RunInfo {
+  command: string[];
+  wallMs: number;
+  finishedAt: string;
+}
+
+function run(command: string, args: readonly string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (signal ? reject(new Error(`${command} stopped by ${signal}`)) : resolve(code ?? 1)));
+  });
+}
+
+function readRunInfo(runDir: string): RunInfo | null {
+  const file = path.join(runDir, 'run.json');
+  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as RunInfo) : null;
+}
+
+function finishedMetrics(runDir: string) {
+  const file = path.join(runDir, METRICS_FILE);
+  if (!fs.existsSync(file)) return null;
+  const m = parseMetricsJsonl(fs.readFileSync(file, 'utf8'));
+  return m.test ? m : null;
+}
+
+/** Runs `command args` for `runDir` unless a finished run of the same command is there. */
+async function ensureRun(runDir: string, command: string, args: string[], force: boolean): Promise<void> {
+  const info = readRunInfo(runDir);
+  const same = info !== null && JSON.stringify(info.command) === JSON.stringify([command, ...args]);
+  if (!force && same && finishedMetrics(runDir)) {
+    console.log(`reusing ${runDir} (finished ${info.finishedAt})`);
+    return;
+  }
+  fs.rmSync(runDir, { recursive: true, force: true });
+  fs.mkdirSync(runDir, { recursive: true });
+  console.log(`\n$ ${[command, ...args].join(' ')}`);
+  const started = Date.now();
+  const code = await run(command, args);
+  if (code !== 0) throw new Error(`${runDir}: exit code ${code}`);
+  const done: RunInfo = { command: [command, ...args], wallMs: Date.now() - started, finishedAt: new Date().toISOString() };
+  fs.writeFileSync(path.join(runDir, 'run.json'), `${JSON.stringify(done, null, 2)}\n`);
+}
+
+function resultOf(name: string, runDir: string): RunResult | null {
+  const metrics = finishedMetrics(runDir);
+  const info = readRunInfo(runDir);
+  return metrics && info ? { name, metrics, wallMs: info.wallMs } : null;
+}
+
+async function ensureData(): Promise<void> {
+  if (fs.existsSync(path.join(DATA_DIR, '.complete.json'))) return;
+  if (!fs.existsSync(IDX_DIR)) throw new UserError(`${IDX_DIR} is missing: apt-get install dataset-fashion-mnist (Debian ships the official IDX files)`);
+  const code = await run(process.execPath, [path.join(__dirname, 'import-idx.js'), IDX_DIR, '--out', DATA_DIR, '--val', '5000']);
+  if (code !== 0) throw new Error(`importing ${IDX_DIR} failed`);
+}
+
+const cli = (): string => path.join(repoRoot(), 'dist', 'src', 'cli.js');
+
+async function reproduction(epochs: number, force: boolean): Promise<void> {
+  await ensureData();
+  const oursDir = path.join(RUNS_DIR, 'ours');
+  await ensureRun(oursDir, process.execPath, [cli(), 'train', ...oursTrainArgs(DATA_DIR, oursDir, epochs)], force);
+  const missing = pythonUnavailable('import torch, PIL');
+  if (missing) {
+    console.log(`skipping the PyTorch reference: ${missing} (apt-get install python3-torch python3-pil)`);
+    return;
+  }
+  // Ours wrote stats.json (mean/std, PCA eigens) into the dataset; the reference reads the same file.
+  const refDir = path.join(RUNS_DIR, 'reference');
+  const specFile = path.join(RUNS_DIR, 'spec-small-he.json');
+  fs.writeFileSync(specFile, JSON.stringify(buildSpec('small', { init: 'he' })));
+  await ensureRun(refDir, SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...referenceArgs(DATA_DIR, specFile, path.join(refDir, METRICS_FILE), epochs)], force);
+}
+
+async function ablations(budget: AblationBudget, force: boolean): Promise<void> {
+  await ensureData();
+  for (const a of ABLATIONS) {
+    const dir = path.join(RUNS_DIR, 'ablations', a.id);
+    await ensureRun(dir, process.execPath, [cli(), 'train', ...ablationTrainArgs(a, DATA_DIR, dir, budget)], force);
+  }
+}
+
+/** Redraws the generated blocks of docs/reproduction.md from whatever runs have finished. */
+async function report(): Promise<void> {
+  let doc = fs.existsSync(DOC) ? fs.readFileSync(DOC, 'utf8') : '# Reproduction\n';
+  fs.mkdirSync(IMG_DIR, { recursive: true });
+  const runs = [resultOf('ours (tfjs wasm, 2 workers)', path.join(RUNS_DIR, 'ours')), resultOf('PyTorch reference (2 processes, gloo)', path.join(RUNS_DIR, 'reference'))];
+  if (runs[0] && runs[1]) {
+    const [ours, ref] = runs;
+    const gap = gapPoints(ours.metrics, ref.metrics);
+    await writeSvgAndPng(reproductionChartSvg([ours, ref]), path.join(IMG_DIR, 'reproduction.svg'), path.join(IMG_DIR, 'reproduction.png'));
+    const block = [
+      reproductionTable([ours, ref]),
+      '',
+      `Test top-1 gap, ours minus reference: **${gap >= 0 ? '+' : ''}${gap.toFixed(2)} percentage points** (target: within 1).`,
+      `Commands: \`${[...(readRunInfo(path.join(RUNS_DIR, 'ours'))?.command ?? [])].map((a) => path.relative(repoRoot(), a) || a).slice(1).join(' ')}\``,
+      `and \`${[...(readRunInfo(path.join(RUNS_DIR, 'reference'))?.command ?? [])].map((a) => (a.startsWith('/') && !a.startsWith('/usr') ? path.relative(repoRoot(), a) : a)).join(' ')}\`.`,
+      '',
+      '![ours vs reference](img/reproduction.png)',
+    ].join('\n');
+    doc = replaceGeneratedBlock(doc, 'reproduction', block, GENERATOR);
+  }
+  const results: AblationResult[] = [];
+  for (const a of ABLATIONS) {
+    const dir = path.join(RUNS_DIR, 'ablations', a.id);
+    const r = resultOf(a.id, dir);
+    const stepsFile = path.join(dir, STEPS_FILE);
+    if (!r || !fs.existsSync(stepsFile)) continue;
+    results.push({ ablation: a, run: r, curve: smoothedTrainError(parseStepsJsonl(fs.readFileSync(stepsFile, 'utf8')), SMOOTHING_LINES) });
+  }
+  if (results.length > 0) {
+    await writeSvgAndPng(ablationChartSvg(results, TRAIN_ERROR_THRESHOLD), path.join(IMG_DIR, 'ablations.svg'), path.join(IMG_DIR, 'ablations.png'));
+    const block = [ablationTable(results, TRAIN_ERROR_THRESHOLD), '', '![training error per variant](img/ablations.png)'].join('\n');
+    doc = replaceGeneratedBlock(doc, 'ablations', block, GENERATOR);
+  }
+  fs.writeFileSync(DOC, doc);
+  console.log(`wrote ${DOC}`);
+}
+
+async function main(): Promise<void> {
+  const args = await yargs(process.argv.slice(2))
+    .command('$0 <part>', 'run the reproduction or the ablations, then redraw docs/reproduction.md')
+    .positional('part', { choices: ['reproduction', 'ablations', 'report'] as const, demandOption: true })
+    .option('epochs', { type: 'number', describe: 'epochs per run (reproduction: 6, ablations: 2)' })
+    .option('train-limit', { type: 'number', default: 20_000, describe: 'ablations: seeded training subset' })
+    .option('batch-size', { type: 'number', default: 64, describe: 'ablations: global batch' })
+    .option('force', { type: 'boolean', default: false, describe: 'rerun finished runs' })
+    .strict()
+    .parseAsync();
+  process.chdir(repoRoot());
+  if (args.part === 'reproduction') await reproduction(args.epochs ?? 6, args.force);
+  if (args.part === 'ablations') {
+    await ablations({ epochs: args.epochs ?? 2, trainLimit: args['train-limit'], batchSize: args['batch-size'], lr: 0.01, logEvery: 10 }, args.force);
+  }
+  await report();
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof UserError) {
+    console.error(`error: ${err.message}`);
+    process.exit(err.exitCode);
+  }
+  throw err;
+});
