@@ -1,7 +1,7 @@
 /**
- * CURVE security for the ring's ZeroMQ sockets (encryption + authentication, libzmq's
- * CurveZMQ). Used for tcp across hosts; on one host the 0700 ipc directory already keeps
- * other users out.
+ * CURVE security for the ZeroMQ sockets of a multi-host run, the ring's and the control
+ * plane's (encryption + authentication, libzmq's CurveZMQ). Used for tcp across hosts; on one
+ * host the 0700 ipc directory already keeps other users out.
  *
  * Plain CURVE only proves that the *server* holds its secret key: any client that knows the
  * server's public key gets in. So each receiving socket also runs a ZAP handler (RFC 27) that
@@ -9,6 +9,7 @@
  * key of the public key it presents, a peer must hold a cluster secret key to connect.
  * A peer without keys fails the handshake; its messages never reach `recv()`.
  */
+import * as crypto from 'node:crypto';
 import * as zmq from 'zeromq';
 import { ConfigError } from '../errors';
 
@@ -24,13 +25,24 @@ export interface CurveKeys {
   allowedClientKeys: readonly string[];
 }
 
+/** A CURVE keypair in Z85, as libzmq makes them and `alexnet keygen` stores them. */
+export interface CurveKeyPair {
+  publicKey: string;
+  secretKey: string;
+}
+
 /**
- * One keypair for the whole cluster, made by the coordinator and handed to every worker over
- * the control plane: every rank is server and client with it, and admits only it.
+ * The socket keys of a cluster that shares one keypair (the key file copied to every host):
+ * every socket is server and client with it, and admits only it.
  */
-export function clusterCurveKeys(): CurveKeys {
-  const { publicKey, secretKey } = zmq.curveKeyPair();
+export function clusterKeysFrom(pair: CurveKeyPair): CurveKeys {
+  const { publicKey, secretKey } = pair;
   return { publicKey, secretKey, serverPublicKey: publicKey, allowedClientKeys: [publicKey] };
+}
+
+/** A fresh cluster keypair (tests; users make one with `alexnet keygen`). */
+export function clusterCurveKeys(): CurveKeys {
+  return clusterKeysFrom(zmq.curveKeyPair());
 }
 
 const Z85_ALPHABET =
@@ -50,6 +62,38 @@ export function z85Encode(bytes: Uint8Array): string {
     out += block;
   }
   return out;
+}
+
+/** Decodes Z85 (the inverse of z85Encode); RangeError for a malformed string. */
+export function z85Decode(text: string): Uint8Array {
+  if (text.length % 5 !== 0) throw new RangeError('z85Decode: length must be a multiple of 5');
+  const out = new Uint8Array((text.length / 5) * 4);
+  for (let i = 0; i < text.length; i += 5) {
+    let value = 0;
+    for (let d = 0; d < 5; d++) {
+      const digit = Z85_ALPHABET.indexOf(text[i + d]);
+      if (digit < 0) throw new RangeError(`z85Decode: '${text[i + d]}' is not a Z85 character`);
+      value = value * 85 + digit;
+    }
+    if (value > 0xffffffff) throw new RangeError('z85Decode: a 5-character block exceeds 32 bits');
+    new DataView(out.buffer).setUint32((i / 5) * 4, value);
+  }
+  return out;
+}
+
+/** PKCS#8 DER prefix of a raw 32-byte X25519 private key (RFC 8410). */
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/**
+ * The public key of a CURVE secret key. CurveZMQ keys are Curve25519 (X25519) keys, so node's
+ * crypto derives it; a key file whose halves do not match would otherwise only show up as
+ * peers silently refusing each other.
+ */
+export function curvePublicKeyOf(secretKey: string): string {
+  const raw = z85Decode(secretKey);
+  const privateKey = crypto.createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+  const spki = crypto.createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  return z85Encode(spki.subarray(spki.length - 32));
 }
 
 const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
