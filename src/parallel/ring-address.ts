@@ -5,6 +5,7 @@
  * ConfigError that names it, before ZeroMQ would fail obscurely (or, for ipc, silently
  * steal the path: libzmq unlinks an existing socket file when it binds).
  */
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -37,12 +38,17 @@ export function ipcRingAddress(dir: string, rank: number): string {
 }
 
 /**
- * Where rank `rank` binds over tcp. `host` is an interface address of that rank's machine
- * (127.0.0.1 on one host). Port 0 means "any free port": the bound endpoint is then read back
- * from the transport and sent to the neighbour over the control plane.
+ * Where the `index`-th ring socket of a host binds over tcp (index: the rank on one host, the
+ * local worker index in a multi-host run). `host` is an interface address of that machine.
+ * Port 0 means "any free port": the bound endpoint is then read back from the transport and
+ * sent to the neighbour over the control plane.
  */
-export function tcpRingAddress(host: string, basePort: number, rank: number): string {
-  const port = basePort === 0 ? '*' : String(basePort + rank);
+export function tcpRingAddress(host: string, basePort: number, index: number): string {
+  return tcpAddress(host, basePort === 0 ? '*' : basePort + index);
+}
+
+/** tcp://host:port, with an IPv6 host in brackets. */
+export function tcpAddress(host: string, port: number | '*'): string {
   return `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
@@ -67,7 +73,7 @@ export function parseRingAddress(address: string): ParsedAddress {
     }
     return { kind: 'ipc', where: file, port: '' };
   }
-  const tcp = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\*|\d{1,5})$/.exec(address);
+  const tcp = TCP_ADDRESS.exec(address);
   if (tcp !== null) {
     if (tcp[2] !== '*' && Number(tcp[2]) > 65535) {
       throw new ConfigError(`tcp address ${address}: port ${tcp[2]} is above 65535`);
@@ -77,6 +83,69 @@ export function parseRingAddress(address: string): ParsedAddress {
   throw new ConfigError(
     `ring address ${JSON.stringify(address)} is not ipc://<path> or tcp://<host>:<port|*>`,
   );
+}
+
+const TCP_ADDRESS = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\*|\d{1,5})$/;
+
+export interface TcpEndpoint {
+  /** Without IPv6 brackets. */
+  host: string;
+  /** 0 for "any free port" (written 0 or *). */
+  port: number;
+}
+
+/** Parses tcp://<host>:<port> given as option `what`; the error names the option. */
+export function parseTcpEndpoint(address: string, what: string): TcpEndpoint {
+  const tcp = TCP_ADDRESS.exec(address);
+  const port = tcp === null ? NaN : tcp[2] === '*' ? 0 : Number(tcp[2]);
+  if (tcp === null || port > 65535) {
+    throw new ConfigError(`${what} ${JSON.stringify(address)} is not tcp://<host>:<port> (port 0-65535)`);
+  }
+  return { host: tcp[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** 127.0.0.0/8, ::1 and 'localhost': reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Fails with a ConfigError unless `host` is an IP address of one of this machine's
+ * interfaces (ZeroMQ binds interfaces, and a neighbour on another host must be able to dial
+ * the address we advertise: so no host names, no 0.0.0.0).
+ */
+export function checkLocalAddress(host: string, what: string, interfaces = os.networkInterfaces()): void {
+  if (net.isIP(host) === 0) {
+    throw new ConfigError(`${what} ${host} is not an IP address: give one of this host's interface addresses`);
+  }
+  if (host === '0.0.0.0' || host === '::') {
+    throw new ConfigError(`${what} ${host} is every interface: give the one address the other hosts reach this host at`);
+  }
+  const own = Object.values(interfaces).flatMap((list) => (list ?? []).map((i) => i.address));
+  if (!isLoopbackHost(host) && !own.includes(host)) {
+    throw new ConfigError(`${what} ${host} is not an address of this host (its addresses: ${own.join(', ')})`);
+  }
+}
+
+/**
+ * The local address this machine would use to reach `host`: the default ring address of a
+ * joining host (the interface that routes to the coordinator). A connected UDP socket makes
+ * the kernel choose the route; no packet is sent.
+ */
+export function localAddressTowards(host: string, port: number): Promise<string> {
+  const family = net.isIP(host) === 6 ? 'udp6' : 'udp4';
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket(family);
+    socket.once('error', (err) => {
+      socket.close();
+      reject(new ConfigError(`cannot find a route to ${host}: ${err.message}. Give --ring-host`));
+    });
+    socket.connect(port === 0 ? 9 : port, host, () => {
+      const { address } = socket.address();
+      socket.close();
+      resolve(address);
+    });
+  });
 }
 
 /** True when something accepts connections on the unix socket at `file`. */
