@@ -7,6 +7,8 @@
  *   node dist/src/cli.js report runs/<run>
  *   node dist/src/cli.js predict --model runs/<run>/final-model image.png
  *   node dist/src/cli.js data check <root>
+ *   node dist/src/cli.js keygen --out cluster.key            (multi-host runs: README)
+ *   node dist/src/cli.js join tcp://10.0.0.1:29500 --key-file cluster.key
  *
  * A bad option or input is one line on stderr and exit code 2 (1 for a failed run), never a
  * stack trace; a stack trace means a bug.
@@ -20,7 +22,7 @@ import { UserError } from './errors';
 import { PRESET_NAMES } from './model/presets';
 import { OPTIMIZER_NAMES } from './train/optimizer';
 import { SCHEDULE_NAMES } from './train/schedule';
-import { runEval, runPredict, runReport, runSummary, runTrain } from './commands';
+import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './commands';
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -66,11 +68,55 @@ export function trainOptions(y: Argv): Argv {
     .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
 }
 
+const KEY_FILE_HELP = "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
+const RING_PORT_HELP = "port of this host's first ring socket, +1 for each further worker (default 0: any free port; the other hosts must be able to reach it)";
+
+/** The `train` options of a multi-host run (README "Multi-host runs"). */
+export function clusterOptions(y: Argv): Argv {
+  return y
+    .option('rendezvous', { type: 'string', describe: "run across hosts: listen for 'alexnet join' at tcp://<this host's IP>:<port> (port 0: any free port, printed) and start once --world-size workers are present" })
+    .option('world-size', { type: 'number', describe: 'with --rendezvous: workers on all hosts together (this host runs its --devices as ranks 0..N-1)' })
+    .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
+    .option('ring-host', { type: 'string', describe: "with --rendezvous: this host's interface address for the ring sockets (default: the --rendezvous address)" })
+    .option('ring-port', { type: 'number', default: 0, describe: RING_PORT_HELP })
+    .option('join-timeout', { type: 'number', default: 600, describe: 'with --rendezvous: seconds to wait for the other hosts to join' });
+}
+
+/** `alexnet join <rendezvous>`: this host's options in another host's run. */
+function joinOptions(y: Argv): Argv {
+  return y
+    .positional('rendezvous', { type: 'string', demandOption: true, describe: "the coordinator's address, tcp://<host>:<port>, as its 'train --rendezvous' printed it" })
+    .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
+    .option('devices', { type: 'string', default: 'auto', describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
+    .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
+    .option('ring-host', { type: 'string', describe: "this host's interface address for the ring sockets (default: the one that routes to the coordinator)" })
+    .option('ring-port', { type: 'number', default: 0, describe: RING_PORT_HELP })
+    .option('join-timeout', { type: 'number', default: 600, describe: 'seconds to wait for the coordinator to answer and the run to start' })
+    .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
+}
+
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', trainOptions, (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => clusterOptions(trainOptions(y)), (a) => runTrain(a as CliArgs))
+    .command(
+      'join <rendezvous>',
+      "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",
+      joinOptions,
+      async (a) => {
+        await runJoin(a as CliArgs);
+      },
+    )
+    .command(
+      'keygen',
+      'write a new CURVE key file for multi-host runs (mode 0600), to copy to every host',
+      (y: Argv): Argv =>
+        y
+          .option('out', { type: 'string', default: 'cluster.key', describe: 'where to write the key file' })
+          .option('force', { type: 'boolean', default: false, describe: 'replace an existing key file (every host then needs the new one)' }),
+      (a) => runKeygen(a as CliArgs),
+    )
     .command(
       'eval <checkpoint>',
       'top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint (file or run directory) on a split',
@@ -118,7 +164,7 @@ export function buildCli(argv: string[]): Argv {
       (a) => runSummary(a as CliArgs),
     )
     .command(dataCommand)
-    .demandCommand(1, 'name a command: train, eval, report, predict, summary or data')
+    .demandCommand(1, 'name a command: train, join, keygen, eval, report, predict, summary or data')
     .strict()
     .recommendCommands()
     .help()

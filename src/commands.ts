@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend, type BackendChoice } from './backend';
-import { buildTrainConfig, env, specOverrides, type CliArgs, type TrainConfig } from './config';
+import { buildClusterConfig, buildJoinConfig, buildTrainConfig, env, specOverrides, type CliArgs, type ClusterConfig, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, type SplitName } from './data/dataset';
 import { decodeFile } from './data/decode';
@@ -25,8 +25,11 @@ import type { MetricSummary } from './train/metrics';
 import { setWeights } from './train/setup';
 import { Trainer, type TrainResult } from './train/trainer';
 import { consoleLogger, type Logger } from './util/log';
-import { resolveDevices, describeDevices } from './parallel/devices';
-import { runDataParallel } from './parallel/coordinator';
+import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
+import { JoinAgent } from './parallel/agent';
+import { runDataParallel, type ClusterPlan } from './parallel/coordinator';
+import { readKeyFile, writeKeyFile } from './parallel/keyfile';
+import { localAddressTowards, parseTcpEndpoint } from './parallel/ring-address';
 
 export function formatPercent(x: number): string {
   return Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`;
@@ -62,20 +65,53 @@ export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisibl
   }
 }
 
+/** The coordinator's view of a multi-host run: options checked against this host's devices, key read. */
+function clusterPlan(cluster: ClusterConfig, devices: DeviceAssignment): ClusterPlan {
+  if (devices.worldSize > cluster.worldSize) {
+    throw new ConfigError(`--world-size ${cluster.worldSize} is less than this host's ${devices.worldSize} devices: count the workers of all hosts, or pass fewer --devices`);
+  }
+  return { ...cluster, keys: readKeyFile(cluster.keyFile) };
+}
+
 export async function runTrain(args: CliArgs): Promise<void> {
   const config = buildTrainConfig(args);
+  const cluster = buildClusterConfig(args);
   const log = consoleLogger({ level: config.logLevel });
   const devices = resolveDevices(config);
-  log.info(describeDevices(devices));
+  const plan = cluster === null ? null : clusterPlan(cluster, devices);
+  log.info(describeDevices(devices, plan?.worldSize ?? null));
   const spec = buildSpec(config.preset, specOverrides(config));
   const ds = await openDataset(config.data);
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
   log.info(formatSummary(spec, ds.classes.length));
-  const result = devices.worldSize === 1 ? await trainInProcess(config, log, devices.kind === 'gpu') : await runDataParallel(config, devices, log);
+  const result =
+    plan === null && devices.worldSize === 1
+      ? await trainInProcess(config, log, devices.kind === 'gpu')
+      : await runDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
   printFinal(log, result);
   // The epochs' reports were drawn during training; this one adds the final test line.
   if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
   if (result.stopped) process.exitCode = 130;
+}
+
+/** `alexnet join`: this host's workers take part in a run whose coordinator is elsewhere. */
+export async function runJoin(args: CliArgs): Promise<void> {
+  const join = buildJoinConfig(args);
+  const log = consoleLogger({ level: join.logLevel });
+  const keys = readKeyFile(join.keyFile);
+  const devices = resolveDevices({ devices: join.devices, strictDevices: join.strictDevices, backend: 'auto' });
+  if (devices.note) log.info(devices.note);
+  const coordinator = parseTcpEndpoint(join.rendezvous, 'the rendezvous address');
+  const ringHost = join.ringHost ?? (await localAddressTowards(coordinator.host, coordinator.port));
+  const plan = { rendezvous: join.rendezvous, keys, keyFile: join.keyFile, devices, ringHost, ringPort: join.ringPort, joinTimeoutMs: join.joinTimeoutSec * 1000 };
+  await new JoinAgent(plan, log).run();
+}
+
+/** `alexnet keygen`: a new cluster key file, to copy to every host of a multi-host run. */
+export function runKeygen(args: CliArgs): void {
+  const file = String(args['out']);
+  const { publicKey } = writeKeyFile(file, Boolean(args['force']));
+  process.stdout.write(`wrote ${file} (mode 0600; public key ${publicKey}): copy it to every host of the run, and keep it private\n`);
 }
 
 function checkpointFile(target: string): string {

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from './backend';
 import type { AugmentChoice } from './data/augment';
 import { ConfigError } from './errors';
+import { checkLocalAddress, parseTcpEndpoint, tcpAddress } from './parallel/ring-address';
 import { PRESET_NAMES, type PresetName, type SpecOverrides } from './model/presets';
 import { OPTIMIZER_NAMES, type OptimizerName } from './train/optimizer';
 import { SCHEDULE_NAMES, type ScheduleName } from './train/schedule';
@@ -167,8 +168,10 @@ export interface WorkerBootstrap {
   rank: number;
   worldSize: number;
   deviceKind: 'gpu' | 'cpu';
-  /** Private folder for ipc:// ring sockets. */
-  ipcDir: string;
+  /** Where this worker's ring socket binds: ipc:// in the run's private folder, or tcp://. */
+  ringAddress: string;
+  /** The cluster key file (multi-host runs: CURVE on every socket), or null on one host. */
+  keyFile: string | null;
 }
 
 export const WORKER_ENV = {
@@ -176,7 +179,8 @@ export const WORKER_ENV = {
   rank: 'ALEXNET_RANK',
   worldSize: 'ALEXNET_WORLD_SIZE',
   deviceKind: 'ALEXNET_DEVICE_KIND',
-  ipcDir: 'ALEXNET_IPC_DIR',
+  ringAddress: 'ALEXNET_RING_ADDRESS',
+  keyFile: 'ALEXNET_KEY_FILE',
   /** Test hook: 'rank:step:kind' makes that worker fail on purpose (kind: crash | hang | garbage). */
   fault: 'ALEXNET_FAULT',
 } as const;
@@ -203,7 +207,8 @@ export const env = {
       rank: Number(get(WORKER_ENV.rank)),
       worldSize: Number(get(WORKER_ENV.worldSize)),
       deviceKind: kind === 'gpu' ? 'gpu' : 'cpu',
-      ipcDir: get(WORKER_ENV.ipcDir),
+      ringAddress: get(WORKER_ENV.ringAddress),
+      keyFile: process.env[WORKER_ENV.keyFile] || null,
     };
   },
   fault: (): FaultInjection | null => {
@@ -217,8 +222,106 @@ export const env = {
     [WORKER_ENV.rank]: String(b.rank),
     [WORKER_ENV.worldSize]: String(b.worldSize),
     [WORKER_ENV.deviceKind]: b.deviceKind,
-    [WORKER_ENV.ipcDir]: b.ipcDir,
+    [WORKER_ENV.ringAddress]: b.ringAddress,
+    [WORKER_ENV.keyFile]: b.keyFile ?? '',
     // One GPU per process: tfjs-node-gpu has no in-process device choice (FINDINGS.md).
     ...(gpuId !== null ? { CUDA_VISIBLE_DEVICES: gpuId, TF_FORCE_GPU_ALLOW_GROWTH: 'true' } : { CUDA_VISIBLE_DEVICES: '' }),
   }),
 };
+
+/** Why a run across hosts needs a key, for every option that would otherwise go without one. */
+function requireKeyFile(args: CliArgs, what: string): string {
+  const file = args['key-file'];
+  if (file == null || file === '') {
+    throw new ConfigError(
+      `${what} needs --key-file: runs across hosts always use CURVE encryption and authentication ` +
+        "(make a key with 'alexnet keygen --out cluster.key' and copy it to every host)",
+    );
+  }
+  return path.resolve(String(file));
+}
+
+function portOption(args: CliArgs, key: string): number {
+  const port = positiveInt(args, key, true);
+  if (port > 65535) throw new ConfigError(`--${key} must be a port 0-65535, got ${port}`);
+  return port;
+}
+
+/** The coordinator host's side of a multi-host run (README "Multi-host runs"). */
+export interface ClusterConfig {
+  /** tcp://<this host's IP>:<port> where the control plane listens (port 0: any free port). */
+  rendezvous: string;
+  /** Workers on all hosts together. */
+  worldSize: number;
+  /** Absolute path of the cluster key file (`alexnet keygen`). */
+  keyFile: string;
+  /** Interface address this host's ring sockets bind (default: the rendezvous address). */
+  ringHost: string;
+  /** Port of this host's first ring socket, one more per local worker (0: any free port). */
+  ringPort: number;
+  /** How long the coordinator waits for the other hosts to join. */
+  joinTimeoutSec: number;
+}
+
+/** `train --rendezvous ...`: null when the run stays on this host. */
+export function buildClusterConfig(args: CliArgs): Readonly<ClusterConfig> | null {
+  const rendezvous = args['rendezvous'];
+  if (rendezvous == null || rendezvous === '') {
+    for (const key of ['world-size', 'key-file', 'ring-host']) {
+      if (args[key] != null) throw new ConfigError(`--${key} only applies to a multi-host run (with --rendezvous)`);
+    }
+    return null;
+  }
+  const address = String(rendezvous);
+  const endpoint = parseTcpEndpoint(address, '--rendezvous');
+  const keyFile = requireKeyFile(args, `--rendezvous ${address}`);
+  checkLocalAddress(endpoint.host, '--rendezvous host');
+  if (args['world-size'] == null) throw new ConfigError('--rendezvous needs --world-size: the number of workers on all hosts together');
+  const worldSize = positiveInt(args, 'world-size');
+  if (worldSize < 2) throw new ConfigError(`--world-size must be >= 2 for a multi-host run, got ${worldSize}`);
+  const ringHost = args['ring-host'] == null ? endpoint.host : String(args['ring-host']);
+  checkLocalAddress(ringHost, '--ring-host');
+  return deepFreeze({
+    rendezvous: tcpAddress(endpoint.host, endpoint.port === 0 ? '*' : endpoint.port),
+    worldSize,
+    keyFile,
+    ringHost,
+    ringPort: portOption(args, 'ring-port'),
+    joinTimeoutSec: positive(args, 'join-timeout'),
+  });
+}
+
+/** `alexnet join <rendezvous>`: another host's side of a multi-host run. */
+export interface JoinConfig {
+  /** tcp://<coordinator host>:<port>, as the coordinator printed it. */
+  rendezvous: string;
+  keyFile: string;
+  /** This host's workers: 'auto', a GPU count or 'cpu:N', as for train. */
+  devices: string;
+  strictDevices: boolean;
+  /** Interface address this host's ring sockets bind; null: the one that routes to the coordinator. */
+  ringHost: string | null;
+  ringPort: number;
+  /** How long to wait for the coordinator and for the run to start. */
+  joinTimeoutSec: number;
+  logLevel: 'quiet' | 'info' | 'debug';
+}
+
+export function buildJoinConfig(args: CliArgs): Readonly<JoinConfig> {
+  const rendezvous = String(args['rendezvous']);
+  const endpoint = parseTcpEndpoint(rendezvous, 'the rendezvous address');
+  if (endpoint.port === 0) throw new ConfigError(`${rendezvous}: give the port the coordinator printed, not 0`);
+  const keyFile = requireKeyFile(args, `join ${rendezvous}`);
+  const ringHost = args['ring-host'] == null ? null : String(args['ring-host']);
+  if (ringHost !== null) checkLocalAddress(ringHost, '--ring-host');
+  return deepFreeze({
+    rendezvous,
+    keyFile,
+    devices: String(args['devices'] ?? 'auto'),
+    strictDevices: Boolean(args['strict-devices']),
+    ringHost,
+    ringPort: portOption(args, 'ring-port'),
+    joinTimeoutSec: positive(args, 'join-timeout'),
+    logLevel: oneOf(args, 'log-level', ['quiet', 'info', 'debug'] as const),
+  });
+}

@@ -1,7 +1,9 @@
 // The CLI as a user runs it (compiled dist/): one-line errors with exit code 2, help, summary.
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { tempDir } from './data/fixtures/images';
 
 const cli = path.resolve('dist/src/cli.js');
 function run(...args: string[]) {
@@ -19,6 +21,14 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     [['eval', '/no/such.ckpt'], /no checkpoint at/],
     [['report', '/no/such/run'], /run directory '\/no\/such\/run' does not exist/],
     [['fly'], /Unknown argument|command/],
+    // Multi-host runs always need the cluster key, on a real interface as on loopback.
+    [['train', '--data', '.', '--rendezvous', 'tcp://10.1.2.3:29500', '--world-size', '2'], /--rendezvous tcp:\/\/10.1.2.3:29500 needs --key-file: runs across hosts always use CURVE/],
+    [['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--world-size', '2'], /needs --key-file/],
+    [['join', 'tcp://10.1.2.3:29500'], /join tcp:\/\/10.1.2.3:29500 needs --key-file/],
+    [['join', 'tcp://10.1.2.3:29500', '--key-file', '/no/such.key'], /key file \/no\/such.key does not exist: make one with 'alexnet keygen/],
+    [['join', '10.1.2.3:29500', '--key-file', 'k'], /is not tcp:\/\/<host>:<port>/],
+    [['train', '--data', '.', '--world-size', '2'], /--world-size only applies to a multi-host run/],
+    [['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--key-file', 'k'], /--rendezvous needs --world-size/],
   ];
   for (const [args, pattern] of cases) {
     const r = run(...args);
@@ -33,6 +43,34 @@ t.test('--help explains every train option with its default', async (t) => {
   t.equal(r.code, 0);
   for (const opt of ['--preset', '--batch-size', '--lr', '--weight-decay', '--devices', '--resume', '--tta']) t.match(r.stdout, opt);
   t.match(r.stdout, /default: 128/);
+});
+
+t.test('--help of the multi-host options and commands gives their defaults', async (t) => {
+  const train = run('train', '--help');
+  for (const opt of ['--rendezvous', '--world-size', '--key-file', '--ring-host', '--ring-port', '--join-timeout']) t.match(train.stdout, opt);
+  t.match(train.stdout, /default: 600/);
+  const join = run('join', '--help');
+  t.equal(join.code, 0);
+  for (const opt of ['--key-file', '--devices', '--ring-host', '--ring-port', '--join-timeout']) t.match(join.stdout, opt);
+  t.match(join.stdout, /default: "auto"/);
+  const keygen = run('keygen', '--help');
+  t.match(keygen.stdout, /default: "cluster.key"/);
+});
+
+t.test('keygen writes a private key file and will not overwrite it without --force', async (t) => {
+  const file = path.join(tempDir(t, 'alexnet-keygen-'), 'cluster.key');
+  const first = run('keygen', '--out', file);
+  t.equal(first.code, 0);
+  t.match(first.stdout, /wrote .*cluster.key \(mode 0600; public key .{40}\)/);
+  t.equal(fs.statSync(file).mode & 0o777, 0o600, 'mode 0600');
+  const key = fs.readFileSync(file, 'utf8');
+  const again = run('keygen', '--out', file);
+  t.equal(again.code, 2, 'an existing key file: exit 2');
+  t.match(again.stderr, /already exists: pass --force/);
+  t.equal(fs.readFileSync(file, 'utf8'), key, 'untouched');
+  t.equal(run('keygen', '--out', file, '--force').code, 0);
+  t.not(fs.readFileSync(file, 'utf8'), key, '--force replaced it');
+  t.equal(fs.statSync(file).mode & 0o777, 0o600, 'still 0600');
 });
 
 t.test('summary prints the published parameter count', async (t) => {

@@ -3,31 +3,41 @@
  * per device, does the rendezvous (hello -> config), watches health (exit codes, heartbeats,
  * malformed messages, replica checksums), relays Ctrl-C as a coordinated stop, and shuts every
  * worker down on the first failure: no orphans, no hang, a message naming rank, step and cause.
+ *
+ * In a multi-host run (`train --rendezvous`) the control plane listens on tcp with CURVE, the
+ * coordinator first waits for join agents (agent.ts) of the other hosts to offer their
+ * workers, gives them rank blocks (rendezvous.ts), then starts its own workers and welcomes
+ * the agents, which start theirs. Remote workers are watched like local ones; their exits are
+ * reported by their agent, and on failure the agent kills them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { env, type TrainConfig } from '../config';
-import { WorkerExitedError } from '../errors';
+import type { ClusterConfig, TrainConfig } from '../config';
+import { CommTimeoutError, WorkerExitedError } from '../errors';
 import { openTrainingData } from '../train/setup';
 import type { TrainResult } from '../train/trainer';
 import type { Logger } from '../util/log';
 import { CoordinatorControl } from './control';
+import type { CurveKeys } from './curve';
 import type { DeviceAssignment } from './devices';
-import { MessageType, PROTOCOL_VERSION, type ControlMessage, type StepReportMessage } from './protocol';
-import { bindError, createIpcRingDir, removeIpcRingDir } from './ring-address';
+import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type JoinMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
+import { RankTable, describeHost, describeRanks, type JoinedHost } from './rendezvous';
+import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from './ring-address';
+import { describeExit, spawnWorker } from './worker-process';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
-
-/** The compiled worker entry (workers always run the built JS, also when tests run from .ts). */
-export function workerScript(): string {
-  const here = __filename.endsWith('.ts') ? path.resolve(__dirname, '../../dist/src/parallel') : __dirname;
-  return path.join(here, 'worker.js');
-}
+/** How often "waiting for N more workers" is repeated while hosts join. */
+const JOIN_PROGRESS_EVERY_MS = 15_000;
+/** At most one warning per this interval about refused (keyless or wrong-key) peers. */
+const REFUSAL_LOG_EVERY_MS = 10_000;
 
 interface WorkerState {
   rank: number;
-  child: ChildProcess;
+  /** Null for a worker on another host: its join agent started it. */
+  child: ChildProcess | null;
+  /** The joined host of a remote worker; null on this host. */
+  host: JoinedHost | null;
   routingId: Uint8Array | null;
   lastSeenMs: number;
   step: number;
@@ -35,6 +45,10 @@ interface WorkerState {
   longestStepMs: number;
   done: boolean;
   exited: boolean;
+}
+
+function newWorkerState(rank: number, child: ChildProcess | null, host: JoinedHost | null): WorkerState {
+  return { rank, child, host, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
 }
 
 /** The first thing that went wrong, as the user will read it. */
@@ -45,16 +59,51 @@ class Failure {
   ) {}
 }
 
+/** A multi-host run as the coordinator runs it: the options and the cluster key. */
+export interface ClusterPlan extends ClusterConfig {
+  keys: CurveKeys;
+}
+
+/** Where this host's control plane listens and its workers' ring sockets bind. */
+interface LocalSockets {
+  controlAddress: string;
+  ringAddress(rank: number): string;
+  keyFile: string | null;
+  /** Removes what was made for the sockets (the private ipc folder). */
+  cleanup(): void;
+}
+
+/** One host: ipc in a fresh 0700 folder. Several: tcp on this host's interface, with CURVE. */
+function localSockets(cluster: ClusterPlan | undefined): LocalSockets {
+  if (cluster) {
+    const { rendezvous, ringHost, ringPort, keyFile } = cluster;
+    return { controlAddress: rendezvous, ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank), keyFile, cleanup: () => undefined };
+  }
+  const dir = createIpcRingDir();
+  return { controlAddress: `ipc://${path.join(dir, 'control.sock')}`, ringAddress: (rank) => ipcRingAddress(dir, rank), keyFile: null, cleanup: () => removeIpcRingDir(dir) };
+}
+
+/** How long a wait may last, and the error it ends with then. */
+interface Deadline {
+  ms: number;
+  error: () => Error;
+}
+
 export interface CoordinatorOptions {
   /** No message from a worker for this long (or 3x its slowest step, if longer) means it hangs. */
   hangTimeoutMs: number;
   /** Called with every worker's report of every step, as it arrives (benchmarks time steps with it). */
   onStepReport?: (report: StepReportMessage) => void;
+  /** Run across hosts: listen at the rendezvous with CURVE and wait for join agents. */
+  cluster?: ClusterPlan;
 }
 
 export class Coordinator {
-  private readonly control = new CoordinatorControl();
+  private readonly control: CoordinatorControl;
   private readonly workers: WorkerState[] = [];
+  /** Multi-host runs only: the ranks given to joined hosts. */
+  private readonly rankTable: RankTable | null;
+  private readonly worldSize: number;
   private failure: Failure | null = null;
   private result: Record<string, unknown> | null = null;
   private readonly checksums = new Map<number, Map<number, string>>();
@@ -63,6 +112,8 @@ export class Coordinator {
   private stopped = false;
   /** Each rank's bound ring endpoint, from its hello. */
   private readonly endpoints = new Map<number, string>();
+  private refusedPeers = 0;
+  private lastRefusalLogMs = 0;
   private wake: () => void = () => undefined;
 
   constructor(
@@ -70,59 +121,107 @@ export class Coordinator {
     private readonly devices: DeviceAssignment,
     private readonly log: Logger,
     private readonly options: CoordinatorOptions,
-  ) {}
+  ) {
+    const cluster = options.cluster;
+    this.control = new CoordinatorControl(cluster?.keys ?? null);
+    this.rankTable = cluster ? new RankTable(cluster.worldSize, devices.worldSize) : null;
+    this.worldSize = cluster ? cluster.worldSize : devices.worldSize;
+  }
 
   async run(): Promise<TrainResult> {
-    const ipcDir = createIpcRingDir();
-    const controlAddress = `ipc://${path.join(ipcDir, 'control.sock')}`;
+    const sockets = localSockets(this.options.cluster);
     const onSigint = () => this.interrupt();
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigint);
+    let error: unknown = null;
     try {
-      await this.control.bind(controlAddress).catch((err: unknown) => {
-        throw bindError(controlAddress, err);
+      const controlAddress = await this.openControlPlane(sockets.controlAddress);
+      await this.gatherHosts(controlAddress);
+      this.spawnLocalWorkers(controlAddress, sockets);
+      await this.welcomeHosts();
+      await this.until(() => this.workers.every((w) => w.routingId !== null), {
+        ms: RENDEZVOUS_TIMEOUT_MS,
+        error: () => new WorkerExitedError(`rendezvous: ${this.silentWorkers()} did not say hello within ${RENDEZVOUS_TIMEOUT_MS / 1000} s`),
       });
-      void this.control.listen(
-        (id, m) => this.onMessage(id, m),
-        (id, err) => this.fail(this.rankOf(id), `sent a malformed control message: ${err.message}`),
-      );
-      this.spawnWorkers(controlAddress, ipcDir);
-      await this.until(() => this.workers.every((w) => w.routingId !== null), RENDEZVOUS_TIMEOUT_MS, 'rendezvous: not every worker said hello');
+      if (this.rankTable) this.log.info(`ring: ${this.workers.map((w) => `rank ${w.rank} ${this.endpoints.get(w.rank) ?? '?'}`).join(' -> ')} -> rank 0`);
       await this.sendConfigs();
-      await this.until(() => this.workers.every((w) => w.done), Infinity, '');
+      await this.until(() => this.workers.every((w) => w.done));
+    } catch (err) {
+      error = err;
+      throw err;
     } finally {
       process.off('SIGINT', onSigint);
       process.off('SIGTERM', onSigint);
-      await this.shutdown(this.failure ? `rank ${this.failure.rank ?? '?'} failed` : 'finished');
+      const reason = this.failure?.message ?? (error instanceof Error ? error.message : 'finished');
+      await this.shutdown(reason, this.failure !== null || error !== null);
       this.control.close();
-      removeIpcRingDir(ipcDir);
+      sockets.cleanup();
     }
     if (this.failure) throw new WorkerExitedError(this.failure.message);
     if (this.result == null) throw new WorkerExitedError('rank 0 finished without reporting its result');
     return this.result as unknown as TrainResult;
   }
 
-  private spawnWorkers(controlAddress: string, ipcDir: string): void {
-    const n = this.devices.worldSize;
-    for (let rank = 0; rank < n; rank++) {
+  /** Binds the control plane (private ipc, or the rendezvous with CURVE); returns the bound address. */
+  private async openControlPlane(address: string): Promise<string> {
+    const bound = await this.control.bind(address).catch((err: unknown) => {
+      throw bindError(address, err);
+    });
+    void this.control.listen(
+      (id, m) => this.onMessage(id, m),
+      (id, err) => this.fail(this.rankOf(id), `sent a malformed control message: ${err.message}`),
+    );
+    if (this.options.cluster) this.control.watchRefusals((why) => this.logRefusal(bound, why));
+    return bound;
+  }
+
+  /** Multi-host runs: waits until joined hosts fill every rank this host does not hold. */
+  private async gatherHosts(address: string): Promise<void> {
+    const table = this.rankTable;
+    const cluster = this.options.cluster;
+    if (table === null || cluster === undefined) return;
+    const progress = () => {
+      if (table.missing > 0) this.log.info(`waiting for ${table.missing} more worker(s) to join at ${address} (on each other host: alexnet join ${address} --key-file <this run's key file>)`);
+    };
+    progress();
+    const timer = setInterval(progress, JOIN_PROGRESS_EVERY_MS);
+    try {
+      await this.until(() => table.missing === 0, {
+        ms: cluster.joinTimeoutSec * 1000,
+        error: () =>
+          new CommTimeoutError(
+            `rendezvous: only ${this.worldSize - table.missing} of ${this.worldSize} workers joined at ${address} within ${cluster.joinTimeoutSec} s. ` +
+              `Start 'alexnet join ${address} --key-file <the same key file>' on the other hosts`,
+          ),
+      });
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private spawnLocalWorkers(controlAddress: string, sockets: LocalSockets): void {
+    for (let rank = 0; rank < this.devices.worldSize; rank++) {
       const gpuId = this.devices.kind === 'gpu' ? this.devices.gpuIds[rank] : null;
-      const child = spawn(process.execPath, [workerScript()], {
-        env: env.forWorker({ controlAddress, rank, worldSize: n, deviceKind: this.devices.kind, ipcDir }, gpuId),
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
-      const w: WorkerState = { rank, child, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
-      child.on('exit', (code, signal) => {
-        w.exited = true;
-        if (!w.done || code !== 0) {
-          const cause = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-          // A moment's grace: a worker that reported its error before exiting is named by it.
-          setTimeout(() => this.fail(rank, `${cause} at epoch ${w.epoch + 1}, step ${w.step}`), 300);
-        }
-        this.wake();
-      });
+      const boot = { controlAddress, rank, worldSize: this.worldSize, deviceKind: this.devices.kind, ringAddress: sockets.ringAddress(rank), keyFile: sockets.keyFile };
+      const child = spawnWorker(boot, gpuId);
+      const w = newWorkerState(rank, child, null);
+      child.on('exit', (code, signal) => this.onWorkerExit(w, code, signal));
       this.workers.push(w);
     }
-    this.log.info(`started ${n} workers (pids ${this.workers.map((w) => w.child.pid).join(', ')})`);
+    this.log.info(`started ${this.devices.worldSize} workers (pids ${this.workers.map((w) => w.child?.pid).join(', ')})`);
+  }
+
+  /** Multi-host runs: every rank has a host now; tell each agent its ranks so it starts them. */
+  private async welcomeHosts(): Promise<void> {
+    if (this.rankTable === null) return;
+    for (const host of this.rankTable.hosts) {
+      for (let rank = host.firstRank; rank < host.firstRank + host.workers; rank++) {
+        if (this.workers.length !== rank) throw new Error(`rank table out of order at rank ${rank}`);
+        this.workers.push(newWorkerState(rank, null, host));
+      }
+      await this.control.send(host.routingId, { type: MessageType.Welcome, firstRank: host.firstRank, worldSize: this.worldSize, config: this.config as unknown as Record<string, unknown> });
+    }
+    this.log.info(`all ${this.worldSize} workers present: this host ${describeRanks(0, this.devices.worldSize)}; ${this.rankTable.hosts.map(describeHost).join('; ')}`);
   }
 
   private async sendConfigs(): Promise<void> {
@@ -136,12 +235,17 @@ export class Coordinator {
           worldSize: n,
           nextEndpoint: endpoints[(w.rank + 1) % n],
           config: this.config as unknown as Record<string, unknown>,
-          curve: null,
         }),
       ),
     );
   }
 
+  /** "ranks 2, 3 (on gpu-2)" for the workers that have not said hello. */
+  private silentWorkers(): string {
+    const silent = this.workers.filter((w) => w.routingId === null);
+    const hosts = [...new Set(silent.map((w) => w.host?.host ?? 'this host'))];
+    return `rank(s) ${silent.map((w) => w.rank).join(', ')} (on ${hosts.join(', ')})`;
+  }
 
   private rankOf(id: Uint8Array): number | null {
     const w = this.workers.find((x) => x.routingId !== null && Buffer.compare(Buffer.from(x.routingId), Buffer.from(id)) === 0);
@@ -149,14 +253,17 @@ export class Coordinator {
   }
 
   private onMessage(id: Uint8Array, m: ControlMessage): void {
-    if (m.type === MessageType.Hello) {
-      const w = this.workers[m.rank];
-      if (w == null || w.child.pid !== m.pid) return this.fail(m.rank, `hello from an unknown process (pid ${m.pid})`);
-      if (m.protocolVersion !== PROTOCOL_VERSION) return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
-      w.routingId = id;
-      this.endpoints.set(m.rank, m.dataEndpoint);
-      w.lastSeenMs = Date.now();
-      return this.wake();
+    switch (m.type) {
+      case MessageType.Hello:
+        return this.onHello(id, m);
+      case MessageType.Join:
+        return this.onJoin(id, m);
+      case MessageType.WorkerExit:
+        return this.onRemoteExit(id, m);
+      case MessageType.HostError:
+        return this.onHostError(id, m);
+      default:
+        break;
     }
     const rank = this.rankOf(id);
     if (rank === null || !('rank' in m) || m.rank !== rank) return this.fail(rank, `sent a message for another rank (${m.type})`);
@@ -186,6 +293,56 @@ export class Coordinator {
     this.wake();
   }
 
+  private onHello(id: Uint8Array, m: HelloMessage): void {
+    const w = this.workers[m.rank];
+    // A local worker is known by its pid; a remote one by the host its agent joined from.
+    const known = w != null && (w.child !== null ? w.child.pid === m.pid : w.host?.host === m.host);
+    if (!known) return this.fail(m.rank, `hello from an unknown process (pid ${m.pid} on ${m.host})`);
+    if (w.routingId !== null) return this.fail(m.rank, `said hello twice (pid ${m.pid} on ${m.host})`);
+    if (m.protocolVersion !== PROTOCOL_VERSION) return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
+    w.routingId = id;
+    this.endpoints.set(m.rank, m.dataEndpoint);
+    w.lastSeenMs = Date.now();
+    this.wake();
+  }
+
+  private onJoin(id: Uint8Array, m: JoinMessage): void {
+    const admitted = this.rankTable === null ? 'this run takes no other hosts' : this.rankTable.admit(id, m);
+    if (typeof admitted === 'string') {
+      this.log.warn(`refused host ${m.host} (${m.address}, pid ${m.pid}): ${admitted}`);
+      void this.control.send(id, { type: MessageType.Dismiss, reason: `the coordinator refused this host: ${admitted}`, failed: true });
+      return;
+    }
+    this.log.info(`host ${describeHost(admitted)} joined with ${m.workers} worker(s)`);
+    this.wake();
+  }
+
+  /** A join agent reports that one of its workers exited. */
+  private onRemoteExit(id: Uint8Array, m: WorkerExitMessage): void {
+    const host = this.rankTable?.byRoutingId(id);
+    const w = this.workers[m.rank];
+    if (host === undefined || w === undefined || w.host !== host) {
+      this.log.warn(`ignored an exit report for rank ${m.rank} from a host that does not hold it`);
+      return;
+    }
+    this.onWorkerExit(w, m.code, m.signal);
+  }
+
+  private onHostError(id: Uint8Array, m: HostErrorMessage): void {
+    const host = this.rankTable?.byRoutingId(id);
+    if (host === undefined) return this.log.warn(`ignored an error report from a host that has not joined: ${m.name}: ${m.message}`);
+    this.failWith(host.firstRank, `host ${describeHost(host)} cannot take part: ${m.name}: ${m.message}`);
+  }
+
+  private onWorkerExit(w: WorkerState, code: number | null, signal: string | null): void {
+    w.exited = true;
+    if (!w.done || code !== 0) {
+      // A moment's grace: a worker that reported its error before exiting is named by it.
+      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`), 300);
+    }
+    this.wake();
+  }
+
   /** Every rank reports a checksum at the same global steps; they must all be equal. */
   private compareChecksum(rank: number, step: number, checksum: string): void {
     const at = this.checksums.get(step) ?? new Map<number, string>();
@@ -200,18 +357,37 @@ export class Coordinator {
     }
   }
 
+  /** A failure of one worker: "worker rank 1 (on gpu-2) exited with code 3 ...". */
   private fail(rank: number | null, message: string): void {
+    const host = rank === null ? null : this.workers[rank]?.host;
+    const who = rank === null ? '(unknown rank)' : `rank ${rank}${host ? ` (on ${host.host})` : ''}`;
+    this.failWith(rank, `worker ${who} ${message}`);
+  }
+
+  private failWith(rank: number | null, message: string): void {
     if (this.failure != null || this.stopped) return;
-    this.failure = new Failure(rank, `worker ${rank === null ? '(unknown rank)' : `rank ${rank}`} ${message}`);
+    this.failure = new Failure(rank, message);
     this.log.warn(this.failure.message);
     this.wake();
   }
 
+  /** Keyless or wrong-key peers never get a message through; say so, without flooding the log. */
+  private logRefusal(address: string, why: string): void {
+    this.refusedPeers++;
+    const now = Date.now();
+    if (now - this.lastRefusalLogMs < REFUSAL_LOG_EVERY_MS) return;
+    this.lastRefusalLogMs = now;
+    this.log.warn(`refused a connection to ${address}: ${why} (${this.refusedPeers} refused so far)`);
+  }
 
   private interrupt(): void {
+    if (this.workers.length === 0) {
+      this.failWith(null, 'interrupted (Ctrl-C) while waiting for other hosts to join');
+      return;
+    }
     if (this.stopRequested) {
       this.log.warn('second Ctrl-C: killing the workers');
-      for (const w of this.workers) if (!w.exited) w.child.kill('SIGKILL');
+      for (const w of this.workers) if (!w.exited) w.child?.kill('SIGKILL');
       return;
     }
     this.stopRequested = true;
@@ -219,18 +395,23 @@ export class Coordinator {
     for (const w of this.workers) if (w.routingId) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason: 'interrupt' });
   }
 
-  /** Waits until `done()` holds, a failure happens, or a worker goes quiet for too long. */
-  private until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  /**
+   * Waits until `done()` holds. Rejects on the first failure (with its message), when a worker
+   * goes quiet for too long, or when the deadline passes: run() then shuts everything down.
+   */
+  private until(done: () => boolean, deadline: Deadline | null = null): Promise<void> {
     const started = Date.now();
     return new Promise<void>((resolve, reject) => {
       const check = () => {
         if (this.failure) return finish(() => reject(new WorkerExitedError(this.failure?.message ?? 'failed')));
         if (done()) return finish(() => resolve());
-        if (Date.now() - started > timeoutMs) return finish(() => reject(new WorkerExitedError(`${what} within ${timeoutMs / 1000} s`)));
+        if (deadline !== null && Date.now() - started > deadline.ms) return finish(() => reject(deadline.error()));
         const now = Date.now();
         for (const w of this.workers) {
           const limitMs = Math.max(this.options.hangTimeoutMs, 3 * w.longestStepMs);
-          if (!w.done && !w.exited && now - w.lastSeenMs > limitMs) {
+          // Before its hello a worker is starting (and, on another host, checking its data):
+          // the rendezvous timeout covers that.
+          if (w.routingId !== null && !w.done && !w.exited && now - w.lastSeenMs > limitMs) {
             this.fail(w.rank, `stopped responding (no message for ${Math.round((now - w.lastSeenMs) / 1000)} s) at epoch ${w.epoch + 1}, step ${w.step}: hung`);
             return check();
           }
@@ -244,26 +425,29 @@ export class Coordinator {
       };
       this.wake = check;
       check();
-    }).then(
-      () => undefined,
-      (err: unknown) => {
-        if (this.failure) return; // reported by run() after shutdown
-        throw err;
-      },
-    );
+    });
   }
 
-  /** Asks every worker to stop, then kills whatever is still running after a grace period. */
-  private async shutdown(reason: string): Promise<void> {
+  /**
+   * Asks every worker to stop, then kills whatever is still running after a grace period.
+   * Join agents are dismissed; on failure they kill their workers at once (those are blocked
+   * in a collective with a dead peer), as this host's are killed here.
+   */
+  private async shutdown(reason: string, failed: boolean): Promise<void> {
     this.stopped = true;
+    for (const host of this.rankTable?.hosts ?? []) {
+      void this.control.send(host.routingId, { type: MessageType.Dismiss, reason, failed }).catch(() => undefined);
+    }
     const alive = this.workers.filter((w) => !w.exited);
     for (const w of alive) if (w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
-    // A failed run kills at once: the survivors are blocked in a collective with a dead peer.
-    if (this.failure) for (const w of alive) w.child.kill('SIGKILL');
+    if (failed) for (const w of alive) w.child?.kill('SIGKILL');
+    // Remote exits arrive as agent reports: waited for only while a remote worker may still be
+    // running (not done), within the grace.
+    const running = (w: WorkerState) => !w.exited && (w.child !== null || !w.done);
     const deadline = Date.now() + EXIT_GRACE_MS;
-    while (this.workers.some((w) => !w.exited) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const w of this.workers) if (!w.exited) w.child.kill('SIGKILL');
-    while (this.workers.some((w) => !w.exited)) await new Promise((r) => setTimeout(r, 20));
+    while (this.workers.some(running) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const w of this.workers) if (!w.exited) w.child?.kill('SIGKILL');
+    while (this.workers.some((w) => w.child !== null && !w.exited)) await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -271,10 +455,10 @@ export async function runDataParallel(
   config: TrainConfig,
   devices: DeviceAssignment,
   log: Logger,
-  hooks: Pick<CoordinatorOptions, 'onStepReport'> = {},
+  options: Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> = {},
 ): Promise<TrainResult> {
   // Once, here: an unusable dataset fails before any worker starts, and the dataset
   // statistics are written by one process, not raced by N.
   await openTrainingData(config, true, log);
-  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...hooks }).run();
+  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...options }).run();
 }

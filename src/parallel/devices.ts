@@ -80,8 +80,18 @@ export function resolveDevices(
   return { kind: 'cpu', worldSize: n, gpuIds: [], note: `${n} GPU(s) asked for but ${found}: using ${n} CPU-simulated device(s) instead` };
 }
 
-export function describeDevices(d: DeviceAssignment): string {
-  const what = d.kind === 'gpu' ? `${d.worldSize} GPU(s) [${d.gpuIds.join(', ')}]` : `${d.worldSize} CPU-simulated device(s)`;
-  const mode = d.worldSize === 1 ? 'single process' : `${d.worldSize} worker processes, ring all-reduce over ZeroMQ`;
-  return `${d.note ? `${d.note}\n` : ''}devices: ${what}; ${mode}`;
+/** "2 GPU(s) [0, 1]" or "2 CPU-simulated device(s)". */
+export function describeDeviceList(d: DeviceAssignment): string {
+  return d.kind === 'gpu' ? `${d.worldSize} GPU(s) [${d.gpuIds.join(', ')}]` : `${d.worldSize} CPU-simulated device(s)`;
+}
+
+/** The start-up line; `totalWorkers` counts the workers of all hosts in a multi-host run. */
+export function describeDevices(d: DeviceAssignment, totalWorkers: number | null = null): string {
+  const mode =
+    totalWorkers !== null
+      ? `${totalWorkers} worker processes on all hosts, ring all-reduce over ZeroMQ (tcp + CURVE)`
+      : d.worldSize === 1
+        ? 'single process'
+        : `${d.worldSize} worker processes, ring all-reduce over ZeroMQ`;
+  return `${d.note ? `${d.note}\n` : ''}devices: ${describeDeviceList(d)}${totalWorkers !== null ? ' on this host' : ''}; ${mode}`;
 }

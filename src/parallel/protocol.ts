@@ -1,5 +1,6 @@
 /**
- * Control-plane messages between the coordinator (ROUTER) and the workers (DEALER): an enum of
+ * Control-plane messages between the coordinator (ROUTER) and the workers and join agents
+ * (DEALER): an enum of
  * message types, one interface per type, msgpackr encoding, and runtime validation so that a
  * malformed, unknown or mismatched message becomes a ProtocolError naming what was wrong
  * (instead of an undefined field crashing later). Gradients never travel here: they use the
@@ -10,10 +11,12 @@
 import { Packr } from 'msgpackr';
 import { ProtocolError } from '../errors';
 import type { StepReport } from '../train/trainer';
-import type { CurveKeys } from './curve';
 
-/** Bump when a message's fields change; Hello carries it and the coordinator compares. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
+ * (hosts of a multi-host run may have different builds installed).
+ */
+export const PROTOCOL_VERSION = 2;
 
 export enum MessageType {
   /** worker -> coordinator: started; here is my ring endpoint. */
@@ -34,6 +37,16 @@ export enum MessageType {
   Shutdown = 'shutdown',
   /** worker -> coordinator: finished all steps, sockets closed next. */
   Done = 'done',
+  /** join agent -> coordinator: another host offers its workers (multi-host runs). */
+  Join = 'join',
+  /** coordinator -> join agent: every worker is present; your ranks and the frozen config. */
+  Welcome = 'welcome',
+  /** coordinator -> join agent: the run is over, or the join is refused. */
+  Dismiss = 'dismiss',
+  /** join agent -> coordinator: one of its workers exited. */
+  WorkerExit = 'workerExit',
+  /** join agent -> coordinator: this host cannot take part (e.g. its dataset is missing). */
+  HostError = 'hostError',
 }
 
 /** A metric summed over samples: the mean is sum / count, after summing over ranks. */
@@ -59,8 +72,6 @@ export interface ConfigMessage {
   nextEndpoint: string;
   /** The frozen TrainConfig; validated by src/config.ts, opaque here. */
   config: Record<string, unknown>;
-  /** Cluster CURVE keys for tcp across hosts, or null. */
-  curve: CurveKeys | null;
 }
 export interface ReadyMessage {
   type: MessageType.Ready;
@@ -129,6 +140,42 @@ export interface DoneMessage {
   result: Record<string, unknown> | null;
 }
 
+export interface JoinMessage {
+  type: MessageType.Join;
+  protocolVersion: number;
+  /** The agent's host name and the address its workers' ring sockets bind (for messages). */
+  host: string;
+  address: string;
+  pid: number;
+  /** How many workers this host brings: it gets that many consecutive ranks. */
+  workers: number;
+}
+export interface WelcomeMessage {
+  type: MessageType.Welcome;
+  /** This host's workers are ranks firstRank .. firstRank + workers - 1. */
+  firstRank: number;
+  worldSize: number;
+  /** The frozen TrainConfig, so the agent can check its dataset before starting workers. */
+  config: Record<string, unknown>;
+}
+export interface DismissMessage {
+  type: MessageType.Dismiss;
+  reason: string;
+  /** The run failed (or the join was refused): stop the workers now, they may be stuck. */
+  failed: boolean;
+}
+export interface WorkerExitMessage {
+  type: MessageType.WorkerExit;
+  rank: number;
+  code: number | null;
+  signal: string | null;
+}
+export interface HostErrorMessage {
+  type: MessageType.HostError;
+  name: string;
+  message: string;
+}
+
 export type ControlMessage =
   | HelloMessage
   | ConfigMessage
@@ -138,7 +185,12 @@ export type ControlMessage =
   | HeartbeatMessage
   | ErrorMessage
   | ShutdownMessage
-  | DoneMessage;
+  | DoneMessage
+  | JoinMessage
+  | WelcomeMessage
+  | DismissMessage
+  | WorkerExitMessage
+  | HostErrorMessage;
 
 /** A field check: returns what is wrong with `value`, or null when it is fine. */
 type FieldCheck = (value: unknown) => string | null;
@@ -153,6 +205,9 @@ const numberField: FieldCheck = (v) =>
   typeof v === 'number' && Number.isFinite(v) ? null : 'must be a finite number';
 const stringField: FieldCheck = (v) => (typeof v === 'string' ? null : 'must be a string');
 const nullableString: FieldCheck = (v) => (v === null ? null : stringField(v));
+const nullableInt: FieldCheck = (v) => (v === null ? null : intField(v));
+const booleanField: FieldCheck = (v) => (typeof v === 'boolean' ? null : 'must be a boolean');
+const countField: FieldCheck = (v) => (Number.isInteger(v) && (v as number) >= 1 ? null : 'must be an integer >= 1');
 const objectField: FieldCheck = (v) => (isRecord(v) ? null : 'must be an object');
 
 const metricsField: FieldCheck = (v) => {
@@ -161,19 +216,6 @@ const metricsField: FieldCheck = (v) => {
     if (!isRecord(entry) || numberField(entry.sum) !== null || numberField(entry.count) !== null) {
       return `entry ${JSON.stringify(name)} must be {sum: number, count: number}`;
     }
-  }
-  return null;
-};
-
-const curveField: FieldCheck = (v) => {
-  if (v === null) return null;
-  if (!isRecord(v)) return 'must be null or CURVE keys';
-  for (const key of ['publicKey', 'secretKey', 'serverPublicKey'] as const) {
-    if (typeof v[key] !== 'string') return `${key} must be a string`;
-  }
-  const allowed = v.allowedClientKeys;
-  if (!Array.isArray(allowed) || !allowed.every((k) => typeof k === 'string')) {
-    return 'allowedClientKeys must be an array of strings';
   }
   return null;
 };
@@ -195,7 +237,6 @@ const SCHEMAS: Schemas = {
     worldSize: rankField,
     nextEndpoint: stringField,
     config: objectField,
-    curve: curveField,
   },
   [MessageType.Ready]: { rank: rankField },
   [MessageType.StepReport]: {
@@ -215,6 +256,17 @@ const SCHEMAS: Schemas = {
   },
   [MessageType.Shutdown]: { reason: stringField },
   [MessageType.Done]: { rank: rankField, steps: rankField, result: (v) => (v === null ? null : objectField(v)) },
+  [MessageType.Join]: {
+    protocolVersion: intField,
+    host: stringField,
+    address: stringField,
+    pid: intField,
+    workers: countField,
+  },
+  [MessageType.Welcome]: { firstRank: rankField, worldSize: countField, config: objectField },
+  [MessageType.Dismiss]: { reason: stringField, failed: booleanField },
+  [MessageType.WorkerExit]: { rank: rankField, code: nullableInt, signal: nullableString },
+  [MessageType.HostError]: { name: stringField, message: stringField },
 };
 
 const MESSAGE_TYPES = new Set<string>(Object.values(MessageType));

@@ -1,6 +1,7 @@
 /**
  * One data-parallel worker process: a full AlexNet replica on its own device. Started by the
- * coordinator (never by hand) with its rank and addresses in the environment:
+ * coordinator, or on another host by its join agent (never by hand), with its rank and
+ * addresses in the environment:
  *
  *   hello (ring endpoint) -> config -> ring connected -> the shared training loop, with the
  *   ring all-reduce as its collective -> done (or error) -> exit.
@@ -16,8 +17,10 @@ import { Trainer, type Collective, type StepReport, type TrainResult } from '../
 import { consoleLogger, type Logger } from '../util/log';
 import { broadcast, ringAllReduce } from './allreduce';
 import { WorkerControl } from './control';
+import type { CurveKeys } from './curve';
+import { readKeyFile } from './keyfile';
 import { MessageType, PROTOCOL_VERSION, stepReportMessage, weightsChecksum, type ConfigMessage, type ControlMessage } from './protocol';
-import { ipcRingAddress } from './ring-address';
+import { parseRingAddress } from './ring-address';
 import { ZmqRingTransport } from './zmq-ring';
 
 /** A peer that sends nothing for this long inside a collective is reported as dead. */
@@ -77,9 +80,19 @@ function plainResult(result: TrainResult): Record<string, unknown> {
   return JSON.parse(JSON.stringify(result)) as Record<string, unknown>;
 }
 
-async function runWorker(boot: WorkerBootstrap, control: WorkerControl, log: Logger): Promise<void> {
+/**
+ * The cluster keys of a multi-host run, or null on one host. A tcp ring without keys is
+ * refused here too, so no code path can open an unauthenticated network socket.
+ */
+function workerKeys(boot: WorkerBootstrap): CurveKeys | null {
+  if (boot.keyFile !== null) return readKeyFile(boot.keyFile);
+  if (parseRingAddress(boot.ringAddress).kind === 'tcp') throw new ConfigError(`rank ${boot.rank}: a tcp ring (${boot.ringAddress}) needs the cluster key file`);
+  return null;
+}
+
+async function runWorker(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null, log: Logger): Promise<void> {
   const { rank, worldSize } = boot;
-  const ring = await ZmqRingTransport.bind({ rank, worldSize, bindAddress: ipcRingAddress(boot.ipcDir, rank) });
+  const ring = await ZmqRingTransport.bind({ rank, worldSize, bindAddress: boot.ringAddress, ...(keys ? { curve: keys } : {}) });
   let stopRequested = false;
   const requestStop = () => {
     stopRequested = true; // the coordinator also asks; all ranks stop after the same step
@@ -123,19 +136,21 @@ async function runWorker(boot: WorkerBootstrap, control: WorkerControl, log: Log
 
 async function main(): Promise<number> {
   const boot = env.workerBootstrap();
-  // If the coordinator dies (kill -9, a crash) this process is re-parented: it must not live
-  // on as an orphan. Polling the parent pid works whatever the coordinator's stdio or wrappers.
-  const coordinatorPid = process.ppid;
+  // If the coordinator (or join agent) dies (kill -9, a crash) this process is re-parented: it
+  // must not live on as an orphan. Polling the parent pid works whatever the parent's stdio
+  // or wrappers.
+  const parentPid = process.ppid;
   setInterval(() => {
-    if (process.ppid !== coordinatorPid) {
-      process.stderr.write(`[rank ${boot.rank}] the coordinator is gone: exiting\n`);
+    if (process.ppid !== parentPid) {
+      process.stderr.write(`[rank ${boot.rank}] the process that started this worker is gone: exiting\n`);
       process.exit(1);
     }
   }, 500).unref();
   const log = consoleLogger({ level: boot.rank === 0 ? 'info' : 'quiet', prefix: boot.rank === 0 ? '' : `[rank ${boot.rank}]` });
-  const control = new WorkerControl(boot.controlAddress);
+  const keys = workerKeys(boot);
+  const control = new WorkerControl(boot.controlAddress, { curve: keys });
   try {
-    await runWorker(boot, control, log);
+    await runWorker(boot, control, keys, log);
     return 0;
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

@@ -1,7 +1,6 @@
 import { pack } from 'msgpackr';
 import t from 'tap';
 import { ProtocolError } from '../../src/errors';
-import { clusterCurveKeys } from '../../src/parallel/curve';
 import {
   ControlMessage,
   MessageType,
@@ -27,9 +26,8 @@ const samples: ControlMessage[] = [
     worldSize: 2,
     nextEndpoint: 'tcp://10.0.0.2:5601',
     config: { batchSize: 128, lr: 0.01, nested: { a: [1, 2] } },
-    curve: clusterCurveKeys(),
   },
-  { type: MessageType.Config, rank: 0, worldSize: 1, nextEndpoint: '', config: {}, curve: null },
+  { type: MessageType.Config, rank: 0, worldSize: 1, nextEndpoint: '', config: {} },
   { type: MessageType.Ready, rank: 0 },
   {
     type: MessageType.StepReport,
@@ -51,6 +49,12 @@ const samples: ControlMessage[] = [
   { type: MessageType.Shutdown, reason: 'rank 1 failed' },
   { type: MessageType.Done, rank: 0, steps: 1000, result: { epochs: 90, top1Error: 0.4 } },
   { type: MessageType.Done, rank: 1, steps: 1000, result: null },
+  { type: MessageType.Join, protocolVersion: PROTOCOL_VERSION, host: 'node-b', address: '10.0.0.2', pid: 4321, workers: 2 },
+  { type: MessageType.Welcome, firstRank: 2, worldSize: 4, config: { batchSize: 128 } },
+  { type: MessageType.Dismiss, reason: 'finished', failed: false },
+  { type: MessageType.WorkerExit, rank: 2, code: 3, signal: null },
+  { type: MessageType.WorkerExit, rank: 3, code: null, signal: 'SIGKILL' },
+  { type: MessageType.HostError, name: 'ConfigError', message: 'dataset /data does not exist on node-b' },
 ];
 
 t.test('every message type round-trips', async (t) => {
@@ -74,11 +78,11 @@ t.test('malformed messages are ProtocolErrors that say what is wrong', async (t)
       { type: 'stepReport', rank: 0, epoch: 0, step: 0, stepMs: 1, metrics: { loss: 3 } },
       /entry "loss" must be \{sum: number, count: number\}/,
     ],
-    [
-      { type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: {}, curve: { publicKey: 1 } },
-      /'curve' publicKey must be a string/,
-    ],
-    [{ type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: [], curve: null }, /'config' must be an object/],
+    [{ type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: {}, curve: null }, /unexpected field 'curve'/],
+    [{ type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: [] }, /'config' must be an object/],
+    [{ type: 'join', protocolVersion: 2, host: 'b', address: 'x', pid: 1, workers: 0 }, /'workers' must be an integer >= 1/],
+    [{ type: 'dismiss', reason: 'r', failed: 'yes' }, /'failed' must be a boolean/],
+    [{ type: 'workerExit', rank: 1, code: 1.5, signal: null }, /'code' must be an integer/],
     [{ type: 'error', rank: 0, name: 'E', message: 'm' }, /'stack' is missing/],
   ];
   for (const [value, pattern] of bad) {
