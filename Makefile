@@ -7,6 +7,8 @@
 #   make test                # the test suite (tap), CPU only, a few minutes
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
+#   make reproduce           # the paper's recipe vs a PyTorch reference (~1 h); docs/reproduction.md
+#   make ablations           # ReLU/tanh, LRN, pooling, dropout (~35 min); docs/reproduction.md
 
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json
@@ -27,7 +29,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build data train test bench bench-quick clean
+.PHONY: all install build data train test bench bench-quick reproduce ablations clean
 
 all: build
 
@@ -72,6 +74,13 @@ bench: build
 	node dist/bench/train.js --out $(BENCH_DIR)/train.json
 	node dist/bench/report.js --img-dir docs/img --doc docs/benchmarks.md --train $(BENCH_DIR)/train.json \
 		--allreduce $(BENCH_DIR)/allreduce.json --data $(BENCH_DIR)/data.json
+
+# Needs Debian's dataset-fashion-mnist (the official IDX files); the reference needs python3-torch.
+reproduce: build
+	node dist/scripts/reproduce.js reproduction
+
+ablations: build
+	node dist/scripts/reproduce.js ablations
 
 clean:
 	rm -rf dist .tap

@@ -109,19 +109,24 @@ class Augmenter:
             x = x + shift[:, None, None, :]
         return ((x - self.mean) / self.std).permute(0, 3, 1, 2).contiguous()
 
-    def train_batch(self, images, gen):
+    def train_batch(self, images, gen, crop=True, flip=True, lighting=True):
         n, size = images.shape[0], images.shape[1]
         span = size - self.crop + 1
         xs = torch.randint(0, span, (n,), generator=gen)
         ys = torch.randint(0, span, (n,), generator=gen)
         flips = torch.rand(n, generator=gen) < 0.5
+        if not crop:
+            xs.fill_((size - self.crop) // 2)
+            ys.fill_((size - self.crop) // 2)
+        if not flip:
+            flips.fill_(False)
         out = torch.empty((n, self.crop, self.crop, 3), dtype=torch.uint8)
         for i in range(n):
             patch = images[i, ys[i]:ys[i] + self.crop, xs[i]:xs[i] + self.crop]
             out[i] = patch.flip(1) if flips[i] else patch
         alphas = torch.randn((n, 3), generator=gen) * PCA_ALPHA_STD
         shift = (alphas * self.eigval) @ self.eigvec.T
-        return self.normalise(out, shift)
+        return self.normalise(out, shift if lighting else None)
 
     def centre_batch(self, images):
         m = (images.shape[1] - self.crop) // 2
@@ -238,7 +243,7 @@ def train(rank, args, spec, stats, data, port):
             batch = order[start:start + args.batch]
             global_count = len(batch)
             mine = batch[rank * global_count // args.world:(rank + 1) * global_count // args.world]
-            x = aug.train_batch(train_x[mine], gen)
+            x = aug.train_batch(train_x[mine], gen, args.crop, args.flip, args.pca_lighting)
             y = train_y[mine]
             for p in model.parameters():
                 p.grad = None
@@ -299,6 +304,9 @@ def main():
     p.add_argument("--lr-step-epochs", type=int, default=30)
     p.add_argument("--lr-patience", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-crop", dest="crop", action="store_false", help="centre crops in training, as ours' --no-crop")
+    p.add_argument("--no-flip", dest="flip", action="store_false")
+    p.add_argument("--no-pca-lighting", dest="pca_lighting", action="store_false")
     args = p.parse_args()
     with open(args.spec) as f:
         spec = json.load(f)

@@ -2,7 +2,7 @@
  * The scripted reproduction of docs/reproduction.md (issue #6):
  *
  *   node dist/scripts/reproduce.js reproduction [--epochs 6]   # ours vs the PyTorch reference
- *   node dist/scripts/reproduce.js ablations [--epochs 2 --train-limit 20000]
+ *   node dist/scripts/reproduce.js ablations [--epochs 3 --train-limit 20000]
  *   node dist/scripts/reproduce.js report                      # only redraw the doc's tables/charts
  *   (make reproduce, make ablations)
  *
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
   const args = await yargs(process.argv.slice(2))
     .command('$0 <part>', 'run the reproduction or the ablations, then redraw docs/reproduction.md')
     .positional('part', { choices: ['reproduction', 'ablations', 'report'] as const, demandOption: true })
-    .option('epochs', { type: 'number', describe: 'epochs per run (reproduction: 6, ablations: 2)' })
+    .option('epochs', { type: 'number', describe: 'epochs per run (reproduction: 6, ablations: 3)' })
     .option('train-limit', { type: 'number', default: 20_000, describe: 'ablations: seeded training subset' })
     .option('batch-size', { type: 'number', default: 64, describe: 'ablations: global batch' })
     .option('force', { type: 'boolean', default: false, describe: 'rerun finished runs' })
@@ -173,7 +173,7 @@ async function main(): Promise<void> {
   process.chdir(repoRoot());
   if (args.part === 'reproduction') await reproduction(args.epochs ?? 6, args.force);
   if (args.part === 'ablations') {
-    await ablations({ epochs: args.epochs ?? 2, trainLimit: args['train-limit'], batchSize: args['batch-size'], lr: 0.01, logEvery: 10 }, args.force);
+    await ablations({ epochs: args.epochs ?? 3, trainLimit: args['train-limit'], batchSize: args['batch-size'], lr: 0.01, logEvery: 10 }, args.force);
   }
   await report();
 }
