@@ -18,12 +18,14 @@ DATA_STAMP := $(DATA_DIR)/.complete.json
 TS_SOURCES := $(shell find src scripts bench test -name '*.ts' 2>/dev/null) tsconfig.json
 
 # The bundled default run, sized to finish within 10 minutes on 2 cores: the small preset,
-# 2 epochs over a seeded 32,000-image subset of the training split, the learning rate divided
+# 2 epochs over a seeded 40,000-image subset of the training split, the learning rate divided
 # by 10 after the first epoch (the paper's drop, on a schedule short enough for the budget).
-# Adam rather than the paper's SGD: in this budget it reached a lower validation error
-# (23.9% vs 26.0% for SGD at lr 0.02 and 29.6% at 0.01, after 300 steps; see docs/default-run.md).
+# Three changes from the paper's recipe buy the last points in that budget, each measured
+# (docs/default-run.md): Adam instead of SGD, and no dropout and no random crops (flips and PCA
+# lighting stay): over 2 short epochs the model is underfit and those regularisers only slow it.
 DEFAULT_TRAIN_ARGS := --data $(DATA_DIR) --preset small --init he --optimizer adam --lr 0.001 \
-	--epochs 2 --schedule step --lr-step-epochs 1 --train-limit 32000 --batch-size 64 \
+	--dropout 0 --no-crop \
+	--epochs 2 --schedule step --lr-step-epochs 1 --train-limit 40000 --batch-size 64 \
 	--run-dir runs/fashion-mnist-$(shell date +%Y%m%d-%H%M%S)
 GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
