@@ -79,3 +79,20 @@ t.test('summary prints the published parameter count', async (t) => {
   t.match(r.stdout, /Total params: 60,965,224/);
   t.match(r.stdout, /conv2 \(2 groups\)/);
 });
+
+t.test("the Makefile's default run is a valid `alexnet train` command", async (t) => {
+  const dry = spawnSync('make', ['-n', 'train'], { encoding: 'utf8' });
+  t.equal(dry.status, 0, dry.stderr);
+  const line = dry.stdout.split('\n').find((l) => l.includes('cli.js train')) ?? '';
+  const args = line.trim().split(/\s+/).slice(line.trim().split(/\s+/).indexOf('train') + 1);
+  t.ok(args.includes('--preset') && args.includes('small'), `the small preset: ${args.join(' ')}`);
+  // The real parser and validator, without training: --help exits before anything runs, so
+  // parse through the library instead.
+  const { trainOptions } = await import('../src/cli');
+  const { buildTrainConfig } = await import('../src/config');
+  const yargs = (await import('yargs')).default;
+  // The data folder may not be materialised yet: point --data at an existing folder instead.
+  args[args.indexOf('--data') + 1] = tempDir(t);
+  const config = buildTrainConfig(trainOptions(yargs(args).strict()).parseSync() as Record<string, unknown>);
+  t.match(config, { preset: 'small', epochs: 2, trainLimit: 40000, batchSize: 64, optimizer: 'adam', model: { dropoutRate: 0 }, augment: { crop: false, flip: true, pcaLighting: true } });
+});
