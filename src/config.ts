@@ -181,6 +181,8 @@ export const WORKER_ENV = {
   deviceKind: 'ALEXNET_DEVICE_KIND',
   ringAddress: 'ALEXNET_RING_ADDRESS',
   keyFile: 'ALEXNET_KEY_FILE',
+  /** The pid of the process that spawned the worker: its orphan guard compares its parent with it. */
+  parentPid: 'ALEXNET_PARENT_PID',
   /** Test hook: 'rank:step:kind' makes that worker fail on purpose (kind: crash | hang | garbage). */
   fault: 'ALEXNET_FAULT',
 } as const;
@@ -211,6 +213,11 @@ export const env = {
       keyFile: process.env[WORKER_ENV.keyFile] || null,
     };
   },
+  /** The spawner's pid as it set it, or null (an older spawner: fall back to the parent at start). */
+  workerParentPid: (): number | null => {
+    const pid = Number(process.env[WORKER_ENV.parentPid]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  },
   fault: (): FaultInjection | null => {
     const m = /^(\d+):(\d+):(crash|hang|garbage)$/.exec(process.env[WORKER_ENV.fault] ?? '');
     return m ? { rank: Number(m[1]), step: Number(m[2]), kind: m[3] as FaultInjection['kind'] } : null;
@@ -224,6 +231,7 @@ export const env = {
     [WORKER_ENV.deviceKind]: b.deviceKind,
     [WORKER_ENV.ringAddress]: b.ringAddress,
     [WORKER_ENV.keyFile]: b.keyFile ?? '',
+    [WORKER_ENV.parentPid]: String(process.pid),
     // One GPU per process: tfjs-node-gpu has no in-process device choice (FINDINGS.md).
     ...(gpuId !== null ? { CUDA_VISIBLE_DEVICES: gpuId, TF_FORCE_GPU_ALLOW_GROWTH: 'true' } : { CUDA_VISIBLE_DEVICES: '' }),
   }),

@@ -138,14 +138,19 @@ async function main(): Promise<number> {
   const boot = env.workerBootstrap();
   // If the coordinator (or join agent) dies (kill -9, a crash) this process is re-parented: it
   // must not live on as an orphan. Polling the parent pid works whatever the parent's stdio
-  // or wrappers.
-  const parentPid = process.ppid;
-  setInterval(() => {
+  // or wrappers. The expected parent comes from the spawner, not from process.ppid here: this
+  // line runs only after tfjs and zeromq have loaded (seconds), and a spawner that died in the
+  // meantime would otherwise be replaced by its re-parent (init, or a subreaper like tap) and
+  // never missed.
+  const parentPid = env.workerParentPid() ?? process.ppid;
+  const exitIfOrphaned = (): void => {
     if (process.ppid !== parentPid) {
-      process.stderr.write(`[rank ${boot.rank}] the process that started this worker is gone: exiting\n`);
+      process.stderr.write(`[rank ${boot.rank}] the process that started this worker (pid ${parentPid}) is gone: exiting\n`);
       process.exit(1);
     }
-  }, 500).unref();
+  };
+  exitIfOrphaned();
+  setInterval(exitIfOrphaned, 500).unref();
   const log = consoleLogger({ level: boot.rank === 0 ? 'info' : 'quiet', prefix: boot.rank === 0 ? '' : `[rank ${boot.rank}]` });
   const keys = workerKeys(boot);
   const control = new WorkerControl(boot.controlAddress, { curve: keys });

@@ -144,3 +144,22 @@ t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) =
   t.notOk(pids.some(isAlive), `workers gone ${Date.now() - killedAt} ms after the coordinator`);
   for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
 });
+
+t.test('a coordinator killed while its workers are still starting leaves no orphans', async (t) => {
+  // The window the orphan guard used to miss: the workers are loading tfjs and zeromq when the
+  // coordinator dies, so by the time their guard starts their parent is already init (or tap).
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(path.join(root, 'orphans-start')), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  const started = Date.now();
+  while (workerPids(output.split('\n')).length < 2 && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 20));
+  const pids = workerPids(output.split('\n'));
+  t.equal(pids.length, 2);
+  child.kill('SIGKILL');
+  const killedAt = Date.now();
+  t.notOk(/backend:/.test(output), 'killed before the workers reported their backend');
+  while (pids.some(isAlive) && Date.now() - killedAt < 30_000) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(pids.some(isAlive), `workers gone ${Date.now() - killedAt} ms after the coordinator`);
+  for (const pid of pids.filter(isAlive)) process.kill(pid, 'SIGKILL');
+});
