@@ -44,6 +44,8 @@ interface RunInfo {
   command: string[];
   wallMs: number;
   finishedAt: string;
+  /** Anything a reader of the figures must know (a run started by hand, a shared machine). */
+  note?: string;
 }
 
 function run(command: string, args: readonly string[]): Promise<number> {
@@ -84,10 +86,10 @@ async function ensureRun(runDir: string, command: string, args: string[], force:
   fs.writeFileSync(path.join(runDir, 'run.json'), `${JSON.stringify(done, null, 2)}\n`);
 }
 
-function resultOf(name: string, runDir: string): RunResult | null {
+function resultOf(name: string, shortName: string, runDir: string): RunResult | null {
   const metrics = finishedMetrics(runDir);
   const info = readRunInfo(runDir);
-  return metrics && info ? { name, metrics, wallMs: info.wallMs } : null;
+  return metrics && info ? { name, shortName, metrics, wallMs: info.wallMs } : null;
 }
 
 async function ensureData(): Promise<void> {
@@ -123,21 +125,34 @@ async function ablations(budget: AblationBudget, force: boolean): Promise<void> 
   }
 }
 
+/** A run's command as a reader would type it: `node dist/...`, paths relative to the repository. */
+function shownCommand(info: RunInfo | null): string {
+  if (!info) return '';
+  const [command, ...args] = info.command;
+  const program = command === process.execPath ? 'node' : command;
+  const inRepo = (a: string): string => (path.isAbsolute(a) && a.startsWith(repoRoot()) ? path.relative(repoRoot(), a) : a);
+  return [program, ...args.map(inRepo)].join(' ');
+}
+
 /** Redraws the generated blocks of docs/reproduction.md from whatever runs have finished. */
 async function report(): Promise<void> {
   let doc = fs.existsSync(DOC) ? fs.readFileSync(DOC, 'utf8') : '# Reproduction\n';
   fs.mkdirSync(IMG_DIR, { recursive: true });
-  const runs = [resultOf('ours (tfjs wasm, 2 workers)', path.join(RUNS_DIR, 'ours')), resultOf('PyTorch reference (2 processes, gloo)', path.join(RUNS_DIR, 'reference'))];
+  const runs = [resultOf('ours (tfjs wasm, 2 workers)', 'ours', path.join(RUNS_DIR, 'ours')), resultOf('PyTorch reference (2 processes, gloo)', 'PyTorch', path.join(RUNS_DIR, 'reference'))];
   if (runs[0] && runs[1]) {
     const [ours, ref] = runs;
     const gap = gapPoints(ours.metrics, ref.metrics);
     await writeSvgAndPng(reproductionChartSvg([ours, ref]), path.join(IMG_DIR, 'reproduction.svg'), path.join(IMG_DIR, 'reproduction.png'));
+    const infos = [readRunInfo(path.join(RUNS_DIR, 'ours')), readRunInfo(path.join(RUNS_DIR, 'reference'))];
+    const notes = infos.flatMap((info, i) => (info?.note ? [`- ${runs[i]?.name}: ${info.note}`] : []));
     const block = [
       reproductionTable([ours, ref]),
       '',
       `Test top-1 gap, ours minus reference: **${gap >= 0 ? '+' : ''}${gap.toFixed(2)} percentage points** (target: within 1).`,
-      `Commands: \`${[...(readRunInfo(path.join(RUNS_DIR, 'ours'))?.command ?? [])].map((a) => path.relative(repoRoot(), a) || a).slice(1).join(' ')}\``,
-      `and \`${[...(readRunInfo(path.join(RUNS_DIR, 'reference'))?.command ?? [])].map((a) => (a.startsWith('/') && !a.startsWith('/usr') ? path.relative(repoRoot(), a) : a)).join(' ')}\`.`,
+      ...(notes.length > 0 ? ['', ...notes] : []),
+      '',
+      `Commands: \`${shownCommand(infos[0])}\``,
+      `and \`${shownCommand(infos[1])}\`.`,
       '',
       '![ours vs reference](img/reproduction.png)',
     ].join('\n');
@@ -146,7 +161,7 @@ async function report(): Promise<void> {
   const results: AblationResult[] = [];
   for (const a of ABLATIONS) {
     const dir = path.join(RUNS_DIR, 'ablations', a.id);
-    const r = resultOf(a.id, dir);
+    const r = resultOf(a.id, a.id, dir);
     const stepsFile = path.join(dir, STEPS_FILE);
     if (!r || !fs.existsSync(stepsFile)) continue;
     results.push({ ablation: a, run: r, curve: smoothedTrainError(parseStepsJsonl(fs.readFileSync(stepsFile, 'utf8')), SMOOTHING_LINES) });

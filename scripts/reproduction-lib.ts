@@ -117,6 +117,8 @@ const minutes = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 60_000).
 /** What a finished run contributes to the tables. */
 export interface RunResult {
   name: string;
+  /** The name in chart legends, which have room for a word or two. */
+  shortName: string;
   metrics: RunMetrics;
   /** Wall time of the whole command (start-up, data, training, evaluation). */
   wallMs: number;
@@ -204,7 +206,7 @@ function panels(title: string, specs: readonly ChartSpec[], width = PANEL.width)
 /** Ours against the reference per epoch: training loss, validation top-1 error, learning rate. */
 export function reproductionChartSvg(runs: readonly RunResult[]): string {
   const series = (pick: (e: RunMetrics['epochs'][number]) => number | null): Series[] =>
-    runs.map((r, i) => ({ name: r.name, color: COLORS[i], points: r.metrics.epochs.map((e) => ({ x: e.epoch, y: pick(e) })) }));
+    runs.map((r, i) => ({ name: r.shortName, color: COLORS[i], points: r.metrics.epochs.map((e) => ({ x: e.epoch, y: pick(e) })) }));
   const common = { xLabel: 'epoch', yScale: 'linear' as const, integerX: true, includeZero: true };
   return panels('Reproduction: ours vs the PyTorch reference', [
     { ...common, title: 'Training loss', yLabel: 'cross-entropy', series: series((e) => e.train.loss) },

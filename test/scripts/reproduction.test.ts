@@ -71,11 +71,11 @@ t.test('tables: the gap in points, lr drops, never-reached thresholds', async (t
   const ref = metrics([0.3, 0.25], [0.01, 0.01], 0.1);
   t.same(lrDropEpochs(ours), [2]);
   t.ok(Math.abs(gapPoints(ours, ref) - 0.5) < 1e-9, '10.5% vs 10.0% is +0.5 points');
-  const table = reproductionTable([{ name: 'ours', metrics: ours, wallMs: 120_000 }, { name: 'ref', metrics: ref, wallMs: 60_000 }]);
+  const table = reproductionTable([{ name: 'ours', shortName: 'ours', metrics: ours, wallMs: 120_000 }, { name: 'ref', shortName: 'ref', metrics: ref, wallMs: 60_000 }]);
   t.match(table, /ours.*10\.50%.*1\.00%.*20\.00%.*3.*2.*2\.0 min.*10/);
   t.match(table, /ref.*10\.00%.*none.*1\.0 min/);
 
-  const run = { name: 'x', metrics: ours, wallMs: 1 };
+  const run = { name: 'x', shortName: 'x', metrics: ours, wallMs: 1 };
   const fast = { ablation: ABLATIONS[0], run, curve: [{ epochs: 0.5, error: 0.3 }, { epochs: 1, error: 0.2 }] };
   const slow = { ablation: ABLATIONS[1], run, curve: [{ epochs: 1, error: 0.3 }, { epochs: 2, error: 0.26 }] };
   const ablation = ablationTable([fast, slow], 0.25);
