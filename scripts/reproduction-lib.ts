@@ -221,7 +221,7 @@ export function ablationChartSvg(results: readonly AblationResult[], threshold: 
   const xs = results.flatMap((r) => r.curve.map((p) => p.epochs));
   series.push({ name: `${(100 * threshold).toFixed(0)}%`, color: '#aaaaaa', points: [{ x: Math.min(...xs), y: threshold }, { x: Math.max(...xs), y: threshold }] });
   return panels(
-    'Ablations: training top-1 error (dropout and augmentation on)',
+    'Ablations: training top-1 error on the augmented training batches (dropout as each variant has it)',
     [{ title: 'Training top-1 error', xLabel: 'epoch', yLabel: 'top-1 error', percent: true, includeZero: true, yScale: 'linear', series }],
     2 * PANEL.width,
   );
