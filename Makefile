@@ -7,8 +7,8 @@
 #   make test                # the test suite (tap), CPU only, a few minutes
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
-#   make reproduce           # the paper's recipe vs a PyTorch reference (~1 h); docs/reproduction.md
-#   make ablations           # ReLU/tanh, LRN, pooling, dropout (~35 min); docs/reproduction.md
+#   make reproduce           # the paper's recipe vs a PyTorch reference (~45 min); docs/reproduction.md
+#   make ablations           # ReLU/tanh, LRN, pooling, dropout (~40 min); docs/reproduction.md
 
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json

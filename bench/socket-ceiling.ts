@@ -100,8 +100,8 @@ async function parent(argv: string[]): Promise<void> {
       reps,
       swapMs: times.map((t) => Number(t.toFixed(1))),
       medianSwapMs: Number(ms.toFixed(1)),
+      // GB/s each way; for 2 ranks this is also the bound on an all-reduce's bus bandwidth.
       perDirectionGBps: Number(gbps.toFixed(3)),
-      allReduceBusbwCeilingGBps: Number(gbps.toFixed(3)),
       load: Number(loadAverage().toFixed(2)),
     }),
   );

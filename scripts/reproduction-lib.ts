@@ -22,13 +22,21 @@ export const REPRODUCTION_RECIPE = {
   seed: 0,
 } as const;
 
+/** The recipe's network and optimiser options, with the rate, schedule and batch a run chooses. */
+function recipeArgs(data: string, lr: number, schedule: string, batchSize: number): string[] {
+  const r = REPRODUCTION_RECIPE;
+  return [
+    '--data', data, '--preset', r.preset, '--init', r.init, '--optimizer', r.optimizer, '--lr', String(lr),
+    '--momentum', String(r.momentum), '--weight-decay', String(r.weightDecay), '--schedule', schedule,
+    '--batch-size', String(batchSize),
+  ];
+}
+
 export function oursTrainArgs(data: string, runDir: string, epochs: number): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
-    '--data', data, '--preset', r.preset, '--init', r.init, '--optimizer', r.optimizer, '--lr', String(r.lr),
-    '--momentum', String(r.momentum), '--weight-decay', String(r.weightDecay), '--schedule', r.schedule,
-    '--batch-size', String(r.batchSize), '--devices', `cpu:${r.workers}`, '--seed', String(r.seed),
-    '--epochs', String(epochs), '--run-dir', runDir,
+    ...recipeArgs(data, r.lr, r.schedule, r.batchSize),
+    '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--epochs', String(epochs), '--run-dir', runDir,
   ];
 }
 
@@ -68,10 +76,9 @@ export interface AblationBudget {
 export function ablationTrainArgs(a: Ablation, data: string, runDir: string, b: AblationBudget): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
-    '--data', data, '--preset', r.preset, '--init', r.init, '--optimizer', r.optimizer, '--lr', String(b.lr),
-    '--momentum', String(r.momentum), '--weight-decay', String(r.weightDecay), '--schedule', 'constant',
-    '--batch-size', String(b.batchSize), '--epochs', String(b.epochs), '--train-limit', String(b.trainLimit),
-    '--log-every', String(b.logEvery), '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--run-dir', runDir,
+    ...recipeArgs(data, b.lr, 'constant', b.batchSize),
+    '--epochs', String(b.epochs), '--train-limit', String(b.trainLimit), '--log-every', String(b.logEvery),
+    '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--run-dir', runDir,
     ...a.args,
   ];
 }

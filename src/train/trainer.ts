@@ -256,7 +256,6 @@ export class Trainer {
   }
 
   private appendStepRecord(record: StepRecord): void {
-    fs.mkdirSync(this.config.runDir, { recursive: true });
     fs.appendFileSync(path.join(this.config.runDir, STEPS_FILE), `${JSON.stringify(record)}\n`);
   }
 
