@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import { decodeFile } from '../src/data/decode';
 import { BatchLoader } from '../src/data/loader';
 import { DatasetStats } from '../src/data/stats';
-import { formatTable } from '../src/data/table';
+import { formatTable } from '../src/text-format';
 import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './lib';
 
 const TORCHVISION_REFERENCE = 560; // FINDINGS.md, PIL/torchvision, one process

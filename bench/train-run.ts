@@ -9,12 +9,12 @@ import yargs from 'yargs';
 import { describeBackend, initBackend } from '../src/backend';
 import { trainOptions } from '../src/cli';
 import { buildTrainConfig } from '../src/config';
-import type { PresetName } from '../src/model/presets';
-import { runDataParallel } from '../src/parallel/coordinator';
+import type { PresetName } from '../src/config';
+import { trainDataParallel } from '../src/commands';
 import { resolveDevices } from '../src/parallel/devices';
 import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
 import { Trainer, type TrainerDeps } from '../src/train/trainer';
-import { consoleLogger } from '../src/util/log';
+import { consoleLogger } from '../src/log';
 import { sampleOf, type StepSample } from './train-stats';
 
 export interface RunSpec {
@@ -57,7 +57,7 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
     const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
     await new Trainer(config, deps).run();
   } else {
-    await runDataParallel(config, devices, log, { onStepReport: record });
+    await trainDataParallel(config, devices, log, { onStepReport: record });
   }
   return { kind: 'done', samples, backend, maxRssMb: process.resourceUsage().maxRSS / 1024 };
 }

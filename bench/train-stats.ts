@@ -3,7 +3,7 @@
  * tests hold them to hand-made step reports: repetitions out of step end times, the per-step
  * breakdown, scaling efficiency, and the markdown tables.
  */
-import { formatTable, type Align } from '../src/data/table';
+import { formatTable, type Align } from '../src/text-format';
 import { STEP_TIMINGS, type StepReportMessage } from '../src/parallel/protocol';
 import { busBandwidth } from '../src/parallel/ring-schedule';
 import { median } from './lib';

@@ -11,7 +11,7 @@
 import yargs from 'yargs';
 import { UserError } from '../src/errors';
 import { DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, materializeFashionMnist } from '../src/data/fashion-mnist';
-import { formatTable } from '../src/data/table';
+import { formatTable } from '../src/text-format';
 
 async function main(): Promise<void> {
   const args = await yargs(process.argv.slice(2))

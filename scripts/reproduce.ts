@@ -21,11 +21,10 @@ import yargs from 'yargs';
 import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/lib';
 import { UserError } from '../src/errors';
 import { buildSpec } from '../src/model/presets';
-import { METRICS_FILE, parseMetricsJsonl } from '../src/report/report';
+import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '../src/train/run-log';
 import { writeSvgAndPng } from '../src/report/svg';
-import { STEPS_FILE } from '../src/train/trainer';
 import {
-  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, gapPoints, oursTrainArgs, parseStepsJsonl, referenceArgs,
+  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, gapPoints, oursTrainArgs, referenceArgs,
   reproductionChartSvg, reproductionTable, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
 } from './reproduction-lib';
 

@@ -3,10 +3,9 @@
  * and charts of docs/reproduction.md. No processes, no files: tested in test/scripts/.
  */
 import { lineChart, type ChartSpec, type Series } from '../src/report/charts';
-import type { RunMetrics } from '../src/report/report';
+import type { RunMetrics, StepRecord } from '../src/train/run-log';
 import { svgDocument, svgText } from '../src/report/svg';
-import { formatTable } from '../src/data/table';
-import type { StepRecord } from '../src/train/trainer';
+import { formatTable } from '../src/text-format';
 
 /** The paper's recipe scaled to this machine (issue #6), as `alexnet train` options. */
 export const REPRODUCTION_RECIPE = {
@@ -81,20 +80,6 @@ export function ablationTrainArgs(a: Ablation, data: string, runDir: string, b: 
     '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--run-dir', runDir,
     ...a.args,
   ];
-}
-
-export function parseStepsJsonl(text: string): StepRecord[] {
-  const out: StepRecord[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const r = JSON.parse(line) as StepRecord;
-      if (typeof r.epochs === 'number' && typeof r.train?.top1Error === 'number') out.push(r);
-    } catch {
-      // a half-written last line of a run that is still going
-    }
-  }
-  return out;
 }
 
 /**

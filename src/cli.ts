@@ -15,57 +15,61 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES } from './backend';
-import { DEFAULT_DATA, type CliArgs } from './config';
+import {
+  ACTIVATION_NAMES,
+  BACKEND_CHOICES,
+  EVAL_DEFAULTS,
+  INIT_NAMES,
+  LOG_LEVELS,
+  OPTIMIZER_NAMES,
+  PRESET_NAMES,
+  SCHEDULE_NAMES,
+  trainFlagDefault as d,
+  type CliArgs,
+} from './config';
+import { CLUSTER_DEFAULTS } from './parallel/cluster-config';
 import { dataCommand } from './data/commands';
 import { UserError } from './errors';
-import { PRESET_NAMES } from './model/presets';
-import { OPTIMIZER_NAMES } from './train/optimizer';
-import { SCHEDULE_NAMES } from './train/schedule';
 import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './commands';
 
-function timestamp(): string {
-  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-}
-
-/** Every `train` option, with its default and unit in the help text. */
+/** Every `train` option, with its default (from TRAIN_DEFAULTS, src/config.ts) and unit in the help text. */
 export function trainOptions(y: Argv): Argv {
   return y
-    .option('data', { type: 'string', default: DEFAULT_DATA, describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })
-    .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' })
-    .option('epochs', { type: 'number', default: 90, describe: 'passes over the training split' })
-    .option('batch-size', { type: 'number', default: 128, describe: 'global batch in images, split across all workers' })
-    .option('max-steps', { type: 'number', default: 0, describe: 'cap on steps per epoch (0: the whole split)' })
-    .option('train-limit', { type: 'number', default: 0, describe: 'use a seeded subset of this many training images (0: all)' })
-    .option('optimizer', { choices: OPTIMIZER_NAMES, default: 'sgd', describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" })
-    .option('lr', { type: 'number', default: 0.01, describe: 'initial learning rate' })
-    .option('momentum', { type: 'number', default: 0.9, describe: 'SGD momentum' })
-    .option('weight-decay', { type: 'number', default: 0.0005, describe: 'weight decay on weights (not biases)' })
-    .option('schedule', { choices: SCHEDULE_NAMES, default: 'plateau', describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs' })
-    .option('lr-factor', { type: 'number', default: 10, describe: 'divisor at each learning-rate drop' })
-    .option('lr-step-epochs', { type: 'number', default: 30, describe: 'epochs between drops (step schedule)' })
-    .option('lr-patience', { type: 'number', default: 1, describe: 'epochs without val improvement before a drop (plateau schedule)' })
-    .option('activation', { choices: ['relu', 'tanh'] as const, default: 'relu', describe: 'ReLU (paper) or tanh (the paper\'s Figure 1 comparison)' })
-    .option('lrn', { type: 'boolean', default: true, describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
-    .option('overlapping-pool', { type: 'boolean', default: true, describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
+    .option('data', { type: 'string', default: d('data'), describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })
+    .option('preset', { choices: PRESET_NAMES, default: d('preset'), describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' })
+    .option('epochs', { type: 'number', default: d('epochs'), describe: 'passes over the training split' })
+    .option('batch-size', { type: 'number', default: d('batch-size'), describe: 'global batch in images, split across all workers' })
+    .option('max-steps', { type: 'number', default: d('max-steps'), describe: 'cap on steps per epoch (0: the whole split)' })
+    .option('train-limit', { type: 'number', default: d('train-limit'), describe: 'use a seeded subset of this many training images (0: all)' })
+    .option('optimizer', { choices: OPTIMIZER_NAMES, default: d('optimizer'), describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" })
+    .option('lr', { type: 'number', default: d('lr'), describe: 'initial learning rate' })
+    .option('momentum', { type: 'number', default: d('momentum'), describe: 'SGD momentum' })
+    .option('weight-decay', { type: 'number', default: d('weight-decay'), describe: 'weight decay on weights (not biases)' })
+    .option('schedule', { choices: SCHEDULE_NAMES, default: d('schedule'), describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs' })
+    .option('lr-factor', { type: 'number', default: d('lr-factor'), describe: 'divisor at each learning-rate drop' })
+    .option('lr-step-epochs', { type: 'number', default: d('lr-step-epochs'), describe: 'epochs between drops (step schedule)' })
+    .option('lr-patience', { type: 'number', default: d('lr-patience'), describe: 'epochs without val improvement before a drop (plateau schedule)' })
+    .option('activation', { choices: ACTIVATION_NAMES, default: d('activation'), describe: 'ReLU (paper) or tanh (the paper\'s Figure 1 comparison)' })
+    .option('lrn', { type: 'boolean', default: d('lrn'), describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
+    .option('overlapping-pool', { type: 'boolean', default: d('overlapping-pool'), describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
     .option('dropout', { type: 'number', describe: 'dropout rate in the hidden FC layers (default: the preset\'s, 0.5)' })
-    .option('init', { choices: ['preset', 'paper', 'he'] as const, default: 'preset', describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s' })
-    .option('tta', { type: 'number', default: 1, describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
-    .option('drop-last', { type: 'boolean', default: false, describe: 'drop the last incomplete global batch of each epoch' })
-    .option('seed', { type: 'number', default: 0, describe: 'seed of initialisation, shuffling, augmentation and dropout' })
-    .option('run-dir', { type: 'string', default: `runs/${timestamp()}`, describe: 'where checkpoints, metrics.jsonl and exported models go' })
+    .option('init', { choices: INIT_NAMES, default: d('init'), describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s' })
+    .option('tta', { type: 'number', default: d('tta'), describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
+    .option('drop-last', { type: 'boolean', default: d('drop-last'), describe: 'drop the last incomplete global batch of each epoch' })
+    .option('seed', { type: 'number', default: d('seed'), describe: 'seed of initialisation, shuffling, augmentation and dropout' })
+    .option('run-dir', { type: 'string', default: d('run-dir'), describe: 'where checkpoints, metrics.jsonl and exported models go' })
     .option('resume', { type: 'string', describe: 'continue from a checkpoint file or run directory (its last.ckpt)' })
-    .option('checkpoint-every', { type: 'number', default: 0, describe: 'also checkpoint every N steps (0: each epoch end and on Ctrl-C)' })
-    .option('crop', { type: 'boolean', default: true, describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' })
-    .option('flip', { type: 'boolean', default: true, describe: 'random horizontal flips (--no-flip to turn off)' })
-    .option('pca-lighting', { type: 'boolean', default: true, describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" })
-    .option('log-every', { type: 'number', default: 0, describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' })
-    .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend: auto tries node-gpu, node, wasm, cpu' })
-    .option('devices', { type: 'string', default: 'auto', describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
-    .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
-    .option('checksum-every', { type: 'number', default: 50, describe: 'compare a checksum of the weights across workers every N steps (0: never)' })
-    .option('hang-timeout', { type: 'number', default: 120, describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' })
-    .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
+    .option('checkpoint-every', { type: 'number', default: d('checkpoint-every'), describe: 'also checkpoint every N steps (0: each epoch end and on Ctrl-C)' })
+    .option('crop', { type: 'boolean', default: d('crop'), describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' })
+    .option('flip', { type: 'boolean', default: d('flip'), describe: 'random horizontal flips (--no-flip to turn off)' })
+    .option('pca-lighting', { type: 'boolean', default: d('pca-lighting'), describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" })
+    .option('log-every', { type: 'number', default: d('log-every'), describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' })
+    .option('backend', { choices: BACKEND_CHOICES, default: d('backend'), describe: 'tfjs backend: auto tries node-gpu, node, wasm, cpu' })
+    .option('devices', { type: 'string', default: d('devices'), describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
+    .option('strict-devices', { type: 'boolean', default: d('strict-devices'), describe: 'fail instead of simulating when fewer GPUs than asked exist' })
+    .option('checksum-every', { type: 'number', default: d('checksum-every'), describe: 'compare a checksum of the weights across workers every N steps (0: never)' })
+    .option('hang-timeout', { type: 'number', default: d('hang-timeout'), describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' })
+    .option('log-level', { choices: LOG_LEVELS, default: d('log-level'), describe: 'how much to print' });
 }
 
 const KEY_FILE_HELP = "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
@@ -78,8 +82,8 @@ export function clusterOptions(y: Argv): Argv {
     .option('world-size', { type: 'number', describe: 'with --rendezvous: workers on all hosts together (this host runs its --devices as ranks 0..N-1)' })
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
     .option('ring-host', { type: 'string', describe: "with --rendezvous: this host's interface address for the ring sockets (default: the --rendezvous address)" })
-    .option('ring-port', { type: 'number', default: 0, describe: RING_PORT_HELP })
-    .option('join-timeout', { type: 'number', default: 600, describe: 'with --rendezvous: seconds to wait for the other hosts to join' });
+    .option('ring-port', { type: 'number', default: CLUSTER_DEFAULTS.ringPort, describe: RING_PORT_HELP })
+    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'with --rendezvous: seconds to wait for the other hosts to join' });
 }
 
 /** `alexnet join <rendezvous>`: this host's options in another host's run. */
@@ -87,12 +91,12 @@ function joinOptions(y: Argv): Argv {
   return y
     .positional('rendezvous', { type: 'string', demandOption: true, describe: "the coordinator's address, tcp://<host>:<port>, as its 'train --rendezvous' printed it" })
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
-    .option('devices', { type: 'string', default: 'auto', describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
-    .option('strict-devices', { type: 'boolean', default: false, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
+    .option('devices', { type: 'string', default: CLUSTER_DEFAULTS.devices, describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
+    .option('strict-devices', { type: 'boolean', default: CLUSTER_DEFAULTS.strictDevices, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
     .option('ring-host', { type: 'string', describe: "this host's interface address for the ring sockets (default: the one that routes to the coordinator)" })
-    .option('ring-port', { type: 'number', default: 0, describe: RING_PORT_HELP })
-    .option('join-timeout', { type: 'number', default: 600, describe: 'seconds to wait for the coordinator to answer and the run to start' })
-    .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
+    .option('ring-port', { type: 'number', default: CLUSTER_DEFAULTS.ringPort, describe: RING_PORT_HELP })
+    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'seconds to wait for the coordinator to answer and the run to start' })
+    .option('log-level', { choices: LOG_LEVELS, default: CLUSTER_DEFAULTS.logLevel, describe: 'how much to print' });
 }
 
 export function buildCli(argv: string[]): Argv {
@@ -124,11 +128,11 @@ export function buildCli(argv: string[]): Argv {
         y
           .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
           .option('data', { type: 'string', describe: 'dataset root (default: the one the checkpoint was trained on)' })
-          .option('split', { choices: ['train', 'val', 'test'] as const, default: 'test', describe: 'split to evaluate' })
-          .option('tta', { type: 'number', default: 1, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
-          .option('batch-size', { type: 'number', default: 128, describe: 'images per batch' })
+          .option('split', { choices: ['train', 'val', 'test'] as const, default: EVAL_DEFAULTS.split, describe: 'split to evaluate' })
+          .option('tta', { type: 'number', default: EVAL_DEFAULTS.tta, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
+          .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'images per batch' })
           .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
-          .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
+          .option('backend', { choices: BACKEND_CHOICES, default: EVAL_DEFAULTS.backend, describe: 'tfjs backend' }),
       async (a) => {
         await runEval(a as CliArgs);
       },

@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { describeBackend, initBackend, type BackendChoice } from './backend';
-import { buildClusterConfig, buildJoinConfig, buildTrainConfig, env, specOverrides, type CliArgs, type ClusterConfig, type TrainConfig } from './config';
+import { describeBackend, initBackend } from './backend';
+import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, type SplitName } from './data/dataset';
 import { decodeFile } from './data/decode';
@@ -16,24 +16,25 @@ import { evaluateWithConfusion } from './eval/evaluate';
 import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
-import { buildSpec, type PresetName } from './model/presets';
+import { buildSpec } from './model/presets';
 import { formatSummary } from './model/summary';
 import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './report/report';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { setWeights } from './train/setup';
-import { Trainer, type TrainResult } from './train/trainer';
-import { consoleLogger, type Logger } from './util/log';
+import { trainResultOf, type TrainResult } from './train/run-log';
+import { openTrainingData, setWeights } from './train/setup';
+import { Trainer } from './train/trainer';
+import { consoleLogger, type Logger } from './log';
+import { formatPercent } from './text-format';
 import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
 import { JoinAgent } from './parallel/agent';
-import { runDataParallel, type ClusterPlan } from './parallel/coordinator';
+import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './parallel/cluster-config';
+import { runDataParallel } from './parallel/coordinator';
+import type { ClusterPlan } from './parallel/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './parallel/keyfile';
+import type { StepReportMessage } from './parallel/protocol';
 import { localAddressTowards, parseTcpEndpoint } from './parallel/ring-address';
-
-export function formatPercent(x: number): string {
-  return Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`;
-}
 
 function printFinal(log: Logger, result: TrainResult): void {
   if (result.stopped) return;
@@ -58,11 +59,32 @@ export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisibl
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
   try {
-    return await new Trainer(config, { log, tty: env.isTTY(), collective: null, shouldStop: () => stopRequested }).run();
+    return await new Trainer(config, {
+      log,
+      tty: env.isTTY(),
+      collective: null,
+      shouldStop: () => stopRequested,
+      onEpochEnd: (runDir) => writeRunReportSafely(runDir, log),
+    }).run();
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
+}
+
+/** Several worker processes (and, with a cluster plan, other hosts' workers) train; this process coordinates. */
+export async function trainDataParallel(
+  config: TrainConfig,
+  devices: DeviceAssignment,
+  log: Logger,
+  options: { cluster?: ClusterPlan; onStepReport?: (m: StepReportMessage) => void } = {},
+): Promise<TrainResult> {
+  const result = await runDataParallel(config, devices, log, {
+    ...options,
+    // Once, before any worker starts: the dataset is checked and its statistics written by one process.
+    prepareData: async () => void (await openTrainingData(config, true, log)),
+  });
+  return trainResultOf(result);
 }
 
 /** The coordinator's view of a multi-host run: options checked against this host's devices, key read. */
@@ -80,14 +102,14 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const devices = resolveDevices(config);
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
-  const spec = buildSpec(config.preset, specOverrides(config));
+  const spec = buildSpec(config.preset, config.model);
   const ds = await openDataset(config.data);
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
   log.info(formatSummary(spec, ds.classes.length));
   const result =
     plan === null && devices.worldSize === 1
       ? await trainInProcess(config, log, devices.kind === 'gpu')
-      : await runDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
+      : await trainDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
   printFinal(log, result);
   // The epochs' reports were drawn during training; this one adds the final test line.
   if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
@@ -103,7 +125,16 @@ export async function runJoin(args: CliArgs): Promise<void> {
   if (devices.note) log.info(devices.note);
   const coordinator = parseTcpEndpoint(join.rendezvous, 'the rendezvous address');
   const ringHost = join.ringHost ?? (await localAddressTowards(coordinator.host, coordinator.port));
-  const plan = { rendezvous: join.rendezvous, keys, keyFile: join.keyFile, devices, ringHost, ringPort: join.ringPort, joinTimeoutMs: join.joinTimeoutSec * 1000 };
+  const plan = {
+    rendezvous: join.rendezvous,
+    keys,
+    keyFile: join.keyFile,
+    devices,
+    ringHost,
+    ringPort: join.ringPort,
+    joinTimeoutMs: join.joinTimeoutSec * 1000,
+    prepareData: async (config: TrainConfig) => void (await openTrainingData(config, true, log)),
+  };
   await new JoinAgent(plan, log).run();
 }
 
@@ -122,12 +153,6 @@ function checkpointFile(target: string): string {
   return target;
 }
 
-function ttaOf(args: CliArgs): 1 | 10 {
-  const tta = Number(args['tta']);
-  if (tta !== 1 && tta !== 10) throw new ConfigError(`--tta must be 1 or 10, got ${String(args['tta'])}`);
-  return tta;
-}
-
 /** Where eval's files go by default: beside the checkpoint, one folder per split and TTA. */
 export function defaultEvalDir(checkpoint: string, split: string, tta: 1 | 10): string {
   return path.join(path.dirname(checkpoint), `eval-${split}${tta === 10 ? '-tta10' : ''}`);
@@ -140,22 +165,21 @@ export interface EvalResult {
 }
 
 export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<EvalResult> {
-  const file = checkpointFile(String(args['checkpoint']));
+  const evalConfig = buildEvalConfig(args);
+  const { tta, batchSize } = evalConfig;
+  const file = checkpointFile(evalConfig.checkpoint);
   const ckpt = loadCheckpoint(file);
-  const tta = ttaOf(args);
-  const batchSize = Number(args['batch-size']);
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError(`--batch-size must be a whole number >= 1`);
-  log.info(describeBackend(await initBackend(args['backend'] as BackendChoice, false)));
-  const dataRoot = args['data'] == null ? ckpt.config.data : String(args['data']);
+  log.info(describeBackend(await initBackend(evalConfig.backend, false)));
+  const dataRoot = evalConfig.data ?? ckpt.config.data;
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
   const ds = await openDataset(dataRoot);
-  const split = String(args['split']) as SplitName;
+  const split: SplitName = evalConfig.split;
   const samples = ds.splits[split]?.samples;
   if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
   checkCompatible(ckpt, ckpt.config.preset, ds.classes, file);
   // Labels index the dataset's classes, predictions the checkpoint's: say so when they differ.
   if (ckpt.classes.join('\n') !== ds.classes.join('\n')) log.warn(`the dataset's classes differ from the checkpoint's (${ckpt.classes.slice(0, 3).join(', ')}, ...): per-class results use the dataset's names`);
-  const spec = buildSpec(ckpt.config.preset, specOverrides(ckpt.config));
+  const spec = buildSpec(ckpt.config.preset, ckpt.config.model);
   const model = createAlexNet(spec, ckpt.classes.length, 0);
   setWeights(model, ckpt.weights, file);
   const { loadStats } = await import('./data/stats');
@@ -170,7 +194,7 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   log.result(perClassTable(perClass, ds.classes));
   const unscored = confusion.unscored.reduce((a, b) => a + b, 0);
   if (unscored > 0) log.warn(`${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`);
-  const outDir = args['out'] == null ? defaultEvalDir(file, split, tta) : String(args['out']);
+  const outDir = evalConfig.out ?? defaultEvalDir(file, split, tta);
   const files = await writeEvalOutputs(outDir, confusion, ds.classes, `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`);
   log.result(`${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
   log.info(`wrote ${files.confusionCsv}, ${files.perClassCsv}, ${files.heatmapPng}`);
@@ -212,7 +236,7 @@ export async function runPredict(args: CliArgs): Promise<Prediction[]> {
     const probs = tf.tidy(() => (model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor).dataSync());
     const ranked = Array.from(probs, (p, i) => ({ label: meta.classes[i], probability: p })).sort((a, b) => b.probability - a.probability).slice(0, top);
     results.push({ image, top: ranked });
-    process.stdout.write(`${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${(100 * r.probability).toFixed(2)}%`).join('\n')}\n`);
+    process.stdout.write(`${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${formatPercent(r.probability)}`).join('\n')}\n`);
   }
   if (failures > 0) process.exitCode = 1;
   return results;

@@ -7,11 +7,9 @@
  * `require` is expected and just moves on to the next choice.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
 import { patchWasmKernels } from './wasm-patches';
-
-export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
-export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export interface BackendInfo {
   /** What was asked for. */

@@ -35,15 +35,6 @@ export interface ColourStats {
 /** The paper's standard deviation of the lighting coefficients. */
 export const PCA_ALPHA_STD = 0.1;
 
-/** Which of the paper's training augmentations are on (all three by default; off for ablations). */
-export interface AugmentChoice {
-  /** Random crop; off: the centre crop. */
-  crop: boolean;
-  /** Horizontal flip with p = 0.5. */
-  flip: boolean;
-  /** PCA colour lighting (needs dataset statistics). */
-  pcaLighting: boolean;
-}
 
 export interface AugmentParams {
   box: CropBox;

@@ -9,7 +9,7 @@ import { classCounts, Dataset, Sample, SPLIT_NAMES, SplitName } from './dataset'
 import { DecodeOptions, decodeFile, VAGUE_DECODE_FAILURE } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
 import { IgnoredFile } from './scan';
-import { formatTable } from './table';
+import { formatTable } from '../text-format';
 
 export interface BadFile {
   split: SplitName;

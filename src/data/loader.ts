@@ -13,7 +13,8 @@
  * prefetch depth or which decode finishes first.
  */
 import { ConfigError } from '../errors';
-import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops, type AugmentChoice } from './augment';
+import type { AugmentChoice } from '../config';
+import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops } from './augment';
 import { Sample } from './dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';

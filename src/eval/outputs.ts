@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatTable } from '../data/table';
+import { formatTable } from '../text-format';
 import { confusionHeatmap } from '../report/heatmap';
 import { writeSvgAndPng } from '../report/svg';
-import { writeAtomic } from '../util/files';
+import { writeAtomic } from '../atomic-write';
 import { confusionCount, perClassAccuracy, type ClassAccuracy, type ConfusionMatrix } from './confusion';
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. */

@@ -2,6 +2,7 @@
  * AlexNet presets as data. The model code (alexnet.ts) reads only these specs, so a preset is
  * the whole description of a network: geometry, grouping, LRN, pooling and initialisation.
  */
+import type { ModelChoice, PresetName } from '../config';
 
 /** Padding of one conv layer: tfjs' 'same'/'valid', or an explicit symmetric pixel count. */
 export type ConvPad = 'same' | 'valid' | number;
@@ -58,8 +59,6 @@ export interface ModelSpec {
   weightInitStd: number | 'he';
 }
 
-export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
-export type PresetName = (typeof PRESET_NAMES)[number];
 
 const PAPER_LRN: LrnSpec = { depthRadius: 2, bias: 2, alpha: 1e-4, beta: 0.75 };
 
@@ -155,21 +154,15 @@ const small: ModelSpec = {
 export const PRESETS: Readonly<Record<PresetName, ModelSpec>> = { paper, torchvision, small };
 
 /** Options that change a preset for the paper's ablations (ReLU vs tanh, LRN, pooling, dropout). */
-export interface SpecOverrides {
-  activation?: ModelSpec['activation'];
-  lrn?: boolean;
-  overlappingPool?: boolean;
-  dropoutRate?: number;
-  init?: 'paper' | 'he';
-}
 
-export function buildSpec(preset: PresetName, overrides: SpecOverrides = {}): ModelSpec {
+/** The preset with a run's changes (TrainConfig.model): a null dropout rate or init 'preset' keeps the preset's. */
+export function buildSpec(preset: PresetName, overrides: Partial<ModelChoice> = {}): ModelSpec {
   const base = PRESETS[preset];
   const spec: ModelSpec = { ...base, convs: base.convs.map((c) => ({ ...c })), hidden: base.hidden.map((h) => ({ ...h })) };
   if (overrides.activation) spec.activation = overrides.activation;
   if (overrides.lrn === false) spec.lrn = null;
   if (overrides.overlappingPool === false) spec.pool = { window: 2, stride: 2 };
-  if (overrides.dropoutRate !== undefined) spec.dropoutRate = overrides.dropoutRate;
+  if (overrides.dropoutRate != null) spec.dropoutRate = overrides.dropoutRate;
   if (overrides.init === 'paper') spec.weightInitStd = 0.01;
   if (overrides.init === 'he') {
     spec.weightInitStd = 'he';

@@ -15,20 +15,18 @@
  *      dismisses it (at once if the run failed: they may be stuck in a collective), when the
  *      coordinator is gone, or on a second Ctrl-C (the first one asks for a coordinated stop).
  */
-import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { deepFreeze, type TrainConfig } from '../config';
+import { validateTrainConfig, type TrainConfig } from '../config';
 import { CommTimeoutError, ConfigError, WorkerExitedError } from '../errors';
-import { openTrainingData } from '../train/setup';
-import type { Logger } from '../util/log';
+import type { Logger } from '../log';
 import { WorkerControl } from './control';
 import type { CurveKeys } from './curve';
 import { describeDeviceList, type DeviceAssignment } from './devices';
+import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit, type LocalWorker } from './local-workers';
 import { MessageType, PROTOCOL_VERSION, type ControlMessage, type DismissMessage, type WelcomeMessage } from './protocol';
 import { describeRanks } from './rendezvous';
 import { tcpRingAddress } from './ring-address';
-import { describeExit, spawnWorker } from './worker-process';
 
 /** Consecutive failed CURVE handshakes after which the key is taken to be wrong. */
 const HANDSHAKE_FAILURES_TO_GIVE_UP = 3;
@@ -48,30 +46,28 @@ export interface JoinPlan {
   ringHost: string;
   ringPort: number;
   joinTimeoutMs: number;
+  /**
+   * Once welcomed, before this host's workers start: opens this host's copy of the dataset
+   * (and computes its statistics once for the workers). A failure is reported as a HostError.
+   */
+  prepareData: (config: TrainConfig) => Promise<void>;
 }
 
-interface LocalWorker {
-  rank: number;
-  child: ChildProcess;
-  exitCode: number | null;
-  signal: string | null;
-  exited: boolean;
-}
-
-/** Checks this host's copies of the run's files; computes the dataset statistics once. */
-async function checkHostFiles(config: TrainConfig, log: Logger): Promise<void> {
+/** Checks the welcome's config and that this host has the run's files at the coordinator's paths, then prepares the data. */
+async function checkHostFiles(welcome: WelcomeMessage, plan: JoinPlan): Promise<void> {
+  const config = validateTrainConfig(welcome.config, `the config from the coordinator at ${plan.rendezvous}`);
   if (!fs.existsSync(config.data)) {
     throw new ConfigError(`dataset ${config.data} does not exist on ${os.hostname()}: every host needs the dataset at the coordinator's path`);
   }
   if (config.resume !== null && !fs.existsSync(config.resume)) {
     throw new ConfigError(`--resume checkpoint ${config.resume} does not exist on ${os.hostname()}: copy it to the same path on every host`);
   }
-  await openTrainingData(config, true, log);
+  await plan.prepareData(config);
 }
 
 export class JoinAgent {
   private readonly control: WorkerControl;
-  private readonly workers: LocalWorker[] = [];
+  private readonly local = new LocalWorkers((w) => this.onWorkerExit(w));
   private dismissal: DismissMessage | null = null;
   private lost = false;
   private interrupted = false;
@@ -103,8 +99,7 @@ export class JoinAgent {
         (err) => this.fail(new WorkerExitedError(`the coordinator at ${this.plan.rendezvous} sent a malformed message: ${err.message}`)),
       );
       const welcome = await this.join();
-      const config = deepFreeze(welcome.config as unknown as TrainConfig);
-      await checkHostFiles(config, this.log).catch(async (err: unknown) => {
+      await checkHostFiles(welcome, this.plan).catch(async (err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
         await this.control.send({ type: MessageType.HostError, name: e.name, message: e.message }).catch(() => undefined);
         throw e;
@@ -209,24 +204,19 @@ export class JoinAgent {
     this.checkFinished();
   }
 
-  private startWorkers(welcome: WelcomeMessage): void {
-    const { devices, rendezvous, ringHost, ringPort, keyFile } = this.plan;
-    for (let i = 0; i < devices.worldSize; i++) {
-      const rank = welcome.firstRank + i;
-      const gpuId = devices.kind === 'gpu' ? devices.gpuIds[i] : null;
-      const ringAddress = tcpRingAddress(ringHost, ringPort, i);
-      const child = spawnWorker({ controlAddress: rendezvous, rank, worldSize: welcome.worldSize, deviceKind: devices.kind, ringAddress, keyFile }, gpuId);
-      const w: LocalWorker = { rank, child, exitCode: null, signal: null, exited: false };
-      child.on('exit', (code, signal) => this.onWorkerExit(w, code, signal));
-      this.workers.push(w);
-    }
-    const ranks = describeRanks(welcome.firstRank, devices.worldSize);
-    this.log.info(`started ${devices.worldSize} workers as ${ranks} of ${welcome.worldSize} (pids ${this.workers.map((w) => w.child.pid).join(', ')})`);
+  private get workers(): readonly LocalWorker[] {
+    return this.local.workers;
   }
 
-  private onWorkerExit(w: LocalWorker, code: number | null, signal: string | null): void {
-    Object.assign(w, { exited: true, exitCode: code, signal });
-    void this.control.send({ type: MessageType.WorkerExit, rank: w.rank, code, signal }).catch(() => undefined);
+  private startWorkers(welcome: WelcomeMessage): void {
+    const { devices, rendezvous, ringHost, ringPort, keyFile } = this.plan;
+    this.local.start({ devices, firstRank: welcome.firstRank, worldSize: welcome.worldSize, controlAddress: rendezvous, ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i), keyFile });
+    const ranks = describeRanks(welcome.firstRank, devices.worldSize);
+    this.log.info(`started ${devices.worldSize} workers as ${ranks} of ${welcome.worldSize} (${this.local.describePids()})`);
+  }
+
+  private onWorkerExit(w: LocalWorker): void {
+    void this.control.send({ type: MessageType.WorkerExit, rank: w.rank, code: w.exitCode, signal: w.signal }).catch(() => undefined);
     this.checkFinished();
   }
 
@@ -263,12 +253,12 @@ export class JoinAgent {
       return;
     }
     this.interrupted = true;
-    this.log.info('Ctrl-C: all workers stop after the same step; rank 0 saves a checkpoint (Ctrl-C again to kill)');
+    this.log.info(COORDINATED_STOP_MESSAGE);
     // A terminal signals the workers itself; a `kill` of this process alone does not.
-    for (const w of this.workers) if (!w.exited) w.child.kill('SIGINT');
+    this.local.signalAll('SIGINT');
   }
 
   private killWorkers(): void {
-    for (const w of this.workers) if (!w.exited) w.child.kill('SIGKILL');
+    this.local.signalAll('SIGKILL');
   }
 }

@@ -61,8 +61,9 @@ export interface WorkerControlOptions {
 
 /** Worker (or join agent) side: one DEALER connected to the coordinator's ROUTER. */
 export class WorkerControl {
-  private readonly socket = new zmq.Dealer({ linger: 2000 });
-  private readonly queue = new SendQueue();
+  // Protected, not private: the fault-injecting fixture worker of the tests sends raw bytes.
+  protected readonly socket = new zmq.Dealer({ linger: 2000 });
+  protected readonly queue = new SendQueue();
 
   constructor(address: string, options: WorkerControlOptions = {}) {
     if (options.curve) applyCurveClient(this.socket, options.curve);
@@ -85,11 +86,6 @@ export class WorkerControl {
 
   send(message: ControlMessage): Promise<void> {
     const bytes = encodeMessage(message);
-    return this.queue.run(() => this.socket.send(bytes));
-  }
-
-  /** Test hook: bytes that are not a control message. */
-  sendRaw(bytes: Uint8Array): Promise<void> {
     return this.queue.run(() => this.socket.send(bytes));
   }
 

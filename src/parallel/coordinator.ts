@@ -4,38 +4,34 @@
  * malformed messages, replica checksums), relays Ctrl-C as a coordinated stop, and shuts every
  * worker down on the first failure: no orphans, no hang, a message naming rank, step and cause.
  *
- * In a multi-host run (`train --rendezvous`) the control plane listens on tcp with CURVE, the
- * coordinator first waits for join agents (agent.ts) of the other hosts to offer their
- * workers, gives them rank blocks (rendezvous.ts), then starts its own workers and welcomes
- * the agents, which start theirs. Remote workers are watched like local ones; their exits are
- * reported by their agent, and on failure the agent kills them.
+ * In a multi-host run (`train --rendezvous`) the control plane listens on tcp with CURVE, and
+ * the coordinator first gathers join agents of the other hosts (host-rendezvous.ts), then
+ * starts its own workers (local-workers.ts) and welcomes the agents, which start theirs.
+ * Remote workers are watched like local ones; their exits are reported by their agent, and on
+ * failure the agent kills them.
+ *
+ * The coordinator knows nothing of models or datasets: the caller passes what must happen
+ * once before any worker starts (opening the dataset, writing its statistics) as a function.
  */
-import type { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import type { ClusterConfig, TrainConfig } from '../config';
-import { CommTimeoutError, WorkerExitedError } from '../errors';
-import { openTrainingData } from '../train/setup';
-import type { TrainResult } from '../train/trainer';
-import type { Logger } from '../util/log';
+import type { TrainConfig } from '../config';
+import { WorkerExitedError } from '../errors';
+import type { Logger } from '../log';
 import { CoordinatorControl } from './control';
-import type { CurveKeys } from './curve';
 import type { DeviceAssignment } from './devices';
-import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type JoinMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
-import { RankTable, describeHost, describeRanks, type JoinedHost } from './rendezvous';
+import { HostRendezvous, type ClusterPlan } from './host-rendezvous';
+import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit, type LocalWorker } from './local-workers';
+import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
+import { describeHost, type JoinedHost } from './rendezvous';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from './ring-address';
-import { describeExit, spawnWorker } from './worker-process';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
-/** How often "waiting for N more workers" is repeated while hosts join. */
-const JOIN_PROGRESS_EVERY_MS = 15_000;
-/** At most one warning per this interval about refused (keyless or wrong-key) peers. */
-const REFUSAL_LOG_EVERY_MS = 10_000;
 
 interface WorkerState {
   rank: number;
   /** Null for a worker on another host: its join agent started it. */
-  child: ChildProcess | null;
+  local: LocalWorker | null;
   /** The joined host of a remote worker; null on this host. */
   host: JoinedHost | null;
   routingId: Uint8Array | null;
@@ -47,8 +43,8 @@ interface WorkerState {
   exited: boolean;
 }
 
-function newWorkerState(rank: number, child: ChildProcess | null, host: JoinedHost | null): WorkerState {
-  return { rank, child, host, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
+function newWorkerState(rank: number, local: LocalWorker | null, host: JoinedHost | null): WorkerState {
+  return { rank, local, host, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
 }
 
 /** The first thing that went wrong, as the user will read it. */
@@ -57,11 +53,6 @@ class Failure {
     readonly rank: number | null,
     readonly message: string,
   ) {}
-}
-
-/** A multi-host run as the coordinator runs it: the options and the cluster key. */
-export interface ClusterPlan extends ClusterConfig {
-  keys: CurveKeys;
 }
 
 /** Where this host's control plane listens and its workers' ring sockets bind. */
@@ -98,22 +89,24 @@ export interface CoordinatorOptions {
   cluster?: ClusterPlan;
 }
 
+/** Rank 0's result, as plain data: the caller knows its shape (src/train's TrainResult). */
+export type RunResult = Record<string, unknown>;
+
 export class Coordinator {
   private readonly control: CoordinatorControl;
   private readonly workers: WorkerState[] = [];
-  /** Multi-host runs only: the ranks given to joined hosts. */
-  private readonly rankTable: RankTable | null;
+  private readonly localWorkers = new LocalWorkers((w) => this.onWorkerExit(this.workers[w.rank], w.exitCode, w.signal));
+  /** Multi-host runs only: the other hosts and their rank blocks. */
+  private readonly hosts: HostRendezvous | null;
   private readonly worldSize: number;
   private failure: Failure | null = null;
-  private result: Record<string, unknown> | null = null;
+  private result: RunResult | null = null;
   private readonly checksums = new Map<number, Map<number, string>>();
   private stopRequested = false;
   /** Set once shutdown begins: exits after that are expected, not failures. */
   private stopped = false;
   /** Each rank's bound ring endpoint, from its hello. */
   private readonly endpoints = new Map<number, string>();
-  private refusedPeers = 0;
-  private lastRefusalLogMs = 0;
   private wake: () => void = () => undefined;
 
   constructor(
@@ -124,11 +117,11 @@ export class Coordinator {
   ) {
     const cluster = options.cluster;
     this.control = new CoordinatorControl(cluster?.keys ?? null);
-    this.rankTable = cluster ? new RankTable(cluster.worldSize, devices.worldSize) : null;
+    this.hosts = cluster ? new HostRendezvous(cluster, devices.worldSize, this.control, log) : null;
     this.worldSize = cluster ? cluster.worldSize : devices.worldSize;
   }
 
-  async run(): Promise<TrainResult> {
+  async run(): Promise<RunResult> {
     const sockets = localSockets(this.options.cluster);
     const onSigint = () => this.interrupt();
     process.on('SIGINT', onSigint);
@@ -136,14 +129,14 @@ export class Coordinator {
     let error: unknown = null;
     try {
       const controlAddress = await this.openControlPlane(sockets.controlAddress);
-      await this.gatherHosts(controlAddress);
-      this.spawnLocalWorkers(controlAddress, sockets);
+      await this.hosts?.gather(controlAddress, (done, deadline) => this.until(done, deadline));
+      this.startLocalWorkers(controlAddress, sockets);
       await this.welcomeHosts();
       await this.until(() => this.workers.every((w) => w.routingId !== null), {
         ms: RENDEZVOUS_TIMEOUT_MS,
         error: () => new WorkerExitedError(`rendezvous: ${this.silentWorkers()} did not say hello within ${RENDEZVOUS_TIMEOUT_MS / 1000} s`),
       });
-      if (this.rankTable) this.log.info(`ring: ${this.workers.map((w) => `rank ${w.rank} ${this.endpoints.get(w.rank) ?? '?'}`).join(' -> ')} -> rank 0`);
+      if (this.hosts) this.log.info(`ring: ${this.workers.map((w) => `rank ${w.rank} ${this.endpoints.get(w.rank) ?? '?'}`).join(' -> ')} -> rank 0`);
       await this.sendConfigs();
       await this.until(() => this.workers.every((w) => w.done));
     } catch (err) {
@@ -159,7 +152,7 @@ export class Coordinator {
     }
     if (this.failure) throw new WorkerExitedError(this.failure.message);
     if (this.result == null) throw new WorkerExitedError('rank 0 finished without reporting its result');
-    return this.result as unknown as TrainResult;
+    return this.result;
   }
 
   /** Binds the control plane (private ipc, or the rendezvous with CURVE); returns the bound address. */
@@ -171,57 +164,27 @@ export class Coordinator {
       (id, m) => this.onMessage(id, m),
       (id, err) => this.fail(this.rankOf(id), `sent a malformed control message: ${err.message}`),
     );
-    if (this.options.cluster) this.control.watchRefusals((why) => this.logRefusal(bound, why));
+    this.hosts?.watchRefusals(bound);
     return bound;
   }
 
-  /** Multi-host runs: waits until joined hosts fill every rank this host does not hold. */
-  private async gatherHosts(address: string): Promise<void> {
-    const table = this.rankTable;
-    const cluster = this.options.cluster;
-    if (table === null || cluster === undefined) return;
-    const progress = () => {
-      if (table.missing > 0) this.log.info(`waiting for ${table.missing} more worker(s) to join at ${address} (on each other host: alexnet join ${address} --key-file <this run's key file>)`);
-    };
-    progress();
-    const timer = setInterval(progress, JOIN_PROGRESS_EVERY_MS);
-    try {
-      await this.until(() => table.missing === 0, {
-        ms: cluster.joinTimeoutSec * 1000,
-        error: () =>
-          new CommTimeoutError(
-            `rendezvous: only ${this.worldSize - table.missing} of ${this.worldSize} workers joined at ${address} within ${cluster.joinTimeoutSec} s. ` +
-              `Start 'alexnet join ${address} --key-file <the same key file>' on the other hosts`,
-          ),
-      });
-    } finally {
-      clearInterval(timer);
-    }
+  private startLocalWorkers(controlAddress: string, sockets: LocalSockets): void {
+    const { devices } = this;
+    this.localWorkers.start({ devices, firstRank: 0, worldSize: this.worldSize, controlAddress, ringAddress: (i) => sockets.ringAddress(i), keyFile: sockets.keyFile });
+    for (const w of this.localWorkers.workers) this.workers.push(newWorkerState(w.rank, w, null));
+    this.log.info(`started ${devices.worldSize} workers (${this.localWorkers.describePids()})`);
   }
 
-  private spawnLocalWorkers(controlAddress: string, sockets: LocalSockets): void {
-    for (let rank = 0; rank < this.devices.worldSize; rank++) {
-      const gpuId = this.devices.kind === 'gpu' ? this.devices.gpuIds[rank] : null;
-      const boot = { controlAddress, rank, worldSize: this.worldSize, deviceKind: this.devices.kind, ringAddress: sockets.ringAddress(rank), keyFile: sockets.keyFile };
-      const child = spawnWorker(boot, gpuId);
-      const w = newWorkerState(rank, child, null);
-      child.on('exit', (code, signal) => this.onWorkerExit(w, code, signal));
-      this.workers.push(w);
-    }
-    this.log.info(`started ${this.devices.worldSize} workers (pids ${this.workers.map((w) => w.child?.pid).join(', ')})`);
-  }
-
-  /** Multi-host runs: every rank has a host now; tell each agent its ranks so it starts them. */
+  /** Multi-host runs: every rank has a host now; each agent learns its ranks and starts them. */
   private async welcomeHosts(): Promise<void> {
-    if (this.rankTable === null) return;
-    for (const host of this.rankTable.hosts) {
+    if (this.hosts === null) return;
+    for (const host of this.hosts.hosts) {
       for (let rank = host.firstRank; rank < host.firstRank + host.workers; rank++) {
         if (this.workers.length !== rank) throw new Error(`rank table out of order at rank ${rank}`);
         this.workers.push(newWorkerState(rank, null, host));
       }
-      await this.control.send(host.routingId, { type: MessageType.Welcome, firstRank: host.firstRank, worldSize: this.worldSize, config: this.config as unknown as Record<string, unknown> });
     }
-    this.log.info(`all ${this.worldSize} workers present: this host ${describeRanks(0, this.devices.worldSize)}; ${this.rankTable.hosts.map(describeHost).join('; ')}`);
+    await this.hosts.welcome(this.config);
   }
 
   private async sendConfigs(): Promise<void> {
@@ -257,7 +220,12 @@ export class Coordinator {
       case MessageType.Hello:
         return this.onHello(id, m);
       case MessageType.Join:
-        return this.onJoin(id, m);
+        if (this.hosts === null) {
+          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true });
+        } else {
+          this.hosts.onJoin(id, m);
+        }
+        return this.wake();
       case MessageType.WorkerExit:
         return this.onRemoteExit(id, m);
       case MessageType.HostError:
@@ -296,7 +264,7 @@ export class Coordinator {
   private onHello(id: Uint8Array, m: HelloMessage): void {
     const w = this.workers[m.rank];
     // A local worker is known by its pid; a remote one by the host its agent joined from.
-    const known = w != null && (w.child !== null ? w.child.pid === m.pid : w.host?.host === m.host);
+    const known = w != null && (w.local !== null ? w.local.child.pid === m.pid : w.host?.host === m.host);
     if (!known) return this.fail(m.rank, `hello from an unknown process (pid ${m.pid} on ${m.host})`);
     if (w.routingId !== null) return this.fail(m.rank, `said hello twice (pid ${m.pid} on ${m.host})`);
     if (m.protocolVersion !== PROTOCOL_VERSION) return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
@@ -306,20 +274,9 @@ export class Coordinator {
     this.wake();
   }
 
-  private onJoin(id: Uint8Array, m: JoinMessage): void {
-    const admitted = this.rankTable === null ? 'this run takes no other hosts' : this.rankTable.admit(id, m);
-    if (typeof admitted === 'string') {
-      this.log.warn(`refused host ${m.host} (${m.address}, pid ${m.pid}): ${admitted}`);
-      void this.control.send(id, { type: MessageType.Dismiss, reason: `the coordinator refused this host: ${admitted}`, failed: true });
-      return;
-    }
-    this.log.info(`host ${describeHost(admitted)} joined with ${m.workers} worker(s)`);
-    this.wake();
-  }
-
   /** A join agent reports that one of its workers exited. */
   private onRemoteExit(id: Uint8Array, m: WorkerExitMessage): void {
-    const host = this.rankTable?.byRoutingId(id);
+    const host = this.hosts?.hostOf(id);
     const w = this.workers[m.rank];
     if (host === undefined || w === undefined || w.host !== host) {
       this.log.warn(`ignored an exit report for rank ${m.rank} from a host that does not hold it`);
@@ -329,7 +286,7 @@ export class Coordinator {
   }
 
   private onHostError(id: Uint8Array, m: HostErrorMessage): void {
-    const host = this.rankTable?.byRoutingId(id);
+    const host = this.hosts?.hostOf(id);
     if (host === undefined) return this.log.warn(`ignored an error report from a host that has not joined: ${m.name}: ${m.message}`);
     this.failWith(host.firstRank, `host ${describeHost(host)} cannot take part: ${m.name}: ${m.message}`);
   }
@@ -371,15 +328,6 @@ export class Coordinator {
     this.wake();
   }
 
-  /** Keyless or wrong-key peers never get a message through; say so, without flooding the log. */
-  private logRefusal(address: string, why: string): void {
-    this.refusedPeers++;
-    const now = Date.now();
-    if (now - this.lastRefusalLogMs < REFUSAL_LOG_EVERY_MS) return;
-    this.lastRefusalLogMs = now;
-    this.log.warn(`refused a connection to ${address}: ${why} (${this.refusedPeers} refused so far)`);
-  }
-
   private interrupt(): void {
     if (this.workers.length === 0) {
       this.failWith(null, 'interrupted (Ctrl-C) while waiting for other hosts to join');
@@ -387,11 +335,11 @@ export class Coordinator {
     }
     if (this.stopRequested) {
       this.log.warn('second Ctrl-C: killing the workers');
-      for (const w of this.workers) if (!w.exited) w.child?.kill('SIGKILL');
+      this.localWorkers.signalAll('SIGKILL');
       return;
     }
     this.stopRequested = true;
-    this.log.info('Ctrl-C: all workers stop after the same step; rank 0 saves a checkpoint (Ctrl-C again to kill)');
+    this.log.info(COORDINATED_STOP_MESSAGE);
     for (const w of this.workers) if (w.routingId) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason: 'interrupt' });
   }
 
@@ -435,30 +383,29 @@ export class Coordinator {
    */
   private async shutdown(reason: string, failed: boolean): Promise<void> {
     this.stopped = true;
-    for (const host of this.rankTable?.hosts ?? []) {
-      void this.control.send(host.routingId, { type: MessageType.Dismiss, reason, failed }).catch(() => undefined);
-    }
-    const alive = this.workers.filter((w) => !w.exited);
-    for (const w of alive) if (w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
-    if (failed) for (const w of alive) w.child?.kill('SIGKILL');
+    this.hosts?.dismissAll(reason, failed);
+    for (const w of this.workers) if (!w.exited && w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
+    if (failed) this.localWorkers.signalAll('SIGKILL');
     // Remote exits arrive as agent reports: waited for only while a remote worker may still be
     // running (not done), within the grace.
-    const running = (w: WorkerState) => !w.exited && (w.child !== null || !w.done);
+    const running = (w: WorkerState) => !w.exited && (w.local !== null || !w.done);
     const deadline = Date.now() + EXIT_GRACE_MS;
     while (this.workers.some(running) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const w of this.workers) if (!w.exited) w.child?.kill('SIGKILL');
-    while (this.workers.some((w) => w.child !== null && !w.exited)) await new Promise((r) => setTimeout(r, 20));
+    await this.localWorkers.killAll();
   }
 }
 
+/**
+ * Runs training on `devices` worker processes (and, with a cluster plan, on other hosts'
+ * workers too). `prepareData` runs once before any worker starts: an unusable dataset fails
+ * there, and the dataset statistics are written by one process, not raced by N.
+ */
 export async function runDataParallel(
   config: TrainConfig,
   devices: DeviceAssignment,
   log: Logger,
-  options: Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> = {},
-): Promise<TrainResult> {
-  // Once, here: an unusable dataset fails before any worker starts, and the dataset
-  // statistics are written by one process, not raced by N.
-  await openTrainingData(config, true, log);
+  options: Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> & { prepareData: () => Promise<void> },
+): Promise<RunResult> {
+  await options.prepareData();
   return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...options }).run();
 }

@@ -10,7 +10,6 @@
  */
 import { Packr } from 'msgpackr';
 import { ProtocolError } from '../errors';
-import type { StepReport } from '../train/trainer';
 
 /**
  * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
@@ -23,7 +22,7 @@ export enum MessageType {
   Hello = 'hello',
   /** coordinator -> worker: rank, world size, frozen config, neighbour's ring endpoint. */
   Config = 'config',
-  /** worker -> coordinator: ring connected and initial weights received. */
+  /** worker -> coordinator: ring connected and backend started (sent before the initial weights broadcast). */
   Ready = 'ready',
   /** worker -> coordinator: metrics of one step as (sum, count) pairs. */
   StepReport = 'stepReport',
@@ -88,12 +87,22 @@ export interface StepReportMessage {
 
 /** The parts of a step a StepReport times, in the order they happen, as its `metrics` name them. */
 export const STEP_TIMINGS = ['dataWaitMs', 'computeMs', 'copyMs', 'reduceMs', 'updateMs'] as const;
+export type StepTiming = (typeof STEP_TIMINGS)[number];
+
+/** What a worker knows of one step when it reports it (the training loop's step report). */
+export interface StepFacts {
+  epoch: number;
+  step: number;
+  /** Summed over every rank's images of the step. */
+  sums: { count: number; lossSum: number; top1Correct: number };
+  timings: Record<StepTiming, number>;
+}
 
 /**
  * One step's report: loss and top-1 as (sum, count) over the step's images (all ranks', since
  * they rode the all-reduce), and each part of the step's time as (ms, 1).
  */
-export function stepReportMessage(rank: number, r: StepReport): StepReportMessage {
+export function stepReportMessage(rank: number, r: StepFacts): StepReportMessage {
   const timings = Object.fromEntries(STEP_TIMINGS.map((name) => [name, { sum: r.timings[name], count: 1 }]));
   return {
     type: MessageType.StepReport,

@@ -6,80 +6,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
-import { formatTable } from '../data/table';
+import { writeAtomic } from '../atomic-write';
 import { ConfigError } from '../errors';
+import type { Logger } from '../log';
+import { formatPercent as pct, formatTable } from '../text-format';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, readCheckpointSummary, type CheckpointSummary } from '../train/checkpoint';
 import type { MetricSummary } from '../train/metrics';
-import type { EpochRecord } from '../train/trainer';
-import { writeAtomic } from '../util/files';
-import type { Logger } from '../util/log';
+import { METRICS_FILE, parseMetricsJsonl, type EpochRecord, type RunMetrics } from '../train/run-log';
 import { curvesSvg } from './charts';
 import { writeSvgAndPng } from './svg';
 
-export const METRICS_FILE = 'metrics.jsonl';
-
-export interface TestRecord {
-  test: MetricSummary;
-  tta: number;
-}
-
-export interface RunMetrics {
-  /** One per epoch, in epoch order; a later line for the same epoch (a resumed run) wins. */
-  epochs: EpochRecord[];
-  /** The last test line, if the run got that far. */
-  test: TestRecord | null;
-  /** Lines that are not JSON or not a known record (a crash mid-append leaves half a line). */
-  badLines: number;
-}
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-/** JSON wrote NaN (an empty split, a diverged loss) as null: read it back as NaN. */
-const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
-
-function summaryOf(v: unknown): MetricSummary | null {
-  if (!isObject(v)) return null;
-  return { loss: num(v.loss), top1Error: num(v.top1Error), top5Error: num(v.top5Error), count: num(v.count) };
-}
-
-function epochRecordOf(v: Json): EpochRecord | null {
-  const train = summaryOf(v.train);
-  if (typeof v.epoch !== 'number' || train === null) return null;
-  return {
-    epoch: v.epoch,
-    globalStep: num(v.globalStep),
-    lr: num(v.lr),
-    train,
-    val: summaryOf(v.val),
-    imagesPerSec: num(v.imagesPerSec),
-    epochMs: num(v.epochMs),
-    skippedImages: num(v.skippedImages),
-  };
-}
-
-export function parseMetricsJsonl(text: string): RunMetrics {
-  const byEpoch = new Map<number, EpochRecord>();
-  let test: TestRecord | null = null;
-  let badLines = 0;
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      badLines++;
-      continue;
-    }
-    const record = isObject(value) ? epochRecordOf(value) : null;
-    const testSummary = isObject(value) ? summaryOf(value.test) : null;
-    if (record) byEpoch.set(record.epoch, record);
-    else if (testSummary && isObject(value)) test = { test: testSummary, tta: num(value.tta) };
-    else badLines++;
-  }
-  return { epochs: [...byEpoch.values()].sort((a, b) => a.epoch - b.epoch), test, badLines };
-}
-
-const pct = (x: number): string => (Number.isFinite(x) ? `${(100 * x).toFixed(2)}%` : 'n/a');
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
 
 /** Nested config objects become dotted keys, one table row each. */

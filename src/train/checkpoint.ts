@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
 import { CheckpointError } from '../errors';
-import { writeAtomic } from '../util/files';
+import { writeAtomic } from '../atomic-write';
 import type { OptimizerState } from './optimizer';
 import type { ScheduleState } from './schedule';
 

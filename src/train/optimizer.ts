@@ -8,10 +8,8 @@
  * keep ReLUs alive, decaying them would undo that).
  */
 import * as tf from '@tensorflow/tfjs';
+import type { OptimizerName } from '../config';
 import type { Param } from '../model/alexnet';
-
-export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;
-export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
 export interface OptimizerOptions {
   name: OptimizerName;

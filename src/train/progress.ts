@@ -2,7 +2,7 @@
  * Per-epoch progress: a redrawn bar on a terminal, plain lines (every ~10% of the epoch) when
  * the output is a file or CI log, in the spirit of pytorch/examples' ProgressMeter.
  */
-import type { Logger } from '../util/log';
+import type { Logger } from '../log';
 
 export interface ProgressSnapshot {
   step: number;

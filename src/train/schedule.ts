@@ -2,9 +2,7 @@
  * Learning-rate schedules as small pure state machines, so they can be saved in a checkpoint
  * and tested without a model.
  */
-
-export const SCHEDULE_NAMES = ['constant', 'step', 'plateau'] as const;
-export type ScheduleName = (typeof SCHEDULE_NAMES)[number];
+import type { ScheduleName } from '../config';
 
 export interface ScheduleOptions {
   name: ScheduleName;

@@ -5,7 +5,6 @@
  */
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
-import { specOverrides } from '../config';
 import { DataError } from '../errors';
 import { preflight } from '../data/check';
 import { openDataset, type Dataset, type Sample } from '../data/dataset';
@@ -13,7 +12,7 @@ import { seededSubset } from '../data/rng';
 import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/stats';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
-import type { Logger } from '../util/log';
+import type { Logger } from '../log';
 import { checkCompatible, loadCheckpoint, type CheckpointContents, type TrainingPosition } from './checkpoint';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
@@ -68,7 +67,7 @@ export async function openTrainingData(config: TrainConfig, canWrite: boolean, l
     throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
   }
   const train = seededSubset(trainSplit.samples, config.trainLimit, config.seed);
-  const spec = buildSpec(config.preset, specOverrides(config));
+  const spec = buildSpec(config.preset, config.model);
   await preflight(train, { sizePx: spec.resizeSize });
   const stats = await datasetStats(dataset, train, spec.resizeSize, canWrite, log);
   return { dataset, train, stats };
@@ -87,7 +86,7 @@ export function setWeights(model: AlexNet, weights: CheckpointContents['weights'
 
 export async function buildRunState(config: TrainConfig, canWrite: boolean, log: Logger): Promise<RunState> {
   const { dataset, train, stats } = await openTrainingData(config, canWrite, log);
-  const spec = buildSpec(config.preset, specOverrides(config));
+  const spec = buildSpec(config.preset, config.model);
   const model = createAlexNet(spec, dataset.classes.length, config.seed);
   const optimizer = new Optimizer(
     { name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },

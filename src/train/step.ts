@@ -11,41 +11,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
 import { forward } from '../model/alexnet';
+import type { Collective } from '../parallel/collective';
+import type { FusionBuffer } from './fusion-buffer';
 import { batchSums, emptySums, type MetricSums } from './metrics';
 import type { Optimizer } from './optimizer';
-
-/** The data-parallel side of a step, implemented over the ring all-reduce. */
-export interface GradientReducer {
-  /** Sums `buffer` element-wise over all ranks, in place; identical result on every rank. */
-  allReduce(buffer: Float32Array): Promise<void>;
-}
-
-/**
- * Where each parameter's gradient lives in the fusion buffer, plus trailing slots that ride the
- * same all-reduce for free: [count, lossSum, top1Correct, top5Correct, stopVotes]. The stop vote
- * makes every rank stop after the same step (Ctrl-C may reach only some of them).
- */
-export interface FusionLayout {
-  offsets: number[];
-  sizes: number[];
-  metricsAt: number;
-  length: number;
-}
-
-const TAIL_SLOTS = 5;
-
-export function fusionLayout(model: AlexNet): FusionLayout {
-  const offsets: number[] = [];
-  const sizes: number[] = [];
-  let at = 0;
-  for (const p of model.params) {
-    const size = p.shape.reduce((a, b) => a * b, 1);
-    offsets.push(at);
-    sizes.push(size);
-    at += size;
-  }
-  return { offsets, sizes, metricsAt: at, length: at + TAIL_SLOTS };
-}
 
 export interface StepTimings {
   computeMs: number;
@@ -55,8 +24,10 @@ export interface StepTimings {
 }
 
 export interface StepResult {
-  /** Summed over every rank when a reducer is given. */
+  /** Summed over every rank when a collective is given. */
   sums: MetricSums;
+  /** Images of the batch that could not be used, summed over every rank likewise. */
+  skipped: number;
   timings: StepTimings;
   /** Some rank asked to stop: every rank sees the same answer after the same step. */
   stop: boolean;
@@ -65,10 +36,10 @@ export interface StepResult {
 export interface StepOptions {
   lr: number;
   dropoutSeed: number;
-  reducer: GradientReducer | null;
-  /** Preallocated fusion buffer (reused every step) when reducer is set. */
-  fusion: Float32Array | null;
-  layout: FusionLayout;
+  /** The other ranks (null: this process trains alone, no copies, no sockets). */
+  collective: Collective | null;
+  /** Preallocated fusion buffer (reused every step) when a collective is given. */
+  fusion: FusionBuffer | null;
   /** This rank's wish to stop after this step (Ctrl-C, a shutdown request). */
   stopVote: boolean;
 }
@@ -108,34 +79,28 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
   const t0 = performance.now();
   const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed);
   const t1 = performance.now();
-  if (opts.reducer == null || opts.fusion == null) {
-    // Single process: no copies, no sockets.
+  const { collective, fusion } = opts;
+  if (collective == null || fusion == null) {
     const scale = local.count > 0 ? 1 / local.count : 0;
     if (local.count > 0) optimizer.apply(grads, opts.lr, scale);
     tf.dispose(grads);
     const t2 = performance.now();
-    return { sums: local, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
+    return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
   }
-  const { fusion, layout } = opts;
-  grads.forEach((g, i) => fusion.set(g.dataSync() as Float32Array, layout.offsets[i]));
+  fusion.pack(grads);
   tf.dispose(grads);
-  const m = layout.metricsAt;
-  fusion[m] = local.count;
-  fusion[m + 1] = local.lossSum;
-  fusion[m + 2] = local.top1Correct;
-  fusion[m + 3] = local.top5Correct;
-  fusion[m + 4] = opts.stopVote ? 1 : 0;
+  fusion.writeTail({ sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0 });
   const t2 = performance.now();
-  await opts.reducer.allReduce(fusion);
+  await collective.allReduce(fusion.data);
   const t3 = performance.now();
-  const sums: MetricSums = { count: fusion[m], lossSum: fusion[m + 1], top1Correct: fusion[m + 2], top5Correct: fusion[m + 3] };
+  const { sums, skipped, stopVotes } = fusion.readTail();
   if (sums.count > 0) {
-    const reduced = layout.offsets.map((o, i) => tf.tensor(fusion.subarray(o, o + layout.sizes[i]), model.params[i].shape));
+    const reduced = fusion.unpack();
     optimizer.apply(reduced, opts.lr, 1 / sums.count);
     tf.dispose(reduced);
   }
   const t4 = performance.now();
-  return { sums, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: fusion[m + 4] > 0 };
+  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: stopVotes > 0 };
 }
 
 export interface EvalOutput {

@@ -3,35 +3,29 @@
  * schedule, checkpoints, metrics, exports and the final test. The same loop runs in the single
  * process fallback (no collective) and in every data-parallel worker (a ring collective);
  * only the master (rank 0) prints progress and writes files.
+ *
+ * What happens around the loop comes in through TrainerDeps: the other ranks (a Collective),
+ * where each step's report goes, the replica checksums, and the end-of-epoch hook (the run
+ * report), so the loop depends on no process, socket or report code.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import type { TrainConfig } from '../config';
 import type { Sample } from '../data/dataset';
 import { BatchLoader, type LoaderMode } from '../data/loader';
 import type { DatasetStats } from '../data/stats';
+import type { Logger } from '../log';
 import { exportGraphModel } from '../model/export';
-import { writeRunReportSafely } from '../report/report';
-import type { Logger } from '../util/log';
+import type { Collective } from '../parallel/collective';
+import { formatPercent } from '../text-format';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
+import { FusionBuffer } from './fusion-buffer';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
+import { appendEpochRecord, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
-import { evalBatch, fusionLayout, trainStep, type GradientReducer, type StepTimings } from './step';
-
-/** What the data-parallel layer provides to the loop; null in the single-process fallback. */
-export interface Collective extends GradientReducer {
-  rank: number;
-  worldSize: number;
-  /** Copies rank `root`'s buffer into every rank's buffer. */
-  broadcast(buffer: Float32Array, root: number): Promise<void>;
-  /** Called after each step with its results (the coordinator aggregates them). */
-  onStep?(report: StepReport): void;
-  /** Throws when the replicas' weights diverged. */
-  verifyReplicas?(weights: Float32Array, globalStep: number): Promise<void>;
-}
+import { evalBatch, trainStep, type StepTimings } from './step';
 
 export interface StepReport {
   epoch: number;
@@ -47,42 +41,15 @@ export interface TrainerDeps {
   collective: Collective | null;
   /** Polled before each step: true once Ctrl-C (or the coordinator) asked to stop. All ranks stop after the same step. */
   shouldStop: () => boolean;
-  /** Called after each step with this process's report, as the collective's onStep (benchmarks use it in the single process). */
+  /** Called after each step with its report (a worker sends it to the coordinator; benchmarks time steps). */
   onStep?: (report: StepReport) => void;
-}
-
-/** One line of steps.jsonl (--log-every N): the training metrics of the last N steps. */
-export interface StepRecord {
-  /** 1-based, as in metrics.jsonl. */
-  epoch: number;
-  /** Steps done in this epoch. */
-  step: number;
-  globalStep: number;
-  /** Epochs done, fractional: (epoch - 1) + step / steps per epoch. */
-  epochs: number;
-  lr: number;
-  train: MetricSummary;
-}
-
-export const STEPS_FILE = 'steps.jsonl';
-
-export interface EpochRecord {
-  epoch: number;
-  globalStep: number;
-  lr: number;
-  train: MetricSummary;
-  val: MetricSummary | null;
-  imagesPerSec: number;
-  epochMs: number;
-  skippedImages: number;
-}
-
-export interface TrainResult {
-  epochs: EpochRecord[];
-  test: MetricSummary | null;
-  stopped: boolean;
-  runDir: string;
-  wallMs: number;
+  /**
+   * Every --checksum-every steps, with this rank's flat weights: a worker sends their checksum
+   * to the coordinator, which stops the run when the replicas differ.
+   */
+  onChecksum?: (weights: Float32Array, globalStep: number) => Promise<void>;
+  /** On rank 0 after each epoch's files are written (redraws the run report). */
+  onEpochEnd?: (runDir: string) => Promise<void>;
 }
 
 /** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
@@ -90,11 +57,9 @@ export function dropoutSeedFor(seed: number, globalStep: number, rank: number): 
   return (seed * 1_000_003 + globalStep * 131 + rank) % 2_147_483_647;
 }
 
-export function flattenWeights(state: RunState): Float32Array {
-  const layout = fusionLayout(state.model);
-  const flat = new Float32Array(layout.metricsAt);
-  state.model.params.forEach((p, i) => flat.set(p.variable.dataSync() as Float32Array, layout.offsets[i]));
-  return flat;
+/** A fusion buffer shaped for the model's parameters. */
+function fusionFor(state: RunState): FusionBuffer {
+  return new FusionBuffer(state.model.params.map((p) => p.shape));
 }
 
 function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents {
@@ -153,8 +118,7 @@ export class Trainer {
     const trainLoader = this.loader(state.train, state.stats, 'train', state);
     const valSamples = state.dataset.splits.val?.samples ?? [];
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
-    const layout = fusionLayout(model);
-    const fusion = deps.collective ? new Float32Array(layout.length) : null;
+    const fusion = deps.collective ? fusionFor(state) : null;
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
     let stopped = false;
@@ -179,18 +143,16 @@ export class Trainer {
         const result = await trainStep(model, state.optimizer, batch, {
           lr,
           dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep, this.rank),
-          reducer: deps.collective,
+          collective: deps.collective,
           fusion,
-          layout,
           stopVote: deps.shouldStop(),
         });
         step++;
-        skipped += batch.skipped;
+        skipped += result.skipped;
         sums = addSums(sums, result.sums);
         windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
         const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
-        deps.collective?.onStep?.(report);
         deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
@@ -198,10 +160,10 @@ export class Trainer {
           bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: (sums.count / elapsedMs) * 1000, elapsedMs });
         }
         if (this.isMaster && config.logEverySteps > 0 && (step % config.logEverySteps === 0 || step === stepsPerEpoch)) {
-          this.appendStepRecord({ epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
+          appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
           windowSums = emptySums();
         }
-        await this.maybeVerify(state);
+        await this.maybeChecksum(state);
         if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
         if (result.stop) {
           stopped = true;
@@ -231,32 +193,33 @@ export class Trainer {
   /** Every rank starts from rank 0's weights (they already match for one seed; this makes sure). */
   private async syncInitialWeights(state: RunState, collective: Collective): Promise<void> {
     if (collective.worldSize === 1) return;
-    const flat = flattenWeights(state);
-    await collective.broadcast(flat, 0);
-    const layout = fusionLayout(state.model);
-    state.model.params.forEach((p, i) => p.variable.assign(tf.tensor(flat.subarray(layout.offsets[i], layout.offsets[i] + layout.sizes[i]), p.shape)));
+    const weights = fusionFor(state);
+    const variables = state.model.params.map((p) => p.variable);
+    weights.pack(variables);
+    await collective.broadcast(weights.data, 0);
+    const received = weights.unpack();
+    variables.forEach((v, i) => v.assign(received[i]));
+    received.forEach((t) => t.dispose());
   }
 
-  private async maybeVerify(state: RunState): Promise<void> {
-    const c = this.deps.collective;
+  private async maybeChecksum(state: RunState): Promise<void> {
     const every = this.config.checksumEverySteps;
-    if (c?.verifyReplicas == null || every <= 0 || state.position.globalStep % every !== 0) return;
-    await c.verifyReplicas(flattenWeights(state), state.position.globalStep);
+    if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
+    const weights = fusionFor(state);
+    weights.pack(state.model.params.map((p) => p.variable));
+    await this.deps.onChecksum(weights.params, state.position.globalStep);
   }
 
   async evaluate(state: RunState, loader: BatchLoader, epoch: number): Promise<MetricSummary> {
     let sums = emptySums();
     for await (const batch of loader.epoch(epoch)) sums = addSums(sums, evalBatch(state.model, batch));
     if (this.deps.collective) {
-      const buf = Float32Array.from([sums.count, sums.lossSum, sums.top1Correct, sums.top5Correct]);
-      await this.deps.collective.allReduce(buf);
-      sums = { count: buf[0], lossSum: buf[1], top1Correct: buf[2], top5Correct: buf[3] };
+      const tail = new FusionBuffer();
+      tail.writeTail({ sums, skipped: 0, stopVotes: 0 });
+      await this.deps.collective.allReduce(tail.data);
+      sums = tail.readTail().sums;
     }
     return summarize(sums);
-  }
-
-  private appendStepRecord(record: StepRecord): void {
-    fs.appendFileSync(path.join(this.config.runDir, STEPS_FILE), `${JSON.stringify(record)}\n`);
   }
 
   private save(state: RunState, name: string): void {
@@ -278,14 +241,14 @@ export class Trainer {
   private async endEpoch(state: RunState, record: EpochRecord): Promise<void> {
     if (!this.isMaster) return;
     const { log } = this.deps;
-    const pct = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '  n/a ' : `${(100 * x).toFixed(2)}%`);
+    const pct = (x: number | undefined) => formatPercent(x ?? NaN);
     log.info(
       `epoch ${record.epoch}: train loss ${record.train.loss.toFixed(4)} top-1 ${pct(record.train.top1Error)} | ` +
         `val loss ${record.val ? record.val.loss.toFixed(4) : 'n/a'} top-1 ${pct(record.val?.top1Error)} top-5 ${pct(record.val?.top5Error)} | ` +
         `lr ${record.lr.toPrecision(3)} | ${record.imagesPerSec.toFixed(1)} img/s | ${(record.epochMs / 1000).toFixed(1)} s` +
         (record.skippedImages > 0 ? ` | ${record.skippedImages} bad images skipped` : ''),
     );
-    fs.appendFileSync(path.join(this.config.runDir, 'metrics.jsonl'), `${JSON.stringify(record)}\n`);
+    appendEpochRecord(this.config.runDir, record);
     const valError = record.val?.top1Error ?? NaN;
     if (!Number.isNaN(valError) && valError < state.bestValTop1Error) {
       state.bestValTop1Error = valError;
@@ -293,7 +256,7 @@ export class Trainer {
       await this.exportModel(state, 'best-model');
     }
     this.save(state, LAST_CHECKPOINT);
-    await writeRunReportSafely(this.config.runDir, log);
+    await this.deps.onEpochEnd?.(this.config.runDir);
   }
 
   private async finalTest(state: RunState): Promise<MetricSummary | null> {
@@ -303,7 +266,7 @@ export class Trainer {
     const mode: LoaderMode = this.config.tta === 10 ? 'tenCrop' : 'center';
     const test = await this.evaluate(state, this.loader(testSamples, state.stats, mode, state), 0);
     if (this.isMaster) {
-      fs.appendFileSync(path.join(this.config.runDir, 'metrics.jsonl'), `${JSON.stringify({ test, tta: this.config.tta })}\n`);
+      appendTestRecord(this.config.runDir, { test, tta: this.config.tta });
     }
     return test;
   }

@@ -10,7 +10,7 @@ import { trainOptions } from '../../src/cli';
 import { runEval } from '../../src/commands';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { Trainer } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/util/log';
+import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset, STRIPE_CLASSES } from '../helpers/stripes';
 

@@ -9,10 +9,11 @@ import yargs from 'yargs';
 import { initBackend } from '../../src/backend';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { trainOptions } from '../../src/cli';
-import { runDataParallel } from '../../src/parallel/coordinator';
+import { trainDataParallel } from '../../src/commands';
+import { faultyWorkerEnv } from './fixtures/faulty-worker';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { Trainer } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/util/log';
+import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 
@@ -40,9 +41,11 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** The worker pids from the coordinator's "started N workers (pids a, b)" line; throws without it. */
 function workerPids(lines: string[]): number[] {
-  const line = lines.find((l) => l.includes('started') && l.includes('pids'));
-  return line ? (line.match(/\d{2,}/g) ?? []).map(Number) : [];
+  const line = lines.find((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l));
+  if (line === undefined) throw new Error(`no "started N workers (pids ...)" line in the coordinator's log:\n${lines.join('\n')}`);
+  return [...line.matchAll(/\d+/g)].map(Number).slice(1);
 }
 
 t.before(async () => {
@@ -55,7 +58,7 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
   const one = config([...common(path.join(root, 'one')), ...steps]);
   await new Trainer(one, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
   const two = config([...common(path.join(root, 'two')), ...steps, '--checksum-every', '1']);
-  const result = await runDataParallel(two, cpu(2), memoryLogger());
+  const result = await trainDataParallel(two, cpu(2), memoryLogger());
   t.equal(result.epochs.length, 1, 'rank 0 reported its result');
   const a = loadCheckpoint(path.join(root, 'one'));
   const b = loadCheckpoint(path.join(root, 'two'));
@@ -77,7 +80,7 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
 t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
   const runDir = path.join(root, 'killed');
   const log = memoryLogger();
-  const run = runDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60']), cpu(2), log);
+  const run = trainDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60']), cpu(2), log);
   // Wait for a checkpoint (so some steps ran), then kill rank 1.
   const started = Date.now();
   while (!fs.existsSync(path.join(runDir, 'last.ckpt')) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
@@ -90,7 +93,7 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   t.notOk(pids.some(isAlive), 'no orphan worker left');
   const ckpt = loadCheckpoint(runDir);
   t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
-  const resumed = await runDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
+  const resumed = await trainDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
   t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
 });
 
@@ -100,15 +103,18 @@ for (const [kind, what, pattern] of [
   ['garbage', 'sends garbage', /rank 1 sent a malformed control message/],
 ] as const) {
   t.test(`a worker that ${what} is named and every worker stops`, async (t) => {
-    process.env.ALEXNET_FAULT = `1:2:${kind}`;
+    const faultEnv = faultyWorkerEnv(1, 2, kind);
+    Object.assign(process.env, faultEnv);
     t.teardown(() => {
-      delete process.env.ALEXNET_FAULT;
+      for (const name of Object.keys(faultEnv)) delete process.env[name];
     });
     const log = memoryLogger();
     const started = Date.now();
-    await t.rejects(runDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3']), cpu(2), log), pattern);
+    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3']), cpu(2), log), pattern);
     t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
-    t.notOk(workerPids(log.lines).some(isAlive), 'no orphan worker left');
+    const pids = workerPids(log.lines);
+    t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
+    t.notOk(pids.some(isAlive), 'no orphan worker left');
   });
 }
 
@@ -160,7 +166,7 @@ t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) =
 t.test('a coordinator killed while its workers are still starting leaves no orphans', async (t) => {
   // The window the orphan guard used to miss: the workers are loading tfjs and zeromq when the
   // coordinator dies, so by the time their guard starts their parent is already init (or tap).
-  const { output, workerCount, workersGoneMs } = await killCoordinatorWhen('orphans-start', (out) => workerPids(out.split('\n')).length >= 2, 60_000);
+  const { output, workerCount, workersGoneMs } = await killCoordinatorWhen('orphans-start', (out) => /started \d+ workers \(pids \d+, \d+\)/.test(out), 60_000);
   t.equal(workerCount, 2, 'both worker pids printed');
   t.notOk(/backend:/.test(output), 'killed before the workers reported their backend');
   t.ok(workersGoneMs < 30_000, `workers gone ${workersGoneMs} ms after the coordinator`);

@@ -12,6 +12,7 @@ import { MessageType, PROTOCOL_VERSION, encodeMessage } from '../../src/parallel
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
+import { faultyWorkerEnv } from './fixtures/faulty-worker';
 
 const cli = path.resolve('dist/src/cli.js');
 const root = tempDir(t, 'alexnet-multihost-');
@@ -171,7 +172,7 @@ t.test("a worker that crashes on the joined host is named with its host; every p
   const coordinator = startCli(coordinatorArgs(path.join(root, 'crash'), ['--join-timeout', '60']));
   const address = (await coordinator.waitFor(ADDRESS))[1];
   // The fault hook reaches the joined host's worker through its agent's environment.
-  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1'], { ...process.env, ALEXNET_FAULT: '1:2:crash' });
+  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1'], { ...process.env, ...faultyWorkerEnv(1, 2, 'crash') });
   const [coordinatorCode, joinerCode] = await Promise.all([coordinator.exitCode, joiner.exitCode]);
   t.equal(coordinatorCode, 1);
   t.match(coordinator.output(), /alexnet: worker rank 1 \(on \S+\) exited with code 3 at epoch 1, step \d+/);

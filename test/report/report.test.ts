@@ -10,10 +10,11 @@ import { initBackend } from '../../src/backend';
 import { trainOptions } from '../../src/cli';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { CURVES_SIZE_PX } from '../../src/report/charts';
-import { parseMetricsJsonl, reportMarkdown, writeRunReport } from '../../src/report/report';
+import { reportMarkdown, writeRunReport } from '../../src/report/report';
+import { parseMetricsJsonl } from '../../src/train/run-log';
 import { loadCheckpoint, readCheckpointSummary } from '../../src/train/checkpoint';
 import { Trainer } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/util/log';
+import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 

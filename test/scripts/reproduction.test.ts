@@ -10,11 +10,10 @@ import { benchScript, pythonUnavailable, SYSTEM_PYTHON } from '../../bench/lib';
 import { trainOptions } from '../../src/cli';
 import { buildTrainConfig, type CliArgs } from '../../src/config';
 import { buildSpec } from '../../src/model/presets';
-import { parseMetricsJsonl } from '../../src/report/report';
-import type { StepRecord } from '../../src/train/trainer';
+import { parseMetricsJsonl, parseStepsJsonl, type StepRecord } from '../../src/train/run-log';
 import {
   ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, epochsToTrainError, gapPoints, lrDropEpochs, oursTrainArgs,
-  parseStepsJsonl, referenceArgs, reproductionTable, smoothedTrainError,
+  referenceArgs, reproductionTable, smoothedTrainError,
 } from '../../scripts/reproduction-lib';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';

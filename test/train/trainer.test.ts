@@ -12,9 +12,10 @@ import { loadExportedModel } from '../../src/model/export';
 import { trainOptions } from '../../src/cli';
 import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/checkpoint';
 import { buildRunState } from '../../src/train/setup';
-import { fusionLayout, trainStep } from '../../src/train/step';
-import { STEPS_FILE, Trainer, type EpochRecord, type StepRecord } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/util/log';
+import { trainStep } from '../../src/train/step';
+import { STEPS_FILE, type EpochRecord, type StepRecord } from '../../src/train/run-log';
+import { Trainer } from '../../src/train/trainer';
+import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 
@@ -113,11 +114,10 @@ t.test('the tensor count stays flat across steps', async (t) => {
   const cfg = config([...common(path.join(tempDir(t), 'm')), '--epochs', '1']);
   const state = await buildRunState(cfg, false, memoryLogger());
   const loader = new BatchLoader({ samples: state.train, resizeSize: state.model.spec.resizeSize, cropSize: state.model.spec.inputSize, globalBatchSize: 12, rank: 0, worldSize: 1, seed: 0, mode: 'train', stats: state.stats });
-  const layout = fusionLayout(state.model);
   const counts: number[] = [];
   for (let epoch = 0; epoch < 2; epoch++) {
     for await (const batch of loader.epoch(epoch)) {
-      await trainStep(state.model, state.optimizer, batch, { lr: 0.01, dropoutSeed: 1, reducer: null, fusion: null, layout, stopVote: false });
+      await trainStep(state.model, state.optimizer, batch, { lr: 0.01, dropoutSeed: 1, collective: null, fusion: null, stopVote: false });
       counts.push(tf.memory().numTensors);
     }
   }

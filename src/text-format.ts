@@ -1,4 +1,14 @@
-/** Markdown tables with padded columns: readable in a terminal and pasteable into docs. */
+/**
+ * How numbers and tables read in the terminal and in written reports: one formatter each, so
+ * the progress line, the epoch line, eval's table and report.md say a percentage the same way.
+ */
+
+/** 0.1342 -> '13.42%'; NaN (nothing measured yet) -> 'n/a'. */
+export function formatPercent(x: number): string {
+  return Number.isFinite(x) ? `${(100 * x).toFixed(2)}%` : 'n/a';
+}
+
+/* Markdown tables with padded columns: readable in a terminal and pasteable into docs. */
 
 export type Align = 'left' | 'right';
 

@@ -2,7 +2,7 @@
  * One logger, level-gated and injectable: tests capture lines; workers other than rank 0
  * prefix `[rank N]`. Everything goes to stderr except results a user may pipe (stdout).
  */
-export type LogLevel = 'quiet' | 'info' | 'debug';
+import type { LogLevel } from './config';
 
 export interface Logger {
   info(line: string): void;

@@ -1,0 +1,68 @@
+/**
+ * The one flat Float32Array a step sends through the all-reduce: every parameter's gradient at
+ * its offset, then a short tail of per-step numbers that ride the same collective for free.
+ * One class packs and unpacks it, for gradients (training), weights (the initial broadcast and
+ * the replica checksum) and the tail alone (evaluation's metric sums).
+ *
+ * The tail, summed over ranks: [images, loss sum, top-1 hits, top-5 hits, skipped images,
+ * stop votes]. The sums scale the gradients (1 / global image count) and feed the progress
+ * line; the stop vote makes every rank stop after the same step (Ctrl-C may reach only some).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { MetricSums } from './metrics';
+
+export interface StepTail {
+  sums: MetricSums;
+  /** Images that could not be used in this step's batch. */
+  skipped: number;
+  /** Ranks that asked to stop after this step. */
+  stopVotes: number;
+}
+
+const TAIL_SLOTS = 6;
+
+export class FusionBuffer {
+  /** Gradients (or weights) of every parameter, then the tail. */
+  readonly data: Float32Array;
+  private readonly offsets: number[] = [];
+  private readonly shapes: number[][];
+  /** Where the tail starts: the number of parameter values. */
+  readonly tailAt: number;
+
+  /** A buffer for parameters of these shapes (none: a buffer for the tail alone). */
+  constructor(shapes: readonly (readonly number[])[] = []) {
+    this.shapes = shapes.map((s) => [...s]);
+    let at = 0;
+    for (const shape of this.shapes) {
+      this.offsets.push(at);
+      at += shape.reduce((a, b) => a * b, 1);
+    }
+    this.tailAt = at;
+    this.data = new Float32Array(at + TAIL_SLOTS);
+  }
+
+  /** Copies each tensor (one per parameter, in order) into its place. */
+  pack(tensors: readonly tf.Tensor[]): void {
+    if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
+    tensors.forEach((t, i) => this.data.set(t.dataSync() as Float32Array, this.offsets[i]));
+  }
+
+  /** Every parameter's values, as new tensors of their shapes (the caller disposes them). */
+  unpack(): tf.Tensor[] {
+    return this.shapes.map((shape, i) => tf.tensor(this.data.subarray(this.offsets[i], (this.offsets[i + 1] ?? this.tailAt)), shape));
+  }
+
+  /** The parameter part, one flat view (no copy). */
+  get params(): Float32Array {
+    return this.data.subarray(0, this.tailAt);
+  }
+
+  writeTail(t: StepTail): void {
+    this.data.set([t.sums.count, t.sums.lossSum, t.sums.top1Correct, t.sums.top5Correct, t.skipped, t.stopVotes], this.tailAt);
+  }
+
+  readTail(): StepTail {
+    const d = this.data.subarray(this.tailAt);
+    return { sums: { count: d[0], lossSum: d[1], top1Correct: d[2], top5Correct: d[3] }, skipped: d[4], stopVotes: d[5] };
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The run's own log files, in one place: their names, their record types, appending a record
+ * and reading the files back. The trainer appends; the report, the reproduction scripts and
+ * the tests read. Each line is one JSON record, so a run that crashes mid-append loses at most
+ * that line, and a resumed run appends on.
+ *
+ *   metrics.jsonl  one EpochRecord per epoch, then one TestRecord at the end
+ *   steps.jsonl    one StepRecord every --log-every steps
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { MetricSummary } from './metrics';
+
+export const METRICS_FILE = 'metrics.jsonl';
+export const STEPS_FILE = 'steps.jsonl';
+
+/** One line of metrics.jsonl: an epoch's training and validation metrics. */
+export interface EpochRecord {
+  /** 1-based. */
+  epoch: number;
+  globalStep: number;
+  lr: number;
+  train: MetricSummary;
+  val: MetricSummary | null;
+  imagesPerSec: number;
+  epochMs: number;
+  /** Training images that could not be used this epoch, over all ranks. */
+  skippedImages: number;
+}
+
+/** The last line of metrics.jsonl: the final test. */
+export interface TestRecord {
+  test: MetricSummary;
+  tta: number;
+}
+
+/** One line of steps.jsonl (--log-every N): the training metrics of the last N steps. */
+export interface StepRecord {
+  /** 1-based, as in metrics.jsonl. */
+  epoch: number;
+  /** Steps done in this epoch. */
+  step: number;
+  globalStep: number;
+  /** Epochs done, fractional: (epoch - 1) + step / steps per epoch. */
+  epochs: number;
+  lr: number;
+  train: MetricSummary;
+}
+
+/** What a training run returns (rank 0's, also sent to the coordinator as plain data). */
+export interface TrainResult {
+  epochs: EpochRecord[];
+  test: MetricSummary | null;
+  stopped: boolean;
+  runDir: string;
+  wallMs: number;
+}
+
+function appendLine(runDir: string, file: string, record: object): void {
+  fs.appendFileSync(path.join(runDir, file), `${JSON.stringify(record)}\n`);
+}
+
+export const appendEpochRecord = (runDir: string, r: EpochRecord): void => appendLine(runDir, METRICS_FILE, r);
+export const appendTestRecord = (runDir: string, r: TestRecord): void => appendLine(runDir, METRICS_FILE, r);
+export const appendStepRecord = (runDir: string, r: StepRecord): void => appendLine(runDir, STEPS_FILE, r);
+
+export interface RunMetrics {
+  /** One per epoch, in epoch order; a later line for the same epoch (a resumed run) wins. */
+  epochs: EpochRecord[];
+  /** The last test line, if the run got that far. */
+  test: TestRecord | null;
+  /** Lines that are not JSON or not a known record (a crash mid-append leaves half a line). */
+  badLines: number;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** JSON wrote NaN (an empty split, a diverged loss) as null: read it back as NaN. */
+const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
+
+function summaryOf(v: unknown): MetricSummary | null {
+  if (!isObject(v)) return null;
+  return { loss: num(v.loss), top1Error: num(v.top1Error), top5Error: num(v.top5Error), count: num(v.count) };
+}
+
+function epochRecordOf(v: unknown): EpochRecord | null {
+  if (!isObject(v)) return null;
+  const train = summaryOf(v.train);
+  if (typeof v.epoch !== 'number' || train === null) return null;
+  return {
+    epoch: v.epoch,
+    globalStep: num(v.globalStep),
+    lr: num(v.lr),
+    train,
+    val: summaryOf(v.val),
+    imagesPerSec: num(v.imagesPerSec),
+    epochMs: num(v.epochMs),
+    skippedImages: num(v.skippedImages),
+  };
+}
+
+function stepRecordOf(v: unknown): StepRecord | null {
+  if (!isObject(v)) return null;
+  const train = summaryOf(v.train);
+  if (typeof v.epochs !== 'number' || train === null) return null;
+  return { epoch: num(v.epoch), step: num(v.step), globalStep: num(v.globalStep), epochs: v.epochs, lr: num(v.lr), train };
+}
+
+/** Parses each non-blank line as JSON; null for a line that is not (a half-written last line). */
+function jsonLines(text: string): unknown[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      try {
+        return JSON.parse(line) as unknown;
+      } catch {
+        return null;
+      }
+    });
+}
+
+export function parseMetricsJsonl(text: string): RunMetrics {
+  const byEpoch = new Map<number, EpochRecord>();
+  let test: TestRecord | null = null;
+  let badLines = 0;
+  for (const value of jsonLines(text)) {
+    const record = epochRecordOf(value);
+    const testSummary = isObject(value) ? summaryOf(value.test) : null;
+    if (record) byEpoch.set(record.epoch, record);
+    else if (testSummary && isObject(value)) test = { test: testSummary, tta: num(value.tta) };
+    else badLines++;
+  }
+  return { epochs: [...byEpoch.values()].sort((a, b) => a.epoch - b.epoch), test, badLines };
+}
+
+/** The step records of steps.jsonl; unreadable lines (a run still writing) are left out. */
+export function parseStepsJsonl(text: string): StepRecord[] {
+  return jsonLines(text).map(stepRecordOf).filter((r): r is StepRecord => r !== null);
+}
+
+/** A TrainResult as plain data for a message (NaN and Infinity become null, as in the files). */
+export function plainTrainResult(result: TrainResult): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(result)) as Record<string, unknown>;
+}
+
+/** A TrainResult back from plain data (rank 0's, relayed by the coordinator). */
+export function trainResultOf(plain: Record<string, unknown>): TrainResult {
+  const epochs = Array.isArray(plain.epochs) ? plain.epochs.map(epochRecordOf).filter((r): r is EpochRecord => r !== null) : [];
+  return { epochs, test: summaryOf(plain.test), stopped: plain.stopped === true, runDir: String(plain.runDir), wallMs: num(plain.wallMs) };
+}

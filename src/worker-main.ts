@@ -1,0 +1,89 @@
+/**
+ * One data-parallel worker process: a full AlexNet replica on its own device, and the one
+ * place that joins TensorFlow.js (the training loop) to the ring (src/parallel). Started by
+ * the coordinator, or on another host by its join agent, never by hand: its rank and
+ * addresses come in the environment (parallel/worker-env.ts).
+ *
+ *   session (hello -> config -> ring) -> backend -> ready -> the shared training loop, with
+ *   the ring all-reduce as its collective -> done (or error) -> exit
+ *
+ * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
+ * coordinator, which watches health.
+ */
+import { describeBackend, initBackend } from './backend';
+import { env } from './config';
+import { consoleLogger } from './log';
+import { WorkerControl, type WorkerControlOptions } from './parallel/control';
+import { readSpawnerPid, readWorkerBootstrap } from './parallel/worker-env';
+import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './parallel/worker-session';
+import { writeRunReportSafely } from './report/report';
+import { plainTrainResult } from './train/run-log';
+import { Trainer, type StepReport } from './train/trainer';
+
+/** For the tests' fixture worker only (test/parallel/fixtures/faulty-worker.ts). */
+export interface WorkerHooks {
+  /** Makes the control socket (a fixture's can send bytes that are not a message). */
+  control?: (address: string, options: WorkerControlOptions) => WorkerControl;
+  /** Called after each step has been reported. */
+  afterStep?: (report: StepReport, session: WorkerSession) => void;
+}
+
+async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> {
+  const { boot, config } = session;
+  const { rank } = boot;
+  const log = consoleLogger({ level: rank === 0 ? 'info' : 'quiet', prefix: rank === 0 ? '' : `[rank ${rank}]` });
+  const requestStop = () => {
+    session.stopRequested = true; // the coordinator asks too; all ranks stop after the same step
+  };
+  process.on('SIGINT', requestStop);
+  process.on('SIGTERM', requestStop);
+  // CPU-simulated devices are wasm workers, one thread each (or cpu if asked for).
+  const backendChoice = boot.deviceKind === 'cpu' && config.backend !== 'cpu' ? 'wasm' : config.backend;
+  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu');
+  if (rank === 0) log.info(describeBackend(backend));
+  await session.ready();
+  const trainer = new Trainer(config, {
+    log,
+    tty: rank === 0 && env.isTTY(),
+    collective: session.collective,
+    shouldStop: () => session.stopRequested,
+    onStep: (report) => {
+      void session.reportStep(report);
+      hooks.afterStep?.(report, session);
+    },
+    onChecksum: (weights, globalStep) => session.reportWeights(weights, globalStep),
+    onEpochEnd: rank === 0 ? (runDir) => writeRunReportSafely(runDir, log) : undefined,
+  });
+  const result = await trainer.run();
+  await session.done(result.epochs.length, rank === 0 ? plainTrainResult(result) : null);
+}
+
+export async function workerMain(hooks: WorkerHooks = {}): Promise<number> {
+  const boot = readWorkerBootstrap();
+  exitWhenOrphaned(boot.rank, readSpawnerPid());
+  const keys = workerKeys(boot);
+  const options = { curve: keys };
+  const control = hooks.control ? hooks.control(boot.controlAddress, options) : new WorkerControl(boot.controlAddress, options);
+  let session: WorkerSession | null = null;
+  try {
+    session = await WorkerSession.open(boot, control, keys);
+    await train(session, hooks);
+    return 0;
+  } catch (err) {
+    await reportWorkerError(control, boot.rank, err);
+    return 1;
+  } finally {
+    await session?.close();
+    control.close();
+  }
+}
+
+if (require.main === module) {
+  workerMain().then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`worker failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
