@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatTable } from '../text-format';
-import { confusionHeatmap } from '../report/heatmap';
+import { confusionHeatmap } from './heatmap';
 import { writeSvgAndPng } from '../report/svg';
 import { writeAtomic } from '../atomic-write';
 import { confusionCount, perClassAccuracy, type ClassAccuracy, type ConfusionMatrix } from './confusion';

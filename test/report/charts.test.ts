@@ -1,7 +1,7 @@
 // The SVG charts as structure: polyline points, axes and labels, no NaN anywhere.
 import t from 'tap';
 import { curvesSvg, CURVES_SIZE_PX, formatTick, lineChart, linearAxis, logAxis, niceStep, segments, type ChartSpec } from '../../src/report/charts';
-import { cellSizePx, confusionHeatmap, shade } from '../../src/report/heatmap';
+import { cellSizePx, confusionHeatmap, shade } from '../../src/eval/heatmap';
 import { escapeXml } from '../../src/report/svg';
 import { addToConfusion, emptyConfusion } from '../../src/eval/confusion';
 import type { EpochRecord } from '../../src/train/run-log';

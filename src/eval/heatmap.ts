@@ -3,9 +3,9 @@
  * cell shaded by its share of the row (so rare classes are as readable as common ones) and
  * labelled with its count while cells are large enough to hold a number.
  */
-import type { ConfusionMatrix } from '../eval/confusion';
-import { confusionCount, perClassAccuracy } from '../eval/confusion';
-import { coord, svgDocument, svgText } from './svg';
+import type { ConfusionMatrix } from './confusion';
+import { confusionCount, perClassAccuracy } from './confusion';
+import { coord, svgDocument, svgText } from '../report/svg';
 
 export interface Heatmap {
   svg: string;
