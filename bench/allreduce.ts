@@ -23,7 +23,7 @@ import { reduceKernelName } from '../src/parallel/reduce-kernel';
 import { createIpcRingDir, ipcRingAddress, removeIpcRingDir } from '../src/parallel/ring-address';
 import { busBandwidth } from '../src/parallel/ring-schedule';
 import type { ParentCommand, WorkerReply } from './allreduce-worker';
-import { benchScript, flagValue, median, pythonUnavailable, runPythonJson } from './lib';
+import { benchScript, flagValue, median, pythonUnavailable, runPythonJson } from './harness';
 
 const ALEXNET_BYTES = 61_100_840 * 4;
 const FULL_SIZES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144].map((k) => k * 1024);

@@ -21,9 +21,10 @@ import { decodeFile } from '../src/data/decode';
 import { BatchLoader } from '../src/data/loader';
 import { DatasetStats } from '../src/data/stats';
 import { formatTable } from '../src/text-format';
-import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './lib';
+import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './harness';
 
-const TORCHVISION_REFERENCE = 560; // FINDINGS.md, PIL/torchvision, one process
+/** PIL/torchvision img/s on one process of this machine, measured once (docs/benchmarks.md, "Data pipeline"): used when torchvision cannot run. */
+const TORCHVISION_REFERENCE = 560;
 /** ImageNet's published RGB statistics ([0, 1] units), so the lighting/normalisation path runs. */
 const IMAGENET_STATS: DatasetStats = {
   meanRgb: [0.485, 0.456, 0.406],
@@ -164,7 +165,7 @@ export function dataMarkdown(r: DataBenchJson): string {
     `${r.images} images, 256 -> random 224 crop + flip + PCA lighting + normalise, batch 64, median of ${r.epochs - 1} epoch(s) after a warm-up, best of ${r.rounds} rounds; load average ${r.loadAverage[0].toFixed(2)}`,
     '',
     table,
-    ...(typeof r.torchvision === 'number' ? [] : [`torchvision: ${r.torchvision}; compared with FINDINGS.md's ${TORCHVISION_REFERENCE} img/s instead`]),
+    ...(typeof r.torchvision === 'number' ? [] : [`torchvision: ${r.torchvision}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier instead`]),
   ].join('\n');
 }
 

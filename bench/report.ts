@@ -13,7 +13,7 @@ import { writeSvgAndPng } from '../src/report/svg';
 import { markdownTable, type Row as AllReduceRow } from './allreduce';
 import { busbwChartSvg, throughputChartSvg } from './charts';
 import { dataMarkdown, type DataBenchJson } from './data';
-import { flagValue, replaceGeneratedBlock } from './lib';
+import { flagValue, replaceGeneratedBlock } from './harness';
 import { trainMarkdown, type TrainBenchJson } from './train-stats';
 
 interface AllReduceJson {

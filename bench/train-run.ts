@@ -10,7 +10,7 @@ import { describeBackend, initBackend } from '../src/backend';
 import { trainOptions } from '../src/cli';
 import { buildTrainConfig } from '../src/config';
 import type { PresetName } from '../src/config';
-import { trainDataParallel } from '../src/commands';
+import { trainDataParallel } from '../src/command-handlers';
 import { resolveDevices } from '../src/parallel/devices';
 import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
 import { Trainer, type TrainerDeps } from '../src/train/trainer';

@@ -6,7 +6,7 @@
 import { formatTable, type Align } from '../src/text-format';
 import { STEP_TIMINGS, type StepReportMessage } from '../src/parallel/protocol';
 import { busBandwidth } from '../src/parallel/ring-schedule';
-import { median } from './lib';
+import { median } from './harness';
 
 export type StepPart = (typeof STEP_TIMINGS)[number];
 

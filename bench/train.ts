@@ -23,7 +23,7 @@ import { countParams } from '../src/model/alexnet';
 import { PRESET_NAMES, type PresetName } from '../src/config';
 import { buildSpec } from '../src/model/presets';
 import { forkScript, nextMessage } from '../src/parallel/fork-script';
-import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './lib';
+import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './harness';
 import { trainArgs, type RunReply, type RunSpec } from './train-run';
 import {
   repImagesPerSec,

@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
-import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/lib';
+import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/harness';
 import { UserError } from '../src/errors';
 import { buildSpec } from '../src/model/presets';
 import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '../src/train/run-log';

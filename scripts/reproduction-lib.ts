@@ -5,7 +5,7 @@
 import { lineChart, type ChartSpec, type Series } from '../src/report/charts';
 import type { RunMetrics, StepRecord } from '../src/train/run-log';
 import { svgDocument, svgText } from '../src/report/svg';
-import { formatTable } from '../src/text-format';
+import { formatPercent, formatTable } from '../src/text-format';
 
 /** The paper's recipe scaled to this machine (issue #6), as `alexnet train` options. */
 export const REPRODUCTION_RECIPE = {
@@ -103,7 +103,7 @@ export function epochsToTrainError(curve: readonly { epochs: number; error: numb
   return curve.find((p) => p.error <= threshold)?.epochs ?? null;
 }
 
-const pct = (x: number | undefined | null): string => (x == null || Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+const pct = (x: number | undefined | null): string => formatPercent(x ?? NaN);
 const minutes = (ms: number): string => (Number.isFinite(ms) ? `${(ms / 60_000).toFixed(1)} min` : 'n/a');
 
 /** What a finished run contributes to the tables. */

@@ -1,15 +1,31 @@
+/**
+ * The one way this project replaces a file: write a temporary file beside it, fsync, rename.
+ * Readers (a viewer refreshing curves.png, a resume, another host) see the old or the new
+ * contents, never half a file, and a crash leaves the old file whole.
+ */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 
-/** Writes a file so that readers see the old or the new contents, never a half-written file. */
-export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
+export interface AtomicWriteOptions {
+  /** File mode of the new file, set before any byte is written (0o600 for secrets). */
+  mode?: number;
+}
+
+/** Writes `bytes` to `file` atomically; the temporary file is removed if anything fails. */
+export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string, options: AtomicWriteOptions = {}): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const fd = fs.openSync(tmp, 'w', options.mode ?? 0o666);
   try {
+    // The umask can only remove bits from the requested mode; this makes it exact.
+    if (options.mode !== undefined) fs.fchmodSync(fd, options.mode);
     if (typeof bytes === 'string') fs.writeSync(fd, bytes);
     else fs.writeSync(fd, bytes);
     fs.fsyncSync(fd);
-  } finally {
     fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
-  fs.renameSync(tmp, file);
 }

@@ -30,7 +30,7 @@ import {
 import { CLUSTER_DEFAULTS } from './parallel/cluster-config';
 import { dataCommand } from './data/commands';
 import { UserError } from './errors';
-import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './commands';
+import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
 
 /** Every `train` option, with its default (from TRAIN_DEFAULTS, src/config.ts) and unit in the help text. */
 export function trainOptions(y: Argv): Argv {

@@ -27,7 +27,6 @@ type Loader = () => Promise<string>;
 function requireNative(pkg: string): Loader {
   return async () => {
     // A plain require so that bundlers and tsc leave the optional package alone.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     require(pkg);
     await tf.setBackend('tensorflow');
     return 'tensorflow';
@@ -35,7 +34,6 @@ function requireNative(pkg: string): Loader {
 }
 
 async function loadWasm(): Promise<string> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   require('@tensorflow/tfjs-backend-wasm');
   patchWasmKernels();
   if (!(await tf.setBackend('wasm'))) throw new Error('tf.setBackend("wasm") failed');

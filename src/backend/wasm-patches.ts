@@ -1,5 +1,5 @@
 /**
- * Kernel patches that make the tfjs wasm backend able to train a conv net (FINDINGS.md):
+ * Kernel patches that make the tfjs wasm backend able to train a conv net (docs/architecture.md, "Backends"):
  *
  * 1. wasm has no `Conv2DBackpropFilter`. We build dW from wasm's own forward conv:
  *    treating the batch as the channel axis, dW is a *dilated* convolution of the padded input

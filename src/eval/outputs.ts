@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatTable } from '../text-format';
+import { formatPercent as pct, formatTable } from '../text-format';
 import { confusionHeatmap } from './heatmap';
 import { writeSvgAndPng } from '../report/svg';
 import { writeAtomic } from '../atomic-write';
@@ -40,7 +40,6 @@ export function perClassCsv(perClass: readonly ClassAccuracy[], classNames: read
   return csvLines([header, ...rows]);
 }
 
-const pct = (x: number): string => (Number.isNaN(x) ? 'n/a' : `${(100 * x).toFixed(2)}%`);
 
 export function perClassTable(perClass: readonly ClassAccuracy[], classNames: readonly string[]): string {
   const rows = perClass.map((c, i) => [classNames[i], c.images, c.correct, pct(c.accuracy), pct(c.precision), c.mostConfusedWith < 0 ? '-' : classNames[c.mostConfusedWith]]);

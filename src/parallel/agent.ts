@@ -21,7 +21,7 @@ import { validateTrainConfig, type TrainConfig } from '../config';
 import { CommTimeoutError, ConfigError, WorkerExitedError } from '../errors';
 import type { Logger } from '../log';
 import { WorkerControl } from './control';
-import type { CurveKeys } from './curve';
+import type { CurveKeys } from './curve-auth';
 import { describeDeviceList, type DeviceAssignment } from './devices';
 import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit, type LocalWorker } from './local-workers';
 import { MessageType, PROTOCOL_VERSION, type ControlMessage, type DismissMessage, type WelcomeMessage } from './protocol';

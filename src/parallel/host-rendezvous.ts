@@ -9,7 +9,7 @@ import { CommTimeoutError } from '../errors';
 import type { Logger } from '../log';
 import type { ClusterConfig } from './cluster-config';
 import type { CoordinatorControl } from './control';
-import type { CurveKeys } from './curve';
+import type { CurveKeys } from './curve-auth';
 import { MessageType, type JoinMessage } from './protocol';
 import { RankTable, describeHost, describeRanks, type JoinedHost } from './rendezvous';
 

@@ -15,8 +15,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zmq from 'zeromq';
+import { writeAtomic } from '../atomic-write';
 import { ConfigError } from '../errors';
-import { clusterKeysFrom, curvePublicKeyOf, validateCurveKeys, type CurveKeyPair, type CurveKeys } from './curve';
+import { clusterKeysFrom, curvePublicKeyOf, validateCurveKeys, type CurveKeyPair, type CurveKeys } from './curve-auth';
 
 export const KEY_FILE_FORMAT = 'alexnet-cluster-key';
 export const KEY_FILE_VERSION = 1;
@@ -38,15 +39,11 @@ export function writeKeyFile(file: string, force: boolean): CurveKeyPair {
   const dir = path.dirname(path.resolve(file));
   if (!fs.existsSync(dir)) throw new ConfigError(`cannot write key file ${file}: folder ${dir} does not exist`);
   const pair = zmq.curveKeyPair();
-  // Created 0600 under a temporary name, then renamed: the secret is never readable by others,
-  // not even for a moment, and a replaced file is swapped whole.
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  // Created 0600 before the secret is written, and swapped in whole: the secret is never
+  // readable by others, not even for a moment.
   try {
-    fs.writeFileSync(tmp, keyFileText(pair), { mode: KEY_FILE_MODE, flag: 'wx' });
-    fs.chmodSync(tmp, KEY_FILE_MODE); // the umask can only remove bits; this makes sure
-    fs.renameSync(tmp, file);
+    writeAtomic(file, keyFileText(pair), { mode: KEY_FILE_MODE });
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
     throw new ConfigError(`cannot write key file ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
   return pair;

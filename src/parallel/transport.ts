@@ -3,7 +3,7 @@
  * implementation that runs several ranks inside one process (unit tests, and the reference the
  * ZeroMQ transport is checked against).
  *
- * Ownership rules (they mirror ZeroMQ's zero-copy sends, see docs/FINDINGS "ZeroMQ"):
+ * Ownership rules (they mirror ZeroMQ's zero-copy sends, see docs/allreduce.md, "Zero-copy rules"):
  * - `send(chunk)` resolves when the chunk is queued, NOT when rank+1 has it. The transport may
  *   read `chunk`'s memory until then, so the caller must not write to it until the algorithm
  *   knows the peer has received it.

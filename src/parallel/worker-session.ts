@@ -11,7 +11,7 @@ import { validateTrainConfig, type TrainConfig } from '../config';
 import { CommTimeoutError, ConfigError } from '../errors';
 import { ringCollective, type Collective } from './collective';
 import { WorkerControl } from './control';
-import type { CurveKeys } from './curve';
+import type { CurveKeys } from './curve-auth';
 import { readKeyFile } from './keyfile';
 import { MessageType, PROTOCOL_VERSION, stepReportMessage, weightsChecksum, type ConfigMessage, type ControlMessage, type StepFacts } from './protocol';
 import { parseRingAddress } from './ring-address';

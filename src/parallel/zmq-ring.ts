@@ -15,7 +15,7 @@
  */
 import * as zmq from 'zeromq';
 import { ConfigError, ProtocolError, WorkerExitedError } from '../errors';
-import { CurveKeys, applyCurveClient, applyCurveServer, startZapHandler, validateCurveKeys } from './curve';
+import { CurveKeys, applyCurveClient, applyCurveServer, startZapHandler, validateCurveKeys } from './curve-auth';
 import { bindError, checkBindable, parseRingAddress } from './ring-address';
 import { assertInt, mod } from './ring-schedule';
 import { RingTransport, closedTransportError, recvTimeoutError } from './transport';
@@ -27,7 +27,7 @@ export interface ZmqRingOptions {
   worldSize: number;
   /** Where this rank's receiving socket binds: ipc://<path>, tcp://<host>:<port|*>. */
   bindAddress: string;
-  /** Encrypt and authenticate with CURVE (see curve.ts); plain when absent. */
+  /** Encrypt and authenticate with CURVE (see curve-auth.ts); plain when absent. */
   curve?: CurveKeys;
   /**
    * Kernel socket buffer size in bytes (SO_SNDBUF / SO_RCVBUF), capped by the kernel's

@@ -3,6 +3,7 @@
  * the output is a file or CI log, in the spirit of pytorch/examples' ProgressMeter.
  */
 import type { Logger } from '../log';
+import { formatPercent } from '../text-format';
 
 export interface ProgressSnapshot {
   step: number;
@@ -33,7 +34,7 @@ export function formatProgress(label: string, p: ProgressSnapshot, barWidth = 24
   const width = String(p.totalSteps).length;
   return (
     `${label} [${bar}] ${String(p.step).padStart(width)}/${p.totalSteps}` +
-    `  loss ${p.loss.toFixed(4)}  top-1 ${(100 * p.top1Error).toFixed(2)}%` +
+    `  loss ${p.loss.toFixed(4)}  top-1 ${formatPercent(p.top1Error)}` +
     `  ${p.imagesPerSec.toFixed(1)} img/s  ETA ${formatDuration(etaMs(p))}`
   );
 }

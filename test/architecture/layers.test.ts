@@ -11,7 +11,7 @@ const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format'];
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   cli: 'any',
-  commands: 'any',
+  'command-handlers': 'any',
   'worker-main': 'any',
   eval: ['report', 'train', 'model', 'data', 'backend', ...FOUNDATION],
   report: ['train', ...FOUNDATION],

@@ -1,6 +1,6 @@
 // Shared benchmark helpers: flags, the median, and the generated blocks of docs/benchmarks.md.
 import t from 'tap';
-import { flagValue, median, replaceGeneratedBlock } from '../../bench/lib';
+import { flagValue, median, replaceGeneratedBlock } from '../../bench/harness';
 
 t.test('median of odd, even and empty lists', async (t) => {
   t.equal(median([3, 1, 2]), 2);

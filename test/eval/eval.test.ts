@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import yargs from 'yargs';
 import { initBackend } from '../../src/backend';
 import { trainOptions } from '../../src/cli';
-import { runEval } from '../../src/commands';
+import { runEval } from '../../src/command-handlers';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';

@@ -9,7 +9,7 @@ import yargs from 'yargs';
 import { initBackend } from '../../src/backend';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { trainOptions } from '../../src/cli';
-import { trainDataParallel } from '../../src/commands';
+import { trainDataParallel } from '../../src/command-handlers';
 import { faultyWorkerEnv } from './fixtures/faulty-worker';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { Trainer } from '../../src/train/trainer';

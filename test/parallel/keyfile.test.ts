@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import * as zmq from 'zeromq';
 import { ConfigError } from '../../src/errors';
-import { curvePublicKeyOf, z85Decode, z85Encode } from '../../src/parallel/curve';
+import { curvePublicKeyOf, z85Decode, z85Encode } from '../../src/parallel/curve-auth';
 import { KEY_FILE_FORMAT, readKeyFile, writeKeyFile } from '../../src/parallel/keyfile';
 import { tempDir } from '../data/fixtures/images';
 

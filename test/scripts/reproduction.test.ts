@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import yargs from 'yargs';
-import { benchScript, pythonUnavailable, SYSTEM_PYTHON } from '../../bench/lib';
+import { benchScript, pythonUnavailable, SYSTEM_PYTHON } from '../../bench/harness';
 import { trainOptions } from '../../src/cli';
 import { buildTrainConfig, type CliArgs } from '../../src/config';
 import { buildSpec } from '../../src/model/presets';

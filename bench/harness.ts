@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 
-/** Debian's own interpreter: a `python3` earlier on PATH may not see python3-torch (FINDINGS.md). */
+/** Debian's own interpreter: a `python3` earlier on PATH (pyenv, a venv) does not see Debian's python3-torch. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 
 /** The value after `name` in argv, or undefined when the flag is absent. */

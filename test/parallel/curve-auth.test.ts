@@ -6,7 +6,7 @@ import t from 'tap';
 import * as zmq from 'zeromq';
 import { CommTimeoutError, ConfigError } from '../../src/errors';
 import { ringAllReduce } from '../../src/parallel/allreduce';
-import { clusterCurveKeys, validateCurveKeys, z85Encode } from '../../src/parallel/curve';
+import { clusterCurveKeys, validateCurveKeys, z85Encode } from '../../src/parallel/curve-auth';
 import { ZmqRingTransport } from '../../src/parallel/zmq-ring';
 import { connectZmqRing, rankData, sameBits } from './fixtures/ring';
 
