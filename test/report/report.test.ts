@@ -13,10 +13,10 @@ import { CURVES_SIZE_PX } from '../../src/report/charts';
 import { reportMarkdown, writeRunReport } from '../../src/report/report';
 import { parseMetricsJsonl } from '../../src/train/run-log';
 import { loadCheckpoint, readCheckpointSummary } from '../../src/train/checkpoint';
-import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
+import { trainInProcess } from '../../src/command-handlers';
 
 const root = tempDir(t);
 let data = '';
@@ -25,7 +25,8 @@ async function train(runDir: string, epochs: number) {
   const argv = ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '6', '--max-steps', '1', '--epochs', String(epochs), '--run-dir', runDir, '--backend', 'wasm'];
   const config = buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
   const log = memoryLogger();
-  const result = await new Trainer(config, { log, tty: false, collective: null, shouldStop: () => false }).run();
+  // The single-process path as `alexnet train` runs it: its trainer redraws the report each epoch.
+  const result = await trainInProcess(config, log, false);
   return { result, log };
 }
 
