@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { TrainConfig } from '../config';
+import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
 import { CheckpointError } from '../errors';
 import { writeAtomic } from '../atomic-write';
 import type { OptimizerState } from './optimizer';
@@ -104,10 +104,25 @@ function headerLength(prefix: Buffer, file: string): number {
 }
 
 function parseHeader(json: Buffer, file: string): Header {
+  let header: Header;
   try {
-    return JSON.parse(json.toString('utf8'), reviveNonFinite) as Header;
+    header = JSON.parse(json.toString('utf8'), reviveNonFinite) as Header;
   } catch {
     throw new CheckpointError(`${file} is corrupt: its header is not valid JSON (truncated file?)`);
+  }
+  return { ...header, config: checkpointConfig(header.config, file) };
+}
+
+/**
+ * The config saved in a checkpoint, validated like any config received from elsewhere. Fields
+ * that a checkpoint of an older version lacks take today's defaults (their behaviour then).
+ */
+function checkpointConfig(saved: unknown, file: string): TrainConfig {
+  if (saved === null || typeof saved !== 'object') throw new CheckpointError(`${file} is corrupt: its header holds no training config`);
+  try {
+    return validateTrainConfig({ ...TRAIN_DEFAULTS, runDir: path.dirname(path.resolve(file)), ...saved }, file);
+  } catch (err) {
+    throw new CheckpointError(err instanceof Error ? err.message : String(err));
   }
 }
 
