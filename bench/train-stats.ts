@@ -21,9 +21,7 @@ export interface StepSample {
 }
 
 export function sampleOf(m: StepReportMessage, atMs: number): StepSample {
-  const partsMs = { dataWaitMs: 0, computeMs: 0, copyMs: 0, reduceMs: 0, updateMs: 0 };
-  for (const part of STEP_TIMINGS) partsMs[part] = m.metrics[part]?.sum ?? 0;
-  return { rank: m.rank, step: m.step, atMs, images: m.metrics.loss?.count ?? 0, partsMs };
+  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs } };
 }
 
 /** Warm-up steps, then `reps` repetitions of `stepsPerRep` consecutive steps each. */

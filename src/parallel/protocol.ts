@@ -15,7 +15,7 @@ import { ProtocolError } from '../errors';
  * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
  * (hosts of a multi-host run may have different builds installed).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export enum MessageType {
   /** worker -> coordinator: started; here is my ring endpoint. */
@@ -24,7 +24,7 @@ export enum MessageType {
   Config = 'config',
   /** worker -> coordinator: ring connected and backend started (sent before the initial weights broadcast). */
   Ready = 'ready',
-  /** worker -> coordinator: metrics of one step as (sum, count) pairs. */
+  /** worker -> coordinator: one step done: its images and timings. */
   StepReport = 'stepReport',
   /** worker -> coordinator: weights checksum at a step, compared across ranks. */
   Checksum = 'checksum',
@@ -46,12 +46,6 @@ export enum MessageType {
   WorkerExit = 'workerExit',
   /** join agent -> coordinator: this host cannot take part (e.g. its dataset is missing). */
   HostError = 'hostError',
-}
-
-/** A metric summed over samples: the mean is sum / count, after summing over ranks. */
-export interface SumCount {
-  sum: number;
-  count: number;
 }
 
 export interface HelloMessage {
@@ -81,11 +75,15 @@ export interface StepReportMessage {
   rank: number;
   epoch: number;
   step: number;
+  /** The step's time without the data wait (its compute, copies, all-reduce and update). */
   stepMs: number;
-  metrics: Record<string, SumCount>;
+  /** Images the step trained on, over all ranks (the count rode the all-reduce). */
+  images: number;
+  /** Each part of the step's time on this rank. */
+  timingsMs: Record<StepTiming, number>;
 }
 
-/** The parts of a step a StepReport times, in the order they happen, as its `metrics` name them. */
+/** The parts of a step a StepReport times, in the order they happen. */
 export const STEP_TIMINGS = ['dataWaitMs', 'computeMs', 'copyMs', 'reduceMs', 'updateMs'] as const;
 export type StepTiming = (typeof STEP_TIMINGS)[number];
 
@@ -94,27 +92,23 @@ export interface StepFacts {
   epoch: number;
   step: number;
   /** Summed over every rank's images of the step. */
-  sums: { count: number; lossSum: number; top1Correct: number };
+  sums: { count: number };
   timings: Record<StepTiming, number>;
 }
 
 /**
- * One step's report: loss and top-1 as (sum, count) over the step's images (all ranks', since
- * they rode the all-reduce), and each part of the step's time as (ms, 1).
+ * One step's report: what the coordinator watches (the step, its time: a hung worker is one
+ * silent for 3x its slowest step) and what the training benchmark times (images, each part).
  */
 export function stepReportMessage(rank: number, r: StepFacts): StepReportMessage {
-  const timings = Object.fromEntries(STEP_TIMINGS.map((name) => [name, { sum: r.timings[name], count: 1 }]));
   return {
     type: MessageType.StepReport,
     rank,
     epoch: r.epoch,
     step: r.step,
     stepMs: r.timings.computeMs + r.timings.copyMs + r.timings.reduceMs + r.timings.updateMs,
-    metrics: {
-      loss: { sum: r.sums.lossSum, count: r.sums.count },
-      top1Correct: { sum: r.sums.top1Correct, count: r.sums.count },
-      ...timings,
-    },
+    images: r.sums.count,
+    timingsMs: Object.fromEntries(STEP_TIMINGS.map((name) => [name, r.timings[name]])) as Record<StepTiming, number>,
   };
 }
 
@@ -219,14 +213,11 @@ const booleanField: FieldCheck = (v) => (typeof v === 'boolean' ? null : 'must b
 const countField: FieldCheck = (v) => (Number.isInteger(v) && (v as number) >= 1 ? null : 'must be an integer >= 1');
 const objectField: FieldCheck = (v) => (isRecord(v) ? null : 'must be an object');
 
-const metricsField: FieldCheck = (v) => {
-  if (!isRecord(v)) return 'must be an object of {sum, count}';
-  for (const [name, entry] of Object.entries(v)) {
-    if (!isRecord(entry) || numberField(entry.sum) !== null || numberField(entry.count) !== null) {
-      return `entry ${JSON.stringify(name)} must be {sum: number, count: number}`;
-    }
-  }
-  return null;
+const timingsField: FieldCheck = (v) => {
+  if (!isRecord(v)) return 'must be an object of step timings';
+  for (const name of STEP_TIMINGS) if (numberField(v[name]) !== null) return `entry ${JSON.stringify(name)} must be a finite number of ms`;
+  const extra = Object.keys(v).find((k) => !(STEP_TIMINGS as readonly string[]).includes(k));
+  return extra === undefined ? null : `has an unexpected entry ${JSON.stringify(extra)}`;
 };
 
 /** Every field of every message type, checked at compile time against the interfaces. */
@@ -253,7 +244,8 @@ const SCHEMAS: Schemas = {
     epoch: rankField,
     step: rankField,
     stepMs: numberField,
-    metrics: metricsField,
+    images: rankField,
+    timingsMs: timingsField,
   },
   [MessageType.Checksum]: { rank: rankField, step: rankField, checksum: stringField },
   [MessageType.Heartbeat]: { rank: rankField, timeMs: numberField },
