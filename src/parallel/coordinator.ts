@@ -20,32 +20,14 @@ import type { Logger } from '../log';
 import { CoordinatorControl } from './control';
 import type { DeviceAssignment } from './devices';
 import { HostRendezvous, type ClusterPlan } from './host-rendezvous';
-import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit, type LocalWorker } from './local-workers';
+import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit } from './local-workers';
 import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
-import { describeHost, type JoinedHost } from './rendezvous';
+import { describeHost } from './rendezvous';
+import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from './worker-health';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from './ring-address';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
-
-interface WorkerState {
-  rank: number;
-  /** Null for a worker on another host: its join agent started it. */
-  local: LocalWorker | null;
-  /** The joined host of a remote worker; null on this host. */
-  host: JoinedHost | null;
-  routingId: Uint8Array | null;
-  lastSeenMs: number;
-  step: number;
-  epoch: number;
-  longestStepMs: number;
-  done: boolean;
-  exited: boolean;
-}
-
-function newWorkerState(rank: number, local: LocalWorker | null, host: JoinedHost | null): WorkerState {
-  return { rank, local, host, routingId: null, lastSeenMs: Date.now(), step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
-}
 
 /** The first thing that went wrong, as the user will read it. */
 class Failure {
@@ -101,7 +83,7 @@ export class Coordinator {
   private readonly worldSize: number;
   private failure: Failure | null = null;
   private result: RunResult | null = null;
-  private readonly checksums = new Map<number, Map<number, string>>();
+  private checksums: ReplicaChecksums | null = null;
   private stopRequested = false;
   /** Set once shutdown begins: exits after that are expected, not failures. */
   private stopped = false;
@@ -302,13 +284,8 @@ export class Coordinator {
 
   /** Every rank reports a checksum at the same global steps; they must all be equal. */
   private compareChecksum(rank: number, step: number, checksum: string): void {
-    const at = this.checksums.get(step) ?? new Map<number, string>();
-    at.set(rank, checksum);
-    this.checksums.set(step, at);
-    if (at.size < this.workers.length) return;
-    this.checksums.delete(step);
-    const reference = at.get(0);
-    const diverged = [...at.entries()].filter(([, c]) => c !== reference).map(([r]) => r);
+    this.checksums ??= new ReplicaChecksums(this.workers.length);
+    const diverged = this.checksums.add(rank, step, checksum);
     if (diverged.length > 0) {
       this.fail(diverged[0], `replicas diverged at global step ${step}: the weights of rank(s) ${diverged.join(', ')} differ from rank 0's`);
     }
@@ -355,14 +332,10 @@ export class Coordinator {
         if (done()) return finish(() => resolve());
         if (deadline !== null && Date.now() - started > deadline.ms) return finish(() => reject(deadline.error()));
         const now = Date.now();
-        for (const w of this.workers) {
-          const limitMs = Math.max(this.options.hangTimeoutMs, 3 * w.longestStepMs);
-          // Before its hello a worker is starting (and, on another host, checking its data):
-          // the rendezvous timeout covers that.
-          if (w.routingId !== null && !w.done && !w.exited && now - w.lastSeenMs > limitMs) {
-            this.fail(w.rank, `stopped responding (no message for ${Math.round((now - w.lastSeenMs) / 1000)} s) at epoch ${w.epoch + 1}, step ${w.step}: hung`);
-            return check();
-          }
+        const hung = hungWorker(this.workers, now, this.options.hangTimeoutMs);
+        if (hung !== undefined) {
+          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`);
+          return check();
         }
       };
       const timer = setInterval(check, 500);
