@@ -17,6 +17,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BACKEND_CHOICES } from './backend';
 import { DEFAULT_DATA, type CliArgs } from './config';
+import { datasetOptions } from './data/cli-options';
 import { dataCommand } from './data/commands';
 import { UserError } from './errors';
 import { PRESET_NAMES } from './model/presets';
@@ -68,6 +69,8 @@ export function trainOptions(y: Argv): Argv {
     .option('log-level', { choices: ['quiet', 'info', 'debug'] as const, default: 'info', describe: 'how much to print' });
 }
 
+const FORCE_RUN_DIR = { type: 'boolean', default: false, describe: 'train into a --run-dir that already holds files (they may be overwritten); without it such a directory is refused unless it is the one --resume continues' } as const;
+
 const KEY_FILE_HELP = "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
 const RING_PORT_HELP = "port of this host's first ring socket, +1 for each further worker (default 0: any free port; the other hosts must be able to reach it)";
 
@@ -99,7 +102,7 @@ export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => clusterOptions(trainOptions(y)), (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => datasetOptions(clusterOptions(trainOptions(y))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))
     .command(
       'join <rendezvous>',
       "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",
@@ -121,13 +124,14 @@ export function buildCli(argv: string[]): Argv {
       'eval <checkpoint>',
       'top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint (file or run directory) on a split',
       (y: Argv): Argv =>
-        y
+        datasetOptions(y)
           .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
           .option('data', { type: 'string', describe: 'dataset root (default: the one the checkpoint was trained on)' })
           .option('split', { choices: ['train', 'val', 'test'] as const, default: 'test', describe: 'split to evaluate' })
           .option('tta', { type: 'number', default: 1, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
           .option('batch-size', { type: 'number', default: 128, describe: 'images per batch' })
           .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
+          .option('force', { type: 'boolean', default: false, describe: 'replace those files in --out even when eval did not write them' })
           .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
       async (a) => {
         await runEval(a as CliArgs);

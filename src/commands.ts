@@ -8,12 +8,15 @@ import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend, type BackendChoice } from './backend';
 import { buildClusterConfig, buildJoinConfig, buildTrainConfig, env, specOverrides, type CliArgs, type ClusterConfig, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
-import { openDataset, type SplitName } from './data/dataset';
+import { openOptionsFromArgs } from './data/cli-options';
+import { openDataset, problemWarnings, type SplitName } from './data/dataset';
+import { assertMayReplace, recordWritten } from './data/owned';
+import { findStats } from './data/stats';
 import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
-import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
+import { EVAL_FILE_NAMES, perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec, type PresetName } from './model/presets';
@@ -22,7 +25,8 @@ import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './rep
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { setWeights } from './train/setup';
+import { assertFreshRunDir } from './train/run-dir';
+import { setWeights, statsPlaces } from './train/setup';
 import { Trainer, type TrainResult } from './train/trainer';
 import { consoleLogger, type Logger } from './util/log';
 import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
@@ -80,9 +84,12 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const devices = resolveDevices(config);
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
+  assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
   const spec = buildSpec(config.preset, specOverrides(config));
-  const ds = await openDataset(config.data);
+  const ds = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
+  for (const note of ds.notes) log.info(note);
+  for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
   const result =
     plan === null && devices.worldSize === 1
@@ -148,7 +155,13 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   log.info(describeBackend(await initBackend(args['backend'] as BackendChoice, false)));
   const dataRoot = args['data'] == null ? ckpt.config.data : String(args['data']);
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
-  const ds = await openDataset(dataRoot);
+  // The checkpoint's own --layout and class names, unless this command gives its own.
+  const given = openOptionsFromArgs(args);
+  const ds = await openDataset(dataRoot, {
+    layout: args['layout'] == null || given.layout === 'auto' ? (ckpt.config.dataLayout ?? 'auto') : given.layout,
+    classNames: given.classNames ?? ckpt.config.classNames ?? null,
+  });
+  for (const note of ds.notes) log.info(note);
   const split = String(args['split']) as SplitName;
   const samples = ds.splits[split]?.samples;
   if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
@@ -158,10 +171,10 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const spec = buildSpec(ckpt.config.preset, specOverrides(ckpt.config));
   const model = createAlexNet(spec, ckpt.classes.length, 0);
   setWeights(model, ckpt.weights, file);
-  const { loadStats } = await import('./data/stats');
+  const stats = await findStats(statsPlaces(ds.root, ds.splits.train?.samples ?? [], spec.resizeSize, path.dirname(file)));
   const loader = new BatchLoader({
     samples, resizeSize: spec.resizeSize, cropSize: spec.inputSize, globalBatchSize: batchSize, rank: 0, worldSize: 1,
-    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: await loadStats(ds.root),
+    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: stats?.stats ?? null,
     onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
   });
   const { summary: s, confusion } = await evaluateWithConfusion(model, loader);
@@ -171,7 +184,9 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const unscored = confusion.unscored.reduce((a, b) => a + b, 0);
   if (unscored > 0) log.warn(`${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`);
   const outDir = args['out'] == null ? defaultEvalDir(file, split, tta) : String(args['out']);
+  assertMayReplace(outDir, EVAL_FILE_NAMES, Boolean(args['force']), 'choose another --out');
   const files = await writeEvalOutputs(outDir, confusion, ds.classes, `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`);
+  recordWritten(outDir, EVAL_FILE_NAMES);
   log.result(`${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
   log.info(`wrote ${files.confusionCsv}, ${files.perClassCsv}, ${files.heatmapPng}`);
   return { summary: s, perClass, files };

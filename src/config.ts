@@ -4,9 +4,13 @@
  * derived values (per-rank batch, class count) are computed elsewhere, never written back.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { BACKEND_CHOICES, type BackendChoice } from './backend';
 import type { AugmentChoice } from './data/augment';
+import { classNamesFromArgs, type ClassNames } from './data/classes';
+import { layoutFromArgs } from './data/cli-options';
+import type { Layout } from './data/layout';
 import { ConfigError } from './errors';
 import { checkLocalAddress, parseTcpEndpoint, tcpAddress } from './parallel/ring-address';
 import { PRESET_NAMES, type PresetName, type SpecOverrides } from './model/presets';
@@ -16,6 +20,10 @@ import { SCHEDULE_NAMES, type ScheduleName } from './train/schedule';
 export interface TrainConfig {
   /** Dataset root: {train,val,test}/<class>/<image> folders or {train,val,test}.txt list files. */
   data: string;
+  /** --layout: folders, list files, or auto (src/data/layout.ts). */
+  dataLayout: Layout;
+  /** --classes / --classes-file: names of numeric labels, read once here so workers need no file. */
+  classNames: ClassNames | null;
   preset: PresetName;
   /** Changes to the preset for the paper's ablations. */
   model: Required<Pick<SpecOverrides, 'activation' | 'lrn' | 'overlappingPool'>> & { dropoutRate: number | null; init: 'paper' | 'he' | 'preset' };
@@ -102,6 +110,8 @@ export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
   const dropout = args['dropout'];
   const config: TrainConfig = {
     data: existingPath(String(args['data']), 'dataset'),
+    dataLayout: layoutFromArgs(args),
+    classNames: classNamesFromArgs(args),
     preset: oneOf(args, 'preset', PRESET_NAMES),
     model: {
       activation: oneOf(args, 'activation', ['relu', 'tanh'] as const),
@@ -196,6 +206,8 @@ export interface FaultInjection {
 /** Environment facts, read here only. */
 export const env = {
   isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
+  /** Where derived files (dataset statistics) go: never into the dataset folder. */
+  cacheDir: (): string => process.env.ALEXNET_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'alexnet'),
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
   workerBootstrap: (): WorkerBootstrap => {
     const get = (name: string): string => {

@@ -8,6 +8,7 @@ import { DataError } from '../errors';
 import { classCounts, Dataset, Sample, SPLIT_NAMES, SplitName } from './dataset';
 import { DecodeOptions, decodeFile, VAGUE_DECODE_FAILURE } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
+import { type ListProblem, problemWhere } from './listfile';
 import { IgnoredFile } from './scan';
 import { formatTable } from './table';
 
@@ -31,6 +32,8 @@ export interface CheckReport {
   bad: BadFile[];
   ignored: IgnoredFile[];
   warnings: string[];
+  /** Every problem of the index (list files: file:line), all of them. */
+  problems: ListProblem[];
   balance: SplitBalance[];
 }
 
@@ -71,7 +74,9 @@ export async function checkDataset(ds: Dataset, opts: CheckOptions = {}): Promis
       valid: classCounts(samples.filter((s) => !badPaths.has(s.path)), ds.classes.length),
     };
   });
-  return { root: ds.root, classes: ds.classes, bad, ignored: ds.ignored, warnings: ds.warnings, balance };
+  // A list dataset's ignored files are its missing lines, already among the problems with their line.
+  const ignored = ds.source === 'lists' ? [] : ds.ignored;
+  return { root: ds.root, classes: ds.classes, bad, ignored, warnings: ds.warnings, problems: ds.problems, balance };
 }
 
 /** True when no split has a valid image. */
@@ -103,6 +108,11 @@ export function formatCheckReport(report: CheckReport, maxRows = 200): string {
     if (report.bad.length > maxRows) parts.push(`... and ${report.bad.length - maxRows} more`);
   } else {
     parts.push('Bad files: none.');
+  }
+  if (report.problems.length > 0) {
+    parts.push('', `Problems (${report.problems.length}):`, ...report.problems.map((p) => `  ${problemWhere(p)}: ${p.message}`));
+  } else {
+    parts.push('Problems in the list files or folders: none.');
   }
   if (report.ignored.length > 0) {
     const rows = report.ignored.slice(0, maxRows).map((f) => [rel(f.path), f.reason]);

@@ -133,16 +133,18 @@ export interface OpenOptions {
   strict?: boolean;
 }
 
-/** Problems that leave training possible become one warning line per kind. */
-function problemWarnings(problems: readonly ListProblem[], root: string): string[] {
+/**
+ * The problems that leave training possible, as one warning line per kind (training prints
+ * these; `data check` prints every problem instead).
+ */
+export function problemWarnings(ds: Pick<Dataset, 'problems' | 'root'>): string[] {
   const what: Record<string, string> = {
-    gap: 'label value(s) with no image', 'not-in-train': 'class(es) in val/test with no training image',
-    duplicate: 'file(s) listed twice', bases: 'line(s) relative to another folder than the rest of their file',
+    gap: 'label value(s) with no image', 'not-in-train': 'class(es) in val/test with no training image', duplicate: 'file(s) listed twice',
   };
   const out: string[] = [];
   for (const kind of Object.keys(what)) {
-    const of = problems.filter((p) => p.kind === kind);
-    if (of.length > 0) out.push(`${of.length} ${what[kind]} (first: ${problemWhere(of[0])}: ${of[0].message}); \`alexnet data check ${root}\` lists them all`);
+    const of = ds.problems.filter((p) => p.kind === kind);
+    if (of.length > 0) out.push(`${of.length} ${what[kind]} (first: ${problemWhere(of[0])}: ${of[0].message}); \`alexnet data check ${ds.root}\` lists them all`);
   }
   return out;
 }
@@ -171,7 +173,6 @@ async function openFolderTree(root: string, splitDirs: Partial<Record<SplitName,
   }
   const problems = auditLabels(entries, { classCount: classes.length, names: classes, source: named?.source ?? null })
     .filter((p) => named !== null || p.kind !== 'gap');
-  warnings.push(...problemWarnings(problems, root));
   return { root, classes, splits, source: 'folders', ignored, warnings, notes: [], problems };
 }
 
@@ -221,7 +222,6 @@ async function openListFiles(root: string, listFiles: Partial<Record<SplitName, 
   }
   const missing = ignored.length;
   if (missing > 0) warnings.push(`${missing} listed file(s) do not exist and are left out (first: ${ignored[0].reason}: ${ignored[0].path})`);
-  warnings.push(...problemWarnings(problems.filter((p) => !FATAL_PROBLEMS.has(p.kind)), root));
   const splits: Partial<Record<SplitName, DatasetSplit>> = {};
   for (const { split, samples } of parsed) splits[split] = { name: split, classes, samples };
   return { root, classes, splits, source: 'lists', ignored, warnings, notes: describeBases(bases), problems };

@@ -88,13 +88,6 @@ export async function readListFile(listFile: string, classCount: number | null, 
   return parseListText(await fsp.readFile(listFile, 'utf8'), listFile, classCount, classSource);
 }
 
-/** Class names from classes.txt: non-blank lines, trimmed. */
-export async function readClassesFile(file: string): Promise<string[]> {
-  return textLines(await fsp.readFile(file, 'utf8'))
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
-}
-
 /** `file:line` (or just the file when there is no line). */
 export function problemWhere(p: Pick<ListProblem, 'file' | 'line'>): string {
   return p.line === null ? p.file : `${p.file}:${p.line}`;
