@@ -50,7 +50,7 @@ export function trainOptions(y: Argv): Argv {
     .option('lrn', { type: 'boolean', default: true, describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
     .option('overlapping-pool', { type: 'boolean', default: true, describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
     .option('dropout', { type: 'number', describe: 'dropout rate in the hidden FC layers (default: the preset\'s, 0.5)' })
-    .option('init', { choices: ['preset', 'paper', 'he'] as const, default: 'preset', describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s' })
+    .option('init', { choices: ['preset', 'paper', 'he'] as const, default: 'preset', describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s (paper: N(0, 0.01); small and torchvision: he)' })
     .option('tta', { type: 'number', default: 1, describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
     .option('drop-last', { type: 'boolean', default: false, describe: 'drop the last incomplete global batch of each epoch' })
     .option('seed', { type: 'number', default: 0, describe: 'seed of initialisation, shuffling, augmentation and dropout' })

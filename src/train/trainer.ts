@@ -14,6 +14,7 @@ import type { DatasetStats } from '../data/stats';
 import { exportGraphModel } from '../model/export';
 import { writeRunReportSafely } from '../report/report';
 import type { Logger } from '../util/log';
+import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
@@ -114,6 +115,7 @@ export class Trainer {
   private readonly isMaster: boolean;
   private readonly rank: number;
   private readonly worldSize: number;
+  private readonly badFiles: BadFileLog;
 
   constructor(
     private readonly config: TrainConfig,
@@ -122,6 +124,7 @@ export class Trainer {
     this.rank = deps.collective?.rank ?? 0;
     this.worldSize = deps.collective?.worldSize ?? 1;
     this.isMaster = this.rank === 0;
+    this.badFiles = new BadFileLog(config.runDir, deps.log);
   }
 
   private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
@@ -139,7 +142,7 @@ export class Trainer {
       dropLast: mode === 'train' ? this.config.dropLast : false,
       augment: this.config.augment,
       cacheDecoded: true,
-      onSkip: (file, reason) => this.deps.log.warn(`skipping ${file}: ${reason}`),
+      onSkip: (file, reason) => this.badFiles.report(file, reason),
     });
   }
 
