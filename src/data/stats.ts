@@ -235,8 +235,11 @@ export async function saveStats(dir: string, stats: DatasetStats): Promise<strin
   return saveStatsFile(statsPath(dir), stats);
 }
 
-/** Errors that mean "this place cannot be written", so the next place is tried. */
-const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'ENOTDIR', 'EEXIST']);
+/**
+ * Errors that mean "this place cannot be written", so the next place is tried (a recursive
+ * mkdir on a read-only mount reports ENOENT, not EROFS).
+ */
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'ENOTDIR', 'EEXIST', 'ENOENT']);
 
 /** Save to the first of `files` that can be written; throws the last error when none can. */
 export async function saveStatsFirstWritable(files: readonly string[], stats: DatasetStats): Promise<string> {

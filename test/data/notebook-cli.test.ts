@@ -1,0 +1,162 @@
+// The notebook's dataset through the real CLI (dist/), from the folder above signs/ and from
+// another working directory: data check/index/stats, train, eval, predict, report; the
+// dataset folder is never written, and a read-only one trains.
+import { spawnSync } from 'node:child_process';
+import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import t, { type Test } from 'tap';
+import { tempDir } from './fixtures/images';
+import { NOTEBOOK_CLASSES, notebookDataset, snapshot } from './fixtures/notebook';
+
+const cli = path.resolve('dist/src/cli.js');
+const classes = NOTEBOOK_CLASSES.join(',');
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function runIn(cwd: string, cache: string, args: string[]): Run {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ALEXNET_CACHE_DIR: cache } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Exit code 0, with the command's stderr in the diagnostics when it is not. */
+function exitsOk(t: Test, r: Run, what: string): void {
+  t.equal(r.code, 0, `${what} exits 0`, { stderr: r.stderr.slice(-3000) });
+}
+
+const small = ['--preset', 'small', '--batch-size', '16', '--backend', 'wasm', '--devices', 'cpu:1', '--log-level', 'info'];
+
+t.test('the notebook dataset, from the folder above signs/ and from elsewhere', async (t) => {
+  const nb = await notebookDataset(tempDir(t, 'alexnet-nb-'));
+  const elsewhere = tempDir(t, 'alexnet-cwd-');
+  const cache = tempDir(t, 'alexnet-cache-');
+  const before = await snapshot(nb.root);
+  const fromAbove = (args: string[]): Run => runIn(nb.parent, cache, args);
+  const fromElsewhere = (args: string[]): Run => runIn(elsewhere, cache, args);
+
+  for (const [where, run, data] of [['above', fromAbove, 'signs'], ['elsewhere', fromElsewhere, nb.root]] as const) {
+    const check = run(['data', 'check', data, '--classes', classes]);
+    exitsOk(t, check, `data check from ${where}`);
+    t.match(check.stdout, `list files train.txt, valid.txt, test.txt: paths are relative to ${nb.parent} (the folder above signs/`);
+    t.match(check.stdout, /Bad files \(2; training skips them\)/);
+    t.match(check.stdout, /train\/monkey\/00000072\.jpg \| truncated or corrupt image data/);
+    t.match(check.stdout, /train\/snake\/00000073\.jpg +\| empty file \(0 bytes\)/);
+    t.match(check.stdout, /\|\s+3 \| snake\s+\| 4 \(1 bad\) \|/, "label 3 is the notebook's snake");
+    t.notMatch(check.stdout, /signs\/signs/);
+  }
+
+  const index = fromAbove(['data', 'index', 'signs']);
+  t.equal(index.code, 1);
+  t.match(index.stderr, /data index writes train.txt, val.txt, test.txt and classes.txt, and never into the dataset .*pass --out <folder>, e.g. --out signs-index/);
+  const into = fromAbove(['data', 'index', 'signs', '--out', 'signs']);
+  t.equal(into.code, 1, 'into the dataset itself: refused');
+  t.match(into.stderr, /valid.txt \(beside it, val.txt would be a second list of the val split\)/);
+  const indexed = fromAbove(['data', 'index', 'signs', '--out', 'signs-index', '--classes', classes]);
+  exitsOk(t, indexed, 'data index --out');
+  t.match(readFileSync(path.join(nb.parent, 'signs-index', 'train.txt'), 'utf8'), /^\.\.\/signs\/train\/snake\/\d{8}\.jpg\t3$/m, 'snake keeps label 3');
+
+  const run1 = path.join(nb.parent, 'run1');
+  const train = fromAbove(['train', '--data', 'signs', '--classes', classes, '--epochs', '1', '--run-dir', run1, ...small]);
+  exitsOk(t, train, 'train');
+  t.match(train.stderr, /dataset .*signs: 12 classes; train 50, val 12, test 12/);
+  t.match(train.stderr, /saved .*alexnet-cache-.*stats-32px\.json/, 'statistics go to the cache');
+  for (const bad of [nb.broken.truncated, nb.broken.empty]) {
+    t.equal(train.stderr.split(bad).length - 1, 1, `${bad} named once`);
+  }
+  t.match(train.stderr, /epoch 1: .*\| 2 bad images skipped/);
+  t.match(readFileSync(path.join(run1, 'bad-files.tsv'), 'utf8').split('\n').filter(Boolean).length, 2);
+  const meta = JSON.parse(readFileSync(path.join(run1, 'final-model', 'model.json'), 'utf8')) as { userDefinedMetadata: { alexnet: { classes: string[] } } };
+  t.same(meta.userDefinedMetadata.alexnet.classes, [...NOTEBOOK_CLASSES], "the exported model's metadata has the names");
+
+  const again = fromAbove(['train', '--data', 'signs', '--epochs', '1', '--run-dir', run1, ...small]);
+  t.equal(again.code, 2, 'a run directory with files: refused');
+  t.match(again.stderr, /--run-dir .*run1 already holds files: choose a new --run-dir, continue that run with --resume/);
+
+  const evalRun = fromElsewhere(['eval', run1, '--split', 'test', '--backend', 'wasm']);
+  exitsOk(t, evalRun, 'eval');
+  t.match(evalRun.stdout, /^\| rooster +\| +1 \|/m, "eval's per-class table has the names (from the checkpoint's --classes)");
+  t.match(evalRun.stdout, /^\| snake +\|/m);
+  const predict = fromElsewhere(['predict', '--model', path.join(run1, 'final-model'), path.join(nb.root, 'test', 'monkey', (await fsp.readdir(path.join(nb.root, 'test', 'monkey')))[0]), '--backend', 'wasm']);
+  exitsOk(t, predict, 'predict');
+  t.match(predict.stdout, /  1\. (rooster|tiger|dragon|snake|ratt|ox|monkey|dog|goat|pig|horse|rabbit) +\d/);
+  const report = fromElsewhere(['report', run1]);
+  exitsOk(t, report, 'report');
+
+  const run2 = path.join(elsewhere, 'run2');
+  const trainElsewhere = fromElsewhere(['train', '--data', nb.root, '--epochs', '1', '--max-steps', '1', '--run-dir', run2, ...small]);
+  exitsOk(t, trainElsewhere, 'train from another directory');
+  t.match(trainElsewhere.stderr, /dataset .*signs: 12 classes; train 50, val 12, test 12/);
+
+  t.same(await snapshot(nb.root), before, 'no file in signs/ was changed, created or deleted');
+});
+
+/** A private mount namespace with a read-only bind mount: a real EROFS, even for root (tests run as root, where chmod stops nothing). */
+function readOnlyMountWorks(dir: string): boolean {
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount --bind -o ro '${dir}' '${dir}' && ! touch '${dir}/probe' 2>/dev/null`], { encoding: 'utf8' });
+  return r.status === 0;
+}
+
+/** Run the CLI with `dir` mounted read-only. */
+function runReadOnly(dir: string, cwd: string, cache: string, args: string[]): Run {
+  const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const script = `mount --bind -o ro '${dir}' '${dir}' && exec ${quoted}`;
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ALEXNET_CACHE_DIR: cache } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const probeDir = tempDir(t, 'alexnet-ro-probe-');
+const readOnly = readOnlyMountWorks(probeDir);
+
+t.test('a read-only dataset trains; statistics go to the run directory when the cache cannot be written either', { skip: readOnly ? false : 'no private read-only mount here (needs unshare -m and mount)' }, async (t) => {
+  const nb = await notebookDataset(tempDir(t, 'alexnet-ro-'), { perClass: { train: 2, valid: 1, test: 1 } });
+  const before = await snapshot(nb.root);
+  const runDir = path.join(nb.parent, 'run');
+  // The cache inside the read-only mount: it cannot be written either.
+  const r = runReadOnly(nb.root, nb.parent, path.join(nb.root, '.cache'), ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', runDir, ...small]);
+  exitsOk(t, r, 'train on the read-only dataset');
+  t.match(r.stderr, `saved ${path.join(runDir, 'stats.json')}`);
+  t.ok(existsSync(path.join(runDir, 'final-model', 'model.json')));
+  t.same(await snapshot(nb.root), before, 'nothing written into the dataset');
+  // The same command with the dataset writable writes nothing there either (the cache is elsewhere).
+  const cache = tempDir(t, 'alexnet-cache-');
+  const rw = runIn(nb.parent, cache, ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', path.join(nb.parent, 'run-rw'), ...small]);
+  exitsOk(t, rw, 'train on the writable dataset');
+  t.same(await snapshot(nb.root), before);
+});
+
+t.test('every command that writes refuses to replace a file it did not write', async (t) => {
+  const nb = await notebookDataset(tempDir(t, 'alexnet-own-'), { perClass: { train: 2, valid: 1, test: 1 } });
+  const cache = tempDir(t, 'alexnet-cache-');
+  const run = (args: string[]): Run => runIn(nb.parent, cache, args);
+  const mine = (file: string, text = 'my own file\n'): string => {
+    writeFileSync(file, text);
+    return text;
+  };
+  const cases: { what: string; file: string; args: string[]; refused: RegExp }[] = [
+    { what: 'data index --out', file: path.join(nb.parent, 'idx', 'classes.txt'), args: ['data', 'index', 'signs', '--out', 'idx'], refused: /classes.txt already exists and was not written by alexnet: choose another --out, or pass --force/ },
+    { what: 'data split', file: path.join(nb.root, 'train', 'train.txt'), args: ['data', 'split', 'signs/train'], refused: /train.txt already exists and was not written by alexnet/ },
+    { what: 'data stats --out', file: path.join(nb.parent, 'stats.json'), args: ['data', 'stats', 'signs', '--out', 'stats.json', '--size', '16'], refused: /stats.json already exists and was not written by alexnet/ },
+    { what: 'data prepare', file: path.join(nb.parent, 'small', 'notes.txt'), args: ['data', 'prepare', 'signs', 'small', '--size', '16'], refused: /small already holds files that data prepare did not write/ },
+    { what: 'train --run-dir', file: path.join(nb.parent, 'run', 'notes.txt'), args: ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', 'run', ...small], refused: /--run-dir .*run already holds files/ },
+  ];
+  for (const c of cases) {
+    await fsp.mkdir(path.dirname(c.file), { recursive: true });
+    const text = mine(c.file);
+    const r = run(c.args);
+    t.not(r.code, 0, `${c.what}: refused`);
+    t.match(r.stderr, c.refused, c.what);
+    t.equal(readFileSync(c.file, 'utf8'), text, `${c.what}: the existing file is untouched`);
+  }
+  // eval --out, on the run the last case could not make.
+  const runDir = path.join(nb.parent, 'run-ok');
+  t.equal(run(['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', runDir, ...small]).code, 0);
+  const out = path.join(nb.parent, 'eval-out');
+  await fsp.mkdir(out);
+  const text = mine(path.join(out, 'confusion.csv'));
+  const ev = run(['eval', runDir, '--out', out, '--backend', 'wasm']);
+  t.equal(ev.code, 1);
+  t.match(ev.stderr, /confusion.csv already exists and was not written by alexnet: choose another --out, or pass --force/);
+  t.equal(readFileSync(path.join(out, 'confusion.csv'), 'utf8'), text);
+  t.equal(run(['eval', runDir, '--out', out, '--backend', 'wasm', '--force']).code, 0, 'eval --force replaces it');
+  t.equal(run(['eval', runDir, '--out', out, '--backend', 'wasm']).code, 0, 'its own files: replaced without --force');
+  t.notSame(readFileSync(path.join(out, 'confusion.csv'), 'utf8'), text);
+});
