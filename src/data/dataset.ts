@@ -12,7 +12,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors';
 import { auditLabels, type LabelledEntry } from './audit';
-import { type ClassNames, parseClassesText } from './classes';
+import { type ClassNames, parseClassesText, suggestNames } from './classes';
 import { chooseLayout, type Layout, listsOverFoldersNote } from './layout';
 import { describeBases, type PathBase, resolveListPaths } from './list-bases';
 import { FATAL_PROBLEMS, formatProblems, type ListProblem, problemWhere, readListFile } from './listfile';
@@ -224,7 +224,10 @@ async function openListFiles(root: string, listFiles: Partial<Record<SplitName, 
   if (missing > 0) warnings.push(`${missing} listed file(s) do not exist and are left out (first: ${ignored[0].reason}: ${ignored[0].path})`);
   const splits: Partial<Record<SplitName, DatasetSplit>> = {};
   for (const { split, samples } of parsed) splits[split] = { name: split, classes, samples };
-  return { root, classes, splits, source: 'lists', ignored, warnings, notes: describeBases(bases), problems };
+  const notes = describeBases(bases);
+  const suggested = named ? null : suggestNames(parsed.flatMap((p) => p.samples), classes.length);
+  if (suggested) notes.push(`labels 0-${classes.length - 1} have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${suggested.join(',')}`);
+  return { root, classes, splits, source: 'lists', ignored, warnings, notes, problems };
 }
 
 /** Throw unless some split has at least one sample. */

@@ -7,7 +7,7 @@ import { classCounts, openDataset, problemWarnings } from '../../src/data/datase
 import { candidateBases, resolveListPaths } from '../../src/data/list-bases';
 import { parseListText } from '../../src/data/listfile';
 import { chooseLayout } from '../../src/data/layout';
-import { parseClassList } from '../../src/data/classes';
+import { classNamesFromArgs, parseClassList, suggestNames } from '../../src/data/classes';
 import { imageTree, solidImage, tempDir } from './fixtures/images';
 import { NOTEBOOK_CLASSES, notebookDataset } from './fixtures/notebook';
 
@@ -23,10 +23,13 @@ t.test('the notebook layout opens from the folder above and from anywhere else',
     t.same(ds.ignored, [], 'nothing missing');
     t.ok(ds.splits.train?.samples.every((s) => s.path.startsWith(nb.root + path.sep) && !s.path.includes(`signs${path.sep}signs`)), 'no signs/signs/');
     t.match(ds.notes.join('\n'), new RegExp(`list files train.txt, val.*test.txt: paths are relative to ${nb.parent.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(the folder above signs/: the paths start with "signs/"\\)`));
+    t.match(ds.notes[2], `labels 0-11 have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${notebook}`);
+    t.same(ds.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11'], 'suggested, not applied');
     t.match(ds.notes[0], /layout auto: using the list files \(train.txt, valid.txt, test.txt\), which name every split; they list the same 74 images as the folders/);
   }
   const ds = await openDataset(nb.root, { classNames: parseClassList(notebook) });
   t.same(ds.classes, [...NOTEBOOK_CLASSES], "the notebook's order");
+  t.equal(ds.notes.length, 2, 'no suggestion once named');
   const snake = ds.splits.train?.samples.filter((s) => s.label === 3).map((s) => path.basename(path.dirname(s.path)));
   t.same([...new Set(snake)], ['snake'], 'label 3 stays snake: no renumbering');
   t.same(classCounts(ds.splits.train?.samples ?? [], 12), [4, 4, 4, 5, 4, 4, 5, 4, 4, 4, 4, 4]);
@@ -36,6 +39,25 @@ t.test('the notebook layout opens from the folder above and from anywhere else',
   t.match(folders.notes[0], /layout folders: the list files \(train.txt, valid.txt, test.txt\) are not used/);
   const named = await openDataset(nb.root, { layout: 'folders', classNames: parseClassList(notebook) });
   t.same(named.splits.train?.samples.filter((s) => s.label === 3).length, 5, '--classes orders folder classes too');
+});
+
+t.test('class names: --classes, --classes-file, classes.txt; distinct and non-empty', async (t) => {
+  const dir = tempDir(t);
+  t.same(parseClassList(' a, b ,c').names, ['a', 'b', 'c']);
+  t.throws(() => parseClassList('a,b,a'), { name: 'ConfigError', message: "--classes: 'a' names both label 0 and label 2" });
+  t.throws(() => parseClassList('a,,b'), { message: '--classes: class 1 has an empty name' });
+  const file = path.join(dir, 'names.txt');
+  writeFileSync(file, '\uFEFFrooster\r\ntiger\r\n\r\n');
+  t.same(classNamesFromArgs({ 'classes-file': file }), { names: ['rooster', 'tiger'], source: file });
+  t.throws(() => classNamesFromArgs({ classes: 'a', 'classes-file': file }), { message: 'give --classes or --classes-file, not both' });
+  t.throws(() => classNamesFromArgs({ 'classes-file': path.join(dir, 'nope') }), { message: /--classes-file .*nope: no such file/ });
+  t.equal(classNamesFromArgs({}), null);
+  t.same(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/a/y/2.jpg', label: 1 }], 2), ['x', 'y']);
+  t.equal(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/a/y/2.jpg', label: 0 }], 1), null, 'one label in two folders');
+  t.equal(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/b/x/2.jpg', label: 1 }], 2), null, 'two labels, one folder name');
+  const root = tempDir(t);
+  await imageTree(root, { train: { a: 1, b: 1 } });
+  await t.rejects(openDataset(root, { classNames: parseClassList('a,c') }), { name: 'DataError', message: /class folder\(s\) b are not among the 2 names of --classes/ });
 });
 
 t.test('path bases: decided once per file, mixed bases refused', async (t) => {
