@@ -80,6 +80,7 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
   t.match(predict.stdout, /  1\. (rooster|tiger|dragon|snake|ratt|ox|monkey|dog|goat|pig|horse|rabbit) +\d/);
   const report = fromElsewhere(['report', run1]);
   exitsOk(t, report, 'report');
+  t.match(readFileSync(path.join(run1, 'report.md'), 'utf8'), /\| classes +\| 12: rooster, tiger, dragon, snake, ratt, ox, monkey, dog, goat, pig, horse, rabbit/, 'report.md names the classes');
 
   const run2 = path.join(elsewhere, 'run2');
   const trainElsewhere = fromElsewhere(['train', '--data', nb.root, '--epochs', '1', '--max-steps', '1', '--run-dir', run2, ...small]);
