@@ -10,7 +10,7 @@ import { DataError } from '../errors';
 import type { ClassNames } from './classes';
 import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_ALIASES, SPLIT_NAMES, SplitName } from './dataset';
 import { formatListText } from './listfile';
-import { assertMayReplace, isNonEmptyDir, recordWritten } from './owned';
+import { assertMayReplace, recordWritten } from './owned';
 import { SplitSpec, stratifiedSplit } from './split';
 
 export type SplitSamples = Partial<Record<SplitName, Sample[]>>;
@@ -126,9 +126,11 @@ export async function splitFolder(src: string, opts: SplitFolderOptions): Promis
   }
   if (!opts.outDir) throw new DataError(`--out is required to ${mode} files into a train/val/test tree`);
   const out = path.resolve(opts.outDir);
-  if (!opts.force && isNonEmptyDir(out)) throw new DataError(`${out} already holds files: choose an empty or new --out, or pass --force to write into it (files of the same name are replaced)`);
-  for (const split of SPLIT_NAMES) {
-    for (const s of splits[split] as Sample[]) await linkOrCopy(s.path, path.join(out, split, path.relative(root, s.path)), mode, opts.force ?? false);
+  const jobs = SPLIT_NAMES.flatMap((split) => (splits[split] as Sample[]).map((s) => ({ src: s.path, dst: path.join(out, split, path.relative(root, s.path)) })));
+  const taken = jobs.filter((j) => existsSync(j.dst));
+  if (!opts.force && taken.length > 0) {
+    throw new DataError(`${taken.length} file(s) of the ${mode} tree already exist in ${out} (first: ${taken[0].dst}): choose another --out, or pass --force to replace them`);
   }
+  for (const j of jobs) await linkOrCopy(j.src, j.dst, mode, opts.force ?? false);
   return { files: [out], counts: countsOf(splits), classes };
 }
