@@ -112,7 +112,7 @@ export function formatCheckReport(report: CheckReport, maxRows = 200): string {
   if (report.problems.length > 0) {
     parts.push('', `Problems (${report.problems.length}):`, ...report.problems.map((p) => `  ${problemWhere(p)}: ${p.message}`));
   } else {
-    parts.push('Problems in the list files or folders: none.');
+    parts.push('', 'Problems in the list files or folders: none.');
   }
   if (report.ignored.length > 0) {
     const rows = report.ignored.slice(0, maxRows).map((f) => [rel(f.path), f.reason]);
