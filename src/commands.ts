@@ -155,7 +155,7 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   log.info(describeBackend(await initBackend(args['backend'] as BackendChoice, false)));
   const dataRoot = args['data'] == null ? ckpt.config.data : String(args['data']);
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
-  // The checkpoint's own --layout and class names, unless this command gives its own.
+  // The checkpoint's own --layout and class names (absent in checkpoints older than these options), unless this command gives its own.
   const given = openOptionsFromArgs(args);
   const ds = await openDataset(dataRoot, {
     layout: args['layout'] == null || given.layout === 'auto' ? (ckpt.config.dataLayout ?? 'auto') : given.layout,

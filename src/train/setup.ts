@@ -72,8 +72,7 @@ export async function datasetStats(places: readonly string[], train: Sample[], s
 }
 
 export async function openTrainingData(config: TrainConfig, canWrite: boolean, log: Logger): Promise<{ dataset: Dataset; train: Sample[]; stats: DatasetStats }> {
-  // `?? ` for configs saved before these options existed (resumed or evaluated checkpoints).
-  const dataset = await openDataset(config.data, { layout: config.dataLayout ?? 'auto', classNames: config.classNames ?? null });
+  const dataset = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   const trainSplit = dataset.splits.train;
   if (trainSplit == null || trainSplit.samples.length === 0) {
     throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
