@@ -53,6 +53,13 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
   const indexed = fromAbove(['data', 'index', 'signs', '--out', 'signs-index', '--classes', classes]);
   exitsOk(t, indexed, 'data index --out');
   t.match(readFileSync(path.join(nb.parent, 'signs-index', 'train.txt'), 'utf8'), /^\.\.\/signs\/train\/snake\/\d{8}\.jpg\t3$/m, 'snake keeps label 3');
+  t.equal(fromElsewhere(['data', 'index', nb.root]).code, 1, 'data index from elsewhere: refused the same way');
+  exitsOk(t, fromElsewhere(['data', 'index', nb.root, '--out', 'idx', '--classes', classes]), 'data index --out from elsewhere');
+  t.match(readFileSync(path.join(elsewhere, 'idx', 'train.txt'), 'utf8'), /\/signs\/train\/snake\/\d{8}\.jpg\t3$/m);
+  const indexCheck = fromElsewhere(['data', 'check', 'idx']);
+  exitsOk(t, indexCheck, 'data check of the new index');
+  t.match(indexCheck.stdout, `list files train.txt, val.txt, test.txt: paths are relative to ${path.join(elsewhere, 'idx')} (the list file's folder)`);
+  t.match(indexCheck.stdout, /\|\s+3 \| snake\s+\|/, 'its classes.txt keeps the notebook order');
 
   const run1 = path.join(nb.parent, 'run1');
   const train = fromAbove(['train', '--data', 'signs', '--classes', classes, '--epochs', '1', '--run-dir', run1, ...small]);
@@ -78,6 +85,7 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
   const predict = fromElsewhere(['predict', '--model', path.join(run1, 'final-model'), path.join(nb.root, 'test', 'monkey', (await fsp.readdir(path.join(nb.root, 'test', 'monkey')))[0]), '--backend', 'wasm']);
   exitsOk(t, predict, 'predict');
   t.match(predict.stdout, /  1\. (rooster|tiger|dragon|snake|ratt|ox|monkey|dog|goat|pig|horse|rabbit) +\d/);
+  exitsOk(t, fromAbove(['eval', 'run1', '--split', 'val', '--backend', 'wasm']), 'eval from above');
   const report = fromElsewhere(['report', run1]);
   exitsOk(t, report, 'report');
   t.match(readFileSync(path.join(run1, 'report.md'), 'utf8'), /\| classes +\| 12: rooster, tiger, dragon, snake, ratt, ox, monkey, dog, goat, pig, horse, rabbit/, 'report.md names the classes');
