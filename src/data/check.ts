@@ -98,6 +98,12 @@ function balanceTable(report: CheckReport): string {
   return formatTable(headers, [...rows, totals], ['right', 'left', ...report.balance.map((): 'right' => 'right'), 'right']);
 }
 
+/** Problems by file (in the order the files were read), then by line: the order to fix them in. */
+function inFileOrder(problems: readonly ListProblem[]): ListProblem[] {
+  const files = [...new Set(problems.map((p) => p.file))];
+  return [...problems].sort((a, b) => files.indexOf(a.file) - files.indexOf(b.file) || (a.line ?? 0) - (b.line ?? 0));
+}
+
 /** Human-readable report: bad files, ignored files, warnings, class balance. */
 export function formatCheckReport(report: CheckReport, maxRows = 200): string {
   const rel = (p: string): string => path.relative(report.root, p) || p;
@@ -110,7 +116,7 @@ export function formatCheckReport(report: CheckReport, maxRows = 200): string {
     parts.push('Bad files: none.');
   }
   if (report.problems.length > 0) {
-    parts.push('', `Problems (${report.problems.length}):`, ...report.problems.map((p) => `  ${problemWhere(p)}: ${p.message}`));
+    parts.push('', `Problems (${report.problems.length}):`, ...inFileOrder(report.problems).map((p) => `  ${problemWhere(p)}: ${p.message}`));
   } else {
     parts.push('', 'Problems in the list files or folders: none.');
   }

@@ -170,3 +170,34 @@ t.test('every command that writes refuses to replace a file it did not write', a
   t.equal(run(['eval', runDir, '--out', out, '--backend', 'wasm']).code, 0, 'its own files: replaced without --force');
   t.notSame(readFileSync(path.join(out, 'confusion.csv'), 'utf8'), text);
 });
+
+t.test('data check lists every problem of the list files in one pass, with file:line', async (t) => {
+  const nb = await notebookDataset(tempDir(t, 'alexnet-problems-'), { perClass: { train: 1, valid: 1, test: 1 } });
+  const cache = tempDir(t, 'alexnet-cache-');
+  const train = path.join(nb.root, 'train.txt');
+  const lines = readFileSync(train, 'utf8').split('\n').filter(Boolean);
+  const extra = [
+    lines[0], // the same file again
+    lines[1].replace(/\t\d+$/, '\t5'), // tiger's image under ox's label
+    'signs/train/tiger/99999999.jpg\t1', // missing
+    'signs/train/tiger/00000001.jpg\tone', // not an integer
+    'signs/train/tiger/00000001.jpg\t12', // out of range of the 12 names
+  ];
+  writeFileSync(train, [...lines, ...extra].map((l) => `${l}\n`).join(''));
+  // Horse (10) only in valid: not in train.
+  writeFileSync(train, readFileSync(train, 'utf8').split('\n').filter((l) => !/\t10$/.test(l)).join('\n'));
+  const r = runIn(nb.parent, cache, ['data', 'check', 'signs', '--classes', classes]);
+  t.equal(r.code, 1, 'a problem that stops training: exit 1, after the full report');
+  const at = (n: number): string => `${train}:${n}`;
+  const total = lines.length - 1; // the horse line is gone: the added lines move up by one
+  t.match(r.stdout, `${at(total + 1)}: ${path.join(nb.root, 'train', 'rooster', '00000000.jpg')} is listed twice (also at ${at(1)})`);
+  t.match(r.stdout, `${at(total + 2)}: ${path.join(nb.root, 'train', 'tiger', '00000001.jpg')} is listed under label 5 (ox) here and under label 1 (tiger) at ${at(2)}`);
+  t.match(r.stdout, `${at(total + 3)}: signs/train/tiger/99999999.jpg does not exist`);
+  t.match(r.stdout, `${at(total + 4)}: label "one" is not an integer`);
+  t.match(r.stdout, `${at(total + 5)}: label 12 is out of range 0..11 (--classes has 12 classes)`);
+  t.match(r.stdout, /valid.txt:11: label 10 \(horse\) is in the val split but has no image in train/);
+  t.match(r.stdout, /test.txt:11: label 10 \(horse\) is in the test split but has no image in train/);
+  t.match(r.stdout, /Problems \(7\):\n.*train.txt:14: .*\n.*train.txt:15: .*\n.*train.txt:16: .*\n.*train.txt:17: .*\n.*train.txt:18: .*\n.*valid.txt:11: .*\n.*test.txt:11: /, 'by file, then line');
+  t.match(r.stdout, /Bad files \(2; training skips them\)/, 'and the images were decoded too');
+  t.match(r.stderr, /2 of the problems above stop training/);
+});
