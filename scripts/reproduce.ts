@@ -19,13 +19,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/harness';
+import { openDataset } from '../src/data/dataset';
+import { findStats, statsPath } from '../src/data/stats';
 import { UserError } from '../src/errors';
 import { buildSpec } from '../src/model/presets';
 import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '../src/train/run-log';
 import { writeSvgAndPng } from '../src/report/svg';
+import { statsPlaces } from '../src/train/setup';
 import {
   ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, gapPoints, oursTrainArgs, referenceArgs,
-  reproductionChartSvg, reproductionTable, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
+  REPRODUCTION_RECIPE, reproductionChartSvg, reproductionTable, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
 } from './reproduction-lib';
 
 const GENERATOR = 'scripts/reproduce.ts';
@@ -109,11 +112,25 @@ async function reproduction(epochs: number, force: boolean): Promise<void> {
     console.log(`skipping the PyTorch reference: ${missing} (apt-get install python3-torch python3-pil)`);
     return;
   }
-  // Ours wrote stats.json (mean/std, PCA eigens) into the dataset; the reference reads the same file.
+  await shareStats(oursDir);
   const refDir = path.join(RUNS_DIR, 'reference');
   const specFile = path.join(RUNS_DIR, 'spec-small-he.json');
   fs.writeFileSync(specFile, JSON.stringify(buildSpec('small', { init: 'he' })));
   await ensureRun(refDir, SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...referenceArgs(DATA_DIR, specFile, path.join(refDir, METRICS_FILE), epochs)], force);
+}
+
+/**
+ * The reference reads <data>/stats.json. Ours keeps its statistics out of the dataset (in the
+ * cache folder, or its run directory), so copy the very file ours used there; the imported
+ * tree is this script's own folder, and a stats.json already there is what ours read first.
+ */
+async function shareStats(oursDir: string): Promise<void> {
+  const target = statsPath(DATA_DIR);
+  if (fs.existsSync(target)) return;
+  const ds = await openDataset(DATA_DIR);
+  const found = await findStats(statsPlaces(ds.root, ds.splits.train?.samples ?? [], buildSpec(REPRODUCTION_RECIPE.preset).resizeSize, oursDir));
+  if (found === null) throw new Error(`no dataset statistics from the run in ${oursDir}`);
+  fs.copyFileSync(found.file, target);
 }
 
 async function ablations(budget: AblationBudget, force: boolean): Promise<void> {

@@ -28,6 +28,7 @@ import {
   type CliArgs,
 } from './config';
 import { CLUSTER_DEFAULTS } from './parallel/cluster-config';
+import { datasetOptions } from './data/cli-options';
 import { dataCommand } from './data/commands';
 import { UserError } from './errors';
 import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
@@ -53,7 +54,7 @@ export function trainOptions(y: Argv): Argv {
     .option('lrn', { type: 'boolean', default: d('lrn'), describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
     .option('overlapping-pool', { type: 'boolean', default: d('overlapping-pool'), describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
     .option('dropout', { type: 'number', describe: 'dropout rate in the hidden FC layers (default: the preset\'s, 0.5)' })
-    .option('init', { choices: INIT_NAMES, default: d('init'), describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s' })
+    .option('init', { choices: INIT_NAMES, default: d('init'), describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s (paper: N(0, 0.01); small and torchvision: he)' })
     .option('tta', { type: 'number', default: d('tta'), describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
     .option('drop-last', { type: 'boolean', default: d('drop-last'), describe: 'drop the last incomplete global batch of each epoch' })
     .option('seed', { type: 'number', default: d('seed'), describe: 'seed of initialisation, shuffling, augmentation and dropout' })
@@ -71,6 +72,8 @@ export function trainOptions(y: Argv): Argv {
     .option('hang-timeout', { type: 'number', default: d('hang-timeout'), describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' })
     .option('log-level', { choices: LOG_LEVELS, default: d('log-level'), describe: 'how much to print' });
 }
+
+const FORCE_RUN_DIR = { type: 'boolean', default: false, describe: 'train into a --run-dir that already holds files (they may be overwritten); without it such a directory is refused unless it is the one --resume continues' } as const;
 
 const KEY_FILE_HELP = "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
 const RING_PORT_HELP = "port of this host's first ring socket, +1 for each further worker (default 0: any free port; the other hosts must be able to reach it)";
@@ -103,7 +106,7 @@ export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => clusterOptions(trainOptions(y)), (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => datasetOptions(clusterOptions(trainOptions(y))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))
     .command(
       'join <rendezvous>',
       "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",
@@ -125,13 +128,14 @@ export function buildCli(argv: string[]): Argv {
       'eval <checkpoint>',
       'top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint (file or run directory) on a split',
       (y: Argv): Argv =>
-        y
+        datasetOptions(y)
           .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
           .option('data', { type: 'string', describe: 'dataset root (default: the one the checkpoint was trained on)' })
           .option('split', { choices: ['train', 'val', 'test'] as const, default: EVAL_DEFAULTS.split, describe: 'split to evaluate' })
           .option('tta', { type: 'number', default: EVAL_DEFAULTS.tta, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
           .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'images per batch' })
           .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
+          .option('force', { type: 'boolean', default: false, describe: 'replace those files in --out even when eval did not write them' })
           .option('backend', { choices: BACKEND_CHOICES, default: EVAL_DEFAULTS.backend, describe: 'tfjs backend' }),
       async (a) => {
         await runEval(a as CliArgs);

@@ -8,12 +8,14 @@ import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from './backend';
 import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
-import { openDataset, type SplitName } from './data/dataset';
+import { openDataset, problemWarnings, type SplitName } from './data/dataset';
+import { assertMayReplace, recordWritten } from './data/owned';
+import { findStats } from './data/stats';
 import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
-import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
+import { EVAL_FILE_NAMES, perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec } from './model/presets';
@@ -23,7 +25,8 @@ import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } fro
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
 import { trainResultOf, type TrainResult } from './train/run-log';
-import { openTrainingData, setWeights } from './train/setup';
+import { assertFreshRunDir } from './train/run-dir';
+import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
 import { formatPercent } from './text-format';
@@ -102,9 +105,12 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const devices = resolveDevices(config);
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
+  assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
   const spec = buildSpec(config.preset, config.model);
-  const ds = await openDataset(config.data);
+  const ds = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
+  for (const note of ds.notes) log.info(note);
+  for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
   const result =
     plan === null && devices.worldSize === 1
@@ -172,7 +178,12 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   log.info(describeBackend(await initBackend(evalConfig.backend, false)));
   const dataRoot = evalConfig.data ?? ckpt.config.data;
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
-  const ds = await openDataset(dataRoot);
+  // The checkpoint's own layout and class names, unless this command gives its own.
+  const ds = await openDataset(dataRoot, {
+    layout: evalConfig.dataLayout === 'auto' ? ckpt.config.dataLayout : evalConfig.dataLayout,
+    classNames: evalConfig.classNames ?? ckpt.config.classNames,
+  });
+  for (const note of ds.notes) log.info(note);
   const split: SplitName = evalConfig.split;
   const samples = ds.splits[split]?.samples;
   if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
@@ -182,10 +193,10 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const spec = buildSpec(ckpt.config.preset, ckpt.config.model);
   const model = createAlexNet(spec, ckpt.classes.length, 0);
   setWeights(model, ckpt.weights, file);
-  const { loadStats } = await import('./data/stats');
+  const stats = await findStats(statsPlaces(ds.root, ds.splits.train?.samples ?? [], spec.resizeSize, path.dirname(file)));
   const loader = new BatchLoader({
     samples, resizeSize: spec.resizeSize, cropSize: spec.inputSize, globalBatchSize: batchSize, rank: 0, worldSize: 1,
-    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: await loadStats(ds.root),
+    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: stats?.stats ?? null,
     onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
   });
   const { summary: s, confusion } = await evaluateWithConfusion(model, loader);
@@ -195,7 +206,9 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const unscored = confusion.unscored.reduce((a, b) => a + b, 0);
   if (unscored > 0) log.warn(`${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`);
   const outDir = evalConfig.out ?? defaultEvalDir(file, split, tta);
+  assertMayReplace(outDir, EVAL_FILE_NAMES, evalConfig.force, 'choose another --out');
   const files = await writeEvalOutputs(outDir, confusion, ds.classes, `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`);
+  recordWritten(outDir, EVAL_FILE_NAMES);
   log.result(`${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
   log.info(`wrote ${files.confusionCsv}, ${files.perClassCsv}, ${files.heatmapPng}`);
   return { summary: s, perClass, files };

@@ -6,10 +6,13 @@
  * schedules) as plain name lists, so that any layer can name them without loading the modules
  * that implement them (and TensorFlow.js with them).
  *
- * This module imports no other part of the project but errors.ts: everything may depend on it.
+ * This module imports no other part of the project but errors.ts and class-names.ts (the
+ * parsing of --classes): everything may depend on it.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { checkedClassNames, classNamesFromArgs, type ClassNames } from './class-names';
 import { ConfigError } from './errors';
 
 export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
@@ -29,6 +32,10 @@ export type ActivationName = (typeof ACTIVATION_NAMES)[number];
 
 export const INIT_NAMES = ['preset', 'paper', 'he'] as const;
 export type InitName = (typeof INIT_NAMES)[number];
+
+/** How a dataset is indexed: auto, its class folders, or its list files (src/data/layout.ts). */
+export const LAYOUTS = ['auto', 'folders', 'lists'] as const;
+export type Layout = (typeof LAYOUTS)[number];
 
 export const LOG_LEVELS = ['quiet', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -59,6 +66,10 @@ export interface ModelChoice {
 export interface TrainConfig {
   /** Dataset root: {train,val,test}/<class>/<image> folders or {train,val,test}.txt list files. */
   data: string;
+  /** Which index of the dataset: its class folders, its list files, or auto (src/data/layout.ts). */
+  dataLayout: Layout;
+  /** Names of numeric labels (--classes / --classes-file), read once here so workers need no file; null: classes.txt or the numbers. */
+  classNames: ClassNames | null;
   /** The network: paper, torchvision or small. */
   preset: PresetName;
   /** Changes to the preset for the paper's ablations. */
@@ -132,6 +143,8 @@ export function defaultRunDir(now: Date = new Date()): string {
  */
 export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze({
   data: DEFAULT_DATA,
+  dataLayout: 'auto',
+  classNames: null,
   preset: 'paper',
   model: { activation: 'relu', lrn: true, overlappingPool: true, dropoutRate: null, init: 'preset' },
   epochs: 90,
@@ -167,6 +180,7 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
  */
 export const TRAIN_FLAGS = {
   data: 'data',
+  dataLayout: 'layout',
   preset: 'preset',
   'model.activation': 'activation',
   'model.lrn': 'lrn',
@@ -232,7 +246,7 @@ export type CliArgs = Record<string, unknown>;
  */
 export class FieldReader {
   constructor(
-    private readonly source: Record<string, unknown>,
+    readonly source: Record<string, unknown>,
     /** How a message names a field: '--batch-size' for the CLI, 'batchSize' for a message. */
     readonly name: (key: string) => string,
   ) {}
@@ -288,6 +302,16 @@ export class FieldReader {
   }
 }
 
+/** The class names a config carries (set by --classes or --classes-file, not by one flag). */
+function readClassNames(r: FieldReader): ClassNames | null {
+  const v = r.raw('classNames');
+  if (v == null) return null;
+  const names = (v as { names?: unknown }).names;
+  const source = (v as { source?: unknown }).source;
+  if (!Array.isArray(names) || typeof source !== 'string') throw new ConfigError(`${r.name('classNames')} must be {names: string[], source: string}`);
+  return checkedClassNames(names as string[], source);
+}
+
 /** Checks every field of a TrainConfig and returns it frozen; errors name fields as `r` does. */
 function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
   const dropoutRate = r.raw('model.dropoutRate') == null ? null : r.number('model.dropoutRate');
@@ -296,6 +320,8 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
   }
   return deepFreeze({
     data: r.string('data'),
+    dataLayout: r.oneOf('dataLayout', LAYOUTS),
+    classNames: readClassNames(r),
     preset: r.oneOf('preset', PRESET_NAMES),
     model: {
       activation: r.oneOf('model.activation', ACTIVATION_NAMES),
@@ -359,7 +385,9 @@ function readerOfArgs(flags: Readonly<Record<string, string>>, defaults: object,
 
 /** Parsed `train` options into a frozen TrainConfig. Throws ConfigError (exit 2) naming the flag. */
 export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
-  const config = readTrainConfig(readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultRunDir() }, args));
+  const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultRunDir() }, args);
+  // Two flags name the classes, and one of them a file: read here, once.
+  const config = readTrainConfig(new FieldReader({ ...reader.source, classNames: classNamesFromArgs(args) }, reader.name));
   return deepFreeze({
     ...config,
     data: existingPath(config.data, 'dataset'),
@@ -386,12 +414,38 @@ export interface EvalConfig {
   batchSize: number;
   /** Folder for confusion.csv, per-class.csv and confusion.png; null: beside the checkpoint. */
   out: string | null;
+  /** Replace those files in `out` even when eval did not write them. */
+  force: boolean;
   backend: BackendChoice;
+  /** How to index the dataset; 'auto': as the checkpoint's run did. */
+  dataLayout: Layout;
+  /** Names of numeric labels; null: the checkpoint's. */
+  classNames: ClassNames | null;
 }
 
-export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({ data: null, split: 'test', tta: 1, batchSize: 128, out: null, backend: 'auto' } as const);
+export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({
+  data: null,
+  split: 'test',
+  tta: 1,
+  batchSize: 128,
+  out: null,
+  force: false,
+  backend: 'auto',
+  dataLayout: 'auto',
+  classNames: null,
+} as const);
 
-export const EVAL_FLAGS = { checkpoint: 'checkpoint', data: 'data', split: 'split', tta: 'tta', batchSize: 'batch-size', out: 'out', backend: 'backend' } as const;
+export const EVAL_FLAGS = {
+  checkpoint: 'checkpoint',
+  data: 'data',
+  split: 'split',
+  tta: 'tta',
+  batchSize: 'batch-size',
+  out: 'out',
+  force: 'force',
+  backend: 'backend',
+  dataLayout: 'layout',
+} as const;
 
 /** Test-time crops: 1 (centre) or 10 (the paper's 10 patches). */
 function readTta(r: FieldReader): 1 | 10 {
@@ -410,7 +464,10 @@ export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
     tta: readTta(r),
     batchSize: r.count('batchSize'),
     out: r.optionalString('out'),
+    force: r.bool('force'),
     backend: r.oneOf('backend', BACKEND_CHOICES),
+    dataLayout: r.oneOf('dataLayout', LAYOUTS),
+    classNames: classNamesFromArgs(args),
   });
 }
 
@@ -425,5 +482,7 @@ export function deepFreeze<T>(value: T): T {
 /** Environment facts of the user's terminal and devices, read here only. */
 export const env = {
   isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
+  /** Where derived files (dataset statistics) go: never into the dataset folder. */
+  cacheDir: (): string => process.env.ALEXNET_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'alexnet'),
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
 };

@@ -12,17 +12,23 @@ export interface Logger {
   result(line: string): void;
 }
 
+/** Carriage return + erase to end of line. */
+export const CLEAR_LINE = '\r\x1b[K';
+
 export interface ConsoleLoggerOptions {
   level: LogLevel;
   prefix?: string;
 }
 
 export function consoleLogger({ level, prefix = '' }: ConsoleLoggerOptions): Logger {
+  // On a terminal a progress bar (this process's or rank 0's: workers share the terminal) may
+  // be half drawn on the current line: erase it first, so a warning never lands inside it.
   const p = prefix ? `${prefix} ` : '';
+  const e = `${process.stderr.isTTY ? CLEAR_LINE : ''}${p}`;
   return {
-    info: (l) => level !== 'quiet' && process.stderr.write(`${p}${l}\n`),
-    warn: (l) => process.stderr.write(`${p}warning: ${l}\n`),
-    debug: (l) => level === 'debug' && process.stderr.write(`${p}${l}\n`),
+    info: (l) => level !== 'quiet' && process.stderr.write(`${e}${l}\n`),
+    warn: (l) => process.stderr.write(`${e}warning: ${l}\n`),
+    debug: (l) => level === 'debug' && process.stderr.write(`${e}${l}\n`),
     result: (l) => process.stdout.write(`${p}${l}\n`),
   };
 }

@@ -3,6 +3,11 @@
  * the progress line, the epoch line, eval's table and report.md say a percentage the same way.
  */
 
+/** Lines of a text file without BOM and line terminators (LF, CRLF or lone CR). */
+export function textLines(text: string): string[] {
+  return text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/);
+}
+
 /** 0.1342 -> '13.42%'; NaN (nothing measured yet) -> 'n/a'. */
 export function formatPercent(x: number): string {
   return Number.isFinite(x) ? `${(100 * x).toFixed(2)}%` : 'n/a';

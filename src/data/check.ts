@@ -8,6 +8,7 @@ import { DataError } from '../errors';
 import { classCounts, Dataset, Sample, SPLIT_NAMES, SplitName } from './dataset';
 import { DecodeOptions, decodeFile, VAGUE_DECODE_FAILURE } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
+import { type ListProblem, problemWhere } from './listfile';
 import { IgnoredFile } from './scan';
 import { formatTable } from '../text-format';
 
@@ -31,6 +32,8 @@ export interface CheckReport {
   bad: BadFile[];
   ignored: IgnoredFile[];
   warnings: string[];
+  /** Every problem of the index (list files: file:line), all of them. */
+  problems: ListProblem[];
   balance: SplitBalance[];
 }
 
@@ -71,7 +74,9 @@ export async function checkDataset(ds: Dataset, opts: CheckOptions = {}): Promis
       valid: classCounts(samples.filter((s) => !badPaths.has(s.path)), ds.classes.length),
     };
   });
-  return { root: ds.root, classes: ds.classes, bad, ignored: ds.ignored, warnings: ds.warnings, balance };
+  // A list dataset's ignored files are its missing lines, already among the problems with their line.
+  const ignored = ds.source === 'lists' ? [] : ds.ignored;
+  return { root: ds.root, classes: ds.classes, bad, ignored, warnings: ds.warnings, problems: ds.problems, balance };
 }
 
 /** True when no split has a valid image. */
@@ -93,6 +98,12 @@ function balanceTable(report: CheckReport): string {
   return formatTable(headers, [...rows, totals], ['right', 'left', ...report.balance.map((): 'right' => 'right'), 'right']);
 }
 
+/** Problems by file (in the order the files were read), then by line: the order to fix them in. */
+function inFileOrder(problems: readonly ListProblem[]): ListProblem[] {
+  const files = [...new Set(problems.map((p) => p.file))];
+  return [...problems].sort((a, b) => files.indexOf(a.file) - files.indexOf(b.file) || (a.line ?? 0) - (b.line ?? 0));
+}
+
 /** Human-readable report: bad files, ignored files, warnings, class balance. */
 export function formatCheckReport(report: CheckReport, maxRows = 200): string {
   const rel = (p: string): string => path.relative(report.root, p) || p;
@@ -103,6 +114,11 @@ export function formatCheckReport(report: CheckReport, maxRows = 200): string {
     if (report.bad.length > maxRows) parts.push(`... and ${report.bad.length - maxRows} more`);
   } else {
     parts.push('Bad files: none.');
+  }
+  if (report.problems.length > 0) {
+    parts.push('', `Problems (${report.problems.length}):`, ...inFileOrder(report.problems).map((p) => `  ${problemWhere(p)}: ${p.message}`));
+  } else {
+    parts.push('', 'Problems in the list files or folders: none.');
   }
   if (report.ignored.length > 0) {
     const rows = report.ignored.slice(0, maxRows).map((f) => [rel(f.path), f.reason]);

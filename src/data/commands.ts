@@ -3,20 +3,26 @@
  * layer over a function of src/data/ that returns data; printing happens here only.
  *
  *   alexnet data split ./photos --val 0.1 --test 0.1 --seed 1   # list files beside the class folders
- *   alexnet data index ./ds                                      # list files for ./ds/{train,val,test}/<class>
+ *   alexnet data index ./ds --out ./ds-index                      # list files for ./ds/{train,val,test}/<class>
  *   alexnet data prepare ./ds ./ds-256 --size 256                 # resized copy, decoded once
- *   alexnet data stats ./ds-256                                   # mean/std/PCA of train -> stats.json
+ *   alexnet data stats ./ds-256                                   # mean/std/PCA of train -> the cache folder
  *   alexnet data check ./ds-256                                   # bad files + class balance
  */
+import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { env } from '../config';
 import { DataError } from '../errors';
 import { checkDataset, formatCheckReport, isUnusable } from './check';
-import { openDataset, SPLIT_NAMES, SplitName } from './dataset';
+import { classNamesFromArgs } from '../class-names';
+import { classOptions, datasetOptions, openOptionsFromArgs } from './cli-options';
+import { type Dataset, openDataset, SPLIT_NAMES, SplitName } from './dataset';
+import { FATAL_PROBLEMS } from './listfile';
+import { assertMayReplace, recordWritten } from './owned';
 import { DEFAULT_MIN_SIDE_PX } from './decode';
 import { indexDataset, IndexResult, Materialize, splitFolder } from './organize';
 import { DEFAULT_DECODE_CONCURRENCY } from './pool';
 import { prepareDataset, PreparedFormat } from './prepare';
-import { computeStats, saveStats } from './stats';
+import { cachedStatsPath, computeStats, saveStatsFile } from './stats';
 
 export type Print = (line: string) => void;
 
@@ -41,12 +47,19 @@ function printIndexResult(r: IndexResult, print: Print): void {
 
 const skipPrinter = (print: Print) => (path: string, reason: string): void => print(`skip ${path}: ${reason}`);
 
-interface RootArgs { root: string }
-interface IndexArgs extends RootArgs { out?: string }
-interface SplitArgs { src: string; val: number; test: number; seed: number; out?: string; materialize: Materialize }
-interface PrepareArgs { src: string; dst: string; size: number; format: PreparedFormat; quality: number; overwrite: boolean; concurrency: number }
-interface StatsArgs extends RootArgs { split: SplitName; size: number; 'max-images'?: number; seed: number; concurrency: number }
+interface RootArgs { root: string; layout?: string; classes?: string; 'classes-file'?: string }
+interface IndexArgs extends RootArgs { out?: string; force: boolean }
+interface SplitArgs { src: string; val: number; test: number; seed: number; out?: string; materialize: Materialize; force: boolean }
+interface PrepareArgs extends Omit<RootArgs, 'root'> { src: string; dst: string; size: number; format: PreparedFormat; quality: number; overwrite: boolean; force: boolean; concurrency: number }
+interface StatsArgs extends RootArgs { split: SplitName; size: number; 'max-images'?: number; seed: number; concurrency: number; out?: string }
 interface CheckArgs extends RootArgs { size: number; concurrency: number; 'min-side': number }
+
+const forceOption = { type: 'boolean', default: false, describe: 'replace files alexnet did not write' } as const;
+
+/** How the dataset was read (layout chosen, list-file path base): one line each. */
+function printNotes(ds: Dataset, print: Print): void {
+  for (const note of ds.notes) print(note);
+}
 
 const concurrencyOption = {
   type: 'number',
@@ -58,8 +71,15 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
   const index: CommandModule<object, IndexArgs> = {
     command: 'index <root>',
     describe: 'write train/val/test.txt list files (and classes.txt) for root/{train,val,test}/<class>/<image>',
-    builder: (y: Argv) => y.positional('root', { type: 'string', demandOption: true }).option('out', { type: 'string', describe: 'folder for the list files (default: root)' }),
-    handler: async (a) => printIndexResult(await indexDataset(a.root, a.out ?? a.root), print),
+    builder: (y: Argv) => classOptions(y.positional('root', { type: 'string', demandOption: true }))
+      .option('out', { type: 'string', describe: 'folder for the list files (required: the dataset folder is never written)' })
+      .option('force', forceOption),
+    handler: async (a) => {
+      if (a.out == null) {
+        throw new DataError(`data index writes train.txt, val.txt, test.txt and classes.txt, and never into the dataset (its own list files would be lost): pass --out <folder>, e.g. --out ${a.root.replace(/[\\/]+$/, '')}-index, then train with --data <that folder>`);
+      }
+      printIndexResult(await indexDataset(a.root, a.out, { classNames: classNamesFromArgs(a), force: a.force }), print);
+    },
   };
   const split: CommandModule<object, SplitArgs> = {
     command: 'split <src>',
@@ -70,23 +90,25 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
       .option('test', { type: 'number', default: 0.1 })
       .option('seed', { type: 'number', default: 0 })
       .option('out', { type: 'string', describe: 'output folder (default: src, for list files)' })
-      .option('materialize', { choices: ['lists', 'link', 'copy'] as const, default: 'lists' as Materialize, describe: 'list files, or a train/val/test tree of hard links or copies in --out' }),
-    handler: async (a) => printIndexResult(await splitFolder(a.src, { spec: { val: a.val, test: a.test }, seed: a.seed, outDir: a.out, materialize: a.materialize }), print),
+      .option('materialize', { choices: ['lists', 'link', 'copy'] as const, default: 'lists' as Materialize, describe: 'list files, or a train/val/test tree of hard links or copies in --out' })
+      .option('force', forceOption),
+    handler: async (a) => printIndexResult(await splitFolder(a.src, { spec: { val: a.val, test: a.test }, seed: a.seed, outDir: a.out, materialize: a.materialize, force: a.force }), print),
   };
   const prepare: CommandModule<object, PrepareArgs> = {
     command: 'prepare <src> <dst>',
     describe: 'write a resized copy (shorter side --size, centre square) of a dataset, leaving bad files out',
-    builder: (y: Argv) => y
+    builder: (y: Argv) => datasetOptions(y)
       .positional('src', { type: 'string', demandOption: true })
       .positional('dst', { type: 'string', demandOption: true })
       .option('size', { type: 'number', default: 256 })
       .option('format', { choices: ['jpeg', 'png', 'webp'] as const, default: 'jpeg' as PreparedFormat })
       .option('quality', { type: 'number', default: 90 })
-      .option('overwrite', { type: 'boolean', default: false })
+      .option('overwrite', { type: 'boolean', default: false, describe: 're-encode images already in dst (a dst data prepare made)' })
+      .option('force', { type: 'boolean', default: false, describe: 'write into a non-empty dst that data prepare did not make' })
       .option('concurrency', concurrencyOption),
     handler: async (a) => {
       const r = await prepareDataset(a.src, a.dst, {
-        sizePx: a.size, format: a.format, quality: a.quality, overwrite: a.overwrite, concurrency: a.concurrency,
+        sizePx: a.size, format: a.format, quality: a.quality, overwrite: a.overwrite, force: a.force, concurrency: a.concurrency, open: openOptionsFromArgs(a),
         onSkip: skipPrinter(print), onProgress: progressPrinter('prepare'),
       });
       print(`wrote ${r.written}, kept ${r.reused} existing, skipped ${r.skipped.length} bad file(s) -> ${a.dst}`);
@@ -94,16 +116,18 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
   };
   const stats: CommandModule<object, StatsArgs> = {
     command: 'stats <root>',
-    describe: 'compute RGB mean/std and the PCA eigens of a split; writes root/stats.json',
-    builder: (y: Argv) => y
+    describe: 'compute RGB mean/std and the PCA eigens of a split; writes them to the cache folder that train reads (never into the dataset)',
+    builder: (y: Argv) => datasetOptions(y)
       .positional('root', { type: 'string', demandOption: true })
+      .option('out', { type: 'string', describe: 'write the statistics to this file instead (refused if it exists and alexnet did not write it)' })
       .option('split', { choices: SPLIT_NAMES, default: 'train' as SplitName })
       .option('size', { type: 'number', default: 256, describe: 'resize size used by training' })
       .option('max-images', { type: 'number', describe: 'seeded random subset of at most this many images' })
       .option('seed', { type: 'number', default: 0 })
       .option('concurrency', concurrencyOption),
     handler: async (a) => {
-      const ds = await openDataset(a.root);
+      const ds = await openDataset(a.root, openOptionsFromArgs(a));
+      printNotes(ds, print);
       const samples = ds.splits[a.split]?.samples;
       if (!samples || samples.length === 0) throw new DataError(`${ds.root} has no '${a.split}' split`);
       const s = await computeStats(samples, {
@@ -112,22 +136,33 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
       });
       const fmt = (v: readonly number[]): string => v.map((x) => x.toFixed(4)).join(', ');
       print(`images ${s.imageCount}\nmean [${fmt(s.meanRgb)}]\nstd [${fmt(s.stdRgb)}]\neigenvalues [${fmt(s.eigenvalues)}]`);
-      print(`wrote ${await saveStats(ds.root, s)}`);
+      if (a.out != null) {
+        assertMayReplace(path.dirname(path.resolve(a.out)), [path.basename(a.out)], false, 'choose another --out');
+        print(`wrote ${await saveStatsFile(a.out, s)}`);
+        recordWritten(path.dirname(path.resolve(a.out)), [path.basename(a.out)]);
+      } else {
+        print(`wrote ${await saveStatsFile(cachedStatsPath(env.cacheDir(), ds.root, samples, a.size), s)}`);
+      }
     },
   };
   const check: CommandModule<object, CheckArgs> = {
     command: 'check <root>',
     describe: 'decode every image; print bad files with the reason, and the class balance',
-    builder: (y: Argv) => y
+    builder: (y: Argv) => datasetOptions(y)
       .positional('root', { type: 'string', demandOption: true })
       .option('size', { type: 'number', default: 32, describe: 'decode size (small is enough to find bad files)' })
       .option('min-side', { type: 'number', default: DEFAULT_MIN_SIDE_PX, describe: 'images with a shorter side below this are bad' })
       .option('concurrency', concurrencyOption),
     handler: async (a) => {
-      const report = await checkDataset(await openDataset(a.root), {
+      // Not strict: every problem of the list files is reported, not just the first kind that stops training.
+      const ds = await openDataset(a.root, { ...openOptionsFromArgs(a), strict: false });
+      printNotes(ds, print);
+      const report = await checkDataset(ds, {
         sizePx: a.size, minSidePx: a.minSide, concurrency: a.concurrency, onProgress: progressPrinter('check'),
       });
       print(formatCheckReport(report));
+      const fatal = report.problems.filter((p) => FATAL_PROBLEMS.has(p.kind));
+      if (fatal.length > 0) throw new DataError(`${report.root}: ${fatal.length} of the problems above stop training (labels that are not integers or out of range, unreadable lines, paths relative to another folder)`);
       if (isUnusable(report)) throw new DataError(`${report.root}: no image could be decoded`);
     },
   };

@@ -4,11 +4,13 @@
  * split: one folder of class folders -> train/val/test, as list files (default, nothing is
  * copied) or as a tree of hard links / copies.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors';
-import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_NAMES, SplitName } from './dataset';
+import type { ClassNames } from '../class-names';
+import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_ALIASES, SPLIT_NAMES, SplitName } from './dataset';
 import { formatListText } from './listfile';
+import { assertMayReplace, recordWritten } from './owned';
 import { SplitSpec, stratifiedSplit } from './split';
 
 export type SplitSamples = Partial<Record<SplitName, Sample[]>>;
@@ -20,8 +22,18 @@ export async function writeFileAtomic(file: string, text: string): Promise<void>
   await fsp.rename(tmp, file);
 }
 
-/** Write {split}.txt (paths relative to outDir) and classes.txt; returns the files written. */
-export async function writeListFiles(outDir: string, splits: SplitSamples, classes: readonly string[]): Promise<string[]> {
+/**
+ * Write {split}.txt (paths relative to outDir) and classes.txt; returns the files written.
+ * Refuses to replace a file alexnet did not write (owned.ts) unless `force`, and always
+ * refuses to write val.txt beside another alias of it (valid.txt): the folder would then be
+ * ambiguous to every command.
+ */
+export async function writeListFiles(outDir: string, splits: SplitSamples, classes: readonly string[], force = false): Promise<string[]> {
+  const names = [...SPLIT_NAMES.filter((s) => splits[s]).map((s) => `${s}.txt`), 'classes.txt'];
+  const clashes = SPLIT_NAMES.filter((s) => splits[s]).flatMap((s) =>
+    SPLIT_ALIASES[s].filter((a) => a !== s && existsSync(path.join(outDir, `${a}.txt`))).map((a) => `${a}.txt (beside it, ${s}.txt would be a second list of the ${s} split)`));
+  if (clashes.length > 0) throw new DataError(`${outDir} has ${clashes.join(', ')}: that would make the folder ambiguous; choose another --out`);
+  assertMayReplace(outDir, names, force, `choose another --out`);
   await fsp.mkdir(outDir, { recursive: true });
   const written: string[] = [];
   for (const split of SPLIT_NAMES) {
@@ -34,6 +46,7 @@ export async function writeListFiles(outDir: string, splits: SplitSamples, class
   const classesFile = path.join(outDir, 'classes.txt');
   await writeFileAtomic(classesFile, classes.map((c) => `${c}\n`).join(''));
   written.push(classesFile);
+  recordWritten(outDir, names);
   return written;
 }
 
@@ -49,12 +62,22 @@ function countsOf(splits: SplitSamples): Partial<Record<SplitName, number>> {
   return counts;
 }
 
-/** List files for the folder tree under `root`, written to `outDir` (default: root). */
-export async function indexDataset(root: string, outDir: string = root): Promise<IndexResult> {
-  const ds = await openDataset(root, { layout: 'folders' });
+export interface IndexOptions {
+  /** Names that fix the label order (the notebook's), else sorted folder names. */
+  classNames?: ClassNames | null;
+  /** Replace list files alexnet did not write. */
+  force?: boolean;
+}
+
+/**
+ * List files for the folder tree under `root`, written to `outDir`: never into the dataset
+ * by default, since its own list files (the notebook's, with its label numbers) would be lost.
+ */
+export async function indexDataset(root: string, outDir: string, opts: IndexOptions = {}): Promise<IndexResult> {
+  const ds = await openDataset(root, { layout: 'folders', classNames: opts.classNames ?? null });
   const splits: SplitSamples = {};
   for (const split of SPLIT_NAMES) if (ds.splits[split]) splits[split] = ds.splits[split]?.samples;
-  const files = await writeListFiles(path.resolve(outDir), splits, ds.classes);
+  const files = await writeListFiles(path.resolve(outDir), splits, ds.classes, opts.force ?? false);
   return { files, counts: countsOf(splits), classes: ds.classes };
 }
 
@@ -66,11 +89,14 @@ export interface SplitFolderOptions {
   /** Where list files (or the train/val/test tree) go; default: the source folder for lists. */
   outDir?: string;
   materialize?: Materialize;
+  /** Replace files alexnet did not write (list files; files in a link/copy tree). */
+  force?: boolean;
 }
 
 /** Hard-link `src` to `dst`, copying when links are impossible (another file system, no permission). */
-async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy'): Promise<void> {
+async function linkOrCopy(src: string, dst: string, mode: 'link' | 'copy', force: boolean): Promise<void> {
   await fsp.mkdir(path.dirname(dst), { recursive: true });
+  if (force) await fsp.rm(dst, { force: true });
   if (mode === 'link') {
     try {
       await fsp.link(src, dst);
@@ -95,13 +121,16 @@ export async function splitFolder(src: string, opts: SplitFolderOptions): Promis
   samples.forEach((s, i) => (splits[assignment[i]] as Sample[]).push(s));
   const mode = opts.materialize ?? 'lists';
   if (mode === 'lists') {
-    const files = await writeListFiles(path.resolve(opts.outDir ?? root), splits, classes);
+    const files = await writeListFiles(path.resolve(opts.outDir ?? root), splits, classes, opts.force ?? false);
     return { files, counts: countsOf(splits), classes };
   }
   if (!opts.outDir) throw new DataError(`--out is required to ${mode} files into a train/val/test tree`);
   const out = path.resolve(opts.outDir);
-  for (const split of SPLIT_NAMES) {
-    for (const s of splits[split] as Sample[]) await linkOrCopy(s.path, path.join(out, split, path.relative(root, s.path)), mode);
+  const jobs = SPLIT_NAMES.flatMap((split) => (splits[split] as Sample[]).map((s) => ({ src: s.path, dst: path.join(out, split, path.relative(root, s.path)) })));
+  const taken = jobs.filter((j) => existsSync(j.dst));
+  if (!opts.force && taken.length > 0) {
+    throw new DataError(`${taken.length} file(s) of the ${mode} tree already exist in ${out} (first: ${taken[0].dst}): choose another --out, or pass --force to replace them`);
   }
+  for (const j of jobs) await linkOrCopy(j.src, j.dst, mode, opts.force ?? false);
   return { files: [out], counts: countsOf(splits), classes };
 }

@@ -5,11 +5,12 @@
  * resize size gives the same pixels up to the re-encoding loss. The copy keeps the relative
  * layout of the source; bad files are left out and reported, so the copy is clean.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { DataError } from '../errors';
-import { openDataset, Sample, SPLIT_NAMES, SplitName } from './dataset';
+import { openDataset, type OpenOptions, Sample, SPLIT_NAMES, SplitName } from './dataset';
+import { isNonEmptyDir, recordWritten, WRITTEN_RECORD } from './owned';
 import { DecodeOptions, decodeFile } from './decode';
 import { isFile } from './scan';
 import { writeListFiles, SplitSamples } from './organize';
@@ -23,6 +24,10 @@ export interface PrepareOptions extends DecodeOptions {
   quality?: number;
   /** Re-encode files that already exist in the destination. Default false: resume where a previous run stopped. */
   overwrite?: boolean;
+  /** Write into a non-empty destination that `prepare` did not make. */
+  force?: boolean;
+  /** How to read the source (--layout, --classes). */
+  open?: OpenOptions;
   concurrency?: number;
   onSkip?: (path: string, reason: string) => void;
   onProgress?: (done: number, total: number) => void;
@@ -65,9 +70,15 @@ async function prepareOne(src: string, dst: string, opts: PrepareOptions): Promi
 
 /** Resized copy of the dataset at `srcRoot` into `dstRoot`, in the same layout. */
 export async function prepareDataset(srcRoot: string, dstRoot: string, opts: PrepareOptions): Promise<PrepareResult> {
-  const ds = await openDataset(srcRoot);
+  const ds = await openDataset(srcRoot, opts.open);
   const dst = path.resolve(dstRoot);
   if (dst === ds.root) throw new DataError('prepare needs a destination different from the source');
+  // A destination alexnet made (it has the record) is resumed; anything else is someone's folder.
+  if (!opts.force && isNonEmptyDir(dst) && !existsSync(path.join(dst, WRITTEN_RECORD))) {
+    throw new DataError(`${dst} already holds files that data prepare did not write: choose a new or empty destination, or pass --force to write into it`);
+  }
+  await fsp.mkdir(dst, { recursive: true });
+  recordWritten(dst, []);
   const ext = `.${opts.format === 'png' ? 'png' : opts.format === 'webp' ? 'webp' : 'jpg'}`;
   const jobs: { split: SplitName; sample: Sample; out: string }[] = [];
   const taken = new Set<string>();
@@ -104,7 +115,7 @@ export async function prepareDataset(srcRoot: string, dstRoot: string, opts: Pre
     jobs.forEach((job, i) => {
       if (ok[i]) (splits[job.split] ??= []).push({ path: job.out, label: job.sample.label });
     });
-    await writeListFiles(dst, splits, ds.classes);
+    await writeListFiles(dst, splits, ds.classes, opts.force ?? false);
   }
   return result;
 }

@@ -1,8 +1,10 @@
 /**
  * Dataset colour statistics: per-channel mean/std and the eigen-decomposition of the 3x3 RGB
  * covariance over all pixels of the (training) images, in [0, 1] pixel units, as the paper's
- * PCA lighting and the mean/std normalisation need. Stored beside the dataset as stats.json.
+ * PCA lighting and the mean/std normalisation need. Kept in a cache folder (or the run
+ * directory), never written into the dataset; a stats.json the user put beside the dataset is read.
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors';
@@ -173,13 +175,36 @@ export function parseStats(json: unknown, file: string): DatasetStats {
   };
 }
 
+/** Legacy and user-provided place: read when present, never written (the dataset is the user's). */
 export function statsPath(root: string): string {
   return path.join(root, STATS_FILE);
 }
 
-/** Stats stored beside the dataset, or null when there are none yet. */
+/**
+ * The cache file of the statistics of these samples at this size: a folder per dataset and
+ * image set under `cacheDir`, so a changed split or size never reuses stale numbers.
+ */
+export function cachedStatsPath(cacheDir: string, root: string, samples: readonly Sample[], sizePx: number): string {
+  const h = createHash('sha256').update(`${path.resolve(root)}\n${sizePx}\n`);
+  for (const s of samples) h.update(`${s.path}\t${s.label}\n`);
+  return path.join(cacheDir, 'datasets', `${path.basename(root)}-${h.digest('hex').slice(0, 16)}`, `stats-${sizePx}px.json`);
+}
+
+/** Stats from the first of `files` that exists, or null. */
+export async function findStats(files: readonly string[]): Promise<{ stats: DatasetStats; file: string } | null> {
+  for (const file of files) {
+    const stats = await loadStatsFile(file);
+    if (stats !== null) return { stats, file };
+  }
+  return null;
+}
+
+/** Stats stored beside the dataset (root/stats.json), or null when there are none. */
 export async function loadStats(root: string): Promise<DatasetStats | null> {
-  const file = statsPath(root);
+  return loadStatsFile(statsPath(root));
+}
+
+async function loadStatsFile(file: string): Promise<DatasetStats | null> {
   let text: string;
   try {
     text = await fsp.readFile(file, 'utf8');
@@ -196,11 +221,36 @@ export async function loadStats(root: string): Promise<DatasetStats | null> {
   return parseStats(json, file);
 }
 
-/** Write stats.json beside the dataset (atomically: a reader never sees half a file). */
-export async function saveStats(root: string, stats: DatasetStats): Promise<string> {
-  const file = statsPath(root);
+/** Write a stats file (atomically: a reader never sees half a file), creating its folder. */
+export async function saveStatsFile(file: string, stats: DatasetStats): Promise<string> {
+  await fsp.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   await fsp.writeFile(tmp, JSON.stringify({ format: STATS_FORMAT, ...stats }, null, 2) + '\n');
   await fsp.rename(tmp, file);
   return file;
+}
+
+/** Write stats.json into `dir` (tests and tools that own the folder). */
+export async function saveStats(dir: string, stats: DatasetStats): Promise<string> {
+  return saveStatsFile(statsPath(dir), stats);
+}
+
+/**
+ * Errors that mean "this place cannot be written", so the next place is tried (a recursive
+ * mkdir on a read-only mount reports ENOENT, not EROFS).
+ */
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'ENOTDIR', 'EEXIST', 'ENOENT']);
+
+/** Save to the first of `files` that can be written; throws the last error when none can. */
+export async function saveStatsFirstWritable(files: readonly string[], stats: DatasetStats): Promise<string> {
+  let last: unknown = null;
+  for (const file of files) {
+    try {
+      return await saveStatsFile(file, stats);
+    } catch (err) {
+      if (!UNWRITABLE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      last = err;
+    }
+  }
+  throw new DataError(`cannot save dataset statistics to ${files.join(' or ')}: ${(last as Error | null)?.message ?? 'no place given'}`);
 }

@@ -53,15 +53,14 @@ export interface EvalFiles {
   heatmapPng: string;
 }
 
+/** The files writeEvalOutputs writes, by name (no command replaces them unless it wrote them: data/owned.ts). */
+export const EVAL_FILE_NAMES: readonly string[] = ['confusion.csv', 'per-class.csv', 'confusion.svg', 'confusion.png'];
+
 /** Writes the CSVs and the heat map into `dir` (created), each file atomically. */
 export async function writeEvalOutputs(dir: string, m: ConfusionMatrix, classNames: readonly string[], title: string): Promise<EvalFiles> {
   fs.mkdirSync(dir, { recursive: true });
-  const files: EvalFiles = {
-    confusionCsv: path.join(dir, 'confusion.csv'),
-    perClassCsv: path.join(dir, 'per-class.csv'),
-    heatmapSvg: path.join(dir, 'confusion.svg'),
-    heatmapPng: path.join(dir, 'confusion.png'),
-  };
+  const [confusionCsvFile, perClassCsvFile, heatmapSvg, heatmapPng] = EVAL_FILE_NAMES.map((n) => path.join(dir, n));
+  const files: EvalFiles = { confusionCsv: confusionCsvFile, perClassCsv: perClassCsvFile, heatmapSvg, heatmapPng };
   writeAtomic(files.confusionCsv, confusionCsv(m, classNames));
   writeAtomic(files.perClassCsv, perClassCsv(perClassAccuracy(m), classNames));
   await writeSvgAndPng(confusionHeatmap(m, classNames, title).svg, files.heatmapSvg, files.heatmapPng);

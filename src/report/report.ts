@@ -25,6 +25,11 @@ export function flattenConfig(value: unknown, prefix = ''): [string, string][] {
   return Object.entries(value).flatMap(([k, v]) => flattenConfig(v, prefix ? `${prefix}.${k}` : k));
 }
 
+/** The count and the names (labels in order; the first 20 at 1000 classes). */
+function classesText(classes: readonly string[]): string {
+  return `${classes.length}: ${classes.slice(0, 20).join(', ')}${classes.length > 20 ? ', ...' : ''}`;
+}
+
 function finalTable(m: RunMetrics): string {
   const rows: (string | number)[][] = [];
   const add = (name: string, s: MetricSummary) => rows.push([name, fixed(s.loss, 4), pct(s.top1Error), pct(s.top5Error), s.count]);
@@ -65,7 +70,7 @@ export function reportMarkdown(runName: string, m: RunMetrics, ckpt: CheckpointS
     '',
     '## Config',
     '',
-    ckpt ? formatTable(['setting', 'value'], [['classes', ckpt.classes.length], ...flattenConfig(ckpt.config)]) : `No checkpoint (${LAST_CHECKPOINT}) in the run directory yet.`,
+    ckpt ? formatTable(['setting', 'value'], [['classes', classesText(ckpt.classes)], ...flattenConfig(ckpt.config)]) : `No checkpoint (${LAST_CHECKPOINT}) in the run directory yet.`,
     '',
   ];
   return parts.join('\n');

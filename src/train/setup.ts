@@ -5,11 +5,12 @@
  */
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
+import { env } from '../config';
 import { DataError } from '../errors';
 import { preflight } from '../data/check';
 import { openDataset, type Dataset, type Sample } from '../data/dataset';
 import { seededSubset } from '../data/rng';
-import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/stats';
+import { cachedStatsPath, computeStats, findStats, saveStatsFirstWritable, STATS_FILE, statsPath, type DatasetStats } from '../data/stats';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../log';
@@ -47,21 +48,31 @@ export function scheduleOptionsOf(config: TrainConfig): ScheduleOptions {
 const STATS_MAX_IMAGES = 10_000;
 
 /**
- * Loads the dataset statistics saved beside it, or computes them from the training split and
- * saves them (only `canWrite` processes write: rank 0 or the coordinator).
+ * Where a run looks for the dataset statistics, in order: a stats.json beside the dataset (the
+ * user's, or an older version's: read, never written), the cache folder, the run directory
+ * (where they go when the cache cannot be written).
  */
-export async function datasetStats(dataset: Dataset, train: Sample[], sizePx: number, canWrite: boolean, log: Logger): Promise<DatasetStats> {
-  const saved = await loadStats(dataset.root);
-  if (saved != null) return saved;
+export function statsPlaces(root: string, split: readonly Sample[], sizePx: number, runDir: string, cacheDir: string = env.cacheDir()): string[] {
+  return [statsPath(root), cachedStatsPath(cacheDir, root, split, sizePx), path.join(runDir, STATS_FILE)];
+}
+
+/**
+ * Loads the dataset statistics from `places`, or computes them from the training split and
+ * saves them to the first writable place after the first (only `canWrite` processes write:
+ * rank 0 or the coordinator).
+ */
+export async function datasetStats(places: readonly string[], train: Sample[], sizePx: number, canWrite: boolean, log: Logger): Promise<DatasetStats> {
+  const saved = await findStats(places);
+  if (saved != null) return saved.stats;
   const maxImages = Math.min(train.length, STATS_MAX_IMAGES);
   log.info(`computing dataset statistics (mean, std, RGB eigenvectors) over ${maxImages} training images...`);
   const stats = await computeStats(train, { sizePx, maxImages });
-  if (canWrite) log.info(`saved ${await saveStats(dataset.root, stats)}`);
+  if (canWrite) log.info(`saved ${await saveStatsFirstWritable(places.slice(1), stats)}`);
   return stats;
 }
 
 export async function openTrainingData(config: TrainConfig, canWrite: boolean, log: Logger): Promise<{ dataset: Dataset; train: Sample[]; stats: DatasetStats }> {
-  const dataset = await openDataset(config.data);
+  const dataset = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   const trainSplit = dataset.splits.train;
   if (trainSplit == null || trainSplit.samples.length === 0) {
     throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
@@ -69,7 +80,7 @@ export async function openTrainingData(config: TrainConfig, canWrite: boolean, l
   const train = seededSubset(trainSplit.samples, config.trainLimit, config.seed);
   const spec = buildSpec(config.preset, config.model);
   await preflight(train, { sizePx: spec.resizeSize });
-  const stats = await datasetStats(dataset, train, spec.resizeSize, canWrite, log);
+  const stats = await datasetStats(statsPlaces(dataset.root, trainSplit.samples, spec.resizeSize, config.runDir), train, spec.resizeSize, canWrite, log);
   return { dataset, train, stats };
 }
 

@@ -18,6 +18,7 @@ import type { Logger } from '../log';
 import { exportGraphModel } from '../model/export';
 import type { Collective } from '../parallel/collective';
 import { formatPercent } from '../text-format';
+import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
 import { FusionBuffer } from './fusion-buffer';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
@@ -79,6 +80,7 @@ export class Trainer {
   private readonly isMaster: boolean;
   private readonly rank: number;
   private readonly worldSize: number;
+  private readonly badFiles: BadFileLog;
 
   constructor(
     private readonly config: TrainConfig,
@@ -87,6 +89,7 @@ export class Trainer {
     this.rank = deps.collective?.rank ?? 0;
     this.worldSize = deps.collective?.worldSize ?? 1;
     this.isMaster = this.rank === 0;
+    this.badFiles = new BadFileLog(config.runDir, deps.log);
   }
 
   private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
@@ -104,7 +107,7 @@ export class Trainer {
       dropLast: mode === 'train' ? this.config.dropLast : false,
       augment: this.config.augment,
       cacheDecoded: true,
-      onSkip: (file, reason) => this.deps.log.warn(`skipping ${file}: ${reason}`),
+      onSkip: (file, reason) => this.badFiles.report(file, reason),
     });
   }
 

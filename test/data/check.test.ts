@@ -83,10 +83,11 @@ t.test('commands: check, stats, index through yargs', async (t) => {
   await messyDataset(root);
   const check = await runData(['check', root]);
   t.match(check.join('\n'), /Bad files \(4; training skips them\)/);
-  const stats = await runData(['stats', root, '--size', '16']);
+  const statsFile = path.join(tempDir(t), 'stats.json');
+  const stats = await runData(['stats', root, '--size', '16', '--out', statsFile]);
   t.match(stats.join('\n'), /images 8\nmean \[/);
-  t.match(await loadStats(root), { imageCount: 8, sizePx: 16 });
-  const index = await runData(['index', root]);
+  t.match(await loadStats(path.dirname(statsFile)), { imageCount: 8, sizePx: 16 });
+  const index = await runData(['index', root, '--out', path.join(tempDir(t), 'index')]);
   t.match(index[0], /2 classes; train 11, val 3/);
   const broken = tempDir(t);
   await fsp.mkdir(path.join(broken, 'train', 'a'), { recursive: true });

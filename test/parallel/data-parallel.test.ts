@@ -12,6 +12,7 @@ import { trainOptions } from '../../src/cli';
 import { trainDataParallel } from '../../src/command-handlers';
 import { faultyWorkerEnv } from './fixtures/faulty-worker';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { METRICS_FILE, parseMetricsJsonl } from '../../src/train/run-log';
 import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
@@ -75,6 +76,28 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
     maxRel = Math.max(maxRel, diff / ref);
   });
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
+});
+
+t.test('skipped images are counted over all ranks: the same per epoch for 1 and 2 workers, each file named once', async (t) => {
+  // The stripes plus a truncated PNG and an empty file in the training split.
+  const broken = path.join(root, 'broken');
+  await fs.promises.cp(data, broken, { recursive: true });
+  const good = fs.readFileSync(path.join(broken, 'train', 'checker', fs.readdirSync(path.join(broken, 'train', 'checker'))[0]));
+  fs.writeFileSync(path.join(broken, 'train', 'checker', 'truncated.png'), good.subarray(0, Math.floor(good.length / 2)));
+  fs.writeFileSync(path.join(broken, 'train', 'vertical', 'empty.png'), Buffer.alloc(0));
+  const args = (runDir: string) => [...common(runDir).map((a) => (a === data ? broken : a)), '--epochs', '2'];
+  const skippedPerEpoch = (runDir: string) =>
+    parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).epochs.map((e) => e.skippedImages);
+  const oneLog = memoryLogger();
+  await new Trainer(config(args(path.join(root, 'skip-one'))), { log: oneLog, tty: false, collective: null, shouldStop: () => false }).run();
+  const twoLog = memoryLogger();
+  await trainDataParallel(config(args(path.join(root, 'skip-two'))), cpu(2), twoLog);
+  t.same(skippedPerEpoch(path.join(root, 'skip-one')), [2, 2], '1 worker: both bad files in each epoch');
+  t.same(skippedPerEpoch(path.join(root, 'skip-two')), [2, 2], '2 workers: the same counts, summed over the ranks');
+  const namedIn = (dir: string) => fs.readFileSync(path.join(root, dir, 'bad-files.tsv'), 'utf8').trim().split('\n').filter((l) => /truncated\.png|empty\.png/.test(l)).length;
+  t.equal(namedIn('skip-one'), 2, 'bad-files.tsv names each file once (1 worker)');
+  t.equal(namedIn('skip-two'), 2, 'bad-files.tsv names each file once (2 workers)');
+  t.equal(oneLog.lines.filter((l) => l.includes('truncated.png')).length, 1, 'one warning for the truncated file over 2 epochs');
 });
 
 t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {

@@ -1,0 +1,33 @@
+/**
+ * The options of every command that opens a dataset (train, eval, data check/stats/index/
+ * prepare): which layout, and the names of numeric labels. One definition, so the commands
+ * cannot drift apart.
+ */
+import type { Argv } from 'yargs';
+import { ConfigError } from '../errors';
+import { classNamesFromArgs } from '../class-names';
+import type { OpenOptions } from './dataset';
+import { LAYOUTS, TRAIN_DEFAULTS, type Layout } from '../config';
+
+export function datasetOptions<T>(y: Argv<T>): Argv<T> {
+  return classOptions(y)
+    .option('layout', { choices: LAYOUTS, default: TRAIN_DEFAULTS.dataLayout, describe: 'auto: list files when they name every split the folders have, else the folders (says which, when both exist); folders; lists' });
+}
+
+/** --classes and --classes-file alone (data index reads folders only: no --layout). */
+export function classOptions<T>(y: Argv<T>): Argv<T> {
+  return y
+    .option('classes', { type: 'string', describe: 'names of labels 0,1,2,... comma-separated, e.g. rooster,tiger,dragon (default: root/classes.txt, else the label numbers); your label numbers are kept' })
+    .option('classes-file', { type: 'string', describe: 'a file with one class name per line (line i names label i), instead of --classes' });
+}
+
+export function layoutFromArgs(args: Record<string, unknown>): Layout {
+  const layout = String(args['layout'] ?? 'auto');
+  if (!(LAYOUTS as readonly string[]).includes(layout)) throw new ConfigError(`--layout must be one of ${LAYOUTS.join(', ')}; got '${layout}'`);
+  return layout as Layout;
+}
+
+/** openDataset's options from parsed arguments. */
+export function openOptionsFromArgs(args: Record<string, unknown>): OpenOptions {
+  return { layout: layoutFromArgs(args), classNames: classNamesFromArgs(args) };
+}
