@@ -9,18 +9,12 @@ import * as path from 'node:path';
 import { DataError } from '../errors';
 import type { ClassNames } from '../class-names';
 import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_ALIASES, SPLIT_NAMES, SplitName } from './dataset';
+import { writeAtomic } from '../atomic-write';
 import { formatListText } from './listfile';
 import { assertMayReplace, recordWritten } from './owned';
 import { SplitSpec, stratifiedSplit } from './split';
 
 export type SplitSamples = Partial<Record<SplitName, Sample[]>>;
-
-/** Write `text` to `file` via a temporary name, so a crash never leaves half a file. */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, text);
-  await fsp.rename(tmp, file);
-}
 
 /**
  * Write {split}.txt (paths relative to outDir) and classes.txt; returns the files written.
@@ -40,11 +34,11 @@ export async function writeListFiles(outDir: string, splits: SplitSamples, class
     const samples = splits[split];
     if (!samples) continue;
     const file = path.join(outDir, `${split}.txt`);
-    await writeFileAtomic(file, formatListText(samples, outDir));
+    writeAtomic(file, formatListText(samples, outDir));
     written.push(file);
   }
   const classesFile = path.join(outDir, 'classes.txt');
-  await writeFileAtomic(classesFile, classes.map((c) => `${c}\n`).join(''));
+  writeAtomic(classesFile, classes.map((c) => `${c}\n`).join(''));
   written.push(classesFile);
   recordWritten(outDir, names);
   return written;

@@ -12,6 +12,7 @@ import { Sample } from './dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
 import { seededSubset } from './rng';
+import { writeAtomic } from '../atomic-write';
 
 export interface DatasetStats {
   meanRgb: [number, number, number];
@@ -224,9 +225,7 @@ async function loadStatsFile(file: string): Promise<DatasetStats | null> {
 /** Write a stats file (atomically: a reader never sees half a file), creating its folder. */
 export async function saveStatsFile(file: string, stats: DatasetStats): Promise<string> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, JSON.stringify({ format: STATS_FORMAT, ...stats }, null, 2) + '\n');
-  await fsp.rename(tmp, file);
+  writeAtomic(file, JSON.stringify({ format: STATS_FORMAT, ...stats }, null, 2) + '\n');
   return file;
 }
 
