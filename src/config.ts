@@ -6,14 +6,17 @@
  * schedules) as plain name lists, so that any layer can name them without loading the modules
  * that implement them (and TensorFlow.js with them).
  *
- * This module imports no other part of the project but errors.ts and class-names.ts (the
- * parsing of --classes): everything may depend on it.
+ * This module imports no other part of the project but the foundation (errors.ts, field-reader.ts,
+ * class-names.ts for --classes): everything may depend on it.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkedClassNames, classNamesFromArgs, type ClassNames } from './class-names';
 import { ConfigError } from './errors';
+import { deepFreeze, FieldReader, getPath, readerOfArgs, type CliArgs } from './field-reader';
+
+export type { CliArgs } from './field-reader';
 
 export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
@@ -219,87 +222,12 @@ export const TRAIN_FLAGS = {
 
 export type TrainFlag = (typeof TRAIN_FLAGS)[keyof typeof TRAIN_FLAGS];
 
-function getPath(obj: unknown, dotted: string): unknown {
-  return dotted.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
-}
-
-function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
-  const keys = dotted.split('.');
-  let o = obj;
-  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
-  o[keys[keys.length - 1]] = value;
-}
-
 /** The default of a `train` flag, for the option table (undefined: no default, e.g. --resume). */
 export function trainFlagDefault(flag: TrainFlag): string | number | boolean | undefined {
   if (flag === 'run-dir') return defaultRunDir();
   const field = (Object.keys(TRAIN_FLAGS) as (keyof typeof TRAIN_FLAGS)[]).find((f) => TRAIN_FLAGS[f] === flag);
   const value = field === undefined ? undefined : getPath(TRAIN_DEFAULTS, field);
   return value === null ? undefined : (value as string | number | boolean | undefined);
-}
-
-export type CliArgs = Record<string, unknown>;
-
-/**
- * Reads fields of an untrusted object (parsed options, a message from another process, a
- * checkpoint's header) and throws a ConfigError naming the field as its source calls it.
- */
-export class FieldReader {
-  constructor(
-    readonly source: Record<string, unknown>,
-    /** How a message names a field: '--batch-size' for the CLI, 'batchSize' for a message. */
-    readonly name: (key: string) => string,
-  ) {}
-
-  raw(key: string): unknown {
-    return getPath(this.source, key);
-  }
-
-  number(key: string): number {
-    const v = this.raw(key);
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    if (!Number.isFinite(n)) throw new ConfigError(`${this.name(key)} must be a number, got '${String(v)}'`);
-    return n;
-  }
-
-  /** A whole number >= 1 (>= 0 with allowZero). */
-  count(key: string, allowZero = false): number {
-    const n = this.number(key);
-    if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) {
-      throw new ConfigError(`${this.name(key)} must be a whole number ${allowZero ? '>= 0' : '>= 1'}, got ${n}`);
-    }
-    return n;
-  }
-
-  /** > 0 (>= 0 with allowZero). */
-  positive(key: string, allowZero = false): number {
-    const n = this.number(key);
-    if (n < 0 || (!allowZero && n === 0)) throw new ConfigError(`${this.name(key)} must be ${allowZero ? '>= 0' : '> 0'}, got ${n}`);
-    return n;
-  }
-
-  oneOf<T extends string>(key: string, choices: readonly T[]): T {
-    const v = String(this.raw(key));
-    if (!(choices as readonly string[]).includes(v)) throw new ConfigError(`${this.name(key)} must be one of ${choices.join(', ')}; got '${v}'`);
-    return v as T;
-  }
-
-  bool(key: string): boolean {
-    const v = this.raw(key);
-    if (typeof v !== 'boolean') throw new ConfigError(`${this.name(key)} must be true or false, got '${String(v)}'`);
-    return v;
-  }
-
-  string(key: string): string {
-    const v = this.raw(key);
-    if (typeof v !== 'string' || v === '') throw new ConfigError(`${this.name(key)} must be a non-empty string, got '${String(v)}'`);
-    return v;
-  }
-
-  optionalString(key: string): string | null {
-    const v = this.raw(key);
-    return v == null ? null : this.string(key);
-  }
 }
 
 /** The class names a config carries (set by --classes or --classes-file, not by one flag). */
@@ -371,16 +299,6 @@ export function validateTrainConfig(value: unknown, source: string): Readonly<Tr
 function existingPath(p: string, what: string): string {
   if (!fs.existsSync(p)) throw new ConfigError(`${what} '${p}' does not exist`);
   return path.resolve(p);
-}
-
-/**
- * The parsed options of a command as a reader of its config's fields: each field takes its
- * flag's value, or the default where the flag was not given; messages name the flag.
- */
-function readerOfArgs(flags: Readonly<Record<string, string>>, defaults: object, args: CliArgs): FieldReader {
-  const candidate: Record<string, unknown> = {};
-  for (const [field, flag] of Object.entries(flags)) setPath(candidate, field, args[flag] ?? getPath(defaults, field) ?? null);
-  return new FieldReader(candidate, (key) => `--${flags[key] ?? key}`);
 }
 
 /** Parsed `train` options into a frozen TrainConfig. Throws ConfigError (exit 2) naming the flag. */
@@ -469,14 +387,6 @@ export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
     dataLayout: r.oneOf('dataLayout', LAYOUTS),
     classNames: classNamesFromArgs(args),
   });
-}
-
-export function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object') {
-    for (const v of Object.values(value as object)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 /** Environment facts of the user's terminal and devices, read here only. */

@@ -4,7 +4,8 @@
  * configs. Addresses are checked against this host's interfaces here, before any socket opens.
  */
 import * as path from 'node:path';
-import { deepFreeze, FieldReader, LOG_LEVELS, type CliArgs, type LogLevel } from '../config';
+import { LOG_LEVELS, type LogLevel } from '../config';
+import { deepFreeze, FieldReader, type CliArgs } from '../field-reader';
 import { ConfigError } from '../errors';
 import { checkLocalAddress, parseTcpEndpoint, tcpAddress } from './ring-address';
 

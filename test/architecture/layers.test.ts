@@ -6,7 +6,7 @@ import t from 'tap';
 import { importGraph, importSpecifiers, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names'];
+const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader'];
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
@@ -20,7 +20,8 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   data: FOUNDATION,
   parallel: FOUNDATION,
   backend: FOUNDATION,
-  config: ['errors', 'class-names'],
+  config: ['errors', 'class-names', 'field-reader'],
+  'field-reader': ['errors'],
   'class-names': ['errors', 'text-format'],
   log: ['config'],
   errors: [],
