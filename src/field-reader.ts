@@ -8,6 +8,7 @@ import { ConfigError } from './errors';
 
 export type CliArgs = Record<string, unknown>;
 
+/** obj.a.b for 'a.b' (undefined where a level is missing): configs nest, flags do not. */
 export function getPath(obj: unknown, dotted: string): unknown {
   return dotted.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
 }
