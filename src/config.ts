@@ -15,7 +15,7 @@ import { ConfigError } from './errors';
 export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
-export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;

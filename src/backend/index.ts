@@ -1,22 +1,24 @@
 /**
  * Chooses and initialises the TensorFlow.js backend for this process.
  *
- * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, wasm (with the kernel
- * patches that make it train), the pure-JS cpu backend. tfjs-node(-gpu) are optional
- * dependencies: their install downloads libtensorflow and fails offline, so a failed
- * `require` is expected and just moves on to the next choice.
+ * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, native (tfjs-backend-cpu
+ * with oneDNN kernels from our addon, native.ts), wasm (with the kernel patches that make it
+ * train), the pure-JS cpu backend. tfjs-node(-gpu) are optional dependencies: their install
+ * downloads libtensorflow and fails offline, so a failed `require` is expected and just moves
+ * on to the next choice; the native addon is optional in the same way (`make native`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
+import { loadNative } from './native';
 import { patchWasmKernels } from './wasm-patches';
 
 export interface BackendInfo {
   /** What was asked for. */
   requested: BackendChoice;
-  /** What is running: 'node-gpu' | 'node' | 'wasm' | 'cpu'. */
+  /** What is running: 'node-gpu' | 'node' | 'native' | 'wasm' | 'cpu'. */
   active: Exclude<BackendChoice, 'auto'>;
-  /** tfjs' own backend name ('tensorflow', 'wasm', 'cpu'). */
+  /** tfjs' own backend name ('tensorflow', 'native', 'wasm', 'cpu'). */
   tfName: string;
   /** Why the choices before it were passed over, for the start-up line. */
   notes: string[];
@@ -48,6 +50,8 @@ async function loadCpu(): Promise<string> {
 const LOADERS: Record<BackendInfo['active'], Loader> = {
   'node-gpu': requireNative('@tensorflow/tfjs-node-gpu'),
   node: requireNative('@tensorflow/tfjs-node'),
+  // One oneDNN thread: there is one worker process per core.
+  native: () => loadNative(1),
   wasm: loadWasm,
   cpu: loadCpu,
 };
@@ -59,7 +63,7 @@ function firstLine(err: unknown): string {
 
 /** The order `auto` tries; node-gpu only when the caller found a GPU for this process. */
 export function autoOrder(gpuVisible: boolean): BackendInfo['active'][] {
-  return gpuVisible ? ['node-gpu', 'node', 'wasm', 'cpu'] : ['node', 'wasm', 'cpu'];
+  return gpuVisible ? ['node-gpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
 }
 
 let current: BackendInfo | null = null;
