@@ -61,9 +61,19 @@ function firstLine(err: unknown): string {
   return text.split('\n')[0];
 }
 
-/** The order `auto` tries; node-gpu only when the caller found a GPU for this process. */
-export function autoOrder(gpuVisible: boolean): BackendInfo['active'][] {
+/**
+ * The order `auto` tries; node-gpu only when the caller found a GPU for this process, and only
+ * single-threaded backends for a CPU-simulated device (one worker process per core: tfjs-node
+ * would spread every worker over all cores).
+ */
+export function autoOrder(gpuVisible: boolean, singleThreaded = false): BackendInfo['active'][] {
+  if (singleThreaded) return ['native', 'wasm', 'cpu'];
   return gpuVisible ? ['node-gpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
+}
+
+/** What a CPU-simulated device runs for the run's --backend: a single-threaded choice, or auto among them. */
+export function cpuDeviceChoice(choice: BackendChoice): BackendChoice {
+  return choice === 'native' || choice === 'wasm' || choice === 'cpu' ? choice : 'auto';
 }
 
 let current: BackendInfo | null = null;
@@ -72,12 +82,12 @@ let current: BackendInfo | null = null;
  * Initialises a backend once per process. An explicit choice that fails is a ConfigError
  * (the user asked for it); `auto` falls through the list and records why.
  */
-export async function initBackend(requested: BackendChoice, gpuVisible: boolean): Promise<BackendInfo> {
+export async function initBackend(requested: BackendChoice, gpuVisible: boolean, singleThreaded = false): Promise<BackendInfo> {
   if (current != null) {
     if (requested === 'auto' || requested === current.active) return current;
     throw new ConfigError(`backend already initialised as ${current.active}, cannot switch to ${requested}`);
   }
-  const order = requested === 'auto' ? autoOrder(gpuVisible) : [requested];
+  const order = requested === 'auto' ? autoOrder(gpuVisible, singleThreaded) : [requested];
   const notes: string[] = [];
   for (const active of order) {
     try {

@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { NativeBackendError } from '../errors';
+import { fastCpuKernelConfigs } from './fast-cpu-kernels';
 import { nativeKernelConfigs, type DnnlAddon } from './native-kernels';
 
 export const NATIVE_BACKEND_NAME = 'native';
@@ -74,7 +75,7 @@ let registered = false;
 /**
  * Registers the 'native' backend: a new tfjs-backend-cpu instance (its factory, so no direct
  * dependency on the package), every cpu kernel under the new name, then the native kernels
- * over them. Idempotent.
+ * over them, with the JS fast paths of fast-cpu-kernels.ts for the ops left in JS. Idempotent.
  */
 export function registerNativeBackend(addon: DnnlAddon): void {
   if (registered) return;
@@ -83,7 +84,7 @@ export function registerNativeBackend(addon: DnnlAddon): void {
   for (const config of tf.getKernelsForBackend('cpu')) {
     tf.registerKernel({ ...config, backendName: NATIVE_BACKEND_NAME });
   }
-  for (const config of nativeKernelConfigs(addon, NATIVE_BACKEND_NAME)) {
+  for (const config of [...fastCpuKernelConfigs(NATIVE_BACKEND_NAME), ...nativeKernelConfigs(addon, NATIVE_BACKEND_NAME)]) {
     if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null) tf.unregisterKernel(config.kernelName, NATIVE_BACKEND_NAME);
     tf.registerKernel(config);
   }

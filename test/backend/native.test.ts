@@ -60,14 +60,20 @@ function maxRelativeError(got: Float32Array, want: Float32Array): number {
 type Reference = 'cpu' | 'wasm';
 
 /** Runs `fn` on the reference backend and on the native one; returns each output's data. */
-async function onBoth(reference: Reference, fn: () => tf.Tensor[]): Promise<{ ref: Float32Array[]; native: Float32Array[] }> {
-  const run = async (backend: string) => {
+interface Outputs {
+  data: Float32Array[];
+  shapes: string[];
+}
+
+async function onBoth(reference: Reference, fn: () => tf.Tensor[]): Promise<{ ref: Outputs; native: Outputs }> {
+  const run = async (backend: string): Promise<Outputs> => {
     await tf.setBackend(backend);
     // Read outside tidy: tidy walks its result, element by element for a typed array.
     const outputs = tf.tidy(fn);
     const data = outputs.map((x) => x.dataSync() as Float32Array);
+    const shapes = outputs.map((x) => x.shape.join('x'));
     tf.dispose(outputs);
-    return data;
+    return { data, shapes };
   };
   return { ref: await run(reference), native: await run(NATIVE_BACKEND_NAME) };
 }
@@ -75,8 +81,8 @@ async function onBoth(reference: Reference, fn: () => tf.Tensor[]): Promise<{ re
 async function compare(t: Test, name: string, outputs: string[], fn: () => tf.Tensor[], reference: Reference = 'cpu'): Promise<void> {
   const { ref, native } = await onBoth(reference, fn);
   outputs.forEach((label, i) => {
-    const err = maxRelativeError(native[i], ref[i]);
-    t.ok(err <= TOLERANCE, `${name} ${label} (vs ${reference}): relative error ${err.toExponential(2)}`);
+    const err = native.shapes[i] === ref.shapes[i] ? maxRelativeError(native.data[i], ref.data[i]) : Infinity;
+    t.ok(err <= TOLERANCE, `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`);
   });
 }
 
@@ -313,6 +319,24 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
         return [lrn(x), dx];
       });
     }
+  });
+
+  t.test('the JS fast paths (bias add, relu and its mask, bias-gradient sum, channel split/concat)', async (t) => {
+    const x = [BATCH, 5, 4, 6];
+    await compare(t, 'add same shape', ['y'], () => [tf.add(rand(x, 30), rand(x, 31))]);
+    await compare(t, 'add bias [C] and [1, C]', ['y', 'y'], () => [tf.add(rand(x, 32), rand([6], 33)), tf.add(rand([1, 6], 34), rand([3, 6], 35))]);
+    await compare(t, 'add other broadcast (stock)', ['y'], () => [tf.add(rand(x, 36), rand([5, 1, 1], 37))]);
+    await compare(t, 'multiply, relu, step', ['mul', 'relu', 'step'], () => [tf.mul(rand(x, 38), rand(x, 39)), tf.relu(rand(x, 40)), tf.step(rand(x, 41), 0.25)]);
+    await compare(t, 'sum', ['leading', 'trailing', 'keepDims', 'middle (stock)', 'all'], () => {
+      const v = rand(x, 42);
+      return [tf.sum(v, [0, 1, 2]), tf.sum(v, [2, 3]), tf.sum(v, [0, 1], true), tf.sum(v, [1, 3]), tf.sum(v)];
+    });
+    await compare(t, 'split and concat', ['split 0', 'split 1', 'uneven split', 'concat 3', 'concat 1'], () => {
+      const v = rand(x, 43);
+      const [p, q] = tf.split(v, 2, 3);
+      const [, uneven] = tf.split(v, [1, 4], 1);
+      return [p, q, uneven, tf.concat([q, p, q], 3), tf.concat([v, rand([BATCH, 2, 4, 6], 44)], 1)];
+    });
   });
 
   t.test('unsupported inputs are NativeBackendErrors, bad buffers JS errors', async (t) => {
