@@ -55,7 +55,7 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
   const devices = resolveDevices(config);
   let backend = `${devices.worldSize} ${spec.backend} worker processes`;
   if (devices.worldSize === 1) {
-    backend = describeBackend(await initBackend(config.backend, false));
+    backend = describeBackend(await initBackend(config.backend, false, { threads: config.threads }));
     const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
     await new Trainer(config, deps).run();
   } else {

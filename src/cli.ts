@@ -65,6 +65,7 @@ export function trainOptions(y: Argv): Argv {
     .option('pca-lighting', { type: 'boolean', default: d('pca-lighting'), describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" })
     .option('log-every', { type: 'number', default: d('log-every'), describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' })
     .option('backend', { choices: BACKEND_CHOICES, default: d('backend'), describe: 'tfjs backend: auto tries node-gpu, node, native (oneDNN), wasm, cpu' })
+    .option('threads', { type: 'number', default: d('threads'), describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)' })
     .option('devices', { type: 'string', default: d('devices'), describe: "workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
     .option('strict-devices', { type: 'boolean', default: d('strict-devices'), describe: 'fail instead of simulating when fewer GPUs than asked exist' })
     .option('checksum-every', { type: 'number', default: d('checksum-every'), describe: 'compare a checksum of the weights across workers every N steps (0: never)' })

@@ -104,8 +104,10 @@ export interface TrainConfig {
   /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
    * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
   logEverySteps: number;
-  /** tfjs backend: auto tries node-gpu, node, wasm, cpu. */
+  /** tfjs backend: auto tries node-gpu, node, native, wasm, cpu. */
   backend: BackendChoice;
+  /** oneDNN threads per process of the native backend (default 1: one worker per core). */
+  threads: number;
   /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
   devices: string;
   /** Fail instead of simulating when fewer GPUs than asked exist. */
@@ -154,6 +156,7 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   checkpointEverySteps: 0,
   logEverySteps: 0,
   backend: 'auto',
+  threads: 1,
   devices: 'auto',
   strictDevices: false,
   checksumEverySteps: 50,
@@ -196,6 +199,7 @@ export const TRAIN_FLAGS = {
   checkpointEverySteps: 'checkpoint-every',
   logEverySteps: 'log-every',
   backend: 'backend',
+  threads: 'threads',
   devices: 'devices',
   strictDevices: 'strict-devices',
   checksumEverySteps: 'checksum-every',
@@ -325,6 +329,7 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     checkpointEverySteps: r.count('checkpointEverySteps', true),
     logEverySteps: r.count('logEverySteps', true),
     backend: r.oneOf('backend', BACKEND_CHOICES),
+    threads: r.count('threads'),
     devices: r.string('devices'),
     strictDevices: r.bool('strictDevices'),
     checksumEverySteps: r.count('checksumEverySteps', true),

@@ -40,7 +40,7 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   // CPU-simulated devices run a single-threaded backend each: native (oneDNN, 1 thread), wasm or cpu.
   const cpuDevice = boot.deviceKind === 'cpu';
   const backendChoice = cpuDevice ? cpuDeviceChoice(config.backend) : config.backend;
-  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu', cpuDevice);
+  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu', { cpuDevice, threads: config.threads });
   if (rank === 0) log.info(describeBackend(backend));
   await session.ready();
   const trainer = new Trainer(config, {

@@ -6,8 +6,10 @@
  * Why: with the convolutions, products, pooling and LRN on oneDNN, a small-preset step
  * (batch 32) spent 620 ms in the stock kernels and 40 ms in oneDNN. The stock SplitV/Concat
  * (the grouped convolutions' channel split) copy element by element through index arithmetic
- * (420 ms), Sum (the bias gradients) transposes first (77 ms), and a broadcast Add (the bias)
- * allocates index arrays per element. These are plain loops and chunk copies instead.
+ * (420 ms), Sum (the bias gradients) transposes first (77 ms), and a broadcast binary op (the
+ * bias add, the optimizer's scalar products: 3.7 s of a 5.6 s paper step) allocates index
+ * arrays per element. Split, concat and sum are chunk copies and plain loops here; the
+ * element-wise ops run in the addon's loops (vectorised C++, one pass each).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -36,58 +38,57 @@ function output(backend: CpuStorageBackend, shape: number[], data: Float32Array)
 /** b broadcasts over a along its last axis only: [C], [1, C], [1, 1, 1, C] against [..., C]. */
 function isLastAxisVector(a: number[], b: number[]): boolean {
   const c = b[b.length - 1];
-  return b.length >= 1 && b.length <= a.length && a[a.length - 1] === c && size(b) === c && a.length >= 1;
+  return b.length >= 1 && b.length <= a.length && a[a.length - 1] === c && size(b) === c;
 }
 
-const add: FastPath = ([a, b], _attrs, backend) => {
-  const av = floats(a, backend);
-  const bv = floats(b, backend);
-  if (av == null || bv == null) return null;
-  if (sameShape(a.shape, b.shape)) {
-    const out = new Float32Array(av.length);
-    for (let i = 0; i < av.length; i++) out[i] = av[i] + bv[i];
-    return output(backend, a.shape, out);
-  }
-  // The bias of a conv or dense layer: one value per channel, repeated over every pixel.
-  const [big, bigV, vecV] = isLastAxisVector(a.shape, b.shape) ? [a, av, bv] : isLastAxisVector(b.shape, a.shape) ? [b, bv, av] : [null, null, null];
-  if (big == null || bigV == null || vecV == null) return null;
-  const c = vecV.length;
-  const out = new Float32Array(bigV.length);
-  for (let base = 0; base < bigV.length; base += c) {
-    for (let j = 0; j < c; j++) out[base + j] = bigV[base + j] + vecV[j];
-  }
-  return output(backend, big.shape, out);
-};
+/** How the addon's binary loop pairs a and b (see dnnl_addon.cc), or null for the stock kernel. */
+export interface Broadcast {
+  mode: 0 | 1 | 2 | 3 | 4;
+  /** Elements of the output, and of the repeated vector (modes 3 and 4). */
+  n: number;
+  c: number;
+  shape: number[];
+}
 
-const multiply: FastPath = ([a, b], _attrs, backend) => {
-  const av = floats(a, backend);
-  const bv = floats(b, backend);
-  if (av == null || bv == null || !sameShape(a.shape, b.shape)) return null;
-  const out = new Float32Array(av.length);
-  for (let i = 0; i < av.length; i++) out[i] = av[i] * bv[i];
-  return output(backend, a.shape, out);
-};
+export function broadcastOf(a: number[], b: number[]): Broadcast | null {
+  if (sameShape(a, b)) return { mode: 0, n: size(a), c: 1, shape: a };
+  if (size(b) === 1 && b.length <= a.length) return { mode: 1, n: size(a), c: 1, shape: a };
+  if (size(a) === 1 && a.length <= b.length) return { mode: 2, n: size(b), c: 1, shape: b };
+  if (isLastAxisVector(a, b)) return { mode: 3, n: size(a), c: b[b.length - 1], shape: a };
+  if (isLastAxisVector(b, a)) return { mode: 4, n: size(b), c: a[a.length - 1], shape: b };
+  return null;
+}
 
-/** tfjs's Step: 1 where x > 0, alpha elsewhere, NaN kept (the relu's gradient mask). */
-const step: FastPath = ([x], attrs, backend) => {
-  const xv = floats(x, backend);
-  if (xv == null) return null;
-  const alpha = Number(attrs['alpha'] ?? 0);
-  const out = new Float32Array(xv.length);
-  for (let i = 0; i < xv.length; i++) {
-    const v = xv[i];
-    out[i] = v > 0 ? 1 : v !== v ? NaN : alpha;
-  }
-  return output(backend, x.shape, out);
-};
+const BINARY_OPS = { [tf.Add]: 0, [tf.Sub]: 1, [tf.Multiply]: 2, [tf.RealDiv]: 3 } as const;
+const UNARY_OPS = { [tf.Relu]: 0, [tf.Step]: 1, [tf.Sqrt]: 2, [tf.Square]: 3 } as const;
 
-const relu: FastPath = ([x], _attrs, backend) => {
-  const xv = floats(x, backend);
-  if (xv == null) return null;
-  const out = new Float32Array(xv.length);
-  for (let i = 0; i < xv.length; i++) out[i] = Math.max(0, xv[i]);
-  return output(backend, x.shape, out);
-};
+/** The addon's element-wise loops (dnnl_addon.cc). */
+export interface ElementwiseAddon {
+  binary(params: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
+  unary(params: Int32Array, alpha: Float32Array, x: Float32Array, out: Float32Array): void;
+}
+
+function binaryPath(addon: ElementwiseAddon, op: number): FastPath {
+  return ([a, b], _attrs, backend) => {
+    const av = floats(a, backend);
+    const bv = floats(b, backend);
+    const bc = broadcastOf(a.shape, b.shape);
+    if (av == null || bv == null || bc == null) return null;
+    const out = new Float32Array(bc.n);
+    addon.binary(Int32Array.from([op, bc.mode, bc.n, bc.c]), av, bv, out);
+    return output(backend, bc.shape, out);
+  };
+}
+
+function unaryPath(addon: ElementwiseAddon, op: number): FastPath {
+  return ([x], attrs, backend) => {
+    const xv = floats(x, backend);
+    if (xv == null) return null;
+    const out = new Float32Array(xv.length);
+    addon.unary(Int32Array.from([op, xv.length]), Float32Array.of(Number(attrs['alpha'] ?? 0)), xv, out);
+    return output(backend, x.shape, out);
+  };
+}
 
 /** Sum over leading axes (a bias gradient: [N, H, W, C] -> [C]) or trailing ones, in float64. */
 const sum: FastPath = ([x], attrs, backend) => {
@@ -178,12 +179,10 @@ function withFallback(inputNames: string[] | 'all', fast: FastPath, stock: Kerne
 }
 
 /** The fast kernels for `backendName`, each falling back on the cpu backend's own. */
-export function fastCpuKernelConfigs(backendName: string): KernelConfig[] {
+export function fastCpuKernelConfigs(addon: ElementwiseAddon, backendName: string): KernelConfig[] {
   const paths: [string, string[] | 'all', FastPath][] = [
-    [tf.Add, ['a', 'b'], add],
-    [tf.Multiply, ['a', 'b'], multiply],
-    [tf.Step, ['x'], step],
-    [tf.Relu, ['x'], relu],
+    ...Object.entries(BINARY_OPS).map(([name, op]): [string, string[], FastPath] => [name, ['a', 'b'], binaryPath(addon, op)]),
+    ...Object.entries(UNARY_OPS).map(([name, op]): [string, string[], FastPath] => [name, ['x'], unaryPath(addon, op)]),
     [tf.Sum, ['x'], sum],
     [tf.SplitV, ['x'], splitV],
     [tf.Concat, 'all', concat],

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
 import { loadNative } from './native';
+import { SGD_MOMENTUM_KERNEL, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
 
 export interface BackendInfo {
@@ -24,7 +25,15 @@ export interface BackendInfo {
   notes: string[];
 }
 
-type Loader = () => Promise<string>;
+/** How this process will compute: it decides the `auto` order and native's thread count. */
+export interface BackendOptions {
+  /** A CPU-simulated device: one worker process per core, so only single-threaded choices. */
+  cpuDevice?: boolean;
+  /** oneDNN threads of the native backend (default 1). */
+  threads?: number;
+}
+
+type Loader = (options: BackendOptions) => Promise<string>;
 
 function requireNative(pkg: string): Loader {
   return async () => {
@@ -50,8 +59,8 @@ async function loadCpu(): Promise<string> {
 const LOADERS: Record<BackendInfo['active'], Loader> = {
   'node-gpu': requireNative('@tensorflow/tfjs-node-gpu'),
   node: requireNative('@tensorflow/tfjs-node'),
-  // One oneDNN thread: there is one worker process per core.
-  native: () => loadNative(1),
+  // One oneDNN thread unless asked: there is one worker process per core.
+  native: (options) => loadNative(options.threads ?? 1),
   wasm: loadWasm,
   cpu: loadCpu,
 };
@@ -66,8 +75,8 @@ function firstLine(err: unknown): string {
  * single-threaded backends for a CPU-simulated device (one worker process per core: tfjs-node
  * would spread every worker over all cores).
  */
-export function autoOrder(gpuVisible: boolean, singleThreaded = false): BackendInfo['active'][] {
-  if (singleThreaded) return ['native', 'wasm', 'cpu'];
+export function autoOrder(gpuVisible: boolean, cpuDevice = false): BackendInfo['active'][] {
+  if (cpuDevice) return ['native', 'wasm', 'cpu'];
   return gpuVisible ? ['node-gpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
 }
 
@@ -82,16 +91,16 @@ let current: BackendInfo | null = null;
  * Initialises a backend once per process. An explicit choice that fails is a ConfigError
  * (the user asked for it); `auto` falls through the list and records why.
  */
-export async function initBackend(requested: BackendChoice, gpuVisible: boolean, singleThreaded = false): Promise<BackendInfo> {
+export async function initBackend(requested: BackendChoice, gpuVisible: boolean, options: BackendOptions = {}): Promise<BackendInfo> {
   if (current != null) {
     if (requested === 'auto' || requested === current.active) return current;
     throw new ConfigError(`backend already initialised as ${current.active}, cannot switch to ${requested}`);
   }
-  const order = requested === 'auto' ? autoOrder(gpuVisible, singleThreaded) : [requested];
+  const order = requested === 'auto' ? autoOrder(gpuVisible, options.cpuDevice) : [requested];
   const notes: string[] = [];
   for (const active of order) {
     try {
-      const tfName = await LOADERS[active]();
+      const tfName = await LOADERS[active](options);
       await tf.ready();
       current = { requested, active, tfName, notes };
       return current;
@@ -109,4 +118,15 @@ export async function initBackend(requested: BackendChoice, gpuVisible: boolean,
 export function describeBackend(info: BackendInfo): string {
   const passed = info.notes.length > 0 ? ` (passed over: ${info.notes.join('; ')})` : '';
   return `backend: ${info.active} [tfjs ${tf.version.tfjs}, ${info.tfName}]${passed}`;
+}
+
+/**
+ * The paper's SGD step as one kernel where the current backend has it (native: one pass over
+ * the weights instead of six tensor ops, which took most of a paper step), else null and the
+ * caller does it with tfjs ops. Returns [new weights, new velocity].
+ */
+export function fusedSgdMomentum(w: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: SgdMomentumAttrs): [tf.Tensor, tf.Tensor] | null {
+  if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return null;
+  const out = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
+  return [out[0], out[1]];
 }

@@ -22,9 +22,10 @@ import type {
   TensorInfo,
 } from '@tensorflow/tfjs';
 import { NativeBackendError } from '../errors';
+import type { ElementwiseAddon } from './fast-cpu-kernels';
 
 /** The addon's exports (see dnnl_addon.cc for the parameter layouts). */
-export interface DnnlAddon {
+export interface DnnlAddon extends ElementwiseAddon {
   conv2dForward(params: Int32Array, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array): void;
   conv2dBackwardData(params: Int32Array, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
   conv2dBackwardFilter(params: Int32Array, x: Float32Array, dy: Float32Array, dw: Float32Array): void;
@@ -33,6 +34,7 @@ export interface DnnlAddon {
   maxPoolGrad(params: Int32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   lrn(params: Int32Array, constants: Float32Array, x: Float32Array, y: Float32Array): void;
   lrnGrad(params: Int32Array, constants: Float32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  sgdMomentum(params: Int32Array, constants: Float32Array, w: Float32Array, v: Float32Array, g: Float32Array, wOut: Float32Array, vOut: Float32Array): void;
   setThreads(threads: number): void;
   version(): { compiled: string; runtime: string };
   cacheSize(): number;
@@ -313,6 +315,35 @@ function makeLrnGrad(addon: DnnlAddon): KernelFunc {
   };
 }
 
+/** Our own kernel (no tfjs op has it): the paper's SGD step, see fusedSgdMomentum in index.ts. */
+export const SGD_MOMENTUM_KERNEL = 'AlexnetSgdMomentum';
+
+export interface SgdMomentumAttrs {
+  momentum: number;
+  /** lr x the gradient's scale (1 / global batch). */
+  lrScaled: number;
+  /** weight decay x lr (0 for biases). */
+  decayLr: number;
+}
+
+/** One pass over w, v, g: v' = momentum v - decayLr w - lrScaled g; w' = w + v'. Returns [w', v']. */
+function makeSgdMomentum(addon: DnnlAddon): KernelFunc {
+  const kernel = SGD_MOMENTUM_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { w, v, g } = inputs as { w: TensorInfo; v: TensorInfo; g: TensorInfo };
+    const a = attrs as unknown as SgdMomentumAttrs;
+    const b = backend as unknown as CpuStorageBackend;
+    if (v.shape.join() !== w.shape.join() || g.shape.join() !== w.shape.join()) fail(kernel, 'weights, velocity and gradient differ in shape');
+    const ws = values(kernel, 'w', w, b);
+    const vs = values(kernel, 'v', v, b);
+    const gs = values(kernel, 'g', g, b);
+    const wOut = outputOf(b, w.shape);
+    const vOut = outputOf(b, w.shape);
+    addon.sgdMomentum(Int32Array.of(ws.length), Float32Array.of(a.momentum, a.lrScaled, a.decayLr), ws, vs, gs, wOut.data, vOut.data);
+    return [wOut.info, vOut.info];
+  };
+}
+
 /** The kernels the addon provides, for the given backend name. */
 export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): KernelConfig[] {
   const kernels: [string, KernelFunc][] = [
@@ -326,6 +357,7 @@ export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): Kern
     [tf.MaxPoolGrad, makeMaxPoolGrad(addon)],
     [tf.LRN, makeLrn(addon)],
     [tf.LRNGrad, makeLrnGrad(addon)],
+    [SGD_MOMENTUM_KERNEL, makeSgdMomentum(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }

@@ -84,7 +84,7 @@ export function registerNativeBackend(addon: DnnlAddon): void {
   for (const config of tf.getKernelsForBackend('cpu')) {
     tf.registerKernel({ ...config, backendName: NATIVE_BACKEND_NAME });
   }
-  for (const config of [...fastCpuKernelConfigs(NATIVE_BACKEND_NAME), ...nativeKernelConfigs(addon, NATIVE_BACKEND_NAME)]) {
+  for (const config of [...fastCpuKernelConfigs(addon, NATIVE_BACKEND_NAME), ...nativeKernelConfigs(addon, NATIVE_BACKEND_NAME)]) {
     if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null) tf.unregisterKernel(config.kernelName, NATIVE_BACKEND_NAME);
     tf.registerKernel(config);
   }

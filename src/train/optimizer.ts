@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OptimizerName } from '../config';
 import type { Param } from '../model/alexnet';
+import { fusedSgdMomentum } from '../backend';
 
 export interface OptimizerOptions {
   name: OptimizerName;
@@ -64,6 +65,12 @@ export class Optimizer {
     this.params.forEach((p, i) => {
       const v = this.slots.velocity[i];
       const decay = p.kind === 'weight' ? weightDecay : 0;
+      const fused = fusedSgdMomentum(p.variable, v, grads[i], { momentum, lrScaled: lr * gradScale, decayLr: decay * lr });
+      if (fused != null) {
+        v.assign(fused[1]);
+        p.variable.assign(fused[0]);
+        return;
+      }
       let vNext = tf.sub(tf.mul(v, momentum), tf.mul(grads[i], lr * gradScale));
       if (decay > 0) vNext = tf.sub(vNext, tf.mul(p.variable, decay * lr));
       v.assign(vNext);

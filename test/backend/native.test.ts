@@ -12,6 +12,7 @@ import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../src/errors';
+import { fusedSgdMomentum } from '../../src/backend';
 import { addonPath, describeLoadFailure, loadAddon, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
 import type { DnnlAddon } from '../../src/backend/native-kernels';
 import { endPadding } from '../../src/backend/native-kernels';
@@ -321,12 +322,17 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
     }
   });
 
-  t.test('the JS fast paths (bias add, relu and its mask, bias-gradient sum, channel split/concat)', async (t) => {
+  t.test('the fast paths: element-wise ops with broadcasts, bias-gradient sum, channel split/concat', async (t) => {
     const x = [BATCH, 5, 4, 6];
     await compare(t, 'add same shape', ['y'], () => [tf.add(rand(x, 30), rand(x, 31))]);
     await compare(t, 'add bias [C] and [1, C]', ['y', 'y'], () => [tf.add(rand(x, 32), rand([6], 33)), tf.add(rand([1, 6], 34), rand([3, 6], 35))]);
     await compare(t, 'add other broadcast (stock)', ['y'], () => [tf.add(rand(x, 36), rand([5, 1, 1], 37))]);
     await compare(t, 'multiply, relu, step', ['mul', 'relu', 'step'], () => [tf.mul(rand(x, 38), rand(x, 39)), tf.relu(rand(x, 40)), tf.step(rand(x, 41), 0.25)]);
+    await compare(t, 'sub and div, every broadcast', ['same', 'scalar right', 'scalar left', 'vector right', 'vector left', 'div'], () => {
+      const v = rand(x, 45);
+      return [tf.sub(v, rand(x, 46)), tf.sub(v, 0.3), tf.sub(0.3, v), tf.sub(v, rand([6], 47)), tf.sub(rand([1, 6], 48), v), tf.div(v, tf.add(rand(x, 49), 2))];
+    });
+    await compare(t, 'sqrt and square', ['sqrt', 'square'], () => [tf.sqrt(tf.abs(rand(x, 50))), tf.square(rand(x, 51))]);
     await compare(t, 'sum', ['leading', 'trailing', 'keepDims', 'middle (stock)', 'all'], () => {
       const v = rand(x, 42);
       return [tf.sum(v, [0, 1, 2]), tf.sum(v, [2, 3]), tf.sum(v, [0, 1], true), tf.sum(v, [1, 3]), tf.sum(v)];
@@ -336,6 +342,22 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
       const [p, q] = tf.split(v, 2, 3);
       const [, uneven] = tf.split(v, [1, 4], 1);
       return [p, q, uneven, tf.concat([q, p, q], 3), tf.concat([v, rand([BATCH, 2, 4, 6], 44)], 1)];
+    });
+  });
+
+  t.test('the fused SGD step equals the tfjs ops it replaces', async (t) => {
+    const shape = [7, 5];
+    await compare(t, 'sgd momentum', ['w', 'v'], () => {
+      const [w, v, g] = [rand(shape, 52), rand(shape, 53), rand(shape, 54)];
+      const attrs = { momentum: 0.9, lrScaled: 0.01 / 32, decayLr: 0.0005 * 0.01 };
+      if (tf.getBackend() === NATIVE_BACKEND_NAME) {
+        const out = fusedSgdMomentum(w, v, g, attrs);
+        if (out == null) throw new Error('the native backend has no fused SGD kernel');
+        return out;
+      }
+      t.equal(fusedSgdMomentum(w, v, g, attrs), null, 'no fused kernel on cpu');
+      const vNext = tf.sub(tf.sub(tf.mul(v, attrs.momentum), tf.mul(g, attrs.lrScaled)), tf.mul(w, attrs.decayLr));
+      return [tf.add(w, vNext), vNext];
     });
   });
 

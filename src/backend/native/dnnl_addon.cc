@@ -16,6 +16,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -554,6 +555,116 @@ void lrnGrad(napi_env env, napi_value *argv) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Element-wise ops: plain loops the compiler vectorises; memory-bound, so one pass each.
+// binary(params [OP, MODE, N, C], a, b, out): OP 0 add, 1 sub, 2 mul, 3 div. MODE says how b
+// (or a) broadcasts: 0 same shape (all N), 1 b is one value, 2 a is one value, 3 b is a vector
+// of C repeated over a (N = k C), 4 a is that vector. out has N elements.
+// unary(params [OP, N], alpha, x, out): OP 0 relu, 1 step (x > 0 ? 1 : alpha, NaN kept),
+// 2 sqrt, 3 square.
+
+constexpr size_t kBinaryParams = 4;
+constexpr size_t kUnaryParams = 2;
+
+template <typename F>
+void binaryLoop(F f, int64_t mode, size_t n, size_t c, const float *a, const float *b, float *out) {
+  switch (mode) {
+    case 0:
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], b[i]);
+      break;
+    case 1: {
+      const float s = b[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], s);
+      break;
+    }
+    case 2: {
+      const float s = a[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(s, b[i]);
+      break;
+    }
+    case 3:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[base + j], b[j]);
+      break;
+    case 4:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[j], b[base + j]);
+      break;
+    default:
+      throw CallError("unknown broadcast mode");
+  }
+}
+
+/** binary(params, a, b, out) */
+void binary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kBinaryParams);
+  const int64_t op = p[0], mode = p[1];
+  const size_t n = static_cast<size_t>(p[2]), c = static_cast<size_t>(p[3]);
+  if ((mode == 3 || mode == 4) && (c == 0 || n % c != 0)) throw CallError("vector length must divide the size");
+  const size_t aLen = mode == 2 ? 1 : mode == 4 ? c : n;
+  const size_t bLen = mode == 1 ? 1 : mode == 3 ? c : n;
+  Floats a = floatsArg(env, argv[1], aLen, "a");
+  Floats b = floatsArg(env, argv[2], bLen, "b");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  switch (op) {
+    case 0: binaryLoop([](float x, float y) { return x + y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 1: binaryLoop([](float x, float y) { return x - y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 2: binaryLoop([](float x, float y) { return x * y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 3: binaryLoop([](float x, float y) { return x / y; }, mode, n, c, a.data, b.data, out.data); break;
+    default: throw CallError("unknown binary op");
+  }
+}
+
+/** unary(params, [alpha], x, out) */
+void unary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kUnaryParams);
+  const size_t n = static_cast<size_t>(p[1]);
+  Floats alpha = floatsArg(env, argv[1], 1, "alpha");
+  Floats x = floatsArg(env, argv[2], n, "x");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  const float al = alpha.data[0];
+  const float *xs = x.data;
+  float *ys = out.data;
+  switch (p[0]) {
+    case 0:
+      // max(0, x) keeping NaN, as tfjs's Math.max(0, x).
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] < 0.f ? 0.f : xs[i];
+      break;
+    case 1:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] > 0.f ? 1.f : (xs[i] != xs[i] ? xs[i] : al);
+      break;
+    case 2:
+      for (size_t i = 0; i < n; i++) ys[i] = std::sqrt(xs[i]);
+      break;
+    case 3:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] * xs[i];
+      break;
+    default:
+      throw CallError("unknown unary op");
+  }
+}
+
+/**
+ * sgdMomentum(params [N], [momentum, lrScaled, decayLr], w, v, g, wOut, vOut): the paper's
+ * update in one pass: v' = momentum v - decayLr w - lrScaled g; w' = w + v'.
+ */
+void sgdMomentum(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 3, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats v = floatsArg(env, argv[3], n, "v");
+  Floats g = floatsArg(env, argv[4], n, "g");
+  Floats wOut = floatsArg(env, argv[5], n, "wOut");
+  Floats vOut = floatsArg(env, argv[6], n, "vOut");
+  const float momentum = k.data[0], lrScaled = k.data[1], decayLr = k.data[2];
+  for (size_t i = 0; i < n; i++) {
+    const float vn = momentum * v.data[i] - lrScaled * g.data[i] - decayLr * w.data[i];
+    vOut.data[i] = vn;
+    wOut.data[i] = w.data[i] + vn;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Process settings and identity.
 
 /** setThreads(n): oneDNN's OpenMP threads for calls from this (the JS) thread. */
@@ -621,6 +732,9 @@ napi_value init(napi_env env, napi_value exports) {
       {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrn", nullptr, guarded<lrn, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrnGrad", nullptr, guarded<lrnGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, guarded<setThreads, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"version", nullptr, version, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"cacheSize", nullptr, cacheSize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
