@@ -33,7 +33,8 @@ function projectRoot(from: string): string {
 }
 
 export function addonPath(): string {
-  return process.env['ALEXNET_NATIVE_ADDON'] ?? path.join(projectRoot(__dirname), ADDON_FILE);
+  const override = process.env['ALEXNET_NATIVE_ADDON'];
+  return override != null && override !== '' ? override : path.join(projectRoot(__dirname), ADDON_FILE);
 }
 
 /** One line for a failed dlopen: the missing library, or the loader's own first line. */
