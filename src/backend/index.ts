@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
 import { loadNative } from './native';
-import { SGD_MOMENTUM_KERNEL, type SgdMomentumAttrs } from './native-kernels';
+import { CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
 
 export interface BackendInfo {
@@ -129,4 +129,32 @@ export function fusedSgdMomentum(w: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs
   if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return null;
   const out = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
   return [out[0], out[1]];
+}
+
+/**
+ * A whole conv layer, y = act(conv(x, w) + b) with `groups` groups ([KH, KW, IC / G, OC]
+ * filter, output channels split in G blocks), as one op with its own gradient, where the
+ * current backend has it (native), else null and the caller composes tfjs ops.
+ *
+ * Why: under a gradient tfjs unfuses conv + bias + relu into three ops (and a grouped layer
+ * into a split, G convs and a concat), then takes the relu's gradient as Step and Multiply and
+ * the bias's as a Sum: each a pass over the layer's activations with a fresh buffer. Here the
+ * forward is one oneDNN call and the backward one addon call.
+ */
+export function convLayer(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, attrs: ConvLayerAttrs): tf.Tensor4D | null {
+  if (tf.getKernel(CONV_LAYER_KERNEL, tf.getBackend()) == null) return null;
+  const layer = tf.customGrad((...args) => {
+    const [xi, wi, bi] = args as tf.Tensor[];
+    const save = args[3] as (tensors: tf.Tensor[]) => void;
+    const y = tf.engine().runKernel(CONV_LAYER_KERNEL, { x: xi, w: wi, b: bi }, { ...attrs }) as tf.Tensor4D;
+    save([xi, wi, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sx, sw, sy] = saved;
+        return tf.engine().runKernel(CONV_LAYER_GRAD_KERNEL, { x: sx, w: sw, y: sy, dy: dy as tf.Tensor }, { ...attrs }) as tf.Tensor[];
+      },
+    };
+  });
+  return layer(x, w, b) as tf.Tensor4D;
 }

@@ -29,6 +29,7 @@ export interface DnnlAddon extends ElementwiseAddon {
   conv2dForward(params: Int32Array, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array): void;
   conv2dBackwardData(params: Int32Array, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
   conv2dBackwardFilter(params: Int32Array, x: Float32Array, dy: Float32Array, dw: Float32Array): void;
+  convLayerBackward(params: Int32Array, x: Float32Array, w: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, db: Float32Array): void;
   matMul(params: Int32Array, a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array): void;
   maxPool(params: Int32Array, x: Float32Array, y: Float32Array): void;
   maxPoolGrad(params: Int32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
@@ -110,16 +111,19 @@ interface ConvOptions {
   dimRoundingMode?: Conv2DAttrs['dimRoundingMode'];
 }
 
-function convInfo(kernel: string, xShape: number[], filterShape: number[], o: ConvOptions): Conv2DInfo {
+/** tfjs's geometry of a convolution; with groups, the filter is [KH, KW, IC / G, OC]. */
+function convInfo(kernel: string, xShape: number[], filterShape: number[], o: ConvOptions, groups = 1): Conv2DInfo {
   if (o.dataFormat === 'NCHW') fail(kernel, 'NCHW is not supported (NHWC only)');
   if (!isOne(o.dilations)) fail(kernel, 'dilations other than 1 are not supported');
   if (xShape.length !== 4 || filterShape.length !== 4) fail(kernel, 'input and filter must be rank 4');
-  if (xShape[3] !== filterShape[2]) fail(kernel, `input has ${xShape[3]} channels, the filter expects ${filterShape[2]}`);
-  return tf.backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
+  if (!Number.isInteger(groups) || groups < 1 || filterShape[3] % groups !== 0) fail(kernel, `${filterShape[3]} filters do not split into ${groups} groups`);
+  if (xShape[3] !== filterShape[2] * groups) fail(kernel, `input has ${xShape[3]} channels, the filter expects ${filterShape[2] * groups}`);
+  const info = tf.backend_util.computeConv2DInfo(
+    [xShape[0], xShape[1], xShape[2], filterShape[2]],
     filterShape as [number, number, number, number],
     o.strides, 1, o.pad, o.dimRoundingMode, false, 'channelsLast',
   );
+  return { ...info, inChannels: xShape[3], inShape: [xShape[0], xShape[1], xShape[2], xShape[3]] };
 }
 
 function biasValues(kernel: string, bias: TensorInfo | undefined, channels: number, backend: CpuStorageBackend): Float32Array | null {
@@ -184,6 +188,58 @@ function makeConv2DBackpropFilter(addon: DnnlAddon): KernelFunc {
     const out = outputOf(b, a.filterShape);
     addon.conv2dBackwardFilter(convParams(info, 1, 'linear'), xs, dys, out.data);
     return out.info;
+  };
+}
+
+/**
+ * Our own kernels (no tfjs op has them): a whole conv layer, y = act(conv(x, w; groups) + b),
+ * and its gradients [dx, dw, db] from x, w, y, dy; see convLayer in index.ts.
+ */
+export const CONV_LAYER_KERNEL = 'AlexnetConvLayer';
+export const CONV_LAYER_GRAD_KERNEL = 'AlexnetConvLayerGrad';
+
+export interface ConvLayerAttrs {
+  strides: number;
+  pad: Conv2DAttrs['pad'];
+  groups: number;
+  activation: Activation;
+}
+
+function layerArgs(kernel: string, x: TensorInfo, w: TensorInfo, a: ConvLayerAttrs): { info: Conv2DInfo; params: Int32Array } {
+  const info = convInfo(kernel, x.shape, w.shape, { strides: a.strides, pad: a.pad, dataFormat: 'NHWC' }, a.groups);
+  return { info, params: convParams(info, a.groups, activationOf(kernel, a.activation)) };
+}
+
+function makeConvLayer(addon: DnnlAddon): KernelFunc {
+  const kernel = CONV_LAYER_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { x, w, b } = inputs as { x: TensorInfo; w: TensorInfo; b: TensorInfo };
+    const a = attrs as unknown as ConvLayerAttrs;
+    const be = backend as unknown as CpuStorageBackend;
+    const { info, params } = layerArgs(kernel, x, w, a);
+    const xs = values(kernel, 'x', x, be);
+    const ws = values(kernel, 'filter', w, be);
+    const bs = biasValues(kernel, b, info.outChannels, be);
+    const out = outputOf(be, info.outShape);
+    addon.conv2dForward(params, xs, ws, bs, out.data);
+    return out.info;
+  };
+}
+
+function makeConvLayerGrad(addon: DnnlAddon): KernelFunc {
+  const kernel = CONV_LAYER_GRAD_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { x, w, y, dy } = inputs as { x: TensorInfo; w: TensorInfo; y: TensorInfo; dy: TensorInfo };
+    const a = attrs as unknown as ConvLayerAttrs;
+    const be = backend as unknown as CpuStorageBackend;
+    const { info, params } = layerArgs(kernel, x, w, a);
+    const outShape = info.outShape.join();
+    if (y.shape.join() !== outShape || dy.shape.join() !== outShape) fail(kernel, `y and dy must have shape [${info.outShape.join(', ')}]`);
+    const dx = outputOf(be, x.shape);
+    const dw = outputOf(be, w.shape);
+    const db = outputOf(be, [info.outChannels]);
+    addon.convLayerBackward(params, values(kernel, 'x', x, be), values(kernel, 'filter', w, be), values(kernel, 'y', y, be), values(kernel, 'dy', dy, be), dx.data, dw.data, db.data);
+    return [dx.info, dw.info, db.info];
   };
 }
 
@@ -358,6 +414,8 @@ export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): Kern
     [tf.LRN, makeLrn(addon)],
     [tf.LRNGrad, makeLrnGrad(addon)],
     [SGD_MOMENTUM_KERNEL, makeSgdMomentum(addon)],
+    [CONV_LAYER_KERNEL, makeConvLayer(addon)],
+    [CONV_LAYER_GRAD_KERNEL, makeConvLayerGrad(addon)],
   ];
   return kernels.map(([kernelName, kernelFunc]) => ({ kernelName, backendName, kernelFunc }));
 }

@@ -4,6 +4,7 @@
  * softmax lives in the loss (the seed notebook's softmax-inside-the-model bug).
  */
 import * as tf from '@tensorflow/tfjs';
+import { convLayer } from '../backend';
 import type { ConvPad, ConvSpec, ModelSpec } from './presets';
 
 /** One trainable tensor, in a fixed order shared by every rank and every checkpoint. */
@@ -120,6 +121,11 @@ function activate(x: tf.Tensor, activation: ModelSpec['activation']): tf.Tensor 
  */
 export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D, c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>, activation: ModelSpec['activation']): tf.Tensor4D {
   const fused = activation === 'relu';
+  if (fused) {
+    // The native backend's one-op layer (grouped natively, its own gradient); null elsewhere.
+    const layer = convLayer(x, kernel, bias, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation });
+    if (layer != null) return layer;
+  }
   const convOne = (xg: tf.Tensor4D, kg: tf.Tensor4D, bg: tf.Tensor1D): tf.Tensor4D => {
     if (fused) return tf.fused.conv2d({ x: xg, filter: kg, bias: bg, strides: c.stride, pad: tfPad(c.pad), activation: 'relu' });
     return activate(tf.add(tf.conv2d(xg, kg, c.stride, tfPad(c.pad)), bg), activation) as tf.Tensor4D;

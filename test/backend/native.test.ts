@@ -12,7 +12,7 @@ import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../src/errors';
-import { fusedSgdMomentum } from '../../src/backend';
+import { convLayer, fusedSgdMomentum } from '../../src/backend';
 import { addonPath, describeLoadFailure, loadAddon, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
 import type { DnnlAddon } from '../../src/backend/native-kernels';
 import { endPadding } from '../../src/backend/native-kernels';
@@ -106,8 +106,14 @@ interface PoolCase {
   pad: 'same' | 'valid';
 }
 
+/** A whole layer as the model runs it: the filter is [k, k, in / groups, out]. */
+interface LayerCase extends ConvCase {
+  groups: number;
+}
+
 interface PresetShapes {
   convs: ConvCase[];
+  layers: LayerCase[];
   pools: PoolCase[];
   lrns: { name: string; x: number[] }[];
   fcs: { name: string; a: number[]; b: number[] }[];
@@ -115,7 +121,7 @@ interface PresetShapes {
 
 function presetShapes(spec: ModelSpec, classes: number): PresetShapes {
   const rows = layerShapes(spec, classes);
-  const out: PresetShapes = { convs: [], pools: [], lrns: [], fcs: [] };
+  const out: PresetShapes = { convs: [], layers: [], pools: [], lrns: [], fcs: [] };
   let prev = [spec.inputSize, spec.inputSize, 3];
   let conv = 0;
   for (const row of rows) {
@@ -132,6 +138,7 @@ function presetShapes(spec: ModelSpec, classes: number): PresetShapes {
       // A grouped conv runs as one conv per group (src/model/alexnet.ts): that is the kernel's shape.
       const [h, w, cin] = prev;
       out.convs.push({ name: label, x: [BATCH, h, w, cin / c.groups], filter: [c.kernel, c.kernel, cin / c.groups, c.filters / c.groups], stride: c.stride, pad: c.pad });
+      out.layers.push({ name: label, x: [BATCH, h, w, cin], filter: [c.kernel, c.kernel, cin / c.groups, c.filters], stride: c.stride, pad: c.pad, groups: c.groups });
     }
     prev = row.outputShape;
   }
@@ -244,6 +251,45 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
       // The cpu backend's conv backprop takes ~40 s on the big presets' layers: wasm there.
       const reference = c.name.startsWith('small') ? 'cpu' : 'wasm';
       await compare(t, c.name, ['y', 'dx', 'dw', 'db'], convOutputs(c, 'fused-linear', true), reference);
+    }
+  });
+
+  /**
+   * A whole conv layer: convLayer (one native op, grouped natively) on the native backend, and
+   * on the reference the split / conv / bias / activation / concat the model composes there.
+   */
+  const layerOutputs = (c: LayerCase, activation: 'relu' | 'linear', grads: boolean) => (): tf.Tensor[] => {
+    const x = rand(c.x, 5) as tf.Tensor4D;
+    const w = rand(c.filter, 6) as tf.Tensor4D;
+    const b = rand([c.filter[3]], 7) as tf.Tensor1D;
+    const layer = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor): tf.Tensor => {
+      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation });
+      if (native != null) return native;
+      if (tf.getBackend() === NATIVE_BACKEND_NAME) throw new Error('the native backend has no conv layer kernel');
+      // (A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.)
+      const parts = (v: tf.Tensor, axis: number) => (c.groups === 1 ? [v] : tf.split(v, c.groups, axis));
+      const [xs, ws, bs] = [parts(xx, 3), parts(ww, 3), parts(bb, 0)];
+      const ys = xs.map((xg, g) => tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]));
+      const y = c.groups === 1 ? ys[0] : tf.concat(ys, 3);
+      return activation === 'relu' ? tf.relu(y) : y;
+    };
+    const y = layer(x, w, b);
+    if (!grads) return [y];
+    const g = rand(y.shape, 8);
+    return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layer(xx, ww, bb), g)))([x, w, b])];
+  };
+
+  t.test('whole conv layers (grouped natively, bias, relu) and their one-op gradient', async (t) => {
+    const groupedCases: LayerCase[] = [
+      { name: 'groups 2, 3x3 s1 same', x: [BATCH, 9, 8, 6], filter: [3, 3, 3, 8], stride: 1, pad: 'same', groups: 2 },
+      { name: 'groups 2, 5x5 s2 pad 2', x: [BATCH, 11, 11, 4], filter: [5, 5, 2, 6], stride: 2, pad: 2, groups: 2 },
+      { name: 'groups 1, 11x11 s4 valid', x: [BATCH, 35, 35, 3], filter: [11, 11, 3, 4], stride: 4, pad: 'valid', groups: 1 },
+    ];
+    for (const c of groupedCases) await compare(t, c.name, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'relu', true));
+    for (const c of dedupe(shapes.flatMap((s) => s.layers))) {
+      const small = c.name.startsWith('small');
+      await compare(t, `${c.name} layer`, small ? ['y', 'dx', 'dw', 'db'] : ['y'], layerOutputs(c, 'relu', small));
+      if (!small) await compare(t, `${c.name} layer, linear`, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'linear', true), 'wasm');
     }
   });
 
@@ -383,9 +429,16 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
     const step = () =>
       tf.tidy(() => {
         const x = rand([2, 12, 12, 4], 18) as tf.Tensor4D;
-        const w = rand([3, 3, 4, 6], 19) as tf.Tensor4D;
-        const f = (xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.localResponseNormalization(tf.maxPool(tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, 1, 'same'), 3, 2, 'valid'), 2, 2, 1e-4, 0.75));
-        tf.grads(f)([x, w]).forEach((g) => g.dataSync());
+        const w = rand([3, 3, 2, 6], 19) as tf.Tensor4D;
+        const b = rand([6], 20) as tf.Tensor1D;
+        const w2 = rand([3, 3, 6, 4], 21) as tf.Tensor4D;
+        const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, ww2: tf.Tensor) => {
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 1, pad: 'same', groups: 2, activation: 'relu' });
+          if (y == null) throw new Error('the native backend has no conv layer kernel');
+          const z = tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same');
+          return tf.sum(tf.localResponseNormalization(tf.maxPool(z, 3, 2, 'valid'), 2, 2, 1e-4, 0.75));
+        };
+        tf.grads(f)([x, w, b, w2]).forEach((g) => g.dataSync());
       });
     step();
     const tensors = tf.memory().numTensors;

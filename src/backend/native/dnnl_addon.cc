@@ -319,6 +319,57 @@ void conv2dBackwardFilter(napi_env env, napi_value *argv) {
   op.weights.out(dw.data);
 }
 
+/**
+ * convLayerBackward(params, x, w, y, dy, dx, dw, db): the gradients of a whole conv layer
+ * y = act(conv(x, w) + b) (params as conv2dForward's; RELU says act). The relu's mask (y > 0)
+ * is applied to dy here, the bias gradient summed here, then oneDNN's two backward passes:
+ * one op instead of tfjs's Step, Multiply, Sum, and the split/concat of a grouped layer.
+ */
+void convLayerBackward(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats y = floatsArg(env, argv[3], c.dstSize(), "y");
+  Floats dy = floatsArg(env, argv[4], c.dstSize(), "dy");
+  Floats dx = floatsArg(env, argv[5], c.srcSize(), "dx");
+  Floats dw = floatsArg(env, argv[6], c.weightsSize(), "dw");
+  Floats db = floatsArg(env, argv[7], c.oc, "db");
+  const size_t n = c.dstSize();
+  const size_t oc = static_cast<size_t>(c.oc);
+  std::vector<float> masked;
+  const float *g = dy.data;
+  if (c.relu) {
+    masked.resize(n);
+    for (size_t i = 0; i < n; i++) masked[i] = y.data[i] > 0.f ? dy.data[i] : 0.f;
+    g = masked.data();
+  }
+  std::vector<double> bias(oc, 0.0);
+  for (size_t base = 0; base < n; base += oc)
+    for (size_t j = 0; j < oc; j++) bias[j] += g[base + j];
+  for (size_t j = 0; j < oc; j++) db.data[j] = static_cast<float>(bias[j]);
+  // The backward primitives do not depend on the activation: share them with the plain kernels.
+  Ints linear = p;
+  std::vector<int32_t> copy(p.v, p.v + p.n);
+  copy[16] = 0;
+  linear.v = copy.data();
+  c.relu = false;
+  float *gm = const_cast<float *>(g);
+  auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+  execute(bd.prim, {
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                       {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
+                       {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                   });
+  auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
+  execute(bw.prim, {
+                       {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                       {DNNL_ARG_DIFF_WEIGHTS, bw.weights.outTarget(dw.data)},
+                   });
+  bw.weights.out(dw.data);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Matrix products, batched: C[b] = op(A[b]) op(B[b]) (+ bias, relu).
 // Parameters: [BA, BB, M, K, N, TRANSPOSE_A, TRANSPOSE_B, RELU]; a batch of 1 broadcasts.
@@ -727,6 +778,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"conv2dForward", nullptr, guarded<conv2dForward, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"conv2dBackwardData", nullptr, guarded<conv2dBackwardData, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"conv2dBackwardFilter", nullptr, guarded<conv2dBackwardFilter, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"convLayerBackward", nullptr, guarded<convLayerBackward, 8>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matMul", nullptr, guarded<matMul, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPool", nullptr, guarded<maxPool, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
