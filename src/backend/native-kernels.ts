@@ -29,7 +29,7 @@ export interface DnnlAddon extends ElementwiseAddon {
   conv2dForward(params: Int32Array, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array): void;
   conv2dBackwardData(params: Int32Array, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
   conv2dBackwardFilter(params: Int32Array, x: Float32Array, dy: Float32Array, dw: Float32Array): void;
-  convLayerBackward(params: Int32Array, x: Float32Array, w: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, db: Float32Array): void;
+  convLayerBackward(params: Int32Array, x: Float32Array, w: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array | null, dw: Float32Array, db: Float32Array): void;
   matMul(params: Int32Array, a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array): void;
   maxPool(params: Int32Array, x: Float32Array, y: Float32Array): void;
   maxPoolGrad(params: Int32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
@@ -203,6 +203,12 @@ export interface ConvLayerAttrs {
   pad: Conv2DAttrs['pad'];
   groups: number;
   activation: Activation;
+  /**
+   * false for a layer whose input is data (the first layer's images): its gradient is returned
+   * as zeros and its pass skipped (for the paper's 11x11/4 conv1 over 3 channels, oneDNN's
+   * slowest backward pass of the net).
+   */
+  inputGradient: boolean;
 }
 
 function layerArgs(kernel: string, x: TensorInfo, w: TensorInfo, a: ConvLayerAttrs): { info: Conv2DInfo; params: Int32Array } {
@@ -238,7 +244,8 @@ function makeConvLayerGrad(addon: DnnlAddon): KernelFunc {
     const dx = outputOf(be, x.shape);
     const dw = outputOf(be, w.shape);
     const db = outputOf(be, [info.outChannels]);
-    addon.convLayerBackward(params, values(kernel, 'x', x, be), values(kernel, 'filter', w, be), values(kernel, 'y', y, be), values(kernel, 'dy', dy, be), dx.data, dw.data, db.data);
+    const dxData = a.inputGradient ? dx.data : null;
+    addon.convLayerBackward(params, values(kernel, 'x', x, be), values(kernel, 'filter', w, be), values(kernel, 'y', y, be), values(kernel, 'dy', dy, be), dxData, dw.data, db.data);
     return [dx.info, dw.info, db.info];
   };
 }

@@ -263,7 +263,7 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
     const w = rand(c.filter, 6) as tf.Tensor4D;
     const b = rand([c.filter[3]], 7) as tf.Tensor1D;
     const layer = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor): tf.Tensor => {
-      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation });
+      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation, inputGradient: true });
       if (native != null) return native;
       if (tf.getBackend() === NATIVE_BACKEND_NAME) throw new Error('the native backend has no conv layer kernel');
       // (A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.)
@@ -291,6 +291,24 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
       await compare(t, `${c.name} layer`, small ? ['y', 'dx', 'dw', 'db'] : ['y'], layerOutputs(c, 'relu', small));
       if (!small) await compare(t, `${c.name} layer, linear`, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'linear', true), 'wasm');
     }
+  });
+
+  t.test('a layer over data (inputGradient false) skips dx, with the same dw and db', async (t) => {
+    await tf.setBackend(NATIVE_BACKEND_NAME);
+    const grads = (inputGradient: boolean) =>
+      tf.tidy(() => {
+        const [x, w, b] = [rand([BATCH, 19, 19, 3], 60) as tf.Tensor4D, rand([5, 5, 3, 8], 61) as tf.Tensor4D, rand([8], 62) as tf.Tensor1D];
+        const f = (ww: tf.Tensor, bb: tf.Tensor, xx: tf.Tensor) => {
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 2, pad: 'valid', groups: 1, activation: 'relu', inputGradient });
+          if (y == null) throw new Error('the native backend has no conv layer kernel');
+          return tf.sum(tf.mul(y, rand(y.shape, 63)));
+        };
+        return tf.grads(f)([w, b, x]).map((g) => g.dataSync() as Float32Array);
+      });
+    const [full, data] = [grads(true), grads(false)];
+    t.same(data[0], full[0], 'dw');
+    t.same(data[1], full[1], 'db');
+    t.ok(full[2].some((v) => v !== 0) && data[2].every((v) => v === 0), 'dx: computed, then zeros');
   });
 
   t.test('MatMul: the presets\' FC layers (fused bias + relu) and their gradients', async (t) => {
@@ -433,7 +451,7 @@ t.test('native kernels', { skip: addon == null ? `native addon cannot be built h
         const b = rand([6], 20) as tf.Tensor1D;
         const w2 = rand([3, 3, 6, 4], 21) as tf.Tensor4D;
         const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, ww2: tf.Tensor) => {
-          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 1, pad: 'same', groups: 2, activation: 'relu' });
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 1, pad: 'same', groups: 2, activation: 'relu', inputGradient: true });
           if (y == null) throw new Error('the native backend has no conv layer kernel');
           const z = tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same');
           return tf.sum(tf.localResponseNormalization(tf.maxPool(z, 3, 2, 'valid'), 2, 2, 1e-4, 0.75));

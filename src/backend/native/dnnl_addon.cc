@@ -320,7 +320,7 @@ void conv2dBackwardFilter(napi_env env, napi_value *argv) {
 }
 
 /**
- * convLayerBackward(params, x, w, y, dy, dx, dw, db): the gradients of a whole conv layer
+ * convLayerBackward(params, x, w, y, dy, dx | null, dw, db): the gradients of a whole conv layer
  * y = act(conv(x, w) + b) (params as conv2dForward's; RELU says act). The relu's mask (y > 0)
  * is applied to dy here, the bias gradient summed here, then oneDNN's two backward passes:
  * one op instead of tfjs's Step, Multiply, Sum, and the split/concat of a grouped layer.
@@ -332,7 +332,8 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
   Floats y = floatsArg(env, argv[3], c.dstSize(), "y");
   Floats dy = floatsArg(env, argv[4], c.dstSize(), "dy");
-  Floats dx = floatsArg(env, argv[5], c.srcSize(), "dx");
+  // dx null: the input needs no gradient (the images), and its pass is skipped.
+  Floats dx = floatsArg(env, argv[5], c.srcSize(), "dx", true);
   Floats dw = floatsArg(env, argv[6], c.weightsSize(), "dw");
   Floats db = floatsArg(env, argv[7], c.oc, "db");
   const size_t n = c.dstSize();
@@ -355,12 +356,14 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   linear.v = copy.data();
   c.relu = false;
   float *gm = const_cast<float *>(g);
-  auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
-  execute(bd.prim, {
-                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
-                       {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
-                       {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
-                   });
+  if (dx.data != nullptr) {
+    auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+    execute(bd.prim, {
+                         {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                         {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
+                         {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                     });
+  }
   auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
   execute(bw.prim, {
                        {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
