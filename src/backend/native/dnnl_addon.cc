@@ -338,10 +338,12 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   Floats db = floatsArg(env, argv[7], c.oc, "db");
   const size_t n = c.dstSize();
   const size_t oc = static_cast<size_t>(c.oc);
-  std::vector<float> masked;
+  // Reused across calls (JS calls in from one thread): a fresh buffer of the layer's size each
+  // call would page-fault its way in every step.
+  static std::vector<float> masked;
   const float *g = dy.data;
   if (c.relu) {
-    masked.resize(n);
+    if (masked.size() < n) masked.resize(n);
     for (size_t i = 0; i < n; i++) masked[i] = y.data[i] > 0.f ? dy.data[i] : 0.f;
     g = masked.data();
   }
