@@ -5,16 +5,12 @@
 // native against wasm, bad inputs, and leaks.
 //
 // Skipped (with the build script's reason) only when the addon cannot be built here.
-import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../src/errors';
 import { convLayer, fusedSgdMomentum } from '../../src/backend';
-import { addonPath, describeLoadFailure, loadAddon, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
-import type { DnnlAddon } from '../../src/backend/native-kernels';
+import { describeLoadFailure, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
 import { endPadding } from '../../src/backend/native-kernels';
 import { patchWasmKernels } from '../../src/backend/wasm-patches';
 import { createAlexNet, disposeModel, layerShapes } from '../../src/model/alexnet';
@@ -22,6 +18,7 @@ import { PRESETS, type ModelSpec } from '../../src/model/presets';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
 import type { Batch } from '../../src/data/loader';
+import { ensureNativeAddon } from '../helpers/native-addon';
 
 const TOLERANCE = 1e-4;
 const BATCH = 2;
@@ -172,20 +169,7 @@ function tfPad(pad: ConvCase['pad']): 'same' | 'valid' | [[number, number], [num
 
 // ------------------------------------------------------------------------------------------
 
-let skipReason = '';
-
-/** Builds the addon when it is missing (as `make native` would); null when that is impossible. */
-function ensureAddon(): DnnlAddon | null {
-  const file = addonPath();
-  if (!fs.existsSync(file)) {
-    const script = path.join(__dirname, '..', '..', 'src', 'backend', 'native', 'build.sh');
-    skipReason = execFileSync(script, [file], { encoding: 'utf8' }).trim().split('\n').pop() ?? '';
-  }
-  if (!fs.existsSync(file)) return null;
-  return loadAddon(file);
-}
-
-const addon: DnnlAddon | null = ensureAddon();
+const { addon, skipReason } = ensureNativeAddon();
 
 t.before(async () => {
   patchWasmKernels();
@@ -204,7 +188,7 @@ t.test('load failures and version checks are one clear line', async (t) => {
   t.equal(endPadding(8, 3, 3, 3, 0, 0), 1, "ceil rounding: the pixels the last window needs");
 });
 
-t.test('native kernels', { skip: addon == null ? `native addon cannot be built here: ${skipReason}` : false }, async (t) => {
+t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t) => {
   if (addon == null) return;
   const a = addon;
 
