@@ -426,28 +426,38 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     tf.dispose([x, w, fx, fw]);
   });
 
-  t.test('no leaks: tensors and cached primitives stay flat over repeated steps', async (t) => {
+  t.test('no leaks: tensors, cached primitives and RSS stay flat over 1,000 small steps', async (t) => {
     await tf.setBackend(NATIVE_BACKEND_NAME);
+    const x = rand([2, 12, 12, 4], 18) as tf.Tensor4D;
+    const w = rand([3, 3, 2, 6], 19) as tf.Tensor4D;
+    const b = rand([6], 20) as tf.Tensor1D;
+    const w2 = rand([3, 3, 6, 4], 21) as tf.Tensor4D;
+    const w3 = rand([100, 5], 22) as tf.Tensor2D;
+    const v = tf.zerosLike(w);
+    // Every kind of native kernel once: conv layer, conv, pool, LRN, product, their gradients, SGD.
     const step = () =>
       tf.tidy(() => {
-        const x = rand([2, 12, 12, 4], 18) as tf.Tensor4D;
-        const w = rand([3, 3, 2, 6], 19) as tf.Tensor4D;
-        const b = rand([6], 20) as tf.Tensor1D;
-        const w2 = rand([3, 3, 6, 4], 21) as tf.Tensor4D;
-        const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, ww2: tf.Tensor) => {
+        const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, ww2: tf.Tensor, ww3: tf.Tensor) => {
           const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 1, pad: 'same', groups: 2, activation: 'relu', inputGradient: true });
           if (y == null) throw new Error('the native backend has no conv layer kernel');
-          const z = tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same');
-          return tf.sum(tf.localResponseNormalization(tf.maxPool(z, 3, 2, 'valid'), 2, 2, 1e-4, 0.75));
+          const z = tf.localResponseNormalization(tf.maxPool(tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same'), 3, 2, 'valid'), 2, 2, 1e-4, 0.75);
+          return tf.sum(tf.matMul(tf.reshape(z, [2, 100]), ww3 as tf.Tensor2D));
         };
-        tf.grads(f)([x, w, b, w2]).forEach((g) => g.dataSync());
+        const grads = tf.grads(f)([x, w, b, w2, w3]);
+        const updated = fusedSgdMomentum(w, v, grads[1], { momentum: 0.9, lrScaled: 0.01, decayLr: 0 });
+        [...grads, ...(updated ?? [])].forEach((g) => g.dataSync());
       });
-    step();
+    for (let i = 0; i < 100; i++) step();
     const tensors = tf.memory().numTensors;
     const primitives = a.cacheSize();
-    for (let i = 0; i < 20; i++) step();
+    const rss = process.memoryUsage().rss;
+    for (let i = 0; i < 1000; i++) step();
+    const grownMb = (process.memoryUsage().rss - rss) / 2 ** 20;
     t.equal(tf.memory().numTensors, tensors, 'tensor count');
     t.equal(a.cacheSize(), primitives, 'primitive cache');
+    // A coarse bound: the garbage collector moves RSS by ~10 MB here either way.
+    t.ok(grownMb < 30, `RSS grew ${grownMb.toFixed(1)} MB over 1,000 steps`);
+    tf.dispose([x, w, b, w2, w3, v]);
   });
 
   t.test('one training step of the small preset: native equals wasm', async (t) => {
