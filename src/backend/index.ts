@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
 import { loadNative } from './native';
-import { CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
+import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
 
 export interface BackendInfo {
@@ -129,6 +129,13 @@ export function fusedSgdMomentum(w: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs
   if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return null;
   const out = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
   return [out[0], out[1]];
+}
+
+/** One Adam step as one kernel where the current backend has it (native), else null. Returns [w', m', v']. */
+export function fusedAdam(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: AdamAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] | null {
+  if (tf.getKernel(ADAM_KERNEL, tf.getBackend()) == null) return null;
+  const out = tf.engine().runKernel(ADAM_KERNEL, { w, m, v, g }, { ...attrs }) as tf.Tensor[];
+  return [out[0], out[1], out[2]];
 }
 
 /**

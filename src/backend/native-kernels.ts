@@ -36,6 +36,7 @@ export interface DnnlAddon extends ElementwiseAddon {
   lrn(params: Int32Array, constants: Float32Array, x: Float32Array, y: Float32Array): void;
   lrnGrad(params: Int32Array, constants: Float32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   sgdMomentum(params: Int32Array, constants: Float32Array, w: Float32Array, v: Float32Array, g: Float32Array, wOut: Float32Array, vOut: Float32Array): void;
+  adam(params: Int32Array, constants: Float32Array, w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, wOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void;
   setThreads(threads: number): void;
   version(): { compiled: string; runtime: string };
   cacheSize(): number;
@@ -407,6 +408,36 @@ function makeSgdMomentum(addon: DnnlAddon): KernelFunc {
   };
 }
 
+/** Our own kernel: one Adam step, see fusedAdam in index.ts. Returns [w', m', v']. */
+export const ADAM_KERNEL = 'AlexnetAdam';
+
+export interface AdamAttrs {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  /** lr x the bias corrections. */
+  stepSize: number;
+  /** 1 / global batch. */
+  gradScale: number;
+  /** L2 weight decay added to the gradient (0 for biases). */
+  decay: number;
+}
+
+function makeAdam(addon: DnnlAddon): KernelFunc {
+  const kernel = ADAM_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { w, m, v, g } = inputs as { w: TensorInfo; m: TensorInfo; v: TensorInfo; g: TensorInfo };
+    const a = attrs as unknown as AdamAttrs;
+    const b = backend as unknown as CpuStorageBackend;
+    if ([m, v, g].some((t) => t.shape.join() !== w.shape.join())) fail(kernel, 'weights, moments and gradient differ in shape');
+    const [ws, ms, vs, gs] = [values(kernel, 'w', w, b), values(kernel, 'm', m, b), values(kernel, 'v', v, b), values(kernel, 'g', g, b)];
+    const [wOut, mOut, vOut] = [outputOf(b, w.shape), outputOf(b, w.shape), outputOf(b, w.shape)];
+    const constants = Float32Array.of(a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.epsilon, a.stepSize, a.gradScale, a.decay);
+    addon.adam(Int32Array.of(ws.length), constants, ws, ms, vs, gs, wOut.data, mOut.data, vOut.data);
+    return [wOut.info, mOut.info, vOut.info];
+  };
+}
+
 /** The kernels the addon provides, for the given backend name. */
 export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): KernelConfig[] {
   const kernels: [string, KernelFunc][] = [
@@ -421,6 +452,7 @@ export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): Kern
     [tf.LRN, makeLrn(addon)],
     [tf.LRNGrad, makeLrnGrad(addon)],
     [SGD_MOMENTUM_KERNEL, makeSgdMomentum(addon)],
+    [ADAM_KERNEL, makeAdam(addon)],
     [CONV_LAYER_KERNEL, makeConvLayer(addon)],
     [CONV_LAYER_GRAD_KERNEL, makeConvLayerGrad(addon)],
   ];

@@ -13,7 +13,7 @@ import { convLayer, fusedSgdMomentum } from '../../src/backend';
 import { describeLoadFailure, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
 import { endPadding } from '../../src/backend/native-kernels';
 import { patchWasmKernels } from '../../src/backend/wasm-patches';
-import { createAlexNet, disposeModel, layerShapes } from '../../src/model/alexnet';
+import { createAlexNet, disposeModel, layerShapes, type Param } from '../../src/model/alexnet';
 import { PRESETS, type ModelSpec } from '../../src/model/presets';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
@@ -393,20 +393,24 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     });
   });
 
-  t.test('the fused SGD step equals the tfjs ops it replaces', async (t) => {
-    const shape = [7, 5];
-    await compare(t, 'sgd momentum', ['w', 'v'], () => {
-      const [w, v, g] = [rand(shape, 52), rand(shape, 53), rand(shape, 54)];
-      const attrs = { momentum: 0.9, lrScaled: 0.01 / 32, decayLr: 0.0005 * 0.01 };
-      if (tf.getBackend() === NATIVE_BACKEND_NAME) {
-        const out = fusedSgdMomentum(w, v, g, attrs);
-        if (out == null) throw new Error('the native backend has no fused SGD kernel');
+  t.test('the optimizer: fused SGD and Adam on native equal their tfjs ops on cpu', async (t) => {
+    for (const name of ['sgd', 'adam'] as const) {
+      await compare(t, name, ['weight', 'bias', 'slot 0 weight', 'slot 0 bias'], () => {
+        // Fused only where the backend has the kernel: on cpu the optimizer composes tfjs ops.
+        t.equal(fusedSgdMomentum(tf.zeros([1]), tf.zeros([1]), tf.zeros([1]), { momentum: 0, lrScaled: 0, decayLr: 0 }) != null, tf.getBackend() === NATIVE_BACKEND_NAME, `fused kernel on ${tf.getBackend()}`);
+        const params: Param[] = [
+          { name: 'w', kind: 'weight', shape: [7, 5], variable: tf.variable(rand([7, 5], 55), true) },
+          { name: 'b', kind: 'bias', shape: [5], variable: tf.variable(rand([5], 56), true) },
+        ];
+        const optimizer = new Optimizer({ name, momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, params);
+        for (let s = 0; s < 3; s++) optimizer.apply([rand([7, 5], 57 + s), rand([5], 60 + s)], 0.01, 0.25);
+        const slots = Object.values(optimizer.getState().slots)[0];
+        const out = [...params.map((p) => p.variable.clone()), tf.tensor(slots[0], [7, 5]), tf.tensor(slots[1], [5])];
+        optimizer.dispose();
+        params.forEach((p) => p.variable.dispose());
         return out;
-      }
-      t.equal(fusedSgdMomentum(w, v, g, attrs), null, 'no fused kernel on cpu');
-      const vNext = tf.sub(tf.sub(tf.mul(v, attrs.momentum), tf.mul(g, attrs.lrScaled)), tf.mul(w, attrs.decayLr));
-      return [tf.add(w, vNext), vNext];
-    });
+      });
+    }
   });
 
   t.test('unsupported inputs are NativeBackendErrors, bad buffers JS errors', async (t) => {

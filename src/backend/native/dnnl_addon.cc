@@ -720,6 +720,37 @@ void sgdMomentum(napi_env env, napi_value *argv) {
   }
 }
 
+/**
+ * adam(params [N], [beta1, 1 - beta1, beta2, 1 - beta2, epsilon, stepSize, gradScale, decay],
+ * w, m, v, g, wOut, mOut, vOut): Adam with L2 decay in the gradient, in one pass, in the order
+ * of the tfjs ops it replaces (src/train/optimizer.ts): g' = g gradScale + decay w;
+ * m' = beta1 m + (1 - beta1) g'; v' = beta2 v + (1 - beta2) g'^2; w' = w - m' stepSize /
+ * (sqrt(v') + epsilon).
+ */
+void adam(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 8, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats m = floatsArg(env, argv[3], n, "m");
+  Floats v = floatsArg(env, argv[4], n, "v");
+  Floats g = floatsArg(env, argv[5], n, "g");
+  Floats wOut = floatsArg(env, argv[6], n, "wOut");
+  Floats mOut = floatsArg(env, argv[7], n, "mOut");
+  Floats vOut = floatsArg(env, argv[8], n, "vOut");
+  const float b1 = k.data[0], c1 = k.data[1], b2 = k.data[2], c2 = k.data[3], eps = k.data[4], step = k.data[5],
+              scale = k.data[6], decay = k.data[7];
+  for (size_t i = 0; i < n; i++) {
+    float gi = scale == 1.f ? g.data[i] : g.data[i] * scale;
+    if (decay > 0.f) gi = gi + w.data[i] * decay;
+    const float mi = m.data[i] * b1 + gi * c1;
+    const float vi = v.data[i] * b2 + (gi * gi) * c2;
+    mOut.data[i] = mi;
+    vOut.data[i] = vi;
+    wOut.data[i] = w.data[i] - (mi * step) / (std::sqrt(vi) + eps);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Process settings and identity.
 
@@ -792,6 +823,7 @@ napi_value init(napi_env env, napi_value exports) {
       {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adam", nullptr, guarded<adam, 9>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, guarded<setThreads, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"version", nullptr, version, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"cacheSize", nullptr, cacheSize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
