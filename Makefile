@@ -5,6 +5,7 @@
 #   make train GPUS=2        # 2 workers: 2 GPUs, or 2 CPU-simulated devices when there are none
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
 #   make test                # the test suite (tap), CPU only, a few minutes
+#   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
 #   make reproduce           # the paper's recipe vs a PyTorch reference (~45 min); docs/reproduction.md
@@ -31,7 +32,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build data train test bench bench-quick reproduce ablations clean
+.PHONY: all install build native data train test bench bench-quick reproduce ablations clean
 
 all: build
 
@@ -44,7 +45,14 @@ $(BUILD_STAMP): $(NODE_STAMP) $(TS_SOURCES)
 	npx tsc -p tsconfig.json
 	@touch $@
 
-build: $(BUILD_STAMP)
+# The oneDNN addon of the 'native' backend (src/backend/native/build.sh). Optional: where it
+# cannot be built the script says why in one line and exits 0, and runs use wasm.
+NATIVE_ADDON := dist/native/alexnet_native.node
+
+native:
+	@src/backend/native/build.sh $(NATIVE_ADDON)
+
+build: $(BUILD_STAMP) native
 
 $(DATA_STAMP): | $(BUILD_STAMP)
 	node dist/scripts/make-fashion-mnist.js --out $(DATA_DIR)

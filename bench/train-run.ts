@@ -9,7 +9,7 @@ import yargs from 'yargs';
 import { describeBackend, initBackend } from '../src/backend';
 import { trainOptions } from '../src/cli';
 import { buildTrainConfig } from '../src/config';
-import type { PresetName } from '../src/config';
+import type { BackendChoice, PresetName } from '../src/config';
 import { trainDataParallel } from '../src/command-handlers';
 import { resolveDevices } from '../src/parallel/devices';
 import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
@@ -25,6 +25,8 @@ export interface RunSpec {
   /** Warm-up and measured steps together: the run stops after them (--max-steps). */
   steps: number;
   runDir: string;
+  /** --backend of the run: wasm (the default) or native, one thread per worker process either way. */
+  backend: BackendChoice;
 }
 
 export type RunReply =
@@ -38,7 +40,7 @@ export function trainArgs(spec: RunSpec): string[] {
     '--preset', spec.preset,
     '--batch-size', String(spec.batchPerWorker * spec.workers),
     '--devices', `cpu:${spec.workers}`,
-    '--backend', 'wasm',
+    '--backend', spec.backend,
     '--epochs', '1',
     '--max-steps', String(spec.steps),
     '--run-dir', spec.runDir,
@@ -51,9 +53,9 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
   const samples: StepSample[] = [];
   const record = (m: StepReportMessage): void => void samples.push(sampleOf(m, performance.now()));
   const devices = resolveDevices(config);
-  let backend = `${devices.worldSize} wasm worker processes`;
+  let backend = `${devices.worldSize} ${spec.backend} worker processes`;
   if (devices.worldSize === 1) {
-    backend = describeBackend(await initBackend(config.backend, false));
+    backend = describeBackend(await initBackend(config.backend, false, { threads: config.threads }));
     const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
     await new Trainer(config, deps).run();
   } else {

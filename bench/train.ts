@@ -8,6 +8,7 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/train.js [--quick] [--out train.json]
  *       [--presets small,paper,torchvision] [--workers 1,2] [--batch 32] [--reps 5] [--no-torch]
+ *       [--backend wasm|native]
  *
  * Each run is a fresh process training a synthetic image folder (noisy JPEGs at the preset's
  * resize size, 10 classes, made once in the temp folder) for warm-up steps, then `--reps`
@@ -20,7 +21,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countParams } from '../src/model/alexnet';
-import { PRESET_NAMES, type PresetName } from '../src/config';
+import { PRESET_NAMES, type BackendChoice, type PresetName } from '../src/config';
 import { buildSpec } from '../src/model/presets';
 import { forkScript, nextMessage } from '../src/parallel/fork-script';
 import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './harness';
@@ -57,6 +58,7 @@ interface Options {
   quick: boolean;
   torch: boolean;
   outPath: string | null;
+  backend: BackendChoice;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -70,12 +72,14 @@ function parseArgs(argv: string[]): Options {
     quick,
     torch: !argv.includes('--no-torch'),
     outPath: flagValue(argv, '--out') ?? null,
+    backend: (flagValue(argv, '--backend') ?? 'wasm') as BackendChoice,
   };
   const bad =
     options.presets.some((p) => !(PRESET_NAMES as readonly string[]).includes(p)) ||
     options.workers.some((n) => !Number.isInteger(n) || n < 1) ||
     !Number.isInteger(options.batchPerWorker) || options.batchPerWorker < 1 ||
-    !Number.isInteger(options.reps) || options.reps < 1;
+    !Number.isInteger(options.reps) || options.reps < 1 ||
+    !['wasm', 'native'].includes(options.backend);
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/train.ts)`);
   return options;
 }
@@ -145,7 +149,7 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
     for (const workers of options.workers) {
       const loadBefore = loadAverage();
       const runDir = path.join(scratch, `run-${workers}`);
-      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), runDir }, plan);
+      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), runDir, backend: options.backend }, plan);
       fs.rmSync(runDir, { recursive: true, force: true });
       const torch = torchNote ?? runTorch(preset, workers, options.batchPerWorker, plan, specFile);
       if (typeof torch !== 'string' && torch.params !== params) {

@@ -51,7 +51,7 @@ function printFinal(log: Logger, result: TrainResult): void {
 
 /** Single process: this process trains (one device, or the single-GPU fallback). */
 export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
-  const backend = await initBackend(config.backend, gpuVisible);
+  const backend = await initBackend(config.backend, gpuVisible, { threads: config.threads });
   log.info(describeBackend(backend));
   let stopRequested = false;
   const onSigint = () => {

@@ -21,7 +21,7 @@ export type { CliArgs } from './field-reader';
 export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
-export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'wasm', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;
@@ -118,8 +118,10 @@ export interface TrainConfig {
   /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
    * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
   logEverySteps: number;
-  /** tfjs backend: auto tries node-gpu, node, wasm, cpu. */
+  /** tfjs backend: auto tries node-gpu, node, native, wasm, cpu. */
   backend: BackendChoice;
+  /** oneDNN threads per process of the native backend (default 1: one worker per core). */
+  threads: number;
   /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
   devices: string;
   /** Fail instead of simulating when fewer GPUs than asked exist. */
@@ -170,6 +172,7 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   checkpointEverySteps: 0,
   logEverySteps: 0,
   backend: 'auto',
+  threads: 1,
   devices: 'auto',
   strictDevices: false,
   checksumEverySteps: 50,
@@ -213,6 +216,7 @@ export const TRAIN_FLAGS = {
   checkpointEverySteps: 'checkpoint-every',
   logEverySteps: 'log-every',
   backend: 'backend',
+  threads: 'threads',
   devices: 'devices',
   strictDevices: 'strict-devices',
   checksumEverySteps: 'checksum-every',
@@ -279,6 +283,7 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     checkpointEverySteps: r.count('checkpointEverySteps', true),
     logEverySteps: r.count('logEverySteps', true),
     backend: r.oneOf('backend', BACKEND_CHOICES),
+    threads: r.count('threads'),
     devices: r.string('devices'),
     strictDevices: r.bool('strictDevices'),
     checksumEverySteps: r.count('checksumEverySteps', true),

@@ -37,3 +37,9 @@ export class CommTimeoutError extends UserError {}
  * the program on different ranks, or a stray process talking to our sockets.
  */
 export class ProtocolError extends UserError {}
+
+/**
+ * The native (oneDNN) backend cannot start here (addon not built, library missing or of another
+ * version), or one of its kernels was given a tensor it does not support (dtype, rank, option).
+ */
+export class NativeBackendError extends UserError {}

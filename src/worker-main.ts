@@ -10,7 +10,7 @@
  * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
  * coordinator, which watches health.
  */
-import { describeBackend, initBackend } from './backend';
+import { cpuDeviceChoice, describeBackend, initBackend } from './backend';
 import { env } from './config';
 import { consoleLogger } from './log';
 import { WorkerControl, type WorkerControlOptions } from './parallel/control';
@@ -37,9 +37,10 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   };
   process.on('SIGINT', requestStop);
   process.on('SIGTERM', requestStop);
-  // CPU-simulated devices are wasm workers, one thread each (or cpu if asked for).
-  const backendChoice = boot.deviceKind === 'cpu' && config.backend !== 'cpu' ? 'wasm' : config.backend;
-  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu');
+  // CPU-simulated devices run a single-threaded backend each: native (oneDNN, 1 thread), wasm or cpu.
+  const cpuDevice = boot.deviceKind === 'cpu';
+  const backendChoice = cpuDevice ? cpuDeviceChoice(config.backend) : config.backend;
+  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu', { cpuDevice, threads: config.threads });
   if (rank === 0) log.info(describeBackend(backend));
   await session.ready();
   const trainer = new Trainer(config, {

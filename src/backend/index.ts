@@ -1,28 +1,39 @@
 /**
  * Chooses and initialises the TensorFlow.js backend for this process.
  *
- * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, wasm (with the kernel
- * patches that make it train), the pure-JS cpu backend. tfjs-node(-gpu) are optional
- * dependencies: their install downloads libtensorflow and fails offline, so a failed
- * `require` is expected and just moves on to the next choice.
+ * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, native (tfjs-backend-cpu
+ * with oneDNN kernels from our addon, native.ts), wasm (with the kernel patches that make it
+ * train), the pure-JS cpu backend. tfjs-node(-gpu) are optional dependencies: their install
+ * downloads libtensorflow and fails offline, so a failed `require` is expected and just moves
+ * on to the next choice; the native addon is optional in the same way (`make native`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
+import { loadNative } from './native';
+import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
 
 export interface BackendInfo {
   /** What was asked for. */
   requested: BackendChoice;
-  /** What is running: 'node-gpu' | 'node' | 'wasm' | 'cpu'. */
+  /** What is running: 'node-gpu' | 'node' | 'native' | 'wasm' | 'cpu'. */
   active: Exclude<BackendChoice, 'auto'>;
-  /** tfjs' own backend name ('tensorflow', 'wasm', 'cpu'). */
+  /** tfjs' own backend name ('tensorflow', 'native', 'wasm', 'cpu'). */
   tfName: string;
   /** Why the choices before it were passed over, for the start-up line. */
   notes: string[];
 }
 
-type Loader = () => Promise<string>;
+/** How this process will compute: it decides the `auto` order and native's thread count. */
+export interface BackendOptions {
+  /** A CPU-simulated device: one worker process per core, so only single-threaded choices. */
+  cpuDevice?: boolean;
+  /** oneDNN threads of the native backend (default 1). */
+  threads?: number;
+}
+
+type Loader = (options: BackendOptions) => Promise<string>;
 
 function requireNative(pkg: string): Loader {
   return async () => {
@@ -48,6 +59,8 @@ async function loadCpu(): Promise<string> {
 const LOADERS: Record<BackendInfo['active'], Loader> = {
   'node-gpu': requireNative('@tensorflow/tfjs-node-gpu'),
   node: requireNative('@tensorflow/tfjs-node'),
+  // One oneDNN thread unless asked: there is one worker process per core.
+  native: (options) => loadNative(options.threads ?? 1),
   wasm: loadWasm,
   cpu: loadCpu,
 };
@@ -57,9 +70,19 @@ function firstLine(err: unknown): string {
   return text.split('\n')[0];
 }
 
-/** The order `auto` tries; node-gpu only when the caller found a GPU for this process. */
-export function autoOrder(gpuVisible: boolean): BackendInfo['active'][] {
-  return gpuVisible ? ['node-gpu', 'node', 'wasm', 'cpu'] : ['node', 'wasm', 'cpu'];
+/**
+ * The order `auto` tries; node-gpu only when the caller found a GPU for this process, and only
+ * single-threaded backends for a CPU-simulated device (one worker process per core: tfjs-node
+ * would spread every worker over all cores).
+ */
+export function autoOrder(gpuVisible: boolean, cpuDevice = false): BackendInfo['active'][] {
+  if (cpuDevice) return ['native', 'wasm', 'cpu'];
+  return gpuVisible ? ['node-gpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
+}
+
+/** What a CPU-simulated device runs for the run's --backend: a single-threaded choice, or auto among them. */
+export function cpuDeviceChoice(choice: BackendChoice): BackendChoice {
+  return choice === 'native' || choice === 'wasm' || choice === 'cpu' ? choice : 'auto';
 }
 
 let current: BackendInfo | null = null;
@@ -68,16 +91,16 @@ let current: BackendInfo | null = null;
  * Initialises a backend once per process. An explicit choice that fails is a ConfigError
  * (the user asked for it); `auto` falls through the list and records why.
  */
-export async function initBackend(requested: BackendChoice, gpuVisible: boolean): Promise<BackendInfo> {
+export async function initBackend(requested: BackendChoice, gpuVisible: boolean, options: BackendOptions = {}): Promise<BackendInfo> {
   if (current != null) {
     if (requested === 'auto' || requested === current.active) return current;
     throw new ConfigError(`backend already initialised as ${current.active}, cannot switch to ${requested}`);
   }
-  const order = requested === 'auto' ? autoOrder(gpuVisible) : [requested];
+  const order = requested === 'auto' ? autoOrder(gpuVisible, options.cpuDevice) : [requested];
   const notes: string[] = [];
   for (const active of order) {
     try {
-      const tfName = await LOADERS[active]();
+      const tfName = await LOADERS[active](options);
       await tf.ready();
       current = { requested, active, tfName, notes };
       return current;
@@ -95,4 +118,50 @@ export async function initBackend(requested: BackendChoice, gpuVisible: boolean)
 export function describeBackend(info: BackendInfo): string {
   const passed = info.notes.length > 0 ? ` (passed over: ${info.notes.join('; ')})` : '';
   return `backend: ${info.active} [tfjs ${tf.version.tfjs}, ${info.tfName}]${passed}`;
+}
+
+/**
+ * The paper's SGD step as one kernel where the current backend has it (native: one pass over
+ * the weights instead of six tensor ops, which took most of a paper step), else null and the
+ * caller does it with tfjs ops. Returns [new weights, new velocity].
+ */
+export function fusedSgdMomentum(w: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: SgdMomentumAttrs): [tf.Tensor, tf.Tensor] | null {
+  if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return null;
+  const out = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
+  return [out[0], out[1]];
+}
+
+/** One Adam step as one kernel where the current backend has it (native), else null. Returns [w', m', v']. */
+export function fusedAdam(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: AdamAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] | null {
+  if (tf.getKernel(ADAM_KERNEL, tf.getBackend()) == null) return null;
+  const out = tf.engine().runKernel(ADAM_KERNEL, { w, m, v, g }, { ...attrs }) as tf.Tensor[];
+  return [out[0], out[1], out[2]];
+}
+
+/**
+ * A whole conv layer, y = act(conv(x, w) + b) with `groups` groups ([KH, KW, IC / G, OC]
+ * filter, output channels split in G blocks), as one op with its own gradient, where the
+ * current backend has it (native), else null and the caller composes tfjs ops.
+ *
+ * Why: under a gradient tfjs unfuses conv + bias + relu into three ops (and a grouped layer
+ * into a split, G convs and a concat), then takes the relu's gradient as Step and Multiply and
+ * the bias's as a Sum: each a pass over the layer's activations with a fresh buffer. Here the
+ * forward is one oneDNN call and the backward one addon call.
+ */
+export function convLayer(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, attrs: ConvLayerAttrs): tf.Tensor4D | null {
+  if (tf.getKernel(CONV_LAYER_KERNEL, tf.getBackend()) == null) return null;
+  const layer = tf.customGrad((...args) => {
+    const [xi, wi, bi] = args as tf.Tensor[];
+    const save = args[3] as (tensors: tf.Tensor[]) => void;
+    const y = tf.engine().runKernel(CONV_LAYER_KERNEL, { x: xi, w: wi, b: bi }, { ...attrs }) as tf.Tensor4D;
+    save([xi, wi, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sx, sw, sy] = saved;
+        return tf.engine().runKernel(CONV_LAYER_GRAD_KERNEL, { x: sx, w: sw, y: sy, dy: dy as tf.Tensor }, { ...attrs }) as tf.Tensor[];
+      },
+    };
+  });
+  return layer(x, w, b) as tf.Tensor4D;
 }

@@ -4,6 +4,7 @@
  * softmax lives in the loss (the seed notebook's softmax-inside-the-model bug).
  */
 import * as tf from '@tensorflow/tfjs';
+import { convLayer } from '../backend';
 import type { ConvPad, ConvSpec, ModelSpec } from './presets';
 
 /** One trainable tensor, in a fixed order shared by every rank and every checkpoint. */
@@ -118,8 +119,13 @@ function activate(x: tf.Tensor, activation: ModelSpec['activation']): tf.Tensor 
  * a grouped conv is split -> one conv2d per group -> concat, with the kernel split on its
  * output axis: one [k, k, in/groups, out] kernel, as in Caffe.
  */
-export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D, c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>, activation: ModelSpec['activation']): tf.Tensor4D {
+export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D, c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>, activation: ModelSpec['activation'], inputGradient = true): tf.Tensor4D {
   const fused = activation === 'relu';
+  if (fused) {
+    // The native backend's one-op layer (grouped natively, its own gradient); null elsewhere.
+    const layer = convLayer(x, kernel, bias, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation, inputGradient });
+    if (layer != null) return layer;
+  }
   const convOne = (xg: tf.Tensor4D, kg: tf.Tensor4D, bg: tf.Tensor1D): tf.Tensor4D => {
     if (fused) return tf.fused.conv2d({ x: xg, filter: kg, bias: bg, strides: c.stride, pad: tfPad(c.pad), activation: 'relu' });
     return activate(tf.add(tf.conv2d(xg, kg, c.stride, tfPad(c.pad)), bg), activation) as tf.Tensor4D;
@@ -151,7 +157,8 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   const next = () => p[i++].variable;
   let x: tf.Tensor4D = images;
   for (const c of spec.convs) {
-    x = groupedConv(x, next() as tf.Tensor4D, next() as tf.Tensor1D, c, spec.activation);
+    // The images need no gradient: the native layer then skips that backward pass.
+    x = groupedConv(x, next() as tf.Tensor4D, next() as tf.Tensor1D, c, spec.activation, x !== images);
     if (c.lrn && spec.lrn) {
       const { depthRadius, bias, alpha, beta } = spec.lrn;
       x = tf.localResponseNormalization(x, depthRadius, bias, alpha, beta) as tf.Tensor4D;

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OptimizerName } from '../config';
 import type { Param } from '../model/alexnet';
+import { fusedAdam, fusedSgdMomentum } from '../backend';
 
 export interface OptimizerOptions {
   name: OptimizerName;
@@ -64,6 +65,12 @@ export class Optimizer {
     this.params.forEach((p, i) => {
       const v = this.slots.velocity[i];
       const decay = p.kind === 'weight' ? weightDecay : 0;
+      const fused = fusedSgdMomentum(p.variable, v, grads[i], { momentum, lrScaled: lr * gradScale, decayLr: decay * lr });
+      if (fused != null) {
+        v.assign(fused[1]);
+        p.variable.assign(fused[0]);
+        return;
+      }
       let vNext = tf.sub(tf.mul(v, momentum), tf.mul(grads[i], lr * gradScale));
       if (decay > 0) vNext = tf.sub(vNext, tf.mul(p.variable, decay * lr));
       v.assign(vNext);
@@ -78,10 +85,17 @@ export class Optimizer {
     const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     this.params.forEach((p, i) => {
       const decay = p.kind === 'weight' ? weightDecay : 0;
-      const mean = gradScale === 1 ? grads[i] : tf.mul(grads[i], gradScale);
-      const g = decay > 0 ? tf.add(mean, tf.mul(p.variable, decay)) : mean;
       const m = this.slots.m[i];
       const v = this.slots.v[i];
+      const fused = fusedAdam(p.variable, m, v, grads[i], { beta1, beta2, epsilon, stepSize, gradScale, decay });
+      if (fused != null) {
+        m.assign(fused[1]);
+        v.assign(fused[2]);
+        p.variable.assign(fused[0]);
+        return;
+      }
+      const mean = gradScale === 1 ? grads[i] : tf.mul(grads[i], gradScale);
+      const g = decay > 0 ? tf.add(mean, tf.mul(p.variable, decay)) : mean;
       m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
       v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
       p.variable.assign(tf.sub(p.variable, tf.div(tf.mul(m, stepSize), tf.add(tf.sqrt(v), epsilon))));

@@ -1,0 +1,837 @@
+// N-API addon: oneDNN (Debian's libdnnl 2.6, v2 C++ API) kernels for the tfjs 'native' backend.
+//
+// Every entry point takes an Int32Array of shape parameters, already validated in JS
+// (src/backend/native-kernels.ts), and Float32Arrays that it reads and writes in place: the
+// tfjs cpu backend's own buffers, so nothing is copied. The sizes are checked again here, so
+// a bad call is a JS exception, never a write out of bounds. Every C++ exception (oneDNN's
+// dnnl::error included) is caught at the N-API boundary and rethrown as a JS Error.
+//
+// Primitives are JIT-compiled, which costs milliseconds, so each one is built once per shape
+// and kept in a cache keyed by its parameters (a training run has a few dozen shapes).
+// Activations stay in tfjs's NHWC layout (no reorders: measured faster than oneDNN's blocked
+// layouts once the reorders are paid); weights go to whatever layout the primitive wants,
+// through a cached reorder, since they are small next to the activations.
+
+#include <node_api.h>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::memory;
+using dnnl::prop_kind;
+using dims = memory::dims;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+/** A bad call from JS: thrown as a JS Error with this message. */
+struct CallError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+dnnl::engine &cpuEngine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream &cpuStream() {
+  static dnnl::stream s(cpuEngine());
+  return s;
+}
+
+void check(napi_status status, const char *what) {
+  if (status != napi_ok) throw CallError(std::string("N-API call failed: ") + what);
+}
+
+struct Ints {
+  const int32_t *v;
+  size_t n;
+  int64_t operator[](size_t i) const { return v[i]; }
+};
+
+struct Floats {
+  float *data;
+  size_t length;
+};
+
+Ints intsArg(napi_env env, napi_value value, size_t expected) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  bool isTyped = false;
+  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
+  if (!isTyped) throw CallError("parameters must be an Int32Array");
+  check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
+  if (type != napi_int32_array || length != expected) {
+    throw CallError("parameters must be an Int32Array of length " + std::to_string(expected));
+  }
+  for (size_t i = 0; i < length; i++) {
+    if (static_cast<const int32_t *>(data)[i] < 0) throw CallError("negative shape parameter");
+  }
+  return {static_cast<const int32_t *>(data), length};
+}
+
+/** A Float32Array of exactly `expected` elements, or (when `optional`) null/undefined. */
+Floats floatsArg(napi_env env, napi_value value, size_t expected, const char *name, bool optional = false) {
+  napi_valuetype vt;
+  check(napi_typeof(env, value, &vt), "typeof");
+  if (optional && (vt == napi_null || vt == napi_undefined)) return {nullptr, 0};
+  bool isTyped = false;
+  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
+  if (!isTyped) throw CallError(std::string(name) + " must be a Float32Array");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
+  if (type != napi_float32_array) throw CallError(std::string(name) + " must be a Float32Array");
+  if (length != expected) {
+    throw CallError(std::string(name) + " has " + std::to_string(length) + " elements, expected " + std::to_string(expected));
+  }
+  return {static_cast<float *>(data), length};
+}
+
+size_t product(const dims &d) {
+  size_t p = 1;
+  for (auto v : d) p *= static_cast<size_t>(v);
+  return p;
+}
+
+std::string keyOf(const char *op, const Ints &p, const std::vector<int64_t> &extra = {}) {
+  std::string key(op);
+  for (size_t i = 0; i < p.n; i++) key += ',' + std::to_string(p[i]);
+  for (auto e : extra) key += ';' + std::to_string(e);
+  return key;
+}
+
+/**
+ * One argument of a primitive: the user's layout (the tfjs buffer) and the layout the primitive
+ * chose. When they differ, a reorder (built once) moves the data through a scratch buffer.
+ */
+class Arg {
+ public:
+  Arg(const memory::desc &user, const memory::desc &want)
+      : user_(user), want_(want), same_(user == want) {
+    if (!same_) {
+      scratch_ = memory(want_, cpuEngine());
+    }
+  }
+
+  /** The memory to hand the primitive; an input is reordered into it now. */
+  memory in(float *ptr) {
+    memory userMem(user_, cpuEngine(), ptr);
+    if (same_) return userMem;
+    if (!toWant_) toWant_ = std::make_unique<dnnl::reorder>(userMem, scratch_);
+    toWant_->execute(cpuStream(), userMem, scratch_);
+    return scratch_;
+  }
+
+  /** The memory an output is written to; call `out` after the primitive ran. */
+  memory outTarget(float *ptr) {
+    if (same_) return memory(user_, cpuEngine(), ptr);
+    return scratch_;
+  }
+
+  void out(float *ptr) {
+    if (same_) return;
+    memory userMem(user_, cpuEngine(), ptr);
+    if (!fromWant_) fromWant_ = std::make_unique<dnnl::reorder>(scratch_, userMem);
+    fromWant_->execute(cpuStream(), scratch_, userMem);
+  }
+
+ private:
+  memory::desc user_, want_;
+  bool same_;
+  memory scratch_;
+  std::unique_ptr<dnnl::reorder> toWant_, fromWant_;
+};
+
+struct Op {
+  virtual ~Op() = default;
+};
+
+std::unordered_map<std::string, std::unique_ptr<Op>> &cache() {
+  static std::unordered_map<std::string, std::unique_ptr<Op>> c;
+  return c;
+}
+
+template <typename T, typename Make>
+T &cached(const std::string &key, Make make) {
+  auto &c = cache();
+  auto it = c.find(key);
+  if (it == c.end()) it = c.emplace(key, make()).first;
+  return static_cast<T &>(*it->second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution. Parameters (all from tfjs's computeConv2DInfo):
+// [N, IH, IW, IC, OH, OW, OC, KH, KW, SH, SW, PT, PL, PB, PR, G, RELU]
+
+constexpr size_t kConvParams = 17;
+
+struct ConvGeometry {
+  int64_t n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pt, pl, pb, pr, g;
+  bool relu;
+
+  explicit ConvGeometry(const Ints &p)
+      : n(p[0]), ih(p[1]), iw(p[2]), ic(p[3]), oh(p[4]), ow(p[5]), oc(p[6]), kh(p[7]), kw(p[8]),
+        sh(p[9]), sw(p[10]), pt(p[11]), pl(p[12]), pb(p[13]), pr(p[14]), g(p[15]), relu(p[16] != 0) {
+    if (g < 1 || ic % g != 0 || oc % g != 0) throw CallError("channels do not split into the groups");
+    if (sh < 1 || sw < 1 || kh < 1 || kw < 1) throw CallError("strides and kernel must be positive");
+  }
+
+  memory::desc src() const { return memory::desc({n, ic, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dst() const { return memory::desc({n, oc, oh, ow}, dt::f32, tag::nhwc); }
+  memory::desc bias() const { return memory::desc({oc}, dt::f32, tag::x); }
+
+  /** tfjs's filter [KH, KW, IC/G, OC]; output channel o is in group o / (OC/G). */
+  memory::desc userWeights() const {
+    const int64_t icg = ic / g, ocg = oc / g;
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio);
+    return memory::desc({g, ocg, icg, kh, kw}, dt::f32, dims{ocg, 1, oc, kw * icg * oc, icg * oc});
+  }
+
+  memory::desc anyWeights() const {
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::any);
+    return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::any);
+  }
+
+  dims strides() const { return {sh, sw}; }
+  dims padL() const { return {pt, pl}; }
+  dims padR() const { return {pb, pr}; }
+  size_t srcSize() const { return product({n, ih, iw, ic}); }
+  size_t dstSize() const { return product({n, oh, ow, oc}); }
+  size_t weightsSize() const { return product({kh, kw, ic / g, oc}); }
+
+  dnnl::convolution_forward::primitive_desc forwardPd(bool withBias) const {
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    auto d = withBias
+                 ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                   src(), anyWeights(), bias(), dst(), strides(), padL(), padR())
+                 : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                   src(), anyWeights(), dst(), strides(), padL(), padR());
+    return dnnl::convolution_forward::primitive_desc(d, attr, cpuEngine());
+  }
+};
+
+struct ConvFwdOp : Op {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+  Arg weights;
+  ConvFwdOp(const ConvGeometry &c, bool withBias)
+      : pd(c.forwardPd(withBias)), prim(pd), weights(c.userWeights(), pd.weights_desc()) {}
+};
+
+struct ConvBwdDataOp : Op {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data prim;
+  Arg weights;
+  explicit ConvBwdDataOp(const ConvGeometry &c)
+      : pd(dnnl::convolution_backward_data::desc(algorithm::convolution_direct, c.src(), c.anyWeights(), c.dst(),
+                                                 c.strides(), c.padL(), c.padR()),
+           cpuEngine(), c.forwardPd(false)),
+        prim(pd),
+        weights(c.userWeights(), pd.weights_desc()) {}
+};
+
+struct ConvBwdWeightsOp : Op {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights prim;
+  Arg weights;
+  explicit ConvBwdWeightsOp(const ConvGeometry &c)
+      : pd(dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, c.src(), c.anyWeights(), c.dst(),
+                                                    c.strides(), c.padL(), c.padR()),
+           cpuEngine(), c.forwardPd(false)),
+        prim(pd),
+        weights(c.userWeights(), pd.diff_weights_desc()) {}
+};
+
+void execute(dnnl::primitive &prim, const std::unordered_map<int, memory> &args) {
+  prim.execute(cpuStream(), args);
+  cpuStream().wait();
+}
+
+/** conv2dForward(params, x, w, bias | null, y) */
+void conv2dForward(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats b = floatsArg(env, argv[3], c.oc, "bias", true);
+  Floats y = floatsArg(env, argv[4], c.dstSize(), "y");
+  const bool withBias = b.data != nullptr;
+  auto &op = cached<ConvFwdOp>(keyOf("convF", p, {withBias}), [&] { return std::make_unique<ConvFwdOp>(c, withBias); });
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+      {DNNL_ARG_WEIGHTS, op.weights.in(w.data)},
+      {DNNL_ARG_DST, memory(c.dst(), cpuEngine(), y.data)},
+  };
+  if (withBias) args.emplace(DNNL_ARG_BIAS, memory(c.bias(), cpuEngine(), b.data));
+  execute(op.prim, args);
+}
+
+/** conv2dBackwardData(params, dy, w, dx) */
+void conv2dBackwardData(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats dy = floatsArg(env, argv[1], c.dstSize(), "dy");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats dx = floatsArg(env, argv[3], c.srcSize(), "dx");
+  auto &op = cached<ConvBwdDataOp>(keyOf("convD", p), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+  execute(op.prim, {
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_WEIGHTS, op.weights.in(w.data)},
+                       {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                   });
+}
+
+/** conv2dBackwardFilter(params, x, dy, dw) */
+void conv2dBackwardFilter(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[2], c.dstSize(), "dy");
+  Floats dw = floatsArg(env, argv[3], c.weightsSize(), "dw");
+  auto &op = cached<ConvBwdWeightsOp>(keyOf("convW", p), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
+  execute(op.prim, {
+                       {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_DIFF_WEIGHTS, op.weights.outTarget(dw.data)},
+                   });
+  op.weights.out(dw.data);
+}
+
+/**
+ * convLayerBackward(params, x, w, y, dy, dx | null, dw, db): the gradients of a whole conv layer
+ * y = act(conv(x, w) + b) (params as conv2dForward's; RELU says act). The relu's mask (y > 0)
+ * is applied to dy here, the bias gradient summed here, then oneDNN's two backward passes:
+ * one op instead of tfjs's Step, Multiply, Sum, and the split/concat of a grouped layer.
+ */
+void convLayerBackward(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats y = floatsArg(env, argv[3], c.dstSize(), "y");
+  Floats dy = floatsArg(env, argv[4], c.dstSize(), "dy");
+  // dx null: the input needs no gradient (the images), and its pass is skipped.
+  Floats dx = floatsArg(env, argv[5], c.srcSize(), "dx", true);
+  Floats dw = floatsArg(env, argv[6], c.weightsSize(), "dw");
+  Floats db = floatsArg(env, argv[7], c.oc, "db");
+  const size_t n = c.dstSize();
+  const size_t oc = static_cast<size_t>(c.oc);
+  // Reused across calls (JS calls in from one thread): a fresh buffer of the layer's size each
+  // call would page-fault its way in every step.
+  static std::vector<float> masked;
+  const float *g = dy.data;
+  if (c.relu) {
+    if (masked.size() < n) masked.resize(n);
+    for (size_t i = 0; i < n; i++) masked[i] = y.data[i] > 0.f ? dy.data[i] : 0.f;
+    g = masked.data();
+  }
+  std::vector<double> bias(oc, 0.0);
+  for (size_t base = 0; base < n; base += oc)
+    for (size_t j = 0; j < oc; j++) bias[j] += g[base + j];
+  for (size_t j = 0; j < oc; j++) db.data[j] = static_cast<float>(bias[j]);
+  // The backward primitives do not depend on the activation: share them with the plain kernels.
+  Ints linear = p;
+  std::vector<int32_t> copy(p.v, p.v + p.n);
+  copy[16] = 0;
+  linear.v = copy.data();
+  c.relu = false;
+  float *gm = const_cast<float *>(g);
+  if (dx.data != nullptr) {
+    auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+    execute(bd.prim, {
+                         {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                         {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
+                         {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                     });
+  }
+  auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
+  execute(bw.prim, {
+                       {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                       {DNNL_ARG_DIFF_WEIGHTS, bw.weights.outTarget(dw.data)},
+                   });
+  bw.weights.out(dw.data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products, batched: C[b] = op(A[b]) op(B[b]) (+ bias, relu).
+// Parameters: [BA, BB, M, K, N, TRANSPOSE_A, TRANSPOSE_B, RELU]; a batch of 1 broadcasts.
+
+constexpr size_t kMatMulParams = 8;
+
+struct MatMulOp : Op {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  MatMulOp(const memory::desc &a, const memory::desc &b, const memory::desc *bias, const memory::desc &c, bool relu)
+      : pd(makePd(a, b, bias, c, relu)), prim(pd) {}
+
+  static dnnl::matmul::primitive_desc makePd(const memory::desc &a, const memory::desc &b, const memory::desc *bias,
+                                             const memory::desc &c, bool relu) {
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    auto d = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
+    return dnnl::matmul::primitive_desc(d, attr, cpuEngine());
+  }
+};
+
+/** A row-major [batch, rows, cols] buffer read as [batch, r, c] (transposed when asked). */
+memory::desc matrixDesc(int64_t batch, int64_t rows, int64_t cols, bool transposed) {
+  // Logical dims are what the product sees; strides say where the row-major buffer has them.
+  if (!transposed) return memory::desc({batch, rows, cols}, dt::f32, dims{rows * cols, cols, 1});
+  return memory::desc({batch, cols, rows}, dt::f32, dims{rows * cols, 1, cols});
+}
+
+/** matMul(params, a, b, bias | null, c) */
+void matMul(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kMatMulParams);
+  const int64_t ba = p[0], bb = p[1], m = p[2], k = p[3], n = p[4];
+  const bool ta = p[5] != 0, tb = p[6] != 0, relu = p[7] != 0;
+  if (ba != bb && ba != 1 && bb != 1) throw CallError("batch sizes must match or be 1");
+  const int64_t batch = ba > bb ? ba : bb;
+  // Stored shapes: A is [ba, m, k] or, transposed, [ba, k, m]; B is [bb, k, n] or [bb, n, k].
+  const memory::desc aMd = ta ? matrixDesc(ba, k, m, true) : matrixDesc(ba, m, k, false);
+  const memory::desc bMd = tb ? matrixDesc(bb, n, k, true) : matrixDesc(bb, k, n, false);
+  const memory::desc cMd({batch, m, n}, dt::f32, dims{m * n, n, 1});
+  const memory::desc biasMd({1, 1, n}, dt::f32, dims{n, n, 1});
+  Floats a = floatsArg(env, argv[1], product({ba, m, k}), "a");
+  Floats b = floatsArg(env, argv[2], product({bb, k, n}), "b");
+  Floats bias = floatsArg(env, argv[3], n, "bias", true);
+  Floats c = floatsArg(env, argv[4], product({batch, m, n}), "c");
+  const bool withBias = bias.data != nullptr;
+  auto &op = cached<MatMulOp>(keyOf("matmul", p, {withBias}), [&] {
+    return std::make_unique<MatMulOp>(aMd, bMd, withBias ? &biasMd : nullptr, cMd, relu);
+  });
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(aMd, cpuEngine(), a.data)},
+      {DNNL_ARG_WEIGHTS, memory(bMd, cpuEngine(), b.data)},
+      {DNNL_ARG_DST, memory(cMd, cpuEngine(), c.data)},
+  };
+  if (withBias) args.emplace(DNNL_ARG_BIAS, memory(biasMd, cpuEngine(), bias.data));
+  execute(op.prim, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
+// tfjs's MaxPoolGrad has no workspace input, so the backward pass reruns the forward pass
+// (memory-bound, a fraction of the backward's cost) to get oneDNN's argmax workspace.
+
+constexpr size_t kPoolParams = 14;
+
+struct PoolGeometry {
+  int64_t n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr;
+  explicit PoolGeometry(const Ints &p)
+      : n(p[0]), ih(p[1]), iw(p[2]), c(p[3]), oh(p[4]), ow(p[5]), kh(p[6]), kw(p[7]), sh(p[8]), sw(p[9]),
+        pt(p[10]), pl(p[11]), pb(p[12]), pr(p[13]) {
+    if (sh < 1 || sw < 1 || kh < 1 || kw < 1) throw CallError("strides and window must be positive");
+  }
+  memory::desc src() const { return memory::desc({n, c, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dst() const { return memory::desc({n, c, oh, ow}, dt::f32, tag::nhwc); }
+  size_t srcSize() const { return product({n, ih, iw, c}); }
+  size_t dstSize() const { return product({n, oh, ow, c}); }
+  dnnl::pooling_forward::desc forward() const {
+    return dnnl::pooling_forward::desc(prop_kind::forward_training, algorithm::pooling_max, src(), dst(), {sh, sw},
+                                       {kh, kw}, {pt, pl}, {pb, pr});
+  }
+};
+
+struct PoolFwdOp : Op {
+  dnnl::pooling_forward::primitive_desc pd;
+  dnnl::pooling_forward prim;
+  memory workspace;
+  explicit PoolFwdOp(const PoolGeometry &g)
+      : pd(g.forward(), cpuEngine()), prim(pd), workspace(pd.workspace_desc(), cpuEngine()) {}
+};
+
+struct PoolBwdOp : Op {
+  PoolFwdOp fwd;
+  memory scratchDst;
+  dnnl::pooling_backward::primitive_desc pd;
+  dnnl::pooling_backward prim;
+  explicit PoolBwdOp(const PoolGeometry &g)
+      : fwd(g),
+        scratchDst(g.dst(), cpuEngine()),
+        pd(dnnl::pooling_backward::desc(algorithm::pooling_max, g.src(), g.dst(), {g.sh, g.sw}, {g.kh, g.kw},
+                                        {g.pt, g.pl}, {g.pb, g.pr}),
+           cpuEngine(), fwd.pd),
+        prim(pd) {}
+};
+
+/** maxPool(params, x, y) */
+void maxPool(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kPoolParams);
+  const PoolGeometry g(p);
+  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
+  Floats y = floatsArg(env, argv[2], g.dstSize(), "y");
+  auto &op = cached<PoolFwdOp>(keyOf("poolF", p), [&] { return std::make_unique<PoolFwdOp>(g); });
+  execute(op.prim, {
+                       {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DST, memory(g.dst(), cpuEngine(), y.data)},
+                       {DNNL_ARG_WORKSPACE, op.workspace},
+                   });
+}
+
+/** maxPoolGrad(params, x, dy, dx) */
+void maxPoolGrad(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kPoolParams);
+  const PoolGeometry g(p);
+  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[2], g.dstSize(), "dy");
+  Floats dx = floatsArg(env, argv[3], g.srcSize(), "dx");
+  auto &op = cached<PoolBwdOp>(keyOf("poolB", p), [&] { return std::make_unique<PoolBwdOp>(g); });
+  execute(op.fwd.prim, {
+                           {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
+                           {DNNL_ARG_DST, op.scratchDst},
+                           {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                       });
+  execute(op.prim, {
+                       {DNNL_ARG_DIFF_DST, memory(g.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                       {DNNL_ARG_DIFF_SRC, memory(g.src(), cpuEngine(), dx.data)},
+                   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local response normalisation across channels. Parameters: [N, H, W, C, DEPTH_RADIUS];
+// floats: [bias, alpha, beta]. tfjs: y = x (bias + alpha sum_{|j-c|<=r} x_j^2)^-beta, while
+// oneDNN divides alpha by the window size n = 2r + 1, so it is given alpha * n.
+
+constexpr size_t kLrnParams = 5;
+
+struct LrnGeometry {
+  int64_t n, h, w, c, size;
+  float k, alpha, beta;
+  LrnGeometry(const Ints &p, const float *f)
+      : n(p[0]), h(p[1]), w(p[2]), c(p[3]), size(2 * p[4] + 1), k(f[0]), alpha(f[1] * (2 * p[4] + 1)), beta(f[2]) {}
+  memory::desc data() const { return memory::desc({n, c, h, w}, dt::f32, tag::nhwc); }
+  size_t elements() const { return product({n, h, w, c}); }
+  dnnl::lrn_forward::desc forward() const {
+    return dnnl::lrn_forward::desc(prop_kind::forward_training, algorithm::lrn_across_channels, data(), size, alpha,
+                                   beta, k);
+  }
+};
+
+struct LrnFwdOp : Op {
+  dnnl::lrn_forward::primitive_desc pd;
+  dnnl::lrn_forward prim;
+  memory workspace;
+  explicit LrnFwdOp(const LrnGeometry &g) : pd(g.forward(), cpuEngine()), prim(pd), workspace(pd.workspace_desc(), cpuEngine()) {}
+};
+
+struct LrnBwdOp : Op {
+  LrnFwdOp fwd;
+  memory scratchDst;
+  dnnl::lrn_backward::primitive_desc pd;
+  dnnl::lrn_backward prim;
+  explicit LrnBwdOp(const LrnGeometry &g)
+      : fwd(g),
+        scratchDst(g.data(), cpuEngine()),
+        pd(dnnl::lrn_backward::desc(algorithm::lrn_across_channels, g.data(), g.data(), g.size, g.alpha, g.beta, g.k),
+           cpuEngine(), fwd.pd),
+        prim(pd) {}
+};
+
+Floats lrnFloats(napi_env env, napi_value value) { return floatsArg(env, value, 3, "lrn constants"); }
+
+std::vector<int64_t> floatKey(const Floats &f) {
+  std::vector<int64_t> bits;
+  for (size_t i = 0; i < f.length; i++) {
+    uint32_t u;
+    std::memcpy(&u, &f.data[i], sizeof u);
+    bits.push_back(u);
+  }
+  return bits;
+}
+
+/** lrn(params, [bias, alpha, beta], x, y) */
+void lrn(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kLrnParams);
+  Floats f = lrnFloats(env, argv[1]);
+  const LrnGeometry g(p, f.data);
+  Floats x = floatsArg(env, argv[2], g.elements(), "x");
+  Floats y = floatsArg(env, argv[3], g.elements(), "y");
+  auto &op = cached<LrnFwdOp>(keyOf("lrnF", p, floatKey(f)), [&] { return std::make_unique<LrnFwdOp>(g); });
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(g.data(), cpuEngine(), x.data)},
+      {DNNL_ARG_DST, memory(g.data(), cpuEngine(), y.data)},
+  };
+  if (op.pd.workspace_desc().get_size() > 0) args.emplace(DNNL_ARG_WORKSPACE, op.workspace);
+  execute(op.prim, args);
+}
+
+/** lrnGrad(params, [bias, alpha, beta], x, dy, dx) */
+void lrnGrad(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kLrnParams);
+  Floats f = lrnFloats(env, argv[1]);
+  const LrnGeometry g(p, f.data);
+  Floats x = floatsArg(env, argv[2], g.elements(), "x");
+  Floats dy = floatsArg(env, argv[3], g.elements(), "dy");
+  Floats dx = floatsArg(env, argv[4], g.elements(), "dx");
+  auto &op = cached<LrnBwdOp>(keyOf("lrnB", p, floatKey(f)), [&] { return std::make_unique<LrnBwdOp>(g); });
+  const bool hasWorkspace = op.fwd.pd.workspace_desc().get_size() > 0;
+  if (hasWorkspace) {
+    execute(op.fwd.prim, {
+                             {DNNL_ARG_SRC, memory(g.data(), cpuEngine(), x.data)},
+                             {DNNL_ARG_DST, op.scratchDst},
+                             {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                         });
+  }
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(g.data(), cpuEngine(), x.data)},
+      {DNNL_ARG_DIFF_DST, memory(g.data(), cpuEngine(), dy.data)},
+      {DNNL_ARG_DIFF_SRC, memory(g.data(), cpuEngine(), dx.data)},
+  };
+  if (hasWorkspace) args.emplace(DNNL_ARG_WORKSPACE, op.fwd.workspace);
+  execute(op.prim, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise ops: plain loops the compiler vectorises; memory-bound, so one pass each.
+// binary(params [OP, MODE, N, C], a, b, out): OP 0 add, 1 sub, 2 mul, 3 div. MODE says how b
+// (or a) broadcasts: 0 same shape (all N), 1 b is one value, 2 a is one value, 3 b is a vector
+// of C repeated over a (N = k C), 4 a is that vector. out has N elements.
+// unary(params [OP, N], alpha, x, out): OP 0 relu, 1 step (x > 0 ? 1 : alpha, NaN kept),
+// 2 sqrt, 3 square.
+
+constexpr size_t kBinaryParams = 4;
+constexpr size_t kUnaryParams = 2;
+
+template <typename F>
+void binaryLoop(F f, int64_t mode, size_t n, size_t c, const float *a, const float *b, float *out) {
+  switch (mode) {
+    case 0:
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], b[i]);
+      break;
+    case 1: {
+      const float s = b[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], s);
+      break;
+    }
+    case 2: {
+      const float s = a[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(s, b[i]);
+      break;
+    }
+    case 3:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[base + j], b[j]);
+      break;
+    case 4:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[j], b[base + j]);
+      break;
+    default:
+      throw CallError("unknown broadcast mode");
+  }
+}
+
+/** binary(params, a, b, out) */
+void binary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kBinaryParams);
+  const int64_t op = p[0], mode = p[1];
+  const size_t n = static_cast<size_t>(p[2]), c = static_cast<size_t>(p[3]);
+  if ((mode == 3 || mode == 4) && (c == 0 || n % c != 0)) throw CallError("vector length must divide the size");
+  const size_t aLen = mode == 2 ? 1 : mode == 4 ? c : n;
+  const size_t bLen = mode == 1 ? 1 : mode == 3 ? c : n;
+  Floats a = floatsArg(env, argv[1], aLen, "a");
+  Floats b = floatsArg(env, argv[2], bLen, "b");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  switch (op) {
+    case 0: binaryLoop([](float x, float y) { return x + y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 1: binaryLoop([](float x, float y) { return x - y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 2: binaryLoop([](float x, float y) { return x * y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 3: binaryLoop([](float x, float y) { return x / y; }, mode, n, c, a.data, b.data, out.data); break;
+    default: throw CallError("unknown binary op");
+  }
+}
+
+/** unary(params, [alpha], x, out) */
+void unary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kUnaryParams);
+  const size_t n = static_cast<size_t>(p[1]);
+  Floats alpha = floatsArg(env, argv[1], 1, "alpha");
+  Floats x = floatsArg(env, argv[2], n, "x");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  const float al = alpha.data[0];
+  const float *xs = x.data;
+  float *ys = out.data;
+  switch (p[0]) {
+    case 0:
+      // max(0, x) keeping NaN, as tfjs's Math.max(0, x).
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] < 0.f ? 0.f : xs[i];
+      break;
+    case 1:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] > 0.f ? 1.f : (xs[i] != xs[i] ? xs[i] : al);
+      break;
+    case 2:
+      for (size_t i = 0; i < n; i++) ys[i] = std::sqrt(xs[i]);
+      break;
+    case 3:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] * xs[i];
+      break;
+    default:
+      throw CallError("unknown unary op");
+  }
+}
+
+/**
+ * sgdMomentum(params [N], [momentum, lrScaled, decayLr], w, v, g, wOut, vOut): the paper's
+ * update in one pass: v' = momentum v - decayLr w - lrScaled g; w' = w + v'.
+ */
+void sgdMomentum(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 3, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats v = floatsArg(env, argv[3], n, "v");
+  Floats g = floatsArg(env, argv[4], n, "g");
+  Floats wOut = floatsArg(env, argv[5], n, "wOut");
+  Floats vOut = floatsArg(env, argv[6], n, "vOut");
+  const float momentum = k.data[0], lrScaled = k.data[1], decayLr = k.data[2];
+  for (size_t i = 0; i < n; i++) {
+    const float vn = momentum * v.data[i] - lrScaled * g.data[i] - decayLr * w.data[i];
+    vOut.data[i] = vn;
+    wOut.data[i] = w.data[i] + vn;
+  }
+}
+
+/**
+ * adam(params [N], [beta1, 1 - beta1, beta2, 1 - beta2, epsilon, stepSize, gradScale, decay],
+ * w, m, v, g, wOut, mOut, vOut): Adam with L2 decay in the gradient, in one pass, in the order
+ * of the tfjs ops it replaces (src/train/optimizer.ts): g' = g gradScale + decay w;
+ * m' = beta1 m + (1 - beta1) g'; v' = beta2 v + (1 - beta2) g'^2; w' = w - m' stepSize /
+ * (sqrt(v') + epsilon).
+ */
+void adam(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 8, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats m = floatsArg(env, argv[3], n, "m");
+  Floats v = floatsArg(env, argv[4], n, "v");
+  Floats g = floatsArg(env, argv[5], n, "g");
+  Floats wOut = floatsArg(env, argv[6], n, "wOut");
+  Floats mOut = floatsArg(env, argv[7], n, "mOut");
+  Floats vOut = floatsArg(env, argv[8], n, "vOut");
+  const float b1 = k.data[0], c1 = k.data[1], b2 = k.data[2], c2 = k.data[3], eps = k.data[4], step = k.data[5],
+              scale = k.data[6], decay = k.data[7];
+  for (size_t i = 0; i < n; i++) {
+    float gi = scale == 1.f ? g.data[i] : g.data[i] * scale;
+    if (decay > 0.f) gi = gi + w.data[i] * decay;
+    const float mi = m.data[i] * b1 + gi * c1;
+    const float vi = v.data[i] * b2 + (gi * gi) * c2;
+    mOut.data[i] = mi;
+    vOut.data[i] = vi;
+    wOut.data[i] = w.data[i] - (mi * step) / (std::sqrt(vi) + eps);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process settings and identity.
+
+/** setThreads(n): oneDNN's OpenMP threads for calls from this (the JS) thread. */
+void setThreads(napi_env env, napi_value *argv) {
+  int32_t n = 0;
+  check(napi_get_value_int32(env, argv[0], &n), "threads must be a number");
+  if (n < 1) throw CallError("threads must be at least 1");
+  omp_set_num_threads(n);
+}
+
+napi_value makeString(napi_env env, const std::string &s) {
+  napi_value v;
+  check(napi_create_string_utf8(env, s.c_str(), s.size(), &v), "create_string");
+  return v;
+}
+
+/** version(): the oneDNN this addon was compiled against and the one loaded now. */
+napi_value version(napi_env env, napi_callback_info) {
+  napi_value obj;
+  check(napi_create_object(env, &obj), "create_object");
+  const dnnl_version_t *v = dnnl_version();
+  const std::string compiled = std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + "." +
+                               std::to_string(DNNL_VERSION_PATCH);
+  const std::string runtime = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  check(napi_set_named_property(env, obj, "compiled", makeString(env, compiled)), "set compiled");
+  check(napi_set_named_property(env, obj, "runtime", makeString(env, runtime)), "set runtime");
+  return obj;
+}
+
+/** The number of cached primitives (tests: a leak would grow it at fixed shapes). */
+napi_value cacheSize(napi_env env, napi_callback_info) {
+  napi_value v;
+  check(napi_create_uint32(env, static_cast<uint32_t>(cache().size()), &v), "create_uint32");
+  return v;
+}
+
+using Body = void (*)(napi_env, napi_value *);
+
+/** Runs a kernel body with its arguments, turning every C++ exception into a JS Error. */
+template <Body body, size_t argc>
+napi_value guarded(napi_env env, napi_callback_info info) {
+  napi_value argv[argc];
+  size_t n = argc;
+  try {
+    check(napi_get_cb_info(env, info, &n, argv, nullptr, nullptr), "get_cb_info");
+    if (n < argc) throw CallError("expected " + std::to_string(argc) + " arguments, got " + std::to_string(n));
+    body(env, argv);
+  } catch (const dnnl::error &e) {
+    napi_throw_error(env, "ERR_DNNL", (std::string("oneDNN: ") + e.what() + " (status " + std::to_string(e.status) + ")").c_str());
+  } catch (const std::exception &e) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", e.what());
+  } catch (...) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", "unknown C++ exception");
+  }
+  return nullptr;
+}
+
+napi_value init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"conv2dForward", nullptr, guarded<conv2dForward, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackwardData", nullptr, guarded<conv2dBackwardData, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackwardFilter", nullptr, guarded<conv2dBackwardFilter, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"convLayerBackward", nullptr, guarded<convLayerBackward, 8>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matMul", nullptr, guarded<matMul, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPool", nullptr, guarded<maxPool, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrn", nullptr, guarded<lrn, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrnGrad", nullptr, guarded<lrnGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adam", nullptr, guarded<adam, 9>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setThreads", nullptr, guarded<setThreads, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"version", nullptr, version, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"cacheSize", nullptr, cacheSize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return nullptr;
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
