@@ -22,7 +22,8 @@ import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './rep
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { trainResultOf, type TrainResult } from './train/run-log';
+import { appendRunEvent, trainResultOf, type TrainResult } from './train/run-log';
+import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { openTrainingData, setWeights } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
@@ -79,10 +80,20 @@ export async function trainDataParallel(
   log: Logger,
   options: { cluster?: ClusterPlan; onStepReport?: (m: StepReportMessage) => void } = {},
 ): Promise<TrainResult> {
+  const startedMs = Date.now();
   const result = await runDataParallel(config, devices, log, {
     ...options,
     // Once, before any worker starts: the dataset is checked and its statistics written by one process.
     prepareData: async () => void (await openTrainingData(config, true, log)),
+    // A restart continues from the newest checkpoint this run wrote that loads (else as it began).
+    newestCheckpoint: () => {
+      const newest = loadNewestCheckpoint(config.runDir, log, startedMs);
+      return newest === null ? null : { file: newest.file, ...newest.contents.position };
+    },
+    onRestart: (event) => {
+      fs.mkdirSync(config.runDir, { recursive: true });
+      appendRunEvent(config.runDir, { event: 'restart', ...event });
+    },
   });
   return trainResultOf(result);
 }

@@ -101,6 +101,12 @@ export interface TrainConfig {
   resume: string | null;
   /** Also save a checkpoint every N steps (0: only at epoch ends and on Ctrl-C). */
   checkpointEverySteps: number;
+  /** Also save a step checkpoint when this many minutes passed since the last one (0: off). */
+  checkpointEveryMin: number;
+  /** Step checkpoints kept in the run directory (the newest; last.ckpt and best.ckpt apart). */
+  keepCheckpoints: number;
+  /** Times a failed worker group is restarted from the newest checkpoint (0: a failure ends the run). */
+  maxRestarts: number;
   /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
    * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
   logEverySteps: number;
@@ -152,6 +158,9 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   seed: 0,
   resume: null,
   checkpointEverySteps: 0,
+  checkpointEveryMin: 10,
+  keepCheckpoints: 3,
+  maxRestarts: 3,
   logEverySteps: 0,
   backend: 'auto',
   devices: 'auto',
@@ -194,6 +203,9 @@ export const TRAIN_FLAGS = {
   runDir: 'run-dir',
   resume: 'resume',
   checkpointEverySteps: 'checkpoint-every',
+  checkpointEveryMin: 'checkpoint-every-min',
+  keepCheckpoints: 'keep-checkpoints',
+  maxRestarts: 'max-restarts',
   logEverySteps: 'log-every',
   backend: 'backend',
   devices: 'devices',
@@ -323,6 +335,9 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     runDir: r.string('runDir'),
     resume: r.optionalString('resume'),
     checkpointEverySteps: r.count('checkpointEverySteps', true),
+    checkpointEveryMin: r.positive('checkpointEveryMin', true),
+    keepCheckpoints: r.count('keepCheckpoints'),
+    maxRestarts: r.count('maxRestarts', true),
     logEverySteps: r.count('logEverySteps', true),
     backend: r.oneOf('backend', BACKEND_CHOICES),
     devices: r.string('devices'),

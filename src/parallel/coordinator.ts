@@ -15,11 +15,12 @@
  */
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
-import { WorkerExitedError } from '../errors';
+import { WorkerExitedError, WorkerLostError } from '../errors';
 import type { Logger } from '../log';
 import { CoordinatorControl } from './control';
 import type { DeviceAssignment } from './devices';
 import { HostRendezvous, type ClusterPlan } from './host-rendezvous';
+import { describeRestart, runWithRestarts, type ResumePoint, type RestartEvent } from './restarts';
 import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit } from './local-workers';
 import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
 import { describeHost } from './rendezvous';
@@ -34,6 +35,8 @@ class Failure {
   constructor(
     readonly rank: number | null,
     readonly message: string,
+    /** Set when a worker died or hung (where it was): the group may be restarted. */
+    readonly lost: WorkerState | null = null,
   ) {}
 }
 
@@ -132,7 +135,7 @@ export class Coordinator {
       this.control.close();
       sockets.cleanup();
     }
-    if (this.failure) throw new WorkerExitedError(this.failure.message);
+    if (this.failure) throw this.failureError(this.failure);
     if (this.result == null) throw new WorkerExitedError('rank 0 finished without reporting its result');
     return this.result;
   }
@@ -277,7 +280,7 @@ export class Coordinator {
     w.exited = true;
     if (!w.done || code !== 0) {
       // A moment's grace: a worker that reported its error before exiting is named by it.
-      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`), 300);
+      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`, w), 300);
     }
     this.wake();
   }
@@ -292,17 +295,23 @@ export class Coordinator {
   }
 
   /** A failure of one worker: "worker rank 1 (on gpu-2) exited with code 3 ...". */
-  private fail(rank: number | null, message: string): void {
+  private fail(rank: number | null, message: string, lost: WorkerState | null = null): void {
     const host = rank === null ? null : this.workers[rank]?.host;
     const who = rank === null ? '(unknown rank)' : `rank ${rank}${host ? ` (on ${host.host})` : ''}`;
-    this.failWith(rank, `worker ${who} ${message}`);
+    this.failWith(rank, `worker ${who} ${message}`, lost);
   }
 
-  private failWith(rank: number | null, message: string): void {
+  private failWith(rank: number | null, message: string, lost: WorkerState | null = null): void {
     if (this.failure != null || this.stopped) return;
-    this.failure = new Failure(rank, message);
+    this.failure = new Failure(rank, message, lost);
     this.log.warn(this.failure.message);
     this.wake();
+  }
+
+  /** The error a failure ends the run with: a lost worker's says where, for a restart. */
+  private failureError(failure: Failure): WorkerExitedError {
+    const { lost, message } = failure;
+    return lost ? new WorkerLostError(message, lost.rank, lost.epoch + 1, lost.step) : new WorkerExitedError(message);
   }
 
   private interrupt(): void {
@@ -328,13 +337,14 @@ export class Coordinator {
     const started = Date.now();
     return new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (this.failure) return finish(() => reject(new WorkerExitedError(this.failure?.message ?? 'failed')));
+        const failure = this.failure;
+        if (failure) return finish(() => reject(this.failureError(failure)));
         if (done()) return finish(() => resolve());
         if (deadline !== null && Date.now() - started > deadline.ms) return finish(() => reject(deadline.error()));
         const now = Date.now();
         const hung = hungWorker(this.workers, now, this.options.hangTimeoutMs);
         if (hung !== undefined) {
-          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`);
+          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`, hung);
           return check();
         }
       };
@@ -368,17 +378,37 @@ export class Coordinator {
   }
 }
 
+export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> {
+  /** Runs once before any worker starts (opens the dataset, writes its statistics). */
+  prepareData: () => Promise<void>;
+  /** The newest checkpoint that loads (restarts continue from it); without it, restarts start over. */
+  newestCheckpoint?: () => ResumePoint | null;
+  /** Records a restart in the run's files (after it is logged here). */
+  onRestart?: (event: RestartEvent) => void;
+}
+
 /**
  * Runs training on `devices` worker processes (and, with a cluster plan, on other hosts'
  * workers too). `prepareData` runs once before any worker starts: an unusable dataset fails
  * there, and the dataset statistics are written by one process, not raced by N.
+ *
+ * A worker that dies or hangs restarts the whole group, each time with a fresh control plane,
+ * ring and worker processes, continuing from the newest checkpoint (the workers load it as the
+ * config's `resume`), at most --max-restarts times. Multi-host runs stop on the first failure:
+ * the other hosts' agents cannot restart their workers yet.
  */
-export async function runDataParallel(
-  config: TrainConfig,
-  devices: DeviceAssignment,
-  log: Logger,
-  options: Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> & { prepareData: () => Promise<void> },
-): Promise<RunResult> {
+export async function runDataParallel(config: TrainConfig, devices: DeviceAssignment, log: Logger, options: DataParallelOptions): Promise<RunResult> {
   await options.prepareData();
-  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...options }).run();
+  const maxRestarts = options.cluster ? 0 : config.maxRestarts;
+  if (options.cluster && config.maxRestarts > 0) log.info('--max-restarts: a run across hosts is not restarted; a failure ends it (resume it with --resume)');
+  const coordinatorOptions = { hangTimeoutMs: config.hangTimeoutSec * 1000, onStepReport: options.onStepReport, cluster: options.cluster };
+  return runWithRestarts({
+    maxRestarts,
+    attempt: (resume) => new Coordinator(resume === null ? config : { ...config, resume: resume.file }, devices, log, coordinatorOptions).run(),
+    newestCheckpoint: options.newestCheckpoint ?? (() => null),
+    onRestart: (event) => {
+      log.warn(describeRestart(event));
+      options.onRestart?.(event);
+    },
+  });
 }

@@ -4,8 +4,10 @@
  *
  * Layout: MAGIC | u32 header length | JSON header | float32 tensors back to back.
  * The header holds the frozen config (like nanoGPT), the position (epoch, step), the schedule
- * and optimizer state, the RNG seed and the table of tensors.
+ * and optimizer state, the RNG seed, the table of tensors and a SHA-256 of the tensor bytes,
+ * so a truncated or damaged file is refused on load instead of training on garbage.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
@@ -48,6 +50,10 @@ export interface CheckpointContents {
 
 interface Header extends Omit<CheckpointContents, 'weights' | 'optimizer'> {
   version: 1;
+  /** Hex SHA-256 of the tensor section (absent in checkpoints written before it was added). */
+  dataSha256?: string;
+  /** Bytes in the tensor section. */
+  dataBytes?: number;
   weights: TensorEntry[];
   optimizer: { name: OptimizerState['name']; iterations: number; slots: Record<string, TensorEntry[]> };
 }
@@ -75,25 +81,29 @@ export function encodeCheckpoint(c: CheckpointContents): Buffer {
   for (const [slot, arrays] of Object.entries(c.optimizer.slots)) {
     slots[slot] = arrays.map((a, i) => entry(`${c.weights[i].name}/${slot}`, c.weights[i].shape, a));
   }
-  const header: Header = {
-    ...c,
-    version: 1,
-    weights,
-    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
-  };
-  const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(json.length);
   const data = Buffer.alloc(offset * 4);
   let at = 0;
   for (const b of blobs) {
     Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(data, at);
     at += b.byteLength;
   }
+  const header: Header = {
+    ...c,
+    version: 1,
+    dataSha256: sha256(data),
+    dataBytes: data.length,
+    weights,
+    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
+  };
+  const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
   return Buffer.concat([MAGIC, len, json, data]);
 }
 
 const HEADER_START = MAGIC.length + 4;
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** The JSON header's length, after checking the magic bytes. */
 function headerLength(prefix: Buffer, file: string): number {
@@ -130,6 +140,13 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
   const jsonLen = headerLength(bytes, file);
   const header = parseHeader(bytes.subarray(HEADER_START, HEADER_START + jsonLen), file);
   const dataStart = HEADER_START + jsonLen;
+  const section = bytes.subarray(dataStart);
+  if (header.dataBytes !== undefined && section.length !== header.dataBytes) {
+    throw new CheckpointError(`${file} is truncated: ${section.length} of ${header.dataBytes} tensor bytes`);
+  }
+  if (header.dataSha256 !== undefined && sha256(section) !== header.dataSha256) {
+    throw new CheckpointError(`${file} is corrupt: its tensor bytes do not match the checksum in its header`);
+  }
   // Copy into an aligned buffer: Float32Array views need 4-byte alignment.
   const data = new Float32Array(bytes.length - dataStart >= 0 ? (bytes.length - dataStart) >> 2 : 0);
   Buffer.from(data.buffer).set(bytes.subarray(dataStart, dataStart + data.length * 4));

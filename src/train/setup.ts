@@ -13,7 +13,8 @@ import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/s
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../log';
-import { checkCompatible, loadCheckpoint, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { checkCompatible, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { loadResume } from './checkpoint-store';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
 import * as tf from '@tensorflow/tfjs';
@@ -105,14 +106,15 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     bestValTop1Error: Infinity,
   };
   if (config.resume != null) {
-    const ckpt = loadCheckpoint(config.resume);
-    checkCompatible(ckpt, config.preset, dataset.classes, config.resume);
-    setWeights(model, ckpt.weights, config.resume);
+    // A run directory resumes from its newest checkpoint that loads (a damaged one is named and skipped).
+    const { file, contents: ckpt } = loadResume(config.resume, log);
+    checkCompatible(ckpt, config.preset, dataset.classes, file);
+    setWeights(model, ckpt.weights, file);
     optimizer.setState(ckpt.optimizer);
     state.schedule = ckpt.schedule;
     state.position = ckpt.position;
     state.bestValTop1Error = ckpt.bestValTop1Error ?? Infinity;
-    log.info(`resumed from ${config.resume}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
+    log.info(`resumed from ${file}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
   }
   return state;
 }

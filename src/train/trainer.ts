@@ -18,11 +18,12 @@ import type { Logger } from '../log';
 import { exportGraphModel } from '../model/export';
 import type { Collective } from '../parallel/collective';
 import { formatPercent } from '../text-format';
-import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
+import { CheckpointStore, CheckpointTimer, type SavedCheckpoint, type WriteFile } from './checkpoint-store';
 import { FusionBuffer } from './fusion-buffer';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
-import { appendEpochRecord, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
+import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
 import { evalBatch, trainStep, type StepTimings } from './step';
@@ -50,6 +51,8 @@ export interface TrainerDeps {
   onChecksum?: (weights: Float32Array, globalStep: number) => Promise<void>;
   /** On rank 0 after each epoch's files are written (redraws the run report). */
   onEpochEnd?: (runDir: string) => Promise<void>;
+  /** How checkpoint bytes reach the disk (default: atomic write); tests inject storage faults. */
+  writeCheckpoint?: WriteFile;
 }
 
 /** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
@@ -79,6 +82,8 @@ export class Trainer {
   private readonly isMaster: boolean;
   private readonly rank: number;
   private readonly worldSize: number;
+  private readonly checkpoints: CheckpointStore;
+  private readonly checkpointTimer: CheckpointTimer;
 
   constructor(
     private readonly config: TrainConfig,
@@ -87,6 +92,8 @@ export class Trainer {
     this.rank = deps.collective?.rank ?? 0;
     this.worldSize = deps.collective?.worldSize ?? 1;
     this.isMaster = this.rank === 0;
+    this.checkpoints = new CheckpointStore(config.runDir, config.keepCheckpoints, deps.writeCheckpoint);
+    this.checkpointTimer = new CheckpointTimer(config.checkpointEverySteps, config.checkpointEveryMin, performance.now());
   }
 
   private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
@@ -164,7 +171,7 @@ export class Trainer {
           windowSums = emptySums();
         }
         await this.maybeChecksum(state);
-        if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
+        if (this.isMaster && this.checkpointTimer.due(state.position.globalStep, performance.now())) this.saveStep(state);
         if (result.stop) {
           stopped = true;
           break;
@@ -223,7 +230,28 @@ export class Trainer {
   }
 
   private save(state: RunState, name: string): void {
-    if (this.isMaster) saveCheckpoint(path.join(this.config.runDir, name), checkpointOf(this.config, state));
+    if (!this.isMaster) return;
+    this.checkpoints.save(name, checkpointOf(this.config, state));
+    this.checkpointTimer.saved(performance.now());
+  }
+
+  /**
+   * A step checkpoint (rank 0), its stall logged and recorded in metrics.jsonl. A storage
+   * error (a full disk) is a warning: the previous checkpoint is intact and training goes on.
+   */
+  private saveStep(state: RunState): void {
+    let saved: SavedCheckpoint;
+    try {
+      saved = this.checkpoints.saveStep(checkpointOf(this.config, state));
+    } catch (err) {
+      this.deps.log.warn(err instanceof Error ? err.message : String(err));
+      return;
+    } finally {
+      this.checkpointTimer.saved(performance.now());
+    }
+    const { file, bytes, globalStep, stallMs } = saved;
+    this.deps.log.info(`checkpoint ${path.basename(file)} (${(bytes / 1e6).toFixed(1)} MB) at global step ${globalStep}: training stalled ${stallMs.toFixed(0)} ms`);
+    appendRunEvent(this.config.runDir, { event: 'checkpoint', file: path.basename(file), globalStep, bytes, stallMs });
   }
 
   private async exportModel(state: RunState, folder: string): Promise<void> {
