@@ -32,6 +32,7 @@ import { resolveDevices, describeDevices, type DeviceAssignment } from './parall
 import { JoinAgent } from './parallel/agent';
 import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './parallel/cluster-config';
 import { runDataParallel } from './parallel/coordinator';
+import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './parallel/scheduler-env';
 import type { ClusterPlan } from './parallel/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './parallel/keyfile';
 import type { StepReportMessage } from './parallel/protocol';
@@ -106,11 +107,22 @@ function clusterPlan(cluster: ClusterConfig, devices: DeviceAssignment): Cluster
   return { ...cluster, keys: readKeyFile(cluster.keyFile) };
 }
 
+/**
+ * `alexnet train`. Without --rendezvous, inside a job of several hosts that a scheduler
+ * launched (torchrun-style or Slurm variables), host 0 runs the coordinator and every other
+ * host joins it: the same command line on every host. Explicit flags win over the environment.
+ */
 export async function runTrain(args: CliArgs): Promise<void> {
+  const launch = args['rendezvous'] == null ? schedulerLaunch(env.variables(SCHEDULER_VARIABLES)) : null;
+  const masterIp = launch === null ? null : await resolveMasterHost(launch);
+  if (launch !== null && masterIp !== null) {
+    consoleLogger({ level: String(args['log-level']) === 'quiet' ? 'quiet' : 'info' }).info(describeLaunch(launch, masterIp));
+    if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
+  }
   const config = buildTrainConfig(args);
-  const cluster = buildClusterConfig(args);
   const log = consoleLogger({ level: config.logLevel });
   const devices = resolveDevices(config);
+  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, devices.worldSize));
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
   const spec = buildSpec(config.preset, config.model);

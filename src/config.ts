@@ -441,4 +441,7 @@ export function deepFreeze<T>(value: T): T {
 export const env = {
   isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
+  /** The named variables a cluster scheduler sets (MASTER_ADDR, SLURM_NODEID, ...), unset ones left out. */
+  variables: <N extends string>(names: readonly N[]): Partial<Record<N, string>> =>
+    Object.fromEntries(names.flatMap((n) => (process.env[n] === undefined ? [] : [[n, process.env[n]]]))) as Partial<Record<N, string>>,
 };

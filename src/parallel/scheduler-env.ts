@@ -17,7 +17,10 @@
  *     MASTER_PORT                the rendezvous port, if set (else DEFAULT_RENDEZVOUS_PORT)
  * A job of one host is no multi-host run: null, as without a scheduler.
  */
+import { lookup } from 'node:dns/promises';
+import type { CliArgs } from '../config';
 import { ConfigError } from '../errors';
+import { tcpAddress } from './ring-address';
 
 export const TORCHRUN_VARIABLES = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'NODE_RANK'] as const;
 export const SLURM_VARIABLES = ['SLURM_JOB_NUM_NODES', 'SLURM_NODEID', 'SLURM_JOB_NODELIST', 'SLURM_PROCID'] as const;
@@ -146,4 +149,37 @@ export function expandSlurmNodelist(list: string): string[] {
     if (entry === '') throw new ConfigError(`SLURM_JOB_NODELIST '${list}' has an empty entry`);
     return expandEntry(entry, list);
   });
+}
+
+/**
+ * The scheduler's name for the coordinator's host as an IP address (ZeroMQ binds addresses,
+ * and every host's ring must dial the same one): IPv4 first, as cluster DNS usually answers.
+ */
+export async function resolveMasterHost(launch: SchedulerLaunch): Promise<string> {
+  try {
+    return (await lookup(launch.masterHost, { family: 0, order: 'ipv4first' })).address;
+  } catch (err) {
+    const name = launch.scheduler === 'torchrun' ? 'MASTER_ADDR' : 'the first host of SLURM_JOB_NODELIST';
+    throw new ConfigError(`cannot resolve ${name} '${launch.masterHost}': ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/**
+ * Host 0's `train` options: the rendezvous at the coordinator's address, and (unless
+ * --world-size is given) every host running as many workers as this one.
+ */
+export function coordinatorArgs(launch: SchedulerLaunch, masterIp: string, args: CliArgs, localWorkers: number): CliArgs {
+  return { ...args, rendezvous: tcpAddress(masterIp, launch.masterPort), 'world-size': args['world-size'] ?? launch.hosts * localWorkers };
+}
+
+/** Another host's `join` options, from its `train` command line: the same key, devices and ring options. */
+export function joinArgs(launch: SchedulerLaunch, masterIp: string, args: CliArgs): CliArgs {
+  const kept = ['key-file', 'devices', 'strict-devices', 'ring-host', 'ring-port', 'join-timeout', 'log-level'];
+  return { ...Object.fromEntries(kept.filter((k) => args[k] !== undefined).map((k) => [k, args[k]])), rendezvous: tcpAddress(masterIp, launch.masterPort) };
+}
+
+/** "Slurm job: host 2 of 4, coordinator gpu-01 (10.0.0.1:29500)". */
+export function describeLaunch(launch: SchedulerLaunch, masterIp: string): string {
+  const role = launch.hostRank === 0 ? 'runs the coordinator' : 'joins the coordinator';
+  return `${launch.scheduler === 'slurm' ? 'Slurm' : 'torchrun-style'} job: host ${launch.hostRank} of ${launch.hosts} ${role} at ${launch.masterHost} (${tcpAddress(masterIp, launch.masterPort)})`;
 }

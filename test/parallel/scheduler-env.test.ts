@@ -1,7 +1,7 @@
 // Reading a scheduler's environment (pure): torchrun / Kubeflow PyTorchJob and Slurm variables
 // as those tools set them, Slurm host lists, and the clear errors of a half-set environment.
 import t from 'tap';
-import { expandSlurmNodelist, schedulerLaunch } from '../../src/parallel/scheduler-env';
+import { coordinatorArgs, expandSlurmNodelist, joinArgs, schedulerLaunch, type SchedulerLaunch } from '../../src/parallel/scheduler-env';
 
 t.test('torchrun / PyTorchJob: MASTER_ADDR, MASTER_PORT, WORLD_SIZE hosts, NODE_RANK else RANK', async (t) => {
   // PyTorchJob sets RANK per pod; torchrun --nproc-per-node 1 sets RANK and (from --node-rank) NODE_RANK.
@@ -45,4 +45,12 @@ t.test('Slurm host lists expand as scontrol show hostnames does', async (t) => {
   t.throws(() => expandSlurmNodelist('a[3-1]'), /runs backwards/);
   t.throws(() => expandSlurmNodelist('a[x]'), /'x' is not a number or a range/);
   t.throws(() => expandSlurmNodelist('a,,b'), /empty entry/);
+});
+
+t.test('host 0 runs train --rendezvous, the others join with their own devices and the same key', async (t) => {
+  const launch: SchedulerLaunch = { scheduler: 'slurm', masterHost: 'gpu-01', masterPort: 29500, hosts: 3, hostRank: 0 };
+  const args = { data: 'd', devices: '2', 'key-file': 'k', 'log-level': 'info', epochs: 5 };
+  t.same(coordinatorArgs(launch, '10.0.0.1', args, 2), { ...args, rendezvous: 'tcp://10.0.0.1:29500', 'world-size': 6 }, 'every host runs as many workers as this one');
+  t.equal(coordinatorArgs(launch, '10.0.0.1', { ...args, 'world-size': 5 }, 2)['world-size'], 5, '--world-size wins');
+  t.same(joinArgs({ ...launch, hostRank: 2 }, 'fe80::1', args), { devices: '2', 'key-file': 'k', 'log-level': 'info', rendezvous: 'tcp://[fe80::1]:29500' });
 });
