@@ -20,7 +20,7 @@
 import { lookup } from 'node:dns/promises';
 import type { CliArgs } from '../config';
 import { ConfigError } from '../errors';
-import { tcpAddress } from './ring-address';
+import { isLoopbackHost, tcpAddress } from './ring-address';
 
 export const TORCHRUN_VARIABLES = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'NODE_RANK'] as const;
 export const SLURM_VARIABLES = ['SLURM_JOB_NUM_NODES', 'SLURM_NODEID', 'SLURM_JOB_NODELIST', 'SLURM_PROCID'] as const;
@@ -151,16 +151,30 @@ export function expandSlurmNodelist(list: string): string[] {
   });
 }
 
+const lookupAddress = async (host: string): Promise<string> => (await lookup(host, { family: 0, order: 'ipv4first' })).address;
+
 /**
  * The scheduler's name for the coordinator's host as an IP address (ZeroMQ binds addresses,
  * and every host's ring must dial the same one): IPv4 first, as cluster DNS usually answers.
+ * Retried for `retryMs`: in Kubernetes the first pod's DNS name appears only once it runs. A
+ * loopback answer is refused: the other hosts could not reach it (Debian's /etc/hosts maps
+ * the host's own name to 127.0.1.1).
  */
-export async function resolveMasterHost(launch: SchedulerLaunch): Promise<string> {
-  try {
-    return (await lookup(launch.masterHost, { family: 0, order: 'ipv4first' })).address;
-  } catch (err) {
-    const name = launch.scheduler === 'torchrun' ? 'MASTER_ADDR' : 'the first host of SLURM_JOB_NODELIST';
-    throw new ConfigError(`cannot resolve ${name} '${launch.masterHost}': ${err instanceof Error ? err.message : String(err)}`);
+export async function resolveMasterHost(launch: SchedulerLaunch, retryMs = 120_000, resolve: (host: string) => Promise<string> = lookupAddress): Promise<string> {
+  const name = launch.scheduler === 'torchrun' ? 'MASTER_ADDR' : 'the first host of SLURM_JOB_NODELIST';
+  const started = Date.now();
+  for (;;) {
+    try {
+      const address = await resolve(launch.masterHost);
+      if (isLoopbackHost(address) && !isLoopbackHost(launch.masterHost)) {
+        throw new ConfigError(`${name} '${launch.masterHost}' resolves to ${address} here, which the other hosts cannot reach: fix the host's name resolution, or pass --rendezvous tcp://<its IP>:<port> and its flags`);
+      }
+      return address;
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      if (Date.now() - started >= retryMs) throw new ConfigError(`cannot resolve ${name} '${launch.masterHost}' (tried for ${Math.round(retryMs / 1000)} s): ${err instanceof Error ? err.message : String(err)}`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // Reading a scheduler's environment (pure): torchrun / Kubeflow PyTorchJob and Slurm variables
 // as those tools set them, Slurm host lists, and the clear errors of a half-set environment.
 import t from 'tap';
-import { coordinatorArgs, expandSlurmNodelist, joinArgs, schedulerLaunch, type SchedulerLaunch } from '../../src/parallel/scheduler-env';
+import { coordinatorArgs, expandSlurmNodelist, joinArgs, resolveMasterHost, schedulerLaunch, type SchedulerLaunch } from '../../src/parallel/scheduler-env';
 
 t.test('torchrun / PyTorchJob: MASTER_ADDR, MASTER_PORT, WORLD_SIZE hosts, NODE_RANK else RANK', async (t) => {
   // PyTorchJob sets RANK per pod; torchrun --nproc-per-node 1 sets RANK and (from --node-rank) NODE_RANK.
@@ -53,4 +53,12 @@ t.test('host 0 runs train --rendezvous, the others join with their own devices a
   t.same(coordinatorArgs(launch, '10.0.0.1', args, 2), { ...args, rendezvous: 'tcp://10.0.0.1:29500', 'world-size': 6 }, 'every host runs as many workers as this one');
   t.equal(coordinatorArgs(launch, '10.0.0.1', { ...args, 'world-size': 5 }, 2)['world-size'], 5, '--world-size wins');
   t.same(joinArgs({ ...launch, hostRank: 2 }, 'fe80::1', args), { devices: '2', 'key-file': 'k', 'log-level': 'info', rendezvous: 'tcp://[fe80::1]:29500' });
+});
+
+t.test('the coordinator host name resolves to an address the other hosts can reach', async (t) => {
+  const launch: SchedulerLaunch = { scheduler: 'torchrun', masterHost: '10.1.2.3', masterPort: 29500, hosts: 2, hostRank: 1 };
+  t.equal(await resolveMasterHost(launch), '10.1.2.3');
+  t.equal(await resolveMasterHost({ ...launch, masterHost: '127.0.0.1' }), '127.0.0.1', 'a loopback address given as such is meant');
+  await t.rejects(resolveMasterHost({ ...launch, masterHost: 'gpu-01' }, 0, async () => '127.0.1.1'), /MASTER_ADDR 'gpu-01' resolves to 127\.0\.1\.1 here, which the other hosts cannot reach/, "Debian's 127.0.1.1 for a host's own name");
+  await t.rejects(resolveMasterHost({ ...launch, scheduler: 'slurm', masterHost: 'no-such-host.invalid' }, 0), /cannot resolve the first host of SLURM_JOB_NODELIST 'no-such-host.invalid' \(tried for 0 s\)/);
 });
