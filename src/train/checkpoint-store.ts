@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAtomic } from '../atomic-write';
+import { writeAtomicAsync } from '../atomic-write';
 import { CheckpointError } from '../errors';
 import type { Logger } from '../log';
 import { LAST_CHECKPOINT, encodeCheckpoint, loadCheckpoint, readCheckpointSummary, type CheckpointContents, type TrainingPosition } from './checkpoint';
@@ -57,55 +57,79 @@ export class CheckpointTimer {
   }
 }
 
-/** A written checkpoint and what writing it cost the training loop. */
+/** A checkpoint being written: its snapshot is taken, its bytes go to disk in the background. */
+export interface CheckpointWrite {
+  /** Copying the tensors and encoding them: training waits for this part only. */
+  snapshotMs: number;
+  /** Settles once the file is in place (or rejects with a CheckpointError that says what was kept). */
+  written: Promise<SavedCheckpoint>;
+}
+
+/** A written checkpoint. */
 export interface SavedCheckpoint {
   file: string;
   bytes: number;
   globalStep: number;
-  /** Snapshot, encoding and the atomic write: training waits for all of it. */
-  stallMs: number;
+  snapshotMs: number;
+  /** The atomic write (write, fsync, rename), while training went on. */
+  writeMs: number;
 }
 
-/** How a checkpoint's bytes reach the disk; tests inject storage faults here. */
-export type WriteFile = (file: string, bytes: Buffer) => void;
+/** How a checkpoint's bytes reach the disk (atomically); tests inject storage faults here. */
+export type WriteFile = (file: string, bytes: Buffer) => Promise<void> | void;
 
 /** The last part of an fs error's message ("ENOSPC: no space left on device, write"). */
 function describeFsError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Writes a run's checkpoints (rank 0 only). */
+/** Writes a run's checkpoints (rank 0 only), one at a time. */
 export class CheckpointStore {
   constructor(
     readonly runDir: string,
     private readonly keep: number,
-    private readonly write: WriteFile = writeAtomic,
+    private readonly write: WriteFile = writeAtomicAsync,
   ) {}
 
   /**
-   * Writes `name` atomically. On a storage error (ENOSPC, EIO...) the temporary file is gone
-   * and the file it would have replaced is untouched: the error says so.
+   * Encodes `contents` now (a copy: training may change the tensors next) and writes `name`
+   * atomically in the background. On a storage error (ENOSPC, EIO...) the temporary file is
+   * gone and the file it would have replaced is untouched: the error says so.
    */
-  save(name: string, contents: CheckpointContents, now: () => number = () => performance.now()): SavedCheckpoint {
+  begin(name: string, contents: CheckpointContents, now: () => number = () => performance.now()): CheckpointWrite {
     const started = now();
     const file = path.join(this.runDir, name);
     const bytes = encodeCheckpoint(contents);
-    try {
-      fs.mkdirSync(this.runDir, { recursive: true });
-      this.write(file, bytes);
-    } catch (err) {
-      const previous = newestCheckpointFile(this.runDir);
-      const kept = previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
-      throw new CheckpointError(`could not write checkpoint ${file} at global step ${contents.position.globalStep}: ${describeFsError(err)}; ${kept}`);
-    }
-    return { file, bytes: bytes.length, globalStep: contents.position.globalStep, stallMs: now() - started };
+    const snapshotMs = now() - started;
+    const { globalStep } = contents.position;
+    const written = (async (): Promise<SavedCheckpoint> => {
+      const writeStart = now();
+      try {
+        fs.mkdirSync(this.runDir, { recursive: true });
+        await this.write(file, bytes);
+      } catch (err) {
+        const previous = newestCheckpointFile(this.runDir);
+        const kept = previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
+        throw new CheckpointError(`could not write checkpoint ${file} at global step ${globalStep}: ${describeFsError(err)}; ${kept}`);
+      }
+      return { file, bytes: bytes.length, globalStep, snapshotMs, writeMs: now() - writeStart };
+    })();
+    return { snapshotMs, written };
   }
 
-  /** A step checkpoint, then the step checkpoints beyond the newest `keep` are deleted. */
-  saveStep(contents: CheckpointContents, now?: () => number): SavedCheckpoint {
-    const saved = this.save(stepCheckpointName(contents.position.globalStep), contents, now);
-    for (const old of checkpointsToPrune(fs.readdirSync(this.runDir), this.keep)) fs.rmSync(path.join(this.runDir, old), { force: true });
-    return saved;
+  /** Writes `name` and waits for it (epoch ends, Ctrl-C). */
+  save(name: string, contents: CheckpointContents, now?: () => number): Promise<SavedCheckpoint> {
+    return this.begin(name, contents, now).written;
+  }
+
+  /** A step checkpoint in the background; once written, the step checkpoints beyond the newest `keep` are deleted. */
+  beginStep(contents: CheckpointContents, now?: () => number): CheckpointWrite {
+    const started = this.begin(stepCheckpointName(contents.position.globalStep), contents, now);
+    const written = started.written.then((saved) => {
+      for (const old of checkpointsToPrune(fs.readdirSync(this.runDir), this.keep)) fs.rmSync(path.join(this.runDir, old), { force: true });
+      return saved;
+    });
+    return { snapshotMs: started.snapshotMs, written };
   }
 }
 

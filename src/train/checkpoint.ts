@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
 import { CheckpointError } from '../errors';
 import { writeAtomic } from '../atomic-write';
+import type { MetricSums } from './metrics';
 import type { OptimizerState } from './optimizer';
 import type { ScheduleState } from './schedule';
 
@@ -26,6 +27,11 @@ interface TensorEntry {
   /** Offset in float32 elements into the data section. */
   offset: number;
   length: number;
+}
+
+export interface EpochSoFar {
+  sums: MetricSums;
+  skipped: number;
 }
 
 export interface TrainingPosition {
@@ -44,6 +50,11 @@ export interface CheckpointContents {
   bestValTop1Error: number;
   /** Every random choice derives from (seed, epoch, step): this is the whole RNG state. */
   rng: { seed: number };
+  /**
+   * The current epoch's training metric sums and skipped images up to `position`, so a resumed
+   * epoch's record counts every step of it (absent in older checkpoints: counted from the resume).
+   */
+  epochSoFar?: EpochSoFar;
   weights: { name: string; shape: number[]; data: Float32Array }[];
   optimizer: OptimizerState;
 }
@@ -163,6 +174,7 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
     schedule: header.schedule,
     bestValTop1Error: header.bestValTop1Error,
     rng: header.rng,
+    epochSoFar: header.epochSoFar,
     weights: header.weights.map((e) => ({ name: e.name, shape: e.shape, data: read(e) })),
     optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots },
   };

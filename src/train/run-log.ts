@@ -45,7 +45,10 @@ export interface CheckpointEvent {
   file: string;
   globalStep: number;
   bytes: number;
+  /** How long training waited: the snapshot (and a previous write still running). */
   stallMs: number;
+  /** The atomic write, in the background. */
+  writeMs: number;
 }
 
 /** The coordinator restarted the workers (--max-restarts). */

@@ -13,7 +13,8 @@ import { computeStats, loadStats, saveStats, type DatasetStats } from '../data/s
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../log';
-import { checkCompatible, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './checkpoint';
+import { emptySums } from './metrics';
 import { loadResume } from './checkpoint-store';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
@@ -28,6 +29,8 @@ export interface RunState {
   scheduleOptions: ScheduleOptions;
   schedule: ScheduleState;
   position: TrainingPosition;
+  /** The current epoch's metric sums so far (checkpointed with the position). */
+  epochSoFar: EpochSoFar;
   bestValTop1Error: number;
 }
 
@@ -103,6 +106,7 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     scheduleOptions,
     schedule: initialScheduleState(scheduleOptions),
     position: { epoch: 0, stepInEpoch: 0, globalStep: 0 },
+    epochSoFar: { sums: emptySums(), skipped: 0 },
     bestValTop1Error: Infinity,
   };
   if (config.resume != null) {
@@ -113,6 +117,7 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     optimizer.setState(ckpt.optimizer);
     state.schedule = ckpt.schedule;
     state.position = ckpt.position;
+    if (ckpt.epochSoFar) state.epochSoFar = ckpt.epochSoFar;
     state.bestValTop1Error = ckpt.bestValTop1Error ?? Infinity;
     log.info(`resumed from ${file}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
   }

@@ -133,6 +133,8 @@ t.test('workers SIGKILLed 3 times at seeded random steps: 3 restarts, bit-identi
   const final = loadCheckpoint(runDir);
   t.same(final.position, { epoch: EPOCHS, stepInEpoch: 0, globalStep: TOTAL_STEPS });
   t.same(bitDifferences(reference as CheckpointContents, final), [], 'weights and momentum bit-identical to the undisturbed run');
+  const trainMetrics = (dir: string) => parseMetricsJsonl(fs.readFileSync(path.join(dir, METRICS_FILE), 'utf8')).epochs.map((e) => [e.train, e.val, e.skippedImages]);
+  t.same(trainMetrics(runDir), trainMetrics(path.join(root, 'undisturbed')), 'every epoch record equals the undisturbed run (train and val metrics)');
   t.comment(`chaos run: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
 

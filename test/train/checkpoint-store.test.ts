@@ -51,15 +51,16 @@ t.test('the timer: every N steps, or M minutes since the last checkpoint', async
   t.notOk(off.due(5, 1e9), 'both off');
 });
 
-t.test('names sort by step; the newest K step checkpoints are kept', async (t) => {
+t.test('names sort by step; the newest K step checkpoints are kept (written in the background)', async (t) => {
   t.equal(stepCheckpointName(120), 'step-00000120.ckpt');
   const names = [stepCheckpointName(30), 'last.ckpt', stepCheckpointName(4), 'best.ckpt', stepCheckpointName(100), 'x.tmp'];
   t.same(checkpointsToPrune(names, 2), [stepCheckpointName(4)]);
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 2);
   for (const step of [2, 4, 6]) {
-    const saved = store.saveStep(contents(dir, step));
-    t.ok(saved.stallMs >= 0 && saved.bytes > 0, `step ${step}: ${saved.bytes} bytes, ${saved.stallMs.toFixed(2)} ms`);
+    const write = store.beginStep(contents(dir, step));
+    const saved = await write.written;
+    t.ok(saved.snapshotMs >= 0 && saved.writeMs >= 0 && saved.bytes > 0, `step ${step}: ${saved.bytes} bytes, snapshot ${saved.snapshotMs.toFixed(2)} ms, write ${saved.writeMs.toFixed(2)} ms`);
   }
   t.same(fs.readdirSync(dir).sort(), [stepCheckpointName(4), stepCheckpointName(6)]);
 });
@@ -67,10 +68,10 @@ t.test('names sort by step; the newest K step checkpoints are kept', async (t) =
 for (const code of ['ENOSPC', 'EIO'] as const) {
   t.test(`${code} while writing leaves the previous checkpoint intact and says so`, async (t) => {
     const dir = tempDir(t);
-    new CheckpointStore(dir, 3).save(LAST_CHECKPOINT, contents(dir, 4));
+    await new CheckpointStore(dir, 3).save(LAST_CHECKPOINT, contents(dir, 4));
     const before = fs.readFileSync(path.join(dir, LAST_CHECKPOINT));
     const store = new CheckpointStore(dir, 3, faultyWrite[code]);
-    t.throws(() => store.save(LAST_CHECKPOINT, contents(dir, 8)), {
+    await t.rejects(store.save(LAST_CHECKPOINT, contents(dir, 8)), {
       name: 'CheckpointError',
       message: new RegExp(`could not write checkpoint .*last\\.ckpt at global step 8: ${code}: .*; the previous checkpoint .*last\\.ckpt is intact`),
     });
@@ -83,7 +84,7 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
 t.test('a truncated or damaged newest checkpoint is refused by name; the one before is used', async (t) => {
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 5);
-  for (const step of [2, 4, 6]) store.saveStep(contents(dir, step));
+  for (const step of [2, 4, 6]) await store.beginStep(contents(dir, step)).written;
   const six = path.join(dir, stepCheckpointName(6));
   const four = path.join(dir, stepCheckpointName(4));
   fs.truncateSync(six, fs.statSync(six).size - 10);
@@ -105,7 +106,16 @@ t.test('a truncated or damaged newest checkpoint is refused by name; the one bef
 t.test('last.ckpt after an epoch end is newer than the step checkpoint of the same step', async (t) => {
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 5);
-  store.saveStep(contents(dir, 8, 1));
-  store.save(LAST_CHECKPOINT, contents(dir, 8, 2));
+  await store.beginStep(contents(dir, 8, 1)).written;
+  await store.save(LAST_CHECKPOINT, contents(dir, 8, 2));
   t.equal(loadNewestCheckpoint(dir, memoryLogger())?.file, path.join(dir, LAST_CHECKPOINT));
+});
+
+t.test('the snapshot is taken at once: changing the tensors during the background write changes nothing', async (t) => {
+  const dir = tempDir(t);
+  const c = contents(dir, 3);
+  const write = new CheckpointStore(dir, 3).beginStep(c);
+  c.weights[0].data.fill(-1);
+  await write.written;
+  t.equal(loadCheckpoint(path.join(dir, stepCheckpointName(3))).weights[0].data[1], 3.5, 'the weights as they were at the snapshot');
 });
