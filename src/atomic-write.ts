@@ -36,14 +36,16 @@ export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string, o
 }
 
 /**
- * writeAtomic without blocking the event loop (the write and fsync run on libuv's threads), for
- * large files written while work goes on. `bytes` must not change until the promise settles.
+ * writeAtomic without blocking the event loop (the writes and fsync run on libuv's threads),
+ * for large files written while work goes on: `chunks` one after the other, which must not
+ * change until the promise settles.
  */
-export async function writeAtomicAsync(file: string, bytes: Buffer | Uint8Array): Promise<void> {
+export async function writeAtomicAsync(file: string, chunks: readonly Uint8Array[]): Promise<void> {
   const tmp = temporaryPathFor(file);
   const handle = await fs.promises.open(tmp, 'w');
   try {
-    await handle.writeFile(bytes);
+    // Each writeFile writes all of its chunk from the current position, the end of the last.
+    for (const chunk of chunks) await handle.writeFile(chunk);
     await handle.sync();
     await handle.close();
     await fs.promises.rename(tmp, file);

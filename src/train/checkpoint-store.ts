@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { writeAtomicAsync } from '../atomic-write';
 import { CheckpointError } from '../errors';
 import type { Logger } from '../log';
-import { LAST_CHECKPOINT, encodeCheckpoint, loadCheckpoint, readCheckpointSummary, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { LAST_CHECKPOINT, encodeSnapshot, loadCheckpoint, snapshotCheckpoint, readCheckpointSummary, type CheckpointContents, type TrainingPosition } from './checkpoint';
 
 const STEP_CHECKPOINT = /^step-(\d+)\.ckpt$/;
 
@@ -59,7 +59,7 @@ export class CheckpointTimer {
 
 /** A checkpoint being written: its snapshot is taken, its bytes go to disk in the background. */
 export interface CheckpointWrite {
-  /** Copying the tensors and encoding them: training waits for this part only. */
+  /** Copying the tensors out: training waits for this part only. */
   snapshotMs: number;
   /** Settles once the file is in place (or rejects with a CheckpointError that says what was kept). */
   written: Promise<SavedCheckpoint>;
@@ -71,12 +71,12 @@ export interface SavedCheckpoint {
   bytes: number;
   globalStep: number;
   snapshotMs: number;
-  /** The atomic write (write, fsync, rename), while training went on. */
+  /** Hashing and the atomic write (write, fsync, rename), while training went on. */
   writeMs: number;
 }
 
-/** How a checkpoint's bytes reach the disk (atomically); tests inject storage faults here. */
-export type WriteFile = (file: string, bytes: Buffer) => Promise<void> | void;
+/** How a checkpoint's bytes (header, tensors) reach the disk, atomically; tests inject storage faults here. */
+export type WriteFile = (file: string, chunks: readonly Buffer[]) => Promise<void> | void;
 
 /** The last part of an fs error's message ("ENOSPC: no space left on device, write"). */
 function describeFsError(err: unknown): string {
@@ -92,27 +92,30 @@ export class CheckpointStore {
   ) {}
 
   /**
-   * Encodes `contents` now (a copy: training may change the tensors next) and writes `name`
-   * atomically in the background. On a storage error (ENOSPC, EIO...) the temporary file is
+   * Copies the tensors of `contents` now (training may change them next), then hashes and
+   * writes `name` atomically in the background. On a storage error (ENOSPC, EIO...) the temporary file is
    * gone and the file it would have replaced is untouched: the error says so.
    */
   begin(name: string, contents: CheckpointContents, now: () => number = () => performance.now()): CheckpointWrite {
     const started = now();
     const file = path.join(this.runDir, name);
-    const bytes = encodeCheckpoint(contents);
+    const snapshot = snapshotCheckpoint(contents);
     const snapshotMs = now() - started;
     const { globalStep } = contents.position;
     const written = (async (): Promise<SavedCheckpoint> => {
       const writeStart = now();
+      let bytes = 0;
       try {
+        const chunks = await encodeSnapshot(snapshot);
+        bytes = chunks.reduce((n, c) => n + c.length, 0);
         fs.mkdirSync(this.runDir, { recursive: true });
-        await this.write(file, bytes);
+        await this.write(file, chunks);
       } catch (err) {
         const previous = newestCheckpointFile(this.runDir);
         const kept = previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
         throw new CheckpointError(`could not write checkpoint ${file} at global step ${globalStep}: ${describeFsError(err)}; ${kept}`);
       }
-      return { file, bytes: bytes.length, globalStep, snapshotMs, writeMs: now() - writeStart };
+      return { file, bytes, globalStep, snapshotMs, writeMs: now() - writeStart };
     })();
     return { snapshotMs, written };
   }

@@ -7,7 +7,7 @@
  * and optimizer state, the RNG seed, the table of tensors and a SHA-256 of the tensor bytes,
  * so a truncated or damaged file is refused on load instead of training on garbage.
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
@@ -78,7 +78,17 @@ function reviveNonFinite(_key: string, value: unknown): unknown {
   return typeof value === 'string' && NON_FINITE.has(value) ? NON_FINITE.get(value) : value;
 }
 
-export function encodeCheckpoint(c: CheckpointContents): Buffer {
+/**
+ * A checkpoint's tensors copied into one buffer (training may change them right after) with
+ * the header that describes them, not yet hashed: the part of writing a checkpoint that
+ * training must wait for.
+ */
+export interface CheckpointSnapshot {
+  header: Omit<Header, 'dataSha256' | 'dataBytes'>;
+  data: Buffer;
+}
+
+export function snapshotCheckpoint(c: CheckpointContents): CheckpointSnapshot {
   const blobs: Float32Array[] = [];
   let offset = 0;
   const entry = (name: string, shape: number[], data: Float32Array): TensorEntry => {
@@ -98,18 +108,31 @@ export function encodeCheckpoint(c: CheckpointContents): Buffer {
     Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(data, at);
     at += b.byteLength;
   }
-  const header: Header = {
-    ...c,
-    version: 1,
-    dataSha256: sha256(data),
-    dataBytes: data.length,
-    weights,
-    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
-  };
+  const header = { ...c, version: 1 as const, weights, optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots } };
+  return { header, data };
+}
+
+/** MAGIC | header length | header, for a snapshot whose tensor bytes hash to `digest`. */
+function headerBytes(s: CheckpointSnapshot, digest: string): Buffer {
+  const header: Header = { ...s.header, dataSha256: digest, dataBytes: s.data.length };
   const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(json.length);
-  return Buffer.concat([MAGIC, len, json, data]);
+  return Buffer.concat([MAGIC, len, json]);
+}
+
+/**
+ * A snapshot's file contents, as [header, tensors] (written one after the other, not copied
+ * together). The SHA-256 runs on libuv's threads (WebCrypto), off the training loop's thread.
+ */
+export async function encodeSnapshot(s: CheckpointSnapshot): Promise<Buffer[]> {
+  const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', s.data)).toString('hex');
+  return [headerBytes(s, digest), s.data];
+}
+
+export function encodeCheckpoint(c: CheckpointContents): Buffer {
+  const s = snapshotCheckpoint(c);
+  return Buffer.concat([headerBytes(s, sha256(s.data)), s.data]);
 }
 
 const HEADER_START = MAGIC.length + 4;

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import yargs from 'yargs';
 import { initBackend } from '../../src/backend';
-import { writeAtomic } from '../../src/atomic-write';
+import { temporaryPathFor, writeAtomicAsync } from '../../src/atomic-write';
 import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
 import { trainOptions } from '../../src/cli';
 import { memoryLogger } from '../../src/log';
@@ -40,9 +40,9 @@ t.test('ENOSPC: a step checkpoint is a warning and training goes on; at the epoc
   const runDir = path.join(root, 'full-disk');
   let writes = 0;
   // The first step checkpoint is written; every later write meets a full disk (/dev/full).
-  const writeCheckpoint = (file: string, bytes: Buffer) => {
-    if (writes++ > 0) fs.symlinkSync('/dev/full', path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`));
-    writeAtomic(file, bytes);
+  const writeCheckpoint = (file: string, chunks: readonly Buffer[]) => {
+    if (writes++ > 0) fs.symlinkSync('/dev/full', temporaryPathFor(file));
+    return writeAtomicAsync(file, chunks);
   };
   const { log, run } = train(config([...common(runDir), '--checkpoint-every', '1', '--no-flip']), { writeCheckpoint });
   await t.rejects(run, { name: 'CheckpointError', message: /could not write checkpoint .*(best|last)\.ckpt at global step 2: ENOSPC.*the previous checkpoint .*step-00000001\.ckpt is intact/ }, 'the epoch end needs its checkpoint');

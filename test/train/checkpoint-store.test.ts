@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import { trainConfig } from '../../src/config';
 import { memoryLogger } from '../../src/log';
-import { writeAtomic } from '../../src/atomic-write';
+import { temporaryPathFor, writeAtomicAsync } from '../../src/atomic-write';
 import { LAST_CHECKPOINT, loadCheckpoint, type CheckpointContents } from '../../src/train/checkpoint';
 import { CheckpointStore, CheckpointTimer, checkpointsToPrune, loadNewestCheckpoint, loadResume, stepCheckpointName } from '../../src/train/checkpoint-store';
 import { tempDir } from '../data/fixtures/images';
@@ -26,16 +26,16 @@ function contents(runDir: string, globalStep: number, epoch = 0): CheckpointCont
 }
 
 /**
- * Storage faults. ENOSPC on the real write path: the temporary file writeAtomic is about to
- * open is made a link to /dev/full, where every write fails with ENOSPC from the kernel. EIO
- * from a write hook that fails as a dying disk would.
+ * Storage faults. ENOSPC on the real write path: the temporary file writeAtomicAsync is about
+ * to open is made a link to /dev/full, where every write fails with ENOSPC from the kernel.
+ * EIO from a write hook that fails as a dying disk would.
  */
-const faultyWrite: Record<'ENOSPC' | 'EIO', (file: string, bytes: Buffer) => void> = {
-  ENOSPC: (file, bytes) => {
-    fs.symlinkSync('/dev/full', path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`));
-    writeAtomic(file, bytes);
+const faultyWrite: Record<'ENOSPC' | 'EIO', (file: string, chunks: readonly Buffer[]) => Promise<void>> = {
+  ENOSPC: async (file, chunks) => {
+    fs.symlinkSync('/dev/full', temporaryPathFor(file));
+    await writeAtomicAsync(file, chunks);
   },
-  EIO: () => {
+  EIO: async () => {
     throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
   },
 };
