@@ -99,7 +99,7 @@ export interface TrainConfig {
   runDir: string;
   /** A checkpoint file or a run directory to continue from. */
   resume: string | null;
-  /** Also save a checkpoint every N steps (0: only at epoch ends and on Ctrl-C). */
+  /** Also save a step checkpoint every N steps (0: off; last.ckpt is saved at epoch ends and on Ctrl-C). */
   checkpointEverySteps: number;
   /** Also save a step checkpoint when this many minutes passed since the last one (0: off). */
   checkpointEveryMin: number;

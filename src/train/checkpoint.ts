@@ -1,6 +1,6 @@
 /**
- * Checkpoints: one self-describing binary file, written atomically (temp file, fsync, rename),
- * so a crash or Ctrl-C mid-write leaves the previous checkpoint intact.
+ * Checkpoints: one self-describing binary file, written atomically (temp file, fsync, rename;
+ * checkpoint-store.ts writes them), so a crash or Ctrl-C mid-write leaves the previous one intact.
  *
  * Layout: MAGIC | u32 header length | JSON header | float32 tensors back to back.
  * The header holds the frozen config (like nanoGPT), the position (epoch, step), the schedule
@@ -12,7 +12,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
 import { CheckpointError } from '../errors';
-import { writeAtomic } from '../atomic-write';
 import type { MetricSums } from './metrics';
 import type { OptimizerState } from './optimizer';
 import type { ScheduleState } from './schedule';
@@ -201,11 +200,6 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
     weights: header.weights.map((e) => ({ name: e.name, shape: e.shape, data: read(e) })),
     optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots },
   };
-}
-
-export function saveCheckpoint(file: string, c: CheckpointContents): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeAtomic(file, encodeCheckpoint(c));
 }
 
 /** Loads a checkpoint file, or `last.ckpt` inside a run directory. */

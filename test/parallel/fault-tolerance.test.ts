@@ -1,8 +1,8 @@
 // Training that survives faults, with real worker processes, real signals and real files:
 // workers SIGKILLed three times at seeded random steps are restarted from the newest checkpoint
 // (--max-restarts) and the run ends with weights bit-identical to an undisturbed run; so does a
-// run whose coordinator is SIGKILLed and then resumed with --resume; a fault that recurs at the
-// same step uses up the restarts and ends the run with the worker's error.
+// run whose coordinator is SIGKILLed and then resumed with --resume; a crash or a hang that
+// recurs at the same step uses up the restarts and ends the run with the worker's error.
 // Workers run the compiled dist/ (npm test builds it first).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -32,9 +32,9 @@ function config(argv: string[]): TrainConfig {
   return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
 }
 
-const common = (runDir: string) => [
+const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) => [
   '--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir,
-  '--backend', 'wasm', '--seed', '11', '--epochs', String(EPOCHS), '--checksum-every', '1', '--hang-timeout', '60',
+  '--backend', 'wasm', '--seed', '11', '--epochs', String(epochs), '--checksum-every', '1', '--hang-timeout', String(hangTimeoutSec),
 ];
 const cpu2 = { kind: 'cpu' as const, worldSize: 2, gpuIds: [], note: null };
 
@@ -172,20 +172,25 @@ t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', 
   t.same(bitDifferences(reference as CheckpointContents, final), [], 'weights and momentum bit-identical to the undisturbed run');
 });
 
-t.test('a fault that recurs at the same step uses up the restarts, then ends the run', async (t) => {
-  const faultEnv = faultyWorkerEnv(1, 2, 'crash');
-  Object.assign(process.env, faultEnv);
-  t.teardown(() => {
-    for (const name of Object.keys(faultEnv)) delete process.env[name];
+for (const [kind, maxRestarts, pattern] of [
+  ['crash', 2, /worker rank 1 exited with code 3 at epoch 1, step \d \(gave up after 2 restart\(s\), --max-restarts 2\)/],
+  ['hang', 1, /worker rank 1 stopped responding \(no message for \d+ s\) at epoch 1, step \d: hung \(gave up after 1 restart\(s\), --max-restarts 1\)/],
+] as const) {
+  t.test(`a ${kind} that recurs at the same step uses up the restarts, then ends the run`, async (t) => {
+    const faultEnv = faultyWorkerEnv(1, 2, kind);
+    Object.assign(process.env, faultEnv);
+    t.teardown(() => {
+      for (const name of Object.keys(faultEnv)) delete process.env[name];
+    });
+    const runDir = path.join(root, `recurring-${kind}`);
+    const log = memoryLogger();
+    // No step checkpoints: each restart begins again and meets the fault at the same step.
+    const cfg = config([...common(runDir, { epochs: 1, hangTimeoutSec: 3 }), '--max-restarts', String(maxRestarts), '--checkpoint-every-min', '0']);
+    await t.rejects(trainDataParallel(cfg, cpu2, log), pattern);
+    const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter((e): e is RestartEventRecord => e.event === 'restart');
+    // (Whether the coordinator saw the same step twice depends on whether the dying worker's last
+    // report arrived before its exit, so sameStepAgain is shown, not asserted.)
+    t.same(restarts.map((r) => [r.restart, r.rank, r.resumeFrom]), Array.from({ length: maxRestarts }, (_, i) => [i + 1, 1, null]), `${maxRestarts} restart(s) of rank 1, from the start (no checkpoint yet)`);
+    t.comment(restarts.map((r) => `restart ${r.restart}: ${r.cause}${r.sameStepAgain ? ' (same step again)' : ''}`).join('; '));
   });
-  const runDir = path.join(root, 'recurring');
-  const log = memoryLogger();
-  // No step checkpoints: each restart begins again and crashes at the same step.
-  const cfg = config([...common(runDir), '--epochs', '1', '--max-restarts', '2', '--checkpoint-every-min', '0']);
-  await t.rejects(trainDataParallel(cfg, cpu2, log), /worker rank 1 exited with code 3 at epoch 1, step \d \(gave up after 2 restart\(s\), --max-restarts 2\)/);
-  const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter((e): e is RestartEventRecord => e.event === 'restart');
-  // (Whether the coordinator saw the same step twice depends on whether the dying worker's last
-  // report arrived before its exit, so sameStepAgain is shown, not asserted.)
-  t.same(restarts.map((r) => [r.restart, r.resumeFrom]), [[1, null], [2, null]], 'two restarts, both from the start (no checkpoint yet)');
-  t.comment(restarts.map((r) => `restart ${r.restart}: ${r.cause}${r.sameStepAgain ? ' (same step again)' : ''}`).join('; '));
-});
+}
