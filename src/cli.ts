@@ -86,7 +86,8 @@ export function clusterOptions(y: Argv): Argv {
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
     .option('ring-host', { type: 'string', describe: "with --rendezvous: this host's interface address for the ring sockets (default: the --rendezvous address)" })
     .option('ring-port', { type: 'number', default: CLUSTER_DEFAULTS.ringPort, describe: RING_PORT_HELP })
-    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'with --rendezvous: seconds to wait for the other hosts to join' });
+    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'with --rendezvous: seconds to wait for the other hosts to join' })
+    .option('rejoin-timeout', { type: 'number', describe: `with --rendezvous: after a restart (--max-restarts), seconds to wait for the hosts, or replacements, to join again (default ${CLUSTER_DEFAULTS.rejoinTimeoutSec})` });
 }
 
 /** `alexnet join <rendezvous>`: this host's options in another host's run. */

@@ -29,7 +29,7 @@ import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
 import { formatPercent } from './text-format';
 import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
-import { JoinAgent } from './parallel/agent';
+import { runJoinAgent } from './parallel/agent';
 import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './parallel/cluster-config';
 import { runDataParallel } from './parallel/coordinator';
 import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './parallel/scheduler-env';
@@ -158,7 +158,7 @@ export async function runJoin(args: CliArgs): Promise<void> {
     joinTimeoutMs: join.joinTimeoutSec * 1000,
     prepareData: async (config: TrainConfig) => void (await openTrainingData(config, true, log)),
   };
-  await new JoinAgent(plan, log).run();
+  await runJoinAgent(plan, log);
 }
 
 /** `alexnet keygen`: a new cluster key file, to copy to every host of a multi-host run. */

@@ -72,6 +72,10 @@ export interface CoordinatorOptions {
   onStepReport?: (report: StepReportMessage) => void;
   /** Run across hosts: listen at the rendezvous with CURVE and wait for join agents. */
   cluster?: ClusterPlan;
+  /** A lost worker will be restarted: the other hosts' agents are told to join again. */
+  restartOnLost?: boolean;
+  /** Called with the control plane's bound address (a restart listens at the same one). */
+  onBound?: (address: string) => void;
 }
 
 /** Rank 0's result, as plain data: the caller knows its shape (src/train's TrainResult). */
@@ -114,6 +118,7 @@ export class Coordinator {
     let error: unknown = null;
     try {
       const controlAddress = await this.openControlPlane(sockets.controlAddress);
+      this.options.onBound?.(controlAddress);
       await this.hosts?.gather(controlAddress, (done, deadline) => this.until(done, deadline));
       this.startLocalWorkers(controlAddress, sockets);
       await this.welcomeHosts();
@@ -205,8 +210,12 @@ export class Coordinator {
       case MessageType.Hello:
         return this.onHello(id, m);
       case MessageType.Join:
-        if (this.hosts === null) {
-          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true });
+        if (this.stopped) {
+          // This attempt is ending: an agent that hurried to rejoin tries again, at the next one.
+          const rejoin = this.restarting;
+          void this.control.send(id, { type: MessageType.Dismiss, reason: rejoin ? 'the run is restarting' : 'the run is over', failed: true, rejoin });
+        } else if (this.hosts === null) {
+          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true, rejoin: false });
         } else {
           this.hosts.onJoin(id, m);
         }
@@ -308,6 +317,11 @@ export class Coordinator {
     this.wake();
   }
 
+  /** A worker was lost and will be restarted: the other hosts join the next attempt. */
+  private get restarting(): boolean {
+    return this.failure?.lost != null && this.options.restartOnLost === true;
+  }
+
   /** The error a failure ends the run with: a lost worker's says where, for a restart. */
   private failureError(failure: Failure): WorkerExitedError {
     const { lost, message } = failure;
@@ -366,7 +380,7 @@ export class Coordinator {
    */
   private async shutdown(reason: string, failed: boolean): Promise<void> {
     this.stopped = true;
-    this.hosts?.dismissAll(reason, failed);
+    this.hosts?.dismissAll(reason, failed, failed && this.restarting);
     for (const w of this.workers) if (!w.exited && w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
     if (failed) this.localWorkers.signalAll('SIGKILL');
     // Remote exits arrive as agent reports: waited for only while a remote worker may still be
@@ -394,17 +408,29 @@ export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepRep
  *
  * A worker that dies or hangs restarts the whole group, each time with a fresh control plane,
  * ring and worker processes, continuing from the newest checkpoint (the workers load it as the
- * config's `resume`), at most --max-restarts times. Multi-host runs stop on the first failure:
- * the other hosts' agents cannot restart their workers yet.
+ * config's `resume`), at most --max-restarts times. In a run across hosts the coordinator
+ * listens again at the same address, and the other hosts (those that are left, and a host that
+ * dropped, or its replacement, running `alexnet join` again) join within --rejoin-timeout; the
+ * world size stays the same. The run directory must then be on storage every host sees.
  */
 export async function runDataParallel(config: TrainConfig, devices: DeviceAssignment, log: Logger, options: DataParallelOptions): Promise<RunResult> {
   await options.prepareData();
-  const maxRestarts = options.cluster ? 0 : config.maxRestarts;
-  if (options.cluster && config.maxRestarts > 0) log.info('--max-restarts: a run across hosts is not restarted; a failure ends it (resume it with --resume)');
-  const coordinatorOptions = { hangTimeoutMs: config.hangTimeoutSec * 1000, onStepReport: options.onStepReport, cluster: options.cluster };
+  let cluster = options.cluster;
+  // A restart listens where the first attempt did (its real port, if it was 0) and gives the
+  // other hosts --rejoin-timeout to join again.
+  const onBound = (address: string) => {
+    if (cluster) cluster = { ...cluster, rendezvous: address, joinTimeoutSec: cluster.rejoinTimeoutSec };
+  };
   return runWithRestarts({
-    maxRestarts,
-    attempt: (resume) => new Coordinator(resume === null ? config : { ...config, resume: resume.file }, devices, log, coordinatorOptions).run(),
+    maxRestarts: config.maxRestarts,
+    attempt: (resume, restartOnLost) =>
+      new Coordinator(resume === null ? config : { ...config, resume: resume.file }, devices, log, {
+        hangTimeoutMs: config.hangTimeoutSec * 1000,
+        onStepReport: options.onStepReport,
+        cluster,
+        restartOnLost,
+        onBound,
+      }).run(),
     newestCheckpoint: options.newestCheckpoint ?? (() => null),
     onRestart: (event) => {
       log.warn(describeRestart(event));

@@ -40,8 +40,11 @@ export interface RestartEvent {
 
 export interface RestartOptions {
   maxRestarts: number;
-  /** Runs one attempt of the worker group, continuing from `resume` (null: the run's own start). */
-  attempt: (resume: ResumePoint | null) => Promise<Record<string, unknown>>;
+  /**
+   * Runs one attempt of the worker group, continuing from `resume` (null: the run's own start);
+   * `restartsLeft`: a lost worker in this attempt will be restarted (other hosts are told to rejoin).
+   */
+  attempt: (resume: ResumePoint | null, restartsLeft: boolean) => Promise<Record<string, unknown>>;
   /** The newest checkpoint that can be loaded, or null when none is written yet. */
   newestCheckpoint: () => ResumePoint | null;
   onRestart: (event: RestartEvent) => void;
@@ -67,7 +70,7 @@ export async function runWithRestarts(options: RestartOptions): Promise<Record<s
   let previous: WorkerLostError | null = null;
   for (let restart = 1; ; restart++) {
     try {
-      return await options.attempt(resume);
+      return await options.attempt(resume, restart <= options.maxRestarts);
     } catch (err) {
       if (!(err instanceof WorkerLostError) || options.maxRestarts === 0) throw err;
       if (restart > options.maxRestarts) {

@@ -3,7 +3,7 @@
 // line with the variables torchrun / PyTorchJob or Slurm set; host 0 runs the coordinator, host
 // 1 joins it over CURVE tcp, and the run finishes with both workers. A half-set environment is
 // a one-line error naming what is missing, before anything starts.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
@@ -11,6 +11,7 @@ import { writeKeyFile } from '../../src/parallel/keyfile';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
+import { twoHosts } from './fixtures/netns';
 
 const cli = path.resolve('dist/src/cli.js');
 const root = tempDir(t, 'alexnet-scheduler-');
@@ -29,33 +30,6 @@ function alexnet(args: string[], env: Record<string, string>, ns: string | null 
 }
 
 const trainArgs = (runDir: string) => ['train', '--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--backend', 'wasm', '--seed', '5', '--epochs', '1', '--max-steps', '3', '--run-dir', runDir, '--devices', 'cpu:1', '--key-file', key];
-
-/** Two namespaces joined by a veth pair, 10.200.77.1 and .2; removed at teardown. */
-function twoHosts(t: { teardown: (fn: () => void) => void; comment: (m: string) => void }): [string, string] | null {
-  const tag = `a14${process.pid % 100000}`;
-  const [h1, h2] = [`${tag}h1`, `${tag}h2`];
-  try {
-    const ip = (...a: string[]) => execFileSync('ip', a, { stdio: 'pipe' });
-    ip('netns', 'add', h1);
-    ip('netns', 'add', h2);
-    t.teardown(() => {
-      for (const ns of [h1, h2]) execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    });
-    ip('link', 'add', `${tag}v1`, 'type', 'veth', 'peer', 'name', `${tag}v2`);
-    ip('link', 'set', `${tag}v1`, 'netns', h1);
-    ip('link', 'set', `${tag}v2`, 'netns', h2);
-    ip('-n', h1, 'addr', 'add', '10.200.77.1/24', 'dev', `${tag}v1`);
-    ip('-n', h2, 'addr', 'add', '10.200.77.2/24', 'dev', `${tag}v2`);
-    for (const [ns, dev] of [[h1, `${tag}v1`], [h2, `${tag}v2`]]) {
-      ip('-n', ns, 'link', 'set', dev, 'up');
-      ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
-    return [h1, h2];
-  } catch (err) {
-    t.comment(`network namespaces unavailable (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
-    return null;
-  }
-}
 
 t.before(async () => {
   data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
