@@ -307,7 +307,8 @@ export class Coordinator {
   private fail(rank: number | null, message: string, lost: WorkerState | null = null): void {
     const host = rank === null ? null : this.workers[rank]?.host;
     const who = rank === null ? '(unknown rank)' : `rank ${rank}${host ? ` (on ${host.host})` : ''}`;
-    this.failWith(rank, `worker ${who} ${message}`, lost);
+    // After Ctrl-C a worker that dies (a second Ctrl-C kills them) is no reason to restart.
+    this.failWith(rank, `worker ${who} ${message}`, this.stopRequested ? null : lost);
   }
 
   private failWith(rank: number | null, message: string, lost: WorkerState | null = null): void {

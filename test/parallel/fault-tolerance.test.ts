@@ -194,3 +194,21 @@ for (const [kind, maxRestarts, pattern] of [
     t.comment(restarts.map((r) => `restart ${r.restart}: ${r.cause}${r.sameStepAgain ? ' (same step again)' : ''}`).join('; '));
   });
 }
+
+t.test('a second Ctrl-C kills the workers and ends the run: no restart', async (t) => {
+  const runDir = path.join(root, 'double-interrupt');
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(runDir, { epochs: 50 }), '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const started = Date.now();
+  while (!/Epoch 1\/50|epoch 1:/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT');
+  await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGINT');
+  const code = await exited;
+  t.not(code, 0, `exit code ${code}`);
+  t.match(output, /second Ctrl-C: killing the workers/);
+  t.notMatch(output, /restart 1 of/, 'not restarted');
+});
