@@ -11,9 +11,14 @@ export interface AtomicWriteOptions {
   mode?: number;
 }
 
+/** The temporary file beside `file` that becomes it (one per process and file name). */
+export function temporaryPathFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+}
+
 /** Writes `bytes` to `file` atomically; the temporary file is removed if anything fails. */
 export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string, options: AtomicWriteOptions = {}): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const tmp = temporaryPathFor(file);
   const fd = fs.openSync(tmp, 'w', options.mode ?? 0o666);
   try {
     // The umask can only remove bits from the requested mode; this makes it exact.
@@ -26,6 +31,27 @@ export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string, o
   } catch (err) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * writeAtomic without blocking the event loop (the writes and fsync run on libuv's threads),
+ * for large files written while work goes on: `chunks` one after the other, which must not
+ * change until the promise settles.
+ */
+export async function writeAtomicAsync(file: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const tmp = temporaryPathFor(file);
+  const handle = await fs.promises.open(tmp, 'w');
+  try {
+    // Each writeFile writes all of its chunk from the current position, the end of the last.
+    for (const chunk of chunks) await handle.writeFile(chunk);
+    await handle.sync();
+    await handle.close();
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true });
     throw err;
   }
 }

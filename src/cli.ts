@@ -59,8 +59,11 @@ export function trainOptions(y: Argv): Argv {
     .option('drop-last', { type: 'boolean', default: d('drop-last'), describe: 'drop the last incomplete global batch of each epoch' })
     .option('seed', { type: 'number', default: d('seed'), describe: 'seed of initialisation, shuffling, augmentation and dropout' })
     .option('run-dir', { type: 'string', default: d('run-dir'), describe: 'where checkpoints, metrics.jsonl and exported models go' })
-    .option('resume', { type: 'string', describe: 'continue from a checkpoint file or run directory (its last.ckpt)' })
-    .option('checkpoint-every', { type: 'number', default: d('checkpoint-every'), describe: 'also checkpoint every N steps (0: each epoch end and on Ctrl-C)' })
+    .option('resume', { type: 'string', describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)' })
+    .option('checkpoint-every', { type: 'number', default: d('checkpoint-every'), describe: 'also write a step checkpoint every N steps (0: off; last.ckpt is written at each epoch end and on Ctrl-C)' })
+    .option('checkpoint-every-min', { type: 'number', default: d('checkpoint-every-min'), describe: 'also checkpoint when this many minutes passed since the last step checkpoint (0: off)' })
+    .option('keep-checkpoints', { type: 'number', default: d('keep-checkpoints'), describe: 'step checkpoints kept in the run directory, the newest (last.ckpt and best.ckpt apart)' })
+    .option('max-restarts', { type: 'number', default: d('max-restarts'), describe: 'restart the workers from the newest checkpoint when one dies or hangs, at most N times (0: a failure ends the run)' })
     .option('crop', { type: 'boolean', default: d('crop'), describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' })
     .option('flip', { type: 'boolean', default: d('flip'), describe: 'random horizontal flips (--no-flip to turn off)' })
     .option('pca-lighting', { type: 'boolean', default: d('pca-lighting'), describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" })
@@ -87,7 +90,8 @@ export function clusterOptions(y: Argv): Argv {
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
     .option('ring-host', { type: 'string', describe: "with --rendezvous: this host's interface address for the ring sockets (default: the --rendezvous address)" })
     .option('ring-port', { type: 'number', default: CLUSTER_DEFAULTS.ringPort, describe: RING_PORT_HELP })
-    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'with --rendezvous: seconds to wait for the other hosts to join' });
+    .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'with --rendezvous: seconds to wait for the other hosts to join' })
+    .option('rejoin-timeout', { type: 'number', describe: `with --rendezvous: after a restart (--max-restarts), seconds to wait for the hosts, or replacements, to join again (default ${CLUSTER_DEFAULTS.rejoinTimeoutSec})` });
 }
 
 /** `alexnet join <rendezvous>`: this host's options in another host's run. */

@@ -24,16 +24,18 @@ import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './rep
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { trainResultOf, type TrainResult } from './train/run-log';
+import { appendRunEvent, trainResultOf, type TrainResult } from './train/run-log';
+import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { assertFreshRunDir } from './train/run-dir';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
 import { formatPercent } from './text-format';
 import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
-import { JoinAgent } from './parallel/agent';
+import { runJoinAgent } from './parallel/agent';
 import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './parallel/cluster-config';
 import { runDataParallel } from './parallel/coordinator';
+import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './parallel/scheduler-env';
 import type { ClusterPlan } from './parallel/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './parallel/keyfile';
 import type { StepReportMessage } from './parallel/protocol';
@@ -82,10 +84,20 @@ export async function trainDataParallel(
   log: Logger,
   options: { cluster?: ClusterPlan; onStepReport?: (m: StepReportMessage) => void } = {},
 ): Promise<TrainResult> {
+  const startedMs = Date.now();
   const result = await runDataParallel(config, devices, log, {
     ...options,
     // Once, before any worker starts: the dataset is checked and its statistics written by one process.
     prepareData: async () => void (await openTrainingData(config, true, log)),
+    // A restart continues from the newest checkpoint this run wrote that loads (else as it began).
+    newestCheckpoint: () => {
+      const newest = loadNewestCheckpoint(config.runDir, log, startedMs);
+      return newest === null ? null : { file: newest.file, ...newest.contents.position };
+    },
+    onRestart: (event) => {
+      fs.mkdirSync(config.runDir, { recursive: true });
+      appendRunEvent(config.runDir, { event: 'restart', ...event });
+    },
   });
   return trainResultOf(result);
 }
@@ -98,11 +110,22 @@ function clusterPlan(cluster: ClusterConfig, devices: DeviceAssignment): Cluster
   return { ...cluster, keys: readKeyFile(cluster.keyFile) };
 }
 
+/**
+ * `alexnet train`. Without --rendezvous, inside a job of several hosts that a scheduler
+ * launched (torchrun-style or Slurm variables), host 0 runs the coordinator and every other
+ * host joins it: the same command line on every host. Explicit flags win over the environment.
+ */
 export async function runTrain(args: CliArgs): Promise<void> {
+  const launch = args['rendezvous'] == null ? schedulerLaunch(env.variables(SCHEDULER_VARIABLES)) : null;
+  const masterIp = launch === null ? null : await resolveMasterHost(launch);
+  if (launch !== null && masterIp !== null) {
+    consoleLogger({ level: String(args['log-level']) === 'quiet' ? 'quiet' : 'info' }).info(describeLaunch(launch, masterIp));
+    if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
+  }
   const config = buildTrainConfig(args);
-  const cluster = buildClusterConfig(args);
   const log = consoleLogger({ level: config.logLevel });
   const devices = resolveDevices(config);
+  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, devices.worldSize));
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
   assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
@@ -141,7 +164,7 @@ export async function runJoin(args: CliArgs): Promise<void> {
     joinTimeoutMs: join.joinTimeoutSec * 1000,
     prepareData: async (config: TrainConfig) => void (await openTrainingData(config, true, log)),
   };
-  await new JoinAgent(plan, log).run();
+  await runJoinAgent(plan, log);
 }
 
 /** `alexnet keygen`: a new cluster key file, to copy to every host of a multi-host run. */

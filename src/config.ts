@@ -113,8 +113,14 @@ export interface TrainConfig {
   runDir: string;
   /** A checkpoint file or a run directory to continue from. */
   resume: string | null;
-  /** Also save a checkpoint every N steps (0: only at epoch ends and on Ctrl-C). */
+  /** Also save a step checkpoint every N steps (0: off; last.ckpt is saved at epoch ends and on Ctrl-C). */
   checkpointEverySteps: number;
+  /** Also save a step checkpoint when this many minutes passed since the last one (0: off). */
+  checkpointEveryMin: number;
+  /** Step checkpoints kept in the run directory (the newest; last.ckpt and best.ckpt apart). */
+  keepCheckpoints: number;
+  /** Times a failed worker group is restarted from the newest checkpoint (0: a failure ends the run). */
+  maxRestarts: number;
   /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
    * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
   logEverySteps: number;
@@ -170,6 +176,9 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   seed: 0,
   resume: null,
   checkpointEverySteps: 0,
+  checkpointEveryMin: 10,
+  keepCheckpoints: 3,
+  maxRestarts: 3,
   logEverySteps: 0,
   backend: 'auto',
   threads: 1,
@@ -214,6 +223,9 @@ export const TRAIN_FLAGS = {
   runDir: 'run-dir',
   resume: 'resume',
   checkpointEverySteps: 'checkpoint-every',
+  checkpointEveryMin: 'checkpoint-every-min',
+  keepCheckpoints: 'keep-checkpoints',
+  maxRestarts: 'max-restarts',
   logEverySteps: 'log-every',
   backend: 'backend',
   threads: 'threads',
@@ -281,6 +293,9 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     runDir: r.string('runDir'),
     resume: r.optionalString('resume'),
     checkpointEverySteps: r.count('checkpointEverySteps', true),
+    checkpointEveryMin: r.positive('checkpointEveryMin', true),
+    keepCheckpoints: r.count('keepCheckpoints'),
+    maxRestarts: r.count('maxRestarts', true),
     logEverySteps: r.count('logEverySteps', true),
     backend: r.oneOf('backend', BACKEND_CHOICES),
     threads: r.count('threads'),
@@ -400,4 +415,7 @@ export const env = {
   /** Where derived files (dataset statistics) go: never into the dataset folder. */
   cacheDir: (): string => process.env.ALEXNET_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'alexnet'),
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
+  /** The named variables a cluster scheduler sets (MASTER_ADDR, SLURM_NODEID, ...), unset ones left out. */
+  variables: <N extends string>(names: readonly N[]): Partial<Record<N, string>> =>
+    Object.fromEntries(names.flatMap((n) => (process.env[n] === undefined ? [] : [[n, process.env[n]]]))) as Partial<Record<N, string>>,
 };

@@ -28,6 +28,22 @@ export class CheckpointError extends UserError {
 /** A worker process exited or reported an error. */
 export class WorkerExitedError extends UserError {}
 
+/**
+ * A worker died (exited without finishing, or was killed) or hung: the coordinator may restart
+ * the group from the newest checkpoint (--max-restarts). Carries where it happened.
+ */
+export class WorkerLostError extends WorkerExitedError {
+  constructor(
+    message: string,
+    readonly rank: number,
+    /** 1-based epoch and the step in it that the rank last reported. */
+    readonly epoch: number,
+    readonly step: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A peer did not answer in time: a dead or hung rank. */
 export class CommTimeoutError extends UserError {}
 

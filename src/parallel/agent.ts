@@ -13,7 +13,9 @@
  *      sockets on this host's interface with CURVE, like the coordinator host's workers;
  *   5. reports every worker exit (WorkerExit) and stops its workers when the coordinator
  *      dismisses it (at once if the run failed: they may be stuck in a collective), when the
- *      coordinator is gone, or on a second Ctrl-C (the first one asks for a coordinated stop).
+ *      coordinator is gone, or on a second Ctrl-C (the first one asks for a coordinated stop);
+ *   6. when the coordinator restarts the run (a lost worker, --max-restarts), joins it again
+ *      (runJoinAgent): a fresh agent, socket and workers, which load the newest checkpoint.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -63,6 +65,25 @@ async function checkHostFiles(welcome: WelcomeMessage, plan: JoinPlan): Promise<
     throw new ConfigError(`--resume checkpoint ${config.resume} does not exist on ${os.hostname()}: copy it to the same path on every host`);
   }
   await plan.prepareData(config);
+}
+
+/** The coordinator restarts the run: this host joins it again. */
+class RejoinRequested extends WorkerExitedError {}
+
+/** A pause before joining again: the coordinator's next attempt binds once the last one has closed. */
+const REJOIN_PAUSE_MS = 1000;
+
+/** `alexnet join`: one agent per attempt of the run, as long as the coordinator restarts it. */
+export async function runJoinAgent(plan: JoinPlan, log: Logger): Promise<void> {
+  for (;;) {
+    try {
+      return await new JoinAgent(plan, log).run();
+    } catch (err) {
+      if (!(err instanceof RejoinRequested)) throw err;
+      log.warn(`${err.message}; this host's workers are stopped, joining the restarted run at ${plan.rendezvous}`);
+      await new Promise((r) => setTimeout(r, REJOIN_PAUSE_MS));
+    }
+  }
 }
 
 export class JoinAgent {
@@ -194,7 +215,7 @@ export class JoinAgent {
 
   private onDismiss(m: DismissMessage): void {
     this.dismissal = m;
-    if (this.workers.length === 0) return this.fail(new WorkerExitedError(m.reason));
+    if (this.workers.length === 0) return this.fail(m.rejoin ? new RejoinRequested(`the run restarts: ${m.reason}`) : new WorkerExitedError(m.reason));
     if (m.failed) {
       this.log.warn(`the run failed: ${m.reason}`);
       this.killWorkers();
@@ -236,6 +257,7 @@ export class JoinAgent {
     this.settle = null;
     const failed = this.workers.find((w) => w.exitCode !== 0);
     if (this.lost) settle?.reject(new WorkerExitedError(`lost the coordinator at ${this.plan.rendezvous}; this host's workers were stopped`));
+    else if (this.dismissal?.rejoin) settle?.reject(new RejoinRequested(`the run restarts: ${this.dismissal.reason}`));
     else if (this.dismissal?.failed) settle?.reject(new WorkerExitedError(`the run failed: ${this.dismissal.reason}`));
     else if (failed) settle?.reject(new WorkerExitedError(`rank ${failed.rank} ${describeExit(failed.exitCode, failed.signal)}; the coordinator's output says why`));
     else settle?.resolve(null);

@@ -23,6 +23,8 @@ export interface ClusterConfig {
   ringPort: number;
   /** How long the coordinator waits for the other hosts to join. */
   joinTimeoutSec: number;
+  /** After a restart (--max-restarts), how long it waits for the hosts to join again. */
+  rejoinTimeoutSec: number;
 }
 
 /** `alexnet join <rendezvous>`: another host's side of a multi-host run. */
@@ -42,7 +44,7 @@ export interface JoinConfig {
 }
 
 /** The defaults of both sides' options (the command line reads its defaults from here). */
-export const CLUSTER_DEFAULTS = deepFreeze({ ringPort: 0, joinTimeoutSec: 600, devices: 'auto', strictDevices: false, logLevel: 'info' } as const);
+export const CLUSTER_DEFAULTS = deepFreeze({ ringPort: 0, joinTimeoutSec: 600, rejoinTimeoutSec: 300, devices: 'auto', strictDevices: false, logLevel: 'info' } as const);
 
 function flagReader(args: CliArgs): FieldReader {
   return new FieldReader(args, (key) => `--${key}`);
@@ -75,7 +77,7 @@ function joinTimeout(args: CliArgs): number {
 export function buildClusterConfig(args: CliArgs): Readonly<ClusterConfig> | null {
   const rendezvous = args['rendezvous'];
   if (rendezvous == null || rendezvous === '') {
-    for (const key of ['world-size', 'key-file', 'ring-host']) {
+    for (const key of ['world-size', 'key-file', 'ring-host', 'rejoin-timeout']) {
       if (args[key] != null) throw new ConfigError(`--${key} only applies to a multi-host run (with --rendezvous)`);
     }
     return null;
@@ -96,6 +98,7 @@ export function buildClusterConfig(args: CliArgs): Readonly<ClusterConfig> | nul
     ringHost,
     ringPort: portOption(args, 'ring-port'),
     joinTimeoutSec: joinTimeout(args),
+    rejoinTimeoutSec: args['rejoin-timeout'] == null ? CLUSTER_DEFAULTS.rejoinTimeoutSec : flagReader(args).positive('rejoin-timeout'),
   });
 }
 

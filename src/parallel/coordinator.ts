@@ -15,11 +15,12 @@
  */
 import * as path from 'node:path';
 import type { TrainConfig } from '../config';
-import { WorkerExitedError } from '../errors';
+import { WorkerExitedError, WorkerLostError } from '../errors';
 import type { Logger } from '../log';
 import { CoordinatorControl } from './control';
 import type { DeviceAssignment } from './devices';
 import { HostRendezvous, type ClusterPlan } from './host-rendezvous';
+import { describeRestart, runWithRestarts, type ResumePoint, type RestartEvent } from './restarts';
 import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit } from './local-workers';
 import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type StepReportMessage, type WorkerExitMessage } from './protocol';
 import { describeHost } from './rendezvous';
@@ -34,6 +35,8 @@ class Failure {
   constructor(
     readonly rank: number | null,
     readonly message: string,
+    /** Set when a worker died or hung (where it was): the group may be restarted. */
+    readonly lost: WorkerState | null = null,
   ) {}
 }
 
@@ -69,6 +72,10 @@ export interface CoordinatorOptions {
   onStepReport?: (report: StepReportMessage) => void;
   /** Run across hosts: listen at the rendezvous with CURVE and wait for join agents. */
   cluster?: ClusterPlan;
+  /** A lost worker will be restarted: the other hosts' agents are told to join again. */
+  restartOnLost?: boolean;
+  /** Called with the control plane's bound address (a restart listens at the same one). */
+  onBound?: (address: string) => void;
 }
 
 /** Rank 0's result, as plain data: the caller knows its shape (src/train's TrainResult). */
@@ -111,6 +118,7 @@ export class Coordinator {
     let error: unknown = null;
     try {
       const controlAddress = await this.openControlPlane(sockets.controlAddress);
+      this.options.onBound?.(controlAddress);
       await this.hosts?.gather(controlAddress, (done, deadline) => this.until(done, deadline));
       this.startLocalWorkers(controlAddress, sockets);
       await this.welcomeHosts();
@@ -132,7 +140,7 @@ export class Coordinator {
       this.control.close();
       sockets.cleanup();
     }
-    if (this.failure) throw new WorkerExitedError(this.failure.message);
+    if (this.failure) throw this.failureError(this.failure);
     if (this.result == null) throw new WorkerExitedError('rank 0 finished without reporting its result');
     return this.result;
   }
@@ -202,8 +210,12 @@ export class Coordinator {
       case MessageType.Hello:
         return this.onHello(id, m);
       case MessageType.Join:
-        if (this.hosts === null) {
-          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true });
+        if (this.stopped) {
+          // This attempt is ending: an agent that hurried to rejoin tries again, at the next one.
+          const rejoin = this.restarting;
+          void this.control.send(id, { type: MessageType.Dismiss, reason: rejoin ? 'the run is restarting' : 'the run is over', failed: true, rejoin });
+        } else if (this.hosts === null) {
+          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true, rejoin: false });
         } else {
           this.hosts.onJoin(id, m);
         }
@@ -277,7 +289,7 @@ export class Coordinator {
     w.exited = true;
     if (!w.done || code !== 0) {
       // A moment's grace: a worker that reported its error before exiting is named by it.
-      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`), 300);
+      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`, w), 300);
     }
     this.wake();
   }
@@ -292,17 +304,29 @@ export class Coordinator {
   }
 
   /** A failure of one worker: "worker rank 1 (on gpu-2) exited with code 3 ...". */
-  private fail(rank: number | null, message: string): void {
+  private fail(rank: number | null, message: string, lost: WorkerState | null = null): void {
     const host = rank === null ? null : this.workers[rank]?.host;
     const who = rank === null ? '(unknown rank)' : `rank ${rank}${host ? ` (on ${host.host})` : ''}`;
-    this.failWith(rank, `worker ${who} ${message}`);
+    // After Ctrl-C a worker that dies (a second Ctrl-C kills them) is no reason to restart.
+    this.failWith(rank, `worker ${who} ${message}`, this.stopRequested ? null : lost);
   }
 
-  private failWith(rank: number | null, message: string): void {
+  private failWith(rank: number | null, message: string, lost: WorkerState | null = null): void {
     if (this.failure != null || this.stopped) return;
-    this.failure = new Failure(rank, message);
+    this.failure = new Failure(rank, message, lost);
     this.log.warn(this.failure.message);
     this.wake();
+  }
+
+  /** A worker was lost and will be restarted: the other hosts join the next attempt. */
+  private get restarting(): boolean {
+    return this.failure?.lost != null && this.options.restartOnLost === true;
+  }
+
+  /** The error a failure ends the run with: a lost worker's says where, for a restart. */
+  private failureError(failure: Failure): WorkerExitedError {
+    const { lost, message } = failure;
+    return lost ? new WorkerLostError(message, lost.rank, lost.epoch + 1, lost.step) : new WorkerExitedError(message);
   }
 
   private interrupt(): void {
@@ -328,13 +352,14 @@ export class Coordinator {
     const started = Date.now();
     return new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (this.failure) return finish(() => reject(new WorkerExitedError(this.failure?.message ?? 'failed')));
+        const failure = this.failure;
+        if (failure) return finish(() => reject(this.failureError(failure)));
         if (done()) return finish(() => resolve());
         if (deadline !== null && Date.now() - started > deadline.ms) return finish(() => reject(deadline.error()));
         const now = Date.now();
         const hung = hungWorker(this.workers, now, this.options.hangTimeoutMs);
         if (hung !== undefined) {
-          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`);
+          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`, hung);
           return check();
         }
       };
@@ -356,7 +381,7 @@ export class Coordinator {
    */
   private async shutdown(reason: string, failed: boolean): Promise<void> {
     this.stopped = true;
-    this.hosts?.dismissAll(reason, failed);
+    this.hosts?.dismissAll(reason, failed, failed && this.restarting);
     for (const w of this.workers) if (!w.exited && w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
     if (failed) this.localWorkers.signalAll('SIGKILL');
     // Remote exits arrive as agent reports: waited for only while a remote worker may still be
@@ -368,17 +393,49 @@ export class Coordinator {
   }
 }
 
+export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> {
+  /** Runs once before any worker starts (opens the dataset, writes its statistics). */
+  prepareData: () => Promise<void>;
+  /** The newest checkpoint that loads (restarts continue from it); without it, restarts start over. */
+  newestCheckpoint?: () => ResumePoint | null;
+  /** Records a restart in the run's files (after it is logged here). */
+  onRestart?: (event: RestartEvent) => void;
+}
+
 /**
  * Runs training on `devices` worker processes (and, with a cluster plan, on other hosts'
  * workers too). `prepareData` runs once before any worker starts: an unusable dataset fails
  * there, and the dataset statistics are written by one process, not raced by N.
+ *
+ * A worker that dies or hangs restarts the whole group, each time with a fresh control plane,
+ * ring and worker processes, continuing from the newest checkpoint (the workers load it as the
+ * config's `resume`), at most --max-restarts times. In a run across hosts the coordinator
+ * listens again at the same address, and the other hosts (those that are left, and a host that
+ * dropped, or its replacement, running `alexnet join` again) join within --rejoin-timeout; the
+ * world size stays the same. The run directory must then be on storage every host sees.
  */
-export async function runDataParallel(
-  config: TrainConfig,
-  devices: DeviceAssignment,
-  log: Logger,
-  options: Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> & { prepareData: () => Promise<void> },
-): Promise<RunResult> {
+export async function runDataParallel(config: TrainConfig, devices: DeviceAssignment, log: Logger, options: DataParallelOptions): Promise<RunResult> {
   await options.prepareData();
-  return new Coordinator(config, devices, log, { hangTimeoutMs: config.hangTimeoutSec * 1000, ...options }).run();
+  let cluster = options.cluster;
+  // A restart listens where the first attempt did (its real port, if it was 0) and gives the
+  // other hosts --rejoin-timeout to join again.
+  const onBound = (address: string) => {
+    if (cluster) cluster = { ...cluster, rendezvous: address, joinTimeoutSec: cluster.rejoinTimeoutSec };
+  };
+  return runWithRestarts({
+    maxRestarts: config.maxRestarts,
+    attempt: (resume, restartOnLost) =>
+      new Coordinator(resume === null ? config : { ...config, resume: resume.file }, devices, log, {
+        hangTimeoutMs: config.hangTimeoutSec * 1000,
+        onStepReport: options.onStepReport,
+        cluster,
+        restartOnLost,
+        onBound,
+      }).run(),
+    newestCheckpoint: options.newestCheckpoint ?? (() => null),
+    onRestart: (event) => {
+      log.warn(describeRestart(event));
+      options.onRestart?.(event);
+    },
+  });
 }

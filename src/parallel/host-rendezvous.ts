@@ -87,7 +87,7 @@ export class HostRendezvous {
     const admitted = this.table.admit(routingId, m);
     if (typeof admitted === 'string') {
       this.log.warn(`refused host ${m.host} (${m.address}, pid ${m.pid}): ${admitted}`);
-      void this.control.send(routingId, { type: MessageType.Dismiss, reason: `the coordinator refused this host: ${admitted}`, failed: true });
+      void this.control.send(routingId, { type: MessageType.Dismiss, reason: `the coordinator refused this host: ${admitted}`, failed: true, rejoin: false });
       return;
     }
     this.log.info(`host ${describeHost(admitted)} joined with ${m.workers} worker(s)`);
@@ -101,8 +101,11 @@ export class HostRendezvous {
     this.log.info(`all ${this.cluster.worldSize} workers present: this host ${describeRanks(0, this.localWorkers)}; ${this.table.hosts.map(describeHost).join('; ')}`);
   }
 
-  /** The run is over: each agent stops its workers (at once when it failed). */
-  dismissAll(reason: string, failed: boolean): void {
-    for (const host of this.table.hosts) void this.control.send(host.routingId, { type: MessageType.Dismiss, reason, failed }).catch(() => undefined);
+  /**
+   * The run (or this attempt of it) is over: each agent stops its workers (at once when it
+   * failed); with `rejoin` the run restarts and each agent joins it again.
+   */
+  dismissAll(reason: string, failed: boolean, rejoin = false): void {
+    for (const host of this.table.hosts) void this.control.send(host.routingId, { type: MessageType.Dismiss, reason, failed, rejoin }).catch(() => undefined);
   }
 }

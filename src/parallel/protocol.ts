@@ -15,7 +15,7 @@ import { ProtocolError } from '../errors';
  * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
  * (hosts of a multi-host run may have different builds installed).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 export enum MessageType {
   /** worker -> coordinator: started; here is my ring endpoint. */
@@ -166,6 +166,8 @@ export interface DismissMessage {
   reason: string;
   /** The run failed (or the join was refused): stop the workers now, they may be stuck. */
   failed: boolean;
+  /** The run restarts from its newest checkpoint (--max-restarts): join it again once the workers are gone. */
+  rejoin: boolean;
 }
 export interface WorkerExitMessage {
   type: MessageType.WorkerExit;
@@ -265,7 +267,7 @@ const SCHEMAS: Schemas = {
     workers: countField,
   },
   [MessageType.Welcome]: { firstRank: rankField, worldSize: countField, config: objectField },
-  [MessageType.Dismiss]: { reason: stringField, failed: booleanField },
+  [MessageType.Dismiss]: { reason: stringField, failed: booleanField, rejoin: booleanField },
   [MessageType.WorkerExit]: { rank: rankField, code: nullableInt, signal: nullableString },
   [MessageType.HostError]: { name: stringField, message: stringField },
 };

@@ -1,16 +1,18 @@
 /**
- * Checkpoints: one self-describing binary file, written atomically (temp file, fsync, rename),
- * so a crash or Ctrl-C mid-write leaves the previous checkpoint intact.
+ * Checkpoints: one self-describing binary file, written atomically (temp file, fsync, rename;
+ * checkpoint-store.ts writes them), so a crash or Ctrl-C mid-write leaves the previous one intact.
  *
  * Layout: MAGIC | u32 header length | JSON header | float32 tensors back to back.
  * The header holds the frozen config (like nanoGPT), the position (epoch, step), the schedule
- * and optimizer state, the RNG seed and the table of tensors.
+ * and optimizer state, the RNG seed, the table of tensors and a SHA-256 of the tensor bytes,
+ * so a truncated or damaged file is refused on load instead of training on garbage.
  */
+import { createHash, webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TRAIN_DEFAULTS, validateTrainConfig, type TrainConfig } from '../config';
 import { CheckpointError } from '../errors';
-import { writeAtomic } from '../atomic-write';
+import type { MetricSums } from './metrics';
 import type { OptimizerState } from './optimizer';
 import type { ScheduleState } from './schedule';
 
@@ -24,6 +26,11 @@ interface TensorEntry {
   /** Offset in float32 elements into the data section. */
   offset: number;
   length: number;
+}
+
+export interface EpochSoFar {
+  sums: MetricSums;
+  skipped: number;
 }
 
 export interface TrainingPosition {
@@ -42,12 +49,21 @@ export interface CheckpointContents {
   bestValTop1Error: number;
   /** Every random choice derives from (seed, epoch, step): this is the whole RNG state. */
   rng: { seed: number };
+  /**
+   * The current epoch's training metric sums and skipped images up to `position`, so a resumed
+   * epoch's record counts every step of it (absent in older checkpoints: counted from the resume).
+   */
+  epochSoFar?: EpochSoFar;
   weights: { name: string; shape: number[]; data: Float32Array }[];
   optimizer: OptimizerState;
 }
 
 interface Header extends Omit<CheckpointContents, 'weights' | 'optimizer'> {
   version: 1;
+  /** Hex SHA-256 of the tensor section (absent in checkpoints written before it was added). */
+  dataSha256?: string;
+  /** Bytes in the tensor section. */
+  dataBytes?: number;
   weights: TensorEntry[];
   optimizer: { name: OptimizerState['name']; iterations: number; slots: Record<string, TensorEntry[]> };
 }
@@ -61,7 +77,17 @@ function reviveNonFinite(_key: string, value: unknown): unknown {
   return typeof value === 'string' && NON_FINITE.has(value) ? NON_FINITE.get(value) : value;
 }
 
-export function encodeCheckpoint(c: CheckpointContents): Buffer {
+/**
+ * A checkpoint's tensors copied into one buffer (training may change them right after) with
+ * the header that describes them, not yet hashed: the part of writing a checkpoint that
+ * training must wait for.
+ */
+export interface CheckpointSnapshot {
+  header: Omit<Header, 'dataSha256' | 'dataBytes'>;
+  data: Buffer;
+}
+
+export function snapshotCheckpoint(c: CheckpointContents): CheckpointSnapshot {
   const blobs: Float32Array[] = [];
   let offset = 0;
   const entry = (name: string, shape: number[], data: Float32Array): TensorEntry => {
@@ -75,25 +101,42 @@ export function encodeCheckpoint(c: CheckpointContents): Buffer {
   for (const [slot, arrays] of Object.entries(c.optimizer.slots)) {
     slots[slot] = arrays.map((a, i) => entry(`${c.weights[i].name}/${slot}`, c.weights[i].shape, a));
   }
-  const header: Header = {
-    ...c,
-    version: 1,
-    weights,
-    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
-  };
-  const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
-  const len = Buffer.alloc(4);
-  len.writeUInt32LE(json.length);
   const data = Buffer.alloc(offset * 4);
   let at = 0;
   for (const b of blobs) {
     Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(data, at);
     at += b.byteLength;
   }
-  return Buffer.concat([MAGIC, len, json, data]);
+  const header = { ...c, version: 1 as const, weights, optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots } };
+  return { header, data };
+}
+
+/** MAGIC | header length | header, for a snapshot whose tensor bytes hash to `digest`. */
+function headerBytes(s: CheckpointSnapshot, digest: string): Buffer {
+  const header: Header = { ...s.header, dataSha256: digest, dataBytes: s.data.length };
+  const json = Buffer.from(JSON.stringify(header, replaceNonFinite));
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
+  return Buffer.concat([MAGIC, len, json]);
+}
+
+/**
+ * A snapshot's file contents, as [header, tensors] (written one after the other, not copied
+ * together). The SHA-256 runs on libuv's threads (WebCrypto), off the training loop's thread.
+ */
+export async function encodeSnapshot(s: CheckpointSnapshot): Promise<Buffer[]> {
+  const digest = Buffer.from(await webcrypto.subtle.digest('SHA-256', s.data)).toString('hex');
+  return [headerBytes(s, digest), s.data];
+}
+
+export function encodeCheckpoint(c: CheckpointContents): Buffer {
+  const s = snapshotCheckpoint(c);
+  return Buffer.concat([headerBytes(s, sha256(s.data)), s.data]);
 }
 
 const HEADER_START = MAGIC.length + 4;
+
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** The JSON header's length, after checking the magic bytes. */
 function headerLength(prefix: Buffer, file: string): number {
@@ -130,6 +173,13 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
   const jsonLen = headerLength(bytes, file);
   const header = parseHeader(bytes.subarray(HEADER_START, HEADER_START + jsonLen), file);
   const dataStart = HEADER_START + jsonLen;
+  const section = bytes.subarray(dataStart);
+  if (header.dataBytes !== undefined && section.length !== header.dataBytes) {
+    throw new CheckpointError(`${file} is truncated: ${section.length} of ${header.dataBytes} tensor bytes`);
+  }
+  if (header.dataSha256 !== undefined && sha256(section) !== header.dataSha256) {
+    throw new CheckpointError(`${file} is corrupt: its tensor bytes do not match the checksum in its header`);
+  }
   // Copy into an aligned buffer: Float32Array views need 4-byte alignment.
   const data = new Float32Array(bytes.length - dataStart >= 0 ? (bytes.length - dataStart) >> 2 : 0);
   Buffer.from(data.buffer).set(bytes.subarray(dataStart, dataStart + data.length * 4));
@@ -146,14 +196,10 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
     schedule: header.schedule,
     bestValTop1Error: header.bestValTop1Error,
     rng: header.rng,
+    epochSoFar: header.epochSoFar,
     weights: header.weights.map((e) => ({ name: e.name, shape: e.shape, data: read(e) })),
     optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots },
   };
-}
-
-export function saveCheckpoint(file: string, c: CheckpointContents): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeAtomic(file, encodeCheckpoint(c));
 }
 
 /** Loads a checkpoint file, or `last.ckpt` inside a run directory. */

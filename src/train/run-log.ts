@@ -4,11 +4,13 @@
  * the tests read. Each line is one JSON record, so a run that crashes mid-append loses at most
  * that line, and a resumed run appends on.
  *
- *   metrics.jsonl  one EpochRecord per epoch, then one TestRecord at the end
+ *   metrics.jsonl  one EpochRecord per epoch, then one TestRecord at the end; between them
+ *                  events: a CheckpointEvent per step checkpoint, a RestartEvent per restart
  *   steps.jsonl    one StepRecord every --log-every steps
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { RestartEvent } from '../parallel/restarts';
 import type { MetricSummary } from './metrics';
 
 export const METRICS_FILE = 'metrics.jsonl';
@@ -32,6 +34,26 @@ export interface EpochRecord {
 export interface TestRecord {
   test: MetricSummary;
   tta: number;
+}
+
+/** A line of metrics.jsonl that is an event, not a metric: its `event` field says which. */
+export type RunEvent = CheckpointEvent | RestartEventRecord;
+
+/** A step checkpoint was written, and how long training waited for it. */
+export interface CheckpointEvent {
+  event: 'checkpoint';
+  file: string;
+  globalStep: number;
+  bytes: number;
+  /** How long training waited: the snapshot (and a previous write still running). */
+  stallMs: number;
+  /** The atomic write, in the background. */
+  writeMs: number;
+}
+
+/** The coordinator restarted the workers (--max-restarts). */
+export interface RestartEventRecord extends RestartEvent {
+  event: 'restart';
 }
 
 /** One line of steps.jsonl (--log-every N): the training metrics of the last N steps. */
@@ -63,12 +85,15 @@ function appendLine(runDir: string, file: string, record: object): void {
 export const appendEpochRecord = (runDir: string, r: EpochRecord): void => appendLine(runDir, METRICS_FILE, r);
 export const appendTestRecord = (runDir: string, r: TestRecord): void => appendLine(runDir, METRICS_FILE, r);
 export const appendStepRecord = (runDir: string, r: StepRecord): void => appendLine(runDir, STEPS_FILE, r);
+export const appendRunEvent = (runDir: string, r: RunEvent): void => appendLine(runDir, METRICS_FILE, r);
 
 export interface RunMetrics {
   /** One per epoch, in epoch order; a later line for the same epoch (a resumed run) wins. */
   epochs: EpochRecord[];
   /** The last test line, if the run got that far. */
   test: TestRecord | null;
+  /** Checkpoint and restart events, in file order. */
+  events: RunEvent[];
   /** Lines that are not JSON or not a known record (a crash mid-append leaves half a line). */
   badLines: number;
 }
@@ -120,18 +145,27 @@ function jsonLines(text: string): unknown[] {
     });
 }
 
+/** An event line as written (its fields are this program's own); null if it is not one. */
+function runEventOf(v: unknown): RunEvent | null {
+  if (!isObject(v) || (v.event !== 'checkpoint' && v.event !== 'restart')) return null;
+  return v as unknown as RunEvent;
+}
+
 export function parseMetricsJsonl(text: string): RunMetrics {
   const byEpoch = new Map<number, EpochRecord>();
   let test: TestRecord | null = null;
+  const events: RunEvent[] = [];
   let badLines = 0;
   for (const value of jsonLines(text)) {
     const record = epochRecordOf(value);
     const testSummary = isObject(value) ? summaryOf(value.test) : null;
+    const event = runEventOf(value);
     if (record) byEpoch.set(record.epoch, record);
     else if (testSummary && isObject(value)) test = { test: testSummary, tta: num(value.tta) };
+    else if (event) events.push(event);
     else badLines++;
   }
-  return { epochs: [...byEpoch.values()].sort((a, b) => a.epoch - b.epoch), test, badLines };
+  return { epochs: [...byEpoch.values()].sort((a, b) => a.epoch - b.epoch), test, events, badLines };
 }
 
 /** The step records of steps.jsonl; unreadable lines (a run still writing) are left out. */

@@ -14,7 +14,9 @@ import { cachedStatsPath, computeStats, findStats, saveStatsFirstWritable, STATS
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../log';
-import { checkCompatible, loadCheckpoint, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './checkpoint';
+import { emptySums } from './metrics';
+import { loadResume } from './checkpoint-store';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
 import * as tf from '@tensorflow/tfjs';
@@ -28,6 +30,8 @@ export interface RunState {
   scheduleOptions: ScheduleOptions;
   schedule: ScheduleState;
   position: TrainingPosition;
+  /** The current epoch's metric sums so far (checkpointed with the position). */
+  epochSoFar: EpochSoFar;
   bestValTop1Error: number;
 }
 
@@ -113,17 +117,20 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     scheduleOptions,
     schedule: initialScheduleState(scheduleOptions),
     position: { epoch: 0, stepInEpoch: 0, globalStep: 0 },
+    epochSoFar: { sums: emptySums(), skipped: 0 },
     bestValTop1Error: Infinity,
   };
   if (config.resume != null) {
-    const ckpt = loadCheckpoint(config.resume);
-    checkCompatible(ckpt, config.preset, dataset.classes, config.resume);
-    setWeights(model, ckpt.weights, config.resume);
+    // A run directory resumes from its newest checkpoint that loads (a damaged one is named and skipped).
+    const { file, contents: ckpt } = loadResume(config.resume, log);
+    checkCompatible(ckpt, config.preset, dataset.classes, file);
+    setWeights(model, ckpt.weights, file);
     optimizer.setState(ckpt.optimizer);
     state.schedule = ckpt.schedule;
     state.position = ckpt.position;
+    if (ckpt.epochSoFar) state.epochSoFar = ckpt.epochSoFar;
     state.bestValTop1Error = ckpt.bestValTop1Error ?? Infinity;
-    log.info(`resumed from ${config.resume}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
+    log.info(`resumed from ${file}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
   }
   return state;
 }

@@ -19,11 +19,12 @@ import { exportGraphModel } from '../model/export';
 import type { Collective } from '../parallel/collective';
 import { formatPercent } from '../text-format';
 import { BadFileLog } from './bad-files';
-import { BEST_CHECKPOINT, LAST_CHECKPOINT, saveCheckpoint, type CheckpointContents } from './checkpoint';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
+import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
 import { FusionBuffer } from './fusion-buffer';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
-import { appendEpochRecord, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
+import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
 import { evalBatch, trainStep, type StepTimings } from './step';
@@ -51,6 +52,8 @@ export interface TrainerDeps {
   onChecksum?: (weights: Float32Array, globalStep: number) => Promise<void>;
   /** On rank 0 after each epoch's files are written (redraws the run report). */
   onEpochEnd?: (runDir: string) => Promise<void>;
+  /** How checkpoint bytes reach the disk (default: atomic write); tests inject storage faults. */
+  writeCheckpoint?: WriteFile;
 }
 
 /** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
@@ -71,6 +74,7 @@ function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents 
     schedule: state.schedule,
     bestValTop1Error: state.bestValTop1Error,
     rng: { seed: config.seed },
+    epochSoFar: state.epochSoFar,
     weights: state.model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array })),
     optimizer: state.optimizer.getState(),
   };
@@ -81,6 +85,10 @@ export class Trainer {
   private readonly rank: number;
   private readonly worldSize: number;
   private readonly badFiles: BadFileLog;
+  private readonly checkpoints: CheckpointStore;
+  private readonly checkpointTimer: CheckpointTimer;
+  /** The step checkpoint being written in the background (one at a time, in order). */
+  private stepWrite: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly config: TrainConfig,
@@ -90,6 +98,8 @@ export class Trainer {
     this.worldSize = deps.collective?.worldSize ?? 1;
     this.isMaster = this.rank === 0;
     this.badFiles = new BadFileLog(config.runDir, deps.log);
+    this.checkpoints = new CheckpointStore(config.runDir, config.keepCheckpoints, deps.writeCheckpoint);
+    this.checkpointTimer = new CheckpointTimer(config.checkpointEverySteps, config.checkpointEveryMin, performance.now());
   }
 
   private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
@@ -130,9 +140,10 @@ export class Trainer {
       const lr = state.schedule.lr;
       const bar = new ProgressBar(`Epoch ${epoch + 1}/${config.epochs}`, deps.log, deps.tty && this.isMaster);
       const epochStart = performance.now();
-      let sums = emptySums();
+      // A resumed epoch starts from the sums of its steps before the checkpoint.
+      let { sums, skipped } = state.epochSoFar;
+      const resumedImages = sums.count; // not trained by this process: left out of images/s
       let windowSums = emptySums(); // the steps since the last steps.jsonl line
-      let skipped = 0;
       let step = 0;
       let waitStart = performance.now();
       for await (const batch of trainLoader.epoch(epoch)) {
@@ -155,19 +166,20 @@ export class Trainer {
         sums = addSums(sums, result.sums);
         windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
+        state.epochSoFar = { sums, skipped };
         const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
         deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
           const s = summarize(sums);
-          bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: (sums.count / elapsedMs) * 1000, elapsedMs });
+          bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: ((sums.count - resumedImages) / elapsedMs) * 1000, elapsedMs });
         }
         if (this.isMaster && config.logEverySteps > 0 && (step % config.logEverySteps === 0 || step === stepsPerEpoch)) {
           appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
           windowSums = emptySums();
         }
         await this.maybeChecksum(state);
-        if (config.checkpointEverySteps > 0 && state.position.globalStep % config.checkpointEverySteps === 0) this.save(state, LAST_CHECKPOINT);
+        if (this.isMaster && this.checkpointTimer.due(state.position.globalStep, performance.now())) await this.saveStep(state);
         if (result.stop) {
           stopped = true;
           break;
@@ -180,16 +192,18 @@ export class Trainer {
       const val = valLoader ? await this.evaluate(state, valLoader, epoch) : null;
       state.schedule = advanceSchedule(state.scheduleOptions, state.schedule, epoch, val?.top1Error ?? NaN);
       state.position = { epoch: epoch + 1, stepInEpoch: 0, globalStep: state.position.globalStep };
-      const record: EpochRecord = { epoch: epoch + 1, globalStep: state.position.globalStep, lr, train: summarize(sums), val, imagesPerSec: (sums.count / epochMs) * 1000, epochMs, skippedImages: skipped };
+      state.epochSoFar = { sums: emptySums(), skipped: 0 };
+      const record: EpochRecord = { epoch: epoch + 1, globalStep: state.position.globalStep, lr, train: summarize(sums), val, imagesPerSec: ((sums.count - resumedImages) / epochMs) * 1000, epochMs, skippedImages: skipped };
       epochs.push(record);
       await this.endEpoch(state, record);
     }
     if (stopped) {
-      this.save(state, LAST_CHECKPOINT);
+      await this.save(state, LAST_CHECKPOINT);
       if (this.isMaster) deps.log.info(`stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`);
       return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
     }
     const test = await this.finalTest(state);
+    await this.stepWrite;
     return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
   }
 
@@ -225,8 +239,34 @@ export class Trainer {
     return summarize(sums);
   }
 
-  private save(state: RunState, name: string): void {
-    if (this.isMaster) saveCheckpoint(path.join(this.config.runDir, name), checkpointOf(this.config, state));
+  /** A checkpoint training waits for (epoch ends, Ctrl-C); a storage error ends the run. */
+  private async save(state: RunState, name: string): Promise<void> {
+    if (!this.isMaster) return;
+    await this.stepWrite;
+    await this.checkpoints.save(name, checkpointOf(this.config, state));
+    this.checkpointTimer.saved(performance.now());
+  }
+
+  /**
+   * A step checkpoint (rank 0): the snapshot now, the write in the background. The stall
+   * (waiting for the previous write, plus the snapshot) is logged and recorded in
+   * metrics.jsonl. A storage error (a full disk) is a warning: the previous checkpoint is
+   * intact and training goes on.
+   */
+  private async saveStep(state: RunState): Promise<void> {
+    const started = performance.now();
+    await this.stepWrite;
+    const write = this.checkpoints.beginStep(checkpointOf(this.config, state));
+    const stallMs = performance.now() - started;
+    this.checkpointTimer.saved(performance.now());
+    const { log } = this.deps;
+    this.stepWrite = write.written.then(
+      ({ file, bytes, globalStep, writeMs }) => {
+        log.info(`checkpoint ${path.basename(file)} (${(bytes / 1e6).toFixed(1)} MB) at global step ${globalStep}: training stalled ${stallMs.toFixed(0)} ms, written in the background in ${writeMs.toFixed(0)} ms`);
+        appendRunEvent(this.config.runDir, { event: 'checkpoint', file: path.basename(file), globalStep, bytes, stallMs, writeMs });
+      },
+      (err: unknown) => log.warn(err instanceof Error ? err.message : String(err)),
+    );
   }
 
   private async exportModel(state: RunState, folder: string): Promise<void> {
@@ -255,10 +295,10 @@ export class Trainer {
     const valError = record.val?.top1Error ?? NaN;
     if (!Number.isNaN(valError) && valError < state.bestValTop1Error) {
       state.bestValTop1Error = valError;
-      this.save(state, BEST_CHECKPOINT);
+      await this.save(state, BEST_CHECKPOINT);
       await this.exportModel(state, 'best-model');
     }
-    this.save(state, LAST_CHECKPOINT);
+    await this.save(state, LAST_CHECKPOINT);
     await this.deps.onEpochEnd?.(this.config.runDir);
   }
 

@@ -13,6 +13,7 @@ import { trainDataParallel } from '../../src/command-handlers';
 import { faultyWorkerEnv } from './fixtures/faulty-worker';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { METRICS_FILE, parseMetricsJsonl } from '../../src/train/run-log';
+import { loadNewestCheckpoint } from '../../src/train/checkpoint-store';
 import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
@@ -103,10 +104,12 @@ t.test('skipped images are counted over all ranks: the same per epoch for 1 and 
 t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
   const runDir = path.join(root, 'killed');
   const log = memoryLogger();
-  const run = trainDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60']), cpu(2), log);
+  // --max-restarts 0: the run ends at the first failure (fault-tolerance.test.ts tests restarts).
+  const run = trainDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60', '--max-restarts', '0']), cpu(2), log);
   // Wait for a checkpoint (so some steps ran), then kill rank 1.
   const started = Date.now();
-  while (!fs.existsSync(path.join(runDir, 'last.ckpt')) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
+  const checkpointed = () => fs.existsSync(runDir) && fs.readdirSync(runDir).some((n) => n.endsWith('.ckpt'));
+  while (!checkpointed() && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
   const pids = workerPids(log.lines);
   t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
   const killedAt = Date.now();
@@ -114,7 +117,9 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   await t.rejects(run, /rank 1 was killed by SIGKILL at epoch \d+, step \d+/);
   t.ok(Date.now() - killedAt < 10_000, `noticed in ${Date.now() - killedAt} ms`);
   t.notOk(pids.some(isAlive), 'no orphan worker left');
-  const ckpt = loadCheckpoint(runDir);
+  const newest = loadNewestCheckpoint(runDir, memoryLogger());
+  if (newest === null) throw new Error(`no loadable checkpoint in ${runDir}`);
+  const ckpt = newest.contents;
   t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
   const resumed = await trainDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
   t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
@@ -133,7 +138,7 @@ for (const [kind, what, pattern] of [
     });
     const log = memoryLogger();
     const started = Date.now();
-    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3']), cpu(2), log), pattern);
+    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0']), cpu(2), log), pattern);
     t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
     const pids = workerPids(log.lines);
     t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);

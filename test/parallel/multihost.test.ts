@@ -169,7 +169,8 @@ t.test('a host with another key file is refused; the coordinator times out with 
 });
 
 t.test("a worker that crashes on the joined host is named with its host; every process stops", async (t) => {
-  const coordinator = startCli(coordinatorArgs(path.join(root, 'crash'), ['--join-timeout', '60']));
+  // --max-restarts 0: the run ends at the first failure (rejoin.test.ts tests restarts across hosts).
+  const coordinator = startCli(coordinatorArgs(path.join(root, 'crash'), ['--join-timeout', '60', '--max-restarts', '0']));
   const address = (await coordinator.waitFor(ADDRESS))[1];
   // The fault hook reaches the joined host's worker through its agent's environment.
   const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1'], { ...process.env, ...faultyWorkerEnv(1, 2, 'crash') });

@@ -52,7 +52,7 @@ const samples: ControlMessage[] = [
   { type: MessageType.Done, rank: 1, steps: 1000, result: null },
   { type: MessageType.Join, protocolVersion: PROTOCOL_VERSION, host: 'node-b', address: '10.0.0.2', pid: 4321, workers: 2 },
   { type: MessageType.Welcome, firstRank: 2, worldSize: 4, config: { batchSize: 128 } },
-  { type: MessageType.Dismiss, reason: 'finished', failed: false },
+  { type: MessageType.Dismiss, reason: 'finished', failed: false, rejoin: false },
   { type: MessageType.WorkerExit, rank: 2, code: 3, signal: null },
   { type: MessageType.WorkerExit, rank: 3, code: null, signal: 'SIGKILL' },
   { type: MessageType.HostError, name: 'ConfigError', message: 'dataset /data does not exist on node-b' },
@@ -82,7 +82,8 @@ t.test('malformed messages are ProtocolErrors that say what is wrong', async (t)
     [{ type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: {}, curve: null }, /unexpected field 'curve'/],
     [{ type: 'config', rank: 0, worldSize: 2, nextEndpoint: 'x', config: [] }, /'config' must be an object/],
     [{ type: 'join', protocolVersion: 2, host: 'b', address: 'x', pid: 1, workers: 0 }, /'workers' must be an integer >= 1/],
-    [{ type: 'dismiss', reason: 'r', failed: 'yes' }, /'failed' must be a boolean/],
+    [{ type: 'dismiss', reason: 'r', failed: 'yes', rejoin: false }, /'failed' must be a boolean/],
+    [{ type: 'dismiss', reason: 'r', failed: true }, /'rejoin' is missing/],
     [{ type: 'workerExit', rank: 1, code: 1.5, signal: null }, /'code' must be an integer/],
     [{ type: 'error', rank: 0, name: 'E', message: 'm' }, /'stack' is missing/],
   ];

@@ -95,6 +95,7 @@ t.test('resume continues exactly: same next-epoch loss as an uninterrupted run',
   const a = straight.result.epochs[1].train.loss;
   const b = resumed.result.epochs[resumed.result.epochs.length - 1].train.loss;
   t.equal(b, a, `epoch 2 loss after resume ${b} equals uninterrupted ${a}`);
+  t.same(resumed.result.epochs[0].train, straight.result.epochs[0].train, 'the resumed epoch counts its steps before the checkpoint too');
   t.equal(resumed.result.test?.top1Error, straight.result.test?.top1Error);
 });
 
