@@ -15,6 +15,7 @@ import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 import { ensureNativeAddon } from '../helpers/native-addon';
+import { maxRelativeDifference } from '../helpers/weights';
 
 const { addon, skipReason } = ensureNativeAddon();
 
@@ -36,15 +37,6 @@ t.test('2 native workers at global batch 12 = 1 native worker at batch 12 (dropo
   const a = loadCheckpoint(path.join(root, 'one'));
   const b = loadCheckpoint(path.join(root, 'two'));
   t.same(b.position, a.position);
-  let maxRel = 0;
-  a.weights.forEach((w, i) => {
-    let diff = 0;
-    let ref = 0;
-    for (let k = 0; k < w.data.length; k++) {
-      diff = Math.max(diff, Math.abs(w.data[k] - b.weights[i].data[k]));
-      ref = Math.max(ref, Math.abs(w.data[k]));
-    }
-    maxRel = Math.max(maxRel, diff / ref);
-  });
+  const maxRel = maxRelativeDifference(a.weights, b.weights);
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
 });

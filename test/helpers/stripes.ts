@@ -6,21 +6,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
+import { mulberry32 } from '../../src/data/rng';
 
 export const STRIPE_CLASSES = ['horizontal', 'vertical', 'checker'];
 
-function mulberry(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function stripeImage(file: string, cls: number, seed: number, sizePx = 36): Promise<void> {
-  const rnd = mulberry(seed);
+  const rng = mulberry32(seed);
+  const rnd = () => rng.nextFloat();
   const period = 4 + Math.floor(rnd() * 5);
   const phase = Math.floor(rnd() * period);
   const px = Buffer.alloc(sizePx * sizePx * 3);

@@ -18,6 +18,7 @@ import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
+import { maxRelativeDifference } from '../helpers/weights';
 
 const root = tempDir(t);
 let data = '';
@@ -66,16 +67,7 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
   const b = loadCheckpoint(path.join(root, 'two'));
   t.same(b.position, a.position);
   t.same(b.weights.map((w) => w.name), a.weights.map((w) => w.name), 'the same tensors on both sides');
-  let maxRel = 0;
-  a.weights.forEach((w, i) => {
-    let diff = 0;
-    let ref = 0;
-    for (let k = 0; k < w.data.length; k++) {
-      diff = Math.max(diff, Math.abs(w.data[k] - b.weights[i].data[k]));
-      ref = Math.max(ref, Math.abs(w.data[k]));
-    }
-    maxRel = Math.max(maxRel, diff / ref);
-  });
+  const maxRel = maxRelativeDifference(a.weights, b.weights);
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
 });
 

@@ -19,6 +19,7 @@ import { METRICS_FILE, parseMetricsJsonl, type RestartEventRecord } from '../../
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 import { faultyWorkerEnv } from './fixtures/faulty-worker';
+import { mulberry32 } from '../../src/data/rng';
 
 const root = tempDir(t);
 let data = '';
@@ -38,20 +39,10 @@ const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) =
 ];
 const cpu2 = { kind: 'cpu' as const, worldSize: 2, gpuIds: [], note: null };
 
-/** A seeded PRNG (mulberry32): the chaos schedule is the same on every run of the test. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(s ^ (s >>> 15), 1 | s);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** `kills` distinct global steps in 2 .. total-1, ascending, each with the rank to kill. */
 export function chaosSchedule(seed: number, kills: number, total: number, worldSize: number): { globalStep: number; rank: number }[] {
-  const rnd = mulberry32(seed);
+  const rng = mulberry32(seed); // seeded: the chaos schedule is the same on every run of the test
+  const rnd = () => rng.nextFloat();
   const steps = new Set<number>();
   while (steps.size < kills) steps.add(2 + Math.floor(rnd() * (total - 2)));
   return [...steps].sort((a, b) => a - b).map((globalStep) => ({ globalStep, rank: Math.floor(rnd() * worldSize) }));
