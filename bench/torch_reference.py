@@ -288,7 +288,8 @@ def train(rank, args, spec, stats, data, port):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="image folder with train/val/test and our stats.json")
+    p.add_argument("--data", required=True, help="image folder with train/val/test")
+    p.add_argument("--stats", help="our dataset statistics (alexnet data stats --out FILE); default: <data>/stats.json")
     p.add_argument("--spec", required=True, help="a ModelSpec as JSON (a file path), from buildSpec()")
     p.add_argument("--out", required=True, help="metrics JSONL to write")
     p.add_argument("--world", type=int, default=1, help="processes (one thread each)")
@@ -310,7 +311,7 @@ def main():
     args = p.parse_args()
     with open(args.spec) as f:
         spec = json.load(f)
-    with open(os.path.join(args.data, "stats.json")) as f:
+    with open(args.stats or os.path.join(args.data, "stats.json")) as f:
         stats = json.load(f)
     classes = class_names(args.data)
     size = spec["resizeSize"]

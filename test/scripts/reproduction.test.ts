@@ -85,16 +85,18 @@ t.test('tables: the gap in points, lr drops, never-reached thresholds', async (t
 
 const noTorch = pythonUnavailable('import torch, PIL');
 t.test('the PyTorch reference trains on an image folder and writes our metrics format', { skip: noTorch ?? false }, async (t) => {
-  const stats = spawnSync(process.execPath, [path.resolve('dist/src/cli.js'), 'data', 'stats', data], { encoding: 'utf8' });
-  t.equal(stats.status, 0, `alexnet data stats: ${stats.stderr}`);
   const dir = tempDir(t);
+  // Our statistics, where the reference reads them (the dataset folder itself is never written).
+  const statsFile = path.join(dir, 'stats.json');
+  const stats = spawnSync(process.execPath, [path.resolve('dist/src/cli.js'), 'data', 'stats', data, '--out', statsFile], { encoding: 'utf8' });
+  t.equal(stats.status, 0, `alexnet data stats: ${stats.stderr}`);
   const specFile = path.join(dir, 'spec.json');
   fs.writeFileSync(specFile, JSON.stringify(buildSpec('small', { init: 'he' })));
   const out = path.join(dir, 'metrics.jsonl');
   const args = referenceArgs(data, specFile, out, 2);
   const world = args.indexOf('--world');
   args[world + 1] = '1'; // one process keeps the test light; the 2-process path is what the reproduction runs
-  const run = spawnSync(SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...args, '--batch', '8'], { encoding: 'utf8' });
+  const run = spawnSync(SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...args, '--batch', '8', '--stats', statsFile], { encoding: 'utf8' });
   t.equal(run.status, 0, run.stderr.split('\n').slice(-5).join('\n'));
   const m = parseMetricsJsonl(fs.readFileSync(out, 'utf8'));
   t.equal(m.epochs.length, 2);
