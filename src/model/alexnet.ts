@@ -70,10 +70,19 @@ export function countParams(spec: ModelSpec, numClasses: number): number {
   return layerShapes(spec, numClasses).reduce((sum, r) => sum + r.params, 0);
 }
 
+/**
+ * The seed to give tf.randomNormal for our seed `n` (any whole number >= 0). Its generator takes
+ * a seed of 0 as no seed at all and draws from Math.random(): with the default --seed 0, conv1's
+ * initial weights differed on every run. Shifted by one. (tf.dropout reads 0 as a seed.)
+ */
+export function tfSeed(n: number): number {
+  return n + 1;
+}
+
 /** Deterministic normal initialiser: every rank that uses the same seed builds the same model. */
 function initWeight(shape: number[], std: number | 'he', fanIn: number, seed: number): tf.Tensor {
   const s = std === 'he' ? Math.sqrt(2 / fanIn) : std;
-  return tf.randomNormal(shape, 0, s, 'float32', seed);
+  return tf.randomNormal(shape, 0, s, 'float32', tfSeed(seed));
 }
 
 /** Creates the variables with the paper's initialisation (or He's, when the spec says so). */

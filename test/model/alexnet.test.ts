@@ -118,3 +118,18 @@ t.test('grouped conv: group g sees only input maps of group g', async (t) => {
   t.ok(maxErr < 1e-5, `max abs error ${maxErr}`);
   t.same(got.shape, [2, 5, 5, 4]);
 });
+
+t.test('seed 0 is a seed: the same weights and dropout masks every time (tfjs reads 0 as "no seed")', async (t) => {
+  const spec = buildSpec('small');
+  const a = createAlexNet(spec, 3, 0);
+  const b = createAlexNet(spec, 3, 0);
+  a.params.forEach((p, i) => t.same(p.variable.dataSync(), b.params[i].variable.dataSync(), `${p.name} equal`));
+  const images = tf.randomUniform([2, spec.inputSize, spec.inputSize, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+  const first = forward(a, images, { training: true, dropoutSeed: 0 }).dataSync();
+  const second = forward(a, images, { training: true, dropoutSeed: 0 }).dataSync();
+  t.same(first, second, 'dropout masks of step 0, rank 0, seed 0 repeat');
+  const other = createAlexNet(spec, 3, 1);
+  t.not(other.params[0].variable.dataSync()[0], a.params[0].variable.dataSync()[0], 'seeds 0 and 1 differ');
+  [a, b, other].forEach(disposeModel);
+  images.dispose();
+});
