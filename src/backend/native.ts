@@ -89,8 +89,15 @@ export function registerNativeBackend(addon: DnnlAddon): void {
     if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null) tf.unregisterKernel(config.kernelName, NATIVE_BACKEND_NAME);
     tf.registerKernel(config);
   }
-  // Priority 0: never picked by tfjs on its own; initBackend chooses it explicitly.
-  tf.registerBackend(NATIVE_BACKEND_NAME, cpuFactory, 0);
+  // Priority 0: never picked by tfjs on its own; initBackend chooses it explicitly. The cpu
+  // backend's first write prints "Hi, looks like you are running TensorFlow.js in Node.js ...
+  // install our node backend": wrong advice on this backend, and once per worker.
+  const quietFactory = () => {
+    const backend = cpuFactory() as tf.KernelBackend & { firstUse?: boolean };
+    backend.firstUse = false;
+    return backend;
+  };
+  tf.registerBackend(NATIVE_BACKEND_NAME, quietFactory, 0);
   registered = true;
 }
 
