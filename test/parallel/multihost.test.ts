@@ -163,7 +163,9 @@ t.test('a host with another key file is refused; the coordinator times out with 
   t.match(joiner.output(), /refused this host's CURVE handshake .*copy of the coordinator's key file/);
   t.notMatch(joiner.output(), /started \d+ workers/, 'no worker was started');
   t.equal(await coordinator.exitCode, 1, 'the coordinator gives up');
-  t.match(coordinator.output(), /refused a connection to tcp:\S+: it does not hold the cluster key/);
+  // Which side gives up first is timing: the coordinator sees a failed decryption, or (on a
+  // loaded machine) the client hanging up mid-handshake; either is logged as a refusal.
+  t.match(coordinator.output(), /refused a connection to tcp:\S+: (it does not hold the cluster key|the peer hung up during the handshake)/);
   t.match(coordinator.output(), /rendezvous: only 1 of 2 workers joined at tcp:\S+ within 8 s\. Start 'alexnet join/);
   t.notMatch(coordinator.output(), /\n\s+at /, 'no stack trace');
 });
