@@ -147,6 +147,26 @@ export interface ForwardOptions {
   training: boolean;
   /** Seed of this step's dropout masks: a function of (run seed, step, rank), for exact resume. */
   dropoutSeed?: number;
+  /** Index of `images`' first image in the worker's share of the batch (micro-batches): keys the masks. */
+  dropoutOffset?: number;
+}
+
+/** Seed of one image's mask in one dropout layer: distinct for images below 100,003 per (seed, layer). */
+export function dropoutMaskSeed(stepSeed: number, layer: number, image: number): number {
+  return ((stepSeed * 31 + layer) % 2_147_483_647) * 100_003 + image;
+}
+
+/**
+ * Inverted dropout with one seeded mask row per image, so an image's mask is the same whether
+ * it runs in one batch or in micro-batches of any size (the result does not depend on
+ * --micro-batch). Same keep rule as tf.dropout: keep where u + (1 - rate) >= 1.
+ */
+function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, offset: number): tf.Tensor2D {
+  const [n, units] = h.shape;
+  const keep = 1 - rate;
+  const rows = Array.from({ length: n }, (_, i) => tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, offset + i)));
+  const u = rows.length === 1 ? rows[0] : tf.concat(rows, 0);
+  return tf.mul(h, tf.div(tf.floor(tf.add(u, keep)), keep)) as tf.Tensor2D;
 }
 
 /** images NHWC [n, size, size, 3] -> logits [n, classes]. */
@@ -168,7 +188,7 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   let h = tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
-  const drop = (t: tf.Tensor2D) => (rate > 0 ? (tf.dropout(t, rate, undefined, (opts.dropoutSeed ?? 0) * 7 + dropIndex++) as tf.Tensor2D) : t);
+  const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutOffset ?? 0) : t);
   for (let l = 0; l < spec.hidden.length; l++) {
     if (spec.dropoutPlacement === 'before') h = drop(h);
     h = dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, spec.activation);
