@@ -98,7 +98,7 @@ export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): Me
 }
 
 export function formatGiB(bytes: number): string {
-  return `${(bytes / GIB).toFixed(1)} GiB`;
+  return bytes < GIB / 10 ? `${(bytes / 2 ** 20).toFixed(0)} MiB` : `${(bytes / GIB).toFixed(1)} GiB`;
 }
 
 export interface MicroBatchChoice {

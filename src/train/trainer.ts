@@ -25,7 +25,7 @@ import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
 import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
 import { FusionBuffer } from './fusion-buffer';
-import { chooseMicroBatch, memoryBudget, stepMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
+import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
 import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
@@ -58,8 +58,12 @@ export interface TrainerDeps {
   onEpochEnd?: (runDir: string) => Promise<void>;
   /** How checkpoint bytes reach the disk (default: atomic write); tests inject storage faults. */
   writeCheckpoint?: WriteFile;
-  /** Worker processes sharing this machine's memory (default: the world size, the cautious guess). */
-  localWorkers?: number;
+  /**
+   * What this machine's memory offers the run, read before the first step to choose the
+   * micro-batch (default: os.totalmem(), os.freemem() plus this process's RSS, and the world
+   * size as the local worker count, the cautious guess); tests give a small machine.
+   */
+  machineMemory?: () => MachineMemory;
 }
 
 /** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
@@ -79,11 +83,15 @@ function memoryBackend(): MemoryBackend {
  * This rank's micro-batch: its largest share of the global batch against the backend's memory
  * (memory.ts). Throws a ConfigError before the first step when not even one image fits.
  */
-export function microBatchFor(config: TrainConfig, state: RunState, worldSize: number, localWorkers: number): MicroBatchChoice {
+export function microBatchFor(config: TrainConfig, state: RunState, worldSize: number, machine: MachineMemory): MicroBatchChoice {
   const backend = memoryBackend();
   const memory = stepMemory(state.model.spec, state.model.numClasses, backend, config.optimizer === 'adam' ? 2 : 1);
-  const budget = memoryBudget(backend, { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers });
-  return chooseMicroBatch(Math.ceil(config.batchSize / worldSize), config.microBatch, memory, budget);
+  return chooseMicroBatch(Math.ceil(config.batchSize / worldSize), config.microBatch, memory, memoryBudget(backend, machine));
+}
+
+/** This machine's memory as the OS reports it; our own RSS counts as available to us. */
+function osMachineMemory(localWorkers: number): MachineMemory {
+  return { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers };
 }
 
 /** A fusion buffer shaped for the model's parameters. */
@@ -151,7 +159,7 @@ export class Trainer {
     const { config, deps } = this;
     const state = await buildRunState(config, this.isMaster, deps.log);
     const { model } = state;
-    const micro = microBatchFor(config, state, this.worldSize, deps.localWorkers ?? this.worldSize);
+    const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
     if (this.isMaster) deps.log.info(micro.reason);
     if (deps.collective) await this.syncInitialWeights(state, deps.collective);
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
