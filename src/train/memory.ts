@@ -91,7 +91,7 @@ export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): Me
   const workers = Math.max(1, machine.localWorkers);
   // Free memory now, plus what was not yet taken by the other workers starting beside us.
   const machineShare = Math.min(machine.totalBytes / workers, machine.freeBytes / workers);
-  const share = `${formatGiB(machineShare)} of ${workers > 1 ? `${workers} workers' ` : ''}free memory`;
+  const share = workers > 1 ? `free memory split over ${workers} local workers` : 'free memory';
   if (backend === 'node-gpu') return { bytes: Infinity, source: 'GPU memory is not estimated' };
   if (backend === 'wasm' && WASM_HEAP_BYTES < machineShare) return { bytes: WASM_HEAP_BYTES, source: 'the 4 GiB wasm heap' };
   return { bytes: machineShare, source: share };
