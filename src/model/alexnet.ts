@@ -145,26 +145,30 @@ function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activatio
 export interface ForwardOptions {
   /** Dropout on (training) or off (evaluation, or the "same answer at any worker count" tests). */
   training: boolean;
-  /** Seed of this step's dropout masks: a function of (run seed, step, rank), for exact resume. */
+  /** Seed of this step's dropout masks: a function of (run seed, global step), for exact resume. */
   dropoutSeed?: number;
-  /** Index of `images`' first image in the worker's share of the batch (micro-batches): keys the masks. */
-  dropoutOffset?: number;
+  /**
+   * One key per image (its index in the training split): with the step's seed it picks the
+   * image's masks. Default: 0, 1, 2, ... (the image's place in `images`).
+   */
+  dropoutKeys?: ArrayLike<number>;
 }
 
-/** Seed of one image's mask in one dropout layer: distinct for images below 100,003 per (seed, layer). */
-export function dropoutMaskSeed(stepSeed: number, layer: number, image: number): number {
-  return ((stepSeed * 31 + layer) % 2_147_483_647) * 100_003 + image;
+/** Seed of one image's mask in one dropout layer: distinct for keys below 100,003 per (seed, layer). */
+export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): number {
+  return ((stepSeed * 31 + layer) % 2_147_483_647) * 100_003 + key;
 }
 
 /**
- * Inverted dropout with one seeded mask row per image, so an image's mask is the same whether
- * it runs in one batch or in micro-batches of any size (the result does not depend on
- * --micro-batch). Same keep rule as tf.dropout: keep where u + (1 - rate) >= 1.
+ * Inverted dropout with one seeded mask row per image, keyed by the image, so its mask is the
+ * same whether it runs in one batch, in micro-batches of any size, or on any rank (the result
+ * depends on neither --micro-batch nor the worker count). Same keep rule as tf.dropout: keep
+ * where u + (1 - rate) >= 1.
  */
-function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, offset: number): tf.Tensor2D {
+function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, keys: ArrayLike<number> | undefined): tf.Tensor2D {
   const [n, units] = h.shape;
   const keep = 1 - rate;
-  const rows = Array.from({ length: n }, (_, i) => tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, offset + i)));
+  const rows = Array.from({ length: n }, (_, i) => tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i)));
   const u = rows.length === 1 ? rows[0] : tf.concat(rows, 0);
   return tf.mul(h, tf.div(tf.floor(tf.add(u, keep)), keep)) as tf.Tensor2D;
 }
@@ -188,7 +192,7 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   let h = tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
-  const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutOffset ?? 0) : t);
+  const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t);
   for (let l = 0; l < spec.hidden.length; l++) {
     if (spec.dropoutPlacement === 'before') h = drop(h);
     h = dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, spec.activation);

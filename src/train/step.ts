@@ -66,18 +66,18 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
 }
 
 /**
- * Forward + backward of `batch`'s images [offset, offset + count): summed-loss gradients and
- * metric sums. `offset` keys the dropout masks per image (alexnet.ts), so they do not depend on
- * how the batch is cut into micro-batches.
+ * Forward + backward of one (micro-)batch: summed-loss gradients and metric sums. Each image's
+ * dropout masks are keyed by its sample index (alexnet.ts), so they do not depend on how the
+ * batch is cut into micro-batches or shared among ranks.
  */
-function microGradients(model: AlexNet, batch: Batch, offset: number, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
+function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
   try {
     const vars = model.params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => {
-      const out = forward(model, x, { training: true, dropoutSeed, dropoutOffset: offset });
+      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices });
       logits = tf.keep(out);
       const oneHot = tf.oneHot(labels, model.numClasses);
       return tf.losses.softmaxCrossEntropy(oneHot, out, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
@@ -106,7 +106,7 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, micro
   let offset = 0;
   for (const n of microBatchSizes(batch.count, microBatch > 0 ? microBatch : batch.count)) {
     const part = n === batch.count ? batch : sliceBatch(batch, model.spec.inputSize, offset, n);
-    const local = microGradients(model, part, offset, dropoutSeed);
+    const local = microGradients(model, part, dropoutSeed);
     if (offset === 0) {
       grads = local.grads;
     } else {

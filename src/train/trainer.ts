@@ -66,9 +66,12 @@ export interface TrainerDeps {
   machineMemory?: () => MachineMemory;
 }
 
-/** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
-export function dropoutSeedFor(seed: number, globalStep: number, rank: number): number {
-  return (seed * 1_000_003 + globalStep * 131 + rank) % 2_147_483_647;
+/**
+ * Seeds dropout per (run seed, global step): resume replays the same masks. Each image's masks
+ * then come from this seed and its sample index (alexnet.ts), the same on any rank.
+ */
+export function dropoutSeedFor(seed: number, globalStep: number): number {
+  return (seed * 1_000_003 + globalStep * 131) % 2_147_483_647;
 }
 
 /** The memory estimate's name for the running backend (tfjs' own name when initBackend was not called). */
@@ -191,7 +194,7 @@ export class Trainer {
         const dataWaitMs = performance.now() - waitStart;
         const result = await trainStep(model, state.optimizer, batch, {
           lr,
-          dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep, this.rank),
+          dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep),
           collective: deps.collective,
           fusion,
           stopVote: deps.shouldStop(),
