@@ -8,6 +8,7 @@
  * (unfused bias/ReLU copies, LRN's saved norms, each layer's input gradient), measured per
  * backend on the paper preset; fixed bytes = the parameters times the copies a step holds.
  */
+import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
 import { countParams, layerShapes } from '../model/alexnet';
 import type { ModelSpec } from '../model/presets';
@@ -22,7 +23,7 @@ const SAFETY = 0.8;
 
 /**
  * Live bytes per image per byte of layer outputs during forward+backward: the slope of peak RSS
- * (VmHWM) over the batch size of a paper step, measured 2026-12-01 (1000 classes): native
+ * over the batch size of a paper step (bench/memory-probe.ts, 1000 classes, 2026-12-01): native
  * 20 MB per image (batch 32 -> 128: 1.7 -> 3.6 GB), factor 3.6; wasm 20-24 MB (batch 8 -> 32
  * -> 64: 2.4 -> 3.0 -> 3.6 GB), factor 4.3. Rounded up; cpu and node (not measured) get more.
  */
@@ -40,7 +41,8 @@ export const ACTIVATION_FACTOR: Record<MemoryBackend, number> = {
  */
 const PARAM_COPIES = 5;
 
-export type MemoryBackend = 'native' | 'wasm' | 'cpu' | 'node' | 'node-gpu';
+/** The backends that run (BackendInfo['active']). */
+export type MemoryBackend = Exclude<BackendChoice, 'auto'>;
 
 /** What a step of this model costs in bytes: per image, and fixed. */
 export interface StepMemory {

@@ -77,7 +77,7 @@ export function dropoutSeedFor(seed: number, globalStep: number): number {
 /** The memory estimate's name for the running backend (tfjs' own name when initBackend was not called). */
 function memoryBackend(): MemoryBackend {
   const active = currentBackend()?.active;
-  if (active === 'node-gpu' || active === 'node' || active === 'native' || active === 'wasm' || active === 'cpu') return active;
+  if (active != null) return active;
   const name = tf.getBackend();
   return name === 'native' || name === 'wasm' ? name : name === 'tensorflow' ? 'node' : 'cpu';
 }
