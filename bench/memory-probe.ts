@@ -7,8 +7,10 @@
  *   node dist/bench/memory-probe.js --backend wasm --batch 64 --micro-batch 32
  *
  * Prints one JSON line: the backend, the batch, the micro-batch, the peak RSS before the first
- * step and after two (MiB), each step's seconds, and what memory.ts estimates for the batch.
+ * step and after two (MiB), the wasm heap's size, each step's seconds, and what memory.ts
+ * estimates for the batch.
  */
+import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { initBackend } from '../src/backend';
 import { BACKEND_CHOICES, PRESET_NAMES, TRAIN_DEFAULTS } from '../src/config';
@@ -21,6 +23,11 @@ import { Optimizer } from '../src/train/optimizer';
 import { trainStep } from '../src/train/step';
 
 const CLASSES = 1000;
+
+function wasmHeapBytes(): number {
+  const backend = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return backend.wasm?.HEAPU8?.length ?? 0;
+}
 
 async function main(): Promise<void> {
   const args = yargs(process.argv.slice(2))
@@ -64,6 +71,8 @@ async function main(): Promise<void> {
     peakBeforeMiB: Math.round(before),
     peakMiB: Math.round(peakMiB()),
     stepSec,
+    // The wasm heap only grows: its size after the steps is their peak inside the 4 GiB.
+    wasmHeapMiB: info.active === 'wasm' ? Math.round(wasmHeapBytes() / 2 ** 20) : null,
     estimateMiB: Math.round((estimate.fixedBytes + Math.min(n, args['micro-batch'] || n) * estimate.bytesPerImage) / 2 ** 20),
   }));
 }

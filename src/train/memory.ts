@@ -22,26 +22,32 @@ export const WASM_HEAP_BYTES = 4 * GIB;
 const SAFETY = 0.8;
 
 /**
- * Live bytes per image per byte of layer outputs during forward+backward: the slope of peak RSS
- * over the batch size of a paper step (bench/memory-probe.ts, 1000 classes, 2026-12-01): native
- * 20 MB per image (batch 32 -> 128: 1.7 -> 3.6 GB), factor 3.6; wasm 20-24 MB (batch 8 -> 32
- * -> 64: 2.4 -> 3.0 -> 3.6 GB), factor 4.3. Rounded up; cpu and node (not measured) get more.
+ * Live bytes per image per byte of layer outputs during forward+backward, and parameter-sized
+ * buffers alive in a step besides the optimizer state (weights, gradients, the fusion buffer and
+ * its unpacked copy, the update's temporaries, the allocator's leftovers). Measured on paper
+ * steps with bench/memory-probe.ts (1000 classes, 61M parameters, 2026-12-01):
+ * - native: peak RSS 1.7 GB at batch 32, 3.6 GB at 128: 20 MB per image (factor 3.6), about
+ *   4 parameter copies besides Node itself;
+ * - wasm: the heap 2508 MiB at batch 16, 3433 MiB at 64: 19.3 MiB per image (factor 3.6) on
+ *   top of 2200 MiB, 9.4 parameter copies.
+ * Rounded up; cpu and node (not measured) get a margin over native's.
  */
 export const ACTIVATION_FACTOR: Record<MemoryBackend, number> = {
   native: 4,
-  wasm: 5,
+  wasm: 4,
   cpu: 6,
   node: 6,
   'node-gpu': 6,
 };
 
-/**
- * Parameter-sized buffers alive in a step besides the optimizer state: the weights, their
- * gradients, the fusion buffer and its unpacked copy, and the update's temporaries.
- */
-const PARAM_COPIES = 5;
+export const PARAM_COPIES: Record<MemoryBackend, number> = {
+  native: 5,
+  wasm: 9,
+  cpu: 6,
+  node: 6,
+  'node-gpu': 6,
+};
 
-/** The backends that run (BackendInfo['active']). */
 export type MemoryBackend = Exclude<BackendChoice, 'auto'>;
 
 /** What a step of this model costs in bytes: per image, and fixed. */
@@ -65,7 +71,7 @@ export function stepMemory(spec: ModelSpec, numClasses: number, backend: MemoryB
   return {
     activationElements: elements,
     bytesPerImage: 4 * elements * ACTIVATION_FACTOR[backend],
-    fixedBytes: 4 * countParams(spec, numClasses) * (PARAM_COPIES + optimizerSlots),
+    fixedBytes: 4 * countParams(spec, numClasses) * (PARAM_COPIES[backend] + optimizerSlots),
   };
 }
 

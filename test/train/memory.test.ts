@@ -22,7 +22,7 @@ t.test('fixed bytes grow with the optimizer state; bytes per image with the back
   const adam = stepMemory(paper, 1000, 'native', 2);
   t.ok(adam.fixedBytes > sgd.fixedBytes);
   t.ok(sgd.fixedBytes > 6 * 4 * 60e6 && sgd.fixedBytes < 6 * 4 * 63e6, '~61M parameters, 6 copies');
-  t.ok(stepMemory(paper, 1000, 'wasm', 1).bytesPerImage > sgd.bytesPerImage, 'wasm keeps more per image than native');
+  t.ok(stepMemory(paper, 1000, 'wasm', 1).fixedBytes > sgd.fixedBytes, 'the wasm heap holds more parameter copies than native');
 });
 
 t.test('the budget: the wasm heap caps wasm, the machine share caps the others', async (t) => {
@@ -37,7 +37,8 @@ t.test('the budget: the wasm heap caps wasm, the machine share caps the others',
 
 t.test('the paper recipe on wasm is cut into micro-batches; on a big native machine it fits whole', async (t) => {
   const wasm = chooseMicroBatch(128, 0, stepMemory(paper, 1000, 'wasm', 1), memoryBudget('wasm', machine(23, 20)));
-  t.equal(wasm.size, 64, 'two even micro-batches (batch 64 measured at 3.6 GB peak RSS on wasm, 128 crashed)');
+  // Measured: the heap reached 3433 MiB of 4096 at batch 64; 128 crashed. At most 43 plans for 80%.
+  t.equal(wasm.size, 43, 'three even micro-batches, 43 + 43 + 42');
   t.match(wasm.reason, /micro-batch \d+ of 128 images per worker: the whole share does not fit .*4 GiB wasm heap/);
   const native = chooseMicroBatch(128, 0, stepMemory(paper, 1000, 'native', 1), memoryBudget('native', machine(23, 20)));
   t.equal(native.size, 128);
