@@ -154,9 +154,9 @@ export interface ForwardOptions {
   dropoutKeys?: ArrayLike<number>;
 }
 
-/** Seed of one image's mask in one dropout layer: distinct for keys below 100,003 per (seed, layer). */
-export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): number {
-  return ((stepSeed * 31 + layer) % 2_147_483_647) * 100_003 + key;
+/** Seed of one image's mask in one dropout layer: a string (tfjs seeds alea with it), so no two collide. */
+export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): string {
+  return `${stepSeed}/${layer}/${key}`;
 }
 
 /**
