@@ -48,6 +48,7 @@ export const PARAM_COPIES: Record<MemoryBackend, number> = {
   'node-gpu': 6,
 };
 
+/** The backends that run (BackendInfo['active'] in src/backend). */
 export type MemoryBackend = Exclude<BackendChoice, 'auto'>;
 
 /** What a step of this model costs in bytes: per image, and fixed. */
@@ -97,7 +98,7 @@ export interface MemoryBudget {
  */
 export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): MemoryBudget {
   const workers = Math.max(1, machine.localWorkers);
-  // Free memory now, plus what was not yet taken by the other workers starting beside us.
+  // Split evenly: the other local workers start at the same time, their memory not yet taken.
   const machineShare = Math.min(machine.totalBytes / workers, machine.freeBytes / workers);
   const share = workers > 1 ? `free memory split over ${workers} local workers` : 'free memory';
   if (backend === 'node-gpu') return { bytes: Infinity, source: 'GPU memory is not estimated' };
@@ -118,13 +119,14 @@ export interface MicroBatchChoice {
 
 /**
  * The micro-batch of a worker whose share of the batch is `share` images: the whole share when
- * it fits the budget, else the fewest micro-batches that fit, of even sizes. `forced` (--micro-batch N > 0) wins.
- * Throws a ConfigError, before any step, when not even one image fits.
+ * it fits the budget, else the fewest micro-batches that fit, of even sizes. `forced`
+ * (--micro-batch N > 0) wins. Throws a ConfigError, before any step, when not even one image fits.
  */
 export function chooseMicroBatch(share: number, forced: number, memory: StepMemory, budget: MemoryBudget): MicroBatchChoice {
   const whole = Math.max(1, share);
   const need = (n: number) => memory.fixedBytes + n * memory.bytesPerImage;
-  const estimate = `~${formatGiB(need(whole))} for ${whole} image${whole === 1 ? '' : 's'}, budget ${formatGiB(budget.bytes)} (${budget.source})`;
+  const limit = Number.isFinite(budget.bytes) ? `budget ${formatGiB(budget.bytes)} (${budget.source})` : budget.source;
+  const estimate = `~${formatGiB(need(whole))} for ${whole} image${whole === 1 ? '' : 's'}, ${limit}`;
   if (forced > 0) {
     const size = Math.min(forced, whole);
     return { size, reason: `micro-batch ${size} of ${whole} images per worker (--micro-batch ${forced}; estimate ${estimate})` };

@@ -33,6 +33,9 @@ t.test('the budget: the wasm heap caps wasm, the machine share caps the others',
   t.equal(memoryBudget('native', machine(64, 60, 4)).bytes, 15 * GIB, 'split over the local workers');
   t.equal(memoryBudget('cpu', machine(8, 60)).bytes, 8 * GIB, 'never more than the total');
   t.equal(memoryBudget('node-gpu', machine(64, 60)).bytes, Infinity);
+  const gpu = chooseMicroBatch(128, 0, stepMemory(paper, 1000, 'node-gpu', 1), memoryBudget('node-gpu', machine(64, 60)));
+  t.equal(gpu.size, 128);
+  t.match(gpu.reason, /^micro-batch 128: the worker's whole share \(~[\d.]+ GiB for 128 images, GPU memory is not estimated\)$/);
 });
 
 t.test('the paper recipe on wasm is cut into micro-batches; on a big native machine it fits whole', async (t) => {
