@@ -18,10 +18,17 @@ export interface StepSample {
   /** Images in the step over all ranks (the count rides the all-reduce). */
   images: number;
   partsMs: Record<StepPart, number>;
+  /** The reporting worker's peak resident memory so far. */
+  peakRssMb: number;
+}
+
+/** The largest peak resident memory any worker reported: what one worker needs. */
+export function peakRssPerWorkerMb(samples: readonly StepSample[]): number {
+  return samples.reduce((peak, s) => Math.max(peak, s.peakRssMb), 0);
 }
 
 export function sampleOf(m: StepReportMessage, atMs: number): StepSample {
-  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs } };
+  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs }, peakRssMb: m.peakRssMb };
 }
 
 /** Warm-up steps, then `reps` repetitions of `stepsPerRep` consecutive steps each. */
@@ -116,6 +123,8 @@ export interface OursResult extends Throughput {
   backend: string;
   /** Peak resident memory of the run's own process (the whole model with one worker; the coordinator with more). */
   maxRssMb: number;
+  /** The largest peak resident memory of one worker (reported with its steps); absent in older result files. */
+  workerPeakRssMb?: number;
   command: string;
 }
 
@@ -161,7 +170,7 @@ function efficiencyCell(rows: readonly TrainRow[], row: TrainRow, pick: (r: Trai
 /** img/s (median, and the range of the repetitions), ratio to PyTorch, scaling efficiency. */
 export function throughputTable(rows: readonly TrainRow[]): string {
   return formatTable(
-    ['preset', 'workers', 'batch/worker', 'ours img/s (range)', 'PyTorch img/s (range)', 'ours / PyTorch', 'ours scaling eff.', 'PyTorch scaling eff.', 'load avg'],
+    ['preset', 'workers', 'batch/worker', 'ours img/s (range)', 'PyTorch img/s (range)', 'ours / PyTorch', 'ours scaling eff.', 'PyTorch scaling eff.', 'peak RSS per worker', 'load avg'],
     rows.map((r) => [
       r.preset,
       r.workers,
@@ -171,9 +180,10 @@ export function throughputTable(rows: readonly TrainRow[]): string {
       typeof r.torch === 'string' ? '-' : `${fixed(r.ours.imagesPerSec / r.torch.imagesPerSec, 2)}x`,
       efficiencyCell(rows, r, (x) => x.ours),
       efficiencyCell(rows, r, (x) => x.torch),
+      r.ours.workerPeakRssMb != null ? `${fixed(r.ours.workerPeakRssMb / 1024, 2)} GiB` : '-',
       `${fixed(r.loadAverage[0], 1)}-${fixed(r.loadAverage[1], 1)}`,
     ]),
-    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
 }
 

@@ -27,6 +27,7 @@ import { forkScript, nextMessage } from '../src/parallel/fork-script';
 import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './harness';
 import { trainArgs, type RunReply, type RunSpec } from './train-run';
 import {
+  peakRssPerWorkerMb,
   repImagesPerSec,
   stepBreakdown,
   throughputOf,
@@ -111,6 +112,7 @@ async function runOurs(spec: RunSpec, plan: RepPlan): Promise<OursResult> {
       samples: reply.samples,
       backend: reply.backend,
       maxRssMb: reply.maxRssMb,
+      workerPeakRssMb: peakRssPerWorkerMb(reply.samples),
       command: `alexnet train ${trainArgs(spec).join(' ')}`,
     };
   } finally {

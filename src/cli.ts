@@ -40,6 +40,7 @@ export function trainOptions(y: Argv): Argv {
     .option('preset', { choices: PRESET_NAMES, default: d('preset'), describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' })
     .option('epochs', { type: 'number', default: d('epochs'), describe: 'passes over the training split' })
     .option('batch-size', { type: 'number', default: d('batch-size'), describe: 'global batch in images, split across all workers' })
+    .option('micro-batch', { type: 'number', default: d('micro-batch'), describe: "images per forward+backward in a worker; its share of the batch runs in micro-batches whose gradients add up (0: the largest that the backend's memory fits)" })
     .option('max-steps', { type: 'number', default: d('max-steps'), describe: 'cap on steps per epoch (0: the whole split)' })
     .option('train-limit', { type: 'number', default: d('train-limit'), describe: 'use a seeded subset of this many training images (0: all)' })
     .option('optimizer', { choices: OPTIMIZER_NAMES, default: d('optimizer'), describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" })

@@ -81,6 +81,12 @@ export interface TrainConfig {
   epochs: number;
   /** Global batch in images: split across all workers each step. */
   batchSize: number;
+  /**
+   * Images per forward+backward inside a worker (0: chosen from a memory estimate). A worker's
+   * share of the batch runs in micro-batches of this size whose gradients add up before the
+   * all-reduce, so the update is the one of the whole batch.
+   */
+  microBatch: number;
   /** Stop each epoch after this many steps (0: the whole split). For quick runs and benchmarks. */
   maxStepsPerEpoch: number;
   /** Use at most this many training images (0: all), a seeded subset. */
@@ -160,6 +166,7 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   model: { activation: 'relu', lrn: true, overlappingPool: true, dropoutRate: null, init: 'preset' },
   epochs: 90,
   batchSize: 128,
+  microBatch: 0,
   maxStepsPerEpoch: 0,
   trainLimit: 0,
   optimizer: 'sgd',
@@ -204,6 +211,7 @@ export const TRAIN_FLAGS = {
   'model.init': 'init',
   epochs: 'epochs',
   batchSize: 'batch-size',
+  microBatch: 'micro-batch',
   maxStepsPerEpoch: 'max-steps',
   trainLimit: 'train-limit',
   optimizer: 'optimizer',
@@ -276,6 +284,7 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     },
     epochs: r.count('epochs'),
     batchSize: r.count('batchSize'),
+    microBatch: r.count('microBatch', true),
     maxStepsPerEpoch: r.count('maxStepsPerEpoch', true),
     trainLimit: r.count('trainLimit', true),
     optimizer: r.oneOf('optimizer', OPTIMIZER_NAMES),

@@ -30,6 +30,8 @@ t.test('a bad value names the flag on the command line and the field when receiv
   t.throws(() => parse(['--data', DATA, '--batch-size', '0']), { name: 'ConfigError', message: '--batch-size must be a whole number >= 1, got 0' });
   t.throws(() => parse(['--data', DATA, '--dropout', '1']), { message: '--dropout must be in [0, 1), got 1' });
   t.throws(() => parse(['--data', DATA, '--tta', '5']), { message: /--tta must be 1 .* or 10/ });
+  t.throws(() => parse(['--data', DATA, '--micro-batch', '1.5']), { message: '--micro-batch must be a whole number >= 0, got 1.5' });
+  t.equal(parse(['--data', DATA]).microBatch, 0, '--micro-batch defaults to 0: chosen from the memory estimate');
   const good = trainConfig({ data: DATA, runDir: '/tmp/r' });
   const source = 'rank 1: the config from the coordinator';
   t.throws(() => validateTrainConfig({ ...good, batchSize: 'lots' }, source), { message: `${source}: config field batchSize must be a number, got 'lots'` });

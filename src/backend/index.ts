@@ -114,6 +114,11 @@ export async function initBackend(requested: BackendChoice, gpuVisible: boolean,
   throw new ConfigError(`no TensorFlow.js backend could start (${notes.join('; ')})`);
 }
 
+/** The backend this process initialised (null before initBackend): the memory estimate reads it. */
+export function currentBackend(): BackendInfo | null {
+  return current;
+}
+
 /** One line for the start of a run. */
 export function describeBackend(info: BackendInfo): string {
   const passed = info.notes.length > 0 ? ` (passed over: ${info.notes.join('; ')})` : '';

@@ -154,8 +154,32 @@ function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activatio
 export interface ForwardOptions {
   /** Dropout on (training) or off (evaluation, or the "same answer at any worker count" tests). */
   training: boolean;
-  /** Seed of this step's dropout masks: a function of (run seed, step, rank), for exact resume. */
+  /** Seed of this step's dropout masks: a function of (run seed, global step), for exact resume. */
   dropoutSeed?: number;
+  /**
+   * One key per image (its index in the training split): with the step's seed it picks the
+   * image's masks. Default: 0, 1, 2, ... (the image's place in `images`).
+   */
+  dropoutKeys?: ArrayLike<number>;
+}
+
+/** Seed of one image's mask in one dropout layer: a string (tfjs seeds alea with it), so no two collide. */
+export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): string {
+  return `${stepSeed}/${layer}/${key}`;
+}
+
+/**
+ * Inverted dropout with one seeded mask row per image, keyed by the image, so its mask is the
+ * same whether it runs in one batch, in micro-batches of any size, or on any rank (the result
+ * depends on neither --micro-batch nor the worker count). Same keep rule as tf.dropout: keep
+ * where u + (1 - rate) >= 1.
+ */
+function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, keys: ArrayLike<number> | undefined): tf.Tensor2D {
+  const [n, units] = h.shape;
+  const keep = 1 - rate;
+  const rows = Array.from({ length: n }, (_, i) => tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i)));
+  const u = rows.length === 1 ? rows[0] : tf.concat(rows, 0);
+  return tf.mul(h, tf.div(tf.floor(tf.add(u, keep)), keep)) as tf.Tensor2D;
 }
 
 /** images NHWC [n, size, size, 3] -> logits [n, classes]. */
@@ -177,7 +201,7 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   let h = tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
-  const drop = (t: tf.Tensor2D) => (rate > 0 ? (tf.dropout(t, rate, undefined, (opts.dropoutSeed ?? 0) * 7 + dropIndex++) as tf.Tensor2D) : t);
+  const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t);
   for (let l = 0; l < spec.hidden.length; l++) {
     if (spec.dropoutPlacement === 'before') h = drop(h);
     h = dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, spec.activation);

@@ -81,6 +81,8 @@ export interface StepReportMessage {
   images: number;
   /** Each part of the step's time on this rank. */
   timingsMs: Record<StepTiming, number>;
+  /** This worker process's peak resident memory so far (the benchmark's memory per worker). */
+  peakRssMb: number;
 }
 
 /** The parts of a step a StepReport times, in the order they happen. */
@@ -109,6 +111,8 @@ export function stepReportMessage(rank: number, r: StepFacts): StepReportMessage
     stepMs: r.timings.computeMs + r.timings.copyMs + r.timings.reduceMs + r.timings.updateMs,
     images: r.sums.count,
     timingsMs: Object.fromEntries(STEP_TIMINGS.map((name) => [name, r.timings[name]])) as Record<StepTiming, number>,
+    // getrusage's high-water mark: one syscall, made in the worker that reports the step.
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
   };
 }
 
@@ -248,6 +252,7 @@ const SCHEMAS: Schemas = {
     stepMs: numberField,
     images: rankField,
     timingsMs: timingsField,
+    peakRssMb: numberField,
   },
   [MessageType.Checksum]: { rank: rankField, step: rankField, checksum: stringField },
   [MessageType.Heartbeat]: { rank: rankField, timeMs: numberField },

@@ -13,7 +13,8 @@ import type { AlexNet } from '../model/alexnet';
 import { forward } from '../model/alexnet';
 import type { Collective } from '../parallel/collective';
 import type { FusionBuffer } from './fusion-buffer';
-import { batchSums, emptySums, type MetricSums } from './metrics';
+import { addSums, batchSums, emptySums, type MetricSums } from './metrics';
+import { microBatchSizes } from './memory';
 import type { Optimizer } from './optimizer';
 
 export interface StepTimings {
@@ -42,6 +43,8 @@ export interface StepOptions {
   fusion: FusionBuffer | null;
   /** This rank's wish to stop after this step (Ctrl-C, a shutdown request). */
   stopVote: boolean;
+  /** Images per forward+backward (0 or absent: the whole share at once); see memory.ts. */
+  microBatch?: number;
 }
 
 function imagesTensor(model: AlexNet, batch: Batch): tf.Tensor4D {
@@ -49,18 +52,32 @@ function imagesTensor(model: AlexNet, batch: Batch): tf.Tensor4D {
   return tf.tensor4d(batch.images, [batch.images.length / (s * s * 3), s, s, 3]);
 }
 
-/** Forward + backward on this rank's images: summed-loss gradients and the batch's metric sums. */
-function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
-  if (batch.count === 0) {
-    return { grads: model.params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
-  }
+/** Images [from, from + n) of a training batch (one crop per image), as a batch of their own. */
+function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): Batch {
+  const per = imageSize * imageSize * 3;
+  return {
+    ...batch,
+    images: batch.images.subarray(from * per, (from + n) * per),
+    labels: batch.labels.subarray(from, from + n),
+    sampleIndices: batch.sampleIndices.subarray(from, from + n),
+    count: n,
+    skipped: 0,
+  };
+}
+
+/**
+ * Forward + backward of one (micro-)batch: summed-loss gradients and metric sums. Each image's
+ * dropout masks are keyed by its sample index (alexnet.ts), so they do not depend on how the
+ * batch is cut into micro-batches or shared among ranks.
+ */
+function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
   try {
     const vars = model.params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => {
-      const out = forward(model, x, { training: true, dropoutSeed });
+      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices });
       logits = tf.keep(out);
       const oneHot = tf.oneHot(labels, model.numClasses);
       return tf.losses.softmaxCrossEntropy(oneHot, out, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
@@ -75,9 +92,37 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { gr
   }
 }
 
+/**
+ * Forward + backward on this rank's images, `microBatch` images at a time: the gradients of a
+ * summed loss add, so the sum over micro-batches is the gradient of the whole share (up to
+ * float rounding), and so are the metric sums. Only one micro-batch's activations are alive.
+ */
+function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): { grads: tf.Tensor[]; sums: MetricSums } {
+  if (batch.count === 0) {
+    return { grads: model.params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
+  }
+  let grads: tf.Tensor[] = [];
+  let sums = emptySums();
+  let offset = 0;
+  for (const n of microBatchSizes(batch.count, microBatch > 0 ? microBatch : batch.count)) {
+    const part = n === batch.count ? batch : sliceBatch(batch, model.spec.inputSize, offset, n);
+    const local = microGradients(model, part, dropoutSeed);
+    if (offset === 0) {
+      grads = local.grads;
+    } else {
+      const summed = grads.map((g, i) => tf.add(g, local.grads[i]));
+      tf.dispose([...grads, ...local.grads]);
+      grads = summed;
+    }
+    sums = addSums(sums, local.sums);
+    offset += n;
+  }
+  return { grads, sums };
+}
+
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
   const t0 = performance.now();
-  const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed);
+  const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
   const t1 = performance.now();
   const { collective, fusion } = opts;
   if (collective == null || fusion == null) {

@@ -9,7 +9,10 @@
  * report), so the loop depends on no process, socket or report code.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { currentBackend } from '../backend';
 import type { TrainConfig } from '../config';
 import type { Sample } from '../data/dataset';
 import { BatchLoader, type LoaderMode } from '../data/loader';
@@ -22,6 +25,7 @@ import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
 import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
 import { FusionBuffer } from './fusion-buffer';
+import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
 import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
@@ -54,11 +58,43 @@ export interface TrainerDeps {
   onEpochEnd?: (runDir: string) => Promise<void>;
   /** How checkpoint bytes reach the disk (default: atomic write); tests inject storage faults. */
   writeCheckpoint?: WriteFile;
+  /**
+   * What this machine's memory offers the run, read before the first step to choose the
+   * micro-batch (default: os.totalmem(), os.freemem() plus this process's RSS, and the world
+   * size as the local worker count, the cautious guess); tests give a small machine.
+   */
+  machineMemory?: () => MachineMemory;
 }
 
-/** Seeds dropout per (run seed, global step, rank): resume replays the same masks. */
-export function dropoutSeedFor(seed: number, globalStep: number, rank: number): number {
-  return (seed * 1_000_003 + globalStep * 131 + rank) % 2_147_483_647;
+/**
+ * Seeds dropout per (run seed, global step): resume replays the same masks. Each image's masks
+ * then come from this seed and its sample index (alexnet.ts), the same on any rank.
+ */
+export function dropoutSeedFor(seed: number, globalStep: number): number {
+  return (seed * 1_000_003 + globalStep * 131) % 2_147_483_647;
+}
+
+/** The memory estimate's name for the running backend (tfjs' own name when initBackend was not called). */
+function memoryBackend(): MemoryBackend {
+  const active = currentBackend()?.active;
+  if (active != null) return active;
+  const name = tf.getBackend();
+  return name === 'native' || name === 'wasm' ? name : name === 'tensorflow' ? 'node' : 'cpu';
+}
+
+/**
+ * This rank's micro-batch: its largest share of the global batch against the backend's memory
+ * (memory.ts). Throws a ConfigError before the first step when not even one image fits.
+ */
+export function microBatchFor(config: TrainConfig, state: RunState, worldSize: number, machine: MachineMemory): MicroBatchChoice {
+  const backend = memoryBackend();
+  const memory = stepMemory(state.model.spec, state.model.numClasses, backend, config.optimizer === 'adam' ? 2 : 1);
+  return chooseMicroBatch(Math.ceil(config.batchSize / worldSize), config.microBatch, memory, memoryBudget(backend, machine));
+}
+
+/** This machine's memory as the OS reports it; our own RSS counts as available to us. */
+function osMachineMemory(localWorkers: number): MachineMemory {
+  return { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers };
 }
 
 /** A fusion buffer shaped for the model's parameters. */
@@ -126,6 +162,8 @@ export class Trainer {
     const { config, deps } = this;
     const state = await buildRunState(config, this.isMaster, deps.log);
     const { model } = state;
+    const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
+    if (this.isMaster) deps.log.info(micro.reason);
     if (deps.collective) await this.syncInitialWeights(state, deps.collective);
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
     const trainLoader = this.loader(state.train, state.stats, 'train', state);
@@ -156,10 +194,11 @@ export class Trainer {
         const dataWaitMs = performance.now() - waitStart;
         const result = await trainStep(model, state.optimizer, batch, {
           lr,
-          dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep, this.rank),
+          dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep),
           collective: deps.collective,
           fusion,
           stopVote: deps.shouldStop(),
+          microBatch: micro.size,
         });
         step++;
         skipped += result.skipped;

@@ -12,12 +12,13 @@ import {
   throughputOf,
   throughputTable,
   trainMarkdown,
+  peakRssPerWorkerMb,
   type StepSample,
   type TrainRow,
 } from '../../bench/train-stats';
 
 const parts = (computeMs: number, reduceMs = 0) => ({ dataWaitMs: 1, computeMs, copyMs: 2, reduceMs, updateMs: 3 });
-const sample = (rank: number, step: number, atMs: number, images = 64, computeMs = 100, reduceMs = 0): StepSample => ({ rank, step, atMs, images, partsMs: parts(computeMs, reduceMs) });
+const sample = (rank: number, step: number, atMs: number, images = 64, computeMs = 100, reduceMs = 0, peakRssMb = 500): StepSample => ({ rank, step, atMs, images, partsMs: parts(computeMs, reduceMs), peakRssMb });
 
 t.test('a step report survives the trip through the StepReport message', async (t) => {
   const report: StepReport = {
@@ -29,7 +30,13 @@ t.test('a step report survives the trip through the StepReport message', async (
   };
   const m = stepReportMessage(1, report);
   t.equal(m.stepMs, 65, 'stepMs: compute + copy + reduce + update');
-  t.same(sampleOf(m, 1234), { rank: 1, step: 7, atMs: 1234, images: 64, partsMs: report.timings });
+  t.ok(m.peakRssMb > 10, `the reporting process's peak RSS rides along: ${m.peakRssMb.toFixed(0)} MB`);
+  t.same(sampleOf(m, 1234), { rank: 1, step: 7, atMs: 1234, images: 64, partsMs: report.timings, peakRssMb: m.peakRssMb });
+});
+
+t.test('peak RSS per worker: the largest any rank reported', async (t) => {
+  t.equal(peakRssPerWorkerMb([sample(0, 1, 0, 64, 100, 0, 900), sample(1, 1, 0, 64, 100, 0, 1200), sample(0, 2, 0, 64, 100, 0, 950)]), 1200);
+  t.equal(peakRssPerWorkerMb([]), 0);
 });
 
 t.test('repetitions run from the end of one step to the end of another', async (t) => {
@@ -68,7 +75,7 @@ function row(workers: number, ours: number, torch: number | string, reduceMs = 0
     params: 249_995, // fusion buffer of exactly 1,000,000 bytes
     plan: { warmupSteps: 1, stepsPerRep: 1, reps: 3 },
     loadAverage: [1, 2],
-    ours: { ...throughputOf([ours, ours - 1, ours + 1]), breakdown, samples: [], backend: 'wasm', maxRssMb: 100, command: 'alexnet train ...' },
+    ours: { ...throughputOf([ours, ours - 1, ours + 1]), breakdown, samples: [], backend: 'wasm', maxRssMb: 100, workerPeakRssMb: 3072, command: 'alexnet train ...' },
     torch: typeof torch === 'string' ? torch : { ...throughputOf([torch]), params: 249_995, torch: '1.13', blas: [] },
   };
 }
@@ -76,7 +83,7 @@ function row(workers: number, ours: number, torch: number | string, reduceMs = 0
 t.test('the throughput table: ratio to PyTorch, scaling against the 1-worker row', async (t) => {
   const lines = throughputTable([row(1, 50, 100), row(2, 80, 150)]).split('\n');
   t.equal(lines.length, 4);
-  t.match(lines[2], /\| small +\| +1 \| +32 \| +50\.00 \(49\.00-51\.00\) \| +100\.0 \(100\.0-100\.0\) \| +0\.50x \| +- \| +- \| +1\.0-2\.0 \|/);
+  t.match(lines[2], /\| small +\| +1 \| +32 \| +50\.00 \(49\.00-51\.00\) \| +100\.0 \(100\.0-100\.0\) \| +0\.50x \| +- \| +- \| +3\.00 GiB \| +1\.0-2\.0 \|/);
   t.match(lines[3], /\| +0\.53x \| +0\.80 \| +0\.75 \|/);
   const noTorch = throughputTable([row(1, 50, 'not run: no torch'), row(2, 80, 'not run: no torch')]).split('\n');
   t.match(noTorch[3], /\| +not run \| +- \| +0\.80 \| +- \|/);

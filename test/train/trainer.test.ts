@@ -125,3 +125,19 @@ t.test('the tensor count stays flat across steps', async (t) => {
   t.equal(counts.length, 8);
   t.ok(counts.every((c) => c === counts[0]), `numTensors per step: ${counts.join(', ')}`);
 });
+
+t.test('the start-up line names the micro-batch and why', async (t) => {
+  const forced = await train(config([...common(path.join(tempDir(t), 'mb')), '--epochs', '1', '--max-steps', '1', '--micro-batch', '5']));
+  t.ok(forced.log.lines.some((l) => /micro-batch 5 of 12 images per worker \(--micro-batch 5; estimate ~\d+ MiB for 12 images, budget/.test(l)), forced.log.lines.join('\n'));
+  const auto = await train(config([...common(path.join(tempDir(t), 'auto')), '--epochs', '1', '--max-steps', '1']));
+  t.ok(auto.log.lines.some((l) => /micro-batch 12: the worker's whole share/.test(l)), 'the small preset fits whole');
+});
+
+t.test('a model of which not even one image fits stops with a ConfigError before the first step', async (t) => {
+  let steps = 0;
+  const cfg = config([...common(path.join(tempDir(t), 'big'), 'paper'), '--epochs', '1', '--max-steps', '1']);
+  const machineMemory = () => ({ totalBytes: 2 ** 30, freeBytes: 2 ** 30, localWorkers: 1 });
+  const run = new Trainer(cfg, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false, onStep: () => steps++, machineMemory }).run();
+  await t.rejects(run, { name: 'ConfigError', message: /one image does not fit this backend's memory: a step needs ~\d+\.\d GiB at 1 image \(weights and optimizer ~.*\), usable 0\.8 GiB of free memory/ });
+  t.equal(steps, 0, 'no step ran');
+});

@@ -1,0 +1,50 @@
+/**
+ * One training step of the same model on the same 6 images, whole and in micro-batches, on the
+ * backend the calling test file initialised: the weights after it must agree to 1e-4.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../../src/data/loader';
+import { mulberry32 } from '../../src/data/rng';
+import { createAlexNet, disposeModel, type AlexNet } from '../../src/model/alexnet';
+import { buildSpec } from '../../src/model/presets';
+import type { MetricSums } from '../../src/train/metrics';
+import { Optimizer } from '../../src/train/optimizer';
+import { trainStep } from '../../src/train/step';
+import { TRAIN_DEFAULTS } from '../../src/config';
+import type { CheckpointContents } from '../../src/train/checkpoint';
+
+const CLASSES = 4;
+
+export function randomBatch(model: AlexNet, count: number, seed: number): Batch {
+  const rng = mulberry32(seed);
+  const s = model.spec.inputSize;
+  const images = Float32Array.from({ length: count * s * s * 3 }, () => rng.nextFloat() - 0.5);
+  const labels = Int32Array.from({ length: count }, (_, i) => i % CLASSES);
+  return { images, labels, count, skipped: 0, index: 0, globalPlanned: count, cropsPerImage: 1, sampleIndices: Int32Array.from({ length: count }, (_, i) => i) };
+}
+
+export interface StepOutcome {
+  weights: CheckpointContents['weights'];
+  sums: MetricSums;
+  /** tf.memory().numTensors after each step: flat when nothing leaks. */
+  tensorsAfterStep: number[];
+}
+
+/** Three steps (so momentum carries a micro-batched gradient too) from the same seeded model. */
+export async function stepWithMicroBatch(microBatch: number, dropoutRate: number): Promise<StepOutcome> {
+  const spec = buildSpec('small', { ...TRAIN_DEFAULTS.model, dropoutRate });
+  const model = createAlexNet(spec, CLASSES, 11);
+  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  let sums: MetricSums | null = null;
+  const tensorsAfterStep: number[] = [];
+  for (let step = 0; step < 3; step++) {
+    const result = await trainStep(model, optimizer, randomBatch(model, 6, 100 + step), { lr: 0.05, dropoutSeed: 7 + step, collective: null, fusion: null, stopVote: false, microBatch });
+    sums = result.sums;
+    tensorsAfterStep.push(tf.memory().numTensors);
+  }
+  const weights = model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array }));
+  optimizer.dispose();
+  disposeModel(model);
+  if (sums == null) throw new Error('no step ran');
+  return { weights, sums, tensorsAfterStep };
+}
