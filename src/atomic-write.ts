@@ -21,15 +21,16 @@ export function writeAtomic(file: string, bytes: Buffer | Uint8Array | string, o
   const tmp = temporaryPathFor(file);
   const fd = fs.openSync(tmp, 'w', options.mode ?? 0o666);
   try {
-    // The umask can only remove bits from the requested mode; this makes it exact.
-    if (options.mode !== undefined) fs.fchmodSync(fd, options.mode);
-    if (typeof bytes === 'string') fs.writeSync(fd, bytes);
-    else fs.writeSync(fd, bytes);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
+    try {
+      // The umask can only remove bits from the requested mode; this makes it exact.
+      if (options.mode !== undefined) fs.fchmodSync(fd, options.mode);
+      fs.writeFileSync(fd, bytes); // all of it: one writeSync may write less
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
     fs.renameSync(tmp, file);
   } catch (err) {
-    fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     throw err;
   }

@@ -57,19 +57,12 @@ export class CheckpointTimer {
   }
 }
 
-/** A checkpoint being written: its snapshot is taken, its bytes go to disk in the background. */
-export interface CheckpointWrite {
-  /** Copying the tensors out: training waits for this part only. */
-  snapshotMs: number;
-  /** Settles once the file is in place (or rejects with a CheckpointError that says what was kept). */
-  written: Promise<SavedCheckpoint>;
-}
-
 /** A written checkpoint. */
 export interface SavedCheckpoint {
   file: string;
   bytes: number;
   globalStep: number;
+  /** Copying the tensors out: the part training waited for. */
   snapshotMs: number;
   /** Hashing and the atomic write (write, fsync, rename), while training went on. */
   writeMs: number;
@@ -77,11 +70,6 @@ export interface SavedCheckpoint {
 
 /** How a checkpoint's bytes (header, tensors) reach the disk, atomically; tests inject storage faults here. */
 export type WriteFile = (file: string, chunks: readonly Buffer[]) => Promise<void> | void;
-
-/** The last part of an fs error's message ("ENOSPC: no space left on device, write"). */
-function describeFsError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Writes a run's checkpoints (rank 0 only), one at a time. */
 export class CheckpointStore {
@@ -94,15 +82,17 @@ export class CheckpointStore {
   /**
    * Copies the tensors of `contents` now (training may change them next), then hashes and
    * writes `name` atomically in the background. On a storage error (ENOSPC, EIO...) the temporary file is
-   * gone and the file it would have replaced is untouched: the error says so.
+   * gone and the file it would have replaced is untouched: the error says so. The promise
+   * settles once the file is in place (or rejects with a CheckpointError that says what was kept).
    */
-  begin(name: string, contents: CheckpointContents, now: () => number = () => performance.now()): CheckpointWrite {
+  begin(name: string, contents: CheckpointContents): Promise<SavedCheckpoint> {
+    const now = () => performance.now();
     const started = now();
     const file = path.join(this.runDir, name);
     const snapshot = snapshotCheckpoint(contents);
     const snapshotMs = now() - started;
     const { globalStep } = contents.position;
-    const written = (async (): Promise<SavedCheckpoint> => {
+    return (async (): Promise<SavedCheckpoint> => {
       const writeStart = now();
       let bytes = 0;
       try {
@@ -113,26 +103,26 @@ export class CheckpointStore {
       } catch (err) {
         const previous = newestCheckpointFile(this.runDir);
         const kept = previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
-        throw new CheckpointError(`could not write checkpoint ${file} at global step ${globalStep}: ${describeFsError(err)}; ${kept}`);
+        throw new CheckpointError(`could not write checkpoint ${file} at global step ${globalStep}: ${err instanceof Error ? err.message : String(err)}; ${kept}`);
       }
       return { file, bytes, globalStep, snapshotMs, writeMs: now() - writeStart };
     })();
-    return { snapshotMs, written };
   }
 
   /** Writes `name` and waits for it (epoch ends, Ctrl-C). */
-  save(name: string, contents: CheckpointContents, now?: () => number): Promise<SavedCheckpoint> {
-    return this.begin(name, contents, now).written;
+  save(name: string, contents: CheckpointContents): Promise<SavedCheckpoint> {
+    return this.begin(name, contents);
   }
 
-  /** A step checkpoint in the background; once written, the step checkpoints beyond the newest `keep` are deleted. */
-  beginStep(contents: CheckpointContents, now?: () => number): CheckpointWrite {
-    const started = this.begin(stepCheckpointName(contents.position.globalStep), contents, now);
-    const written = started.written.then((saved) => {
+  /**
+   * A step checkpoint: the snapshot now, the write in the background; once written, the step
+   * checkpoints beyond the newest `keep` are deleted.
+   */
+  beginStep(contents: CheckpointContents): Promise<SavedCheckpoint> {
+    return this.begin(stepCheckpointName(contents.position.globalStep), contents).then((saved) => {
       for (const old of checkpointsToPrune(fs.readdirSync(this.runDir), this.keep)) fs.rmSync(path.join(this.runDir, old), { force: true });
       return saved;
     });
-    return { snapshotMs: started.snapshotMs, written };
   }
 }
 

@@ -217,7 +217,7 @@ export class Trainer {
           appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
           windowSums = emptySums();
         }
-        await this.maybeChecksum(state);
+        await this.maybeChecksum(state, fusion);
         if (this.isMaster && this.checkpointTimer.due(state.position.globalStep, performance.now())) await this.saveStep(state);
         if (result.stop) {
           stopped = true;
@@ -242,7 +242,6 @@ export class Trainer {
       return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
     }
     const test = await this.finalTest(state);
-    await this.stepWrite;
     return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
   }
 
@@ -258,10 +257,11 @@ export class Trainer {
     received.forEach((t) => t.dispose());
   }
 
-  private async maybeChecksum(state: RunState): Promise<void> {
+  /** `fusion`: the step's buffer, free again once the step is done (no 244 MB allocation per checksum on paper). */
+  private async maybeChecksum(state: RunState, fusion: FusionBuffer | null): Promise<void> {
     const every = this.config.checksumEverySteps;
     if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
-    const weights = fusionFor(state);
+    const weights = fusion ?? fusionFor(state);
     weights.pack(state.model.params.map((p) => p.variable));
     await this.deps.onChecksum(weights.params, state.position.globalStep);
   }
@@ -295,11 +295,11 @@ export class Trainer {
   private async saveStep(state: RunState): Promise<void> {
     const started = performance.now();
     await this.stepWrite;
-    const write = this.checkpoints.beginStep(checkpointOf(this.config, state));
+    const written = this.checkpoints.beginStep(checkpointOf(this.config, state));
     const stallMs = performance.now() - started;
     this.checkpointTimer.saved(performance.now());
     const { log } = this.deps;
-    this.stepWrite = write.written.then(
+    this.stepWrite = written.then(
       ({ file, bytes, globalStep, writeMs }) => {
         log.info(`checkpoint ${path.basename(file)} (${(bytes / 1e6).toFixed(1)} MB) at global step ${globalStep}: training stalled ${stallMs.toFixed(0)} ms, written in the background in ${writeMs.toFixed(0)} ms`);
         appendRunEvent(this.config.runDir, { event: 'checkpoint', file: path.basename(file), globalStep, bytes, stallMs, writeMs });

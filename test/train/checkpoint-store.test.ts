@@ -58,8 +58,7 @@ t.test('names sort by step; the newest K step checkpoints are kept (written in t
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 2);
   for (const step of [2, 4, 6]) {
-    const write = store.beginStep(contents(dir, step));
-    const saved = await write.written;
+    const saved = await store.beginStep(contents(dir, step));
     t.ok(saved.snapshotMs >= 0 && saved.writeMs >= 0 && saved.bytes > 0, `step ${step}: ${saved.bytes} bytes, snapshot ${saved.snapshotMs.toFixed(2)} ms, write ${saved.writeMs.toFixed(2)} ms`);
   }
   t.same(fs.readdirSync(dir).sort(), [stepCheckpointName(4), stepCheckpointName(6)]);
@@ -84,7 +83,7 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
 t.test('a truncated or damaged newest checkpoint is refused by name; the one before is used', async (t) => {
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 5);
-  for (const step of [2, 4, 6]) await store.beginStep(contents(dir, step)).written;
+  for (const step of [2, 4, 6]) await store.beginStep(contents(dir, step));
   const six = path.join(dir, stepCheckpointName(6));
   const four = path.join(dir, stepCheckpointName(4));
   fs.truncateSync(six, fs.statSync(six).size - 10);
@@ -106,7 +105,7 @@ t.test('a truncated or damaged newest checkpoint is refused by name; the one bef
 t.test('last.ckpt after an epoch end is newer than the step checkpoint of the same step', async (t) => {
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 5);
-  await store.beginStep(contents(dir, 8, 1)).written;
+  await store.beginStep(contents(dir, 8, 1));
   await store.save(LAST_CHECKPOINT, contents(dir, 8, 2));
   t.equal(loadNewestCheckpoint(dir, memoryLogger())?.file, path.join(dir, LAST_CHECKPOINT));
 });
@@ -114,8 +113,8 @@ t.test('last.ckpt after an epoch end is newer than the step checkpoint of the sa
 t.test('the snapshot is taken at once: changing the tensors during the background write changes nothing', async (t) => {
   const dir = tempDir(t);
   const c = contents(dir, 3);
-  const write = new CheckpointStore(dir, 3).beginStep(c);
+  const written = new CheckpointStore(dir, 3).beginStep(c);
   c.weights[0].data.fill(-1);
-  await write.written;
+  await written;
   t.equal(loadCheckpoint(path.join(dir, stepCheckpointName(3))).weights[0].data[1], 3.5, 'the weights as they were at the snapshot');
 });
