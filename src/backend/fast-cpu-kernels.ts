@@ -5,7 +5,8 @@
  *
  * Why: with the convolutions, products, pooling and LRN on oneDNN, a small-preset step
  * (batch 32) spent 620 ms in the stock kernels and 40 ms in oneDNN. The stock SplitV/Concat
- * (the grouped convolutions' channel split) copy element by element through index arithmetic
+ * (the grouped convolutions' channel split; since the native conv layer op groups natively,
+ * only the composed tanh path splits) copy element by element through index arithmetic
  * (420 ms), Sum (the bias gradients) transposes first (77 ms), and a broadcast binary op (the
  * bias add, the optimizer's scalar products: 3.7 s of a 5.6 s paper step) allocates index
  * arrays per element. Split, concat and sum are chunk copies and plain loops here; the
@@ -15,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 
 /** The part of tfjs-backend-cpu's MathBackendCPU these kernels use. */
-interface CpuStorageBackend {
+export interface CpuStorageBackend {
   readSync(dataId: object): unknown;
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
 }

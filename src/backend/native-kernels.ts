@@ -22,7 +22,7 @@ import type {
   TensorInfo,
 } from '@tensorflow/tfjs';
 import { NativeBackendError } from '../errors';
-import type { ElementwiseAddon } from './fast-cpu-kernels';
+import type { CpuStorageBackend, ElementwiseAddon } from './fast-cpu-kernels';
 
 /** The addon's exports (see dnnl_addon.cc for the parameter layouts). */
 export interface DnnlAddon extends ElementwiseAddon {
@@ -42,16 +42,15 @@ export interface DnnlAddon extends ElementwiseAddon {
   cacheSize(): number;
 }
 
-/** The part of tfjs-backend-cpu's MathBackendCPU these kernels use. */
-interface CpuStorageBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
-}
-
 type Activation = 'linear' | 'relu';
 
 function fail(kernel: string, what: string): never {
   throw new NativeBackendError(`native ${kernel}: ${what}`);
+}
+
+/** A clear error (never a C++ read past the end) when `t` does not have the shape a kernel computed. */
+function expectShape(kernel: string, name: string, t: TensorInfo, shape: number[]): void {
+  if (!tf.util.arraysEqual(t.shape, shape)) fail(kernel, `${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
 }
 
 function values(kernel: string, name: string, t: TensorInfo, backend: CpuStorageBackend, rank?: number): Float32Array {
@@ -167,7 +166,7 @@ function makeConv2DBackpropInput(addon: DnnlAddon): KernelFunc {
     const a = attrs as unknown as Conv2DBackpropInputAttrs;
     const b = backend as unknown as CpuStorageBackend;
     const info = convInfo(kernel, a.inputShape, filter.shape, a);
-    if (dy.shape.join() !== info.outShape.join()) fail(kernel, `dy has shape [${dy.shape.join(', ')}], expected [${info.outShape.join(', ')}]`);
+    expectShape(kernel, 'dy', dy, info.outShape);
     const dys = values(kernel, 'dy', dy, b);
     const ws = values(kernel, 'filter', filter, b);
     const out = outputOf(b, a.inputShape);
@@ -183,7 +182,7 @@ function makeConv2DBackpropFilter(addon: DnnlAddon): KernelFunc {
     const a = attrs as unknown as Conv2DBackpropFilterAttrs;
     const b = backend as unknown as CpuStorageBackend;
     const info = convInfo(kernel, x.shape, a.filterShape, a);
-    if (dy.shape.join() !== info.outShape.join()) fail(kernel, `dy has shape [${dy.shape.join(', ')}], expected [${info.outShape.join(', ')}]`);
+    expectShape(kernel, 'dy', dy, info.outShape);
     const xs = values(kernel, 'x', x, b);
     const dys = values(kernel, 'dy', dy, b);
     const out = outputOf(b, a.filterShape);
@@ -333,7 +332,7 @@ function makeMaxPoolGrad(addon: DnnlAddon): KernelFunc {
     const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
     const b = backend as unknown as CpuStorageBackend;
     const p = poolParams(kernel, input.shape, attrs as unknown as MaxPoolAttrs);
-    if (dy.shape.join() !== p.outShape.join()) fail(kernel, `dy has shape [${dy.shape.join(', ')}], expected [${p.outShape.join(', ')}]`);
+    expectShape(kernel, 'dy', dy, p.outShape);
     const xs = values(kernel, 'input', input, b);
     const dys = values(kernel, 'dy', dy, b);
     const out = outputOf(b, input.shape);

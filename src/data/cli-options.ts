@@ -4,10 +4,10 @@
  * cannot drift apart.
  */
 import type { Argv } from 'yargs';
-import { ConfigError } from '../errors';
 import { classNamesFromArgs } from '../class-names';
 import type { OpenOptions } from './dataset';
 import { LAYOUTS, TRAIN_DEFAULTS, type Layout } from '../config';
+import { FieldReader } from '../field-reader';
 
 export function datasetOptions<T>(y: Argv<T>): Argv<T> {
   return classOptions(y)
@@ -22,9 +22,7 @@ export function classOptions<T>(y: Argv<T>): Argv<T> {
 }
 
 export function layoutFromArgs(args: Record<string, unknown>): Layout {
-  const layout = String(args['layout'] ?? 'auto');
-  if (!(LAYOUTS as readonly string[]).includes(layout)) throw new ConfigError(`--layout must be one of ${LAYOUTS.join(', ')}; got '${layout}'`);
-  return layout as Layout;
+  return new FieldReader({ layout: args['layout'] ?? TRAIN_DEFAULTS.dataLayout }, (key) => `--${key}`).oneOf('layout', LAYOUTS);
 }
 
 /** openDataset's options from parsed arguments. */

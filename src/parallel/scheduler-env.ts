@@ -1,8 +1,8 @@
 /**
  * Launching from the schedulers clusters already use: the rendezvous and this host's place in
  * the run, read from the environment a scheduler sets, so that every host runs the same
- * `alexnet train` command line. Pure: the caller passes the environment in (src/config.ts is
- * the one reader of process.env).
+ * `alexnet train` command line. Pure: the caller passes the variables in (src/config.ts's
+ * `env.variables` reads them).
  *
  * The model is one `alexnet` process per host (it starts one worker per device itself):
  *   torchrun (--nproc-per-node 1), Kubeflow's PyTorchJob and similar:
