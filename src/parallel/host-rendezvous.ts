@@ -15,7 +15,7 @@ import { RankTable, describeHost, describeRanks, type JoinedHost } from './rende
 
 /** How often "waiting for N more workers" is repeated while hosts join. */
 const JOIN_PROGRESS_EVERY_MS = 15_000;
-/** At most one warning per this interval about refused (keyless or wrong-key) peers. */
+/** At most one warning per reason per this interval about refused (keyless or wrong-key) peers. */
 const REFUSAL_LOG_EVERY_MS = 10_000;
 
 /** A multi-host run as the coordinator runs it: the options and the cluster key. */
@@ -29,7 +29,8 @@ export type WaitUntil = (done: () => boolean, deadline: { ms: number; error: () 
 export class HostRendezvous {
   private readonly table: RankTable;
   private refusedPeers = 0;
-  private lastRefusalLogMs = 0;
+  /** When each reason was last logged: a flood of one kind must not hide another kind. */
+  private readonly lastRefusalLogMs = new Map<string, number>();
 
   constructor(
     private readonly cluster: ClusterPlan,
@@ -54,8 +55,8 @@ export class HostRendezvous {
     this.control.watchRefusals((why) => {
       this.refusedPeers++;
       const now = Date.now();
-      if (now - this.lastRefusalLogMs < REFUSAL_LOG_EVERY_MS) return;
-      this.lastRefusalLogMs = now;
+      if (now - (this.lastRefusalLogMs.get(why) ?? -Infinity) < REFUSAL_LOG_EVERY_MS) return;
+      this.lastRefusalLogMs.set(why, now);
       this.log.warn(`refused a connection to ${address}: ${why} (${this.refusedPeers} refused so far)`);
     });
   }

@@ -3,6 +3,9 @@
 import * as os from 'node:os';
 import t from 'tap';
 import { ConfigError } from '../../src/errors';
+import type { Logger } from '../../src/log';
+import type { CoordinatorControl } from '../../src/parallel/control';
+import { HostRendezvous, type ClusterPlan } from '../../src/parallel/host-rendezvous';
 import { PROTOCOL_VERSION } from '../../src/parallel/protocol';
 import { RankTable, describeHost, type HostOffer, type JoinedHost } from '../../src/parallel/rendezvous';
 import { checkLocalAddress, isLoopbackHost, localAddressTowards, parseTcpEndpoint, tcpRingAddress } from '../../src/parallel/ring-address';
@@ -56,4 +59,21 @@ t.test('tcp endpoints, loopback and local-address checks', async (t) => {
   t.throws(() => checkLocalAddress('0.0.0.0', '--rendezvous host', interfaces), /every interface/);
   t.throws(() => checkLocalAddress('head-node', '--rendezvous host', interfaces), /not an IP address/);
   t.equal(await localAddressTowards('127.0.0.1', 29500), '127.0.0.1', 'the interface that routes to the coordinator');
+});
+
+t.test('refusals are logged at most once per reason per interval: a flood of one kind hides no other kind', async (t) => {
+  let refuse: (why: string) => void = () => undefined;
+  const control = { watchRefusals: (onRefused: (why: string) => void) => void (refuse = onRefused) } as unknown as CoordinatorControl;
+  const warnings: string[] = [];
+  const log: Logger = { info: () => undefined, warn: (line) => warnings.push(line), debug: () => undefined, result: () => undefined };
+  const cluster = { rendezvous: 'tcp://10.0.0.1:0', worldSize: 2, keyFile: '/k', ringHost: '10.0.0.1', ringPort: 0, joinTimeoutSec: 1, rejoinTimeoutSec: 1 } as ClusterPlan;
+  new HostRendezvous(cluster, 1, control, log).watchRefusals('tcp://10.0.0.1:5000');
+  refuse('the peer hung up during the handshake');
+  refuse('the peer hung up during the handshake');
+  refuse('it has no CURVE key');
+  refuse('the peer hung up during the handshake');
+  t.same(warnings, [
+    'refused a connection to tcp://10.0.0.1:5000: the peer hung up during the handshake (1 refused so far)',
+    'refused a connection to tcp://10.0.0.1:5000: it has no CURVE key (3 refused so far)',
+  ]);
 });
