@@ -14,20 +14,30 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
+import { poolOf } from './storage-pool';
 
 /** The part of tfjs-backend-cpu's MathBackendCPU these kernels use. */
 export interface CpuStorageBackend {
-  readSync(dataId: object): unknown;
+  /** The tensors' storage. Kernels read it here, not through readSync: that hands a buffer to JS (storage-pool.ts). */
+  data: { get(dataId: object): { values?: unknown; refCount: number } | undefined };
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
+}
+
+/** A float32 tensor's storage, or null if it is not held as a Float32Array. */
+export function storageOf(t: TensorInfo, backend: CpuStorageBackend): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const v = backend.data.get(t.dataId)?.values;
+  return v instanceof Float32Array ? v : null;
+}
+
+/** A Float32Array of `length` for a kernel to fill completely: reused from the backend's pool where it has one. */
+export function outputArray(backend: CpuStorageBackend, length: number): Float32Array {
+  return poolOf(backend)?.take(length) ?? new Float32Array(length);
 }
 
 type FastPath = (inputs: TensorInfo[], attrs: NamedAttrMap, backend: CpuStorageBackend) => TensorInfo | TensorInfo[] | null;
 
-function floats(t: TensorInfo, backend: CpuStorageBackend): Float32Array | null {
-  if (t.dtype !== 'float32') return null;
-  const v = backend.readSync(t.dataId);
-  return v instanceof Float32Array ? v : null;
-}
+const floats = storageOf;
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 const sameShape = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -75,7 +85,7 @@ function binaryPath(addon: ElementwiseAddon, op: number): FastPath {
     const bv = floats(b, backend);
     const bc = broadcastOf(a.shape, b.shape);
     if (av == null || bv == null || bc == null) return null;
-    const out = new Float32Array(bc.n);
+    const out = outputArray(backend, bc.n);
     addon.binary(Int32Array.from([op, bc.mode, bc.n, bc.c]), av, bv, out);
     return output(backend, bc.shape, out);
   };
@@ -85,7 +95,7 @@ function unaryPath(addon: ElementwiseAddon, op: number): FastPath {
   return ([x], attrs, backend) => {
     const xv = floats(x, backend);
     if (xv == null) return null;
-    const out = new Float32Array(xv.length);
+    const out = outputArray(backend, xv.length);
     addon.unary(Int32Array.from([op, xv.length]), Float32Array.of(Number(attrs['alpha'] ?? 0)), xv, out);
     return output(backend, x.shape, out);
   };
@@ -137,7 +147,7 @@ const splitV: FastPath = ([x], attrs, backend) => {
   let offset = 0;
   return sizes.map((s) => {
     const run = s * inner;
-    const out = new Float32Array(outer * run);
+    const out = outputArray(backend, outer * run);
     for (let o = 0; o < outer; o++) out.set(xv.subarray(o * rowIn + offset, o * rowIn + offset + run), o * run);
     offset += run;
     const shape = [...x.shape];
@@ -156,7 +166,7 @@ const concat: FastPath = (inputs, attrs, backend) => {
   const { outer, inner } = around(first, axis);
   const total = inputs.reduce((s, t) => s + t.shape[axis], 0);
   const rowOut = total * inner;
-  const out = new Float32Array(outer * rowOut);
+  const out = outputArray(backend, outer * rowOut);
   let offset = 0;
   inputs.forEach((t, k) => {
     const v = values[k] as Float32Array;

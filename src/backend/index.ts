@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
 import { ConfigError } from '../errors';
-import { loadNative } from './native';
+import { loadNative, nativeInPlaceUpdates } from './native';
 import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
 
@@ -127,20 +127,31 @@ export function describeBackend(info: BackendInfo): string {
 
 /**
  * The paper's SGD step as one kernel where the current backend has it (native: one pass over
- * the weights instead of six tensor ops, which took most of a paper step), else null and the
- * caller does it with tfjs ops. Returns [new weights, new velocity].
+ * the weights instead of six tensor ops, which took most of a paper step), written into w's and
+ * v's own buffers where no one else can see them; returns false where the backend has no such
+ * kernel, and the caller does it with tfjs ops.
  */
-export function fusedSgdMomentum(w: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: SgdMomentumAttrs): [tf.Tensor, tf.Tensor] | null {
-  if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return null;
-  const out = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
-  return [out[0], out[1]];
+export function sgdMomentumStep(w: tf.Variable, v: tf.Variable, g: tf.Tensor, attrs: SgdMomentumAttrs): boolean {
+  if (tf.getKernel(SGD_MOMENTUM_KERNEL, tf.getBackend()) == null) return false;
+  if (nativeInPlaceUpdates()?.sgdMomentum(tf.backend(), w, v, g, attrs)) return true;
+  const [wNext, vNext] = tf.engine().runKernel(SGD_MOMENTUM_KERNEL, { w, v, g }, { ...attrs }) as tf.Tensor[];
+  assignAll([w, v], [wNext, vNext]);
+  return true;
 }
 
-/** One Adam step as one kernel where the current backend has it (native), else null. Returns [w', m', v']. */
-export function fusedAdam(w: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, attrs: AdamAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] | null {
-  if (tf.getKernel(ADAM_KERNEL, tf.getBackend()) == null) return null;
-  const out = tf.engine().runKernel(ADAM_KERNEL, { w, m, v, g }, { ...attrs }) as tf.Tensor[];
-  return [out[0], out[1], out[2]];
+/** One Adam step likewise (native), else false. */
+export function adamStep(w: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, attrs: AdamAttrs): boolean {
+  if (tf.getKernel(ADAM_KERNEL, tf.getBackend()) == null) return false;
+  if (nativeInPlaceUpdates()?.adam(tf.backend(), w, m, v, g, attrs)) return true;
+  const next = tf.engine().runKernel(ADAM_KERNEL, { w, m, v, g }, { ...attrs }) as tf.Tensor[];
+  assignAll([w, m, v], next);
+  return true;
+}
+
+/** Each variable takes its new value, which then has no other holder (in place next time). */
+function assignAll(variables: tf.Variable[], next: tf.Tensor[]): void {
+  variables.forEach((variable, i) => variable.assign(next[i]));
+  tf.dispose(next);
 }
 
 /**

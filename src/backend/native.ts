@@ -1,6 +1,7 @@
 /**
  * The 'native' tfjs backend: tfjs-backend-cpu with its hot kernels (convolutions, matrix
- * products, max pooling, LRN) replaced by oneDNN ones from our N-API addon.
+ * products, max pooling, LRN) replaced by oneDNN ones from our N-API addon, their outputs taken
+ * from a pool of reused buffers, and the optimizer's update written in place.
  *
  * Why a backend of its own rather than native kernels over wasm: the cpu backend keeps every
  * tensor in a plain Float32Array, which the addon can read and write in place; the wasm heap
@@ -16,7 +17,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { NativeBackendError } from '../errors';
 import { fastCpuKernelConfigs } from './fast-cpu-kernels';
-import { nativeKernelConfigs, type DnnlAddon } from './native-kernels';
+import { inPlaceUpdates, nativeKernelConfigs, type DnnlAddon, type InPlaceUpdates } from './native-kernels';
+import { attachPool, type PooledCpuBackend } from './storage-pool';
 
 export const NATIVE_BACKEND_NAME = 'native';
 const ADDON_FILE = path.join('dist', 'native', 'alexnet_native.node');
@@ -72,6 +74,12 @@ export function loadAddon(file: string = addonPath()): DnnlAddon {
 }
 
 let registered = false;
+let inPlace: InPlaceUpdates | null = null;
+
+/** The optimizer updates that write in place on the native backend (null before it is registered). */
+export function nativeInPlaceUpdates(): InPlaceUpdates | null {
+  return inPlace;
+}
 
 /**
  * Registers the 'native' backend: a new tfjs-backend-cpu instance (its factory, so no direct
@@ -91,12 +99,15 @@ export function registerNativeBackend(addon: DnnlAddon): void {
   }
   // Priority 0: never picked by tfjs on its own; initBackend chooses it explicitly. The cpu
   // backend's first write prints "Hi, looks like you are running TensorFlow.js in Node.js ...
-  // install our node backend": wrong advice on this backend, and once per worker.
+  // install our node backend": wrong advice on this backend, and once per worker. Each instance
+  // gets its buffer pool (storage-pool.ts).
   const quietFactory = () => {
     const backend = cpuFactory() as tf.KernelBackend & { firstUse?: boolean };
     backend.firstUse = false;
+    attachPool(backend as unknown as PooledCpuBackend);
     return backend;
   };
+  inPlace = inPlaceUpdates(addon);
   tf.registerBackend(NATIVE_BACKEND_NAME, quietFactory, 0);
   registered = true;
 }

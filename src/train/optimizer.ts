@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { OptimizerName } from '../config';
 import type { Param } from '../model/alexnet';
-import { fusedAdam, fusedSgdMomentum } from '../backend';
+import { adamStep, sgdMomentumStep } from '../backend';
 
 export interface OptimizerOptions {
   name: OptimizerName;
@@ -65,12 +65,7 @@ export class Optimizer {
     this.params.forEach((p, i) => {
       const v = this.slots.velocity[i];
       const decay = p.kind === 'weight' ? weightDecay : 0;
-      const fused = fusedSgdMomentum(p.variable, v, grads[i], { momentum, lrScaled: lr * gradScale, decayLr: decay * lr });
-      if (fused != null) {
-        v.assign(fused[1]);
-        p.variable.assign(fused[0]);
-        return;
-      }
+      if (sgdMomentumStep(p.variable, v, grads[i], { momentum, lrScaled: lr * gradScale, decayLr: decay * lr })) return;
       let vNext = tf.sub(tf.mul(v, momentum), tf.mul(grads[i], lr * gradScale));
       if (decay > 0) vNext = tf.sub(vNext, tf.mul(p.variable, decay * lr));
       v.assign(vNext);
@@ -87,13 +82,7 @@ export class Optimizer {
       const decay = p.kind === 'weight' ? weightDecay : 0;
       const m = this.slots.m[i];
       const v = this.slots.v[i];
-      const fused = fusedAdam(p.variable, m, v, grads[i], { beta1, beta2, epsilon, stepSize, gradScale, decay });
-      if (fused != null) {
-        m.assign(fused[1]);
-        v.assign(fused[2]);
-        p.variable.assign(fused[0]);
-        return;
-      }
+      if (adamStep(p.variable, m, v, grads[i], { beta1, beta2, epsilon, stepSize, gradScale, decay })) return;
       const mean = gradScale === 1 ? grads[i] : tf.mul(grads[i], gradScale);
       const g = decay > 0 ? tf.add(mean, tf.mul(p.variable, decay)) : mean;
       m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));

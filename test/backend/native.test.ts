@@ -9,9 +9,10 @@ import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../src/errors';
-import { convLayer, fusedSgdMomentum } from '../../src/backend';
+import { convLayer, sgdMomentumStep } from '../../src/backend';
 import { describeLoadFailure, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../src/backend/native';
 import { endPadding } from '../../src/backend/native-kernels';
+import { poolOf } from '../../src/backend/storage-pool';
 import { patchWasmKernels } from '../../src/backend/wasm-patches';
 import { createAlexNet, disposeModel, layerShapes, type Param } from '../../src/model/alexnet';
 import { PRESETS, type ModelSpec } from '../../src/model/presets';
@@ -173,7 +174,12 @@ const { addon, skipReason } = ensureNativeAddon();
 
 t.before(async () => {
   patchWasmKernels();
-  if (addon != null) registerNativeBackend(addon);
+  if (addon == null) return;
+  registerNativeBackend(addon);
+  // Reused buffers come filled with NaN: a kernel that leaves part of its output unwritten fails.
+  const pool = poolOf(tf.findBackend(NATIVE_BACKEND_NAME) as object);
+  if (pool == null) throw new Error('the native backend has no buffer pool');
+  pool.poison = true;
 });
 
 t.test('load failures and version checks are one clear line', async (t) => {
@@ -356,6 +362,9 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
       { depthRadius: 2, bias: 2, alpha: 1e-4, beta: 0.75, scale: 40 },
       { depthRadius: 3, bias: 1, alpha: 0.05, beta: 0.5, scale: 2 },
       { depthRadius: 1, bias: 0.5, alpha: 1, beta: 1, scale: 1 },
+      // No neighbours, and a window wider than the 9 channels.
+      { depthRadius: 0, bias: 1, alpha: 0.5, beta: 0.6, scale: 1 },
+      { depthRadius: 12, bias: 1, alpha: 0.1, beta: 0.75, scale: 1 },
     ];
     const cases = [...dedupe(shapes.flatMap((s) => s.lrns)).map((c) => ({ ...c, p: params[0] })), ...params.slice(1).map((p) => ({ name: `r${p.depthRadius} k${p.bias} a${p.alpha} b${p.beta}`, x: [BATCH, 5, 4, 9], p }))];
     for (const c of cases) {
@@ -396,16 +405,24 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
   t.test('the optimizer: fused SGD and Adam on native equal their tfjs ops on cpu', async (t) => {
     for (const name of ['sgd', 'adam'] as const) {
       await compare(t, name, ['weight', 'bias', 'slot 0 weight', 'slot 0 bias'], () => {
-        // Fused only where the backend has the kernel: on cpu the optimizer composes tfjs ops.
-        t.equal(fusedSgdMomentum(tf.zeros([1]), tf.zeros([1]), tf.zeros([1]), { momentum: 0, lrScaled: 0, decayLr: 0 }) != null, tf.getBackend() === NATIVE_BACKEND_NAME, `fused kernel on ${tf.getBackend()}`);
+        // The weight is big enough for the buffer pool (4,096 elements and up), the bias is not.
+        const W = [70, 65];
         const params: Param[] = [
-          { name: 'w', kind: 'weight', shape: [7, 5], variable: tf.variable(rand([7, 5], 55), true) },
+          { name: 'w', kind: 'weight', shape: W, variable: tf.variable(rand(W, 55), true) },
           { name: 'b', kind: 'bias', shape: [5], variable: tf.variable(rand([5], 56), true) },
         ];
         const optimizer = new Optimizer({ name, momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, params);
-        for (let s = 0; s < 3; s++) optimizer.apply([rand([7, 5], 57 + s), rand([5], 60 + s)], 0.01, 0.25);
+        const storage: object[] = [];
+        for (let s = 0; s < 4; s++) {
+          optimizer.apply([rand(W, 57 + s), rand([5], 60 + s)], 0.01, 0.25);
+          storage.push(params[0].variable.dataId);
+        }
+        // On native the first update writes fresh buffers (the initial weights came from outside the
+        // pool), the later ones the same buffers in place; on cpu every update is a new tensor.
+        const inPlace = storage[1] === storage[2] && storage[2] === storage[3];
+        t.equal(inPlace, tf.getBackend() === NATIVE_BACKEND_NAME, `${name} updates in place on ${tf.getBackend()}: ${inPlace}`);
         const slots = Object.values(optimizer.getState().slots)[0];
-        const out = [...params.map((p) => p.variable.clone()), tf.tensor(slots[0], [7, 5]), tf.tensor(slots[1], [5])];
+        const out = [...params.map((p) => p.variable.clone()), tf.tensor(slots[0], W), tf.tensor(slots[1], [5])];
         optimizer.dispose();
         params.forEach((p) => p.variable.dispose());
         return out;
@@ -437,7 +454,8 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const b = rand([6], 20) as tf.Tensor1D;
     const w2 = rand([3, 3, 6, 4], 21) as tf.Tensor4D;
     const w3 = rand([100, 5], 22) as tf.Tensor2D;
-    const v = tf.zerosLike(w);
+    const wv = tf.variable(w.clone());
+    const v = tf.variable(tf.zerosLike(w));
     // Every kind of native kernel once: conv layer, conv, pool, LRN, product, their gradients, SGD.
     const step = () =>
       tf.tidy(() => {
@@ -448,8 +466,8 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
           return tf.sum(tf.matMul(tf.reshape(z, [2, 100]), ww3 as tf.Tensor2D));
         };
         const grads = tf.grads(f)([x, w, b, w2, w3]);
-        const updated = fusedSgdMomentum(w, v, grads[1], { momentum: 0.9, lrScaled: 0.01, decayLr: 0 });
-        [...grads, ...(updated ?? [])].forEach((g) => g.dataSync());
+        grads.forEach((g) => g.dataSync());
+        if (!sgdMomentumStep(wv, v, grads[1], { momentum: 0.9, lrScaled: 0.01, decayLr: 0 })) throw new Error('the native backend has no SGD kernel');
       });
     for (let i = 0; i < 100; i++) step();
     const tensors = tf.memory().numTensors;
@@ -463,7 +481,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     t.equal(a.cacheSize(), primitives, 'primitive cache');
     // A coarse bound: the garbage collector moves RSS by ~10 MB here either way.
     t.ok(grownMb < 30, `RSS grew ${grownMb.toFixed(1)} MB over 1,000 steps`);
-    tf.dispose([x, w, b, w2, w3, v]);
+    tf.dispose([x, w, b, w2, w3, wv, v]);
   });
 
   t.test('one training step of the small preset: native equals wasm', async (t) => {
