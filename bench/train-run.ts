@@ -24,6 +24,8 @@ export interface RunSpec {
   batchPerWorker: number;
   /** Warm-up and measured steps together: the run stops after them (--max-steps). */
   steps: number;
+  /** --epochs: the steps may span several (bench/train.ts: a decoding epoch, then a measured one). */
+  epochs: number;
   runDir: string;
   /** --backend of the run: wasm (the default) or native, one thread per worker process either way. */
   backend: BackendChoice;
@@ -41,7 +43,7 @@ export function trainArgs(spec: RunSpec): string[] {
     '--batch-size', String(spec.batchPerWorker * spec.workers),
     '--devices', `cpu:${spec.workers}`,
     '--backend', spec.backend,
-    '--epochs', '1',
+    '--epochs', String(spec.epochs),
     '--max-steps', String(spec.steps),
     '--run-dir', spec.runDir,
   ];
@@ -51,7 +53,13 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
   const config = buildTrainConfig(trainOptions(yargs()).parseSync(trainArgs(spec)));
   const log = consoleLogger({ level: config.logLevel });
   const samples: StepSample[] = [];
-  const record = (m: StepReportMessage): void => void samples.push(sampleOf(m, performance.now()));
+  // Steps numbered per rank across epochs (a report's own step number restarts every epoch).
+  const stepsSoFar = new Map<number, number>();
+  const record = (m: StepReportMessage): void => {
+    const step = (stepsSoFar.get(m.rank) ?? 0) + 1;
+    stepsSoFar.set(m.rank, step);
+    samples.push(sampleOf({ ...m, step }, performance.now()));
+  };
   const devices = resolveDevices(config);
   let backend = `${devices.worldSize} ${spec.backend} worker processes`;
   if (devices.worldSize === 1) {
