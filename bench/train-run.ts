@@ -29,6 +29,8 @@ export interface RunSpec {
   runDir: string;
   /** --backend of the run: wasm (the default) or native, one thread per worker process either way. */
   backend: BackendChoice;
+  /** --threads: oneDNN threads per worker process (native only). */
+  threads: number;
 }
 
 export type RunReply =
@@ -43,6 +45,7 @@ export function trainArgs(spec: RunSpec): string[] {
     '--batch-size', String(spec.batchPerWorker * spec.workers),
     '--devices', `cpu:${spec.workers}`,
     '--backend', spec.backend,
+    '--threads', String(spec.threads),
     '--epochs', String(spec.epochs),
     '--max-steps', String(spec.steps),
     '--run-dir', spec.runDir,

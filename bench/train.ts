@@ -8,7 +8,7 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/train.js [--quick] [--out train.json]
  *       [--presets small,paper,torchvision] [--workers 1,2] [--batch 32] [--reps 5] [--no-torch]
- *       [--backend wasm|native]
+ *       [--backend wasm|native] [--threads N]
  *
  * Each run is a fresh process training a synthetic image folder (noisy JPEGs at the preset's
  * resize size, 10 classes, made once in the temp folder) for warm-up steps, then `--reps`
@@ -65,6 +65,8 @@ interface Options {
   torch: boolean;
   outPath: string | null;
   backend: BackendChoice;
+  /** oneDNN threads per worker process (native): 1 worker x 2 threads against 2 x 1 (--devices auto). */
+  threads: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -79,12 +81,14 @@ function parseArgs(argv: string[]): Options {
     torch: !argv.includes('--no-torch'),
     outPath: flagValue(argv, '--out') ?? null,
     backend: (flagValue(argv, '--backend') ?? 'wasm') as BackendChoice,
+    threads: Number(flagValue(argv, '--threads') ?? 1),
   };
   const bad =
     options.presets.some((p) => !(PRESET_NAMES as readonly string[]).includes(p)) ||
     options.workers.some((n) => !Number.isInteger(n) || n < 1) ||
     !Number.isInteger(options.batchPerWorker) || options.batchPerWorker < 1 ||
     !Number.isInteger(options.reps) || options.reps < 1 ||
+    !Number.isInteger(options.threads) || options.threads < 1 ||
     !['wasm', 'native'].includes(options.backend);
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/train.ts)`);
   return options;
@@ -168,7 +172,7 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
       const loadBefore = loadAverage();
       const runDir = path.join(scratch, `run-${workers}`);
       const data = await ensureDataset(spec.resizeSize, workers * options.batchPerWorker * plan.epochSteps);
-      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend: options.backend }, plan);
+      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend: options.backend, threads: options.threads }, plan);
       fs.rmSync(runDir, { recursive: true, force: true });
       const torch = torchNote ?? runTorch(preset, workers, options.batchPerWorker, base, options.reps, specFile);
       if (typeof torch !== 'string' && torch.params !== params) {

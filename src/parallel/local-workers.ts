@@ -22,8 +22,18 @@ export function workerScript(): string {
   return path.join(distSrc, 'worker-main.js');
 }
 
-/** "exited with code 3" / "was killed by SIGKILL", as failure messages say it. */
+/** Signals a process gets from its own faulty machine code, not from someone else. */
+const CRASH_SIGNALS = new Set(['SIGSEGV', 'SIGBUS', 'SIGILL', 'SIGFPE', 'SIGABRT']);
+
+/**
+ * "exited with code 3" / "was killed by SIGKILL" / "crashed with SIGSEGV (...)", as failure
+ * messages say it. A crash signal comes from native code (JavaScript cannot fault like that), so
+ * it says where to look.
+ */
 export function describeExit(code: number | null, signal: string | null): string {
+  if (signal !== null && CRASH_SIGNALS.has(signal)) {
+    return `crashed with ${signal} (a fault in native code: the native backend's oneDNN addon, a tfjs backend or Node itself; rerun with --backend wasm to tell them apart)`;
+  }
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }
 

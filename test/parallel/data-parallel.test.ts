@@ -17,6 +17,7 @@ import { loadNewestCheckpoint } from '../../src/train/checkpoint-store';
 import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/log';
 import { tempDir } from '../data/fixtures/images';
+import { ensureNativeAddon } from '../helpers/native-addon';
 import { makeStripeDataset } from '../helpers/stripes';
 import { maxRelativeDifference } from '../helpers/weights';
 
@@ -117,12 +118,16 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
 });
 
-for (const [kind, what, pattern] of [
-  ['crash', 'crashes', /rank 1 exited with code 3/],
-  ['hang', 'hangs', /rank 1 stopped responding .*hung/],
-  ['garbage', 'sends garbage', /rank 1 sent a malformed control message/],
+const nativeAddon = ensureNativeAddon();
+
+for (const [kind, what, pattern, backend] of [
+  ['crash', 'crashes', /rank 1 exited with code 3/, 'wasm'],
+  ['hang', 'hangs', /rank 1 stopped responding .*hung/, 'wasm'],
+  ['garbage', 'sends garbage', /rank 1 sent a malformed control message/, 'wasm'],
+  ['segfault', 'dies of SIGSEGV on the native backend', /rank 1 crashed with SIGSEGV \(a fault in native code: .*--backend wasm/, 'native'],
 ] as const) {
-  t.test(`a worker that ${what} is named and every worker stops`, async (t) => {
+  const skip = backend === 'native' && nativeAddon.addon == null ? nativeAddon.skipReason : false;
+  t.test(`a worker that ${what} is named and every worker stops`, { skip }, async (t) => {
     const faultEnv = faultyWorkerEnv(1, 2, kind);
     Object.assign(process.env, faultEnv);
     t.teardown(() => {
@@ -130,7 +135,7 @@ for (const [kind, what, pattern] of [
     });
     const log = memoryLogger();
     const started = Date.now();
-    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0']), cpu(2), log), pattern);
+    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0', '--backend', backend]), cpu(2), log), pattern);
     t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
     const pids = workerPids(log.lines);
     t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);

@@ -1,0 +1,221 @@
+/**
+ * Per-kernel speed inside a real training step on the native backend: every kernel call of one
+ * step (forward, backward, update) from tf.profile, with its FLOPs where it is a convolution or
+ * a matrix product, its GFLOP/s, the share of the core's fp32 peak, and oneDNN's own figure
+ * for the same op (standalone C++, no tfjs) where one was measured. Where the step's time
+ * goes, so the next bottleneck is visible.
+ *
+ *   npx tsc -p tsconfig.json && node dist/bench/kernels.js [--preset paper] [--batch 32] [--reps 3]
+ *       [--out kernels.json]
+ *
+ * Timing: after two warm-up steps, `--reps` steps are profiled; each kernel's time is the median
+ * over them. One process, one oneDNN thread, synthetic images (the data pipeline is not timed).
+ */
+import * as fs from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend';
+import { PRESET_NAMES, type PresetName } from '../src/config';
+import { createAlexNet, disposeModel, layerShapes, type LayerShape } from '../src/model/alexnet';
+import { buildSpec } from '../src/model/presets';
+import { formatTable } from '../src/text-format';
+import { Optimizer } from '../src/train/optimizer';
+import { trainStep } from '../src/train/step';
+import { flagValue, loadAverage, machineLine, median } from './harness';
+
+/** A core's fp32 peak here: AVX-512, two FMA units, ~3.7 GHz (docs/benchmarks.md). */
+export const CORE_PEAK_GFLOPS = 235;
+
+/**
+ * oneDNN 2.6.3 alone (standalone C++, 1 thread, batch 32, NHWC, best of 5; measured 2026-12-01
+ * on this machine type): the upper end of each range, GFLOP/s. Keyed like kernelRows' labels.
+ */
+export const ONEDNN_ALONE_GFLOPS: Readonly<Record<string, number>> = {
+  'conv1 fwd': 205, 'conv1 bwd (weights)': 176,
+  'conv2 fwd': 229, 'conv2 bwd (data + weights)': 215,
+  'conv3 fwd': 233, 'conv3 bwd (data + weights)': 203,
+  'conv4 fwd': 230, 'conv4 bwd (data + weights)': 208,
+  'conv5 fwd': 230, 'conv5 bwd (data + weights)': 208,
+  'fc6 fwd': 153, 'fc6 dx': 105, 'fc6 dW': 191,
+  'fc7 fwd': 153, 'fc7 dx': 105, 'fc7 dW': 191,
+};
+
+/** One kernel call as tf.profile reports it. */
+export interface KernelCall {
+  name: string;
+  inputShapes: number[][];
+  outputShapes: number[][];
+  ms: number;
+}
+
+export interface KernelRow {
+  label: string;
+  ms: number;
+  /** 0 where the op is not counted in FLOPs (memory-bound ops). */
+  gflop: number;
+}
+
+const size = (shape: number[] | undefined): number => (shape ?? []).reduce((a, b) => a * b, 1);
+
+/** FLOPs of a matrix product from its shapes alone: a = MK, b = KN, out = MN, so MNK = sqrt(|a||b||out|). */
+export function matMulFlops(call: Pick<KernelCall, 'inputShapes' | 'outputShapes'>): number {
+  return 2 * Math.sqrt(size(call.inputShapes[0]) * size(call.inputShapes[1]) * size(call.outputShapes[0]));
+}
+
+/** A conv layer's forward FLOPs: each output element is a dot product of kh kw (ic / groups) terms; w is [kh, kw, ic / g, oc]. */
+export function convFlops(yShape: number[], wShape: number[]): number {
+  return (2 * size(yShape) * size(wShape)) / wShape[wShape.length - 1];
+}
+
+/** An FC layer: its name and weight shape [inputs, outputs]. */
+export interface FcLayer {
+  name: string;
+  weight: [number, number];
+}
+
+/** The FC layers of a model, from its layer table (an FC row's input is the previous row's output). */
+export function fcLayersOf(rows: readonly LayerShape[]): FcLayer[] {
+  const layers: FcLayer[] = [];
+  rows.forEach((row, i) => {
+    if (row.outputShape.length === 1 && i > 0) layers.push({ name: row.layer, weight: [size(rows[i - 1].outputShape), row.outputShape[0]] });
+  });
+  return layers;
+}
+
+/**
+ * Labels and FLOPs for one step's calls, in order: conv layers are numbered as they come
+ * (forward in order, backward in reverse); a matrix product is an FC layer's by its weight
+ * shape [in, out], as an input (forward, then dx) or as the output (dW).
+ */
+export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs: readonly FcLayer[]): KernelRow[] {
+  let convFwd = 0;
+  let convBwd = convCount;
+  const forwardSeen = new Set<number>();
+  const dims = (s: number[] | undefined): string => (s ?? []).filter((d) => d !== 1).join('x');
+  return calls.map((c): KernelRow => {
+    if (c.name === 'AlexnetConvLayer') {
+      convFwd++;
+      return { label: `conv${convFwd} fwd`, ms: c.ms, gflop: convFlops(c.outputShapes[0], c.inputShapes[1]) / 1e9 };
+    }
+    if (c.name === 'AlexnetConvLayerGrad') {
+      const n = convBwd--;
+      // The first layer's input is the images: its data gradient is not computed.
+      const withData = n > 1;
+      const one = convFlops(c.inputShapes[2], c.inputShapes[1]);
+      return { label: `conv${n} bwd (${withData ? 'data + weights' : 'weights'})`, ms: c.ms, gflop: (withData ? 2 * one : one) / 1e9 };
+    }
+    if (c.name === 'BatchMatMul' || c.name === '_FusedMatMul') {
+      const gflop = matMulFlops(c) / 1e9;
+      const layer = fcs.findIndex((f) => [dims(c.inputShapes[1]), dims(c.outputShapes[0])].includes(f.weight.join('x')));
+      if (layer < 0) return { label: 'other matmul', ms: c.ms, gflop };
+      const role = dims(c.outputShapes[0]) === fcs[layer].weight.join('x') ? 'dW' : forwardSeen.has(layer) ? 'dx' : 'fwd';
+      forwardSeen.add(layer);
+      return { label: `${fcs[layer].name} ${role}`, ms: c.ms, gflop };
+    }
+    return { label: c.name, ms: c.ms, gflop: 0 };
+  });
+}
+
+/** Same-label rows summed (the element-wise ops of a step, several calls each). */
+export function mergeRows(rows: readonly KernelRow[]): KernelRow[] {
+  const byLabel = new Map<string, KernelRow>();
+  for (const r of rows) {
+    const seen = byLabel.get(r.label);
+    byLabel.set(r.label, seen ? { label: r.label, ms: seen.ms + r.ms, gflop: seen.gflop + r.gflop } : { ...r });
+  }
+  return [...byLabel.values()];
+}
+
+async function profiledStep(step: () => Promise<void>): Promise<KernelCall[]> {
+  const info = await tf.profile(step);
+  return Promise.all(
+    info.kernels.map(async (k) => ({ name: k.name, inputShapes: k.inputShapes, outputShapes: k.outputShapes, ms: Number(await k.kernelTimeMs) || 0 })),
+  );
+}
+
+async function main(argv: string[]): Promise<void> {
+  const preset = (flagValue(argv, '--preset') ?? 'paper') as PresetName;
+  if (!(PRESET_NAMES as readonly string[]).includes(preset)) throw new Error(`unknown preset ${preset}`);
+  const batch = Number(flagValue(argv, '--batch') ?? 32);
+  const reps = Number(flagValue(argv, '--reps') ?? 3);
+  const outPath = flagValue(argv, '--out') ?? null;
+  await initBackend('native', false, { threads: 1 });
+  const classes = 1000;
+  const spec = buildSpec(preset);
+  const model = createAlexNet(spec, classes, 1);
+  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  const s = spec.inputSize;
+  let seed = 1;
+  const images = Float32Array.from({ length: batch * s * s * 3 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5);
+  const batchData = {
+    images,
+    labels: Int32Array.from({ length: batch }, (_, i) => i % classes),
+    sampleIndices: Int32Array.from({ length: batch }, (_, i) => i),
+    count: batch,
+    skipped: 0,
+    index: 0,
+    globalPlanned: batch,
+    cropsPerImage: 1,
+  };
+  const step = async (): Promise<void> => {
+    await trainStep(model, optimizer, batchData, { lr: 0.01, dropoutSeed: 1, collective: null, fusion: null, stopVote: false });
+  };
+  const load = [loadAverage(), 0];
+  for (let i = 0; i < 2; i++) await step();
+  const stepMs: number[] = [];
+  const perRep: KernelRow[][] = [];
+  const fcs = fcLayersOf(layerShapes(spec, classes));
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    const calls = await profiledStep(step);
+    stepMs.push(performance.now() - t0);
+    perRep.push(mergeRows(kernelRows(calls, spec.convs.length, fcs)));
+  }
+  load[1] = loadAverage();
+  const labels = perRep[0].map((r) => r.label);
+  const rows = labels.map((label) => {
+    const times = perRep.map((rep) => rep.find((r) => r.label === label)?.ms ?? 0);
+    const gflop = perRep[0].find((r) => r.label === label)?.gflop ?? 0;
+    return { label, ms: median(times), gflop };
+  });
+  const kernelMs = rows.reduce((a, r) => a + r.ms, 0);
+  const step1 = median(stepMs);
+  const shown = rows.filter((r) => r.gflop > 0 || r.ms >= 0.5);
+  const table = formatTable(
+    ['kernel', 'ms', 'share of step', 'GFLOP', 'GFLOP/s', '% of core peak', 'oneDNN alone GFLOP/s', 'ours / oneDNN alone'],
+    shown.map((r) => {
+      const gflops = r.gflop > 0 ? r.gflop / (r.ms / 1000) : NaN;
+      const alone = ONEDNN_ALONE_GFLOPS[r.label];
+      return [
+        r.label,
+        r.ms.toFixed(1),
+        `${((100 * r.ms) / step1).toFixed(1)}%`,
+        r.gflop > 0 ? r.gflop.toFixed(2) : '-',
+        Number.isFinite(gflops) ? gflops.toFixed(0) : '-',
+        Number.isFinite(gflops) ? `${((100 * gflops) / CORE_PEAK_GFLOPS).toFixed(0)}%` : '-',
+        alone !== undefined && preset === 'paper' && batch === 32 ? String(alone) : '-',
+        alone !== undefined && preset === 'paper' && batch === 32 && Number.isFinite(gflops) ? `${(gflops / alone).toFixed(2)}` : '-',
+      ];
+    }),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+  const totalGflop = rows.reduce((a, r) => a + r.gflop, 0);
+  const lines = [
+    `# per-kernel time in one ${preset} training step (${machineLine()}; ${new Date().toISOString()})`,
+    '',
+    `\`node dist/bench/kernels.js ${argv.join(' ')}\`: native backend, 1 thread, batch ${batch}, ${classes} classes, median of ${reps} profiled steps; 1-minute load average ${load[0].toFixed(1)}-${load[1].toFixed(1)}.`,
+    `Step ${step1.toFixed(0)} ms (${((batch / step1) * 1000).toFixed(1)} img/s) under the profiler, of which ${kernelMs.toFixed(0)} ms in kernels; ${totalGflop.toFixed(1)} GFLOP in convolutions and products, ${(totalGflop / (step1 / 1000)).toFixed(0)} GFLOP/s over the whole step (core peak ~${CORE_PEAK_GFLOPS}). Kernels under 0.5 ms are left out.`,
+    '',
+    table,
+  ];
+  console.log(lines.join('\n'));
+  if (outPath !== null) fs.writeFileSync(outPath, `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, markdown: lines.join('\n') }, null, 2)}\n`);
+  disposeModel(model);
+  optimizer.dispose();
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
