@@ -1,7 +1,7 @@
 /**
  * The scripted reproduction of docs/reproduction.md (issue #6):
  *
- *   node dist/scripts/reproduce.js reproduction [--epochs 6]   # ours vs the PyTorch reference
+ *   node dist/scripts/reproduce.js reproduction [--epochs 6] [--seeds 0,1]   # ours vs the PyTorch reference
  *   node dist/scripts/reproduce.js ablations [--epochs 3 --train-limit 20000]
  *   node dist/scripts/reproduce.js report                      # only redraw the doc's tables/charts
  *   (make reproduce, make ablations)
@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/harness';
+import { addonPath } from '../src/backend/native';
 import { openDataset } from '../src/data/dataset';
 import { findStats, statsPath } from '../src/data/stats';
 import { UserError } from '../src/errors';
@@ -27,8 +28,8 @@ import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '..
 import { writeSvgAndPng } from '../src/report/svg';
 import { statsPlaces } from '../src/train/setup';
 import {
-  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, gapPoints, oursTrainArgs, referenceArgs,
-  REPRODUCTION_RECIPE, reproductionChartSvg, reproductionTable, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
+  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, oursTrainArgs, referenceArgs,
+  REPRODUCTION_RECIPE, reproductionChartSvg, reproductionTable, seedGapLines, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
 } from './reproduction-lib';
 
 const GENERATOR = 'scripts/reproduce.ts';
@@ -103,20 +104,47 @@ async function ensureData(): Promise<void> {
 
 const cli = (): string => path.join(repoRoot(), 'dist', 'src', 'cli.js');
 
-async function reproduction(epochs: number, force: boolean): Promise<void> {
+const oursDirOf = (seed: number): string => path.join(RUNS_DIR, `ours-seed${seed}`);
+const referenceDirOf = (seed: number): string => path.join(RUNS_DIR, `reference-seed${seed}`);
+
+/** Ours on the native backend where its addon is built (make native), else on wasm. */
+const oursBackend = (): 'native' | 'wasm' => (fs.existsSync(addonPath()) ? 'native' : 'wasm');
+
+async function reproduction(epochs: number, seeds: readonly number[], force: boolean): Promise<void> {
   await ensureData();
-  const oursDir = path.join(RUNS_DIR, 'ours');
-  await ensureRun(oursDir, process.execPath, [cli(), 'train', ...oursTrainArgs(DATA_DIR, oursDir, epochs)], force);
+  for (const seed of seeds) {
+    const dir = oursDirOf(seed);
+    await ensureRun(dir, process.execPath, [cli(), 'train', ...oursTrainArgs(DATA_DIR, dir, epochs, seed, oursBackend())], force);
+  }
   const missing = pythonUnavailable('import torch, PIL');
   if (missing) {
     console.log(`skipping the PyTorch reference: ${missing} (apt-get install python3-torch python3-pil)`);
     return;
   }
-  await shareStats(oursDir);
-  const refDir = path.join(RUNS_DIR, 'reference');
+  await shareStats(oursDirOf(seeds[0]));
   const specFile = path.join(RUNS_DIR, 'spec-small-he.json');
   fs.writeFileSync(specFile, JSON.stringify(buildSpec('small', { init: 'he' })));
-  await ensureRun(refDir, SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...referenceArgs(DATA_DIR, specFile, path.join(refDir, METRICS_FILE), epochs)], force);
+  for (const seed of seeds) {
+    const dir = referenceDirOf(seed);
+    await ensureRun(dir, SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...referenceArgs(DATA_DIR, specFile, path.join(dir, METRICS_FILE), epochs, seed)], force);
+  }
+}
+
+/** The seeds that have a finished run on both sides, in order. */
+function finishedSeeds(): number[] {
+  if (!fs.existsSync(RUNS_DIR)) return [];
+  const seeds = fs.readdirSync(RUNS_DIR).flatMap((name) => {
+    const m = /^ours-seed(\d+)$/.exec(name);
+    return m ? [Number(m[1])] : [];
+  });
+  return seeds.filter((s) => finishedMetrics(oursDirOf(s)) && finishedMetrics(referenceDirOf(s))).sort((a, b) => a - b);
+}
+
+/** "native" or "wasm", from the command a run of ours recorded. */
+function backendOf(info: RunInfo | null): string {
+  const args = info?.command ?? [];
+  const at = args.indexOf('--backend');
+  return at >= 0 ? args[at + 1] : 'wasm';
 }
 
 /**
@@ -154,20 +182,25 @@ function shownCommand(info: RunInfo | null): string {
 async function report(): Promise<void> {
   let doc = fs.existsSync(DOC) ? fs.readFileSync(DOC, 'utf8') : '# Reproduction\n';
   fs.mkdirSync(IMG_DIR, { recursive: true });
-  const runs = [resultOf('ours (tfjs wasm, 2 workers)', 'ours', path.join(RUNS_DIR, 'ours')), resultOf('PyTorch reference (2 processes, gloo)', 'PyTorch', path.join(RUNS_DIR, 'reference'))];
-  if (runs[0] && runs[1]) {
-    const [ours, ref] = runs;
-    const gap = gapPoints(ours.metrics, ref.metrics);
-    await writeSvgAndPng(reproductionChartSvg([ours, ref]), path.join(IMG_DIR, 'reproduction.svg'), path.join(IMG_DIR, 'reproduction.png'));
-    const infos = [readRunInfo(path.join(RUNS_DIR, 'ours')), readRunInfo(path.join(RUNS_DIR, 'reference'))];
+  const seeds = finishedSeeds();
+  if (seeds.length > 0) {
+    const dirs = seeds.flatMap((s) => [oursDirOf(s), referenceDirOf(s)]);
+    const infos = dirs.map(readRunInfo);
+    const runs = seeds.flatMap((s, i) => [
+      resultOf(`ours (tfjs ${backendOf(infos[2 * i])}, 2 workers), seed ${s}`, `ours s${s}`, oursDirOf(s)),
+      resultOf(`PyTorch reference (2 processes, gloo), seed ${s}`, `PyTorch s${s}`, referenceDirOf(s)),
+    ]).filter((r): r is RunResult => r !== null);
+    const ours = runs.filter((_, i) => i % 2 === 0);
+    const refs = runs.filter((_, i) => i % 2 === 1);
+    await writeSvgAndPng(reproductionChartSvg(runs), path.join(IMG_DIR, 'reproduction.svg'), path.join(IMG_DIR, 'reproduction.png'));
     const notes = infos.flatMap((info, i) => (info?.note ? [`- ${runs[i]?.name}: ${info.note}`] : []));
     const block = [
-      reproductionTable([ours, ref]),
+      reproductionTable(runs),
       '',
-      `Test top-1 gap, ours minus reference: **${gap >= 0 ? '+' : ''}${gap.toFixed(2)} percentage points** (target: within 1).`,
+      ...seedGapLines(seeds, ours.map((r) => r.metrics), refs.map((r) => r.metrics)),
       ...(notes.length > 0 ? ['', ...notes] : []),
       '',
-      `Commands: \`${shownCommand(infos[0])}\``,
+      `Commands (seed ${seeds[0]}; the others differ only in \`--seed\` and the run folder): \`${shownCommand(infos[0])}\``,
       `and \`${shownCommand(infos[1])}\`.`,
       '',
       '![ours vs reference](img/reproduction.png)',
@@ -196,13 +229,16 @@ async function main(): Promise<void> {
     .command('$0 <part>', 'run the reproduction or the ablations, then redraw docs/reproduction.md')
     .positional('part', { choices: ['reproduction', 'ablations', 'report'] as const, demandOption: true })
     .option('epochs', { type: 'number', describe: 'epochs per run (reproduction: 6, ablations: 3)' })
+    .option('seeds', { type: 'string', default: '0,1', describe: 'reproduction: the seeds each side runs' })
     .option('train-limit', { type: 'number', default: 20_000, describe: 'ablations: seeded training subset' })
     .option('batch-size', { type: 'number', default: 64, describe: 'ablations: global batch' })
     .option('force', { type: 'boolean', default: false, describe: 'rerun finished runs' })
     .strict()
     .parseAsync();
   process.chdir(repoRoot());
-  if (args.part === 'reproduction') await reproduction(args.epochs ?? 6, args.force);
+  const seeds = args.seeds.split(',').map(Number);
+  if (seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new UserError(`--seeds must be non-negative integers separated by commas, got '${args.seeds}'`);
+  if (args.part === 'reproduction') await reproduction(args.epochs ?? 6, seeds, args.force);
   if (args.part === 'ablations') {
     await ablations({ epochs: args.epochs ?? 3, trainLimit: args['train-limit'], batchSize: args['batch-size'], lr: 0.01, logEvery: 10 }, args.force);
   }

@@ -31,20 +31,21 @@ function recipeArgs(data: string, lr: number, schedule: string, batchSize: numbe
   ];
 }
 
-export function oursTrainArgs(data: string, runDir: string, epochs: number): string[] {
+/** Our run of the recipe; `backend` is named so that the run's command says what computed it. */
+export function oursTrainArgs(data: string, runDir: string, epochs: number, seed: number = REPRODUCTION_RECIPE.seed, backend: 'native' | 'wasm' = 'wasm'): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
     ...recipeArgs(data, r.lr, r.schedule, r.batchSize),
-    '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--epochs', String(epochs), '--run-dir', runDir,
+    '--devices', `cpu:${r.workers}`, '--backend', backend, '--seed', String(seed), '--epochs', String(epochs), '--run-dir', runDir,
   ];
 }
 
-export function referenceArgs(data: string, specFile: string, metricsFile: string, epochs: number): string[] {
+export function referenceArgs(data: string, specFile: string, metricsFile: string, epochs: number, seed: number = REPRODUCTION_RECIPE.seed): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
     '--data', data, '--spec', specFile, '--out', metricsFile, '--world', String(r.workers), '--batch', String(r.batchSize),
     '--epochs', String(epochs), '--optimizer', r.optimizer, '--lr', String(r.lr), '--momentum', String(r.momentum),
-    '--weight-decay', String(r.weightDecay), '--schedule', r.schedule, '--seed', String(r.seed),
+    '--weight-decay', String(r.weightDecay), '--schedule', r.schedule, '--seed', String(seed),
   ];
 }
 
@@ -136,6 +137,29 @@ function meanImagesPerSec(m: RunMetrics): number {
 /** Test top-1 error of ours minus the reference's, in percentage points. */
 export function gapPoints(ours: RunMetrics, reference: RunMetrics): number {
   return 100 * ((ours.test?.test.top1Error ?? NaN) - (reference.test?.test.top1Error ?? NaN));
+}
+
+/** Test top-1 errors of runs, as the mean and the range over seeds, in percent. */
+function spread(runs: readonly RunMetrics[]): { mean: number; min: number; max: number } {
+  const errors = runs.map((m) => 100 * (m.test?.test.top1Error ?? NaN));
+  return { mean: errors.reduce((a, e) => a + e, 0) / errors.length, min: Math.min(...errors), max: Math.max(...errors) };
+}
+
+/**
+ * The gap over seeds: each side's mean test top-1 error and its range, the gap of the means, and
+ * each seed's own gap (runs paired by seed; the random streams differ between the two sides, so
+ * a pair shares only its seed number).
+ */
+export function seedGapLines(seeds: readonly number[], ours: readonly RunMetrics[], reference: readonly RunMetrics[]): string[] {
+  const o = spread(ours);
+  const r = spread(reference);
+  const gap = o.mean - r.mean;
+  const signed = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`;
+  const range = (s: { min: number; max: number }): string => `${s.min.toFixed(2)}-${s.max.toFixed(2)}%`;
+  return [
+    `Test top-1 over seeds ${seeds.join(', ')}: ours ${o.mean.toFixed(2)}% (${range(o)}), reference ${r.mean.toFixed(2)}% (${range(r)}).`,
+    `Gap of the means, ours minus reference: **${signed(gap)} percentage points** (target: within 1); per seed: ${seeds.map((s, i) => `${s}: ${signed(gapPoints(ours[i], reference[i]))}`).join(', ')}.`,
+  ];
 }
 
 export function reproductionTable(runs: readonly RunResult[]): string {

@@ -13,7 +13,7 @@ import { buildSpec } from '../../src/model/presets';
 import { parseMetricsJsonl, parseStepsJsonl, type StepRecord } from '../../src/train/run-log';
 import {
   ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, epochsToTrainError, gapPoints, lrDropEpochs, oursTrainArgs,
-  referenceArgs, reproductionTable, smoothedTrainError,
+  referenceArgs, reproductionTable, seedGapLines, smoothedTrainError,
 } from '../../scripts/reproduction-lib';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
@@ -27,8 +27,8 @@ t.before(async () => {
 const parse = (argv: string[]) => buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs);
 
 t.test('the reproduction recipe is the issue\'s: SGD 0.01, momentum 0.9, decay 5e-4, plateau, 2 workers', async (t) => {
-  const c = parse(oursTrainArgs(data, path.join(root, 'r'), 6));
-  t.match(c, { preset: 'small', optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, schedule: 'plateau', devices: 'cpu:2', epochs: 6 });
+  const c = parse(oursTrainArgs(data, path.join(root, 'r'), 6, 1, 'native'));
+  t.match(c, { preset: 'small', optimizer: 'sgd', lr: 0.01, momentum: 0.9, weightDecay: 0.0005, schedule: 'plateau', devices: 'cpu:2', epochs: 6, seed: 1, backend: 'native' });
   t.same(c.augment, { crop: true, flip: true, pcaLighting: true }, 'random crops, flips (and PCA lighting) on');
 });
 
@@ -73,6 +73,11 @@ t.test('tables: the gap in points, lr drops, never-reached thresholds', async (t
   const table = reproductionTable([{ name: 'ours', shortName: 'ours', metrics: ours, wallMs: 120_000 }, { name: 'ref', shortName: 'ref', metrics: ref, wallMs: 60_000 }]);
   t.match(table, /ours.*10\.50%.*1\.00%.*20\.00%.*3.*2.*2\.0 min.*10/);
   t.match(table, /ref.*10\.00%.*none.*1\.0 min/);
+  const ours2 = metrics([0.3], [0.01], 0.115);
+  const ref2 = metrics([0.3], [0.01], 0.12);
+  const lines = seedGapLines([0, 1], [ours, ours2], [ref, ref2]);
+  t.match(lines[0], /seeds 0, 1: ours 11\.00% \(10\.50-11\.50%\), reference 11\.00% \(10\.00-12\.00%\)/);
+  t.match(lines[1], /\*\*\+0\.00 percentage points\*\*.*per seed: 0: \+0\.50, 1: -0\.50/);
 
   const run = { name: 'x', shortName: 'x', metrics: ours, wallMs: 1 };
   const fast = { ablation: ABLATIONS[0], run, curve: [{ epochs: 0.5, error: 0.3 }, { epochs: 1, error: 0.2 }] };
