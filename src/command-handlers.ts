@@ -15,7 +15,8 @@ import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
-import { EVAL_FILE_NAMES, perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
+import { defaultEvalDir, EVAL_FILE_NAMES } from './eval/file-names';
+import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec } from './model/presets';
@@ -180,11 +181,6 @@ function checkpointFile(target: string): string {
     return fs.existsSync(best) ? best : path.join(target, LAST_CHECKPOINT);
   }
   return target;
-}
-
-/** Where eval's files go by default: beside the checkpoint, one folder per split and TTA. */
-export function defaultEvalDir(checkpoint: string, split: string, tta: 1 | 10): string {
-  return path.join(path.dirname(checkpoint), `eval-${split}${tta === 10 ? '-tta10' : ''}`);
 }
 
 export interface EvalResult {
