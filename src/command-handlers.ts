@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from './backend';
 import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
@@ -25,7 +26,10 @@ import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './rep
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { appendRunEvent, trainResultOf, type TrainResult } from './train/run-log';
+import { appendRunEvent, trainResultOf, writeRunInfo, type EndEvent, type TrainResult } from './train/run-log';
+import { WorkerLog } from './train/worker-log';
+import { buildDashboardConfig, DASHBOARD_COMMAND_FLAGS, TRAIN_DASHBOARD_FLAGS, type DashboardConfig } from './dashboard/options';
+import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { assertFreshRunDir } from './train/run-dir';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
@@ -39,7 +43,7 @@ import { runDataParallel } from './parallel/coordinator';
 import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './parallel/scheduler-env';
 import type { ClusterPlan } from './parallel/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './parallel/keyfile';
-import type { StepReportMessage } from './parallel/protocol';
+import { stepReportMessage, type StepReportMessage } from './parallel/protocol';
 import { localAddressTowards, parseTcpEndpoint } from './parallel/ring-address';
 
 function printFinal(log: Logger, result: TrainResult): void {
@@ -56,6 +60,9 @@ function printFinal(log: Logger, result: TrainResult): void {
 export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
   const backend = await initBackend(config.backend, gpuVisible, { threads: config.threads });
   log.info(describeBackend(backend));
+  // workers.jsonl as a data-parallel run writes it: this process is rank 0.
+  const workers = new WorkerLog(config.runDir, config.logEverySteps);
+  workers.seen({ kind: 'hello', rank: 0, host: os.hostname(), pid: process.pid, timeMs: Date.now() });
   let stopRequested = false;
   const onSigint = () => {
     if (stopRequested) process.exit(130);
@@ -70,6 +77,7 @@ export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisibl
       tty: env.isTTY(),
       collective: null,
       shouldStop: () => stopRequested,
+      onStep: (report) => workers.step(stepReportMessage(0, report)),
       onEpochEnd: (runDir) => writeRunReportSafely(runDir, log),
     }).run();
   } finally {
@@ -86,8 +94,14 @@ export async function trainDataParallel(
   options: { cluster?: ClusterPlan; onStepReport?: (m: StepReportMessage) => void } = {},
 ): Promise<TrainResult> {
   const startedMs = Date.now();
+  const workers = new WorkerLog(config.runDir, config.logEverySteps);
   const result = await runDataParallel(config, devices, log, {
     ...options,
+    onStepReport: (m) => {
+      workers.step(m);
+      options.onStepReport?.(m);
+    },
+    onWorkerSeen: (seen) => workers.seen(seen),
     // Once, before any worker starts: the dataset is checked and its statistics written by one process.
     prepareData: async () => void (await openTrainingData(config, true, log)),
     // A restart continues from the newest checkpoint this run wrote that loads (else as it began).
@@ -130,20 +144,60 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
   assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
+  const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const spec = buildSpec(config.preset, config.model);
   const ds = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
   for (const note of ds.notes) log.info(note);
   for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
-  const result =
-    plan === null && devices.worldSize === 1
-      ? await trainInProcess(config, log, devices.kind === 'gpu')
-      : await trainDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
-  printFinal(log, result);
-  // The epochs' reports were drawn during training; this one adds the final test line.
-  if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
-  if (result.stopped) process.exitCode = 130;
+  writeRunInfo(config.runDir, { config: { ...config }, startedMs: Date.now(), pid: process.pid, host: os.hostname(), worldSize: plan?.worldSize ?? devices.worldSize });
+  const dashboard = dashboardConfig === null ? null : await serveRunDashboard(config.runDir, dashboardConfig, log);
+  try {
+    const result =
+      plan === null && devices.worldSize === 1
+        ? await trainInProcess(config, log, devices.kind === 'gpu')
+        : await trainDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
+    recordRunEnd(config.runDir, result.stopped ? 'stopped' : 'finished');
+    printFinal(log, result);
+    // The epochs' reports were drawn during training; this one adds the final test line.
+    if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
+    if (result.stopped) process.exitCode = 130;
+  } catch (err) {
+    recordRunEnd(config.runDir, 'failed', err instanceof Error ? err.message : String(err));
+    throw err;
+  } finally {
+    // Open pages get the end record before the server goes (alexnet dashboard shows the run after).
+    await dashboard?.close();
+  }
+}
+
+/** The run's last line in metrics.jsonl: how it ended, for readers that did not watch (the dashboard). */
+function recordRunEnd(runDir: string, status: EndEvent['status'], message?: string): void {
+  appendRunEvent(runDir, { event: 'end', status, timeMs: Date.now(), ...(message === undefined ? {} : { message }) });
+}
+
+/** `train --dashboard`: this run's page, served while it trains. */
+async function serveRunDashboard(runDir: string, config: DashboardConfig, log: Logger): Promise<DashboardServer> {
+  const { server, url } = await startDashboard({ runsRoot: path.dirname(runDir), onlyRun: path.basename(runDir), ...config }, TRAIN_DASHBOARD_FLAGS);
+  log.result(`dashboard: ${url}`);
+  return server;
+}
+
+/** `alexnet dashboard <runs>`: the runs of a folder, finished and running, until Ctrl-C. */
+export async function runDashboard(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<void> {
+  const runsRoot = path.resolve(String(args['runs']));
+  if (!fs.existsSync(runsRoot) || !fs.statSync(runsRoot).isDirectory()) throw new ConfigError(`runs folder '${runsRoot}' does not exist`);
+  const config = buildDashboardConfig(args, DASHBOARD_COMMAND_FLAGS);
+  if (config === null) throw new ConfigError('--port is required');
+  const { server, url } = await startDashboard({ runsRoot, ...config }, DASHBOARD_COMMAND_FLAGS);
+  log.result(`dashboard: ${url}`);
+  log.info(`serving the ${server.runNames().length} run(s) of ${runsRoot} (read-only; Ctrl-C to stop)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
 }
 
 /** `alexnet join`: this host's workers take part in a run whose coordinator is elsewhere. */

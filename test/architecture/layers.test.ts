@@ -13,6 +13,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   cli: 'any',
   'command-handlers': 'any',
   'worker-main': 'any',
+  dashboard: ['eval', 'train', ...FOUNDATION],
   eval: ['report', 'train', 'model', 'data', 'backend', ...FOUNDATION],
   report: ['train', ...FOUNDATION],
   train: ['model', 'data', 'backend', 'parallel', ...FOUNDATION],
