@@ -191,7 +191,7 @@ export class DashboardServer {
     // Segments of the raw path: the URL parser would already have resolved '..' and '%2e%2e'.
     const segments = pathSegments(req.url ?? '/');
     if (segments === null) return this.fail(res, 404, 'not found');
-    const maxPoints = Math.max(10, Math.min(100_000, Number(url.searchParams.get('max')) || (this.options.maxPoints ?? DEFAULT_MAX_POINTS)));
+    const maxPoints = Math.max(2, Math.min(100_000, Number(url.searchParams.get('max')) || (this.options.maxPoints ?? DEFAULT_MAX_POINTS)));
     const [first, second, third, fourth, ...rest] = segments;
     if (first === undefined) return this.sendPage(res);
     if (first === 'static' && second !== undefined && third === undefined && Object.hasOwn(this.assets, second)) return this.sendAsset(res, second);
