@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { buildDashboardConfig, dashboardUrl, TRAIN_DASHBOARD_FLAGS } from '../../src/dashboard/options';
 import { LineTail, evalView, parseCsv, runState } from '../../src/dashboard/run-reader';
 import { DashboardServer, authorize, pathSegments, sseFrame } from '../../src/dashboard/server';
@@ -58,7 +58,7 @@ function get(port: number, rawPath: string, headers: Record<string, string> = {}
   });
 }
 
-async function started(t: Tap.Test, token: string | null, onlyRun?: string): Promise<{ server: DashboardServer; port: number }> {
+async function started(t: Test, token: string | null, onlyRun?: string): Promise<{ server: DashboardServer; port: number }> {
   const server = new DashboardServer({ runsRoot: runs, host: '127.0.0.1', port: 0, token, pollMs: 100, onlyRun });
   const url = await server.start();
   t.teardown(() => server.close());
@@ -154,7 +154,7 @@ t.test('a served run: snapshot with curves, workers, bad files, eval and config'
 });
 
 /** Reads server-sent events off a stream until `count` frames have come. */
-function readFrames(t: Tap.Test, port: number, rawPath: string, count: number, onFrame: (n: number) => void): Promise<string[]> {
+function readFrames(t: Test, port: number, rawPath: string, count: number, onFrame: (n: number) => void): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: rawPath }, (res) => {
       t.equal(res.headers['content-type'], 'text/event-stream; charset=utf-8');
