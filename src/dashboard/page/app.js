@@ -221,8 +221,16 @@
     $('bad-files').replaceChildren(table(shown.map((b) => [b.file, b.reason])).tBodies[0]);
   }
 
+  /** The compared runs are fetched again at most this often while the followed one changes. */
+  const OVERLAY_EVERY_MS = 3000;
+  let overlayAt = 0;
+
   function render(snap) {
     state.snap = snap;
+    if (state.overlay.has(snap.name) && Date.now() - overlayAt > OVERLAY_EVERY_MS) {
+      overlayAt = Date.now();
+      void renderOverlay().catch(() => undefined);
+    }
     state.lost = false;
     renderStatus();
     renderCards(snap);
