@@ -138,13 +138,13 @@ export async function runTrain(args: CliArgs): Promise<void> {
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
   const config = buildTrainConfig(args);
+  const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const log = consoleLogger({ level: config.logLevel });
   const devices = resolveDevices(config);
   const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, devices.worldSize));
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
   assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
-  const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const spec = buildSpec(config.preset, config.model);
   const ds = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
