@@ -25,7 +25,7 @@ export class WorkerLog {
     private readonly append: (runDir: string, r: WorkerRecord) => void = appendWorkerRecord,
   ) {}
 
-  /** A hello is always written; a heartbeat only when the rank's last written one is old enough. */
+  /** A hello is always written (and counts as a heartbeat); a heartbeat only when the rank's last written one is old enough. */
   seen(record: WorkerSeen): void {
     if (record.kind === 'heartbeat' && record.timeMs - (this.lastHeartbeat.get(record.rank) ?? -Infinity) < HEARTBEAT_RECORD_MS) return;
     this.lastHeartbeat.set(record.rank, record.timeMs);

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { METRICS_FILE, RUN_FILE, WORKERS_FILE, parseMetricsJsonl, parseRunInfo, parseWorkersJsonl } from '../../src/train/run-log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 
@@ -105,6 +106,14 @@ if (missing.length > 0 || playwright === null) {
       return /run ended: stopped/.test(text) ? text : null;
     }, 10_000);
     t.pass(`the page says: ${status}`);
+    // What the page read: the files the run wrote for it.
+    const runInfo = parseRunInfo(fs.readFileSync(path.join(runDir, RUN_FILE), 'utf8'));
+    t.match(runInfo, { pid: child.pid, worldSize: 2, config: { epochs: 40 } }, 'run.json: who trains, and the config');
+    const events = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events;
+    t.match(events[events.length - 1], { event: 'end', status: 'stopped' }, 'metrics.jsonl ends with the end record');
+    const workers = parseWorkersJsonl(fs.readFileSync(path.join(runDir, WORKERS_FILE), 'utf8'));
+    t.same([...new Set(workers.filter((r) => r.kind === 'hello').map((r) => r.rank))].sort(), [0, 1], 'workers.jsonl: both ranks said hello');
+    t.ok(workers.filter((r) => r.kind === 'step').length >= 2 * later.step - 2, 'and their step timings at every logged step');
     t.same(pageErrors, [], 'no script error on the page');
     t.same(requests.filter((r) => !r.startsWith(url) && !r.startsWith('data:')), [], 'nothing fetched from anywhere but the dashboard');
   });
