@@ -20,6 +20,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { ConfigError } from '../errors';
+import { projectRoot } from '../project-root';
 import { dashboardUrl, isLoopback, type DashboardFlags } from './options';
 import { RUN_MARKERS, RunReader } from './run-reader';
 
@@ -42,11 +43,9 @@ const DEFAULT_MAX_POINTS = 600;
 /** A comment line now and then keeps proxies and the browser from closing an idle stream. */
 const KEEPALIVE_MS = 15_000;
 
-/** The project's folder (src/dashboard or dist/src/dashboard is below it): the page's files. */
+/** The page's files: in src/ (tsc does not copy them to dist/), found from src/ and from dist/src/ alike. */
 function pageDir(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return path.join(dir, 'src', 'dashboard', 'page');
+  return path.join(projectRoot(__dirname), 'src', 'dashboard', 'page');
 }
 
 /** The only files the server sends, by the name the page asks for. */
@@ -137,8 +136,11 @@ export class DashboardServer {
     this.broadcastChanges();
     for (const s of this.streams) s.res.end(sseFrame('bye', { reason: 'the dashboard server stopped' }));
     this.streams.clear();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
+    // close() ends idle connections and waits for busy ones: a second for them to finish, then cut.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const cut = setTimeout(() => this.server.closeAllConnections(), 1000);
+    await closed;
+    clearTimeout(cut);
   }
 
   /** The run names: subfolders of the runs folder that hold a run's files (or only the one run). */

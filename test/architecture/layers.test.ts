@@ -6,7 +6,7 @@ import t from 'tap';
 import { importGraph, importSpecifiers, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader'];
+const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root'];
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
@@ -27,6 +27,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   log: ['config'],
   errors: [],
   'atomic-write': [],
+  'project-root': [],
   'text-format': [],
 };
 
