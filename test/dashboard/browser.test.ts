@@ -1,7 +1,8 @@
 // The dashboard in a real browser: a short 2-worker training run (the compiled CLI, as a user
 // runs it) with `--dashboard 0`, its page opened in Debian's chromium through playwright-core.
 // The step counter advances, the loss chart redraws with more points, the worker table lists
-// both ranks, a screenshot is kept; after Ctrl-C the page says the run ended.
+// both ranks, a screenshot is kept; after Ctrl-C the page says the run ended. Then
+// `alexnet dashboard` serves the finished run and a copy, overlaid on one chart.
 // `make test` installs chromium and playwright-core where it can (scripts/ensure-browser.sh);
 // where neither is there, this test skips, loudly.
 import { spawn } from 'node:child_process';
@@ -116,5 +117,20 @@ if (missing.length > 0 || playwright === null) {
     t.ok(workers.filter((r) => r.kind === 'step').length >= 2 * later.step - 2, 'and their step timings at every logged step');
     t.same(pageErrors, [], 'no script error on the page');
     t.same(requests.filter((r) => !r.startsWith(url) && !r.startsWith('data:')), [], 'nothing fetched from anywhere but the dashboard');
+
+    // The finished run and a copy of it, served by `alexnet dashboard`, overlaid on one chart.
+    fs.cpSync(runDir, path.join(root, 'runs', 'copy'), { recursive: true });
+    const server = spawn(process.execPath, ['dist/src/cli.js', 'dashboard', path.join(root, 'runs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => void server.kill('SIGKILL'));
+    let serverOut = '';
+    server.stdout.on('data', (d: Buffer) => (serverOut += d.toString()));
+    const folderUrl = await until('alexnet dashboard to listen', () => /^dashboard: (http\S+)$/m.exec(serverOut)?.[1] ?? null);
+    await page.goto(`${folderUrl}#live`);
+    await until('both runs listed', async () => ((await page.$$('#overlay-runs input')).length === 2 ? true : null));
+    t.match(await page.textContent('#status'), /run ended: stopped/, 'a finished run, read from its files');
+    await page.click('#overlay-runs label:has-text("copy") input');
+    const series = await until('two runs on the compare chart', async () => ((await page.getAttribute('#chart-overlay', 'data-series')) === '2' ? 2 : null));
+    t.equal(series, 2, 'two runs overlaid on one chart, chosen on the page');
+    server.kill('SIGINT');
   });
 }

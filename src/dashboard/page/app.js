@@ -1,8 +1,8 @@
 // The dashboard page (served by src/dashboard/server.ts; plain browser JavaScript, no build).
 // It follows one run through server-sent events (a snapshot on connect, then one per change)
 // and draws with uPlot, served from node_modules: nothing is fetched from anywhere else.
-// Test hooks: #step holds the global step; each chart counts its points and draws in
-// data-points and data-draws; each worker row carries data-rank.
+// Test hooks: #step holds the global step; each chart counts its points, series and draws in
+// data-points, data-series and data-draws; each worker row carries data-rank.
 'use strict';
 (() => {
   const token = new URLSearchParams(location.search).get('token');
@@ -79,6 +79,7 @@
         );
       } else this.plot.setData(data);
       this.el.dataset.points = String(data[0].length);
+      this.el.dataset.series = String(series.length);
     }
   }
 
