@@ -151,8 +151,9 @@ export async function runTrain(args: CliArgs): Promise<void> {
   for (const note of ds.notes) log.info(note);
   for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
-  writeRunInfo(config.runDir, { config: { ...config }, startedMs: Date.now(), pid: process.pid, host: os.hostname(), worldSize: plan?.worldSize ?? devices.worldSize });
+  // The server first: a port it cannot have fails the run before it writes anything into its directory.
   const dashboard = dashboardConfig === null ? null : await serveRunDashboard(config.runDir, dashboardConfig, log);
+  writeRunInfo(config.runDir, { config: { ...config }, startedMs: Date.now(), pid: process.pid, host: os.hostname(), worldSize: plan?.worldSize ?? devices.worldSize });
   try {
     const result =
       plan === null && devices.worldSize === 1

@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
 import { tempDir } from './data/fixtures/images';
+import { makeStripeDataset } from './helpers/stripes';
 
 const cli = path.resolve('dist/src/cli.js');
 function run(...args: string[]) {
@@ -52,6 +53,14 @@ t.test('dashboard: a port in use is a one-line error', async (t) => {
   const r = run('dashboard', '.', '--port', port);
   t.equal(r.code, 2);
   t.match(r.stderr, `--port ${port}: the port is in use; choose another, or 0 for any free port`);
+  // train --dashboard: refused before the run writes anything, so the same command can be rerun.
+  const root = tempDir(t, 'alexnet-cli-dashboard-');
+  const data = await makeStripeDataset(path.join(root, 'data'), { train: 2, val: 1, test: 1 });
+  const runDir = path.join(root, 'run');
+  const train = run('train', '--data', data, '--preset', 'small', '--backend', 'wasm', '--run-dir', runDir, '--dashboard', port);
+  t.equal(train.code, 2);
+  t.match(train.stderr, `--dashboard ${port}: the port is in use`);
+  t.notOk(fs.existsSync(runDir), 'no run directory made');
 });
 
 t.test('--help explains every train option with its default', async (t) => {
