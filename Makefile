@@ -4,7 +4,7 @@
 #   make train               # the bundled default: small preset on Fashion-MNIST, every core/GPU
 #   make train GPUS=2        # 2 workers: 2 GPUs, or 2 CPU-simulated devices when there are none
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
-#   make test                # the test suite (tap), CPU only, a few minutes
+#   make test                # the test suite (tap), CPU only, a few minutes (installs chromium for the browser test)
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
@@ -62,7 +62,9 @@ data: $(BUILD_STAMP) $(DATA_STAMP)
 train: build data
 	node dist/src/cli.js train $(DEFAULT_TRAIN_ARGS) $(DEVICES) $(ARGS)
 
+# The dashboard's browser test needs chromium and playwright-core: installed here where they can be.
 test: build
+	@scripts/ensure-browser.sh
 	npx tap
 
 # Results (JSON, charts) go under runs/; only `make bench` rewrites docs/benchmarks.md.

@@ -5,6 +5,7 @@
  *   node dist/src/cli.js train --data data/fashion-mnist --preset small
  *   node dist/src/cli.js eval runs/<run> --split test --tta 10
  *   node dist/src/cli.js report runs/<run>
+ *   node dist/src/cli.js dashboard runs/                       (or train ... --dashboard)
  *   node dist/src/cli.js predict --model runs/<run>/final-model image.png
  *   node dist/src/cli.js data check <root>
  *   node dist/src/cli.js keygen --out cluster.key            (multi-host runs: README)
@@ -31,7 +32,8 @@ import { CLUSTER_DEFAULTS } from './parallel/cluster-config';
 import { datasetOptions } from './data/cli-options';
 import { dataCommand } from './data/commands';
 import { UserError } from './errors';
-import { runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
+import { DASHBOARD_DEFAULTS } from './dashboard/options';
+import { runDashboard, runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
 
 /** Every `train` option, with its default (from TRAIN_DEFAULTS, src/config.ts) and unit in the help text. */
 export function trainOptions(y: Argv): Argv {
@@ -78,6 +80,13 @@ export function trainOptions(y: Argv): Argv {
     .option('log-level', { choices: LOG_LEVELS, default: d('log-level'), describe: 'how much to print' });
 }
 
+/** `train --dashboard [port]`: the live page of this run (README "Dashboard", docs/dashboard.md). */
+function dashboardOptions(y: Argv): Argv {
+  return y
+    .option('dashboard', { type: 'string', describe: `serve a live page of this run at http://127.0.0.1:<port>/ (no value: port ${DASHBOARD_DEFAULTS.port}; 0: any free port), printed as 'dashboard: <url>'` })
+    .option('dashboard-host', { type: 'string', describe: `with --dashboard: listen at this address instead of ${DASHBOARD_DEFAULTS.host}; the printed URL then carries a random token that every request needs` });
+}
+
 const FORCE_RUN_DIR = { type: 'boolean', default: false, describe: 'train into a --run-dir that already holds files (they may be overwritten); without it such a directory is refused unless it is the one --resume continues' } as const;
 
 const KEY_FILE_HELP = "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
@@ -112,7 +121,7 @@ export function buildCli(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => datasetOptions(clusterOptions(trainOptions(y))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => dashboardOptions(datasetOptions(clusterOptions(trainOptions(y)))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))
     .command(
       'join <rendezvous>',
       "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",
@@ -156,6 +165,18 @@ export function buildCli(argv: string[]): Argv {
       },
     )
     .command(
+      'dashboard <runs>',
+      'serve a read-only page of the runs in a folder, finished and running, live (Ctrl-C to stop)',
+      (y: Argv): Argv =>
+        y
+          .positional('runs', { type: 'string', demandOption: true, describe: 'folder whose subfolders are run directories (e.g. runs/)' })
+          .option('port', { type: 'string', default: String(DASHBOARD_DEFAULTS.port), describe: 'port (0: any free port); the URL is printed as \'dashboard: <url>\'' })
+          .option('host', { type: 'string', describe: `listen at this address instead of ${DASHBOARD_DEFAULTS.host}; the printed URL then carries a random token that every request needs` }),
+      async (a) => {
+        await runDashboard(a as CliArgs);
+      },
+    )
+    .command(
       'predict <images..>',
       'top-5 classes with probabilities for each image',
       (y: Argv): Argv =>
@@ -178,7 +199,7 @@ export function buildCli(argv: string[]): Argv {
       (a) => runSummary(a as CliArgs),
     )
     .command(dataCommand)
-    .demandCommand(1, 'name a command: train, join, keygen, eval, report, predict, summary or data')
+    .demandCommand(1, 'name a command: train, join, keygen, eval, report, dashboard, predict, summary or data')
     .strict()
     .recommendCommands()
     .help()

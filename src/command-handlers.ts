@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from './backend';
 import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
@@ -15,7 +16,8 @@ import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
-import { EVAL_FILE_NAMES, perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
+import { defaultEvalDir, EVAL_FILE_NAMES } from './eval/file-names';
+import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec } from './model/presets';
@@ -24,7 +26,10 @@ import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './rep
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
 import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
-import { appendRunEvent, trainResultOf, type TrainResult } from './train/run-log';
+import { appendRunEvent, trainResultOf, writeRunInfo, type EndEvent, type TrainResult } from './train/run-log';
+import { WorkerLog } from './train/worker-log';
+import { buildDashboardConfig, DASHBOARD_COMMAND_FLAGS, TRAIN_DASHBOARD_FLAGS, type DashboardConfig } from './dashboard/options';
+import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { assertFreshRunDir } from './train/run-dir';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
@@ -38,7 +43,7 @@ import { runDataParallel } from './parallel/coordinator';
 import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './parallel/scheduler-env';
 import type { ClusterPlan } from './parallel/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './parallel/keyfile';
-import type { StepReportMessage } from './parallel/protocol';
+import { stepReportMessage, type StepReportMessage } from './parallel/protocol';
 import { localAddressTowards, parseTcpEndpoint } from './parallel/ring-address';
 
 function printFinal(log: Logger, result: TrainResult): void {
@@ -55,6 +60,9 @@ function printFinal(log: Logger, result: TrainResult): void {
 export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
   const backend = await initBackend(config.backend, gpuVisible, { threads: config.threads });
   log.info(describeBackend(backend));
+  // workers.jsonl as a data-parallel run writes it: this process is rank 0.
+  const workers = new WorkerLog(config.runDir, config.logEverySteps);
+  workers.seen({ kind: 'hello', rank: 0, host: os.hostname(), pid: process.pid, timeMs: Date.now() });
   let stopRequested = false;
   const onSigint = () => {
     if (stopRequested) process.exit(130);
@@ -69,6 +77,7 @@ export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisibl
       tty: env.isTTY(),
       collective: null,
       shouldStop: () => stopRequested,
+      onStep: (report) => workers.step(stepReportMessage(0, report)),
       onEpochEnd: (runDir) => writeRunReportSafely(runDir, log),
     }).run();
   } finally {
@@ -85,8 +94,14 @@ export async function trainDataParallel(
   options: { cluster?: ClusterPlan; onStepReport?: (m: StepReportMessage) => void } = {},
 ): Promise<TrainResult> {
   const startedMs = Date.now();
+  const workers = new WorkerLog(config.runDir, config.logEverySteps);
   const result = await runDataParallel(config, devices, log, {
     ...options,
+    onStepReport: (m) => {
+      workers.step(m);
+      options.onStepReport?.(m);
+    },
+    onWorkerSeen: (seen) => workers.seen(seen),
     // Once, before any worker starts: the dataset is checked and its statistics written by one process.
     prepareData: async () => void (await openTrainingData(config, true, log)),
     // A restart continues from the newest checkpoint this run wrote that loads (else as it began).
@@ -123,6 +138,7 @@ export async function runTrain(args: CliArgs): Promise<void> {
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
   const config = buildTrainConfig(args);
+  const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const log = consoleLogger({ level: config.logLevel });
   const devices = resolveDevices(config);
   const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, devices.worldSize));
@@ -135,14 +151,54 @@ export async function runTrain(args: CliArgs): Promise<void> {
   for (const note of ds.notes) log.info(note);
   for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
-  const result =
-    plan === null && devices.worldSize === 1
-      ? await trainInProcess(config, log, devices.kind === 'gpu')
-      : await trainDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
-  printFinal(log, result);
-  // The epochs' reports were drawn during training; this one adds the final test line.
-  if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
-  if (result.stopped) process.exitCode = 130;
+  // The server first: a port it cannot have fails the run before it writes anything into its directory.
+  const dashboard = dashboardConfig === null ? null : await serveRunDashboard(config.runDir, dashboardConfig, log);
+  writeRunInfo(config.runDir, { config: { ...config }, startedMs: Date.now(), pid: process.pid, host: os.hostname(), worldSize: plan?.worldSize ?? devices.worldSize });
+  try {
+    const result =
+      plan === null && devices.worldSize === 1
+        ? await trainInProcess(config, log, devices.kind === 'gpu')
+        : await trainDataParallel(config, devices, log, plan === null ? {} : { cluster: plan });
+    recordRunEnd(config.runDir, result.stopped ? 'stopped' : 'finished');
+    printFinal(log, result);
+    // The epochs' reports were drawn during training; this one adds the final test line.
+    if (!result.stopped && result.test) await writeRunReportSafely(result.runDir, log);
+    if (result.stopped) process.exitCode = 130;
+  } catch (err) {
+    recordRunEnd(config.runDir, 'failed', err instanceof Error ? err.message : String(err));
+    throw err;
+  } finally {
+    // Open pages get the end record before the server goes (alexnet dashboard shows the run after).
+    await dashboard?.close();
+  }
+}
+
+/** The run's last line in metrics.jsonl: how it ended, for readers that did not watch (the dashboard). */
+function recordRunEnd(runDir: string, status: EndEvent['status'], message?: string): void {
+  appendRunEvent(runDir, { event: 'end', status, timeMs: Date.now(), ...(message === undefined ? {} : { message }) });
+}
+
+/** `train --dashboard`: this run's page, served while it trains. */
+async function serveRunDashboard(runDir: string, config: DashboardConfig, log: Logger): Promise<DashboardServer> {
+  const { server, url } = await startDashboard({ runsRoot: path.dirname(runDir), onlyRun: path.basename(runDir), ...config }, TRAIN_DASHBOARD_FLAGS);
+  log.result(`dashboard: ${url}`);
+  return server;
+}
+
+/** `alexnet dashboard <runs>`: the runs of a folder, finished and running, until Ctrl-C. */
+export async function runDashboard(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<void> {
+  const runsRoot = path.resolve(String(args['runs']));
+  if (!fs.existsSync(runsRoot) || !fs.statSync(runsRoot).isDirectory()) throw new ConfigError(`runs folder '${runsRoot}' does not exist`);
+  const config = buildDashboardConfig(args, DASHBOARD_COMMAND_FLAGS);
+  if (config === null) throw new ConfigError('--port is required');
+  const { server, url } = await startDashboard({ runsRoot, ...config }, DASHBOARD_COMMAND_FLAGS);
+  log.result(`dashboard: ${url}`);
+  log.info(`serving the ${server.runNames().length} run(s) of ${runsRoot} (read-only; Ctrl-C to stop)`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
 }
 
 /** `alexnet join`: this host's workers take part in a run whose coordinator is elsewhere. */
@@ -180,11 +236,6 @@ function checkpointFile(target: string): string {
     return fs.existsSync(best) ? best : path.join(target, LAST_CHECKPOINT);
   }
   return target;
-}
-
-/** Where eval's files go by default: beside the checkpoint, one folder per split and TTA. */
-export function defaultEvalDir(checkpoint: string, split: string, tta: 1 | 10): string {
-  return path.join(path.dirname(checkpoint), `eval-${split}${tta === 10 ? '-tta10' : ''}`);
 }
 
 export interface EvalResult {

@@ -1,9 +1,11 @@
 // The CLI as a user runs it (compiled dist/): one-line errors with exit code 2, help, summary.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import t from 'tap';
 import { tempDir } from './data/fixtures/images';
+import { makeStripeDataset } from './helpers/stripes';
 
 const cli = path.resolve('dist/src/cli.js');
 function run(...args: string[]) {
@@ -29,6 +31,11 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     [['join', '10.1.2.3:29500', '--key-file', 'k'], /is not tcp:\/\/<host>:<port>/],
     [['train', '--data', '.', '--world-size', '2'], /--world-size only applies to a multi-host run/],
     [['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--key-file', 'k'], /--rendezvous needs --world-size/],
+    [['train', '--data', '.', '--dashboard-host', '0.0.0.0'], /--dashboard-host only applies with --dashboard/],
+    [['train', '--data', '.', '--dashboard', '65536'], /--dashboard must be a port 0-65535/],
+    [['dashboard', '/no/such/runs'], /runs folder '\/no\/such\/runs' does not exist/],
+    [['dashboard', '.', '--port', 'x'], /--port must be a number/],
+    [['dashboard', '.', '--port', '0', '--host', '10.255.255.254'], /--host 10.255.255.254: not an address of this host/],
   ];
   for (const [args, pattern] of cases) {
     const r = run(...args);
@@ -36,6 +43,24 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     t.match(r.stderr, pattern, args.join(' '));
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+t.test('dashboard: a port in use is a one-line error', async (t) => {
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => busy.close());
+  const port = String((busy.address() as net.AddressInfo).port);
+  const r = run('dashboard', '.', '--port', port);
+  t.equal(r.code, 2);
+  t.match(r.stderr, `--port ${port}: the port is in use; choose another, or 0 for any free port`);
+  // train --dashboard: refused before the run writes anything, so the same command can be rerun.
+  const root = tempDir(t, 'alexnet-cli-dashboard-');
+  const data = await makeStripeDataset(path.join(root, 'data'), { train: 2, val: 1, test: 1 });
+  const runDir = path.join(root, 'run');
+  const train = run('train', '--data', data, '--preset', 'small', '--backend', 'wasm', '--run-dir', runDir, '--dashboard', port);
+  t.equal(train.code, 2);
+  t.match(train.stderr, `--dashboard ${port}: the port is in use`);
+  t.notOk(fs.existsSync(runDir), 'no run directory made');
 });
 
 t.test('--help explains every train option with its default', async (t) => {

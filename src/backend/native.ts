@@ -16,23 +16,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { NativeBackendError } from '../errors';
+import { projectRoot } from '../project-root';
 import { fastCpuKernelConfigs } from './fast-cpu-kernels';
 import { inPlaceUpdates, nativeKernelConfigs, type DnnlAddon, type InPlaceUpdates } from './native-kernels';
 import { attachPool, type PooledCpuBackend } from './storage-pool';
 
 export const NATIVE_BACKEND_NAME = 'native';
 const ADDON_FILE = path.join('dist', 'native', 'alexnet_native.node');
-
-/** The project root: the nearest folder above this module with a package.json (src/ or dist/src/). */
-function projectRoot(from: string): string {
-  let dir = from;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) return from;
-    dir = parent;
-  }
-  return dir;
-}
 
 export function addonPath(): string {
   const override = process.env['ALEXNET_NATIVE_ADDON'];

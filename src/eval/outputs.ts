@@ -9,6 +9,7 @@ import { formatPercent as pct, formatTable } from '../text-format';
 import { confusionHeatmap } from './heatmap';
 import { writeSvgAndPng } from '../report/svg';
 import { writeAtomic } from '../atomic-write';
+import { EVAL_FILE_NAMES } from './file-names';
 import { confusionCount, perClassAccuracy, type ClassAccuracy, type ConfusionMatrix } from './confusion';
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. */
@@ -53,8 +54,6 @@ export interface EvalFiles {
   heatmapPng: string;
 }
 
-/** The files writeEvalOutputs writes, by name (no command replaces them unless it wrote them: data/owned.ts). */
-export const EVAL_FILE_NAMES: readonly string[] = ['confusion.csv', 'per-class.csv', 'confusion.svg', 'confusion.png'];
 
 /** Writes the CSVs and the heat map into `dir` (created), each file atomically. */
 export async function writeEvalOutputs(dir: string, m: ConfusionMatrix, classNames: readonly string[], title: string): Promise<EvalFiles> {

@@ -70,6 +70,8 @@ export interface CoordinatorOptions {
   hangTimeoutMs: number;
   /** Called with every worker's report of every step, as it arrives (benchmarks time steps with it). */
   onStepReport?: (report: StepReportMessage) => void;
+  /** Called with each worker's hello and heartbeat once accepted (the run's workers.jsonl, the dashboard). */
+  onWorkerSeen?: (seen: WorkerSeen) => void;
   /** Run across hosts: listen at the rendezvous with CURVE and wait for join agents. */
   cluster?: ClusterPlan;
   /** A lost worker will be restarted: the other hosts' agents are told to join again. */
@@ -77,6 +79,9 @@ export interface CoordinatorOptions {
   /** Called with the control plane's bound address (a restart listens at the same one). */
   onBound?: (address: string) => void;
 }
+
+/** A worker said hello (who and where it is) or sent a heartbeat; timeMs: when the coordinator heard it. */
+export type WorkerSeen = { kind: 'hello'; rank: number; host: string; pid: number; timeMs: number } | { kind: 'heartbeat'; rank: number; timeMs: number };
 
 /** Rank 0's result, as plain data: the caller knows its shape (src/train's TrainResult). */
 export type RunResult = Record<string, unknown>;
@@ -238,6 +243,9 @@ export class Coordinator {
         w.longestStepMs = Math.max(w.longestStepMs, m.stepMs);
         this.options.onStepReport?.(m);
         break;
+      case MessageType.Heartbeat:
+        this.options.onWorkerSeen?.({ kind: 'heartbeat', rank, timeMs: w.lastSeenMs });
+        break;
       case MessageType.Checksum:
         this.compareChecksum(rank, m.step, m.checksum);
         break;
@@ -265,6 +273,7 @@ export class Coordinator {
     w.routingId = id;
     this.endpoints.set(m.rank, m.dataEndpoint);
     w.lastSeenMs = Date.now();
+    this.options.onWorkerSeen?.({ kind: 'hello', rank: m.rank, host: m.host, pid: m.pid, timeMs: w.lastSeenMs });
     this.wake();
   }
 
@@ -393,7 +402,7 @@ export class Coordinator {
   }
 }
 
-export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepReport' | 'cluster'> {
+export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepReport' | 'onWorkerSeen' | 'cluster'> {
   /** Runs once before any worker starts (opens the dataset, writes its statistics). */
   prepareData: () => Promise<void>;
   /** The newest checkpoint that loads (restarts continue from it); without it, restarts start over. */
@@ -428,6 +437,7 @@ export async function runDataParallel(config: TrainConfig, devices: DeviceAssign
       new Coordinator(resume === null ? config : { ...config, resume: resume.file }, devices, log, {
         hangTimeoutMs: config.hangTimeoutSec * 1000,
         onStepReport: options.onStepReport,
+        onWorkerSeen: options.onWorkerSeen,
         cluster,
         restartOnLost,
         onBound,

@@ -214,7 +214,7 @@ export class Trainer {
           bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: ((sums.count - resumedImages) / elapsedMs) * 1000, elapsedMs });
         }
         if (this.isMaster && config.logEverySteps > 0 && (step % config.logEverySteps === 0 || step === stepsPerEpoch)) {
-          appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums) });
+          appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums), stepsPerEpoch, timeMs: Date.now() });
           windowSums = emptySums();
         }
         await this.maybeChecksum(state, fusion);

@@ -6,13 +6,14 @@ import t from 'tap';
 import { importGraph, importSpecifiers, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader'];
+const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root'];
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   cli: 'any',
   'command-handlers': 'any',
   'worker-main': 'any',
+  dashboard: ['eval', 'train', ...FOUNDATION],
   eval: ['report', 'train', 'model', 'data', 'backend', ...FOUNDATION],
   report: ['train', ...FOUNDATION],
   train: ['model', 'data', 'backend', 'parallel', ...FOUNDATION],
@@ -26,6 +27,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   log: ['config'],
   errors: [],
   'atomic-write': [],
+  'project-root': [],
   'text-format': [],
 };
 

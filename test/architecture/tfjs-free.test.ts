@@ -27,6 +27,14 @@ t.test('every module of src/parallel loads without TensorFlow.js', async (t) => 
   t.same(loaded.filter((f) => f.includes('@tensorflow')), [], 'no @tensorflow/* module was loaded');
 });
 
+t.test('every module of src/dashboard loads without TensorFlow.js (the page server stays light)', async (t) => {
+  const srcDir = path.resolve(__dirname, '../../src/dashboard');
+  const modules = fs.readdirSync(srcDir).filter((f) => f.endsWith('.ts')).map((f) => path.resolve(__dirname, '../../dist/src/dashboard', f.replace(/\.ts$/, '.js')));
+  t.ok(modules.length >= 4, `${modules.length} modules of dist/src/dashboard`);
+  const loaded = packagesLoadedBy(modules);
+  t.same(loaded.filter((f) => f.includes('@tensorflow')), [], 'no @tensorflow/* module was loaded');
+});
+
 t.test('the check would see tfjs if a module loaded it', async (t) => {
   const loaded = packagesLoadedBy([path.resolve(__dirname, '../../dist/src/worker-main.js')]);
   t.ok(loaded.some((f) => f.includes('@tensorflow')), 'the worker entry loads tfjs, and the check notices');

@@ -44,7 +44,7 @@ t.test('each ablation changes exactly its one option', async (t) => {
 });
 
 const step = (epochs: number, top1Error: number, count = 100): StepRecord => ({
-  epoch: Math.ceil(epochs), step: 1, globalStep: 1, epochs, lr: 0.01, train: { loss: 1, top1Error, top5Error: 0, count },
+  epoch: Math.ceil(epochs), step: 1, globalStep: 1, epochs, lr: 0.01, train: { loss: 1, top1Error, top5Error: 0, count }, stepsPerEpoch: 10, timeMs: 1000 * epochs,
 });
 
 t.test('epochs to a training error: smoothed over windows, weighted by image count', async (t) => {
