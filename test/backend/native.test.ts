@@ -1,7 +1,7 @@
 // The 'native' backend's oneDNN kernels against tfjs's pure-JS cpu backend, on random inputs
 // covering every conv, pool, LRN and FC shape of the three presets (batch 2), plus strides
 // 1/2/4 with same/valid/explicit padding and every transposition of the matrix products;
-// forward and gradients, relative error <= 1e-4. Then one training step of the small preset,
+// forward and gradients, relative error <= 1e-4. Then one training step of each preset,
 // native against wasm, bad inputs, and leaks.
 //
 // Skipped (with the build script's reason) only when the addon cannot be built here.
@@ -484,40 +484,41 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     tf.dispose([x, w, b, w2, w3, wv, v]);
   });
 
-  t.test('one training step of the small preset: native equals wasm', async (t) => {
-    // He initialisation (as the default run): with the paper's N(0, 0.01) the deep activations
-    // are so small that every backend's update is the weight decay alone.
-    const spec: ModelSpec = { ...PRESETS.small, weightInitStd: 'he' };
-    const classes = 10;
-    const count = 4;
-    const batch: Batch = {
-      images: randomArray([count, spec.inputSize, spec.inputSize, 3], 20, 2),
-      labels: Int32Array.from({ length: count }, (_, i) => i % classes),
-      count,
-      skipped: 0,
-      index: 0,
-      globalPlanned: count,
-      cropsPerImage: 1,
-      sampleIndices: Int32Array.from({ length: count }, (_, i) => i),
-    };
-    const stepOn = async (backend: string) => {
-      await tf.setBackend(backend);
-      const model = createAlexNet(spec, classes, 7);
-      const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
-      const result = await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: 5, collective: null, fusion: null, stopVote: false });
-      // The velocity is the update itself, in float32 and not rounded to the weights' ulps.
-      const deltas = optimizer.getState().slots['velocity'];
-      disposeModel(model);
-      optimizer.dispose();
-      return { deltas, loss: result.sums.lossSum, names: model.params.map((p) => p.name) };
-    };
-    const wasm = await stepOn('wasm');
-    const native = await stepOn(NATIVE_BACKEND_NAME);
+  for (const [preset, count] of [['small', 4], ['paper', 2], ['torchvision', 2]] as const) {
+    t.test(`one training step of the ${preset} preset: native equals wasm`, async (t) => {
+      // He initialisation (as the default run): with the paper's N(0, 0.01) the deep activations
+      // are so small that every backend's update is the weight decay alone.
+      const spec: ModelSpec = { ...PRESETS[preset], weightInitStd: 'he' };
+      const classes = 10;
+      const batch: Batch = {
+        images: randomArray([count, spec.inputSize, spec.inputSize, 3], 20, 2),
+        labels: Int32Array.from({ length: count }, (_, i) => i % classes),
+        count,
+        skipped: 0,
+        index: 0,
+        globalPlanned: count,
+        cropsPerImage: 1,
+        sampleIndices: Int32Array.from({ length: count }, (_, i) => i),
+      };
+      const stepOn = async (backend: string) => {
+        await tf.setBackend(backend);
+        const model = createAlexNet(spec, classes, 7);
+        const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+        const result = await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: 5, collective: null, fusion: null, stopVote: false });
+        // The velocity is the update itself, in float32 and not rounded to the weights' ulps.
+        const deltas = optimizer.getState().slots['velocity'];
+        disposeModel(model);
+        optimizer.dispose();
+        return { deltas, loss: result.sums.lossSum, names: model.params.map((p) => p.name) };
+      };
+      const wasm = await stepOn('wasm');
+      const native = await stepOn(NATIVE_BACKEND_NAME);
 
-    t.ok(Math.abs(native.loss - wasm.loss) <= TOLERANCE * Math.abs(wasm.loss), `loss ${native.loss} vs ${wasm.loss}`);
-    wasm.deltas.forEach((d, i) => {
-      const err = maxRelativeError(native.deltas[i], d);
-      t.ok(err <= TOLERANCE, `${wasm.names[i]} update: relative error ${err.toExponential(2)}`);
+      t.ok(Math.abs(native.loss - wasm.loss) <= TOLERANCE * Math.abs(wasm.loss), `loss ${native.loss} vs ${wasm.loss}`);
+      wasm.deltas.forEach((d, i) => {
+        const err = maxRelativeError(native.deltas[i], d);
+        t.ok(err <= TOLERANCE, `${wasm.names[i]} update: relative error ${err.toExponential(2)}`);
+      });
     });
-  });
+  }
 });
