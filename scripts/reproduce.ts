@@ -10,8 +10,9 @@
  * train, of which a seeded 5,000 are held out for validation; 10,000 test), imported once into
  * data/fashion-mnist-official by scripts/import-idx.ts.
  *
- * Each run goes to runs/reproduction/<name>/ with a run.json holding its command and wall time.
- * A run whose run.json shows the same command and whose metrics have a test line is reused, so
+ * Each run goes to runs/reproduction/<name>/ with a command.json holding its command and wall
+ * time (beside the trainer's own run.json). A run whose command.json shows the same command and
+ * whose metrics have a test line is reused, so
  * the script can be stopped and started again; --force reruns everything.
  */
 import { spawn } from 'node:child_process';
@@ -33,6 +34,8 @@ import {
 } from './reproduction-lib';
 
 const GENERATOR = 'scripts/reproduce.ts';
+/** This script's record of a run: not run.json, which the trainer writes into its run directory. */
+const COMMAND_FILE = 'command.json';
 const IDX_DIR = '/usr/share/datasets/fashion-mnist';
 const DATA_DIR = 'data/fashion-mnist-official';
 const RUNS_DIR = 'runs/reproduction';
@@ -60,7 +63,7 @@ function run(command: string, args: readonly string[]): Promise<number> {
 }
 
 function readRunInfo(runDir: string): RunInfo | null {
-  const file = path.join(runDir, 'run.json');
+  const file = path.join(runDir, COMMAND_FILE);
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as RunInfo) : null;
 }
 
@@ -86,7 +89,7 @@ async function ensureRun(runDir: string, command: string, args: string[], force:
   const code = await run(command, args);
   if (code !== 0) throw new Error(`${runDir}: exit code ${code}`);
   const done: RunInfo = { command: [command, ...args], wallMs: Date.now() - started, finishedAt: new Date().toISOString() };
-  fs.writeFileSync(path.join(runDir, 'run.json'), `${JSON.stringify(done, null, 2)}\n`);
+  fs.writeFileSync(path.join(runDir, COMMAND_FILE), `${JSON.stringify(done, null, 2)}\n`);
 }
 
 function resultOf(name: string, shortName: string, runDir: string): RunResult | null {
