@@ -136,6 +136,8 @@ export interface TorchResult extends Throughput {
 
 export interface TrainRow {
   preset: string;
+  /** --backend of our runs (absent in files from before it was recorded: wasm). */
+  backend?: string;
   workers: number;
   batchPerWorker: number;
   /** Trainable parameters at the benchmark's class count (the all-reduced floats). */
@@ -154,9 +156,28 @@ const imagesCell = (t: Throughput): string => {
   return `${fixed(t.imagesPerSec, digits)} (${fixed(Math.min(...t.repImagesPerSec), digits)}-${fixed(Math.max(...t.repImagesPerSec), digits)})`;
 };
 
-/** The 1-worker row of the same preset and per-worker batch. */
+export const backendOfRow = (r: TrainRow): string => r.backend ?? 'wasm';
+
+/** The 1-worker row of the same preset, backend and per-worker batch. */
 function baselineOf(rows: readonly TrainRow[], row: TrainRow): TrainRow | undefined {
-  return rows.find((r) => r.preset === row.preset && r.batchPerWorker === row.batchPerWorker && r.workers === 1);
+  return rows.find((r) => r.preset === row.preset && backendOfRow(r) === backendOfRow(row) && r.batchPerWorker === row.batchPerWorker && r.workers === 1);
+}
+
+/**
+ * Several runs of the benchmark as one (the native and the wasm pass of `make bench`). A row
+ * without its own PyTorch figure (a pass run with --no-torch) takes the one measured for the same
+ * preset, workers and batch in another pass.
+ */
+export function mergeTrainResults(results: readonly TrainBenchJson[]): TrainBenchJson {
+  const rows = results.flatMap((r) => r.rows);
+  const torchFor = (row: TrainRow): TrainRow['torch'] =>
+    typeof row.torch !== 'string' ? row.torch : rows.find((o) => o.preset === row.preset && o.workers === row.workers && o.batchPerWorker === row.batchPerWorker && typeof o.torch !== 'string')?.torch ?? row.torch;
+  return {
+    ...results[0],
+    command: results.map((r) => r.command).join('`, then `'),
+    torchNote: results.every((r) => r.torchNote !== null) ? results[0].torchNote : null,
+    rows: rows.map((row) => ({ ...row, torch: torchFor(row) })),
+  };
 }
 
 function efficiencyCell(rows: readonly TrainRow[], row: TrainRow, pick: (r: TrainRow) => Throughput | string): string {
@@ -170,9 +191,10 @@ function efficiencyCell(rows: readonly TrainRow[], row: TrainRow, pick: (r: Trai
 /** img/s (median, and the range of the repetitions), ratio to PyTorch, scaling efficiency. */
 export function throughputTable(rows: readonly TrainRow[]): string {
   return formatTable(
-    ['preset', 'workers', 'batch/worker', 'ours img/s (range)', 'PyTorch img/s (range)', 'ours / PyTorch', 'ours scaling eff.', 'PyTorch scaling eff.', 'peak RSS per worker', 'load avg'],
+    ['preset', 'backend', 'workers', 'batch/worker', 'ours img/s (range)', 'PyTorch img/s (range)', 'ours / PyTorch', 'ours scaling eff.', 'PyTorch scaling eff.', 'peak RSS per worker', 'load avg'],
     rows.map((r) => [
       r.preset,
+      backendOfRow(r),
       r.workers,
       r.batchPerWorker,
       imagesCell(r.ours),
@@ -183,7 +205,7 @@ export function throughputTable(rows: readonly TrainRow[]): string {
       r.ours.workerPeakRssMb != null ? `${fixed(r.ours.workerPeakRssMb / 1024, 2)} GiB` : '-',
       `${fixed(r.loadAverage[0], 1)}-${fixed(r.loadAverage[1], 1)}`,
     ]),
-    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
 }
 
@@ -195,16 +217,16 @@ export function fusionBytes(params: number): number {
 /** Milliseconds per step by part (mean over the measured steps and the ranks). */
 export function breakdownTable(rows: readonly TrainRow[]): string {
   return formatTable(
-    ['preset', 'workers', 'step ms', 'data wait', 'fwd+bwd', 'grad copy-out', 'all-reduce', 'of which skew wait', 'update', 'other', 'busbw GB/s (last in)'],
+    ['preset', 'backend', 'workers', 'step ms', 'data wait', 'fwd+bwd', 'grad copy-out', 'all-reduce', 'of which skew wait', 'update', 'other', 'busbw GB/s (last in)'],
     rows.map((r) => {
       const b = r.ours.breakdown;
       const lastInSec = b.reduceLastInMs / 1000;
       const busbw = r.workers > 1 && lastInSec > 0 ? fixed(busBandwidth(fusionBytes(r.params), lastInSec, r.workers) / 1e9, 2) : '-';
       const skew = r.workers > 1 ? fixed(b.partsMs.reduceMs - b.reduceLastInMs, 1) : '-';
       const [dataWait, compute, copy, reduce, update] = STEP_TIMINGS.map((p) => fixed(b.partsMs[p], 1));
-      return [r.preset, r.workers, fixed(b.stepMs, 1), dataWait, compute, copy, reduce, skew, update, fixed(b.otherMs, 1), busbw];
+      return [r.preset, backendOfRow(r), r.workers, fixed(b.stepMs, 1), dataWait, compute, copy, reduce, skew, update, fixed(b.otherMs, 1), busbw];
     }),
-    ['left', ...Array<Align>(10).fill('right')],
+    ['left', 'left', ...Array<Align>(10).fill('right')],
   );
 }
 

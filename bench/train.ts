@@ -178,7 +178,7 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
       if (typeof torch !== 'string' && torch.params !== params) {
         throw new Error(`PyTorch's ${preset} has ${torch.params} parameters, ours ${params}: the networks differ`);
       }
-      rows.push({ preset, workers, batchPerWorker: options.batchPerWorker, params, plan, loadAverage: [loadBefore, loadAverage()], ours, torch });
+      rows.push({ preset, backend: options.backend, workers, batchPerWorker: options.batchPerWorker, params, plan, loadAverage: [loadBefore, loadAverage()], ours, torch });
       process.stderr.write(`${preset} x${workers}: ${ours.imagesPerSec.toFixed(2)} img/s (PyTorch ${typeof torch === 'string' ? torch : torch.imagesPerSec.toFixed(2)})\n`);
     }
   } finally {

@@ -71,6 +71,21 @@ export function countParams(spec: ModelSpec, numClasses: number): number {
 }
 
 /**
+ * FLOPs (2 per multiply-add) of one image's forward pass through the conv and FC layers. Each
+ * output position of a layer is a dot product with every weight of its output channel: for a
+ * row with C output channels, (weights / C) per output element, weights = params - C biases.
+ * Training costs about three times this (the backward pass computes two products per weight).
+ */
+export function forwardFlopsPerImage(spec: ModelSpec, numClasses: number): number {
+  return layerShapes(spec, numClasses).reduce((sum, row) => {
+    if (row.params === 0) return sum;
+    const channels = row.outputShape[row.outputShape.length - 1];
+    const positions = row.outputShape.reduce((a, b) => a * b, 1) / channels;
+    return sum + 2 * positions * (row.params - channels);
+  }, 0);
+}
+
+/**
  * The seed to give tf.randomNormal for our seed `n` (any whole number >= 0). Its generator takes
  * a seed of 0 as no seed at all and draws from Math.random(): with the default --seed 0, conv1's
  * initial weights differed on every run. Shifted by one. (tf.dropout reads 0 as a seed.)

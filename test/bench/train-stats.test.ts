@@ -5,6 +5,7 @@ import type { StepReport } from '../../src/train/trainer';
 import {
   breakdownTable,
   fusionBytes,
+  mergeTrainResults,
   repImagesPerSec,
   sampleOf,
   scalingEfficiency,
@@ -83,10 +84,21 @@ function row(workers: number, ours: number, torch: number | string, reduceMs = 0
 t.test('the throughput table: ratio to PyTorch, scaling against the 1-worker row', async (t) => {
   const lines = throughputTable([row(1, 50, 100), row(2, 80, 150)]).split('\n');
   t.equal(lines.length, 4);
-  t.match(lines[2], /\| small +\| +1 \| +32 \| +50\.00 \(49\.00-51\.00\) \| +100\.0 \(100\.0-100\.0\) \| +0\.50x \| +- \| +- \| +3\.00 GiB \| +1\.0-2\.0 \|/);
+  t.match(lines[2], /\| small +\| wasm +\| +1 \| +32 \| +50\.00 \(49\.00-51\.00\) \| +100\.0 \(100\.0-100\.0\) \| +0\.50x \| +- \| +- \| +3\.00 GiB \| +1\.0-2\.0 \|/);
   t.match(lines[3], /\| +0\.53x \| +0\.80 \| +0\.75 \|/);
   const noTorch = throughputTable([row(1, 50, 'not run: no torch'), row(2, 80, 'not run: no torch')]).split('\n');
   t.match(noTorch[3], /\| +not run \| +- \| +0\.80 \| +- \|/);
+});
+
+t.test('two passes merge: each backend scales against its own 1-worker row; a pass without PyTorch borrows its figure', async (t) => {
+  const json = (rows: ReturnType<typeof row>[], command: string) => ({ date: '2030-01-01', machine: '2 x cpu', command, classes: 10, torchNote: null, rows });
+  const native = json([{ ...row(1, 100, 50), backend: 'native' }, { ...row(2, 180, 90), backend: 'native' }], 'a');
+  const wasm = json([row(1, 20, 'not run: skipped'), row(2, 30, 'not run: skipped')], 'b');
+  const merged = mergeTrainResults([native, wasm]);
+  t.equal(merged.command, 'a`, then `b');
+  const lines = throughputTable(merged.rows).split('\n');
+  t.match(lines[3], /\| small +\| native +\| +2 \|.*\| +2\.00x \| +0\.90 \|/, 'native: 180 / (2 x 100)');
+  t.match(lines[5], /\| small +\| wasm +\| +2 \|.*\| +90\.00 \(90\.00-90\.00\) \| +0\.33x \| +0\.75 \|/, 'wasm: 30 / (2 x 20), against the borrowed 90 img/s');
 });
 
 t.test('the breakdown table: the wait for a slower rank, and bus bandwidth from the last rank in', async (t) => {

@@ -1,7 +1,7 @@
 // Model shape, parameter counts, LRN and grouped convolution against plain-JS references.
 import t from 'tap';
 import * as tf from '@tensorflow/tfjs';
-import { countParams, createAlexNet, disposeModel, forward, groupedConv, layerShapes } from '../../src/model/alexnet';
+import { countParams, createAlexNet, disposeModel, forward, forwardFlopsPerImage, groupedConv, layerShapes } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
 t.before(async () => {
@@ -11,6 +11,12 @@ t.before(async () => {
 t.test('parameter counts match the published figures', async (t) => {
   t.equal(countParams(buildSpec('paper'), 1000), 60_965_224, 'paper, grouped conv2/4/5');
   t.equal(countParams(buildSpec('torchvision'), 1000), 61_100_840, 'torchvision');
+  // conv1 by hand: 55 x 55 positions x 96 channels x (11 x 11 x 3) multiply-adds.
+  const conv1 = 2 * 55 * 55 * 96 * 11 * 11 * 3;
+  const fc = 2 * (9216 * 4096 + 4096 * 4096 + 4096 * 1000);
+  const paper = forwardFlopsPerImage(buildSpec('paper'), 1000);
+  t.ok(paper > conv1 + fc, 'conv1 and the FC layers are part of it');
+  t.ok(Math.abs(paper / 1e9 - 1.45) < 0.05, `paper forward ${(paper / 1e9).toFixed(3)} GFLOP per image (~0.72 G multiply-adds, as published)`);
   const ungrouped = buildSpec('paper');
   for (const c of ungrouped.convs) c.groups = 1;
   t.equal(countParams(ungrouped, 1000), 62_378_344, 'paper without groups');
