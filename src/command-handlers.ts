@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from './backend';
+import { loadAddon } from './backend/native';
 import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, problemWarnings, type SplitName } from './data/dataset';
@@ -18,9 +19,9 @@ import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
 import { defaultEvalDir, EVAL_FILE_NAMES } from './eval/file-names';
 import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
-import { createAlexNet } from './model/alexnet';
+import { countParams, createAlexNet, forwardFlopsPerImage } from './model/alexnet';
 import { loadExportedModel } from './model/export';
-import { buildSpec } from './model/presets';
+import { buildSpec, type ModelSpec } from './model/presets';
 import { formatSummary } from './model/summary';
 import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './report/report';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, checkCompatible, loadCheckpoint } from './train/checkpoint';
@@ -32,6 +33,7 @@ import { buildDashboardConfig, DASHBOARD_COMMAND_FLAGS, TRAIN_DASHBOARD_FLAGS, t
 import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { assertFreshRunDir } from './train/run-dir';
+import { chooseCpuLayout } from './train/cpu-layout';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
@@ -137,16 +139,16 @@ export async function runTrain(args: CliArgs): Promise<void> {
     consoleLogger({ level: String(args['log-level']) === 'quiet' ? 'quiet' : 'info' }).info(describeLaunch(launch, masterIp));
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
-  const config = buildTrainConfig(args);
+  const asked = buildTrainConfig(args);
   const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
-  const log = consoleLogger({ level: config.logLevel });
-  const devices = resolveDevices(config);
-  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, devices.worldSize));
+  const log = consoleLogger({ level: asked.logLevel });
+  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, resolveDevices(asked).worldSize));
+  assertFreshRunDir(asked.runDir, asked.resume, Boolean(args['force']));
+  const spec = buildSpec(asked.preset, asked.model);
+  const ds = await openDataset(asked.data, { layout: asked.dataLayout, classNames: asked.classNames });
+  const { config, devices } = cluster === null ? autoCpuLayout(asked, spec, ds.classes.length, log) : { config: asked, devices: resolveDevices(asked) };
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
-  assertFreshRunDir(config.runDir, config.resume, Boolean(args['force']));
-  const spec = buildSpec(config.preset, config.model);
-  const ds = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
   for (const note of ds.notes) log.info(note);
   for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
@@ -170,6 +172,31 @@ export async function runTrain(args: CliArgs): Promise<void> {
   } finally {
     // Open pages get the end record before the server goes (alexnet dashboard shows the run after).
     await dashboard?.close();
+  }
+}
+
+/**
+ * The devices, and for `--devices auto` on CPU with the native backend the layout of the cores:
+ * one worker per core, or one worker with a oneDNN thread per core, whichever cpu-layout.ts
+ * predicts faster for this model (said in one line). Any explicit --devices or --threads, and
+ * the wasm backend (single-threaded), keep one worker per core.
+ */
+function autoCpuLayout(config: TrainConfig, spec: ModelSpec, classes: number, log: Logger): { config: TrainConfig; devices: DeviceAssignment } {
+  const devices = resolveDevices(config);
+  const eligible = config.devices.trim() === 'auto' && devices.kind === 'cpu' && devices.worldSize > 1 && config.threads === 1 && (config.backend === 'auto' || config.backend === 'native');
+  if (!eligible || !nativeLoads()) return { config, devices };
+  const layout = chooseCpuLayout({ cores: devices.worldSize, globalBatch: config.batchSize, params: countParams(spec, classes), forwardFlopsPerImage: forwardFlopsPerImage(spec, classes) });
+  log.info(`--devices auto: ${layout.reason}`);
+  return { config: { ...config, threads: layout.threadsPerWorker }, devices: { ...devices, worldSize: layout.workers } };
+}
+
+/** Whether the native backend's addon loads here (the workers would run it). */
+function nativeLoads(): boolean {
+  try {
+    loadAddon();
+    return true;
+  } catch {
+    return false;
   }
 }
 
