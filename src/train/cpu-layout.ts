@@ -5,11 +5,13 @@
  *
  * A model of the two, with costs measured on our 2-core machines (docs/benchmarks.md, "One
  * worker with two threads or two workers"):
- *   data parallel: step = compute(B / N images) + all-reduce(4 x params bytes)
- *   threads:       step = compute(B images) / (N x efficiency)
- * compute(n) = n x 3 x forward FLOPs / the core's training FLOP rate. The paper's 61M
- * parameters make its all-reduce cost a large part of its compute at 32 images per core, so it
- * trains faster on threads; the small preset's 0.3M cost nothing, and it runs data parallel.
+ *   data parallel: step = compute(B / N) x (1 + skew) + all-reduce(4 x params bytes) + per-step cost
+ *   threads:       step = compute(B) / (N x efficiency)
+ * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate. Measured at 32
+ * images per core, threads won for both presets: the paper's 61M parameters take ~0.3 s a step
+ * to all-reduce, and the small preset's steps are so short that the all-reduce's latency, the
+ * wait for the slower rank and the loader's share of the core outweigh its tiny gradients. At
+ * 64 paper images per core the all-reduce is amortised and one worker per core wins again.
  */
 
 export interface CpuCosts {
@@ -17,14 +19,26 @@ export interface CpuCosts {
   coreTrainFlopsPerSec: number;
   /** Bytes of gradients all-reduced per second, copies into and out of the fusion buffer included. */
   allReduceBytesPerSec: number;
+  /** A data-parallel step's fixed cost: the all-reduce's latency and the loader's time on the core. */
+  stepOverheadSec: number;
+  /** The wait for the slowest rank, as a fraction of a worker's compute. */
+  skewFraction: number;
   /** Speed-up of one process per added thread, as a fraction of perfect. */
   threadEfficiency: number;
 }
 
-/** Measured 2026-12-01 (docs/benchmarks.md): see CPU_COSTS' uses in chooseCpuLayout. */
+/**
+ * Measured 2026-12-01 on the 2-core machine, native backend (docs/benchmarks.md): the paper
+ * preset trains at ~140 GFLOP/s on one core; its 244 MB all-reduce, copies included, took
+ * ~0.27 s (2 workers); a small-preset step carried ~15 ms of all-reduce latency and loader
+ * work beyond its compute, and the slower rank's wait was 5-20% of compute; 2 threads gave
+ * 1.78x (paper) and 1.41x (small) one thread's speed.
+ */
 export const CPU_COSTS: CpuCosts = {
   coreTrainFlopsPerSec: 140e9,
-  allReduceBytesPerSec: 0.6e9,
+  allReduceBytesPerSec: 0.9e9,
+  stepOverheadSec: 0.015,
+  skewFraction: 0.05,
   threadEfficiency: 0.8,
 };
 
@@ -44,25 +58,25 @@ export interface LayoutInput {
 }
 
 /**
- * The all-reduce's cost as a fraction of one worker's compute per step, when data parallel.
- * Threads are faster exactly when it exceeds what the threads lose: writing a for the
- * all-reduce, c for one worker's compute (B / N images), N workers against N threads of
+ * What data parallelism adds to one worker's step (all-reduce, skew, fixed costs) as a fraction
+ * of its compute. Threads are faster exactly when it exceeds what the threads lose: writing a
+ * for the addition, c for one worker's compute (B / N images), N workers against N threads of
  * efficiency e, N e / (N c) > 1 / (c + a) holds iff a / c > (1 - e) / e.
  */
-export function allReduceShare(input: LayoutInput, costs: CpuCosts = CPU_COSTS): number {
+export function dataParallelOverhead(input: LayoutInput, costs: CpuCosts = CPU_COSTS): number {
   const { cores: n, globalBatch: b, params, forwardFlopsPerImage: f } = input;
   const computeSec = ((b / n) * 3 * f) / costs.coreTrainFlopsPerSec;
   const allReduceSec = ((4 * params * 2 * (n - 1)) / n) / costs.allReduceBytesPerSec;
-  return allReduceSec / computeSec;
+  return (allReduceSec + costs.stepOverheadSec) / computeSec + costs.skewFraction;
 }
 
 export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS): CpuLayout {
   const n = input.cores;
   if (n <= 1) return { workers: 1, threadsPerWorker: 1, reason: 'one core: one process, one thread' };
-  const share = allReduceShare(input, costs);
+  const share = dataParallelOverhead(input, costs);
   const threadLoss = (1 - costs.threadEfficiency) / costs.threadEfficiency;
   const pct = (x: number): string => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
-  const why = `all-reducing ${(input.params / 1e6).toFixed(1)}M parameters would add ~${pct(share)} to each worker's step, ${n} threads in one process lose ~${pct(threadLoss)}`;
+  const why = `all-reducing ${(input.params / 1e6).toFixed(1)}M parameters every step would add ~${pct(share)} to each worker's compute, ${n} threads in one process lose ~${pct(threadLoss)}`;
   return share > threadLoss
     ? { workers: 1, threadsPerWorker: n, reason: `1 worker with ${n} oneDNN threads: ${why}` }
     : { workers: n, threadsPerWorker: 1, reason: `${n} workers with 1 oneDNN thread each: ${why}` };
