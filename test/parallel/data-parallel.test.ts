@@ -28,7 +28,7 @@ function config(argv: string[]): TrainConfig {
   return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
 }
 
-const common = (runDir: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5'];
+const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', backend, '--seed', '5'];
 const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
 
 /** Running (a zombie waiting for its reaper counts as gone: it has exited). */
@@ -135,7 +135,7 @@ for (const [kind, what, pattern, backend] of [
     });
     const log = memoryLogger();
     const started = Date.now();
-    await t.rejects(trainDataParallel(config([...common(path.join(root, kind)), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0', '--backend', backend]), cpu(2), log), pattern);
+    await t.rejects(trainDataParallel(config([...common(path.join(root, kind), backend), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0']), cpu(2), log), pattern);
     t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
     const pids = workerPids(log.lines);
     t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
