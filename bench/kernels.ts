@@ -88,10 +88,13 @@ export function fcLayersOf(rows: readonly LayerShape[]): FcLayer[] {
  */
 export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs: readonly FcLayer[]): KernelRow[] {
   let convFwd = 0;
+  // tf.profile also records scopes that contain kernels: an op's (`fusedMatMul__op`) and a
+  // customGrad's body (`forward`, our conv layer op). Counting them would count their kernels twice.
+  const kernels = calls.filter((c) => !c.name.endsWith('__op') && c.name !== 'forward');
   let convBwd = convCount;
   const forwardSeen = new Set<number>();
   const dims = (s: number[] | undefined): string => (s ?? []).filter((d) => d !== 1).join('x');
-  return calls.map((c): KernelRow => {
+  return kernels.map((c): KernelRow => {
     if (c.name === 'AlexnetConvLayer') {
       convFwd++;
       return { label: `conv${convFwd} fwd`, ms: c.ms, gflop: convFlops(c.outputShapes[0], c.inputShapes[1]) / 1e9 };

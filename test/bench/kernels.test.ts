@@ -25,11 +25,13 @@ t.test("a step's calls are named by layer and pass", async (t) => {
     call('BatchMatMul', [[32, 4096], [32, 4096]], [[4096, 4096]]),
     call('AlexnetConvLayerGrad', [[32, 27, 27, 96], [5, 5, 48, 256], [32, 27, 27, 256], [32, 27, 27, 256]], [[32, 27, 27, 96], [5, 5, 48, 256], [256]]),
     call('AlexnetConvLayerGrad', [[32, 227, 227, 3], [11, 11, 3, 96], [32, 55, 55, 96], [32, 55, 55, 96]], [[0], [11, 11, 3, 96], [96]]),
+    call('forward', [[32, 227, 227, 3]], [[32, 55, 55, 96]], 30),
+    call('fusedMatMul__op', [[32, 4096]], [[32, 10]], 5),
     call('Add', [[5]], [[5]], 0.25),
     call('Add', [[5]], [[5]], 0.5),
   ];
   const rows = mergeRows(kernelRows(calls, 2, fcs));
-  t.same(rows.map((r) => r.label), ['conv1 fwd', 'conv2 fwd', 'fc7 fwd', 'fc7 dx', 'fc7 dW', 'conv2 bwd (data + weights)', 'conv1 bwd (weights)', 'Add']);
+  t.same(rows.map((r) => r.label), ['conv1 fwd', 'conv2 fwd', 'fc7 fwd', 'fc7 dx', 'fc7 dW', 'conv2 bwd (data + weights)', 'conv1 bwd (weights)', 'Add'], 'scopes around kernels (forward, __op) are not counted again');
   const conv2 = convFlops([32, 27, 27, 256], [5, 5, 48, 256]) / 1e9;
   t.equal(rows[5].gflop, 2 * conv2, 'backward data and weights: twice the forward');
   t.equal(rows[6].gflop, convFlops([32, 55, 55, 96], [11, 11, 3, 96]) / 1e9, 'conv1: weights only');
