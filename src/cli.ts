@@ -119,6 +119,8 @@ function joinOptions(y: Argv): Argv {
 
 export function buildCli(argv: string[]): Argv {
   return yargs(argv)
+    // A flag given twice takes its last value (`make train ARGS="--epochs 3"` after the defaults).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
     .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => dashboardOptions(datasetOptions(clusterOptions(trainOptions(y)))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))

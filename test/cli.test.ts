@@ -105,6 +105,13 @@ t.test('summary prints the published parameter count', async (t) => {
   t.match(r.stdout, /conv2 \(2 groups\)/);
 });
 
+t.test('a flag given twice takes its last value, as `make train ARGS="--epochs 3"` needs', async (t) => {
+  // An invalid last value shows which one was read: alone, not '64,0'.
+  const r = run('train', '--data', path.join(tempDir(t), 'missing'), '--batch-size', '64', '--batch-size', '0');
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--batch-size must be a whole number >= 1, got 0$/m);
+});
+
 t.test("the Makefile's default run is a valid `alexnet train` command", async (t) => {
   const dry = spawnSync('make', ['-n', 'train'], { encoding: 'utf8' });
   t.equal(dry.status, 0, dry.stderr);
