@@ -26,7 +26,7 @@ TS_SOURCES := $(shell find src scripts bench test -name '*.ts' 2>/dev/null) tsco
 # lighting stay): over 2 short epochs the model is underfit and those regularisers only slow it.
 DEFAULT_TRAIN_ARGS := --data $(DATA_DIR) --preset small --init he --optimizer adam --lr 0.001 \
 	--dropout 0.5 --no-crop \
-	--epochs 7 --schedule step --lr-step-epochs 5 --batch-size 64 \
+	--epochs 8 --schedule step --lr-step-epochs 6 --batch-size 64 \
 	--run-dir runs/fashion-mnist-$(shell date +%Y%m%d-%H%M%S)
 GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
