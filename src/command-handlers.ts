@@ -142,11 +142,13 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const asked = buildTrainConfig(args);
   const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const log = consoleLogger({ level: asked.logLevel });
-  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, resolveDevices(asked).worldSize));
+  // GPU discovery runs nvidia-smi: once.
+  const found = resolveDevices(asked);
+  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, found.worldSize));
   assertFreshRunDir(asked.runDir, asked.resume, Boolean(args['force']));
   const spec = buildSpec(asked.preset, asked.model);
   const ds = await openDataset(asked.data, { layout: asked.dataLayout, classNames: asked.classNames });
-  const { config, devices } = cluster === null ? autoCpuLayout(asked, spec, ds.classes.length, log) : { config: asked, devices: resolveDevices(asked) };
+  const { config, devices } = cluster === null ? autoCpuLayout(asked, found, spec, ds.classes.length, log) : { config: asked, devices: found };
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
   log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
@@ -176,13 +178,12 @@ export async function runTrain(args: CliArgs): Promise<void> {
 }
 
 /**
- * The devices, and for `--devices auto` on CPU with the native backend the layout of the cores:
+ * For `--devices auto` on CPU with the native backend, the layout of the cores:
  * one worker per core, or one worker with a oneDNN thread per core, whichever cpu-layout.ts
  * predicts faster for this model (said in one line). Any explicit --devices or --threads, and
  * the wasm backend (single-threaded), keep one worker per core.
  */
-function autoCpuLayout(config: TrainConfig, spec: ModelSpec, classes: number, log: Logger): { config: TrainConfig; devices: DeviceAssignment } {
-  const devices = resolveDevices(config);
+function autoCpuLayout(config: TrainConfig, devices: DeviceAssignment, spec: ModelSpec, classes: number, log: Logger): { config: TrainConfig; devices: DeviceAssignment } {
   const eligible = config.devices.trim() === 'auto' && devices.kind === 'cpu' && devices.worldSize > 1 && config.threads === 1 && (config.backend === 'auto' || config.backend === 'native');
   if (!eligible || !nativeLoads()) return { config, devices };
   const layout = chooseCpuLayout({ cores: devices.worldSize, globalBatch: config.batchSize, params: countParams(spec, classes), forwardFlopsPerImage: forwardFlopsPerImage(spec, classes) });

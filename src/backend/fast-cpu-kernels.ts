@@ -14,12 +14,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
-import { poolOf } from './storage-pool';
+import { poolOf, type CpuDataStorage } from './storage-pool';
 
 /** The part of tfjs-backend-cpu's MathBackendCPU these kernels use. */
 export interface CpuStorageBackend {
   /** The tensors' storage. Kernels read it here, not through readSync: that hands a buffer to JS (storage-pool.ts). */
-  data: { get(dataId: object): { values?: unknown; refCount: number } | undefined };
+  data: Pick<CpuDataStorage, 'get'>;
   makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): TensorInfo;
 }
 
@@ -37,7 +37,6 @@ export function outputArray(backend: CpuStorageBackend, length: number): Float32
 
 type FastPath = (inputs: TensorInfo[], attrs: NamedAttrMap, backend: CpuStorageBackend) => TensorInfo | TensorInfo[] | null;
 
-const floats = storageOf;
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 const sameShape = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -81,8 +80,8 @@ export interface ElementwiseAddon {
 
 function binaryPath(addon: ElementwiseAddon, op: number): FastPath {
   return ([a, b], _attrs, backend) => {
-    const av = floats(a, backend);
-    const bv = floats(b, backend);
+    const av = storageOf(a, backend);
+    const bv = storageOf(b, backend);
     const bc = broadcastOf(a.shape, b.shape);
     if (av == null || bv == null || bc == null) return null;
     const out = outputArray(backend, bc.n);
@@ -93,7 +92,7 @@ function binaryPath(addon: ElementwiseAddon, op: number): FastPath {
 
 function unaryPath(addon: ElementwiseAddon, op: number): FastPath {
   return ([x], attrs, backend) => {
-    const xv = floats(x, backend);
+    const xv = storageOf(x, backend);
     if (xv == null) return null;
     const out = outputArray(backend, xv.length);
     addon.unary(Int32Array.from([op, xv.length]), Float32Array.of(Number(attrs['alpha'] ?? 0)), xv, out);
@@ -103,7 +102,7 @@ function unaryPath(addon: ElementwiseAddon, op: number): FastPath {
 
 /** Sum over leading axes (a bias gradient: [N, H, W, C] -> [C]) or trailing ones, in float64. */
 const sum: FastPath = ([x], attrs, backend) => {
-  const xv = floats(x, backend);
+  const xv = storageOf(x, backend);
   if (xv == null || x.shape.length === 0) return null;
   const axes = [...tf.util.parseAxisParam(attrs['axis'] as number | number[], x.shape)].sort((p, q) => p - q);
   const k = axes.length;
@@ -138,7 +137,7 @@ function around(shape: number[], axis: number): { outer: number; inner: number }
 }
 
 const splitV: FastPath = ([x], attrs, backend) => {
-  const xv = floats(x, backend);
+  const xv = storageOf(x, backend);
   if (xv == null) return null;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0];
   const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs['numOrSizeSplits'] as number | number[], axis);
@@ -157,7 +156,7 @@ const splitV: FastPath = ([x], attrs, backend) => {
 };
 
 const concat: FastPath = (inputs, attrs, backend) => {
-  const values = inputs.map((t) => floats(t, backend));
+  const values = inputs.map((t) => storageOf(t, backend));
   if (inputs.length === 0 || values.some((v) => v == null)) return null;
   const first = inputs[0].shape;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, first)[0];

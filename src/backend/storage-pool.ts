@@ -23,9 +23,15 @@
  */
 import type { DataId } from '@tensorflow/tfjs';
 
+/** tfjs-backend-cpu's tensor storage: each tensor id's values and reference count. */
+export interface CpuDataStorage {
+  get(dataId: DataId): { values?: unknown; refCount: number } | undefined;
+  has(dataId: DataId): boolean;
+}
+
 /** The part of tfjs-backend-cpu's MathBackendCPU the pool hooks into. */
 export interface PooledCpuBackend {
-  data: { get(dataId: DataId): { values?: unknown; refCount: number } | undefined; has(dataId: DataId): boolean };
+  data: CpuDataStorage;
   write(values: unknown, shape: number[], dtype: string): DataId;
   move(dataId: DataId, values: unknown, shape: number[], dtype: string, refCount: number): void;
   readSync(dataId: DataId): unknown;
@@ -58,8 +64,8 @@ export class StoragePool {
   private pooledBytes = 0;
   /** Fill every reused buffer with NaN (tests: a kernel that does not write its whole output shows). */
   poison = false;
-  /** Counters for the benchmark and the tests. */
-  readonly stats = { taken: 0, reused: 0, released: 0, escaped: 0 };
+  /** Buffers given back to the pool so far (the tests read it). */
+  readonly stats = { released: 0 };
 
   constructor(options: Partial<StoragePoolOptions> = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -67,12 +73,10 @@ export class StoragePool {
 
   /** A Float32Array of `length` elements for a kernel to fill completely (contents undefined). */
   take(length: number): Float32Array {
-    this.stats.taken++;
     if (length < this.options.minPooledElements) return new Float32Array(length);
     const reused = this.free.get(length)?.pop();
     if (reused !== undefined) {
       this.pooledBytes -= reused.byteLength;
-      this.stats.reused++;
       if (this.poison) reused.fill(NaN);
       return reused;
     }
@@ -123,10 +127,7 @@ export class StoragePool {
 
   private escape(values: unknown): void {
     const o = this.ownedOf(values);
-    if (o !== null && !o.escaped) {
-      o.escaped = true;
-      this.stats.escaped++;
-    }
+    if (o !== null) o.escaped = true;
   }
 
   /** A tensor id now holds `values`: fine once for the array handed out, an escape otherwise. */

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -716,6 +717,13 @@ float *updateTarget(const Floats &state, Floats &out) {
   return out.data;
 }
 
+/** The update loops assume no two of these overlap: the same buffer twice is a caller's bug. */
+void requireDistinct(std::initializer_list<const float *> buffers, const char *names) {
+  for (auto a = buffers.begin(); a != buffers.end(); ++a)
+    for (auto b = a + 1; b != buffers.end(); ++b)
+      if (*a == *b) throw CallError(std::string(names) + " must be distinct buffers");
+}
+
 /**
  * sgdMomentum(params [N], [momentum, lrScaled, decayLr], w, v, g, wOut, vOut): the paper's
  * update in one pass: v' = momentum v - decayLr w - lrScaled g; w' = w + v'. wOut, vOut may be
@@ -738,7 +746,7 @@ void sgdMomentum(napi_env env, napi_value *argv) {
   Floats g = floatsArg(env, argv[4], n, "g");
   Floats wOut = floatsArg(env, argv[5], n, "wOut");
   Floats vOut = floatsArg(env, argv[6], n, "vOut");
-  if (g.data == w.data || g.data == v.data || w.data == v.data) throw CallError("w, v and g must be distinct buffers");
+  requireDistinct({w.data, v.data, g.data}, "w, v and g");
   sgdStep(updateTarget(w, wOut), updateTarget(v, vOut), g.data, n, k.data[0], k.data[1], k.data[2]);
 }
 
@@ -773,10 +781,7 @@ void adam(napi_env env, napi_value *argv) {
   Floats wOut = floatsArg(env, argv[6], n, "wOut");
   Floats mOut = floatsArg(env, argv[7], n, "mOut");
   Floats vOut = floatsArg(env, argv[8], n, "vOut");
-  const float *distinct[] = {w.data, m.data, v.data, g.data};
-  for (int a = 0; a < 4; a++)
-    for (int b = a + 1; b < 4; b++)
-      if (distinct[a] == distinct[b]) throw CallError("w, m, v and g must be distinct buffers");
+  requireDistinct({w.data, m.data, v.data, g.data}, "w, m, v and g");
   adamStep(updateTarget(w, wOut), updateTarget(m, mOut), updateTarget(v, vOut), g.data, n, k.data);
 }
 
