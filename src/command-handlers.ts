@@ -38,7 +38,7 @@ import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
 import { formatPercent } from './text-format';
-import { resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
+import { backendRequest, resolveDevices, describeDevices, type DeviceAssignment } from './parallel/devices';
 import { runJoinAgent } from './parallel/agent';
 import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './parallel/cluster-config';
 import { runDataParallel } from './parallel/coordinator';
@@ -60,7 +60,9 @@ function printFinal(log: Logger, result: TrainResult): void {
 
 /** Single process: this process trains (one device, or the single-GPU fallback). */
 export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
-  const backend = await initBackend(config.backend, gpuVisible, { threads: config.threads });
+  // One GPU: as a worker on it would; CPU: every core is this process's (no cpuDevice).
+  const { choice, options } = gpuVisible ? backendRequest(config, 'gpu') : { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
+  const backend = await initBackend(choice, gpuVisible, options);
   log.info(describeBackend(backend));
   // workers.jsonl as a data-parallel run writes it: this process is rank 0.
   const workers = new WorkerLog(config.runDir, config.logEverySteps);

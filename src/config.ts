@@ -21,7 +21,7 @@ export type { CliArgs } from './field-reader';
 export const PRESET_NAMES = ['paper', 'torchvision', 'small'] as const;
 export type PresetName = (typeof PRESET_NAMES)[number];
 
-export const BACKEND_CHOICES = ['auto', 'node-gpu', 'node', 'native', 'wasm', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'node-gpu', 'webgpu', 'node', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;
@@ -130,8 +130,10 @@ export interface TrainConfig {
   /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
    * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
   logEverySteps: number;
-  /** tfjs backend: auto tries node-gpu, node, native, wasm, cpu. */
+  /** tfjs backend: auto tries node-gpu, webgpu (a hardware adapter only), node, native, wasm, cpu. */
   backend: BackendChoice;
+  /** Let the webgpu backend run on a software adapter (lavapipe, SwiftShader): slow, for tests. */
+  allowSoftwareGpu: boolean;
   /** oneDNN threads per process of the native backend (default 1: one worker per core). */
   threads: number;
   /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
@@ -188,6 +190,7 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   maxRestarts: 3,
   logEverySteps: 0,
   backend: 'auto',
+  allowSoftwareGpu: false,
   threads: 1,
   devices: 'auto',
   strictDevices: false,
@@ -236,6 +239,7 @@ export const TRAIN_FLAGS = {
   maxRestarts: 'max-restarts',
   logEverySteps: 'log-every',
   backend: 'backend',
+  allowSoftwareGpu: 'allow-software-gpu',
   threads: 'threads',
   devices: 'devices',
   strictDevices: 'strict-devices',
@@ -307,6 +311,7 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     maxRestarts: r.count('maxRestarts', true),
     logEverySteps: r.count('logEverySteps', true),
     backend: r.oneOf('backend', BACKEND_CHOICES),
+    allowSoftwareGpu: r.bool('allowSoftwareGpu'),
     threads: r.count('threads'),
     devices: r.string('devices'),
     strictDevices: r.bool('strictDevices'),

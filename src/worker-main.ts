@@ -10,10 +10,11 @@
  * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
  * coordinator, which watches health.
  */
-import { cpuDeviceChoice, describeBackend, initBackend } from './backend';
+import { describeBackend, initBackend } from './backend';
 import { env } from './config';
 import { consoleLogger } from './log';
 import { WorkerControl, type WorkerControlOptions } from './parallel/control';
+import { backendRequest } from './parallel/devices';
 import { readSpawnerPid, readWorkerBootstrap } from './parallel/worker-env';
 import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './parallel/worker-session';
 import { writeRunReportSafely } from './report/report';
@@ -38,9 +39,8 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   process.on('SIGINT', requestStop);
   process.on('SIGTERM', requestStop);
   // CPU-simulated devices run a single-threaded backend each: native (oneDNN, 1 thread), wasm or cpu.
-  const cpuDevice = boot.deviceKind === 'cpu';
-  const backendChoice = cpuDevice ? cpuDeviceChoice(config.backend) : config.backend;
-  const backend = await initBackend(backendChoice, boot.deviceKind === 'gpu', { cpuDevice, threads: config.threads });
+  const { choice, options } = backendRequest(config, boot.deviceKind);
+  const backend = await initBackend(choice, boot.deviceKind === 'gpu', options);
   if (rank === 0) log.info(describeBackend(backend));
   await session.ready();
   const trainer = new Trainer(config, {

@@ -1,11 +1,13 @@
 /**
  * Chooses and initialises the TensorFlow.js backend for this process.
  *
- * Order for `auto`: tfjs-node-gpu (when a GPU is visible), tfjs-node, native (tfjs-backend-cpu
- * with oneDNN kernels from our addon, native.ts), wasm (with the kernel patches that make it
- * train), the pure-JS cpu backend. tfjs-node(-gpu) are optional dependencies: their install
- * downloads libtensorflow and fails offline, so a failed `require` is expected and just moves
- * on to the next choice; the native addon is optional in the same way (`make native`).
+ * Order for `auto`: tfjs-node-gpu (when a GPU is visible), webgpu (Dawn over Vulkan, when a GPU
+ * is visible and its adapter is a hardware one: webgpu.ts), tfjs-node, native
+ * (tfjs-backend-cpu with oneDNN kernels from our addon, native.ts), wasm (with the kernel
+ * patches that make it train), the pure-JS cpu backend. tfjs-node(-gpu) and webgpu (Dawn) are
+ * optional dependencies: tfjs-node's install downloads libtensorflow and fails offline, so a
+ * failed `require` is expected and just moves on to the next choice; the native addon is
+ * optional in the same way (`make native`).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendChoice } from '../config';
@@ -13,13 +15,14 @@ import { ConfigError } from '../errors';
 import { loadNative, nativeInPlaceUpdates } from './native';
 import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
+import { describeAdapter, loadWebgpu, webgpuAdapter } from './webgpu';
 
 export interface BackendInfo {
   /** What was asked for. */
   requested: BackendChoice;
-  /** What is running: 'node-gpu' | 'node' | 'native' | 'wasm' | 'cpu'. */
+  /** What is running: 'node-gpu' | 'webgpu' | 'node' | 'native' | 'wasm' | 'cpu'. */
   active: Exclude<BackendChoice, 'auto'>;
-  /** tfjs' own backend name ('tensorflow', 'native', 'wasm', 'cpu'). */
+  /** tfjs' own backend name ('tensorflow', 'webgpu', 'native', 'wasm', 'cpu'). */
   tfName: string;
   /** Why the choices before it were passed over, for the start-up line. */
   notes: string[];
@@ -31,6 +34,8 @@ export interface BackendOptions {
   cpuDevice?: boolean;
   /** oneDNN threads of the native backend (default 1). */
   threads?: number;
+  /** webgpu may run on a software adapter (lavapipe): only when asked, never by `auto`'s choice. */
+  allowSoftwareGpu?: boolean;
 }
 
 type Loader = (options: BackendOptions) => Promise<string>;
@@ -58,6 +63,7 @@ async function loadCpu(): Promise<string> {
 
 const LOADERS: Record<BackendInfo['active'], Loader> = {
   'node-gpu': requireNative('@tensorflow/tfjs-node-gpu'),
+  webgpu: (options) => loadWebgpu(options.allowSoftwareGpu ?? false),
   node: requireNative('@tensorflow/tfjs-node'),
   // One oneDNN thread unless asked: there is one worker process per core.
   native: (options) => loadNative(options.threads ?? 1),
@@ -77,7 +83,7 @@ function firstLine(err: unknown): string {
  */
 export function autoOrder(gpuVisible: boolean, cpuDevice = false): BackendInfo['active'][] {
   if (cpuDevice) return ['native', 'wasm', 'cpu'];
-  return gpuVisible ? ['node-gpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
+  return gpuVisible ? ['node-gpu', 'webgpu', 'node', 'native', 'wasm', 'cpu'] : ['node', 'native', 'wasm', 'cpu'];
 }
 
 /** What a CPU-simulated device runs for the run's --backend: a single-threaded choice, or auto among them. */
@@ -122,7 +128,9 @@ export function currentBackend(): BackendInfo | null {
 /** One line for the start of a run. */
 export function describeBackend(info: BackendInfo): string {
   const passed = info.notes.length > 0 ? ` (passed over: ${info.notes.join('; ')})` : '';
-  return `backend: ${info.active} [tfjs ${tf.version.tfjs}, ${info.tfName}]${passed}`;
+  const adapter = info.active === 'webgpu' ? webgpuAdapter() : null;
+  const on = adapter === null ? '' : `; adapter ${describeAdapter(adapter)}`;
+  return `backend: ${info.active} [tfjs ${tf.version.tfjs}, ${info.tfName}${on}]${passed}`;
 }
 
 /**

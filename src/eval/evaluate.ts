@@ -18,7 +18,7 @@ export async function evaluateWithConfusion(model: AlexNet, loader: BatchLoader)
   let sums = emptySums();
   const confusion = emptyConfusion(model.numClasses);
   for await (const batch of loader.epoch(0)) {
-    const { sums: batchSums, scores } = evalBatchScores(model, batch);
+    const { sums: batchSums, scores } = await evalBatchScores(model, batch);
     sums = addSums(sums, batchSums);
     addToConfusion(confusion, scores, batch.labels);
   }

@@ -4,6 +4,7 @@
  * `readWorkerBootstrap` in the worker; the variable names live only here.
  */
 import { ConfigError } from '../errors';
+import { gpuEnvironment } from './devices';
 
 /** What a worker process needs before it can say hello. */
 export interface WorkerBootstrap {
@@ -39,9 +40,9 @@ export function workerEnvironment(b: WorkerBootstrap, gpuId: string | null, base
     [WORKER_ENV.ringAddress]: b.ringAddress,
     [WORKER_ENV.keyFile]: b.keyFile ?? '',
     [WORKER_ENV.parentPid]: String(process.pid),
-    // One GPU per process: tfjs-node-gpu picks its device only through CUDA_VISIBLE_DEVICES, it
-    // has no in-process device choice (docs/architecture.md, "Processes").
-    ...(gpuId !== null ? { CUDA_VISIBLE_DEVICES: gpuId, TF_FORCE_GPU_ALLOW_GROWTH: 'true' } : { CUDA_VISIBLE_DEVICES: '' }),
+    // One GPU per process, chosen through the environment before any GPU library starts
+    // (docs/architecture.md, "Processes").
+    ...gpuEnvironment(gpuId),
   };
 }
 

@@ -9,6 +9,7 @@
  * line; the stop vote makes every rank stop after the same step (Ctrl-C may reach only some).
  */
 import * as tf from '@tensorflow/tfjs';
+import { readConcatenated, readsSync } from '../backend/readback';
 import type { MetricSums } from './metrics';
 
 export interface StepTail {
@@ -45,6 +46,16 @@ export class FusionBuffer {
   pack(tensors: readonly tf.Tensor[]): void {
     if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
     tensors.forEach((t, i) => this.data.set(t.dataSync() as Float32Array, this.offsets[i]));
+  }
+
+  /**
+   * pack() on any backend: where reads are async (webgpu) the tensors are concatenated on the
+   * device and read back once, whole; elsewhere it is pack() itself.
+   */
+  async packAsync(tensors: readonly tf.Tensor[]): Promise<void> {
+    if (readsSync()) return this.pack(tensors);
+    if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
+    this.data.set(await readConcatenated(tensors), 0);
   }
 
   /** Every parameter's values, as new tensors of their shapes (the caller disposes them). */

@@ -38,6 +38,7 @@ export const ACTIVATION_FACTOR: Record<MemoryBackend, number> = {
   cpu: 6,
   node: 6,
   'node-gpu': 6,
+  webgpu: 6,
 };
 
 export const PARAM_COPIES: Record<MemoryBackend, number> = {
@@ -46,6 +47,7 @@ export const PARAM_COPIES: Record<MemoryBackend, number> = {
   cpu: 6,
   node: 6,
   'node-gpu': 6,
+  webgpu: 6,
 };
 
 /** The backends that run (BackendInfo['active'] in src/backend). */
@@ -93,7 +95,7 @@ export interface MemoryBudget {
 /**
  * Bytes one worker's step may use. wasm: its 4 GiB heap (and the machine's share, if smaller).
  * The others hold tensors in the process (native and cpu in the JS heap's ArrayBuffers, node in
- * libtensorflow's allocator): the machine's memory, split over the local workers. node-gpu keeps
+ * libtensorflow's allocator): the machine's memory, split over the local workers. node-gpu and webgpu keep
  * activations on the GPU, whose memory is not read here: no limit (use --micro-batch there).
  */
 export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): MemoryBudget {
@@ -101,7 +103,7 @@ export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): Me
   // Split evenly: the other local workers start at the same time, their memory not yet taken.
   const machineShare = Math.min(machine.totalBytes / workers, machine.freeBytes / workers);
   const share = workers > 1 ? `free memory split over ${workers} local workers` : 'free memory';
-  if (backend === 'node-gpu') return { bytes: Infinity, source: 'GPU memory is not estimated' };
+  if (backend === 'node-gpu' || backend === 'webgpu') return { bytes: Infinity, source: 'GPU memory is not estimated' };
   if (backend === 'wasm' && WASM_HEAP_BYTES < machineShare) return { bytes: WASM_HEAP_BYTES, source: 'the 4 GiB wasm heap' };
   return { bytes: machineShare, source: share };
 }

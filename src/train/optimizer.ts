@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { OptimizerName } from '../config';
 import type { Param } from '../model/alexnet';
 import { adamStep, sgdMomentumStep } from '../backend';
+import { readFloats } from '../backend/readback';
 
 export interface OptimizerOptions {
   name: OptimizerName;
@@ -91,9 +92,14 @@ export class Optimizer {
     });
   }
 
-  getState(): OptimizerState {
+  /** Each slot's variables, in slot order (the tests compare them across backends without a readback). */
+  slotVariables(): readonly (readonly tf.Variable[])[] {
+    return Object.values(this.slots);
+  }
+
+  async getState(): Promise<OptimizerState> {
     const slots: Record<string, Float32Array[]> = {};
-    for (const [name, vars] of Object.entries(this.slots)) slots[name] = vars.map((v) => v.dataSync() as Float32Array);
+    for (const [name, vars] of Object.entries(this.slots)) slots[name] = await Promise.all(vars.map((v) => readFloats(v)));
     return { name: this.options.name, iterations: this.iterations, slots };
   }
 

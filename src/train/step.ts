@@ -8,6 +8,7 @@
  * or smaller because of skipped images.
  */
 import * as tf from '@tensorflow/tfjs';
+import { readScalarAnd } from '../backend/readback';
 import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
 import { forward } from '../model/alexnet';
@@ -70,7 +71,7 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
  * dropout masks are keyed by its sample index (alexnet.ts), so they do not depend on how the
  * batch is cut into micro-batches or shared among ranks.
  */
-function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
+async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): Promise<{ grads: tf.Tensor[]; sums: MetricSums }> {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
@@ -82,10 +83,9 @@ function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { gr
       const oneHot = tf.oneHot(labels, model.numClasses);
       return tf.losses.softmaxCrossEntropy(oneHot, out, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
     }, vars);
-    const lossSum = value.dataSync()[0];
-    value.dispose();
-    const logitData = (logits as unknown as tf.Tensor).dataSync() as Float32Array;
-    const sums = batchSums(logitData, batch.labels, model.numClasses, lossSum);
+    // The loss and the logits in one readback (a GPU sync point on webgpu).
+    const read = await readScalarAnd(value, logits as unknown as tf.Tensor).finally(() => value.dispose());
+    const sums = batchSums(read.values, batch.labels, model.numClasses, read.scalar);
     return { grads: model.params.map((p) => grads[p.variable.name]), sums };
   } finally {
     tf.dispose([x, labels, logits as tf.Tensor | null].filter((t): t is tf.Tensor => t != null));
@@ -97,7 +97,7 @@ function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { gr
  * summed loss add, so the sum over micro-batches is the gradient of the whole share (up to
  * float rounding), and so are the metric sums. Only one micro-batch's activations are alive.
  */
-function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): { grads: tf.Tensor[]; sums: MetricSums } {
+async function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): Promise<{ grads: tf.Tensor[]; sums: MetricSums }> {
   if (batch.count === 0) {
     return { grads: model.params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
   }
@@ -106,7 +106,7 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, micro
   let offset = 0;
   for (const n of microBatchSizes(batch.count, microBatch > 0 ? microBatch : batch.count)) {
     const part = n === batch.count ? batch : sliceBatch(batch, model.spec.inputSize, offset, n);
-    const local = microGradients(model, part, dropoutSeed);
+    const local = await microGradients(model, part, dropoutSeed);
     if (offset === 0) {
       grads = local.grads;
     } else {
@@ -122,7 +122,7 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, micro
 
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
   const t0 = performance.now();
-  const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
+  const { grads, sums: local } = await localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
   const t1 = performance.now();
   const { collective, fusion } = opts;
   if (collective == null || fusion == null) {
@@ -132,8 +132,7 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     const t2 = performance.now();
     return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
   }
-  fusion.pack(grads);
-  tf.dispose(grads);
+  await fusion.packAsync(grads).finally(() => tf.dispose(grads));
   fusion.writeTail({ sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0 });
   const t2 = performance.now();
   await collective.allReduce(fusion.data);
@@ -161,24 +160,26 @@ export interface EvalOutput {
  * Metric sums and class scores for one evaluation batch. With several crops per image (the
  * paper's 10-patch testing) the softmax of the crops is averaged before scoring.
  */
-export function evalBatchScores(model: AlexNet, batch: Batch): EvalOutput {
+export async function evalBatchScores(model: AlexNet, batch: Batch): Promise<EvalOutput> {
   if (batch.count === 0) return { sums: emptySums(), scores: new Float32Array(0) };
   const crops = batch.images.length / (model.spec.inputSize ** 2 * 3) / batch.count;
-  let output: EvalOutput = { sums: emptySums(), scores: new Float32Array(0) };
-  tf.tidy(() => {
+  const [lossSum, scores] = tf.tidy(() => {
     const logits = forward(model, imagesTensor(model, batch), { training: false });
     const probs = tf.mean(tf.reshape(tf.softmax(logits), [batch.count, crops, model.numClasses]), 1);
     const labels = tf.tensor1d(batch.labels, 'int32');
     const picked = tf.sum(tf.mul(probs, tf.oneHot(labels, model.numClasses)), 1);
-    const lossSum = tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-12)))).dataSync()[0];
     // Log-probabilities rank like the averaged softmax and work for top-k.
-    const scores = tf.log(tf.maximum(probs, 1e-30)).dataSync() as Float32Array;
-    output = { sums: batchSums(scores, batch.labels, model.numClasses, lossSum), scores };
+    return [tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-12)))), tf.log(tf.maximum(probs, 1e-30))];
   });
-  return output;
+  try {
+    const read = await readScalarAnd(lossSum, scores);
+    return { sums: batchSums(read.values, batch.labels, model.numClasses, read.scalar), scores: read.values };
+  } finally {
+    tf.dispose([lossSum, scores]);
+  }
 }
 
 /** Metric sums for one evaluation batch (see evalBatchScores). */
-export function evalBatch(model: AlexNet, batch: Batch): MetricSums {
-  return evalBatchScores(model, batch).sums;
+export async function evalBatch(model: AlexNet, batch: Batch): Promise<MetricSums> {
+  return (await evalBatchScores(model, batch)).sums;
 }

@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend } from '../backend';
+import { readFloats } from '../backend/readback';
 import type { TrainConfig } from '../config';
 import type { Sample } from '../data/dataset';
 import { BatchLoader, type LoaderMode } from '../data/loader';
@@ -102,7 +103,8 @@ function fusionFor(state: RunState): FusionBuffer {
   return new FusionBuffer(state.model.params.map((p) => p.shape));
 }
 
-function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents {
+async function checkpointOf(config: TrainConfig, state: RunState): Promise<CheckpointContents> {
+  const weights = await Promise.all(state.model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
   return {
     config,
     classes: state.dataset.classes,
@@ -111,8 +113,8 @@ function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents 
     bestValTop1Error: state.bestValTop1Error,
     rng: { seed: config.seed },
     epochSoFar: state.epochSoFar,
-    weights: state.model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array })),
-    optimizer: state.optimizer.getState(),
+    weights,
+    optimizer: await state.optimizer.getState(),
   };
 }
 
@@ -250,7 +252,7 @@ export class Trainer {
     if (collective.worldSize === 1) return;
     const weights = fusionFor(state);
     const variables = state.model.params.map((p) => p.variable);
-    weights.pack(variables);
+    await weights.packAsync(variables);
     await collective.broadcast(weights.data, 0);
     const received = weights.unpack();
     variables.forEach((v, i) => v.assign(received[i]));
@@ -262,13 +264,13 @@ export class Trainer {
     const every = this.config.checksumEverySteps;
     if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
     const weights = fusion ?? fusionFor(state);
-    weights.pack(state.model.params.map((p) => p.variable));
+    await weights.packAsync(state.model.params.map((p) => p.variable));
     await this.deps.onChecksum(weights.params, state.position.globalStep);
   }
 
   async evaluate(state: RunState, loader: BatchLoader, epoch: number): Promise<MetricSummary> {
     let sums = emptySums();
-    for await (const batch of loader.epoch(epoch)) sums = addSums(sums, evalBatch(state.model, batch));
+    for await (const batch of loader.epoch(epoch)) sums = addSums(sums, await evalBatch(state.model, batch));
     if (this.deps.collective) {
       const tail = new FusionBuffer();
       tail.writeTail({ sums, skipped: 0, stopVotes: 0 });
@@ -282,7 +284,7 @@ export class Trainer {
   private async save(state: RunState, name: string): Promise<void> {
     if (!this.isMaster) return;
     await this.stepWrite;
-    await this.checkpoints.save(name, checkpointOf(this.config, state));
+    await this.checkpoints.save(name, await checkpointOf(this.config, state));
     this.checkpointTimer.saved(performance.now());
   }
 
@@ -295,7 +297,7 @@ export class Trainer {
   private async saveStep(state: RunState): Promise<void> {
     const started = performance.now();
     await this.stepWrite;
-    const written = this.checkpoints.beginStep(checkpointOf(this.config, state));
+    const written = this.checkpoints.beginStep(await checkpointOf(this.config, state));
     const stallMs = performance.now() - started;
     this.checkpointTimer.saved(performance.now());
     const { log } = this.deps;

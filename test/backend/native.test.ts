@@ -421,8 +421,8 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         // pool), the later ones the same buffers in place; on cpu every update is a new tensor.
         const inPlace = storage[1] === storage[2] && storage[2] === storage[3];
         t.equal(inPlace, tf.getBackend() === NATIVE_BACKEND_NAME, `${name} updates in place on ${tf.getBackend()}: ${inPlace}`);
-        const slots = Object.values(optimizer.getState().slots)[0];
-        const out = [...params.map((p) => p.variable.clone()), tf.tensor(slots[0], W), tf.tensor(slots[1], [5])];
+        const [slots] = optimizer.slotVariables();
+        const out = [...params.map((p) => p.variable.clone()), slots[0].clone(), slots[1].clone()];
         optimizer.dispose();
         params.forEach((p) => p.variable.dispose());
         return out;
@@ -506,7 +506,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
         const result = await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: 5, collective: null, fusion: null, stopVote: false });
         // The velocity is the update itself, in float32 and not rounded to the weights' ulps.
-        const deltas = optimizer.getState().slots['velocity'];
+        const deltas = (await optimizer.getState()).slots['velocity'];
         disposeModel(model);
         optimizer.dispose();
         return { deltas, loss: result.sums.lossSum, names: model.params.map((p) => p.name) };

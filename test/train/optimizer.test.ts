@@ -45,12 +45,12 @@ t.test('Adam first step moves each weight by about lr against the gradient sign'
 });
 
 t.test('state round trip: a restored optimizer continues identically', async (t) => {
-  const run = (restoreAfter: number | null) => {
+  const run = async (restoreAfter: number | null) => {
     const p = param('w', 'weight', [0.3, -0.7]);
     let opt = new Optimizer(sgd, [p]);
     for (let s = 0; s < 4; s++) {
       if (s === restoreAfter) {
-        const state = opt.getState();
+        const state = await opt.getState();
         opt = new Optimizer(sgd, [p]);
         opt.setState(state);
       }
@@ -58,7 +58,7 @@ t.test('state round trip: a restored optimizer continues identically', async (t)
     }
     return Array.from(p.variable.dataSync());
   };
-  t.same(run(2), run(null));
+  t.same(await run(2), await run(null));
   const fresh = new Optimizer(sgd, [param('w', 'weight', [1])]);
   t.throws(() => fresh.setState({ name: 'adam', iterations: 1, slots: {} }), /adam/);
 });
