@@ -15,7 +15,7 @@ import { ConfigError } from '../errors';
 import { loadNative, nativeInPlaceUpdates } from './native';
 import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
-import { describeAdapter, loadWebgpu, webgpuAdapter } from './webgpu';
+import { describeAdapter, loadWebgpu, oversizeTensors, webgpuAdapter } from './webgpu';
 
 export interface BackendInfo {
   /** What was asked for. */
@@ -123,6 +123,13 @@ export async function initBackend(requested: BackendChoice, gpuVisible: boolean,
 /** The backend this process initialised (null before initBackend): the memory estimate reads it. */
 export function currentBackend(): BackendInfo | null {
   return current;
+}
+
+/** Throws a ConfigError when the backend cannot hold one of these tensors (webgpu: its binding limit). */
+export function assertFitsBackend(tensors: readonly { name: string; shape: readonly number[] }[]): void {
+  const adapter = current?.active === 'webgpu' ? webgpuAdapter() : null;
+  const problem = adapter === null ? null : oversizeTensors(adapter, tensors);
+  if (problem !== null) throw new ConfigError(problem);
 }
 
 /** One line for the start of a run. */

@@ -6,6 +6,7 @@
  * with nothing to wait for, and the training loop stays as fast as it was.
  */
 import * as tf from '@tensorflow/tfjs';
+import { webgpuAdapter } from './webgpu';
 
 /** Whether the active backend can read synchronously (every backend but webgpu). */
 export function readsSync(): boolean {
@@ -31,12 +32,38 @@ export async function readConcatenated(tensors: readonly tf.Tensor[]): Promise<F
     }
     return out;
   }
-  const flat = tf.tidy(() => tf.concat(tensors.map((t) => tf.reshape(t, [-1]))));
-  try {
-    return (await flat.data()) as Float32Array;
-  } finally {
-    flat.dispose();
+  // A concatenation must fit one binding (webgpu.ts, maxBindingBytes): a paper model's
+  // gradients (244 MB) are read in a few groups, a tensor larger than a binding alone (a
+  // readback copies its buffer, binding nothing).
+  const maxBytes = webgpuAdapter()?.maxBindingBytes ?? Infinity;
+  const out = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+  let at = 0;
+  for (const group of bindingGroups(tensors, maxBytes / 4)) {
+    const flat = group.length === 1 ? null : tf.tidy(() => tf.concat(group.map((t) => tf.reshape(t, [-1]))));
+    try {
+      const values = (await (flat ?? group[0]).data()) as Float32Array;
+      out.set(values, at);
+      at += values.length;
+    } finally {
+      flat?.dispose();
+    }
   }
+  return out;
+}
+
+/** Consecutive tensors in groups of at most `maxElements` (a bigger tensor is a group alone). */
+export function bindingGroups<T extends { size: number }>(tensors: readonly T[], maxElements: number): T[][] {
+  const groups: T[][] = [];
+  let size = Infinity;
+  for (const t of tensors) {
+    if (size + t.size > maxElements || groups.length === 0) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1].push(t);
+    size += t.size;
+  }
+  return groups;
 }
 
 /** A scalar and a tensor (a loss sum and its logits), in one readback. */

@@ -24,6 +24,7 @@ export interface GpuAdapterInfo {
 interface DawnAdapter {
   readonly info: GpuAdapterInfo;
   readonly isFallbackAdapter?: boolean;
+  readonly limits: { readonly maxStorageBufferBindingSize: number };
 }
 
 interface DawnGpu {
@@ -39,6 +40,12 @@ interface DawnModule {
 export interface WebgpuAdapter {
   info: GpuAdapterInfo;
   software: boolean;
+  /**
+   * The largest buffer a kernel can bind, in bytes. tfjs binds each tensor whole, and a bigger
+   * one is not an error there: the kernel reads zeros. Lavapipe allows 128 MiB, less than the
+   * paper's fc6 weight (144 MiB); discrete GPUs' Vulkan drivers typically allow 2-4 GiB.
+   */
+  maxBindingBytes: number;
 }
 
 /**
@@ -90,7 +97,7 @@ export async function probeAdapter(): Promise<WebgpuAdapter | null> {
   // Dawn's GPUAdapterInfo keeps its fields as getters on the prototype: copy them by name.
   const { vendor, architecture, device, description } = adapter.info;
   const info: GpuAdapterInfo = { vendor, architecture, device, description, isFallbackAdapter: adapter.info.isFallbackAdapter ?? adapter.isFallbackAdapter };
-  return { info, software: isSoftwareAdapter(info) };
+  return { info, software: isSoftwareAdapter(info), maxBindingBytes: adapter.limits.maxStorageBufferBindingSize };
 }
 
 let active: WebgpuAdapter | null = null;
@@ -116,4 +123,17 @@ export async function loadWebgpu(allowSoftware: boolean): Promise<string> {
   if (!(await tf.setBackend('webgpu'))) throw new Error('tf.setBackend("webgpu") failed');
   active = adapter;
   return 'webgpu';
+}
+
+/**
+ * Null when every tensor fits the adapter's binding limit, else which do not, as a sentence
+ * for a ConfigError: a model that does not fit must fail before its first step, not train on
+ * zeros (see maxBindingBytes).
+ */
+export function oversizeTensors(adapter: WebgpuAdapter, tensors: readonly { name: string; shape: readonly number[] }[]): string | null {
+  const over = tensors.filter((t) => 4 * t.shape.reduce((a, b) => a * b, 1) > adapter.maxBindingBytes);
+  if (over.length === 0) return null;
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+  const list = over.map((t) => `${t.name} [${t.shape.join('x')}] ${mib(4 * t.shape.reduce((a, b) => a * b, 1))}`).join(', ');
+  return `the webgpu adapter ${describeAdapter(adapter)} binds at most ${mib(adapter.maxBindingBytes)} per tensor, and ${list} ${over.length === 1 ? 'is' : 'are'} larger: use a smaller preset or another backend`;
 }

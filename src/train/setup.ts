@@ -11,6 +11,7 @@ import { preflight } from '../data/check';
 import { openDataset, type Dataset, type Sample } from '../data/dataset';
 import { seededSubset } from '../data/rng';
 import { cachedStatsPath, computeStats, findStats, saveStatsFirstWritable, STATS_FILE, statsPath, type DatasetStats } from '../data/stats';
+import { assertFitsBackend } from '../backend';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../log';
@@ -103,6 +104,7 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
   const { dataset, train, stats } = await openTrainingData(config, canWrite, log);
   const spec = buildSpec(config.preset, config.model);
   const model = createAlexNet(spec, dataset.classes.length, config.seed);
+  assertFitsBackend(model.params);
   const optimizer = new Optimizer(
     { name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     model.params,

@@ -14,41 +14,16 @@ import { describeLoadFailure, NATIVE_BACKEND_NAME, registerNativeBackend, versio
 import { endPadding } from '../../src/backend/native-kernels';
 import { poolOf } from '../../src/backend/storage-pool';
 import { patchWasmKernels } from '../../src/backend/wasm-patches';
-import { createAlexNet, disposeModel, layerShapes, type Param } from '../../src/model/alexnet';
+import { createAlexNet, disposeModel, type Param } from '../../src/model/alexnet';
 import { PRESETS, type ModelSpec } from '../../src/model/presets';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
 import type { Batch } from '../../src/data/loader';
 import { ensureNativeAddon } from '../helpers/native-addon';
+import { dedupe, maxRelativeError, presetShapes, rand, randomArray, tfPad, type ConvCase, type LayerCase, type PoolCase } from '../helpers/kernel-cases';
 
 const TOLERANCE = 1e-4;
 const BATCH = 2;
-
-function randomArray(shape: number[], seed: number, scale = 1): Float32Array {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 32 - 0.5) * scale;
-  }
-  return out;
-}
-
-function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
-  return tf.tensor(randomArray(shape, seed, scale), shape);
-}
-
-function maxRelativeError(got: Float32Array, want: Float32Array): number {
-  if (got.length !== want.length) return Infinity;
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxRef === 0 ? maxDiff : maxDiff / maxRef;
-}
 
 /**
  * The reference backend: tfjs's pure-JS cpu backend, except for the gradients of the big preset
@@ -88,72 +63,7 @@ async function compare(t: Test, name: string, outputs: string[], fn: () => tf.Te
 // ------------------------------------------------------------------------------------------
 // Shapes of the presets, read from the model's own layer table.
 
-interface ConvCase {
-  name: string;
-  x: number[];
-  filter: number[];
-  stride: number;
-  pad: 'same' | 'valid' | number;
-}
-
-interface PoolCase {
-  name: string;
-  x: number[];
-  window: number;
-  stride: number;
-  pad: 'same' | 'valid';
-}
-
-/** A whole layer as the model runs it: the filter is [k, k, in / groups, out]. */
-interface LayerCase extends ConvCase {
-  groups: number;
-}
-
-interface PresetShapes {
-  convs: ConvCase[];
-  layers: LayerCase[];
-  pools: PoolCase[];
-  lrns: { name: string; x: number[] }[];
-  fcs: { name: string; a: number[]; b: number[] }[];
-}
-
-function presetShapes(spec: ModelSpec, classes: number): PresetShapes {
-  const rows = layerShapes(spec, classes);
-  const out: PresetShapes = { convs: [], layers: [], pools: [], lrns: [], fcs: [] };
-  let prev = [spec.inputSize, spec.inputSize, 3];
-  let conv = 0;
-  for (const row of rows) {
-    const label = `${spec.preset} ${row.layer}`;
-    if (row.outputShape.length === 1) {
-      const units = prev.reduce((a, b) => a * b, 1);
-      out.fcs.push({ name: label, a: [BATCH, units], b: [units, row.outputShape[0]] });
-    } else if (row.layer.endsWith('/pool')) {
-      out.pools.push({ name: label, x: [BATCH, ...prev], window: spec.pool.window, stride: spec.pool.stride, pad: 'valid' });
-    } else if (row.layer.endsWith('/lrn')) {
-      out.lrns.push({ name: label, x: [BATCH, ...prev] });
-    } else {
-      const c = spec.convs[conv++];
-      // A grouped conv runs as one conv per group (src/model/alexnet.ts): that is the kernel's shape.
-      const [h, w, cin] = prev;
-      out.convs.push({ name: label, x: [BATCH, h, w, cin / c.groups], filter: [c.kernel, c.kernel, cin / c.groups, c.filters / c.groups], stride: c.stride, pad: c.pad });
-      out.layers.push({ name: label, x: [BATCH, h, w, cin], filter: [c.kernel, c.kernel, cin / c.groups, c.filters], stride: c.stride, pad: c.pad, groups: c.groups });
-    }
-    prev = row.outputShape;
-  }
-  return out;
-}
-
-function dedupe<T extends { name: string }>(cases: T[]): T[] {
-  const seen = new Set<string>();
-  return cases.filter((c) => {
-    const key = JSON.stringify({ ...c, name: '' });
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-}
-
-const shapes = [presetShapes(PRESETS.small, 10), presetShapes(PRESETS.paper, 1000), presetShapes(PRESETS.torchvision, 1000)];
+const shapes = [presetShapes(PRESETS.small, 10, BATCH), presetShapes(PRESETS.paper, 1000, BATCH), presetShapes(PRESETS.torchvision, 1000, BATCH)];
 
 const genericConvCases: ConvCase[] = [];
 for (const stride of [1, 2, 4]) {
@@ -163,10 +73,6 @@ for (const stride of [1, 2, 4]) {
   }
 }
 const presetConvCases = dedupe(shapes.flatMap((s) => s.convs));
-
-function tfPad(pad: ConvCase['pad']): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
-  return typeof pad === 'number' ? [[0, 0], [pad, pad], [pad, pad], [0, 0]] : pad;
-}
 
 // ------------------------------------------------------------------------------------------
 

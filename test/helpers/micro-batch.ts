@@ -11,6 +11,7 @@ import type { MetricSums } from '../../src/train/metrics';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
 import { TRAIN_DEFAULTS } from '../../src/config';
+import { readFloats } from '../../src/backend/readback';
 import type { CheckpointContents } from '../../src/train/checkpoint';
 
 const CLASSES = 4;
@@ -42,7 +43,7 @@ export async function stepWithMicroBatch(microBatch: number, dropoutRate: number
     sums = result.sums;
     tensorsAfterStep.push(tf.memory().numTensors);
   }
-  const weights = model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array }));
+  const weights = await Promise.all(model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
   optimizer.dispose();
   disposeModel(model);
   if (sums == null) throw new Error('no step ran');
