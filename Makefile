@@ -4,7 +4,9 @@
 #   make train               # the bundled default: small preset on Fashion-MNIST, every core/GPU
 #   make train GPUS=2        # 2 workers: 2 GPUs, or 2 CPU-simulated devices when there are none
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
-#   make test                # the test suite (tap), CPU only, a few minutes (installs chromium for the browser test)
+#   make test                # the test suite (tap), a few minutes (installs chromium for the browser test, and
+#                            # Mesa's software Vulkan device for the webgpu tests: scripts/ensure-vulkan.sh)
+#   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
@@ -32,7 +34,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native data train test bench bench-quick reproduce ablations clean
+.PHONY: all install build native data train test gpu-check bench bench-quick reproduce ablations clean
 
 all: build
 
@@ -62,10 +64,16 @@ data: $(BUILD_STAMP) $(DATA_STAMP)
 train: build data
 	node dist/src/cli.js train $(DEFAULT_TRAIN_ARGS) $(DEVICES) $(ARGS)
 
-# The dashboard's browser test needs chromium and playwright-core: installed here where they can be.
+# The dashboard's browser test needs chromium and playwright-core, the webgpu tests a Vulkan
+# driver Dawn accepts (Mesa's lavapipe from bookworm-backports on a machine without a GPU):
+# installed here where they can be. In CI (CI=true) the webgpu tests fail instead of skipping.
 test: build
 	@scripts/ensure-browser.sh
+	@scripts/ensure-vulkan.sh
 	npx tap
+
+gpu-check: build
+	scripts/gpu-check.sh
 
 # Results (JSON, charts) go under runs/; only `make bench` rewrites docs/benchmarks.md.
 BENCH_DIR := runs/bench

@@ -11,7 +11,7 @@ import { trainOptions } from '../src/cli';
 import { buildTrainConfig } from '../src/config';
 import type { BackendChoice, PresetName } from '../src/config';
 import { trainDataParallel } from '../src/command-handlers';
-import { resolveDevices } from '../src/parallel/devices';
+import { backendRequest, resolveDevices } from '../src/parallel/devices';
 import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
 import { Trainer, type TrainerDeps } from '../src/train/trainer';
 import { consoleLogger } from '../src/log';
@@ -27,8 +27,10 @@ export interface RunSpec {
   /** --epochs: the steps may span several (bench/train.ts: a decoding epoch, then a measured one). */
   epochs: number;
   runDir: string;
-  /** --backend of the run: wasm (the default) or native, one thread per worker process either way. */
+  /** --backend of the run: wasm (the default) or native, one thread per worker process either way; or webgpu. */
   backend: BackendChoice;
+  /** webgpu only: one worker per hardware GPU, each pinned (--devices N); else `webgpu:N` on whatever adapter exists. */
+  gpus?: boolean;
   /** --threads: oneDNN threads per worker process (native only). */
   threads: number;
 }
@@ -37,14 +39,20 @@ export type RunReply =
   | { kind: 'done'; samples: StepSample[]; backend: string; maxRssMb: number }
   | { kind: 'failed'; message: string };
 
+function devicesOf(spec: RunSpec): string {
+  if (spec.backend !== 'webgpu') return `cpu:${spec.workers}`;
+  return spec.gpus === true ? String(spec.workers) : `webgpu:${spec.workers}`;
+}
+
 /** The `alexnet train` options of a run: the benchmark's exact command. */
 export function trainArgs(spec: RunSpec): string[] {
   return [
     '--data', spec.data,
     '--preset', spec.preset,
     '--batch-size', String(spec.batchPerWorker * spec.workers),
-    '--devices', `cpu:${spec.workers}`,
+    '--devices', devicesOf(spec),
     '--backend', spec.backend,
+    ...(spec.backend === 'webgpu' && spec.gpus !== true ? ['--allow-software-gpu'] : []),
     '--threads', String(spec.threads),
     '--epochs', String(spec.epochs),
     '--max-steps', String(spec.steps),
@@ -66,7 +74,8 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
   const devices = resolveDevices(config);
   let backend = `${devices.worldSize} ${spec.backend} worker processes`;
   if (devices.worldSize === 1) {
-    backend = describeBackend(await initBackend(config.backend, false, { threads: config.threads }));
+    const { choice, options } = backendRequest(config, devices.kind, true);
+    backend = describeBackend(await initBackend(choice, devices.kind === 'gpu', options));
     const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
     await new Trainer(config, deps).run();
   } else {

@@ -8,7 +8,11 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/train.js [--quick] [--out train.json]
  *       [--presets small,paper,torchvision] [--workers 1,2] [--batch 32] [--reps 5] [--no-torch]
- *       [--backend wasm|native] [--threads N]
+ *       [--backend wasm|native|webgpu] [--threads N] [--gpus]
+ *
+ * --backend webgpu runs `webgpu:N` workers on whatever adapter exists (here: Mesa's software
+ * Vulkan device, lavapipe); with --gpus, one worker per hardware GPU, each pinned to its own
+ * (scripts/gpu-check.sh). The grad copy-out column is then the GPU readback of the gradients.
  *
  * Each run is a fresh process training a synthetic image folder (noisy JPEGs at the preset's
  * resize size, 10 classes, made once in the temp folder) for warm-up steps, then `--reps`
@@ -67,6 +71,8 @@ interface Options {
   backend: BackendChoice;
   /** oneDNN threads per worker process (native): 1 worker x 2 threads against 2 x 1 (--devices auto). */
   threads: number;
+  /** webgpu on hardware GPUs, one pinned worker each (else `webgpu:N`, software adapters too). */
+  gpus: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -82,6 +88,7 @@ function parseArgs(argv: string[]): Options {
     outPath: flagValue(argv, '--out') ?? null,
     backend: (flagValue(argv, '--backend') ?? 'wasm') as BackendChoice,
     threads: Number(flagValue(argv, '--threads') ?? 1),
+    gpus: argv.includes('--gpus'),
   };
   const bad =
     options.presets.some((p) => !(PRESET_NAMES as readonly string[]).includes(p)) ||
@@ -89,7 +96,8 @@ function parseArgs(argv: string[]): Options {
     !Number.isInteger(options.batchPerWorker) || options.batchPerWorker < 1 ||
     !Number.isInteger(options.reps) || options.reps < 1 ||
     !Number.isInteger(options.threads) || options.threads < 1 ||
-    !['wasm', 'native'].includes(options.backend);
+    !['wasm', 'native', 'webgpu'].includes(options.backend) ||
+    (options.gpus && options.backend !== 'webgpu');
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/train.ts)`);
   return options;
 }
@@ -172,7 +180,7 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
       const loadBefore = loadAverage();
       const runDir = path.join(scratch, `run-${workers}`);
       const data = await ensureDataset(spec.resizeSize, workers * options.batchPerWorker * plan.epochSteps);
-      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend: options.backend, threads: options.threads }, plan);
+      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend: options.backend, threads: options.threads, gpus: options.gpus }, plan);
       fs.rmSync(runDir, { recursive: true, force: true });
       const torch = torchNote ?? runTorch(preset, workers, options.batchPerWorker, base, options.reps, specFile);
       if (typeof torch !== 'string' && torch.params !== params) {

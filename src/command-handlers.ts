@@ -60,8 +60,7 @@ function printFinal(log: Logger, result: TrainResult): void {
 
 /** Single process: this process trains (one device, or the single-GPU fallback). */
 export async function trainInProcess(config: TrainConfig, log: Logger, gpuVisible: boolean): Promise<TrainResult> {
-  // One GPU: as a worker on it would; CPU: every core is this process's (no cpuDevice).
-  const { choice, options } = gpuVisible ? backendRequest(config, 'gpu') : { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
+  const { choice, options } = backendRequest(config, gpuVisible ? 'gpu' : 'cpu', true);
   const backend = await initBackend(choice, gpuVisible, options);
   log.info(describeBackend(backend));
   // workers.jsonl as a data-parallel run writes it: this process is rank 0.

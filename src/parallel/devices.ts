@@ -210,12 +210,15 @@ export function gpuEnvironment(gpuId: string | null): Record<string, string> {
 /**
  * The backend a process on this device asks for, and how: CPU-simulated devices a
  * single-threaded one; `webgpu:N` workers webgpu, software adapters allowed (that is what the
- * request is for: the CI's simulated GPUs); GPUs the run's --backend.
+ * request is for: the CI's simulated GPUs); GPUs the run's --backend. A single process on the
+ * CPU (`singleProcess`) has every core: the run's --backend and --threads as given.
  */
 export function backendRequest(
   config: Pick<TrainConfig, 'backend' | 'devices' | 'threads' | 'allowSoftwareGpu'>,
   deviceKind: DeviceAssignment['kind'],
+  singleProcess = false,
 ): { choice: BackendChoice; options: BackendOptions } {
+  if (singleProcess && deviceKind === 'cpu') return { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
   const cpuDevice = deviceKind === 'cpu';
   const shared = webgpuDeviceCount(config.devices) !== null;
   const choice = cpuDevice ? cpuDeviceChoice(config.backend) : shared ? 'webgpu' : config.backend;
