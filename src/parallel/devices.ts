@@ -13,6 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cpuDeviceChoice, type BackendOptions } from '../backend';
+import { isSoftwareAdapter, type GpuAdapterInfo } from '../backend/webgpu';
 import { env, type BackendChoice, type TrainConfig } from '../config';
 import { ConfigError } from '../errors';
 
@@ -109,16 +110,17 @@ export function parseVulkanDeviceList(text: string): VulkanDevice[] {
   });
 }
 
-/** The GPUs (software devices only when allowed) as ids that pin a worker to each. */
+/** The GPUs (software devices only when allowed) as ids that pin a worker to each (where it can be). */
 export function vulkanGpuIds(devices: readonly VulkanDevice[], allowSoftware = false): string[] {
-  return devices.filter((d) => allowSoftware || d.type !== 'CPU').map((d) => `vulkan:${d.pciTag ?? `${d.vendorId}:${d.deviceId}`}`);
+  return devices.filter((d) => allowSoftware || d.type !== 'CPU').map((d) => `vulkan:${d.pciTag ?? (d.vendorId === '' ? 'any' : `${d.vendorId}:${d.deviceId}`)}`);
 }
 
 /**
  * Vulkan's devices, through Dawn in a child process with Mesa's device-select layer in list
  * mode (it prints every physical device with its PCI bus, then exits). No `webgpu` package or
- * no Vulkan loader: no devices. Without the layer (Mesa's mesa-vulkan-drivers ships it) the
- * list is empty even on a GPU machine: then the GPUs are not counted (README).
+ * no Vulkan loader: no devices. Without the layer (mesa-vulkan-drivers ships it; NVIDIA's
+ * driver does not) the child goes on to print Dawn's own adapter: one device then, a hardware
+ * one, that cannot be pinned (vendorId '').
  */
 export function discoverVulkanDevices(): VulkanDevice[] {
   let entry: string;
@@ -128,10 +130,28 @@ export function discoverVulkanDevices(): VulkanDevice[] {
     return [];
   }
   const url = `file://${path.resolve(entry)}`;
-  const script = `import(${JSON.stringify(url)}).then((m) => m.create(['backend=vulkan']).requestAdapter()).then(() => process.exit(0), () => process.exit(1))`;
+  const script = [
+    `import(${JSON.stringify(url)})`,
+    ".then((m) => m.create(['backend=vulkan']).requestAdapter({ powerPreference: 'high-performance' }))",
+    '.then((a) => { if (a) { const i = a.info; process.stdout.write(JSON.stringify({ vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, isFallbackAdapter: i.isFallbackAdapter === true })); } process.exit(0); }, () => process.exit(1))',
+  ].join('');
   // The layer exits the process right after printing: read its stderr whatever the status.
-  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, MESA_VK_DEVICE_SELECT: 'list' } });
-  return parseVulkanDeviceList(child.stderr ?? '');
+  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESA_VK_DEVICE_SELECT: 'list' } });
+  const listed = parseVulkanDeviceList(child.stderr ?? '');
+  if (listed.length > 0) return listed;
+  return unlistedAdapter(child.stdout ?? '');
+}
+
+/** Dawn's adapter as one unpinnable device, when it is a hardware one. */
+export function unlistedAdapter(stdout: string): VulkanDevice[] {
+  let info: GpuAdapterInfo;
+  try {
+    info = JSON.parse(stdout) as GpuAdapterInfo;
+  } catch {
+    return [];
+  }
+  if (isSoftwareAdapter(info)) return [];
+  return [{ index: 0, vendorId: '', deviceId: '', name: info.description || info.device, type: 'discrete GPU', pciTag: null }];
 }
 
 export function cpuCount(): number {
@@ -176,7 +196,7 @@ export function resolveDevices(
 /** "2 GPU(s) [0, 1]", "2 webgpu worker(s) on one adapter" or "2 CPU-simulated device(s)". */
 export function describeDeviceList(d: DeviceAssignment): string {
   if (d.kind === 'cpu') return `${d.worldSize} CPU-simulated device(s)`;
-  if (d.gpuIds.every((id) => id === SHARED_ADAPTER)) return `${d.worldSize} webgpu worker(s) sharing whatever adapter Dawn picks (software ones too)`;
+  if (d.gpuIds.length > 1 && d.gpuIds.every((id) => id === SHARED_ADAPTER)) return `${d.worldSize} webgpu worker(s) sharing whatever adapter Dawn picks (software ones too)`;
   return `${d.worldSize} GPU(s) [${d.gpuIds.join(', ')}]`;
 }
 

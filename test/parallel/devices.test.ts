@@ -9,6 +9,7 @@ import {
   parseCudaVisible,
   parseNvidiaSmi,
   parseVulkanDeviceList,
+  unlistedAdapter,
   resolveDevices,
   vulkanGpuIds,
   type DeviceRequest,
@@ -66,6 +67,13 @@ t.test('the Vulkan device list: identical GPUs told apart by PCI bus, software d
   t.same(vulkanGpuIds(devices), ['vulkan:pci-0000_18_00_0', 'vulkan:pci-0000_2a_00_0']);
   t.same(vulkanGpuIds(devices, true), ['vulkan:pci-0000_18_00_0', 'vulkan:pci-0000_2a_00_0', 'vulkan:10005:0']);
   t.same(parseVulkanDeviceList('ERROR: [Loader Message] no ICD\n'), []);
+});
+
+t.test("without the device-select layer: Dawn's hardware adapter is one unpinned GPU, a software one none", async (t) => {
+  const nvidia = unlistedAdapter(JSON.stringify({ vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false }));
+  t.same(vulkanGpuIds(nvidia), ['vulkan:any']);
+  t.same(unlistedAdapter(JSON.stringify({ vendor: 'mesa', architecture: '', device: 'llvmpipe', description: 'llvmpipe: Mesa 25.0.7', isFallbackAdapter: false })), []);
+  t.same(unlistedAdapter(''), [], 'no adapter at all');
 });
 
 t.test('each worker is pinned through the environment its Vulkan loader reads', async (t) => {
