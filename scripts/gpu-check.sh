@@ -42,7 +42,7 @@ GPUS=$(node -e "const d = require('./dist/src/parallel/devices'); console.log(d.
 if [ "$SOFTWARE" = 1 ] && [ "$GPUS" = 0 ]; then GPUS=1; fi
 WORKERS=${WORKERS:-$([ "$GPUS" -gt 1 ] && echo "1,$GPUS" || echo 1)}
 
-echo "== 2. kernel checks vs the cpu backend (first hardware GPU)"
+echo "== 2. kernel checks vs the cpu backend ($([ "$SOFTWARE" = 1 ] && echo "the software adapter" || echo "first hardware GPU"))"
 PIN=()
 if [ "$SOFTWARE" = 0 ]; then mapfile -t PIN < <(node dist/scripts/gpu-check.js pin); fi
 env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 npx tap --reporter=terse test/backend/webgpu-kernels.test.ts 2>&1 | tee "$OUT/kernels.tap" | grep -v 'artificially reduced' | tail -n 5
