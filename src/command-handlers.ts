@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from './backend';
 import { loadAddon } from './backend/native';
+import { readFloats } from './backend/readback';
 import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, problemWarnings, type SplitName } from './data/dataset';
@@ -349,7 +350,8 @@ export async function runPredict(args: CliArgs): Promise<Prediction[]> {
     }
     const input = new Float32Array(cropElements(meta.inputSize));
     writeCrop(decoded.pixels, meta.resizeSize, meta.inputSize, centerCropBox(meta.resizeSize, meta.inputSize), false, affine, input, 0);
-    const probs = tf.tidy(() => (model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor).dataSync());
+    const output = tf.tidy(() => model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor);
+    const probs = await readFloats(output).finally(() => output.dispose());
     const ranked = Array.from(probs, (p, i) => ({ label: meta.classes[i], probability: p })).sort((a, b) => b.probability - a.probability).slice(0, top);
     results.push({ image, top: ranked });
     process.stdout.write(`${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${formatPercent(r.probability)}`).join('\n')}\n`);
