@@ -6,12 +6,12 @@
  * arrives and sent back over the fork IPC channel.
  */
 import yargs from 'yargs';
-import { describeBackend, initBackend } from '../src/backend';
+import { backendRequest, describeBackend, initBackend } from '../src/backend';
 import { trainOptions } from '../src/cli';
 import { buildTrainConfig } from '../src/config';
 import type { BackendChoice, PresetName } from '../src/config';
 import { trainDataParallel } from '../src/command-handlers';
-import { backendRequest, resolveDevices } from '../src/parallel/devices';
+import { resolveDevices } from '../src/parallel/devices';
 import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
 import { Trainer, type TrainerDeps } from '../src/train/trainer';
 import { consoleLogger } from '../src/log';

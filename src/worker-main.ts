@@ -10,11 +10,10 @@
  * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
  * coordinator, which watches health.
  */
-import { describeBackend, initBackend } from './backend';
+import { backendRequest, describeBackend, initBackend } from './backend';
 import { env } from './config';
 import { consoleLogger } from './log';
 import { WorkerControl, type WorkerControlOptions } from './parallel/control';
-import { backendRequest } from './parallel/devices';
 import { readSpawnerPid, readWorkerBootstrap } from './parallel/worker-env';
 import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './parallel/worker-session';
 import { writeRunReportSafely } from './report/report';

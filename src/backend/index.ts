@@ -10,8 +10,9 @@
  * optional in the same way (`make native`).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { BackendChoice } from '../config';
+import type { BackendChoice, TrainConfig } from '../config';
 import { ConfigError } from '../errors';
+import { webgpuDeviceCount } from '../gpu';
 import { loadNative, nativeInPlaceUpdates } from './native';
 import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native-kernels';
 import { patchWasmKernels } from './wasm-patches';
@@ -89,6 +90,24 @@ export function autoOrder(gpuVisible: boolean, cpuDevice = false): BackendInfo['
 /** What a CPU-simulated device runs for the run's --backend: a single-threaded choice, or auto among them. */
 export function cpuDeviceChoice(choice: BackendChoice): BackendChoice {
   return choice === 'native' || choice === 'wasm' || choice === 'cpu' ? choice : 'auto';
+}
+
+/**
+ * The backend a process on this device asks for, and how: CPU-simulated devices a
+ * single-threaded one; `webgpu:N` workers webgpu, software adapters allowed (that is what the
+ * request is for: the CI's simulated GPUs); GPUs the run's --backend. A single process on the
+ * CPU (`singleProcess`) has every core: the run's --backend and --threads as given.
+ */
+export function backendRequest(
+  config: Pick<TrainConfig, 'backend' | 'devices' | 'threads' | 'allowSoftwareGpu'>,
+  deviceKind: 'gpu' | 'cpu',
+  singleProcess = false,
+): { choice: BackendChoice; options: BackendOptions } {
+  if (singleProcess && deviceKind === 'cpu') return { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
+  const cpuDevice = deviceKind === 'cpu';
+  const shared = webgpuDeviceCount(config.devices) !== null;
+  const choice = cpuDevice ? cpuDeviceChoice(config.backend) : shared ? 'webgpu' : config.backend;
+  return { choice, options: { cpuDevice, threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu || shared } };
 }
 
 let current: BackendInfo | null = null;

@@ -11,15 +11,7 @@
  * every readback goes through readback.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-
-/** What Dawn says about an adapter (the fields of GPUAdapterInfo we use). */
-export interface GpuAdapterInfo {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  isFallbackAdapter?: boolean;
-}
+import { isSoftwareAdapter, type GpuAdapterInfo } from '../gpu';
 
 interface DawnAdapter {
   readonly info: GpuAdapterInfo;
@@ -56,13 +48,6 @@ const importEsm = new Function('specifier', 'return import(specifier)') as (spec
 
 function isDawnModule(m: unknown): m is DawnModule {
   return typeof m === 'object' && m !== null && typeof (m as DawnModule).create === 'function' && typeof (m as DawnModule).globals === 'object';
-}
-
-/** CPU emulations of a GPU: Mesa's lavapipe (llvmpipe), Google's SwiftShader, or what the adapter itself says. */
-export function isSoftwareAdapter(info: GpuAdapterInfo): boolean {
-  if (info.isFallbackAdapter === true) return true;
-  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
-  return /llvmpipe|lavapipe|swiftshader|softpipe|software/.test(text);
 }
 
 /** "mesa llvmpipe: Mesa 25.0.7 (LLVM 15.0.6) (software)": the start-up line's adapter. */

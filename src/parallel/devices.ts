@@ -12,10 +12,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cpuDeviceChoice, type BackendOptions } from '../backend';
-import { isSoftwareAdapter, type GpuAdapterInfo } from '../backend/webgpu';
 import { env, type BackendChoice, type TrainConfig } from '../config';
 import { ConfigError } from '../errors';
+import { isSoftwareAdapter, webgpuDeviceCount, type GpuAdapterInfo } from '../gpu';
 
 export interface DeviceAssignment {
   kind: 'gpu' | 'cpu';
@@ -203,12 +202,6 @@ export function describeDeviceList(d: DeviceAssignment): string {
 /** `--devices webgpu:N`: every worker on the adapter Dawn picks, no pinning. */
 const SHARED_ADAPTER = 'vulkan:any';
 
-/** N of `webgpu:N`, or null for any other request. */
-export function webgpuDeviceCount(request: string): number | null {
-  const m = /^webgpu:(\d+)$/.exec(request.trim());
-  return m == null ? null : Number(m[1]);
-}
-
 /**
  * The environment that gives a worker its GPU, and only it. CUDA: CUDA_VISIBLE_DEVICES
  * (tfjs-node-gpu has no in-process device choice). Vulkan: Mesa's device-select layer, an
@@ -227,23 +220,6 @@ export function gpuEnvironment(gpuId: string | null): Record<string, string> {
   return { CUDA_VISIBLE_DEVICES: '', [pick]: device, MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1' };
 }
 
-/**
- * The backend a process on this device asks for, and how: CPU-simulated devices a
- * single-threaded one; `webgpu:N` workers webgpu, software adapters allowed (that is what the
- * request is for: the CI's simulated GPUs); GPUs the run's --backend. A single process on the
- * CPU (`singleProcess`) has every core: the run's --backend and --threads as given.
- */
-export function backendRequest(
-  config: Pick<TrainConfig, 'backend' | 'devices' | 'threads' | 'allowSoftwareGpu'>,
-  deviceKind: DeviceAssignment['kind'],
-  singleProcess = false,
-): { choice: BackendChoice; options: BackendOptions } {
-  if (singleProcess && deviceKind === 'cpu') return { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
-  const cpuDevice = deviceKind === 'cpu';
-  const shared = webgpuDeviceCount(config.devices) !== null;
-  const choice = cpuDevice ? cpuDeviceChoice(config.backend) : shared ? 'webgpu' : config.backend;
-  return { choice, options: { cpuDevice, threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu || shared } };
-}
 
 /** The start-up line; `totalWorkers` counts the workers of all hosts in a multi-host run. */
 export function describeDevices(d: DeviceAssignment, totalWorkers: number | null = null): string {

@@ -6,7 +6,7 @@ import t from 'tap';
 import { importGraph, importSpecifiers, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root'];
+const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root', 'gpu'];
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
@@ -28,6 +28,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   errors: [],
   'atomic-write': [],
   'project-root': [],
+  gpu: [],
   'text-format': [],
 };
 

@@ -1,8 +1,7 @@
 // Device discovery and assignment, with GPU discovery faked at the edge (no GPU in CI).
 import t from 'tap';
-import { autoOrder } from '../../src/backend';
+import { autoOrder, backendRequest } from '../../src/backend';
 import {
-  backendRequest,
   describeDevices,
   discoverVulkanDevices,
   gpuEnvironment,
