@@ -7,6 +7,7 @@
 #   make test                # the test suite (tap), a few minutes (installs chromium for the browser test, and
 #                            # Mesa's software Vulkan device for the webgpu tests: scripts/ensure-vulkan.sh)
 #   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
+#   make gpu-bundle          # what gpu-check needs in one 23 MB file, for a GPU machine without npm
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
@@ -34,7 +35,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native data train test gpu-check bench bench-quick reproduce ablations clean
+.PHONY: all install build native data train test gpu-check gpu-bundle bench bench-quick reproduce ablations clean
 
 all: build
 
@@ -74,6 +75,9 @@ test: build
 
 gpu-check: build
 	scripts/gpu-check.sh
+
+gpu-bundle: $(NODE_STAMP)
+	scripts/gpu-bundle.sh
 
 # Results (JSON, charts) go under runs/; only `make bench` rewrites docs/benchmarks.md.
 BENCH_DIR := runs/bench

@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
 done
 OUT=runs/gpu-check
 mkdir -p "$OUT"
+# A checkout builds here; a bundle (scripts/gpu-bundle.sh) comes built.
 [ -f dist/scripts/gpu-check.js ] || npx tsc -p tsconfig.json
 
 echo "== 1. adapters"
@@ -45,7 +46,10 @@ WORKERS=${WORKERS:-$([ "$GPUS" -gt 1 ] && echo "1,$GPUS" || echo 1)}
 echo "== 2. kernel checks vs the cpu backend ($([ "$SOFTWARE" = 1 ] && echo "the software adapter" || echo "first hardware GPU"))"
 PIN=()
 if [ "$SOFTWARE" = 0 ]; then mapfile -t PIN < <(node dist/scripts/gpu-check.js pin); fi
-env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 npx tap --reporter=terse test/backend/webgpu-kernels.test.ts 2>&1 | tee "$OUT/kernels.tap" | grep -v 'artificially reduced' | tail -n 5
+# The compiled test under plain node (no tap runner, no TypeScript): it also runs from a bundle.
+env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 TAP_TIMEOUT=600 node dist/test/backend/webgpu-kernels.test.js >"$OUT/kernels.tap" 2>&1 \
+  || { grep -E 'not ok|# \{' "$OUT/kernels.tap" | head -n 20; echo "gpu-check: kernel checks failed ($OUT/kernels.tap)"; exit 1; }
+grep -E '^# \{' "$OUT/kernels.tap"
 
 echo "== 3. $PRESET at batch $BATCH per worker, workers $WORKERS"
 GPU_FLAG=$([ "$SOFTWARE" = 0 ] && echo --gpus || true)
