@@ -154,7 +154,8 @@ export function buildCli(argv: string[]): Argv {
           .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'images per batch' })
           .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
           .option('force', { type: 'boolean', default: false, describe: 'replace those files in --out even when eval did not write them' })
-          .option('backend', { choices: BACKEND_CHOICES, default: EVAL_DEFAULTS.backend, describe: 'tfjs backend' }),
+          .option('backend', { choices: BACKEND_CHOICES, default: EVAL_DEFAULTS.backend, describe: 'tfjs backend' })
+          .option('allow-software-gpu', { type: 'boolean', default: EVAL_DEFAULTS.allowSoftwareGpu, describe: 'let webgpu run on a software Vulkan device' }),
       async (a) => {
         await runEval(a as CliArgs);
       },
@@ -187,7 +188,8 @@ export function buildCli(argv: string[]): Argv {
           .positional('images', { type: 'string', array: true, demandOption: true, describe: 'image files' })
           .option('model', { type: 'string', demandOption: true, describe: 'exported model folder (run-dir/final-model or best-model)' })
           .option('top', { type: 'number', default: 5, describe: 'classes to show per image' })
-          .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' }),
+          .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' })
+          .option('allow-software-gpu', { type: 'boolean', default: false, describe: 'let webgpu run on a software Vulkan device' }),
       async (a) => {
         await runPredict(a as CliArgs);
       },

@@ -279,7 +279,7 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const { tta, batchSize } = evalConfig;
   const file = checkpointFile(evalConfig.checkpoint);
   const ckpt = loadCheckpoint(file);
-  log.info(describeBackend(await initBackend(evalConfig.backend, false)));
+  log.info(describeBackend(await initBackend(evalConfig.backend, false, { allowSoftwareGpu: evalConfig.allowSoftwareGpu })));
   const dataRoot = evalConfig.data ?? ckpt.config.data;
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
   // The checkpoint's own layout and class names, unless this command gives its own.
@@ -335,7 +335,7 @@ export interface Prediction {
 export async function runPredict(args: CliArgs): Promise<Prediction[]> {
   const dir = String(args['model']);
   if (!fs.existsSync(path.join(dir, 'model.json'))) throw new CheckpointError(`${dir} has no model.json: pass an exported model folder (run-dir/final-model)`);
-  await initBackend(args['backend'] as BackendChoice, false);
+  await initBackend(args['backend'] as BackendChoice, false, { allowSoftwareGpu: args['allow-software-gpu'] === true });
   const { model, meta } = await loadExportedModel(dir);
   const top = Math.max(1, Math.min(Number(args['top']) || 5, meta.classes.length));
   const affine = channelAffine({ meanRgb: meta.meanRgb, stdRgb: meta.stdRgb, eigenvalues: [0, 0, 0], eigenvectors: [[1, 0, 0], [0, 1, 0], [0, 0, 1]] });

@@ -369,6 +369,8 @@ export interface EvalConfig {
   /** Replace those files in `out` even when eval did not write them. */
   force: boolean;
   backend: BackendChoice;
+  /** Let --backend webgpu run on a software adapter (lavapipe, SwiftShader). */
+  allowSoftwareGpu: boolean;
   /** How to index the dataset; 'auto': as the checkpoint's run did. */
   dataLayout: Layout;
   /** Names of numeric labels; null: the checkpoint's. */
@@ -383,6 +385,7 @@ export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreez
   out: null,
   force: false,
   backend: 'auto',
+  allowSoftwareGpu: false,
   dataLayout: 'auto',
   classNames: null,
 } as const);
@@ -396,6 +399,7 @@ export const EVAL_FLAGS = {
   out: 'out',
   force: 'force',
   backend: 'backend',
+  allowSoftwareGpu: 'allow-software-gpu',
   dataLayout: 'layout',
 } as const;
 
@@ -418,6 +422,7 @@ export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
     out: r.optionalString('out'),
     force: r.bool('force'),
     backend: r.oneOf('backend', BACKEND_CHOICES),
+    allowSoftwareGpu: r.bool('allowSoftwareGpu'),
     dataLayout: r.oneOf('dataLayout', LAYOUTS),
     classNames: classNamesFromArgs(args),
   });

@@ -4,6 +4,7 @@
 // same weights as 1 worker at the same global batch. Workers run the compiled dist/.
 // Skips with one loud line where no adapter exists; fails instead in CI.
 import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -39,4 +40,18 @@ t.test('2 webgpu workers at global batch 8 = 1 at batch 8 (dropout off)', async 
   t.same(b.position, a.position);
   const maxRel = maxRelativeDifference(a.weights, b.weights);
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
+
+  // eval and predict read back asynchronously on webgpu: the same figures as on wasm.
+  const evalLine = async (backend: string) => {
+    const extra = backend === 'webgpu' ? ['--allow-software-gpu'] : [];
+    const r = await promisify(execFile)(process.execPath, [cli, 'eval', path.join(root, 'two'), '--split', 'val', '--backend', backend, ...extra, '--out', path.join(root, `eval-${backend}`)], { encoding: 'utf8', timeout: 120_000 });
+    const line = /val \(\d+ images, centre crop\): top-1 error .*, loss [\d.]+/.exec(r.stdout);
+    if (line === null) throw new Error(`no result line in eval's output:\n${r.stdout}\n${r.stderr}`);
+    return line[0];
+  };
+  t.equal(await evalLine('webgpu'), await evalLine('wasm'), 'alexnet eval: webgpu = wasm');
+  const image = path.join(data, 'val', 'checker', fs.readdirSync(path.join(data, 'val', 'checker'))[0]);
+  const predict = async (backend: string) =>
+    (await promisify(execFile)(process.execPath, [cli, 'predict', '--model', path.join(root, 'two', 'final-model'), '--backend', backend, ...(backend === 'webgpu' ? ['--allow-software-gpu'] : []), image], { encoding: 'utf8', timeout: 120_000 })).stdout;
+  t.equal(await predict('webgpu'), await predict('wasm'), 'alexnet predict: webgpu = wasm');
 });
