@@ -43,7 +43,7 @@ t.test('a bad value names the flag on the command line and the field when receiv
 
 t.test('eval has a typed config with its own defaults', async (t) => {
   const c = buildEvalConfig({ checkpoint: 'runs/x', 'batch-size': 64 });
-  t.same(c, { checkpoint: 'runs/x', data: null, split: 'test', tta: 1, batchSize: 64, out: null, force: false, backend: 'auto', dataLayout: 'auto', classNames: null });
+  t.same(c, { checkpoint: 'runs/x', data: null, split: 'test', tta: 1, batchSize: 64, out: null, force: false, backend: 'auto', allowSoftwareGpu: false, dataLayout: 'auto', classNames: null });
   t.same(buildEvalConfig({ checkpoint: 'x', classes: 'a,b' }).classNames, { names: ['a', 'b'], source: '--classes' });
   t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', tta: 3 }), { message: /--tta must be 1/ });
   t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', split: 'holdout' }), { message: /--split must be one of train, val, test/ });
