@@ -1,0 +1,48 @@
+/** Messages between a worker's main thread and its communication thread (comm-thread.ts). */
+import type { MessagePort } from 'node:worker_threads';
+import type { CurveKeys } from './curve-auth';
+import type { WireDtype } from './wire-codec';
+
+/** What the thread is started with. */
+export interface CommThreadData {
+  rank: number;
+  worldSize: number;
+  bindAddress: string;
+  curve: CurveKeys | null;
+  timeoutMs: number;
+  chunkBytes: number | null;
+  wireDtype: WireDtype;
+  /** One Int32: requests finished so far (answered on `replies` first). */
+  completed: SharedArrayBuffer;
+  requests: MessagePort;
+  replies: MessagePort;
+}
+
+/** Float32 values in shared memory: handed over without a copy. */
+export interface SharedView {
+  buffer: SharedArrayBuffer;
+  byteOffset: number;
+  length: number;
+}
+
+type RequestBody =
+  | { op: 'bind' }
+  | { op: 'connect'; next: string }
+  /** `exact`: fp32 whatever the wire dtype (counts, keys, the metric tail). */
+  | { op: 'allReduce'; buffer: SharedView; exact: boolean }
+  | { op: 'broadcast'; buffer: SharedView; root: number }
+  | { op: 'allGather'; local: Float32Array; sizes: number[]; exact: boolean }
+  | { op: 'reduceScatter'; values: Float32Array; sizes: number[] }
+  | { op: 'bytesSent' }
+  | { op: 'close' };
+
+export type CommRequest = RequestBody & { id: number };
+export type CommOp = CommRequest['op'];
+
+export interface CommReply {
+  id: number;
+  error?: { name: string; message: string };
+  endpoint?: string;
+  values?: Float32Array;
+  bytes?: number;
+}
