@@ -11,7 +11,6 @@ export interface CommThreadData {
   curve: CurveKeys | null;
   timeoutMs: number;
   chunkBytes: number | null;
-  wireDtype: WireDtype;
   /** One Int32: requests finished so far (answered on `replies` first). */
   completed: SharedArrayBuffer;
   requests: MessagePort;
@@ -27,7 +26,7 @@ export interface SharedView {
 
 type RequestBody =
   | { op: 'bind' }
-  | { op: 'connect'; next: string }
+  | { op: 'connect'; next: string; wireDtype: WireDtype }
   /** `exact`: fp32 whatever the wire dtype (counts, keys, the metric tail). */
   | { op: 'allReduce'; buffer: SharedView; exact: boolean }
   | { op: 'broadcast'; buffer: SharedView; root: number }

@@ -34,10 +34,11 @@ async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
   switch (request.op) {
     case 'bind':
       ring = await ZmqRingTransport.bind({ rank: data.rank, worldSize: data.worldSize, bindAddress: data.bindAddress, ...(data.curve ? { curve: data.curve } : {}) });
-      wire = new WireCodecTransport(ring, data.wireDtype);
       return { endpoint: ring.endpoint };
     case 'connect':
-      await transports().exact.connect(request.next);
+      if (ring === null) throw new Error('comm thread: connect before bind');
+      await ring.connect(request.next);
+      wire = new WireCodecTransport(ring, request.wireDtype);
       return {};
     case 'allReduce': {
       const t = transports();

@@ -29,7 +29,6 @@ export interface CommThreadOptions {
   /** How long a peer may stay silent inside a collective (the thread's receive timeout). */
   timeoutMs: number;
   chunkBytes?: number;
-  wireDtype?: WireDtype;
 }
 
 /**
@@ -38,6 +37,8 @@ export interface CommThreadOptions {
  */
 export interface SyncCollective extends Collective {
   readonly wireDtype: WireDtype;
+  /** ringAllGather. `exact`: fp32 whatever the wire dtype. */
+  allGather(local: Float32Array, sizes: readonly number[], exact?: boolean): Promise<Float32Array>;
   /** ringAllGather, blocking. `exact`: fp32 whatever the wire dtype. */
   allGatherSync(local: Float32Array, sizes: readonly number[], exact?: boolean): Float32Array;
   /** ringReduceScatter, blocking. */
@@ -51,6 +52,8 @@ export interface SyncCollective extends Collective {
   settle(): Promise<void>;
   /** Bytes this rank has put on the ring so far (after wire encoding). */
   bytesSent(): Promise<number>;
+  /** Milliseconds the calling thread spent blocked in the sync calls since the last call of this. */
+  takeBlockedMs(): number;
 }
 
 export function isSyncCollective(c: Collective | null): c is SyncCollective {
@@ -91,11 +94,13 @@ function sharedView(values: Float32Array): SharedView | null {
 type WaitAsync = (array: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
 
 export class CommThread implements SyncCollective {
-  readonly wireDtype: WireDtype;
+  /** Set by connect(): the ranks agree on it through the run's config. */
+  wireDtype: WireDtype = 'fp32';
   private nextId = 1;
   private readonly replies = new Map<number, CommReply>();
   private readonly started: number[] = [];
   private exited: Error | null = null;
+  private blockedMs = 0;
   private readonly waitLimitMs: number;
   endpoint = '';
 
@@ -108,7 +113,6 @@ export class CommThread implements SyncCollective {
     private readonly completed: Int32Array,
     options: CommThreadOptions,
   ) {
-    this.wireDtype = options.wireDtype ?? 'fp32';
     this.waitLimitMs = options.timeoutMs + WAIT_MARGIN_MS;
     worker.on('error', (err) => (this.exited = err));
     worker.on('exit', (code) => (this.exited ??= new WorkerExitedError(`rank ${this.rank}: the communication thread exited (code ${code})`)));
@@ -127,7 +131,6 @@ export class CommThread implements SyncCollective {
         curve: options.curve ?? null,
         timeoutMs: options.timeoutMs,
         chunkBytes: options.chunkBytes ?? null,
-        wireDtype: options.wireDtype ?? 'fp32',
         completed,
         requests: requests.port2,
         replies: replies.port2,
@@ -144,8 +147,10 @@ export class CommThread implements SyncCollective {
     return thread;
   }
 
-  async connect(next: string): Promise<void> {
-    await this.call({ op: 'connect', next });
+  /** Connects to rank + 1's endpoint; values then travel in `wireDtype`. */
+  async connect(next: string, wireDtype: WireDtype = 'fp32'): Promise<void> {
+    await this.call({ op: 'connect', next, wireDtype });
+    this.wireDtype = wireDtype;
   }
 
   async allReduce(buffer: Float32Array, options: { exact?: boolean } = {}): Promise<void> {
@@ -226,8 +231,22 @@ export class CommThread implements SyncCollective {
     return this.waitAsync(this.post(body));
   }
 
+  takeBlockedMs(): number {
+    const ms = this.blockedMs;
+    this.blockedMs = 0;
+    return ms;
+  }
+
   private callSync(body: DistributiveOmit<CommRequest, 'id'>): CommReply {
-    const id = this.post(body);
+    const started = performance.now();
+    try {
+      return this.blockingWait(this.post(body));
+    } finally {
+      this.blockedMs += performance.now() - started;
+    }
+  }
+
+  private blockingWait(id: number): CommReply {
     const deadline = Date.now() + this.waitLimitMs;
     for (;;) {
       const done = Atomics.load(this.completed, 0);

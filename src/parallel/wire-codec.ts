@@ -13,16 +13,11 @@
  * per value). Measured figures are in docs/parallel-modes.md; they are small next to the
  * socket time they save.
  */
-import { ConfigError, ProtocolError } from '../errors';
+import type { WireDtype } from '../config';
+import { ProtocolError } from '../errors';
 import type { RingTransport } from './transport';
 
-export const WIRE_DTYPES = ['fp32', 'fp16', 'bf16'] as const;
-export type WireDtype = (typeof WIRE_DTYPES)[number];
-
-export function parseWireDtype(value: string): WireDtype {
-  if ((WIRE_DTYPES as readonly string[]).includes(value)) return value as WireDtype;
-  throw new ConfigError(`--wire-dtype must be one of ${WIRE_DTYPES.join(', ')}, got '${value}'`);
-}
+export type { WireDtype } from '../config';
 
 /** Bytes one value takes on the wire. */
 export function wireBytesPerValue(dtype: WireDtype): number {

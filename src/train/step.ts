@@ -12,7 +12,9 @@ import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
 import { forward } from '../model/alexnet';
 import type { Collective } from '../parallel/collective';
-import type { FusionBuffer } from './fusion-buffer';
+import { isSyncCollective } from '../parallel/comm-thread';
+import type { FusionBuffer, StepTail } from './fusion-buffer';
+import { hybridGradients, hybridSums, type HybridHead } from './hybrid';
 import { addSums, batchSums, emptySums, type MetricSums } from './metrics';
 import { microBatchSizes } from './memory';
 import type { Optimizer } from './optimizer';
@@ -32,6 +34,8 @@ export interface StepResult {
   timings: StepTimings;
   /** Some rank asked to stop: every rank sees the same answer after the same step. */
   stop: boolean;
+  /** Rank 0 asked for a step checkpoint after this step (every rank sees it). */
+  checkpoint: boolean;
 }
 
 export interface StepOptions {
@@ -43,8 +47,25 @@ export interface StepOptions {
   fusion: FusionBuffer | null;
   /** This rank's wish to stop after this step (Ctrl-C, a shutdown request). */
   stopVote: boolean;
+  /** This rank's wish for a step checkpoint after this step (rank 0's timer). */
+  checkpointVote?: boolean;
   /** Images per forward+backward (0 or absent: the whole share at once); see memory.ts. */
   microBatch?: number;
+  /** Hybrid mode: this rank's FC slices and their optimizer (see hybrid.ts); absent: data mode. */
+  hybrid?: HybridHead | null;
+}
+
+/**
+ * All-reduces a fusion buffer: the values in the run's wire dtype, the tail (image counts,
+ * metric sums, votes) always exact, since a 16-bit wire would round counts above 2048.
+ */
+export async function reduceFusion(collective: Collective, fusion: FusionBuffer): Promise<void> {
+  if (!isSyncCollective(collective) || collective.wireDtype === 'fp32') {
+    await collective.allReduce(fusion.data);
+    return;
+  }
+  if (fusion.tailAt > 0) await collective.allReduce(fusion.params);
+  await collective.allReduce(fusion.tail, { exact: true });
 }
 
 function imagesTensor(model: AlexNet, batch: Batch): tf.Tensor4D {
@@ -120,7 +141,44 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, micro
   return { grads, sums };
 }
 
+function tailOf(local: MetricSums, batch: Batch, opts: StepOptions): StepTail {
+  return { sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0, checkpointVotes: opts.checkpointVote ? 1 : 0 };
+}
+
+/**
+ * A hybrid step: gathers and scatters run inside forward+backward (their blocked time is
+ * counted as communication, not compute); then only the conv gradients are all-reduced.
+ */
+async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: StepOptions): Promise<StepResult> {
+  const { collective } = head;
+  collective.takeBlockedMs();
+  const t0 = performance.now();
+  const g = hybridGradients(model, head, batch, opts.dropoutSeed);
+  const local = hybridSums(batch, model.numClasses, g);
+  const t1 = performance.now();
+  const inPassCommMs = collective.takeBlockedMs();
+  const { fusion } = head;
+  const convGrads = g.grads.slice(0, head.replicated);
+  fusion.pack(convGrads);
+  tf.dispose(convGrads);
+  fusion.writeTail(tailOf(local, batch, opts));
+  const t2 = performance.now();
+  await reduceFusion(collective, fusion);
+  const t3 = performance.now();
+  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
+  const headGrads = g.grads.slice(head.replicated);
+  if (sums.count > 0) {
+    const reduced = fusion.unpack();
+    head.optimizer.apply([...reduced, ...headGrads], opts.lr, 1 / sums.count);
+    tf.dispose(reduced);
+  }
+  tf.dispose(headGrads);
+  const t4 = performance.now();
+  return { sums, skipped, timings: { computeMs: t1 - t0 - inPassCommMs, copyMs: t2 - t1, reduceMs: t3 - t2 + inPassCommMs, updateMs: t4 - t3 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+}
+
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
+  if (opts.hybrid) return hybridStep(model, opts.hybrid, batch, opts);
   const t0 = performance.now();
   const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
   const t1 = performance.now();
@@ -130,22 +188,22 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     if (local.count > 0) optimizer.apply(grads, opts.lr, scale);
     tf.dispose(grads);
     const t2 = performance.now();
-    return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
+    return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote, checkpoint: opts.checkpointVote ?? false };
   }
   fusion.pack(grads);
   tf.dispose(grads);
-  fusion.writeTail({ sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0 });
+  fusion.writeTail(tailOf(local, batch, opts));
   const t2 = performance.now();
-  await collective.allReduce(fusion.data);
+  await reduceFusion(collective, fusion);
   const t3 = performance.now();
-  const { sums, skipped, stopVotes } = fusion.readTail();
+  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
   if (sums.count > 0) {
     const reduced = fusion.unpack();
     optimizer.apply(reduced, opts.lr, 1 / sums.count);
     tf.dispose(reduced);
   }
   const t4 = performance.now();
-  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: stopVotes > 0 };
+  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
 }
 
 export interface EvalOutput {

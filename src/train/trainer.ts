@@ -24,14 +24,18 @@ import { formatPercent } from '../text-format';
 import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
 import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
+import { ConfigError } from '../errors';
+import { isSyncCollective } from '../parallel/comm-thread';
 import { FusionBuffer } from './fusion-buffer';
+import { HybridHead } from './hybrid';
+import type { OptimizerState } from './optimizer';
 import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
 import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
-import { evalBatch, trainStep, type StepTimings } from './step';
+import { evalBatch, reduceFusion, trainStep, type StepTimings } from './step';
 
 export interface StepReport {
   epoch: number;
@@ -102,7 +106,7 @@ function fusionFor(state: RunState): FusionBuffer {
   return new FusionBuffer(state.model.params.map((p) => p.shape));
 }
 
-function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents {
+function checkpointOf(config: TrainConfig, state: RunState, optimizer: OptimizerState): CheckpointContents {
   return {
     config,
     classes: state.dataset.classes,
@@ -112,7 +116,7 @@ function checkpointOf(config: TrainConfig, state: RunState): CheckpointContents 
     rng: { seed: config.seed },
     epochSoFar: state.epochSoFar,
     weights: state.model.params.map((p) => ({ name: p.name, shape: p.shape, data: p.variable.dataSync() as Float32Array })),
-    optimizer: state.optimizer.getState(),
+    optimizer,
   };
 }
 
@@ -125,6 +129,10 @@ export class Trainer {
   private readonly checkpointTimer: CheckpointTimer;
   /** The step checkpoint being written in the background (one at a time, in order). */
   private stepWrite: Promise<void> = Promise.resolve();
+  /** Hybrid mode: this rank's FC slices (null: data mode, or one process). */
+  private hybrid: HybridHead | null = null;
+  /** Hybrid mode: the full optimizer state gathered by the last syncFullModel, for checkpoints. */
+  private gatheredOptimizer: OptimizerState | null = null;
 
   constructor(
     private readonly config: TrainConfig,
@@ -165,11 +173,12 @@ export class Trainer {
     const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
     if (this.isMaster) deps.log.info(micro.reason);
     if (deps.collective) await this.syncInitialWeights(state, deps.collective);
+    this.hybrid = this.hybridHead(state, micro.size);
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
     const trainLoader = this.loader(state.train, state.stats, 'train', state);
     const valSamples = state.dataset.splits.val?.samples ?? [];
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
-    const fusion = deps.collective ? fusionFor(state) : null;
+    const fusion = this.hybrid ? this.hybrid.fusion : deps.collective ? fusionFor(state) : null;
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
     let stopped = false;
@@ -198,7 +207,9 @@ export class Trainer {
           collective: deps.collective,
           fusion,
           stopVote: deps.shouldStop(),
+          checkpointVote: this.isMaster && this.checkpointTimer.due(state.position.globalStep + 1, performance.now()),
           microBatch: micro.size,
+          hybrid: this.hybrid,
         });
         step++;
         skipped += result.skipped;
@@ -218,7 +229,7 @@ export class Trainer {
           windowSums = emptySums();
         }
         await this.maybeChecksum(state, fusion);
-        if (this.isMaster && this.checkpointTimer.due(state.position.globalStep, performance.now())) await this.saveStep(state);
+        if (result.checkpoint) await this.saveStep(state);
         if (result.stop) {
           stopped = true;
           break;
@@ -228,6 +239,7 @@ export class Trainer {
       bar.finish();
       if (stopped) break;
       const epochMs = performance.now() - epochStart;
+      await this.syncFullModel();
       const val = valLoader ? await this.evaluate(state, valLoader, epoch) : null;
       state.schedule = advanceSchedule(state.scheduleOptions, state.schedule, epoch, val?.top1Error ?? NaN);
       state.position = { epoch: epoch + 1, stepInEpoch: 0, globalStep: state.position.globalStep };
@@ -237,12 +249,46 @@ export class Trainer {
       await this.endEpoch(state, record);
     }
     if (stopped) {
+      await this.syncFullModel();
       await this.save(state, LAST_CHECKPOINT);
       if (this.isMaster) deps.log.info(`stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`);
       return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
     }
     const test = await this.finalTest(state);
     return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
+  }
+
+  /**
+   * Hybrid mode's slices of the FC layers, cut from the (broadcast or resumed) full model; null
+   * in data mode and in one process (where both modes are the same computation).
+   */
+  private hybridHead(state: RunState, microBatch: number): HybridHead | null {
+    const { collective, log } = this.deps;
+    if (this.config.parallel !== 'hybrid' || collective == null || collective.worldSize === 1) return null;
+    if (!isSyncCollective(collective)) throw new ConfigError('--parallel hybrid needs the workers\' communication thread (a plain ring collective cannot gather inside the backward pass)');
+    const share = Math.ceil(this.config.batchSize / this.worldSize);
+    if (this.isMaster && microBatch > 0 && microBatch < share) {
+      log.warn(`--parallel hybrid runs each worker's share of ${share} images in one pass (the FC layers see the whole global batch); micro-batches of ${microBatch} are not used`);
+    }
+    const head = HybridHead.create(state.model, state.optimizer, collective);
+    state.optimizer = head.optimizer;
+    return head;
+  }
+
+  /**
+   * Hybrid mode: gathers the FC slices into the full model on every rank (evaluation, checkpoints
+   * and export then work as in data mode) and the optimizer's full state for checkpoints. Every
+   * rank calls this at the same points. Nothing to do in data mode.
+   */
+  private async syncFullModel(): Promise<void> {
+    if (this.hybrid) this.gatheredOptimizer = await this.hybrid.materialize(true);
+  }
+
+  /** The optimizer state a checkpoint holds: the full model's, in either mode. */
+  private checkpointOptimizer(state: RunState): OptimizerState {
+    if (!this.hybrid) return state.optimizer.getState();
+    if (this.gatheredOptimizer === null) throw new Error('hybrid mode: a checkpoint before the FC slices were gathered');
+    return this.gatheredOptimizer;
   }
 
   /** Every rank starts from rank 0's weights (they already match for one seed; this makes sure). */
@@ -262,7 +308,9 @@ export class Trainer {
     const every = this.config.checksumEverySteps;
     if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
     const weights = fusion ?? fusionFor(state);
-    weights.pack(state.model.params.map((p) => p.variable));
+    // Hybrid: the replicated (conv) params; the FC slices differ by design.
+    const params = this.hybrid ? this.hybrid.trainParams.slice(0, this.hybrid.replicated) : state.model.params;
+    weights.pack(params.map((p) => p.variable));
     await this.deps.onChecksum(weights.params, state.position.globalStep);
   }
 
@@ -272,7 +320,7 @@ export class Trainer {
     if (this.deps.collective) {
       const tail = new FusionBuffer();
       tail.writeTail({ sums, skipped: 0, stopVotes: 0 });
-      await this.deps.collective.allReduce(tail.data);
+      await reduceFusion(this.deps.collective, tail);
       sums = tail.readTail().sums;
     }
     return summarize(sums);
@@ -282,7 +330,7 @@ export class Trainer {
   private async save(state: RunState, name: string): Promise<void> {
     if (!this.isMaster) return;
     await this.stepWrite;
-    await this.checkpoints.save(name, checkpointOf(this.config, state));
+    await this.checkpoints.save(name, checkpointOf(this.config, state, this.checkpointOptimizer(state)));
     this.checkpointTimer.saved(performance.now());
   }
 
@@ -293,9 +341,11 @@ export class Trainer {
    * intact and training goes on.
    */
   private async saveStep(state: RunState): Promise<void> {
+    await this.syncFullModel();
+    if (!this.isMaster) return;
     const started = performance.now();
     await this.stepWrite;
-    const written = this.checkpoints.beginStep(checkpointOf(this.config, state));
+    const written = this.checkpoints.beginStep(checkpointOf(this.config, state, this.checkpointOptimizer(state)));
     const stallMs = performance.now() - started;
     this.checkpointTimer.saved(performance.now());
     const { log } = this.deps;
@@ -342,6 +392,7 @@ export class Trainer {
   }
 
   private async finalTest(state: RunState): Promise<MetricSummary | null> {
+    if (this.hybrid && this.gatheredOptimizer === null) await this.syncFullModel();
     if (this.isMaster) await this.exportModel(state, 'final-model');
     const testSamples = state.dataset.splits.test?.samples ?? [];
     if (testSamples.length === 0) return null;

@@ -13,8 +13,8 @@ import type { WireDtype } from '../../src/parallel/wire-codec';
 
 async function pair(t: Test, wireDtype: WireDtype = 'fp32', timeoutMs = 10_000): Promise<CommThread[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'comm-thread-'));
-  const threads = await Promise.all([0, 1].map((rank) => CommThread.start({ rank, worldSize: 2, bindAddress: `ipc://${dir}/r${rank}.sock`, timeoutMs, wireDtype })));
-  await Promise.all(threads.map((th, r) => th.connect(threads[(r + 1) % 2].endpoint)));
+  const threads = await Promise.all([0, 1].map((rank) => CommThread.start({ rank, worldSize: 2, bindAddress: `ipc://${dir}/r${rank}.sock`, timeoutMs })));
+  await Promise.all(threads.map((th, r) => th.connect(threads[(r + 1) % 2].endpoint, wireDtype)));
   t.teardown(async () => {
     await Promise.all(threads.map((th) => th.close()));
     fs.rmSync(dir, { recursive: true, force: true });
