@@ -177,7 +177,14 @@ export interface ForwardOptions {
    * image's masks. Default: 0, 1, 2, ... (the image's place in `images`).
    */
   dropoutKeys?: ArrayLike<number>;
+  /**
+   * Wraps each parameter where the pass uses it (index in model.params): the overlapped
+   * all-reduce puts an identity there whose gradient hands the finished gradient over.
+   */
+  paramHook?: ParamHook;
 }
+
+export type ParamHook = (index: number, variable: tf.Variable) => tf.Tensor;
 
 /** Seed of one image's mask in one dropout layer: a string (tfjs seeds alea with it), so no two collide. */
 export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): string {
@@ -216,11 +223,11 @@ export function firstDenseParam(spec: ModelSpec): number {
 }
 
 /** The conv stage: images NHWC [n, size, size, 3] -> flattened features [n, features]. */
-export function convFeatures(model: AlexNet, images: tf.Tensor4D): tf.Tensor2D {
+export function convFeatures(model: AlexNet, images: tf.Tensor4D, hook?: ParamHook): tf.Tensor2D {
   const { spec } = model;
   const p = model.params;
   let i = 0;
-  const next = () => p[i++].variable;
+  const next = (): tf.Tensor => (hook ? hook(i, p[i++].variable) : p[i++].variable);
   let x: tf.Tensor4D = images;
   for (const c of spec.convs) {
     // The images need no gradient: the native layer then skips that backward pass.
@@ -239,8 +246,9 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   const { spec } = model;
   const p = model.params;
   let i = firstDenseParam(spec);
-  const next = () => p[i++].variable;
-  let h = convFeatures(model, images);
+  const hook = opts.paramHook;
+  const next = (): tf.Tensor => (hook ? hook(i, p[i++].variable) : p[i++].variable);
+  let h = convFeatures(model, images, hook);
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
   const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t);

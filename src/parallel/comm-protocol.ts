@@ -15,6 +15,9 @@ export interface CommThreadData {
   completed: SharedArrayBuffer;
   requests: MessagePort;
   replies: MessagePort;
+  /** Any message here closes the sockets at once, out of turn; then `aborted` becomes 1. */
+  abort: MessagePort;
+  aborted: SharedArrayBuffer;
 }
 
 /** Float32 values in shared memory: handed over without a copy. */

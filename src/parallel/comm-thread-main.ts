@@ -86,5 +86,23 @@ function serve(port: MessagePort, replies: MessagePort): void {
   });
 }
 
+/**
+ * The process is exiting: close the sockets now, even in the middle of a collective (the
+ * request queue would only get to it after the collective's timeout).
+ */
+function serveAbort(port: MessagePort): void {
+  const aborted = new Int32Array(data.aborted);
+  port.on('message', () => {
+    try {
+      ring?.abort();
+    } finally {
+      Atomics.store(aborted, 0, 1);
+      Atomics.notify(aborted, 0);
+      port.close();
+    }
+  });
+}
+
 if (parentPort === null) throw new Error('comm-thread-main.ts runs as a worker thread only');
 serve(data.requests, data.replies);
+serveAbort(data.abort);

@@ -65,6 +65,8 @@ export function sharedFloats(length: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(length * 4));
 }
 
+/** How long an exiting process waits for the thread to close its sockets. */
+const ABORT_WAIT_MS = 2000;
 /** How long a blocked main thread waits beyond the thread's own receive timeout. */
 const WAIT_MARGIN_MS = 30_000;
 /** Poll interval of a blocked wait: lets a dead thread be noticed. */
@@ -111,18 +113,38 @@ export class CommThread implements SyncCollective {
     private readonly requests: MessagePort,
     private readonly replyPort: MessagePort,
     private readonly completed: Int32Array,
+    private readonly abortPort: MessagePort,
+    private readonly aborted: Int32Array,
     options: CommThreadOptions,
   ) {
     this.waitLimitMs = options.timeoutMs + WAIT_MARGIN_MS;
     worker.on('error', (err) => (this.exited = err));
-    worker.on('exit', (code) => (this.exited ??= new WorkerExitedError(`rank ${this.rank}: the communication thread exited (code ${code})`)));
+    worker.on('exit', (code) => {
+      this.exited ??= new WorkerExitedError(`rank ${this.rank}: the communication thread exited (code ${code})`);
+      process.off('exit', this.abortOnExit);
+    });
+    process.on('exit', this.abortOnExit);
   }
+
+  /**
+   * On process exit (process.exit anywhere, an uncaught exception, the end of main): the
+   * thread closes its sockets first. A ZeroMQ socket still receiving on a worker thread when
+   * the process exits aborts the process (zeromq.js issue #411: SIGABRT instead of the exit
+   * code). Runs synchronously, as 'exit' listeners must.
+   */
+  private readonly abortOnExit = (): void => {
+    if (this.exited !== null) return;
+    this.abortPort.postMessage('exit');
+    Atomics.wait(this.aborted, 0, 0, ABORT_WAIT_MS);
+  };
 
   /** Starts the thread and binds the ring's receiving socket (publish `endpoint`, then connect). */
   static async start(options: CommThreadOptions): Promise<CommThread> {
     const requests = new MessageChannel();
     const replies = new MessageChannel();
+    const abort = new MessageChannel();
     const completed = new SharedArrayBuffer(4);
+    const aborted = new SharedArrayBuffer(4);
     const worker = new Worker(threadScript(), {
       workerData: {
         rank: options.rank,
@@ -134,10 +156,12 @@ export class CommThread implements SyncCollective {
         completed,
         requests: requests.port2,
         replies: replies.port2,
+        abort: abort.port2,
+        aborted,
       },
-      transferList: [requests.port2, replies.port2],
+      transferList: [requests.port2, replies.port2, abort.port2],
     });
-    const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), options);
+    const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), abort.port1, new Int32Array(aborted), options);
     try {
       thread.endpoint = (await thread.call({ op: 'bind' })).endpoint ?? '';
     } catch (err) {
@@ -217,6 +241,7 @@ export class CommThread implements SyncCollective {
     if (this.exited === null) {
       await this.call({ op: 'close' }).catch(() => undefined);
     }
+    process.off('exit', this.abortOnExit);
     await this.worker.terminate();
   }
 

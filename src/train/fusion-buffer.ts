@@ -47,6 +47,16 @@ export class FusionBuffer {
     this.data = new Float32Array(new SharedArrayBuffer((at + TAIL_SLOTS) * 4));
   }
 
+  /** Number of parameters. */
+  get count(): number {
+    return this.shapes.length;
+  }
+
+  /** Where parameter `i`'s values sit in `data`. */
+  rangeOf(i: number): { start: number; end: number } {
+    return { start: this.offsets[i], end: this.offsets[i + 1] ?? this.tailAt };
+  }
+
   /** Copies each tensor (one per parameter, in order) into its place. */
   pack(tensors: readonly tf.Tensor[]): void {
     if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);

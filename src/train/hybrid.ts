@@ -25,7 +25,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/loader';
 import { ConfigError } from '../errors';
-import { convFeatures, dense, dropoutPerImage, firstDenseParam, type AlexNet, type Param } from '../model/alexnet';
+import { convFeatures, dense, dropoutPerImage, firstDenseParam, type AlexNet, type Param, type ParamHook } from '../model/alexnet';
 import type { SyncCollective } from '../parallel/comm-thread';
 import { segmentRange, type ElemRange } from '../parallel/ring-schedule';
 import { FusionBuffer } from './fusion-buffer';
@@ -229,7 +229,7 @@ export interface HybridGradients {
  * Forward and backward of one hybrid step. Every rank calls the same collectives in the same
  * order, whatever its image count (a rank with none still joins every gather and scatter).
  */
-export function hybridGradients(model: AlexNet, head: HybridHead, batch: Batch, dropoutSeed: number): HybridGradients {
+export function hybridGradients(model: AlexNet, head: HybridHead, batch: Batch, dropoutSeed: number, convHook?: ParamHook): HybridGradients {
   const { collective } = head;
   const { rank, worldSize } = collective;
   const { spec, numClasses } = model;
@@ -248,7 +248,7 @@ export function hybridGradients(model: AlexNet, head: HybridHead, batch: Batch, 
   let logits: tf.Tensor | null = null;
   try {
     const { value, grads } = tf.variableGrads(() => {
-      const features = images ? convFeatures(model, images) : tf.zeros([0, featureSize]) as tf.Tensor2D;
+      const features = images ? convFeatures(model, images, convHook) : (tf.zeros([0, featureSize]) as tf.Tensor2D);
       let h = gatherRows(collective, counts, featureSize)(features);
       let next = head.replicated;
       head.layers.forEach((layer, l) => {

@@ -10,11 +10,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
-import { forward } from '../model/alexnet';
+import { forward, type ParamHook } from '../model/alexnet';
 import type { Collective } from '../parallel/collective';
-import { isSyncCollective } from '../parallel/comm-thread';
+import { isSyncCollective, type SyncCollective } from '../parallel/comm-thread';
 import type { FusionBuffer, StepTail } from './fusion-buffer';
 import { hybridGradients, hybridSums, type HybridHead } from './hybrid';
+import type { OverlappedReduce } from './overlap';
 import { addSums, batchSums, emptySums, type MetricSums } from './metrics';
 import { microBatchSizes } from './memory';
 import type { Optimizer } from './optimizer';
@@ -53,6 +54,11 @@ export interface StepOptions {
   microBatch?: number;
   /** Hybrid mode: this rank's FC slices and their optimizer (see hybrid.ts); absent: data mode. */
   hybrid?: HybridHead | null;
+  /**
+   * All-reduce the (data mode: all; hybrid: conv) gradients in buckets during the backward pass
+   * (see overlap.ts). Only with the whole share in one pass (no micro-batches).
+   */
+  overlap?: OverlappedReduce | null;
 }
 
 /**
@@ -91,14 +97,14 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
  * dropout masks are keyed by its sample index (alexnet.ts), so they do not depend on how the
  * batch is cut into micro-batches or shared among ranks.
  */
-function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): { grads: tf.Tensor[]; sums: MetricSums } {
+function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number, paramHook?: ParamHook): { grads: tf.Tensor[]; sums: MetricSums } {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
   try {
     const vars = model.params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => {
-      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices });
+      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices, paramHook });
       logits = tf.keep(out);
       const oneHot = tf.oneHot(labels, model.numClasses);
       return tf.losses.softmaxCrossEntropy(oneHot, out, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
@@ -152,18 +158,25 @@ function tailOf(local: MetricSums, batch: Batch, opts: StepOptions): StepTail {
 async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: StepOptions): Promise<StepResult> {
   const { collective } = head;
   collective.takeBlockedMs();
+  const { overlap } = opts;
   const t0 = performance.now();
-  const g = hybridGradients(model, head, batch, opts.dropoutSeed);
+  const g = hybridGradients(model, head, batch, opts.dropoutSeed, overlap?.begin());
+  overlap?.finish();
   const local = hybridSums(batch, model.numClasses, g);
   const t1 = performance.now();
   const inPassCommMs = collective.takeBlockedMs();
   const { fusion } = head;
   const convGrads = g.grads.slice(0, head.replicated);
-  fusion.pack(convGrads);
+  if (!overlap) fusion.pack(convGrads);
   tf.dispose(convGrads);
   fusion.writeTail(tailOf(local, batch, opts));
   const t2 = performance.now();
-  await reduceFusion(collective, fusion);
+  if (overlap) {
+    await overlap.settle();
+    await collective.allReduce(fusion.tail, { exact: true });
+  } else {
+    await reduceFusion(collective, fusion);
+  }
   const t3 = performance.now();
   const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
   const headGrads = g.grads.slice(head.replicated);
@@ -177,8 +190,38 @@ async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: 
   return { sums, skipped, timings: { computeMs: t1 - t0 - inPassCommMs, copyMs: t2 - t1, reduceMs: t3 - t2 + inPassCommMs, updateMs: t4 - t3 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
 }
 
+/**
+ * A data-mode step with the all-reduce overlapped: the backward pass's hooks start the buckets;
+ * what is left after it (the exposed communication) is the reduce time.
+ */
+async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions, overlap: OverlappedReduce, collective: SyncCollective, fusion: FusionBuffer): Promise<StepResult> {
+  const t0 = performance.now();
+  const hook = overlap.begin();
+  let local = emptySums();
+  if (batch.count > 0) {
+    const g = microGradients(model, batch, opts.dropoutSeed, hook);
+    tf.dispose(g.grads);
+    local = g.sums;
+  }
+  overlap.finish();
+  fusion.writeTail(tailOf(local, batch, opts));
+  const t1 = performance.now();
+  await overlap.settle();
+  await collective.allReduce(fusion.tail, { exact: true });
+  const t2 = performance.now();
+  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
+  if (sums.count > 0) {
+    const reduced = fusion.unpack();
+    optimizer.apply(reduced, opts.lr, 1 / sums.count);
+    tf.dispose(reduced);
+  }
+  const t3 = performance.now();
+  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: t2 - t1, updateMs: t3 - t2 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+}
+
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
   if (opts.hybrid) return hybridStep(model, opts.hybrid, batch, opts);
+  if (opts.overlap && isSyncCollective(opts.collective) && opts.fusion) return overlappedStep(model, optimizer, batch, opts, opts.overlap, opts.collective, opts.fusion);
   const t0 = performance.now();
   const { grads, sums: local } = localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
   const t1 = performance.now();

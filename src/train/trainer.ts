@@ -28,6 +28,7 @@ import { ConfigError } from '../errors';
 import { isSyncCollective } from '../parallel/comm-thread';
 import { FusionBuffer } from './fusion-buffer';
 import { HybridHead } from './hybrid';
+import { OverlappedReduce } from './overlap';
 import type { OptimizerState } from './optimizer';
 import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
@@ -179,6 +180,7 @@ export class Trainer {
     const valSamples = state.dataset.splits.val?.samples ?? [];
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
     const fusion = this.hybrid ? this.hybrid.fusion : deps.collective ? fusionFor(state) : null;
+    const overlap = this.overlapFor(fusion, micro.size);
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
     let stopped = false;
@@ -210,6 +212,7 @@ export class Trainer {
           checkpointVote: this.isMaster && this.checkpointTimer.due(state.position.globalStep + 1, performance.now()),
           microBatch: micro.size,
           hybrid: this.hybrid,
+          overlap,
         });
         step++;
         skipped += result.skipped;
@@ -273,6 +276,24 @@ export class Trainer {
     const head = HybridHead.create(state.model, state.optimizer, collective);
     state.optimizer = head.optimizer;
     return head;
+  }
+
+  /**
+   * The bucketed all-reduce during backward (--overlap), or null: one process, or micro-batches
+   * (their gradients add up over several passes, so none is final before the last one ends).
+   */
+  private overlapFor(fusion: FusionBuffer | null, microBatch: number): OverlappedReduce | null {
+    const { collective, log } = this.deps;
+    if (!this.config.overlap || fusion == null || collective == null || collective.worldSize === 1) return null;
+    if (!isSyncCollective(collective)) throw new ConfigError('--overlap needs the workers\' communication thread');
+    const share = Math.ceil(this.config.batchSize / this.worldSize);
+    if (this.hybrid == null && microBatch > 0 && microBatch < share) {
+      if (this.isMaster) log.warn(`--overlap is off: each worker's ${share} images run in micro-batches of ${microBatch}, and no gradient is final before the last one`);
+      return null;
+    }
+    const overlap = new OverlappedReduce(fusion, collective, this.config.bucketMb * 1e6);
+    if (this.isMaster) log.info(`overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${this.config.bucketMb} MB`);
+    return overlap;
   }
 
   /**

@@ -3,6 +3,7 @@
  * process. Sync calls block the main thread; the peer's request is posted first, so its own
  * thread serves it meanwhile.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -60,4 +61,14 @@ t.test('a silent peer is a CommTimeoutError in the blocked main thread, not a ha
   t.throws(() => a.allGatherSync(Float32Array.of(1), [1, 1]), CommTimeoutError);
   t.ok(Date.now() - started < 20_000, 'returned');
   await t.rejects(a.allReduce(Float32Array.of(1)), CommTimeoutError, 'the ring stays broken after a failure');
+});
+
+t.test('a process that exits mid-collective exits with its own code (no SIGABRT from ZeroMQ)', async (t) => {
+  const script = path.resolve(__dirname, '../../dist/test/parallel/fixtures/comm-exit.js');
+  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+  t.equal(signal, null, `no signal (stderr: ${stderr.trim() || 'empty'})`);
+  t.equal(code, 3);
 });

@@ -101,3 +101,37 @@ t.test('a hybrid checkpoint resumes in data mode on another worker count, and th
     t.ok(w <= 1e-4, `${name}: ${w.toExponential(2)} <= 1e-4 against an uninterrupted run`);
   }
 });
+
+t.test('overlap: buckets all-reduced during backward give the same weights (data x2, hybrid x3)', async (t) => {
+  // 0.002 MB buckets: the small preset's 28 parameters go out in many buckets, in order.
+  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1', '--overlap', '--bucket-mb', '0.002', '--checksum-every', '1'];
+  const one = await train('ov-one', 1, ['--max-steps', '3', '--dropout', '0', '--epochs', '1']);
+  for (const [name, n, extra] of [['data x2', 2, []], ['hybrid x3', 3, ['--parallel', 'hybrid']]] as const) {
+    const ckpt = await train(`ov-${n}`, n, [...steps, ...extra]);
+    const w = maxRelativeDifference(one.weights, ckpt.weights);
+    t.ok(w <= 1e-4, `${name} with --overlap: ${w.toExponential(2)} <= 1e-4`);
+  }
+});
+
+t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same positions', async (t) => {
+  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
+  const fp32 = await train('w-fp32', 2, [...steps, '--parallel', 'hybrid']);
+  // The whole model's relative L2 distance: a per-tensor max would be dominated by biases
+  // that are still near zero after 3 steps.
+  const distance = (a: typeof fp32.weights, b: typeof fp32.weights): number => {
+    let diff = 0;
+    let norm = 0;
+    a.forEach((w, i) => w.data.forEach((v, k) => ((diff += (v - b[i].data[k]) ** 2), (norm += v * v))));
+    return Math.sqrt(diff / norm);
+  };
+  const seen: Record<string, number> = {};
+  for (const [dtype, bound] of [['fp16', 1e-3], ['bf16', 1e-2]] as const) {
+    for (const mode of ['data', 'hybrid']) {
+      const ckpt = await train(`w-${dtype}-${mode}`, 2, [...steps, '--parallel', mode, '--wire-dtype', dtype]);
+      t.same(ckpt.position, fp32.position);
+      const d = (seen[`${mode}/${dtype}`] = distance(fp32.weights, ckpt.weights));
+      t.ok(d > 0 && d <= bound, `${mode} on ${dtype}: relative L2 distance ${d.toExponential(2)} from fp32 in (0, ${bound}]`);
+    }
+  }
+  for (const mode of ['data', 'hybrid']) t.ok(seen[`${mode}/fp16`] < seen[`${mode}/bf16`], `${mode}: fp16 (11-bit mantissa) lands closer than bf16 (8-bit)`);
+});
