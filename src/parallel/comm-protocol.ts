@@ -18,6 +18,8 @@ export interface CommThreadData {
   /** Any message here closes the sockets at once, out of turn; then `aborted` becomes 1. */
   abort: MessagePort;
   aborted: SharedArrayBuffer;
+  /** One Float64: bytes put on the ring so far, updated before each request completes. */
+  stats: SharedArrayBuffer;
 }
 
 /** Float32 values in shared memory: handed over without a copy. */
@@ -35,7 +37,6 @@ type RequestBody =
   | { op: 'broadcast'; buffer: SharedView; root: number }
   | { op: 'allGather'; local: Float32Array; sizes: number[]; exact: boolean }
   | { op: 'reduceScatter'; values: Float32Array; sizes: number[] }
-  | { op: 'bytesSent' }
   | { op: 'close' };
 
 export type CommRequest = RequestBody & { id: number };
@@ -46,5 +47,4 @@ export interface CommReply {
   error?: { name: string; message: string };
   endpoint?: string;
   values?: Float32Array;
-  bytes?: number;
 }

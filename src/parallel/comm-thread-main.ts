@@ -14,7 +14,10 @@ import { ZmqRingTransport } from './zmq-ring';
 
 const data = workerData as CommThreadData;
 const completed = new Int32Array(data.completed);
+const stats = new Float64Array(data.stats);
 let ring: ZmqRingTransport | null = null;
+/** The ring as it carries fp32 always (counts, keys, weights), and in the run's wire dtype; both count bytes. */
+let exact: WireCodecTransport | null = null;
 let wire: WireCodecTransport | null = null;
 /** The first failure: the ring is broken after it, so every later request fails the same way. */
 let broken: { name: string; message: string } | null = null;
@@ -24,9 +27,9 @@ function view(v: SharedView): Float32Array {
   return new Float32Array(v.buffer, v.byteOffset, v.length);
 }
 
-function transports(): { exact: ZmqRingTransport; wire: WireCodecTransport } {
-  if (ring === null || wire === null) throw new Error('comm thread: a collective before the ring was connected');
-  return { exact: ring, wire };
+function transports(): { exact: WireCodecTransport; wire: WireCodecTransport } {
+  if (exact === null || wire === null) throw new Error('comm thread: a collective before the ring was connected');
+  return { exact, wire };
 }
 
 async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
@@ -38,6 +41,7 @@ async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
     case 'connect':
       if (ring === null) throw new Error('comm thread: connect before bind');
       await ring.connect(request.next);
+      exact = new WireCodecTransport(ring, 'fp32');
       wire = new WireCodecTransport(ring, request.wireDtype);
       return {};
     case 'allReduce': {
@@ -55,8 +59,6 @@ async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
     }
     case 'reduceScatter':
       return { values: await ringReduceScatter(request.values, request.sizes, transports().wire, options) };
-    case 'bytesSent':
-      return { bytes: (wire?.bytesSent ?? 0) };
     case 'close':
       await ring?.close();
       return {};
@@ -67,7 +69,7 @@ function serve(port: MessagePort, replies: MessagePort): void {
   port.on('message', (request: CommRequest) => {
     queue = queue.then(async () => {
       let reply: CommReply;
-      if (broken !== null && request.op !== 'close' && request.op !== 'bytesSent') {
+      if (broken !== null && request.op !== 'close') {
         reply = { id: request.id, error: broken };
       } else {
         try {
@@ -78,6 +80,7 @@ function serve(port: MessagePort, replies: MessagePort): void {
           reply = { id: request.id, error: broken };
         }
       }
+      stats[0] = (exact?.bytesSent ?? 0) + (wire?.bytesSent ?? 0);
       replies.postMessage(reply);
       Atomics.add(completed, 0, 1);
       Atomics.notify(completed, 0);

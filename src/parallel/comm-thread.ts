@@ -50,8 +50,8 @@ export interface SyncCollective extends Collective {
   allReduceStart(values: Float32Array): void;
   /** Waits for every all-reduce started so far. */
   settle(): Promise<void>;
-  /** Bytes this rank has put on the ring so far (after wire encoding). */
-  bytesSent(): Promise<number>;
+  /** Bytes this rank has put on the ring so far (after wire encoding), as of the last finished collective. */
+  bytesSent(): number;
   /** Milliseconds the calling thread spent blocked in the sync calls since the last call of this. */
   takeBlockedMs(): number;
 }
@@ -115,6 +115,7 @@ export class CommThread implements SyncCollective {
     private readonly completed: Int32Array,
     private readonly abortPort: MessagePort,
     private readonly aborted: Int32Array,
+    private readonly stats: Float64Array,
     options: CommThreadOptions,
   ) {
     this.waitLimitMs = options.timeoutMs + WAIT_MARGIN_MS;
@@ -145,6 +146,7 @@ export class CommThread implements SyncCollective {
     const abort = new MessageChannel();
     const completed = new SharedArrayBuffer(4);
     const aborted = new SharedArrayBuffer(4);
+    const stats = new SharedArrayBuffer(8);
     const worker = new Worker(threadScript(), {
       workerData: {
         rank: options.rank,
@@ -158,10 +160,11 @@ export class CommThread implements SyncCollective {
         replies: replies.port2,
         abort: abort.port2,
         aborted,
+        stats,
       },
       transferList: [requests.port2, replies.port2, abort.port2],
     });
-    const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), abort.port1, new Int32Array(aborted), options);
+    const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), abort.port1, new Int32Array(aborted), new Float64Array(stats), options);
     try {
       thread.endpoint = (await thread.call({ op: 'bind' })).endpoint ?? '';
     } catch (err) {
@@ -233,8 +236,8 @@ export class CommThread implements SyncCollective {
     if (failure !== null) throw failure;
   }
 
-  async bytesSent(): Promise<number> {
-    return (await this.call({ op: 'bytesSent' })).bytes ?? 0;
+  bytesSent(): number {
+    return this.stats[0];
   }
 
   async close(): Promise<void> {

@@ -44,6 +44,8 @@ export interface StepReport {
   stepsInEpoch: number;
   sums: MetricSums;
   timings: StepTimings & { dataWaitMs: number };
+  /** Bytes this rank put on the ring during the step (0 in one process). */
+  wireBytes: number;
 }
 
 export interface TrainerDeps {
@@ -130,6 +132,8 @@ export class Trainer {
   private readonly checkpointTimer: CheckpointTimer;
   /** The step checkpoint being written in the background (one at a time, in order). */
   private stepWrite: Promise<void> = Promise.resolve();
+  /** The ring's byte counter at the end of the previous step. */
+  private wireBytesBefore = 0;
   /** Hybrid mode: this rank's FC slices (null: data mode, or one process). */
   private hybrid: HybridHead | null = null;
   /** Hybrid mode: the full optimizer state gathered by the last syncFullModel, for checkpoints. */
@@ -181,6 +185,7 @@ export class Trainer {
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
     const fusion = this.hybrid ? this.hybrid.fusion : deps.collective ? fusionFor(state) : null;
     const overlap = this.overlapFor(fusion, micro.size);
+    this.wireBytesSince(); // the initial broadcast is not a step's
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
     let stopped = false;
@@ -220,7 +225,7 @@ export class Trainer {
         windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
         state.epochSoFar = { sums, skipped };
-        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
+        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs }, wireBytes: this.wireBytesSince() };
         deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
@@ -276,6 +281,16 @@ export class Trainer {
     const head = HybridHead.create(state.model, state.optimizer, collective);
     state.optimizer = head.optimizer;
     return head;
+  }
+
+  /** Bytes sent on the ring since the last call (the comm thread counts them; 0 without one). */
+  private wireBytesSince(): number {
+    const { collective } = this.deps;
+    if (!isSyncCollective(collective)) return 0;
+    const now = collective.bytesSent();
+    const bytes = now - this.wireBytesBefore;
+    this.wireBytesBefore = now;
+    return bytes;
   }
 
   /**

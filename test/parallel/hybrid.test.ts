@@ -14,6 +14,8 @@ import { memoryLogger } from '../../src/log';
 import { createAlexNet } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 import { headLayers, joinColumns, sliceColumns } from '../../src/train/hybrid';
+import { wireBytesPerStep } from '../../src/train/wire-bytes';
+import type { StepReportMessage } from '../../src/parallel/protocol';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 import { maxRelativeDifference } from '../helpers/weights';
@@ -134,4 +136,19 @@ t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same po
     }
   }
   for (const mode of ['data', 'hybrid']) t.ok(seen[`${mode}/fp16`] < seen[`${mode}/bf16`], `${mode}: fp16 (11-bit mantissa) lands closer than bf16 (8-bit)`);
+});
+
+t.test('bytes on the wire: what the comm thread counts each step matches the model in wire-bytes.ts', async (t) => {
+  const spec = buildSpec('small', { dropoutRate: 0 });
+  for (const [mode, dtype] of [['data', 'fp32'], ['data', 'fp16'], ['hybrid', 'fp32'], ['hybrid', 'bf16']] as const) {
+    const reports: StepReportMessage[] = [];
+    const cfg = config([...common(path.join(root, `bytes-${mode}-${dtype}`)), '--max-steps', '2', '--dropout', '0', '--epochs', '1', '--parallel', mode, '--wire-dtype', dtype]);
+    await trainDataParallel(cfg, cpu(2), memoryLogger(), { onStepReport: (m) => reports.push(m) });
+    const expected = wireBytesPerStep({ spec, numClasses: 3, mode, dtype, worldSize: 2, batchPerWorker: 6 }).total;
+    t.equal(reports.length, 4, `${mode}/${dtype}: 2 steps x 2 ranks reported`);
+    for (const r of reports) {
+      const off = Math.abs(r.wireBytes - expected) / expected;
+      t.ok(off < 0.02, `${mode}/${dtype} rank ${r.rank} step ${r.step}: ${r.wireBytes} bytes, model ${Math.round(expected)} (${(off * 100).toFixed(2)}% off)`);
+    }
+  }
 });
