@@ -31,6 +31,8 @@ export interface RunSpec {
   backend: BackendChoice;
   /** --threads: oneDNN threads per worker process (native only). */
   threads: number;
+  /** More `alexnet train` flags (the parallel-modes benchmark: --parallel, --wire-dtype, --overlap). */
+  extraArgs?: string[];
 }
 
 export type RunReply =
@@ -49,6 +51,7 @@ export function trainArgs(spec: RunSpec): string[] {
     '--epochs', String(spec.epochs),
     '--max-steps', String(spec.steps),
     '--run-dir', spec.runDir,
+    ...(spec.extraArgs ?? []),
   ];
 }
 

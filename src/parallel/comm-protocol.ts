@@ -11,6 +11,8 @@ export interface CommThreadData {
   curve: CurveKeys | null;
   timeoutMs: number;
   chunkBytes: number | null;
+  /** A native module with the 16-bit wire conversions (the addon), or null: the JS loops. */
+  wireKernels: string | null;
   /** One Int32: requests finished so far (answered on `replies` first). */
   completed: SharedArrayBuffer;
   requests: MessagePort;
@@ -46,5 +48,7 @@ export interface CommReply {
   id: number;
   error?: { name: string; message: string };
   endpoint?: string;
+  /** bind's answer: which wire conversions the thread uses ('native', or 'js' and why). */
+  codec?: string;
   values?: Float32Array;
 }

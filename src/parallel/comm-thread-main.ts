@@ -9,10 +9,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { broadcast, ringAllGather, ringAllReduce, ringReduceScatter } from './allreduce';
 import type { CommRequest, CommReply, CommThreadData, SharedView } from './comm-protocol';
-import { WireCodecTransport } from './wire-codec';
+import { WireCodecTransport, useWireKernels } from './wire-codec';
 import { ZmqRingTransport } from './zmq-ring';
 
 const data = workerData as CommThreadData;
+const codec = useWireKernels(data.wireKernels);
 const completed = new Int32Array(data.completed);
 const stats = new Float64Array(data.stats);
 let ring: ZmqRingTransport | null = null;
@@ -37,7 +38,7 @@ async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
   switch (request.op) {
     case 'bind':
       ring = await ZmqRingTransport.bind({ rank: data.rank, worldSize: data.worldSize, bindAddress: data.bindAddress, ...(data.curve ? { curve: data.curve } : {}) });
-      return { endpoint: ring.endpoint };
+      return { endpoint: ring.endpoint, codec };
     case 'connect':
       if (ring === null) throw new Error('comm thread: connect before bind');
       await ring.connect(request.next);
@@ -81,7 +82,8 @@ function serve(port: MessagePort, replies: MessagePort): void {
         }
       }
       stats[0] = (exact?.bytesSent ?? 0) + (wire?.bytesSent ?? 0);
-      replies.postMessage(reply);
+      // Results are fresh arrays that nothing else holds: moved, not copied.
+      replies.postMessage(reply, reply.values ? [reply.values.buffer as ArrayBuffer] : []);
       Atomics.add(completed, 0, 1);
       Atomics.notify(completed, 0);
       if (request.op === 'close') port.close();

@@ -29,6 +29,8 @@ export interface CommThreadOptions {
   /** How long a peer may stay silent inside a collective (the thread's receive timeout). */
   timeoutMs: number;
   chunkBytes?: number;
+  /** The native addon's file, for vectorised fp16/bf16 conversion (absent or null: JS loops). */
+  wireKernels?: string | null;
 }
 
 /**
@@ -105,6 +107,8 @@ export class CommThread implements SyncCollective {
   private blockedMs = 0;
   private readonly waitLimitMs: number;
   endpoint = '';
+  /** Which 16-bit conversions the thread uses: 'native', or 'js' with the reason. */
+  codec = 'js';
 
   private constructor(
     readonly rank: number,
@@ -155,6 +159,7 @@ export class CommThread implements SyncCollective {
         curve: options.curve ?? null,
         timeoutMs: options.timeoutMs,
         chunkBytes: options.chunkBytes ?? null,
+        wireKernels: options.wireKernels ?? null,
         completed,
         requests: requests.port2,
         replies: replies.port2,
@@ -166,7 +171,9 @@ export class CommThread implements SyncCollective {
     });
     const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), abort.port1, new Int32Array(aborted), new Float64Array(stats), options);
     try {
-      thread.endpoint = (await thread.call({ op: 'bind' })).endpoint ?? '';
+      const bound = await thread.call({ op: 'bind' });
+      thread.endpoint = bound.endpoint ?? '';
+      thread.codec = bound.codec ?? 'js';
     } catch (err) {
       await worker.terminate();
       throw err;

@@ -8,10 +8,10 @@
  * Conversions round to nearest, ties to even, as hardware converters do; NaN stays NaN and
  * overflow becomes +-Infinity (fp16's largest finite value is 65504; bf16 keeps fp32's range).
  *
- * Speed: V8 does not vectorise these loops and WebAssembly SIMD has no half-float conversion, so
- * both directions are table-driven scalar loops (decoding fp16 is one load from a 256 KiB table
- * per value). Measured figures are in docs/parallel-modes.md; they are small next to the
- * socket time they save.
+ * Speed: V8 does not vectorise these loops (fp16 encoding ran at ~8 ns a value here, more than
+ * the socket time it saves). Where the native addon is built, its vectorised C++ loops (the same
+ * rules, bit for bit) take over: `useWireKernels`. The JS loops remain the reference and the
+ * fallback. Figures in docs/parallel-modes.md.
  */
 import type { WireDtype } from '../config';
 import { ProtocolError } from '../errors';
@@ -24,6 +24,35 @@ export function wireBytesPerValue(dtype: WireDtype): number {
   return dtype === 'fp32' ? 4 : 2;
 }
 
+/** The native addon's conversions (src/backend/native/dnnl_addon.cc): kind 0 fp16, 1 bf16. */
+export interface WireKernels {
+  wireEncode(kind: Int32Array, src: Float32Array, dst: Uint16Array): void;
+  wireDecode(kind: Int32Array, src: Uint16Array, dst: Float32Array): void;
+}
+
+let kernels: WireKernels | null = null;
+const KIND = { fp16: Int32Array.of(0), bf16: Int32Array.of(1) } as const;
+/** Below this, the call into the addon costs more than the JS loop. */
+const MIN_NATIVE_VALUES = 512;
+
+/**
+ * Loads the conversions from a native module file (the addon), or goes back to the JS loops
+ * (null). Returns which are in use: 'native', or 'js' with the reason the file did not load.
+ */
+export function useWireKernels(file: string | null): string {
+  kernels = null;
+  if (file === null) return 'js (no native addon built)';
+  try {
+    // A computed require: the addon is a build output (and this may run on the comm thread).
+    const loaded = require(file) as Partial<WireKernels>;
+    if (typeof loaded.wireEncode !== 'function' || typeof loaded.wireDecode !== 'function') return 'js (the addon predates the wire kernels: make native)';
+    kernels = loaded as WireKernels;
+    return 'native';
+  } catch (err) {
+    return `js (${(err instanceof Error ? err.message : String(err)).split('\n')[0]})`;
+  }
+}
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -32,7 +61,8 @@ export function fp32BitsToFp16(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exponent = (bits >>> 23) & 0xff;
   const mantissa = bits & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa !== 0 ? 0x200 : 0); // Inf, NaN (quiet)
+  // Inf; a NaN keeps its top payload bits and is made quiet (what the F16C instructions do).
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa !== 0 ? 0x200 | (mantissa >>> 13) : 0);
   const e = exponent - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00; // overflow
   if (e <= 0) {
@@ -68,13 +98,26 @@ export function fp32BitsToBf16(bits: number): number {
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-let fp16DecodeTable: Float32Array | null = null;
+let fp16DecodeTable: Uint32Array | null = null;
 
-/** All 65536 binary16 values as float32, built once (256 KiB). */
-function fp16Table(): Float32Array {
+/**
+ * All 65536 binary16 values as float32 bit patterns, built once (256 KiB). Bits, not numbers:
+ * a NaN keeps its sign and payload (shifted into place), as the native kernel's does.
+ */
+function fp16Table(): Uint32Array {
   if (fp16DecodeTable === null) {
-    fp16DecodeTable = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) fp16DecodeTable[h] = fp16ToNumber(h);
+    fp16DecodeTable = new Uint32Array(65536);
+    const value = new Float32Array(1);
+    const bits = new Uint32Array(value.buffer);
+    for (let h = 0; h < 65536; h++) {
+      if (((h >>> 10) & 0x1f) === 0x1f) {
+        // Inf, or a NaN made quiet with its payload shifted into place (as F16C decodes it).
+        fp16DecodeTable[h] = (((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13) | ((h & 0x3ff) !== 0 ? 0x400000 : 0)) >>> 0;
+      } else {
+        value[0] = fp16ToNumber(h);
+        fp16DecodeTable[h] = bits[0];
+      }
+    }
   }
   return fp16DecodeTable;
 }
@@ -111,16 +154,20 @@ function encodeBf16(src: Float32Array, dst: Uint16Array): void {
 /** Encodes `src` into `dst` (same length) in a 16-bit dtype. */
 export function encodeWire(dtype: Exclude<WireDtype, 'fp32'>, src: Float32Array, dst: Uint16Array): void {
   if (dst.length !== src.length) throw new RangeError(`encodeWire: ${src.length} values into ${dst.length} slots`);
-  if (dtype === 'fp16') encodeFp16(src, dst);
+  if (kernels !== null && src.length >= MIN_NATIVE_VALUES) kernels.wireEncode(KIND[dtype], src, dst);
+  else if (dtype === 'fp16') encodeFp16(src, dst);
   else encodeBf16(src, dst);
 }
 
 /** Decodes `src` into `dst` (same length) from a 16-bit dtype. */
 export function decodeWire(dtype: Exclude<WireDtype, 'fp32'>, src: Uint16Array, dst: Float32Array): void {
   if (dst.length !== src.length) throw new RangeError(`decodeWire: ${src.length} values into ${dst.length} slots`);
-  if (dtype === 'fp16') {
+  if (kernels !== null && src.length >= MIN_NATIVE_VALUES) {
+    kernels.wireDecode(KIND[dtype], src, dst);
+  } else if (dtype === 'fp16') {
     const table = fp16Table();
-    for (let i = 0; i < src.length; i++) dst[i] = table[src[i]];
+    const out = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+    for (let i = 0; i < src.length; i++) out[i] = table[src[i]];
   } else {
     const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
     for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;

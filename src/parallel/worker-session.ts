@@ -72,9 +72,9 @@ export class WorkerSession {
   ) {}
 
   /** Binds the ring, says hello, waits for the config and connects the ring to rank + 1. */
-  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null): Promise<WorkerSession> {
+  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null, wireKernels: string | null = null): Promise<WorkerSession> {
     const { rank, worldSize } = boot;
-    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS });
+    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS, wireKernels });
     try {
       let released: () => void = () => undefined;
       let session: WorkerSession | null = null;

@@ -6,7 +6,9 @@ import t from 'tap';
 import { ConfigError, ProtocolError } from '../../src/errors';
 import { ringAllGather, ringAllReduce, ringReduceScatter, segmentsOfSizes } from '../../src/parallel/allreduce';
 import { createInMemoryRing, type RingTransport } from '../../src/parallel/transport';
-import { WireCodecTransport, fp16ToNumber, fp32BitsToBf16, fp32BitsToFp16, quantizeInPlace, roundTrip, type WireDtype } from '../../src/parallel/wire-codec';
+import { addonPath } from '../../src/backend/native';
+import { ensureNativeAddon } from '../helpers/native-addon';
+import { WireCodecTransport, decodeWire, encodeWire, useWireKernels, fp16ToNumber, fp32BitsToBf16, fp32BitsToFp16, quantizeInPlace, roundTrip, type WireDtype } from '../../src/parallel/wire-codec';
 
 /** Deterministic, distinct values per rank (no two ranks share a value). */
 function values(rank: number, length: number): Float32Array {
@@ -160,4 +162,44 @@ t.test('a rank on another wire dtype is a clear error, not garbage', async (t) =
   const ring: RingTransport[] = [new WireCodecTransport(a, 'fp32'), new WireCodecTransport(b, 'fp16')];
   const results = await Promise.allSettled(ring.map((tr) => ringAllReduce(values(tr.rank, 64), tr, tr.rank, 2, { timeoutMs: 500 })));
   t.ok(results.some((r) => r.status === 'rejected' && (r.reason instanceof ProtocolError)), 'ProtocolError');
+});
+
+const nativeAddon = ensureNativeAddon();
+
+t.test("the native addon's wire kernels equal the JS loops bit for bit", { skip: nativeAddon.addon === null ? nativeAddon.skipReason : false }, async (t) => {
+  const n = 1 << 21;
+  const src = new Float32Array(n);
+  const bits = new Uint32Array(src.buffer);
+  let seed = 99;
+  for (let i = 0; i < n; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    // Half the values at fp16's exponents (normal, subnormal, overflow), half anywhere (NaN, Inf too).
+    bits[i] = i % 2 === 0 ? (seed & 0x807fffff) | ((95 + (seed % 60)) << 23) : seed;
+  }
+  const halves = Uint16Array.from({ length: 65536 }, (_, h) => h);
+  for (const dtype of ['fp16', 'bf16'] as const) {
+    const js = new Uint16Array(n);
+    t.match(useWireKernels(null), /^js/);
+    const tJs = performance.now();
+    encodeWire(dtype, src, js);
+    const jsMs = performance.now() - tJs;
+    const jsDecoded = new Float32Array(65536);
+    decodeWire(dtype, halves, jsDecoded);
+    t.equal(useWireKernels(addonPath()), 'native');
+    const native = new Uint16Array(n);
+    const tNative = performance.now();
+    encodeWire(dtype, src, native);
+    const nativeMs = performance.now() - tNative;
+    const nativeDecoded = new Float32Array(65536);
+    decodeWire(dtype, halves, nativeDecoded);
+    useWireKernels(null);
+    let bad = 0;
+    for (let i = 0; i < n; i++) if (js[i] !== native[i]) bad++;
+    t.equal(bad, 0, `${dtype} encode: the same bits`);
+    const u = (a: Float32Array) => new Uint32Array(a.buffer);
+    let badDecode = 0;
+    for (let h = 0; h < 65536; h++) if (u(jsDecoded)[h] !== u(nativeDecoded)[h]) badDecode++;
+    t.equal(badDecode, 0, `${dtype} decode: every 16-bit pattern the same`);
+    t.comment(`${dtype} encode of ${n} values: JS ${jsMs.toFixed(1)} ms, native ${nativeMs.toFixed(1)} ms`);
+  }
 });
