@@ -200,20 +200,19 @@ async function twoHostRun(rate: string, config: Config, preset: PresetName, batc
     const key = path.join(scratch, 'cluster.key');
     if (!fs.existsSync(key)) writeKeyFile(key, false);
     const runDir = path.join(scratch, `${rate}-${config.label.replace(/ /g, '-')}`);
-    let joinStarted = false;
-    let joiner: Promise<{ code: number | null; output: string }> | null = null;
+    // Set from the coordinator's output callback (a holder: TypeScript does not see that assignment).
+    const join: { run: Promise<{ code: number | null; output: string }> | null } = { run: null };
     const args = ['train', '--data', data, '--preset', preset, '--batch-size', String(2 * batchPerWorker), '--epochs', '2', '--max-steps', String(steps), '--log-every', '1',
       '--backend', 'native', '--devices', 'cpu:1', '--rendezvous', 'tcp://10.200.78.1:0', '--world-size', '2', '--key-file', key, '--run-dir', runDir, ...configArgs(config)];
     const coordinator = inNamespace(hosts[0], args, (out) => {
       const m = /waiting for 1 more worker\(s\) to join at (tcp:\/\/[\d.]+:\d+)/.exec(out);
-      if (m && !joinStarted) {
-        joinStarted = true;
-        joiner = inNamespace(hosts[1], ['join', m[1], '--key-file', key, '--devices', 'cpu:1', '--backend', 'native'], () => undefined);
+      if (m && join.run === null) {
+        join.run = inNamespace(hosts[1], ['join', m[1], '--key-file', key, '--devices', 'cpu:1'], () => undefined);
       }
     });
     const result = await coordinator;
-    if (joiner) await joiner;
-    if (result.code !== 0) throw new Error(`two-host ${config.label} at ${rate} failed:\n${result.output.slice(-2000)}`);
+    const joined = join.run ? await join.run : null;
+    if (result.code !== 0) throw new Error(`two-host ${config.label} at ${rate} failed:\n${result.output.slice(-2000)}\njoin:\n${joined?.output.slice(-2000) ?? 'not started'}`);
     const lines = fs.readFileSync(path.join(runDir, 'steps.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepLine).filter((l) => l.epoch === 2);
     // The second epoch's steps 2..n: its first step follows the decoding epoch and its checkpoint.
     const measured = lines.slice(1);

@@ -115,10 +115,6 @@ function joinOptions(y: Argv): Argv {
   return y
     .positional('rendezvous', { type: 'string', demandOption: true, describe: "the coordinator's address, tcp://<host>:<port>, as its 'train --rendezvous' printed it" })
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
-    .option('parallel', { choices: PARALLEL_MODES, default: d('parallel'), describe: "data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step" })
-    .option('wire-dtype', { choices: WIRE_DTYPES, default: d('wire-dtype'), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' })
-    .option('overlap', { type: 'boolean', default: d('overlap'), describe: 'all-reduce gradients in buckets while the backward pass still runs' })
-    .option('bucket-mb', { type: 'number', default: d('bucket-mb'), describe: 'bucket size of --overlap, in MB' })
     .option('devices', { type: 'string', default: CLUSTER_DEFAULTS.devices, describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
     .option('strict-devices', { type: 'boolean', default: CLUSTER_DEFAULTS.strictDevices, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
     .option('ring-host', { type: 'string', describe: "this host's interface address for the ring sockets (default: the one that routes to the coordinator)" })
