@@ -220,10 +220,18 @@ export function segmentsOfSizes(sizes: readonly number[]): ElemRange[] {
   });
 }
 
-function checkSegments(sizes: readonly number[], worldSize: number, rank: number): void {
+/** The segments of a gather or scatter, checked: one per rank, and `length` values in all (or in this rank's, `ownOnly`). */
+function checkedSegments(what: string, length: number, sizes: readonly number[], transport: RingTransport, ownOnly: boolean): ElemRange[] {
+  const { rank, worldSize } = transport;
   if (sizes.length !== worldSize) {
     throw new ConfigError(`rank ${rank}: ${sizes.length} segment sizes for ${worldSize} ranks`);
   }
+  const segments = segmentsOfSizes(sizes);
+  const expected = ownOnly ? sizes[rank] : segments[worldSize - 1].end;
+  if (length !== expected) {
+    throw new ConfigError(`rank ${rank}: ${what} of ${length} values, but ${ownOnly ? 'its segment holds' : 'the segments add up to'} ${expected}`);
+  }
+  return segments;
 }
 
 /**
@@ -239,12 +247,8 @@ export async function ringAllGather(
   options: CollectiveOptions = {},
 ): Promise<Float32Array> {
   const { rank, worldSize: n } = transport;
-  checkSegments(sizes, n, rank);
-  if (local.length !== sizes[rank]) {
-    throw new ConfigError(`rank ${rank}: all-gather of ${local.length} values, but its segment size is ${sizes[rank]}`);
-  }
+  const segments = checkedSegments('all-gather', local.length, sizes, transport, true);
   const { chunkElems, timeoutMs } = resolveOptions(options);
-  const segments = segmentsOfSizes(sizes);
   const out = new Float32Array(segments[n - 1].end);
   const own = local.slice();
   // A 16-bit wire rounds what the others receive: keep the same rounded values here.
@@ -279,11 +283,7 @@ export async function ringReduceScatter(
   options: CollectiveOptions = {},
 ): Promise<Float32Array> {
   const { rank, worldSize: n } = transport;
-  checkSegments(sizes, n, rank);
-  const segments = segmentsOfSizes(sizes);
-  if (buffer.length !== segments[n - 1].end) {
-    throw new ConfigError(`rank ${rank}: reduce-scatter of ${buffer.length} values, but the segments add up to ${segments[n - 1].end}`);
-  }
+  const segments = checkedSegments('reduce-scatter', buffer.length, sizes, transport, false);
   const { chunkElems, timeoutMs } = resolveOptions(options);
   const own = segments[rank];
   if (n === 1) return buffer.slice(own.start, own.end);

@@ -176,45 +176,40 @@ export class HybridHead {
   }
 }
 
-/** All-gather of rows: [b_r, width] on each rank -> [B, width], rows in rank order. */
-function gatherRows(collective: SyncCollective, counts: readonly number[], width: number): (x: tf.Tensor2D) => tf.Tensor2D {
-  const sizes = counts.map((c) => c * width);
-  const total = counts.reduce((a, b) => a + b, 0);
+/**
+ * A tfjs op over all ranks: forward, an all-gather of each rank's piece (`sizes[r]` values), laid
+ * out by `assemble`; backward, the reduce-scatter of the incoming (partial) gradient, cut into the
+ * ranks' pieces by `split`, so each rank gets the sum for its own piece.
+ */
+function gatherOp(collective: SyncCollective, sizes: readonly number[], localShape: [number, number], assemble: (all: Float32Array) => tf.Tensor2D, split: (dy: Float32Array) => Float32Array): (x: tf.Tensor2D) => tf.Tensor2D {
   return tf.customGrad((...args) => {
     const x = args[0] as tf.Tensor;
-    const all = collective.allGatherSync(x.dataSync() as Float32Array, sizes);
     return {
-      value: tf.tensor2d(all, [total, width]),
-      gradFunc: (dy: tf.Tensor) => tf.tensor2d(collective.reduceScatterSync(dy.dataSync() as Float32Array, sizes), [counts[collective.rank], width]),
+      value: assemble(collective.allGatherSync(x.dataSync() as Float32Array, sizes)),
+      gradFunc: (dy: tf.Tensor) => tf.tensor2d(collective.reduceScatterSync(split(dy.dataSync() as Float32Array), sizes), localShape),
     };
   }) as (x: tf.Tensor2D) => tf.Tensor2D;
+}
+
+/** All-gather of rows: [b_r, width] on each rank -> [B, width], rows in rank order. */
+function gatherRows(collective: SyncCollective, counts: readonly number[], width: number): (x: tf.Tensor2D) => tf.Tensor2D {
+  const total = counts.reduce((a, b) => a + b, 0);
+  const sizes = counts.map((c) => c * width);
+  return gatherOp(collective, sizes, [counts[collective.rank], width], (all) => tf.tensor2d(all, [total, width]), (dy) => dy);
 }
 
 /** All-gather of columns: [B, width_r] on each rank -> [B, sum of widths], columns in rank order. */
 function gatherColumns(collective: SyncCollective, rows: number, widths: readonly number[]): (x: tf.Tensor2D) => tf.Tensor2D {
   const sizes = widths.map((w) => w * rows);
   const cols = widths.reduce((a, b) => a + b, 0);
-  return tf.customGrad((...args) => {
-    const x = args[0] as tf.Tensor;
-    const all = collective.allGatherSync(x.dataSync() as Float32Array, sizes);
-    return {
-      value: tf.tensor2d(joinColumns(piecesOf(all, sizes), rows, widths), [rows, cols]),
-      gradFunc: (dy: tf.Tensor) => {
-        // Each rank's columns of the (partial) gradient, one block after another.
-        const data = dy.dataSync() as Float32Array;
-        let start = 0;
-        const blocks = widths.map((w) => {
-          const block = sliceColumns(data, rows, cols, { start, end: start + w });
-          start += w;
-          return block;
-        });
-        const flat = new Float32Array(rows * cols);
-        let at = 0;
-        for (const b of blocks) flat.set(b, (at += b.length) - b.length);
-        return tf.tensor2d(collective.reduceScatterSync(flat, sizes), [rows, widths[collective.rank]]);
-      },
-    };
-  }) as (x: tf.Tensor2D) => tf.Tensor2D;
+  const starts = widths.map((_, r) => widths.slice(0, r).reduce((a, b) => a + b, 0));
+  // The gradient's columns, rank by rank, one block after another: the reduce-scatter's segments.
+  const split = (dy: Float32Array): Float32Array => {
+    const flat = new Float32Array(rows * cols);
+    widths.forEach((w, r) => flat.set(sliceColumns(dy, rows, cols, { start: starts[r], end: starts[r] + w }), rows * starts[r]));
+    return flat;
+  };
+  return gatherOp(collective, sizes, [rows, widths[collective.rank]], (all) => tf.tensor2d(joinColumns(piecesOf(all, sizes), rows, widths), [rows, cols]), split);
 }
 
 export interface HybridGradients {

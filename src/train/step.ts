@@ -147,6 +147,21 @@ function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, micro
   return { grads, sums };
 }
 
+/**
+ * After the all-reduce: the step's global sums and votes from the tail, and the update with the
+ * reduced gradients (then `ownGrads`: hybrid mode's FC slices, already global) scaled by
+ * 1 / global image count.
+ */
+function applyReduced(fusion: FusionBuffer, optimizer: Optimizer, lr: number, ownGrads: tf.Tensor[] = []): Omit<StepResult, 'timings'> {
+  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
+  if (sums.count > 0) {
+    const reduced = fusion.unpack();
+    optimizer.apply([...reduced, ...ownGrads], lr, 1 / sums.count);
+    tf.dispose(reduced);
+  }
+  return { sums, skipped, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+}
+
 function tailOf(local: MetricSums, batch: Batch, opts: StepOptions): StepTail {
   return { sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0, checkpointVotes: opts.checkpointVote ? 1 : 0 };
 }
@@ -178,16 +193,11 @@ async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: 
     await reduceFusion(collective, fusion);
   }
   const t3 = performance.now();
-  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
   const headGrads = g.grads.slice(head.replicated);
-  if (sums.count > 0) {
-    const reduced = fusion.unpack();
-    head.optimizer.apply([...reduced, ...headGrads], opts.lr, 1 / sums.count);
-    tf.dispose(reduced);
-  }
+  const result = applyReduced(fusion, head.optimizer, opts.lr, headGrads);
   tf.dispose(headGrads);
   const t4 = performance.now();
-  return { sums, skipped, timings: { computeMs: t1 - t0 - inPassCommMs, copyMs: t2 - t1, reduceMs: t3 - t2 + inPassCommMs, updateMs: t4 - t3 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+  return { ...result, timings: { computeMs: t1 - t0 - inPassCommMs, copyMs: t2 - t1, reduceMs: t3 - t2 + inPassCommMs, updateMs: t4 - t3 } };
 }
 
 /**
@@ -209,14 +219,9 @@ async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch
   await overlap.settle();
   await collective.allReduce(fusion.tail, { exact: true });
   const t2 = performance.now();
-  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
-  if (sums.count > 0) {
-    const reduced = fusion.unpack();
-    optimizer.apply(reduced, opts.lr, 1 / sums.count);
-    tf.dispose(reduced);
-  }
+  const result = applyReduced(fusion, optimizer, opts.lr);
   const t3 = performance.now();
-  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: t2 - t1, updateMs: t3 - t2 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+  return { ...result, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: t2 - t1, updateMs: t3 - t2 } };
 }
 
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
@@ -239,14 +244,9 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
   const t2 = performance.now();
   await reduceFusion(collective, fusion);
   const t3 = performance.now();
-  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
-  if (sums.count > 0) {
-    const reduced = fusion.unpack();
-    optimizer.apply(reduced, opts.lr, 1 / sums.count);
-    tf.dispose(reduced);
-  }
+  const result = applyReduced(fusion, optimizer, opts.lr);
   const t4 = performance.now();
-  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+  return { ...result, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 } };
 }
 
 export interface EvalOutput {
