@@ -1,6 +1,7 @@
 // The hybrid mode (conv layers data-parallel, FC layers split by output unit) with real worker
 // processes and ZeroMQ sockets on wasm: the same weights as one worker and as data mode, with
 // dropout off and on, at 2 and 3 workers; checkpoints that resume across modes and worker counts.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import yargs from 'yargs';
@@ -93,7 +94,10 @@ t.test('dropout on: the masks follow the image, so hybrid = data mode at the sam
 t.test('a hybrid checkpoint resumes in data mode on another worker count, and the reverse', async (t) => {
   const base = ['--max-steps', '2', '--dropout', '0'];
   const straight = await train('straight', 1, [...base, '--epochs', '2']);
-  await train('h-then-d', 2, [...base, '--epochs', '1', '--parallel', 'hybrid']);
+  // A step checkpoint every step: rank 0's timer votes through the tail, every rank gathers its slices.
+  await train('h-then-d', 2, [...base, '--epochs', '1', '--parallel', 'hybrid', '--checkpoint-every', '1', '--keep-checkpoints', '5']);
+  const stepCheckpoints = fs.readdirSync(path.join(root, 'h-then-d')).filter((n) => /^step-.*\.ckpt$/.test(n));
+  t.equal(stepCheckpoints.length, 2, `hybrid wrote a step checkpoint after each of its 2 steps (${stepCheckpoints.join(', ')})`);
   const hd = await train('h-then-d', 1, [...base, '--epochs', '2', '--resume', path.join(root, 'h-then-d')]);
   await train('d-then-h', 1, [...base, '--epochs', '1']);
   const dh = await train('d-then-h', 3, [...base, '--epochs', '2', '--parallel', 'hybrid', '--resume', path.join(root, 'd-then-h')]);
