@@ -35,7 +35,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native data train test gpu-check gpu-bundle bench bench-quick reproduce ablations clean
+.PHONY: all install build native data train test gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
 
 all: build
 
@@ -100,6 +100,15 @@ bench: build
 	node dist/bench/kernels.js --preset paper --out $(BENCH_DIR)/kernels.json
 	node dist/bench/report.js --img-dir docs/img --doc docs/benchmarks.md --train $(BENCH_DIR)/train.json,$(BENCH_DIR)/train-wasm.json \
 		--allreduce $(BENCH_DIR)/allreduce.json --data $(BENCH_DIR)/data.json --kernels $(BENCH_DIR)/kernels.json
+
+# The parallel modes (docs/parallel-modes.md): bytes on the wire, one host, two network
+# namespaces (needs root), and the GPU projection.
+bench-parallel: build
+	@mkdir -p $(BENCH_DIR)
+	node dist/bench/parallel.js wire
+	node dist/bench/parallel.js host --out $(BENCH_DIR)/parallel-host.json
+	node dist/bench/parallel.js hosts --out $(BENCH_DIR)/parallel-hosts.json
+	node dist/bench/parallel.js gpu --out $(BENCH_DIR)/parallel-gpu.json
 
 # Needs Debian's dataset-fashion-mnist (the official IDX files); the reference needs python3-torch.
 reproduce: build

@@ -33,6 +33,8 @@ export interface RunSpec {
   gpus?: boolean;
   /** --threads: oneDNN threads per worker process (native only). */
   threads: number;
+  /** More `alexnet train` flags (the parallel-modes benchmark: --parallel, --wire-dtype, --overlap). */
+  extraArgs?: string[];
 }
 
 export type RunReply =
@@ -57,6 +59,7 @@ export function trainArgs(spec: RunSpec): string[] {
     '--epochs', String(spec.epochs),
     '--max-steps', String(spec.steps),
     '--run-dir', spec.runDir,
+    ...(spec.extraArgs ?? []),
   ];
 }
 

@@ -20,6 +20,8 @@ export interface StepSample {
   partsMs: Record<StepPart, number>;
   /** The reporting worker's peak resident memory so far. */
   peakRssMb: number;
+  /** Bytes the rank sent on the ring in this step (absent in older result files). */
+  wireBytes?: number;
 }
 
 /** The largest peak resident memory any worker reported: what one worker needs. */
@@ -28,7 +30,7 @@ export function peakRssPerWorkerMb(samples: readonly StepSample[]): number {
 }
 
 export function sampleOf(m: StepReportMessage, atMs: number): StepSample {
-  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs }, peakRssMb: m.peakRssMb };
+  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs }, peakRssMb: m.peakRssMb, wireBytes: m.wireBytes };
 }
 
 /** Warm-up steps, then `reps` repetitions of `stepsPerRep` consecutive steps each. */

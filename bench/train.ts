@@ -46,13 +46,13 @@ import {
 
 const CLASSES = 10;
 /** Steps per repetition, and PyTorch's warm-up (it trains on random tensors in memory: nothing to decode). */
-interface BasePlan {
+export interface BasePlan {
   stepsPerRep: number;
   torchWarmupSteps: number;
 }
 /** A paper/torchvision step takes 1-18 s here (native to wasm): one step per repetition. */
 const BIG_PLAN: BasePlan = { torchWarmupSteps: 1, stepsPerRep: 1 };
-const PLANS: Record<PresetName, BasePlan> = {
+export const PLANS: Record<PresetName, BasePlan> = {
   small: { torchWarmupSteps: 3, stepsPerRep: 10 },
   paper: BIG_PLAN,
   torchvision: BIG_PLAN,
@@ -113,13 +113,13 @@ function basePlan(preset: PresetName, options: Options): BasePlan {
  * of the second epoch is measured: the trainer's throughput with the data in memory, as
  * PyTorch's is. The data pipeline's own speed is bench/data.ts's subject.
  */
-function oursPlan(base: BasePlan, reps: number): RepPlan & { epochSteps: number } {
+export function oursPlan(base: BasePlan, reps: number): RepPlan & { epochSteps: number } {
   const epochSteps = base.stepsPerRep * reps + 1;
   return { warmupSteps: epochSteps + 1, stepsPerRep: base.stepsPerRep, reps, epochSteps };
 }
 
 /** A synthetic `train/<class>/<image>.jpg` folder of `count` `sizePx` squares. */
-async function ensureDataset(sizePx: number, count: number): Promise<string> {
+export async function ensureDataset(sizePx: number, count: number): Promise<string> {
   const root = path.join(os.tmpdir(), `alexnet-bench-train-${sizePx}px-${count}`);
   const files = Array.from({ length: count }, (_, i) => path.join(root, 'train', `class${i % CLASSES}`, `${String(i).padStart(5, '0')}.jpg`));
   await writeNoisyJpegs(files, sizePx, sizePx);
@@ -128,7 +128,7 @@ async function ensureDataset(sizePx: number, count: number): Promise<string> {
 
 const isReply = (m: unknown): m is RunReply => typeof m === 'object' && m !== null && 'kind' in m;
 
-async function runOurs(spec: RunSpec, plan: RepPlan): Promise<OursResult> {
+export async function runOurs(spec: RunSpec, plan: RepPlan): Promise<OursResult> {
   const child = forkScript(path.join(__dirname, `train-run${path.extname(__filename)}`), [JSON.stringify(spec)]);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {

@@ -23,6 +23,8 @@ import {
   INIT_NAMES,
   LOG_LEVELS,
   OPTIMIZER_NAMES,
+  PARALLEL_MODES,
+  WIRE_DTYPES,
   PRESET_NAMES,
   SCHEDULE_NAMES,
   trainFlagDefault as d,
@@ -74,6 +76,10 @@ export function trainOptions(y: Argv): Argv {
     .option('backend', { choices: BACKEND_CHOICES, default: d('backend'), describe: 'tfjs backend: auto tries node-gpu, webgpu (Vulkan, a hardware adapter only), node, native (oneDNN), wasm, cpu' })
     .option('allow-software-gpu', { type: 'boolean', default: d('allow-software-gpu'), describe: 'let webgpu run on a software Vulkan device (lavapipe, SwiftShader): slow, for tests' })
     .option('threads', { type: 'number', default: d('threads'), describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)' })
+    .option('parallel', { choices: PARALLEL_MODES, default: d('parallel'), describe: "data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step" })
+    .option('wire-dtype', { choices: WIRE_DTYPES, default: d('wire-dtype'), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' })
+    .option('overlap', { type: 'boolean', default: d('overlap'), describe: 'all-reduce gradients in buckets while the backward pass still runs' })
+    .option('bucket-mb', { type: 'number', default: d('bucket-mb'), describe: 'bucket size of --overlap, in MB' })
     .option('devices', { type: 'string', default: d('devices'), describe: "workers: 'auto', a GPU count, 'cpu:N' CPU-simulated devices, or 'webgpu:N' workers on whatever WebGPU adapter exists (software too)" })
     .option('strict-devices', { type: 'boolean', default: d('strict-devices'), describe: 'fail instead of simulating when fewer GPUs than asked exist' })
     .option('checksum-every', { type: 'number', default: d('checksum-every'), describe: 'compare a checksum of the weights across workers every N steps (0: never)' })

@@ -20,7 +20,7 @@ import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';
 import { defaultEvalDir, EVAL_FILE_NAMES } from './eval/file-names';
 import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
-import { countParams, createAlexNet, forwardFlopsPerImage } from './model/alexnet';
+import { createAlexNet, forwardFlopsPerImage } from './model/alexnet';
 import { loadExportedModel } from './model/export';
 import { buildSpec, type ModelSpec } from './model/presets';
 import { formatSummary } from './model/summary';
@@ -35,6 +35,7 @@ import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/checkpoint-store';
 import { assertFreshRunDir } from './train/run-dir';
 import { chooseCpuLayout } from './train/cpu-layout';
+import { wireBytesPerStep } from './train/wire-bytes';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
 import { consoleLogger, type Logger } from './log';
@@ -188,7 +189,9 @@ export async function runTrain(args: CliArgs): Promise<void> {
 function autoCpuLayout(config: TrainConfig, devices: DeviceAssignment, spec: ModelSpec, classes: number, log: Logger): { config: TrainConfig; devices: DeviceAssignment } {
   const eligible = config.devices.trim() === 'auto' && devices.kind === 'cpu' && devices.worldSize > 1 && config.threads === 1 && (config.backend === 'auto' || config.backend === 'native');
   if (!eligible || !nativeLoads()) return { config, devices };
-  const layout = chooseCpuLayout({ cores: devices.worldSize, globalBatch: config.batchSize, params: countParams(spec, classes), forwardFlopsPerImage: forwardFlopsPerImage(spec, classes) });
+  const n = devices.worldSize;
+  const wire = wireBytesPerStep({ spec, numClasses: classes, mode: config.parallel, dtype: config.wireDtype, worldSize: n, batchPerWorker: Math.ceil(config.batchSize / n) });
+  const layout = chooseCpuLayout({ cores: n, globalBatch: config.batchSize, wireBytes: wire.total, forwardFlopsPerImage: forwardFlopsPerImage(spec, classes) });
   log.info(`--devices auto: ${layout.reason}`);
   return { config: { ...config, threads: layout.threadsPerWorker }, devices: { ...devices, worldSize: layout.workers } };
 }

@@ -24,6 +24,13 @@ export type PresetName = (typeof PRESET_NAMES)[number];
 export const BACKEND_CHOICES = ['auto', 'node-gpu', 'webgpu', 'node', 'native', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
+export const PARALLEL_MODES = ['data', 'hybrid'] as const;
+export type ParallelMode = (typeof PARALLEL_MODES)[number];
+
+/** Number formats of values on the ring (src/parallel/wire-codec.ts). */
+export const WIRE_DTYPES = ['fp32', 'fp16', 'bf16'] as const;
+export type WireDtype = (typeof WIRE_DTYPES)[number];
+
 export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
@@ -136,6 +143,18 @@ export interface TrainConfig {
   allowSoftwareGpu: boolean;
   /** oneDNN threads per process of the native backend (default 1: one worker per core). */
   threads: number;
+  /**
+   * data: every worker holds the whole model and all gradients are all-reduced. hybrid
+   * (Krizhevsky 2014, "one weird trick"): the conv layers are data-parallel, the FC layers
+   * model-parallel, each worker owning 1/N of every FC layer's output units.
+   */
+  parallel: ParallelMode;
+  /** Number format of gradients and activations on the wire: fp32, fp16 or bf16 (sums stay fp32). */
+  wireDtype: WireDtype;
+  /** All-reduce gradients in buckets while the backward pass still runs (DDP/Horovod style). */
+  overlap: boolean;
+  /** Bucket size of the overlapped all-reduce, in MB. */
+  bucketMb: number;
   /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
   devices: string;
   /** Fail instead of simulating when fewer GPUs than asked exist. */
@@ -192,6 +211,10 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
   backend: 'auto',
   allowSoftwareGpu: false,
   threads: 1,
+  parallel: 'data',
+  wireDtype: 'fp32',
+  overlap: false,
+  bucketMb: 25,
   devices: 'auto',
   strictDevices: false,
   checksumEverySteps: 50,
@@ -241,6 +264,10 @@ export const TRAIN_FLAGS = {
   backend: 'backend',
   allowSoftwareGpu: 'allow-software-gpu',
   threads: 'threads',
+  parallel: 'parallel',
+  wireDtype: 'wire-dtype',
+  overlap: 'overlap',
+  bucketMb: 'bucket-mb',
   devices: 'devices',
   strictDevices: 'strict-devices',
   checksumEverySteps: 'checksum-every',
@@ -313,6 +340,10 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
     backend: r.oneOf('backend', BACKEND_CHOICES),
     allowSoftwareGpu: r.bool('allowSoftwareGpu'),
     threads: r.count('threads'),
+    parallel: r.oneOf('parallel', PARALLEL_MODES),
+    wireDtype: r.oneOf('wireDtype', WIRE_DTYPES),
+    overlap: r.bool('overlap'),
+    bucketMb: r.positive('bucketMb'),
     devices: r.string('devices'),
     strictDevices: r.bool('strictDevices'),
     checksumEverySteps: r.count('checksumEverySteps', true),

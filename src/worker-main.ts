@@ -10,7 +10,9 @@
  * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
  * coordinator, which watches health.
  */
+import * as fs from 'node:fs';
 import { backendRequest, describeBackend, initBackend } from './backend';
+import { addonPath } from './backend/native';
 import { env } from './config';
 import { consoleLogger } from './log';
 import { WorkerControl, type WorkerControlOptions } from './parallel/control';
@@ -41,6 +43,7 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   const { choice, options } = backendRequest(config, boot.deviceKind);
   const backend = await initBackend(choice, boot.deviceKind === 'gpu', options);
   if (rank === 0) log.info(describeBackend(backend));
+  if (rank === 0 && config.wireDtype !== 'fp32') log.info(`wire: ${config.wireDtype}, converted by ${session.collective.codec === 'native' ? "the native addon's vectorised loops" : `scalar ${session.collective.codec}`}`);
   await session.ready();
   const trainer = new Trainer(config, {
     log,
@@ -66,7 +69,9 @@ export async function workerMain(hooks: WorkerHooks = {}): Promise<number> {
   const control = hooks.control ? hooks.control(boot.controlAddress, options) : new WorkerControl(boot.controlAddress, options);
   let session: WorkerSession | null = null;
   try {
-    session = await WorkerSession.open(boot, control, keys);
+    // The addon's vectorised fp16/bf16 conversions for the ring, where it is built.
+    const wireKernels = fs.existsSync(addonPath()) ? addonPath() : null;
+    session = await WorkerSession.open(boot, control, keys, wireKernels);
     await train(session, hooks);
     return 0;
   } catch (err) {

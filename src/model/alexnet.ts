@@ -161,7 +161,8 @@ export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor
   return tf.concat(xs.map((xg, g) => convOne(xg as tf.Tensor4D, ks[g] as tf.Tensor4D, bs[g] as tf.Tensor1D)), 3);
 }
 
-function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activation: ModelSpec['activation'] | 'linear'): tf.Tensor2D {
+/** A fully connected layer: x [n, in] times kernel [in, units] plus bias, then the activation. */
+export function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activation: ModelSpec['activation'] | 'linear'): tf.Tensor2D {
   if (activation === 'tanh') return tf.tanh(tf.add(tf.matMul(x, kernel), bias)) as tf.Tensor2D;
   return tf.fused.matMul({ a: x, b: kernel, bias, activation }) as tf.Tensor2D;
 }
@@ -176,33 +177,57 @@ export interface ForwardOptions {
    * image's masks. Default: 0, 1, 2, ... (the image's place in `images`).
    */
   dropoutKeys?: ArrayLike<number>;
+  /**
+   * Wraps each parameter where the pass uses it (index in model.params): the overlapped
+   * all-reduce puts an identity there whose gradient hands the finished gradient over.
+   */
+  paramHook?: ParamHook;
 }
+
+export type ParamHook = (index: number, variable: tf.Variable) => tf.Tensor;
 
 /** Seed of one image's mask in one dropout layer: a string (tfjs seeds alea with it), so no two collide. */
 export function dropoutMaskSeed(stepSeed: number, layer: number, key: number): string {
   return `${stepSeed}/${layer}/${key}`;
 }
 
+/** Columns [start, start + width) of a layer of `of` units: the part of it one rank owns (hybrid mode). */
+export interface ColumnSlice {
+  start: number;
+  of: number;
+}
+
 /**
  * Inverted dropout with one seeded mask row per image, keyed by the image, so its mask is the
  * same whether it runs in one batch, in micro-batches of any size, or on any rank (the result
  * depends on neither --micro-batch nor the worker count). Same keep rule as tf.dropout: keep
- * where u + (1 - rate) >= 1.
+ * where u + (1 - rate) >= 1. With `columns`, `h` holds only those columns of the layer (a hybrid
+ * rank's slice): the image's full mask row is drawn and cut, so the slice gets the same mask.
  */
-function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, keys: ArrayLike<number> | undefined): tf.Tensor2D {
-  const [n, units] = h.shape;
+export function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, keys: ArrayLike<number> | undefined, columns?: ColumnSlice): tf.Tensor2D {
+  const [n, width] = h.shape;
+  const units = columns?.of ?? width;
   const keep = 1 - rate;
-  const rows = Array.from({ length: n }, (_, i) => tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i)));
+  const maskRow = (i: number): tf.Tensor2D => {
+    const row = tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i)) as tf.Tensor2D;
+    return columns ? tf.slice(row, [0, columns.start], [1, width]) : row;
+  };
+  const rows = Array.from({ length: n }, (_, i) => maskRow(i));
   const u = rows.length === 1 ? rows[0] : tf.concat(rows, 0);
   return tf.mul(h, tf.div(tf.floor(tf.add(u, keep)), keep)) as tf.Tensor2D;
 }
 
-/** images NHWC [n, size, size, 3] -> logits [n, classes]. */
-export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+/** Index in model.params of the first fully connected layer's kernel (after every conv's kernel and bias). */
+export function firstDenseParam(spec: ModelSpec): number {
+  return 2 * spec.convs.length;
+}
+
+/** The conv stage: images NHWC [n, size, size, 3] -> flattened features [n, features]. */
+export function convFeatures(model: AlexNet, images: tf.Tensor4D, hook?: ParamHook): tf.Tensor2D {
   const { spec } = model;
   const p = model.params;
   let i = 0;
-  const next = () => p[i++].variable;
+  const next = (): tf.Tensor => (hook ? hook(i, p[i++].variable) : p[i++].variable);
   let x: tf.Tensor4D = images;
   for (const c of spec.convs) {
     // The images need no gradient: the native layer then skips that backward pass.
@@ -213,7 +238,17 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
     }
     if (c.pool) x = tf.maxPool(x, spec.pool.window, spec.pool.stride, 'valid') as tf.Tensor4D;
   }
-  let h = tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
+  return tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
+}
+
+/** images NHWC [n, size, size, 3] -> logits [n, classes]. */
+export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+  const { spec } = model;
+  const p = model.params;
+  let i = firstDenseParam(spec);
+  const hook = opts.paramHook;
+  const next = (): tf.Tensor => (hook ? hook(i, p[i++].variable) : p[i++].variable);
+  let h = convFeatures(model, images, hook);
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
   const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t);

@@ -3,7 +3,9 @@
  * - ringAllReduce: in-place sum, reduce-scatter (n-1 steps) + all-gather (n-1 steps),
  *   every segment cut into chunks so that sending, receiving and adding overlap;
  * - broadcast: one rank's buffer to every rank (initial weights), pipelined the same way;
- * - allReduceScalars: exact float64 sums of a few metrics, identical on every rank.
+ * - allReduceScalars: exact float64 sums of a few metrics, identical on every rank;
+ * - ringAllGather / ringReduceScatter: the two halves of the all-reduce as collectives of their
+ *   own, over segments of any sizes (one per rank), for the hybrid mode's activations.
  *
  * Zero-copy safety (ZeroMQ reads a sent buffer after `send()` resolved, until the peer has
  * it). The all-reduce never needs an ack or a defensive copy, by construction:
@@ -121,7 +123,11 @@ export async function ringAllReduce(
       const partial = await recvExpected(transport, c.end - c.start, timeoutMs, what);
       const local = buffer.subarray(c.start, c.end);
       addInPlace(partial, local);
-      if (isLast) local.set(partial);
+      if (isLast) {
+        // The final value, as every other rank will receive it (a 16-bit wire rounds it).
+        transport.quantize?.(partial);
+        local.set(partial);
+      }
       // The next reduce-scatter step, or all-gather step 0 once the segment is final.
       await transport.send(partial);
     }
@@ -201,4 +207,99 @@ export async function allReduceScalars(
   const sums = new Float64Array(count);
   for (const vector of byRank) for (let i = 0; i < count; i++) sums[i] += vector[i];
   return sums;
+}
+
+/** Element ranges of consecutive segments of these sizes (segment k belongs to rank k). */
+export function segmentsOfSizes(sizes: readonly number[]): ElemRange[] {
+  let start = 0;
+  return sizes.map((size) => {
+    if (!Number.isInteger(size) || size < 0) throw new RangeError(`segment sizes must be whole numbers >= 0, got ${size}`);
+    const range = { start, end: start + size };
+    start += size;
+    return range;
+  });
+}
+
+/** The segments of a gather or scatter, checked: one per rank, and `length` values in all (or in this rank's, `ownOnly`). */
+function checkedSegments(what: string, length: number, sizes: readonly number[], transport: RingTransport, ownOnly: boolean): ElemRange[] {
+  const { rank, worldSize } = transport;
+  if (sizes.length !== worldSize) {
+    throw new ConfigError(`rank ${rank}: ${sizes.length} segment sizes for ${worldSize} ranks`);
+  }
+  const segments = segmentsOfSizes(sizes);
+  const expected = ownOnly ? sizes[rank] : segments[worldSize - 1].end;
+  if (length !== expected) {
+    throw new ConfigError(`rank ${rank}: ${what} of ${length} values, but ${ownOnly ? 'its segment holds' : 'the segments add up to'} ${expected}`);
+  }
+  return segments;
+}
+
+/**
+ * Every rank's segment to every rank: `local` is this rank's segment (sizes[rank] values); the
+ * result is all segments in rank order (sum of sizes values). Sizes may differ and be 0; every
+ * rank must pass the same sizes. The ring carries segment (rank - step) at step `step`. What
+ * goes out of `local` is copied first, so the caller may reuse `local` as soon as this returns.
+ */
+export async function ringAllGather(
+  local: Float32Array,
+  sizes: readonly number[],
+  transport: RingTransport,
+  options: CollectiveOptions = {},
+): Promise<Float32Array> {
+  const { rank, worldSize: n } = transport;
+  const segments = checkedSegments('all-gather', local.length, sizes, transport, true);
+  const { chunkElems, timeoutMs } = resolveOptions(options);
+  const out = new Float32Array(segments[n - 1].end);
+  const own = local.slice();
+  // A 16-bit wire rounds what the others receive: keep the same rounded values here.
+  transport.quantize?.(own);
+  out.set(own, segments[rank].start);
+  if (n === 1) return out;
+  for (const c of chunkRanges(segments[rank], chunkElems)) {
+    await transport.send(out.slice(c.start, c.end));
+  }
+  for (let step = 0; step < n - 1; step++) {
+    const segment = mod(rank - 1 - step, n);
+    for (const c of chunkRanges(segments[segment], chunkElems)) {
+      const got = await recvExpected(transport, c.end - c.start, timeoutMs, `all-gather step ${step}`);
+      out.set(got, c.start);
+      if (step < n - 2) await transport.send(got);
+    }
+  }
+  return out;
+}
+
+/**
+ * Sums `buffer` (every rank's full-length contribution) over all ranks and leaves each rank
+ * only its own segment of the sum: returns sizes[rank] values. Every rank must pass the same
+ * sizes. Segment s travels from rank s+1 around the ring, gathering one addend per hop, and
+ * ends at rank s; the additions happen in the fixed order of the ring, so the result is the
+ * same on every run. `buffer` is not written, and what is sent from it is copied first.
+ */
+export async function ringReduceScatter(
+  buffer: Float32Array,
+  sizes: readonly number[],
+  transport: RingTransport,
+  options: CollectiveOptions = {},
+): Promise<Float32Array> {
+  const { rank, worldSize: n } = transport;
+  const segments = checkedSegments('reduce-scatter', buffer.length, sizes, transport, false);
+  const { chunkElems, timeoutMs } = resolveOptions(options);
+  const own = segments[rank];
+  if (n === 1) return buffer.slice(own.start, own.end);
+  const result = new Float32Array(own.end - own.start);
+  for (const c of chunkRanges(segments[mod(rank - 1, n)], chunkElems)) {
+    await transport.send(buffer.slice(c.start, c.end));
+  }
+  for (let step = 0; step < n - 1; step++) {
+    const segment = mod(rank - 2 - step, n);
+    const isLast = step === n - 2;
+    for (const c of chunkRanges(segments[segment], chunkElems)) {
+      const partial = await recvExpected(transport, c.end - c.start, timeoutMs, `reduce-scatter step ${step}`);
+      addInPlace(partial, buffer.subarray(c.start, c.end));
+      if (isLast) result.set(partial, c.start - own.start);
+      else await transport.send(partial);
+    }
+  }
+  return result;
 }

@@ -9,8 +9,11 @@ import type { RingTransport } from './transport';
 export interface Collective {
   readonly rank: number;
   readonly worldSize: number;
-  /** Sums `buffer` element-wise over all ranks, in place; identical result on every rank. */
-  allReduce(buffer: Float32Array): Promise<void>;
+  /**
+   * Sums `buffer` element-wise over all ranks, in place; identical result on every rank.
+   * `exact`: in fp32 even when gradients travel in a 16-bit wire dtype (counts, metric sums).
+   */
+  allReduce(buffer: Float32Array, options?: { exact?: boolean }): Promise<void>;
   /** Copies rank `root`'s buffer into every rank's buffer. */
   broadcast(buffer: Float32Array, root: number): Promise<void>;
 }

@@ -15,7 +15,7 @@ import { ProtocolError } from '../errors';
  * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
  * (hosts of a multi-host run may have different builds installed).
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 export enum MessageType {
   /** worker -> coordinator: started; here is my ring endpoint. */
@@ -83,6 +83,8 @@ export interface StepReportMessage {
   timingsMs: Record<StepTiming, number>;
   /** This worker process's peak resident memory so far (the benchmark's memory per worker). */
   peakRssMb: number;
+  /** Bytes this rank put on the ring during the step (after --wire-dtype encoding). */
+  wireBytes: number;
 }
 
 /** The parts of a step a StepReport times, in the order they happen. */
@@ -96,6 +98,8 @@ export interface StepFacts {
   /** Summed over every rank's images of the step. */
   sums: { count: number };
   timings: Record<StepTiming, number>;
+  /** Bytes this rank sent on the ring during the step (absent: none, one process). */
+  wireBytes?: number;
 }
 
 /**
@@ -113,6 +117,7 @@ export function stepReportMessage(rank: number, r: StepFacts): StepReportMessage
     timingsMs: Object.fromEntries(STEP_TIMINGS.map((name) => [name, r.timings[name]])) as Record<StepTiming, number>,
     // getrusage's high-water mark: one syscall, made in the worker that reports the step.
     peakRssMb: process.resourceUsage().maxRSS / 1024,
+    wireBytes: r.wireBytes ?? 0,
   };
 }
 
@@ -253,6 +258,7 @@ const SCHEMAS: Schemas = {
     images: rankField,
     timingsMs: timingsField,
     peakRssMb: numberField,
+    wireBytes: numberField,
   },
   [MessageType.Checksum]: { rank: rankField, step: rankField, checksum: stringField },
   [MessageType.Heartbeat]: { rank: rankField, timeMs: numberField },

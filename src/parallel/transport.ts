@@ -26,6 +26,12 @@ export interface RingTransport {
   recv(timeoutMs: number): Promise<Float32Array>;
   /** Releases sockets and timers. Idempotent. Pending and later calls reject. */
   close(): Promise<void>;
+  /**
+   * Rounds `values` in place to what this transport delivers (a 16-bit wire format rounds;
+   * absent: delivered exactly). A rank that keeps its own copy of a value it also sends calls
+   * this, so that its copy is bit-identical to what the other ranks receive.
+   */
+  quantize?(values: Float32Array): void;
 }
 
 /** The CommTimeoutError every transport raises, so messages read the same everywhere. */

@@ -9,14 +9,13 @@
 import * as os from 'node:os';
 import { validateTrainConfig, type TrainConfig } from '../config';
 import { CommTimeoutError, ConfigError } from '../errors';
-import { ringCollective, type Collective } from './collective';
+import { CommThread } from './comm-thread';
 import { WorkerControl } from './control';
 import type { CurveKeys } from './curve-auth';
 import { readKeyFile } from './keyfile';
 import { MessageType, PROTOCOL_VERSION, stepReportMessage, weightsChecksum, type ConfigMessage, type ControlMessage, type StepFacts } from './protocol';
 import { parseRingAddress } from './ring-address';
 import type { WorkerBootstrap } from './worker-env';
-import { ZmqRingTransport } from './zmq-ring';
 
 /** A peer that sends nothing for this long inside a collective is reported as dead. */
 const COLLECTIVE_TIMEOUT_MS = 120_000;
@@ -60,24 +59,22 @@ function waitForConfig(control: WorkerControl, rank: number, onOther: (m: Contro
 export class WorkerSession {
   /** Set by the coordinator's shutdown (Ctrl-C) or a signal: every rank stops after the same step. */
   stopRequested = false;
-  readonly collective: Collective;
   private heartbeat: NodeJS.Timeout | null = null;
   private shutdownReceived: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly boot: WorkerBootstrap,
     readonly control: WorkerControl,
-    private readonly ring: ZmqRingTransport,
+    /** The ring, on its own thread: the training loop's collective. */
+    readonly collective: CommThread,
     /** This rank's frozen config, as the coordinator sent it and validated on receipt. */
     readonly config: Readonly<TrainConfig>,
-  ) {
-    this.collective = ringCollective(ring, boot.rank, boot.worldSize, { timeoutMs: COLLECTIVE_TIMEOUT_MS });
-  }
+  ) {}
 
   /** Binds the ring, says hello, waits for the config and connects the ring to rank + 1. */
-  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null): Promise<WorkerSession> {
+  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null, wireKernels: string | null = null): Promise<WorkerSession> {
     const { rank, worldSize } = boot;
-    const ring = await ZmqRingTransport.bind({ rank, worldSize, bindAddress: boot.ringAddress, ...(keys ? { curve: keys } : {}) });
+    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS, wireKernels });
     try {
       let released: () => void = () => undefined;
       let session: WorkerSession | null = null;
@@ -95,7 +92,7 @@ export class WorkerSession {
         throw new ConfigError(`rank ${rank}/${worldSize} was sent the config of rank ${message.rank}/${message.worldSize}`);
       }
       const config = validateTrainConfig(message.config, `rank ${rank}: the config from the coordinator`);
-      await ring.connect(message.nextEndpoint);
+      await ring.connect(message.nextEndpoint, config.wireDtype);
       session = new WorkerSession(boot, control, ring, config);
       session.stopRequested = stopEarly;
       session.shutdownReceived = shutdownReceived;
@@ -134,7 +131,7 @@ export class WorkerSession {
 
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
-    await this.ring.close();
+    await this.collective.close();
   }
 }
 

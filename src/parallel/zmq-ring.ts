@@ -188,6 +188,20 @@ export class ZmqRingTransport implements RingTransport {
   }
 
   /**
+   * Closes the sockets at once, without the BYE drain: the process is exiting (see
+   * comm-thread.ts). A receive in progress rejects. Synchronous.
+   */
+  abort(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.broken = true;
+    this.push.linger = 0;
+    this.pull.close();
+    this.push.close();
+    this.zap?.close();
+  }
+
+  /**
    * Every rank sends a small BYE, then forwards the BYEs of the others. Our own BYE coming back
    * means rank+1 forwarded it, so it had received all our earlier frames (a link is FIFO).
    * Each rank sends its own BYE before forwarding any, so by the time ours returns we have

@@ -5,20 +5,22 @@
  *
  * A model of the two, with costs measured on our 2-core machines (docs/benchmarks.md, "One
  * worker with two threads or two workers"):
- *   data parallel: step = compute(B / N) x (1 + skew) + all-reduce(4 x params bytes) + per-step cost
+ *   data parallel: step = compute(B / N) x (1 + skew) + the bytes each worker sends / rate + per-step cost
  *   threads:       step = compute(B) / (N x efficiency)
  * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate. Measured at 32
  * images per core, threads won for both presets: the paper's 61M parameters take ~0.3 s a step
  * to all-reduce, and the small preset's steps are so short that the all-reduce's latency, the
  * wait for the slower rank and the loader's share of the core outweigh its tiny gradients. At
  * 64 paper images per core the all-reduce is amortised: the model picks workers, and the two
- * measured as a tie (55.7 against 56.7 img/s).
+ * measured as a tie (55.7 against 56.7 img/s). The bytes come from the run's --parallel mode and
+ * --wire-dtype (wire-bytes.ts): hybrid mode's 1/17 of data mode's bytes tips the paper preset
+ * towards workers.
  */
 
 export interface CpuCosts {
   /** Training FLOPs (3 x forward) one core runs per second, measured on the paper preset. */
   coreTrainFlopsPerSec: number;
-  /** Bytes of gradients all-reduced per second, copies into and out of the fusion buffer included. */
+  /** Bytes a worker sends per second through the ring, copies into and out of the fusion buffer included. */
   allReduceBytesPerSec: number;
   /** A data-parallel step's fixed cost: the all-reduce's latency and the loader's time on the core. */
   stepOverheadSec: number;
@@ -54,7 +56,8 @@ export interface LayoutInput {
   cores: number;
   /** The global batch: B / cores images per worker when data parallel. */
   globalBatch: number;
-  params: number;
+  /** Bytes one worker would send per step in the workers layout (wire-bytes.ts). */
+  wireBytes: number;
   forwardFlopsPerImage: number;
 }
 
@@ -65,10 +68,9 @@ export interface LayoutInput {
  * efficiency e, N e / (N c) > 1 / (c + a) holds iff a / c > (1 - e) / e.
  */
 export function dataParallelOverhead(input: LayoutInput, costs: CpuCosts = CPU_COSTS): number {
-  const { cores: n, globalBatch: b, params, forwardFlopsPerImage: f } = input;
+  const { cores: n, globalBatch: b, wireBytes, forwardFlopsPerImage: f } = input;
   const computeSec = ((b / n) * 3 * f) / costs.coreTrainFlopsPerSec;
-  const allReduceSec = ((4 * params * 2 * (n - 1)) / n) / costs.allReduceBytesPerSec;
-  return (allReduceSec + costs.stepOverheadSec) / computeSec + costs.skewFraction;
+  return (wireBytes / costs.allReduceBytesPerSec + costs.stepOverheadSec) / computeSec + costs.skewFraction;
 }
 
 export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS): CpuLayout {
@@ -77,7 +79,7 @@ export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS)
   const share = dataParallelOverhead(input, costs);
   const threadLoss = (1 - costs.threadEfficiency) / costs.threadEfficiency;
   const pct = (x: number): string => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
-  const why = `all-reducing ${(input.params / 1e6).toFixed(1)}M parameters every step would add ~${pct(share)} to each worker's compute, ${n} threads in one process lose ~${pct(threadLoss)}`;
+  const why = `sending ${(input.wireBytes / 1e6).toFixed(1)} MB per worker every step would add ~${pct(share)} to each worker's compute, ${n} threads in one process lose ~${pct(threadLoss)}`;
   return share > threadLoss
     ? { workers: 1, threadsPerWorker: n, reason: `1 worker with ${n} oneDNN threads: ${why}` }
     : { workers: n, threadsPerWorker: 1, reason: `${n} workers with 1 oneDNN thread each: ${why}` };

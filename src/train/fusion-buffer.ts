@@ -5,8 +5,10 @@
  * the replica checksum) and the tail alone (evaluation's metric sums).
  *
  * The tail, summed over ranks: [images, loss sum, top-1 hits, top-5 hits, skipped images,
- * stop votes]. The sums scale the gradients (1 / global image count) and feed the progress
- * line; the stop vote makes every rank stop after the same step (Ctrl-C may reach only some).
+ * stop votes, checkpoint votes]. The sums scale the gradients (1 / global image count) and feed
+ * the progress line; the stop vote makes every rank stop after the same step (Ctrl-C may reach
+ * only some); rank 0's checkpoint vote (its timer) tells every rank that this step ends with a
+ * step checkpoint, which in hybrid mode every rank must take part in.
  */
 import * as tf from '@tensorflow/tfjs';
 import { readConcatenated, readsSync } from '../backend/readback';
@@ -18,9 +20,11 @@ export interface StepTail {
   skipped: number;
   /** Ranks that asked to stop after this step. */
   stopVotes: number;
+  /** Ranks that want a step checkpoint after this step (rank 0's timer); absent: 0. */
+  checkpointVotes?: number;
 }
 
-const TAIL_SLOTS = 6;
+const TAIL_SLOTS = 7;
 
 export class FusionBuffer {
   /** Gradients (or weights) of every parameter, then the tail. */
@@ -39,7 +43,19 @@ export class FusionBuffer {
       at += shape.reduce((a, b) => a * b, 1);
     }
     this.tailAt = at;
-    this.data = new Float32Array(at + TAIL_SLOTS);
+    // Shared memory: a worker's ring runs on its own thread (comm-thread.ts) and reduces the
+    // buffer where it is, without a copy.
+    this.data = new Float32Array(new SharedArrayBuffer((at + TAIL_SLOTS) * 4));
+  }
+
+  /** Number of parameters. */
+  get count(): number {
+    return this.shapes.length;
+  }
+
+  /** Where parameter `i`'s values sit in `data`. */
+  rangeOf(i: number): { start: number; end: number } {
+    return { start: this.offsets[i], end: this.offsets[i + 1] ?? this.tailAt };
   }
 
   /** Copies each tensor (one per parameter, in order) into its place. */
@@ -68,12 +84,17 @@ export class FusionBuffer {
     return this.data.subarray(0, this.tailAt);
   }
 
+  /** The tail alone, one flat view (no copy). */
+  get tail(): Float32Array {
+    return this.data.subarray(this.tailAt);
+  }
+
   writeTail(t: StepTail): void {
-    this.data.set([t.sums.count, t.sums.lossSum, t.sums.top1Correct, t.sums.top5Correct, t.skipped, t.stopVotes], this.tailAt);
+    this.data.set([t.sums.count, t.sums.lossSum, t.sums.top1Correct, t.sums.top5Correct, t.skipped, t.stopVotes, t.checkpointVotes ?? 0], this.tailAt);
   }
 
   readTail(): StepTail {
     const d = this.data.subarray(this.tailAt);
-    return { sums: { count: d[0], lossSum: d[1], top1Correct: d[2], top5Correct: d[3] }, skipped: d[4], stopVotes: d[5] };
+    return { sums: { count: d[0], lossSum: d[1], top1Correct: d[2], top5Correct: d[3] }, skipped: d[4], stopVotes: d[5], checkpointVotes: d[6] };
   }
 }

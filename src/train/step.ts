@@ -11,9 +11,12 @@ import * as tf from '@tensorflow/tfjs';
 import { readScalarAnd } from '../backend/readback';
 import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
-import { forward } from '../model/alexnet';
+import { forward, type ParamHook } from '../model/alexnet';
 import type { Collective } from '../parallel/collective';
-import type { FusionBuffer } from './fusion-buffer';
+import { isSyncCollective, type SyncCollective } from '../parallel/comm-thread';
+import type { FusionBuffer, StepTail } from './fusion-buffer';
+import { hybridGradients, hybridSums, type HybridHead } from './hybrid';
+import type { OverlappedReduce } from './overlap';
 import { addSums, batchSums, emptySums, type MetricSums } from './metrics';
 import { microBatchSizes } from './memory';
 import type { Optimizer } from './optimizer';
@@ -33,6 +36,8 @@ export interface StepResult {
   timings: StepTimings;
   /** Some rank asked to stop: every rank sees the same answer after the same step. */
   stop: boolean;
+  /** Rank 0 asked for a step checkpoint after this step (every rank sees it). */
+  checkpoint: boolean;
 }
 
 export interface StepOptions {
@@ -44,8 +49,30 @@ export interface StepOptions {
   fusion: FusionBuffer | null;
   /** This rank's wish to stop after this step (Ctrl-C, a shutdown request). */
   stopVote: boolean;
+  /** This rank's wish for a step checkpoint after this step (rank 0's timer). */
+  checkpointVote?: boolean;
   /** Images per forward+backward (0 or absent: the whole share at once); see memory.ts. */
   microBatch?: number;
+  /** Hybrid mode: this rank's FC slices and their optimizer (see hybrid.ts); absent: data mode. */
+  hybrid?: HybridHead | null;
+  /**
+   * All-reduce the (data mode: all; hybrid: conv) gradients in buckets during the backward pass
+   * (see overlap.ts). Only with the whole share in one pass (no micro-batches).
+   */
+  overlap?: OverlappedReduce | null;
+}
+
+/**
+ * All-reduces a fusion buffer: the values in the run's wire dtype, the tail (image counts,
+ * metric sums, votes) always exact, since a 16-bit wire would round counts above 2048.
+ */
+export async function reduceFusion(collective: Collective, fusion: FusionBuffer): Promise<void> {
+  if (!isSyncCollective(collective) || collective.wireDtype === 'fp32') {
+    await collective.allReduce(fusion.data);
+    return;
+  }
+  if (fusion.tailAt > 0) await collective.allReduce(fusion.params);
+  await collective.allReduce(fusion.tail, { exact: true });
 }
 
 function imagesTensor(model: AlexNet, batch: Batch): tf.Tensor4D {
@@ -71,14 +98,14 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
  * dropout masks are keyed by its sample index (alexnet.ts), so they do not depend on how the
  * batch is cut into micro-batches or shared among ranks.
  */
-async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number): Promise<{ grads: tf.Tensor[]; sums: MetricSums }> {
+async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number, paramHook?: ParamHook): Promise<{ grads: tf.Tensor[]; sums: MetricSums }> {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
   try {
     const vars = model.params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => {
-      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices });
+      const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices, paramHook });
       logits = tf.keep(out);
       const oneHot = tf.oneHot(labels, model.numClasses);
       return tf.losses.softmaxCrossEntropy(oneHot, out, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
@@ -120,7 +147,86 @@ async function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number,
   return { grads, sums };
 }
 
+/**
+ * After the all-reduce: the step's global sums and votes from the tail, and the update with the
+ * reduced gradients (then `ownGrads`: hybrid mode's FC slices, already global) scaled by
+ * 1 / global image count.
+ */
+function applyReduced(fusion: FusionBuffer, optimizer: Optimizer, lr: number, ownGrads: tf.Tensor[] = []): Omit<StepResult, 'timings'> {
+  const { sums, skipped, stopVotes, checkpointVotes } = fusion.readTail();
+  if (sums.count > 0) {
+    const reduced = fusion.unpack();
+    optimizer.apply([...reduced, ...ownGrads], lr, 1 / sums.count);
+    tf.dispose(reduced);
+  }
+  return { sums, skipped, stop: stopVotes > 0, checkpoint: (checkpointVotes ?? 0) > 0 };
+}
+
+function tailOf(local: MetricSums, batch: Batch, opts: StepOptions): StepTail {
+  return { sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0, checkpointVotes: opts.checkpointVote ? 1 : 0 };
+}
+
+/**
+ * A hybrid step: gathers and scatters run inside forward+backward (their blocked time is
+ * counted as communication, not compute); then only the conv gradients are all-reduced.
+ */
+async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: StepOptions): Promise<StepResult> {
+  const { collective } = head;
+  collective.takeBlockedMs();
+  const { overlap } = opts;
+  const t0 = performance.now();
+  const g = hybridGradients(model, head, batch, opts.dropoutSeed, overlap?.begin());
+  overlap?.finish();
+  const local = hybridSums(batch, model.numClasses, g);
+  const t1 = performance.now();
+  const inPassCommMs = collective.takeBlockedMs();
+  const { fusion } = head;
+  const convGrads = g.grads.slice(0, head.replicated);
+  if (!overlap) fusion.pack(convGrads);
+  tf.dispose(convGrads);
+  fusion.writeTail(tailOf(local, batch, opts));
+  const t2 = performance.now();
+  if (overlap) {
+    await overlap.settle();
+    await collective.allReduce(fusion.tail, { exact: true });
+  } else {
+    await reduceFusion(collective, fusion);
+  }
+  const t3 = performance.now();
+  const headGrads = g.grads.slice(head.replicated);
+  const result = applyReduced(fusion, head.optimizer, opts.lr, headGrads);
+  tf.dispose(headGrads);
+  const t4 = performance.now();
+  return { ...result, timings: { computeMs: t1 - t0 - inPassCommMs, copyMs: t2 - t1, reduceMs: t3 - t2 + inPassCommMs, updateMs: t4 - t3 } };
+}
+
+/**
+ * A data-mode step with the all-reduce overlapped: the backward pass's hooks start the buckets;
+ * what is left after it (the exposed communication) is the reduce time.
+ */
+async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions, overlap: OverlappedReduce, collective: SyncCollective, fusion: FusionBuffer): Promise<StepResult> {
+  const t0 = performance.now();
+  const hook = overlap.begin();
+  let local = emptySums();
+  if (batch.count > 0) {
+    const g = await microGradients(model, batch, opts.dropoutSeed, hook);
+    tf.dispose(g.grads);
+    local = g.sums;
+  }
+  overlap.finish();
+  fusion.writeTail(tailOf(local, batch, opts));
+  const t1 = performance.now();
+  await overlap.settle();
+  await collective.allReduce(fusion.tail, { exact: true });
+  const t2 = performance.now();
+  const result = applyReduced(fusion, optimizer, opts.lr);
+  const t3 = performance.now();
+  return { ...result, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: t2 - t1, updateMs: t3 - t2 } };
+}
+
 export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
+  if (opts.hybrid) return hybridStep(model, opts.hybrid, batch, opts);
+  if (opts.overlap && isSyncCollective(opts.collective) && opts.fusion) return overlappedStep(model, optimizer, batch, opts, opts.overlap, opts.collective, opts.fusion);
   const t0 = performance.now();
   const { grads, sums: local } = await localGradients(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
   const t1 = performance.now();
@@ -130,21 +236,16 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     if (local.count > 0) optimizer.apply(grads, opts.lr, scale);
     tf.dispose(grads);
     const t2 = performance.now();
-    return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote };
+    return { sums: local, skipped: batch.skipped, timings: { computeMs: t1 - t0, copyMs: 0, reduceMs: 0, updateMs: t2 - t1 }, stop: opts.stopVote, checkpoint: opts.checkpointVote ?? false };
   }
   await fusion.packAsync(grads).finally(() => tf.dispose(grads));
-  fusion.writeTail({ sums: local, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0 });
+  fusion.writeTail(tailOf(local, batch, opts));
   const t2 = performance.now();
-  await collective.allReduce(fusion.data);
+  await reduceFusion(collective, fusion);
   const t3 = performance.now();
-  const { sums, skipped, stopVotes } = fusion.readTail();
-  if (sums.count > 0) {
-    const reduced = fusion.unpack();
-    optimizer.apply(reduced, opts.lr, 1 / sums.count);
-    tf.dispose(reduced);
-  }
+  const result = applyReduced(fusion, optimizer, opts.lr);
   const t4 = performance.now();
-  return { sums, skipped, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 }, stop: stopVotes > 0 };
+  return { ...result, timings: { computeMs: t1 - t0, copyMs: t2 - t1, reduceMs: t3 - t2, updateMs: t4 - t3 } };
 }
 
 export interface EvalOutput {

@@ -25,14 +25,19 @@ import { formatPercent } from '../text-format';
 import { BadFileLog } from './bad-files';
 import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
 import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
+import { ConfigError } from '../errors';
+import { isSyncCollective } from '../parallel/comm-thread';
 import { FusionBuffer } from './fusion-buffer';
+import { HybridHead } from './hybrid';
+import { OverlappedReduce } from './overlap';
+import type { OptimizerState } from './optimizer';
 import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
 import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
-import { evalBatch, trainStep, type StepTimings } from './step';
+import { evalBatch, reduceFusion, trainStep, type StepTimings } from './step';
 
 export interface StepReport {
   epoch: number;
@@ -40,6 +45,8 @@ export interface StepReport {
   stepsInEpoch: number;
   sums: MetricSums;
   timings: StepTimings & { dataWaitMs: number };
+  /** Bytes this rank put on the ring during the step (0 in one process). */
+  wireBytes: number;
 }
 
 export interface TrainerDeps {
@@ -98,12 +105,20 @@ function osMachineMemory(localWorkers: number): MachineMemory {
   return { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers };
 }
 
+/**
+ * Hybrid mode and --overlap read tensors inside tfjs's synchronous backward pass (dataSync), which
+ * the webgpu backend cannot do in Node (its readbacks are async only).
+ */
+function refuseAsyncOnlyBackend(what: string): void {
+  if (tf.getBackend() === 'webgpu') throw new ConfigError(`${what} is not available on the webgpu backend: it reads tensors inside the backward pass, and webgpu reads back only asynchronously. Use --parallel data without --overlap there.`);
+}
+
 /** A fusion buffer shaped for the model's parameters. */
 function fusionFor(state: RunState): FusionBuffer {
   return new FusionBuffer(state.model.params.map((p) => p.shape));
 }
 
-async function checkpointOf(config: TrainConfig, state: RunState): Promise<CheckpointContents> {
+async function checkpointOf(config: TrainConfig, state: RunState, optimizer: OptimizerState): Promise<CheckpointContents> {
   const weights = await Promise.all(state.model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
   return {
     config,
@@ -114,7 +129,7 @@ async function checkpointOf(config: TrainConfig, state: RunState): Promise<Check
     rng: { seed: config.seed },
     epochSoFar: state.epochSoFar,
     weights,
-    optimizer: await state.optimizer.getState(),
+    optimizer,
   };
 }
 
@@ -127,6 +142,12 @@ export class Trainer {
   private readonly checkpointTimer: CheckpointTimer;
   /** The step checkpoint being written in the background (one at a time, in order). */
   private stepWrite: Promise<void> = Promise.resolve();
+  /** The ring's byte counter at the end of the previous step. */
+  private wireBytesBefore = 0;
+  /** Hybrid mode: this rank's FC slices (null: data mode, or one process). */
+  private hybrid: HybridHead | null = null;
+  /** Hybrid mode: the full optimizer state gathered by the last syncFullModel, for checkpoints. */
+  private gatheredOptimizer: OptimizerState | null = null;
 
   constructor(
     private readonly config: TrainConfig,
@@ -167,11 +188,14 @@ export class Trainer {
     const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
     if (this.isMaster) deps.log.info(micro.reason);
     if (deps.collective) await this.syncInitialWeights(state, deps.collective);
+    this.hybrid = await this.hybridHead(state, micro.size);
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
     const trainLoader = this.loader(state.train, state.stats, 'train', state);
     const valSamples = state.dataset.splits.val?.samples ?? [];
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
-    const fusion = deps.collective ? fusionFor(state) : null;
+    const fusion = this.hybrid ? this.hybrid.fusion : deps.collective ? fusionFor(state) : null;
+    const overlap = this.overlapFor(fusion, micro.size);
+    this.wireBytesSince(); // the initial broadcast is not a step's
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
     let stopped = false;
@@ -200,7 +224,10 @@ export class Trainer {
           collective: deps.collective,
           fusion,
           stopVote: deps.shouldStop(),
+          checkpointVote: this.isMaster && this.checkpointTimer.due(state.position.globalStep + 1, performance.now()),
           microBatch: micro.size,
+          hybrid: this.hybrid,
+          overlap,
         });
         step++;
         skipped += result.skipped;
@@ -208,7 +235,7 @@ export class Trainer {
         windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
         state.epochSoFar = { sums, skipped };
-        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs } };
+        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs }, wireBytes: this.wireBytesSince() };
         deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
@@ -220,7 +247,7 @@ export class Trainer {
           windowSums = emptySums();
         }
         await this.maybeChecksum(state, fusion);
-        if (this.isMaster && this.checkpointTimer.due(state.position.globalStep, performance.now())) await this.saveStep(state);
+        if (result.checkpoint) await this.saveStep(state);
         if (result.stop) {
           stopped = true;
           break;
@@ -230,6 +257,7 @@ export class Trainer {
       bar.finish();
       if (stopped) break;
       const epochMs = performance.now() - epochStart;
+      await this.syncFullModel();
       const val = valLoader ? await this.evaluate(state, valLoader, epoch) : null;
       state.schedule = advanceSchedule(state.scheduleOptions, state.schedule, epoch, val?.top1Error ?? NaN);
       state.position = { epoch: epoch + 1, stepInEpoch: 0, globalStep: state.position.globalStep };
@@ -239,12 +267,76 @@ export class Trainer {
       await this.endEpoch(state, record);
     }
     if (stopped) {
+      await this.syncFullModel();
       await this.save(state, LAST_CHECKPOINT);
       if (this.isMaster) deps.log.info(`stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`);
       return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
     }
     const test = await this.finalTest(state);
     return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
+  }
+
+  /**
+   * Hybrid mode's slices of the FC layers, cut from the (broadcast or resumed) full model; null
+   * in data mode and in one process (where both modes are the same computation).
+   */
+  private async hybridHead(state: RunState, microBatch: number): Promise<HybridHead | null> {
+    const { collective, log } = this.deps;
+    if (this.config.parallel !== 'hybrid' || collective == null || collective.worldSize === 1) return null;
+    refuseAsyncOnlyBackend('--parallel hybrid');
+    if (!isSyncCollective(collective)) throw new ConfigError('--parallel hybrid needs the workers\' communication thread (a plain ring collective cannot gather inside the backward pass)');
+    const share = Math.ceil(this.config.batchSize / this.worldSize);
+    if (this.isMaster && microBatch > 0 && microBatch < share) {
+      log.warn(`--parallel hybrid runs each worker's share of ${share} images in one pass (the FC layers see the whole global batch); micro-batches of ${microBatch} are not used`);
+    }
+    const head = await HybridHead.create(state.model, state.optimizer, collective);
+    state.optimizer = head.optimizer;
+    return head;
+  }
+
+  /** Bytes sent on the ring since the last call (the comm thread counts them; 0 without one). */
+  private wireBytesSince(): number {
+    const { collective } = this.deps;
+    if (!isSyncCollective(collective)) return 0;
+    const now = collective.bytesSent();
+    const bytes = now - this.wireBytesBefore;
+    this.wireBytesBefore = now;
+    return bytes;
+  }
+
+  /**
+   * The bucketed all-reduce during backward (--overlap), or null: one process, or micro-batches
+   * (their gradients add up over several passes, so none is final before the last one ends).
+   */
+  private overlapFor(fusion: FusionBuffer | null, microBatch: number): OverlappedReduce | null {
+    const { collective, log } = this.deps;
+    if (!this.config.overlap || fusion == null || collective == null || collective.worldSize === 1) return null;
+    if (!isSyncCollective(collective)) throw new ConfigError('--overlap needs the workers\' communication thread');
+    refuseAsyncOnlyBackend('--overlap');
+    const share = Math.ceil(this.config.batchSize / this.worldSize);
+    if (this.hybrid == null && microBatch > 0 && microBatch < share) {
+      if (this.isMaster) log.warn(`--overlap is off: each worker's ${share} images run in micro-batches of ${microBatch}, and no gradient is final before the last one`);
+      return null;
+    }
+    const overlap = new OverlappedReduce(fusion, collective, this.config.bucketMb * 1e6);
+    if (this.isMaster) log.info(`overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${this.config.bucketMb} MB`);
+    return overlap;
+  }
+
+  /**
+   * Hybrid mode: gathers the FC slices into the full model on every rank (evaluation, checkpoints
+   * and export then work as in data mode) and the optimizer's full state for checkpoints. Every
+   * rank calls this at the same points. Nothing to do in data mode.
+   */
+  private async syncFullModel(): Promise<void> {
+    if (this.hybrid) this.gatheredOptimizer = await this.hybrid.materialize(true);
+  }
+
+  /** The optimizer state a checkpoint holds: the full model's, in either mode. */
+  private async checkpointOptimizer(state: RunState): Promise<OptimizerState> {
+    if (!this.hybrid) return state.optimizer.getState();
+    if (this.gatheredOptimizer === null) throw new Error('hybrid mode: a checkpoint before the FC slices were gathered');
+    return this.gatheredOptimizer;
   }
 
   /** Every rank starts from rank 0's weights (they already match for one seed; this makes sure). */
@@ -264,7 +356,9 @@ export class Trainer {
     const every = this.config.checksumEverySteps;
     if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
     const weights = fusion ?? fusionFor(state);
-    await weights.packAsync(state.model.params.map((p) => p.variable));
+    // Hybrid: the replicated (conv) params; the FC slices differ by design.
+    const params = this.hybrid ? this.hybrid.trainParams.slice(0, this.hybrid.replicated) : state.model.params;
+    await weights.packAsync(params.map((p) => p.variable));
     await this.deps.onChecksum(weights.params, state.position.globalStep);
   }
 
@@ -274,7 +368,7 @@ export class Trainer {
     if (this.deps.collective) {
       const tail = new FusionBuffer();
       tail.writeTail({ sums, skipped: 0, stopVotes: 0 });
-      await this.deps.collective.allReduce(tail.data);
+      await reduceFusion(this.deps.collective, tail);
       sums = tail.readTail().sums;
     }
     return summarize(sums);
@@ -284,7 +378,7 @@ export class Trainer {
   private async save(state: RunState, name: string): Promise<void> {
     if (!this.isMaster) return;
     await this.stepWrite;
-    await this.checkpoints.save(name, await checkpointOf(this.config, state));
+    await this.checkpoints.save(name, await checkpointOf(this.config, state, await this.checkpointOptimizer(state)));
     this.checkpointTimer.saved(performance.now());
   }
 
@@ -295,9 +389,11 @@ export class Trainer {
    * intact and training goes on.
    */
   private async saveStep(state: RunState): Promise<void> {
+    await this.syncFullModel();
+    if (!this.isMaster) return;
     const started = performance.now();
     await this.stepWrite;
-    const written = this.checkpoints.beginStep(await checkpointOf(this.config, state));
+    const written = this.checkpoints.beginStep(await checkpointOf(this.config, state, await this.checkpointOptimizer(state)));
     const stallMs = performance.now() - started;
     this.checkpointTimer.saved(performance.now());
     const { log } = this.deps;
@@ -344,6 +440,7 @@ export class Trainer {
   }
 
   private async finalTest(state: RunState): Promise<MetricSummary | null> {
+    if (this.hybrid && this.gatheredOptimizer === null) await this.syncFullModel();
     if (this.isMaster) await this.exportModel(state, 'final-model');
     const testSamples = state.dataset.splits.test?.samples ?? [];
     if (testSamples.length === 0) return null;

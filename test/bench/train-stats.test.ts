@@ -28,6 +28,7 @@ t.test('a step report survives the trip through the StepReport message', async (
     stepsInEpoch: 10,
     sums: { count: 64, lossSum: 128, top1Correct: 6, top5Correct: 30 },
     timings: { dataWaitMs: 5, computeMs: 40, copyMs: 3, reduceMs: 20, updateMs: 2 },
+    wireBytes: 1234,
   };
   const m = stepReportMessage(1, report);
   t.equal(m.stepMs, 65, 'stepMs: compute + copy + reduce + update');

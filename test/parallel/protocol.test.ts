@@ -38,6 +38,7 @@ const samples: ControlMessage[] = [
     images: 64,
     timingsMs: { dataWaitMs: 1.5, computeMs: 2000, copyMs: 300, reduceMs: 400, updateMs: 11 },
     peakRssMb: 3950.5,
+    wireBytes: 14_300_000,
   },
   { type: MessageType.Checksum, rank: 1, step: 100, checksum: 'deadbeef'.repeat(4) },
   { type: MessageType.Heartbeat, rank: 0, timeMs: 1_700_000_000_000 },

@@ -10,7 +10,7 @@ import { HEARTBEAT_RECORD_MS, WorkerLog } from '../../src/train/worker-log';
 import { tempDir } from '../data/fixtures/images';
 
 const report = (rank: number, step: number): StepReportMessage => ({
-  type: MessageType.StepReport, rank, epoch: 0, step, stepMs: 10, images: 12, peakRssMb: 100,
+  type: MessageType.StepReport, rank, epoch: 0, step, stepMs: 10, images: 12, peakRssMb: 100, wireBytes: 0,
   timingsMs: { dataWaitMs: 1, computeMs: 5, copyMs: 1, reduceMs: 2, updateMs: 1 },
 });
 
