@@ -12,10 +12,11 @@ import type { CommRequest, CommReply, CommThreadData, SharedView } from './comm-
 import { WireCodecTransport, useWireKernels } from './wire-codec';
 import { ZmqRingTransport } from './zmq-ring';
 
-const data = workerData as CommThreadData;
-const codec = useWireKernels(data.wireKernels);
-const completed = new Int32Array(data.completed);
-const stats = new Float64Array(data.stats);
+// Loaded outside a worker thread (the architecture tests load every module): nothing to serve.
+const data = (workerData ?? null) as CommThreadData | null;
+let codec = 'js';
+let completed: Int32Array<ArrayBufferLike> = new Int32Array(1);
+let stats: Float64Array<ArrayBufferLike> = new Float64Array(1);
 let ring: ZmqRingTransport | null = null;
 /** The ring as it carries fp32 always (counts, keys, weights), and in the run's wire dtype; both count bytes. */
 let exact: WireCodecTransport | null = null;
@@ -33,7 +34,7 @@ function transports(): { exact: WireCodecTransport; wire: WireCodecTransport } {
   return { exact, wire };
 }
 
-async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
+async function run(data: CommThreadData, request: CommRequest): Promise<Omit<CommReply, 'id'>> {
   const options = { timeoutMs: data.timeoutMs, ...(data.chunkBytes ? { chunkBytes: data.chunkBytes } : {}) };
   switch (request.op) {
     case 'bind':
@@ -66,7 +67,7 @@ async function run(request: CommRequest): Promise<Omit<CommReply, 'id'>> {
   }
 }
 
-function serve(port: MessagePort, replies: MessagePort): void {
+function serve(data: CommThreadData, port: MessagePort, replies: MessagePort): void {
   port.on('message', (request: CommRequest) => {
     queue = queue.then(async () => {
       let reply: CommReply;
@@ -74,7 +75,7 @@ function serve(port: MessagePort, replies: MessagePort): void {
         reply = { id: request.id, error: broken };
       } else {
         try {
-          reply = { id: request.id, ...(await run(request)) };
+          reply = { id: request.id, ...(await run(data, request)) };
         } catch (err) {
           const e = err instanceof Error ? err : new Error(String(err));
           broken = { name: e.name, message: e.message };
@@ -95,7 +96,7 @@ function serve(port: MessagePort, replies: MessagePort): void {
  * The process is exiting: close the sockets now, even in the middle of a collective (the
  * request queue would only get to it after the collective's timeout).
  */
-function serveAbort(port: MessagePort): void {
+function serveAbort(data: CommThreadData, port: MessagePort): void {
   const aborted = new Int32Array(data.aborted);
   port.on('message', () => {
     try {
@@ -108,6 +109,10 @@ function serveAbort(port: MessagePort): void {
   });
 }
 
-if (parentPort === null) throw new Error('comm-thread-main.ts runs as a worker thread only');
-serve(data.requests, data.replies);
-serveAbort(data.abort);
+if (parentPort !== null && data !== null) {
+  codec = useWireKernels(data.wireKernels);
+  completed = new Int32Array(data.completed);
+  stats = new Float64Array(data.stats);
+  serve(data, data.requests, data.replies);
+  serveAbort(data, data.abort);
+}
