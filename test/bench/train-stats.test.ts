@@ -33,7 +33,7 @@ t.test('a step report survives the trip through the StepReport message', async (
   const m = stepReportMessage(1, report);
   t.equal(m.stepMs, 65, 'stepMs: compute + copy + reduce + update');
   t.ok(m.peakRssMb > 10, `the reporting process's peak RSS rides along: ${m.peakRssMb.toFixed(0)} MB`);
-  t.same(sampleOf(m, 1234), { rank: 1, step: 7, atMs: 1234, images: 64, partsMs: report.timings, peakRssMb: m.peakRssMb });
+  t.same(sampleOf(m, 1234), { rank: 1, step: 7, atMs: 1234, images: 64, partsMs: report.timings, peakRssMb: m.peakRssMb, wireBytes: 1234 });
 });
 
 t.test('peak RSS per worker: the largest any rank reported', async (t) => {
