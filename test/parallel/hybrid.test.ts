@@ -31,13 +31,26 @@ function config(argv: string[]): TrainConfig {
 const common = (runDir: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5'];
 const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
 
+/** Every worker's step reports of each multi-worker run, by run name. */
+const stepReports = new Map<string, StepReportMessage[]>();
+
 /** Trains with `workers` processes (1: in this process, no sockets) and returns the run's last checkpoint. */
 async function train(name: string, workers: number, extra: string[]): Promise<ReturnType<typeof loadCheckpoint>> {
   const runDir = path.join(root, name);
   const cfg = config([...common(runDir), ...extra]);
+  const reports: StepReportMessage[] = [];
   if (workers === 1) await new Trainer(cfg, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
-  else await trainDataParallel(cfg, cpu(workers), memoryLogger());
+  else await trainDataParallel(cfg, cpu(workers), memoryLogger(), { onStepReport: (m) => reports.push(m) });
+  stepReports.set(name, reports);
   return loadCheckpoint(runDir);
+}
+
+/** The 3-step runs, dropout off, that several tests compare (each trained once). */
+const STEPS = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
+const shared = new Map<string, Promise<ReturnType<typeof loadCheckpoint>>>();
+function sharedRun(name: string, workers: number, extra: string[]): Promise<ReturnType<typeof loadCheckpoint>> {
+  if (!shared.has(name)) shared.set(name, train(name, workers, [...STEPS, ...extra]));
+  return shared.get(name) as Promise<ReturnType<typeof loadCheckpoint>>;
 }
 
 function slotsOf(ckpt: ReturnType<typeof loadCheckpoint>): { name: string; shape: number[]; data: Float32Array }[] {
@@ -62,12 +75,11 @@ t.test('column slices: pure helpers and the layer split', async (t) => {
 });
 
 t.test('hybrid at 2 and 3 workers = 1 worker = data mode (dropout off), optimizer state too', async (t) => {
-  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1', '--checksum-every', '1'];
-  const one = await train('one', 1, steps);
+  const one = await sharedRun('one', 1, []);
   const runs = {
-    'data x2': await train('data2', 2, steps),
-    'hybrid x2': await train('hybrid2', 2, [...steps, '--parallel', 'hybrid']),
-    'hybrid x3': await train('hybrid3', 3, [...steps, '--parallel', 'hybrid']),
+    'data x2': await sharedRun('data2', 2, ['--checksum-every', '1']),
+    'hybrid x2': await sharedRun('hybrid2', 2, ['--parallel', 'hybrid', '--checksum-every', '1']),
+    'hybrid x3': await train('hybrid3', 3, [...STEPS, '--parallel', 'hybrid', '--checksum-every', '1']),
   };
   for (const [name, ckpt] of Object.entries(runs)) {
     t.same(ckpt.position, one.position, `${name}: same position`);
@@ -110,8 +122,8 @@ t.test('a hybrid checkpoint resumes in data mode on another worker count, and th
 
 t.test('overlap: buckets all-reduced during backward give the same weights (data x2, hybrid x3)', async (t) => {
   // 0.002 MB buckets: the small preset's 28 parameters go out in many buckets, in order.
-  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1', '--overlap', '--bucket-mb', '0.002', '--checksum-every', '1'];
-  const one = await train('ov-one', 1, ['--max-steps', '3', '--dropout', '0', '--epochs', '1']);
+  const steps = [...STEPS, '--overlap', '--bucket-mb', '0.002', '--checksum-every', '1'];
+  const one = await sharedRun('one', 1, []);
   for (const [name, n, extra] of [['data x2', 2, []], ['hybrid x3', 3, ['--parallel', 'hybrid']]] as const) {
     const ckpt = await train(`ov-${n}`, n, [...steps, ...extra]);
     const w = maxRelativeDifference(one.weights, ckpt.weights);
@@ -120,8 +132,7 @@ t.test('overlap: buckets all-reduced during backward give the same weights (data
 });
 
 t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same positions', async (t) => {
-  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
-  const fp32 = await train('w-fp32', 2, [...steps, '--parallel', 'hybrid']);
+  const fp32 = await sharedRun('hybrid2', 2, ['--parallel', 'hybrid', '--checksum-every', '1']);
   // The whole model's relative L2 distance: a per-tensor max would be dominated by biases
   // that are still near zero after 3 steps.
   const distance = (a: typeof fp32.weights, b: typeof fp32.weights): number => {
@@ -133,7 +144,7 @@ t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same po
   const seen: Record<string, number> = {};
   for (const [dtype, bound] of [['fp16', 1e-3], ['bf16', 1e-2]] as const) {
     for (const mode of ['data', 'hybrid']) {
-      const ckpt = await train(`w-${dtype}-${mode}`, 2, [...steps, '--parallel', mode, '--wire-dtype', dtype]);
+      const ckpt = await sharedRun(`w-${dtype}-${mode}`, 2, ['--parallel', mode, '--wire-dtype', dtype]);
       t.same(ckpt.position, fp32.position);
       const d = (seen[`${mode}/${dtype}`] = distance(fp32.weights, ckpt.weights));
       t.ok(d > 0 && d <= bound, `${mode} on ${dtype}: relative L2 distance ${d.toExponential(2)} from fp32 in (0, ${bound}]`);
@@ -144,15 +155,20 @@ t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same po
 
 t.test('bytes on the wire: what the comm thread counts each step matches the model in wire-bytes.ts', async (t) => {
   const spec = buildSpec('small', { dropoutRate: 0 });
-  for (const [mode, dtype] of [['data', 'fp32'], ['data', 'fp16'], ['hybrid', 'fp32'], ['hybrid', 'bf16']] as const) {
-    const reports: StepReportMessage[] = [];
-    const cfg = config([...common(path.join(root, `bytes-${mode}-${dtype}`)), '--max-steps', '2', '--dropout', '0', '--epochs', '1', '--parallel', mode, '--wire-dtype', dtype]);
-    await trainDataParallel(cfg, cpu(2), memoryLogger(), { onStepReport: (m) => reports.push(m) });
+  const runs = [
+    ['data', 'fp32', await sharedRun('data2', 2, ['--checksum-every', '1'])],
+    ['hybrid', 'fp32', await sharedRun('hybrid2', 2, ['--parallel', 'hybrid', '--checksum-every', '1'])],
+    ['data', 'fp16', await sharedRun('w-fp16-data', 2, ['--parallel', 'data', '--wire-dtype', 'fp16'])],
+    ['hybrid', 'bf16', await sharedRun('w-bf16-hybrid', 2, ['--parallel', 'hybrid', '--wire-dtype', 'bf16'])],
+  ] as const;
+  const names = ['data2', 'hybrid2', 'w-fp16-data', 'w-bf16-hybrid'];
+  runs.forEach(([mode, dtype], k) => {
+    const reports = stepReports.get(names[k]) ?? [];
     const expected = wireBytesPerStep({ spec, numClasses: 3, mode, dtype, worldSize: 2, batchPerWorker: 6 }).total;
-    t.equal(reports.length, 4, `${mode}/${dtype}: 2 steps x 2 ranks reported`);
+    t.equal(reports.length, 6, `${mode}/${dtype}: 3 steps x 2 ranks reported`);
     for (const r of reports) {
       const off = Math.abs(r.wireBytes - expected) / expected;
       t.ok(off < 0.02, `${mode}/${dtype} rank ${r.rank} step ${r.step}: ${r.wireBytes} bytes, model ${Math.round(expected)} (${(off * 100).toFixed(2)}% off)`);
     }
-  }
+  });
 });
