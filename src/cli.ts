@@ -124,13 +124,47 @@ function joinOptions(y: Argv): Argv {
     .option('log-level', { choices: LOG_LEVELS, default: CLUSTER_DEFAULTS.logLevel, describe: 'how much to print' });
 }
 
-export function buildCli(argv: string[]): Argv {
+/** Every `train` option, as the train command builds them. */
+function allTrainOptions(y: Argv): Argv {
+  return dashboardOptions(datasetOptions(clusterOptions(trainOptions(y)))).option('force', FORCE_RUN_DIR);
+}
+
+/**
+ * Keeps only the last occurrence of each flag (`--name value`, `--name=value`, and for boolean
+ * flags `--name` or `--no-name`), so a flag given twice takes its last value:
+ * `make train ARGS="--epochs 3"` comes after the defaults' `--epochs 8`. yargs alone cannot be
+ * trusted with it: asked to keep the last value, it adds a repeated number flag whose last value
+ * is 1 to the previous one (`--epochs 8 --epochs 1` parsed as 9).
+ */
+export function lastFlagWins(argv: readonly string[], booleans: ReadonlySet<string>): string[] {
+  const items: { name: string | null; tokens: string[] }[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i];
+    const m = /^--([^=]+)(=.*)?$/.exec(token);
+    if (m === null) {
+      items.push({ name: null, tokens: [token] });
+      continue;
+    }
+    const name = m[1].startsWith('no-') && booleans.has(m[1].slice(3)) ? m[1].slice(3) : m[1];
+    const takesValue = m[2] === undefined && !booleans.has(name) && m[1] === name && i + 1 < argv.length && !argv[i + 1].startsWith('--');
+    items.push({ name, tokens: takesValue ? [token, argv[++i]] : [token] });
+  }
+  const last = new Map<string, number>();
+  items.forEach((item, k) => item.name !== null && last.set(item.name, k));
+  return items.filter((item, k) => item.name === null || last.get(item.name) === k).flatMap((item) => item.tokens);
+}
+
+export function buildCli(rawArgv: string[]): Argv {
+  // yargs' getOptions() is public API its typings leave out.
+  const parser = allTrainOptions(yargs()) as unknown as { getOptions(): { boolean: string[] } };
+  const trainBooleans = new Set(parser.getOptions().boolean);
+  const argv = rawArgv[0] === 'train' ? lastFlagWins(rawArgv, trainBooleans) : rawArgv;
   return yargs(argv)
     // A flag given twice takes its last value (`make train ARGS="--epochs 3"` after the defaults).
     .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', (y: Argv): Argv => dashboardOptions(datasetOptions(clusterOptions(trainOptions(y)))).option('force', FORCE_RUN_DIR), (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', allTrainOptions, (a) => runTrain(a as CliArgs))
     .command(
       'join <rendezvous>',
       "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",

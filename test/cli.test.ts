@@ -112,6 +112,16 @@ t.test('a flag given twice takes its last value, as `make train ARGS="--epochs 3
   t.match(r.stderr, /--batch-size must be a whole number >= 1, got 0$/m);
 });
 
+t.test('the last occurrence of a flag wins, whatever its value (yargs alone read --epochs 8 --epochs 1 as 9)', async (t) => {
+  const { lastFlagWins, trainOptions } = await import('../src/cli');
+  const yargs = (await import('yargs')).default;
+  const booleans = new Set(['crop', 'overlap']);
+  t.same(lastFlagWins(['train', '--epochs', '8', '--no-crop', '--epochs', '1', '--crop', '--lr=0.1', '--lr=0.2', '--overlap', 'x'], booleans), ['train', '--epochs', '1', '--crop', '--lr=0.2', '--overlap', 'x']);
+  const parsed = trainOptions(yargs(lastFlagWins(['--epochs', '8', '--max-steps', '40', '--epochs', '1'], booleans))).parseSync();
+  t.equal(parsed.epochs, 1);
+  t.equal(parsed['max-steps'], 40);
+});
+
 t.test("the Makefile's default run is a valid `alexnet train` command", async (t) => {
   const dry = spawnSync('make', ['-n', 'train'], { encoding: 'utf8' });
   t.equal(dry.status, 0, dry.stderr);
