@@ -24,7 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { addonPath } from '../src/backend/native';
 import type { BackendChoice, ParallelMode, PresetName, WireDtype } from '../src/config';
-import { layerShapes } from '../src/model/alexnet';
+import { layerForwardFlops, layerShapes } from '../src/model/alexnet';
 import { buildSpec, type ModelSpec } from '../src/model/presets';
 import { CommThread, sharedFloats } from '../src/parallel/comm-thread';
 import { forkScript, nextMessage } from '../src/parallel/fork-script';
@@ -276,11 +276,7 @@ function gpuBusy(ms: number): void {
 
 /** Per parameter (model order): its layer's share of the forward FLOPs. */
 function flopShares(spec: ModelSpec): { paramShare: number[]; convShare: number; fcShares: number[] } {
-  const rows = layerShapes(spec, CLASSES).filter((r) => r.params > 0);
-  const flops = rows.map((r) => {
-    const channels = r.outputShape[r.outputShape.length - 1];
-    return (r.outputShape.reduce((a, b) => a * b, 1) / channels) * 2 * (r.params - channels);
-  });
+  const flops = layerForwardFlops(spec, CLASSES).map((l) => l.flops);
   const total = flops.reduce((a, b) => a + b, 0);
   const shares = flops.map((f) => f / total);
   const convCount = spec.convs.length;

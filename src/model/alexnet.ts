@@ -77,12 +77,18 @@ export function countParams(spec: ModelSpec, numClasses: number): number {
  * Training costs about three times this (the backward pass computes two products per weight).
  */
 export function forwardFlopsPerImage(spec: ModelSpec, numClasses: number): number {
-  return layerShapes(spec, numClasses).reduce((sum, row) => {
-    if (row.params === 0) return sum;
-    const channels = row.outputShape[row.outputShape.length - 1];
-    const positions = row.outputShape.reduce((a, b) => a * b, 1) / channels;
-    return sum + 2 * positions * (row.params - channels);
-  }, 0);
+  return layerForwardFlops(spec, numClasses).reduce((sum, layer) => sum + layer.flops, 0);
+}
+
+/** The same count per layer with parameters (conv1..conv5, then the FC layers, in order). */
+export function layerForwardFlops(spec: ModelSpec, numClasses: number): { layer: string; flops: number }[] {
+  return layerShapes(spec, numClasses)
+    .filter((row) => row.params > 0)
+    .map((row) => {
+      const channels = row.outputShape[row.outputShape.length - 1];
+      const positions = row.outputShape.reduce((a, b) => a * b, 1) / channels;
+      return { layer: row.layer, flops: 2 * positions * (row.params - channels) };
+    });
 }
 
 /**

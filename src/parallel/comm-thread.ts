@@ -95,6 +95,22 @@ function sharedView(values: Float32Array): SharedView | null {
   return { buffer: values.buffer, byteOffset: values.byteOffset, length: values.length };
 }
 
+/**
+ * Runs `work` on `values` as the thread sees them: in place when they are in shared memory (the
+ * fusion buffer), else on a shared copy written back afterwards (small buffers: tails, tests).
+ */
+async function inSharedMemory(values: Float32Array, work: (view: SharedView) => Promise<unknown>): Promise<void> {
+  const shared = sharedView(values);
+  if (shared !== null) {
+    await work(shared);
+    return;
+  }
+  const copy = sharedFloats(values.length);
+  copy.set(values);
+  await work(sharedView(copy) as SharedView);
+  values.set(copy);
+}
+
 type WaitAsync = (array: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
 
 export class CommThread implements SyncCollective {
@@ -188,23 +204,11 @@ export class CommThread implements SyncCollective {
   }
 
   async allReduce(buffer: Float32Array, options: { exact?: boolean } = {}): Promise<void> {
-    const shared = sharedView(buffer);
-    if (shared !== null) {
-      await this.call({ op: 'allReduce', buffer: shared, exact: options.exact ?? false });
-      return;
-    }
-    const copy = sharedFloats(buffer.length);
-    copy.set(buffer);
-    await this.call({ op: 'allReduce', buffer: sharedView(copy) as SharedView, exact: options.exact ?? false });
-    buffer.set(copy);
+    await inSharedMemory(buffer, (view) => this.call({ op: 'allReduce', buffer: view, exact: options.exact ?? false }));
   }
 
   async broadcast(buffer: Float32Array, root: number): Promise<void> {
-    const shared = sharedView(buffer);
-    const target = shared === null ? sharedFloats(buffer.length) : buffer;
-    if (shared === null) target.set(buffer);
-    await this.call({ op: 'broadcast', buffer: sharedView(target) as SharedView, root });
-    if (shared === null) buffer.set(target);
+    await inSharedMemory(buffer, (view) => this.call({ op: 'broadcast', buffer: view, root }));
   }
 
   async allGather(local: Float32Array, sizes: readonly number[], exact = false): Promise<Float32Array> {

@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { readConcatenated, readsSync } from '../backend/readback';
+import { sharedFloats } from '../parallel/comm-thread';
 import type { MetricSums } from './metrics';
 
 export interface StepTail {
@@ -45,7 +46,7 @@ export class FusionBuffer {
     this.tailAt = at;
     // Shared memory: a worker's ring runs on its own thread (comm-thread.ts) and reduces the
     // buffer where it is, without a copy.
-    this.data = new Float32Array(new SharedArrayBuffer((at + TAIL_SLOTS) * 4));
+    this.data = sharedFloats(at + TAIL_SLOTS);
   }
 
   /** Number of parameters. */

@@ -24,6 +24,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/loader';
+import { readFloats } from '../backend/readback';
 import { ConfigError } from '../errors';
 import { convFeatures, dense, dropoutPerImage, firstDenseParam, type AlexNet, type Param, type ParamHook } from '../model/alexnet';
 import type { SyncCollective } from '../parallel/comm-thread';
@@ -130,8 +131,8 @@ export class HybridHead {
       const bias = model.params[layer.kernelIndex + 1];
       const cut = (data: Float32Array, rows: number) => sliceColumns(data, rows, layer.units, range);
       trainParams.push(
-        { name: kernel.name, shape: [layer.inputs, width], kind: 'weight', variable: tf.variable(tf.tensor2d(cut(kernel.variable.dataSync() as Float32Array, layer.inputs), [layer.inputs, width]), true) },
-        { name: bias.name, shape: [width], kind: 'bias', variable: tf.variable(tf.tensor1d(cut(bias.variable.dataSync() as Float32Array, 1)), true) },
+        { name: kernel.name, shape: [layer.inputs, width], kind: 'weight', variable: tf.variable(tf.tensor2d(cut(await readFloats(kernel.variable), layer.inputs), [layer.inputs, width]), true) },
+        { name: bias.name, shape: [width], kind: 'bias', variable: tf.variable(tf.tensor1d(cut(await readFloats(bias.variable), 1)), true) },
       );
       for (const name of Object.keys(full.slots)) {
         slots[name].push(cut(full.slots[name][layer.kernelIndex], layer.inputs), cut(full.slots[name][layer.kernelIndex + 1], 1));
@@ -162,7 +163,7 @@ export class HybridHead {
           return joinColumns(piecesOf(all, sizes), rows, widths);
         };
         const target = this.model.params[layer.kernelIndex + part];
-        const weights = await gather(this.trainParams[index].variable.dataSync() as Float32Array);
+        const weights = await gather(await readFloats(this.trainParams[index].variable));
         target.variable.assign(tf.tensor(weights, target.shape));
         if (state) for (const name of Object.keys(state.slots)) fullSlots[name].push(await gather(state.slots[name][index]));
       }

@@ -13,7 +13,7 @@ import type { Batch } from '../data/loader';
 import type { AlexNet } from '../model/alexnet';
 import { forward, type ParamHook } from '../model/alexnet';
 import type { Collective } from '../parallel/collective';
-import { isSyncCollective, type SyncCollective } from '../parallel/comm-thread';
+import { isSyncCollective } from '../parallel/comm-thread';
 import type { FusionBuffer, StepTail } from './fusion-buffer';
 import { hybridGradients, hybridSums, type HybridHead } from './hybrid';
 import type { OverlappedReduce } from './overlap';
@@ -64,9 +64,15 @@ export interface StepOptions {
 
 /**
  * All-reduces a fusion buffer: the values in the run's wire dtype, the tail (image counts,
- * metric sums, votes) always exact, since a 16-bit wire would round counts above 2048.
+ * metric sums, votes) always exact, since a 16-bit wire would round counts above 2048. With
+ * `overlap`, the values already left in buckets during backward: wait for them, then the tail.
  */
-export async function reduceFusion(collective: Collective, fusion: FusionBuffer): Promise<void> {
+export async function reduceFusion(collective: Collective, fusion: FusionBuffer, overlap: OverlappedReduce | null = null): Promise<void> {
+  if (overlap) {
+    await overlap.settle();
+    await collective.allReduce(fusion.tail, { exact: true });
+    return;
+  }
   if (!isSyncCollective(collective) || collective.wireDtype === 'fp32') {
     await collective.allReduce(fusion.data);
     return;
@@ -186,12 +192,7 @@ async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: 
   tf.dispose(convGrads);
   fusion.writeTail(tailOf(local, batch, opts));
   const t2 = performance.now();
-  if (overlap) {
-    await overlap.settle();
-    await collective.allReduce(fusion.tail, { exact: true });
-  } else {
-    await reduceFusion(collective, fusion);
-  }
+  await reduceFusion(collective, fusion, overlap ?? null);
   const t3 = performance.now();
   const headGrads = g.grads.slice(head.replicated);
   const result = applyReduced(fusion, head.optimizer, opts.lr, headGrads);
@@ -204,7 +205,7 @@ async function hybridStep(model: AlexNet, head: HybridHead, batch: Batch, opts: 
  * A data-mode step with the all-reduce overlapped: the backward pass's hooks start the buckets;
  * what is left after it (the exposed communication) is the reduce time.
  */
-async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions, overlap: OverlappedReduce, collective: SyncCollective, fusion: FusionBuffer): Promise<StepResult> {
+async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions, overlap: OverlappedReduce, collective: Collective, fusion: FusionBuffer): Promise<StepResult> {
   const t0 = performance.now();
   const hook = overlap.begin();
   let local = emptySums();
@@ -216,8 +217,7 @@ async function overlappedStep(model: AlexNet, optimizer: Optimizer, batch: Batch
   overlap.finish();
   fusion.writeTail(tailOf(local, batch, opts));
   const t1 = performance.now();
-  await overlap.settle();
-  await collective.allReduce(fusion.tail, { exact: true });
+  await reduceFusion(collective, fusion, overlap);
   const t2 = performance.now();
   const result = applyReduced(fusion, optimizer, opts.lr);
   const t3 = performance.now();
