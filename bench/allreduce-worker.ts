@@ -3,8 +3,8 @@
  * parent over the fork IPC channel: bind -> 'bound' (endpoint), 'connect' -> 'connected',
  * 'run' -> one 'timings' per size, then 'finished'.
  */
-import { allReduceScalars, ringAllReduce } from '../src/parallel/allreduce';
-import { ZmqRingTransport } from '../src/parallel/zmq-ring';
+import { allReduceScalars, ringAllReduce } from '../src/dist/ring/allreduce';
+import { ZmqRingTransport } from '../src/dist/ring/zmq-ring';
 
 export type ParentCommand =
   | { kind: 'connect'; next: string }

@@ -17,11 +17,11 @@ import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_CHUNK_BYTES } from '../src/parallel/allreduce';
-import { forkScript, nextMessage } from '../src/parallel/fork-script';
-import { reduceKernelName } from '../src/parallel/reduce-kernel';
-import { createIpcRingDir, ipcRingAddress, removeIpcRingDir } from '../src/parallel/ring-address';
-import { busBandwidth } from '../src/parallel/ring-schedule';
+import { DEFAULT_CHUNK_BYTES } from '../src/dist/ring/allreduce';
+import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
+import { reduceKernelName } from '../src/dist/ring/reduce-kernel';
+import { createIpcRingDir, ipcRingAddress, removeIpcRingDir } from '../src/dist/ring/ring-address';
+import { busBandwidth } from '../src/dist/ring/ring-schedule';
 import type { ParentCommand, WorkerReply } from './allreduce-worker';
 import { benchScript, flagValue, median, pythonUnavailable, runPythonJson } from './harness';
 

@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import { decodeFile } from '../src/data/decode';
 import { BatchLoader } from '../src/data/loader';
 import { DatasetStats } from '../src/data/stats';
-import { formatTable } from '../src/text-format';
+import { formatTable } from '../src/core/text-format';
 import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './harness';
 
 /** PIL/torchvision img/s on one process of this machine, measured once (docs/benchmarks.md, "Data pipeline"): used when torchvision cannot run. */

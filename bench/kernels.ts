@@ -13,11 +13,11 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../src/backend';
-import { PRESET_NAMES, type PresetName } from '../src/config';
+import { initBackend } from '../src/backend/select';
+import { PRESET_NAMES, type PresetName } from '../src/core/config';
 import { createAlexNet, disposeModel, layerShapes, type LayerShape } from '../src/model/alexnet';
 import { buildSpec } from '../src/model/presets';
-import { formatTable } from '../src/text-format';
+import { formatTable } from '../src/core/text-format';
 import { Optimizer } from '../src/train/optimizer';
 import { trainStep } from '../src/train/step';
 import { flagValue, loadAverage, machineLine, median } from './harness';
@@ -160,7 +160,7 @@ async function main(argv: string[]): Promise<void> {
     cropsPerImage: 1,
   };
   const step = async (): Promise<void> => {
-    await trainStep(model, optimizer, batchData, { lr: 0.01, dropoutSeed: 1, collective: null, fusion: null, stopVote: false });
+    await trainStep(model, optimizer, batchData, { lr: 0.01, dropoutSeed: 1, stopVote: false });
   };
   const loadBefore = loadAverage();
   for (let i = 0; i < 2; i++) await step();

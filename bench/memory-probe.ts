@@ -12,8 +12,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
-import { initBackend } from '../src/backend';
-import { BACKEND_CHOICES, PRESET_NAMES, TRAIN_DEFAULTS } from '../src/config';
+import { initBackend } from '../src/backend/select';
+import { BACKEND_CHOICES, PRESET_NAMES, TRAIN_DEFAULTS } from '../src/core/config';
 import type { Batch } from '../src/data/loader';
 import { mulberry32 } from '../src/data/rng';
 import { createAlexNet } from '../src/model/alexnet';
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const stepSec: number[] = [];
   for (let step = 0; step < 2; step++) {
     const t0 = performance.now();
-    await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: step, collective: null, fusion: null, stopVote: false, microBatch: args['micro-batch'] });
+    await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: step, stopVote: false, microBatch: args['micro-batch'] });
     stepSec.push((performance.now() - t0) / 1000);
   }
   const estimate = stepMemory(spec, CLASSES, info.active, 1);

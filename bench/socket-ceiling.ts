@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { forkScript, nextMessage } from '../src/parallel/fork-script';
+import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
 import { flagValue, loadAverage, median } from './harness';
 
 const CHUNK_BYTES = 4 << 20;

@@ -6,15 +6,15 @@
  * arrives and sent back over the fork IPC channel.
  */
 import yargs from 'yargs';
-import { backendRequest, describeBackend, initBackend } from '../src/backend';
+import { backendRequest, describeBackend, initBackend } from '../src/backend/select';
 import { trainOptions } from '../src/cli';
-import { buildTrainConfig } from '../src/config';
-import type { BackendChoice, PresetName } from '../src/config';
+import { buildTrainConfig } from '../src/core/config';
+import type { BackendChoice, PresetName } from '../src/core/config';
 import { trainDataParallel } from '../src/command-handlers';
-import { resolveDevices } from '../src/parallel/devices';
-import { stepReportMessage, type StepReportMessage } from '../src/parallel/protocol';
+import { resolveDevices } from '../src/devices/discover';
+import { stepReportMessage, type StepReportMessage } from '../src/dist/control/messages';
 import { Trainer, type TrainerDeps } from '../src/train/trainer';
-import { consoleLogger } from '../src/log';
+import { consoleLogger } from '../src/core/log';
 import { sampleOf, type StepSample } from './train-stats';
 
 export interface RunSpec {

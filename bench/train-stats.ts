@@ -3,9 +3,9 @@
  * tests hold them to hand-made step reports: repetitions out of step end times, the per-step
  * breakdown, scaling efficiency, and the markdown tables.
  */
-import { formatTable, type Align } from '../src/text-format';
-import { STEP_TIMINGS, type StepReportMessage } from '../src/parallel/protocol';
-import { busBandwidth } from '../src/parallel/ring-schedule';
+import { formatTable, type Align } from '../src/core/text-format';
+import { STEP_TIMINGS, type StepReportMessage } from '../src/dist/control/messages';
+import { busBandwidth } from '../src/dist/ring/ring-schedule';
 import { median } from './harness';
 
 export type StepPart = (typeof STEP_TIMINGS)[number];

@@ -25,9 +25,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countParams } from '../src/model/alexnet';
-import { PRESET_NAMES, type BackendChoice, type PresetName } from '../src/config';
+import { PRESET_NAMES, type BackendChoice, type PresetName } from '../src/core/config';
 import { buildSpec } from '../src/model/presets';
-import { forkScript, nextMessage } from '../src/parallel/fork-script';
+import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
 import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './harness';
 import { trainArgs, type RunReply, type RunSpec } from './train-run';
 import {

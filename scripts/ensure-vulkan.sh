@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the webgpu tests (test/backend/webgpu*.test.ts) need: a Vulkan driver that Dawn (npm's
+# What the webgpu tests (test/backend/webgpu/*.test.ts) need: a Vulkan driver that Dawn (npm's
 # `webgpu`) accepts. On a machine without a GPU that is Mesa's software device, lavapipe; Debian
 # bookworm's own Mesa 22.3 is too old for Dawn, bookworm-backports' (25.x) works. So, as root
 # with apt on bookworm: add the backports suite (same archive address as the machine's bookworm

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with GPUs: is the webgpu path right, and how fast is it?
 #   1. lists the Vulkan devices and Dawn's adapter (vendor, name, hardware or software);
-#   2. runs the kernel checks (test/backend/webgpu-kernels.test.ts: every kernel of the three
+#   2. runs the kernel checks (test/backend/webgpu/kernels.test.ts: every kernel of the three
 #      presets against the cpu backend, 1e-4) pinned to the first hardware GPU;
 #   3. times the paper preset at batch 128 per worker, with 1 worker and then with every GPU
 #      (one worker process per GPU, each pinned to its own), and prints one table: img/s,
@@ -39,7 +39,7 @@ if [ "$status" = 3 ] && [ "$SOFTWARE" = 0 ]; then
 elif [ "$status" != 0 ] && [ "$status" != 3 ]; then
   exit "$status"
 fi
-GPUS=$(node -e "const d = require('./dist/src/parallel/devices'); console.log(d.vulkanGpuIds(d.discoverVulkanDevices()).length)")
+GPUS=$(node -e "const d = require('./dist/src/devices/discover'); console.log(d.vulkanGpuIds(d.discoverVulkanDevices()).length)")
 if [ "$SOFTWARE" = 1 ] && [ "$GPUS" = 0 ]; then GPUS=1; fi
 WORKERS=${WORKERS:-$([ "$GPUS" -gt 1 ] && echo "1,$GPUS" || echo 1)}
 
@@ -47,7 +47,7 @@ echo "== 2. kernel checks vs the cpu backend ($([ "$SOFTWARE" = 1 ] && echo "the
 PIN=()
 if [ "$SOFTWARE" = 0 ]; then mapfile -t PIN < <(node dist/scripts/gpu-check.js pin); fi
 # The compiled test under plain node (no tap runner, no TypeScript): it also runs from a bundle.
-env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 TAP_TIMEOUT=600 node dist/test/backend/webgpu-kernels.test.js >"$OUT/kernels.tap" 2>&1 \
+env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 TAP_TIMEOUT=600 node dist/test/backend/webgpu/kernels.test.js >"$OUT/kernels.tap" 2>&1 \
   || { grep -E 'not ok|# \{' "$OUT/kernels.tap" | head -n 20; echo "gpu-check: kernel checks failed ($OUT/kernels.tap)"; exit 1; }
 grep -E '^# \{' "$OUT/kernels.tap"
 

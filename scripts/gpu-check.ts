@@ -6,9 +6,9 @@
  *   node dist/scripts/gpu-check.js table train.json   # the one summary table of a bench/train.js --backend webgpu run
  */
 import * as fs from 'node:fs';
-import { describeAdapter, probeAdapter } from '../src/backend/webgpu';
-import { discoverVulkanDevices, gpuEnvironment, vulkanGpuIds } from '../src/parallel/devices';
-import { formatTable } from '../src/text-format';
+import { describeAdapter, probeAdapter } from '../src/backend/webgpu/backend';
+import { discoverVulkanDevices, gpuEnvironment, vulkanGpuIds } from '../src/devices/discover';
+import { formatTable } from '../src/core/text-format';
 import type { TrainBenchJson } from '../bench/train-stats';
 
 /** Exit status of `adapters` when there is no hardware GPU (the shell script tells it from a failure). */

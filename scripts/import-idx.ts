@@ -13,12 +13,12 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
-import { DataError, UserError } from '../src/errors';
-import { SplitName } from '../src/data/dataset';
-import { FASHION_MNIST_CLASSES } from '../src/data/fashion-mnist';
-import { idxImages, readIdxFile } from '../src/data/idx';
-import { buildImageTree, isCompleteTree, TreeImage } from '../src/data/image-tree';
-import { stratifiedSplit } from '../src/data/split';
+import { DataError, UserError } from '../src/core/errors';
+import { SplitName } from '../src/data/index/dataset';
+import { FASHION_MNIST_CLASSES } from '../src/data/commands/fashion-mnist';
+import { idxImages, readIdxFile } from '../src/data/commands/idx';
+import { buildImageTree, isCompleteTree, TreeImage } from '../src/data/commands/image-tree';
+import { stratifiedSplit } from '../src/data/commands/split';
 
 const FORMAT_VERSION = 1;
 

@@ -9,9 +9,9 @@
  *   (or: npx ts-node --transpile-only scripts/make-fashion-mnist.ts)
  */
 import yargs from 'yargs';
-import { UserError } from '../src/errors';
-import { DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, materializeFashionMnist } from '../src/data/fashion-mnist';
-import { formatTable } from '../src/text-format';
+import { UserError } from '../src/core/errors';
+import { DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, materializeFashionMnist } from '../src/data/commands/fashion-mnist';
+import { formatTable } from '../src/core/text-format';
 
 async function main(): Promise<void> {
   const args = await yargs(process.argv.slice(2))

@@ -20,12 +20,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import yargs from 'yargs';
 import { benchScript, pythonUnavailable, replaceGeneratedBlock, repoRoot, SYSTEM_PYTHON } from '../bench/harness';
-import { addonPath } from '../src/backend/native';
-import { openDataset } from '../src/data/dataset';
+import { addonPath } from '../src/backend/native/backend';
+import { openDataset } from '../src/data/index/dataset';
 import { findStats, statsPath } from '../src/data/stats';
-import { UserError } from '../src/errors';
+import { UserError } from '../src/core/errors';
 import { buildSpec } from '../src/model/presets';
-import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '../src/train/run-log';
+import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '../src/train/run/run-log';
 import { writeSvgAndPng } from '../src/report/svg';
 import { statsPlaces } from '../src/train/setup';
 import {

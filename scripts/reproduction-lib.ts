@@ -3,9 +3,9 @@
  * and charts of docs/reproduction.md. No processes, no files: tested in test/scripts/.
  */
 import { lineChart, type ChartSpec, type Series } from '../src/report/charts';
-import type { RunMetrics, StepRecord } from '../src/train/run-log';
+import type { RunMetrics, StepRecord } from '../src/train/run/run-log';
 import { svgDocument, svgText } from '../src/report/svg';
-import { formatPercent, formatTable } from '../src/text-format';
+import { formatPercent, formatTable } from '../src/core/text-format';
 
 /** The paper's recipe scaled to this machine (issue #6), as `alexnet train` options. */
 export const REPRODUCTION_RECIPE = {

@@ -29,15 +29,15 @@ import {
   SCHEDULE_NAMES,
   trainFlagDefault as d,
   type CliArgs,
-} from './config';
-import { CLUSTER_DEFAULTS } from './parallel/cluster-config';
+} from './core/config';
+import { CLUSTER_DEFAULTS } from './dist/control/cluster-config';
 import { datasetOptions } from './data/cli-options';
-import { dataCommand } from './data/commands';
-import { UserError } from './errors';
+import { dataCommand } from './data/commands/commands';
+import { UserError } from './core/errors';
 import { DASHBOARD_DEFAULTS } from './dashboard/options';
 import { runDashboard, runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
 
-/** Every `train` option, with its default (from TRAIN_DEFAULTS, src/config.ts) and unit in the help text. */
+/** Every `train` option, with its default (from TRAIN_DEFAULTS, src/core/config.ts) and unit in the help text. */
 export function trainOptions(y: Argv): Argv {
   return y
     .option('data', { type: 'string', default: d('data'), describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })

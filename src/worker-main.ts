@@ -2,7 +2,7 @@
  * One data-parallel worker process: a full AlexNet replica on its own device, and the one
  * place that joins TensorFlow.js (the training loop) to the ring (src/parallel). Started by
  * the coordinator, or on another host by its join agent, never by hand: its rank and
- * addresses come in the environment (parallel/worker-env.ts).
+ * addresses come in the environment (dist/control/worker-env.ts).
  *
  *   session (hello -> config -> ring) -> backend -> ready -> the shared training loop, with
  *   the ring all-reduce as its collective -> done (or error) -> exit
@@ -11,18 +11,18 @@
  * coordinator, which watches health.
  */
 import * as fs from 'node:fs';
-import { backendRequest, describeBackend, initBackend } from './backend';
-import { addonPath } from './backend/native';
-import { env } from './config';
-import { consoleLogger } from './log';
-import { WorkerControl, type WorkerControlOptions } from './parallel/control';
-import { readSpawnerPid, readWorkerBootstrap } from './parallel/worker-env';
-import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './parallel/worker-session';
+import { backendRequest, describeBackend, initBackend } from './backend/select';
+import { addonPath } from './backend/native/backend';
+import { env } from './core/config';
+import { consoleLogger } from './core/log';
+import { WorkerControl, type WorkerControlOptions } from './dist/control/sockets';
+import { readSpawnerPid, readWorkerBootstrap } from './dist/control/worker-env';
+import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './dist/control/worker-session';
 import { writeRunReportSafely } from './report/report';
-import { plainTrainResult } from './train/run-log';
+import { plainTrainResult } from './train/run/run-log';
 import { Trainer, type StepReport } from './train/trainer';
 
-/** For the tests' fixture worker only (test/parallel/fixtures/faulty-worker.ts). */
+/** For the tests' fixture worker only (test/dist/fixtures/faulty-worker.ts). */
 export interface WorkerHooks {
   /** Makes the control socket (a fixture's can send bytes that are not a message). */
   control?: (address: string, options: WorkerControlOptions) => WorkerControl;

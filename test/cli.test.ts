@@ -131,7 +131,7 @@ t.test("the Makefile's default run is a valid `alexnet train` command", async (t
   // The real parser and validator, without training: --help exits before anything runs, so
   // parse through the library instead.
   const { trainOptions } = await import('../src/cli');
-  const { buildTrainConfig } = await import('../src/config');
+  const { buildTrainConfig } = await import('../src/core/config');
   const yargs = (await import('yargs')).default;
   // The data folder may not be materialised yet: point --data at an existing folder instead.
   args[args.indexOf('--data') + 1] = tempDir(t);

@@ -6,7 +6,7 @@
  * with nothing to wait for, and the training loop stays as fast as it was.
  */
 import * as tf from '@tensorflow/tfjs';
-import { webgpuAdapter } from './webgpu';
+import { webgpuAdapter } from './webgpu/backend';
 
 /** Whether the active backend can read synchronously (every backend but webgpu). */
 export function readsSync(): boolean {

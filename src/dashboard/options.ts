@@ -7,8 +7,8 @@
  * dashboard on a shared network shows a run only to whoever was given the URL.
  */
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../errors';
-import { deepFreeze, FieldReader, type CliArgs } from '../field-reader';
+import { ConfigError } from '../core/errors';
+import { deepFreeze, FieldReader, type CliArgs } from '../core/field-reader';
 
 export interface DashboardConfig {
   host: string;

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CONFUSION_CSV, EVAL_DIR_PREFIX, PER_CLASS_CSV } from '../eval/file-names';
-import { BAD_FILES } from '../train/bad-files';
-import { BEST_CHECKPOINT, LAST_CHECKPOINT, readCheckpointSummary } from '../train/checkpoint';
+import { BAD_FILES } from '../train/run/bad-files';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, readCheckpointSummary } from '../train/run/checkpoint';
 import {
   METRICS_FILE,
   RUN_FILE,
@@ -25,7 +25,7 @@ import {
   type RunMetrics,
   type StepRecord,
   type WorkerRecord,
-} from '../train/run-log';
+} from '../train/run/run-log';
 import { downsample, etaSeconds, imagesPerSec, stepBreakdowns, type StepBreakdown } from './series';
 
 /** The files whose presence makes a folder a run (a run writes run.json first). */

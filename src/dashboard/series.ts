@@ -3,7 +3,7 @@
  * downsampling, images/s and the ETA from steps.jsonl, and the all-reduce's split into
  * transfer and skew wait from workers.jsonl.
  */
-import type { StepRecord, WorkerRecord } from '../train/run-log';
+import type { StepRecord, WorkerRecord } from '../train/run/run-log';
 
 /** Columns of equal length; column 0 is x. */
 export type Columns = number[][];

@@ -19,8 +19,8 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { ConfigError } from '../errors';
-import { projectRoot } from '../project-root';
+import { ConfigError } from '../core/errors';
+import { projectRoot } from '../core/project-root';
 import { dashboardUrl, isLoopback, type DashboardFlags } from './options';
 import { RUN_MARKERS, RunReader } from './run-reader';
 

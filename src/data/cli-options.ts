@@ -4,10 +4,10 @@
  * cannot drift apart.
  */
 import type { Argv } from 'yargs';
-import { classNamesFromArgs } from '../class-names';
-import type { OpenOptions } from './dataset';
-import { LAYOUTS, TRAIN_DEFAULTS, type Layout } from '../config';
-import { FieldReader } from '../field-reader';
+import { classNamesFromArgs } from '../core/class-names';
+import type { OpenOptions } from './index/dataset';
+import { LAYOUTS, TRAIN_DEFAULTS, type Layout } from '../core/config';
+import { FieldReader } from '../core/field-reader';
 
 export function datasetOptions<T>(y: Argv<T>): Argv<T> {
   return classOptions(y)

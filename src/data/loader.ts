@@ -12,10 +12,10 @@
  * (seed, epoch, sample index) only, so results do not change with the rank count, the
  * prefetch depth or which decode finishes first.
  */
-import { ConfigError } from '../errors';
-import type { AugmentChoice } from '../config';
+import { ConfigError } from '../core/errors';
+import type { AugmentChoice } from '../core/config';
 import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops } from './augment';
-import { Sample } from './dataset';
+import { Sample } from './index/dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
 import { rngFor, RngStream } from './rng';

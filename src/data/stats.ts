@@ -7,12 +7,12 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { DataError } from '../errors';
-import { Sample } from './dataset';
+import { DataError } from '../core/errors';
+import { Sample } from './index/dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
 import { seededSubset } from './rng';
-import { writeAtomic } from '../atomic-write';
+import { writeAtomic } from '../core/atomic-write';
 
 export interface DatasetStats {
   meanRgb: [number, number, number];

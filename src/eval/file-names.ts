@@ -7,7 +7,7 @@ import * as path from 'node:path';
 export const CONFUSION_CSV = 'confusion.csv';
 export const PER_CLASS_CSV = 'per-class.csv';
 
-/** The files writeEvalOutputs writes, by name (no command replaces them unless it wrote them: data/owned.ts). */
+/** The files writeEvalOutputs writes, by name (no command replaces them unless it wrote them: data/commands/owned.ts). */
 export const EVAL_FILE_NAMES: readonly string[] = [CONFUSION_CSV, PER_CLASS_CSV, 'confusion.svg', 'confusion.png'];
 
 /** The folders eval writes into a run directory by default start so. */

@@ -5,10 +5,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { formatPercent as pct, formatTable } from '../text-format';
+import { formatPercent as pct, formatTable } from '../core/text-format';
 import { confusionHeatmap } from './heatmap';
 import { writeSvgAndPng } from '../report/svg';
-import { writeAtomic } from '../atomic-write';
+import { writeAtomic } from '../core/atomic-write';
 import { EVAL_FILE_NAMES } from './file-names';
 import { confusionCount, perClassAccuracy, type ClassAccuracy, type ConfusionMatrix } from './confusion';
 

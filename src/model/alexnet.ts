@@ -4,7 +4,7 @@
  * softmax lives in the loss (the seed notebook's softmax-inside-the-model bug).
  */
 import * as tf from '@tensorflow/tfjs';
-import { convLayer } from '../backend';
+import { convLayer } from '../backend/ops';
 import type { ConvPad, ConvSpec, ModelSpec } from './presets';
 
 /** One trainable tensor, in a fixed order shared by every rank and every checkpoint. */

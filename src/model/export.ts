@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { AlexNet } from './alexnet';
 import type { ConvPad } from './presets';
-import { writeAtomic } from '../atomic-write';
+import { writeAtomic } from '../core/atomic-write';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';

@@ -2,7 +2,7 @@
  * AlexNet presets as data. The model code (alexnet.ts) reads only these specs, so a preset is
  * the whole description of a network: geometry, grouping, LRN, pooling and initialisation.
  */
-import type { ModelChoice, PresetName } from '../config';
+import type { ModelChoice, PresetName } from '../core/config';
 
 /** Padding of one conv layer: tfjs' 'same'/'valid', or an explicit symmetric pixel count. */
 export type ConvPad = 'same' | 'valid' | number;

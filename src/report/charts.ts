@@ -3,7 +3,7 @@
  * curves built from them: loss, top-1 and top-5 error (train and val) and the learning rate,
  * one panel each.
  */
-import type { EpochRecord } from '../train/run-log';
+import type { EpochRecord } from '../train/run/run-log';
 import { coord, svgDocument, svgText } from './svg';
 
 /** A missing value (null or NaN: no validation split, a diverged loss) breaks the line there. */

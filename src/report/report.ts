@@ -5,14 +5,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { TrainConfig } from '../config';
-import { writeAtomic } from '../atomic-write';
-import { ConfigError } from '../errors';
-import type { Logger } from '../log';
-import { formatPercent as pct, formatTable } from '../text-format';
-import { BEST_CHECKPOINT, LAST_CHECKPOINT, readCheckpointSummary, type CheckpointSummary } from '../train/checkpoint';
+import type { TrainConfig } from '../core/config';
+import { writeAtomic } from '../core/atomic-write';
+import { ConfigError } from '../core/errors';
+import type { Logger } from '../core/log';
+import { formatPercent as pct, formatTable } from '../core/text-format';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, readCheckpointSummary, type CheckpointSummary } from '../train/run/checkpoint';
 import type { MetricSummary } from '../train/metrics';
-import { METRICS_FILE, parseMetricsJsonl, type EpochRecord, type RunMetrics } from '../train/run-log';
+import { METRICS_FILE, parseMetricsJsonl, type EpochRecord, type RunMetrics } from '../train/run/run-log';
 import { curvesSvg } from './charts';
 import { writeSvgAndPng } from './svg';
 

@@ -3,7 +3,7 @@
  * DOM. Coordinates are rounded to 0.1 px, enough for a raster and short in the file.
  */
 import sharp from 'sharp';
-import { writeAtomic } from '../atomic-write';
+import { writeAtomic } from '../core/atomic-write';
 
 /** Text and attribute values: class names may hold <, & or quotes. */
 export function escapeXml(text: string): string {

@@ -8,8 +8,8 @@
  * (unfused bias/ReLU copies, LRN's saved norms, each layer's input gradient), measured per
  * backend on the paper preset; fixed bytes = the parameters times the copies a step holds.
  */
-import type { BackendChoice } from '../config';
-import { ConfigError } from '../errors';
+import type { BackendChoice } from '../core/config';
+import { ConfigError } from '../core/errors';
 import { countParams, layerShapes } from '../model/alexnet';
 import type { ModelSpec } from '../model/presets';
 

@@ -8,9 +8,9 @@
  * keep ReLUs alive, decaying them would undo that).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { OptimizerName } from '../config';
+import type { OptimizerName } from '../core/config';
 import type { Param } from '../model/alexnet';
-import { adamStep, sgdMomentumStep } from '../backend';
+import { adamStep, sgdMomentumStep } from '../backend/ops';
 import { readFloats } from '../backend/readback';
 
 export interface OptimizerOptions {

@@ -2,8 +2,8 @@
  * Per-epoch progress: a redrawn bar on a terminal, plain lines (every ~10% of the epoch) when
  * the output is a file or CI log, in the spirit of pytorch/examples' ProgressMeter.
  */
-import type { Logger } from '../log';
-import { formatPercent } from '../text-format';
+import type { Logger } from '../core/log';
+import { formatPercent } from '../core/text-format';
 
 export interface ProgressSnapshot {
   step: number;

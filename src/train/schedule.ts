@@ -2,7 +2,7 @@
  * Learning-rate schedules as small pure state machines, so they can be saved in a checkpoint
  * and tested without a model.
  */
-import type { ScheduleName } from '../config';
+import type { ScheduleName } from '../core/config';
 
 export interface ScheduleOptions {
   name: ScheduleName;

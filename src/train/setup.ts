@@ -4,20 +4,20 @@
  * loop so the loop reads top to bottom.
  */
 import * as path from 'node:path';
-import type { TrainConfig } from '../config';
-import { env } from '../config';
-import { DataError } from '../errors';
-import { preflight } from '../data/check';
-import { openDataset, type Dataset, type Sample } from '../data/dataset';
+import type { TrainConfig } from '../core/config';
+import { env } from '../core/config';
+import { DataError } from '../core/errors';
+import { preflight } from '../data/commands/check';
+import { openDataset, type Dataset, type Sample } from '../data/index/dataset';
 import { seededSubset } from '../data/rng';
 import { cachedStatsPath, computeStats, findStats, saveStatsFirstWritable, STATS_FILE, statsPath, type DatasetStats } from '../data/stats';
-import { assertFitsBackend } from '../backend';
+import { assertFitsBackend } from '../backend/select';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
-import type { Logger } from '../log';
-import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './checkpoint';
+import type { Logger } from '../core/log';
+import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './run/checkpoint';
 import { emptySums } from './metrics';
-import { loadResume } from './checkpoint-store';
+import { loadResume } from './run/checkpoint-store';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
 import * as tf from '@tensorflow/tfjs';

@@ -12,32 +12,29 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { currentBackend } from '../backend';
+import { currentBackend } from '../backend/select';
 import { readFloats } from '../backend/readback';
-import type { TrainConfig } from '../config';
-import type { Sample } from '../data/dataset';
+import type { TrainConfig } from '../core/config';
+import type { Sample } from '../data/index/dataset';
 import { BatchLoader, type LoaderMode } from '../data/loader';
 import type { DatasetStats } from '../data/stats';
-import type { Logger } from '../log';
+import type { Logger } from '../core/log';
 import { exportGraphModel } from '../model/export';
-import type { Collective } from '../parallel/collective';
-import { formatPercent } from '../text-format';
-import { BadFileLog } from './bad-files';
-import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './checkpoint';
-import { CheckpointStore, CheckpointTimer, type WriteFile } from './checkpoint-store';
-import { ConfigError } from '../errors';
-import { isSyncCollective } from '../parallel/comm-thread';
-import { FusionBuffer } from './fusion-buffer';
-import { HybridHead } from './hybrid';
-import { OverlappedReduce } from './overlap';
+import type { SyncCollective } from '../dist/collective';
+import { formatPercent } from '../core/text-format';
+import { BadFileLog } from './run/bad-files';
+import { BEST_CHECKPOINT, LAST_CHECKPOINT, type CheckpointContents } from './run/checkpoint';
+import { CheckpointStore, CheckpointTimer, type WriteFile } from './run/checkpoint-store';
+import { createGradientSync } from './sync/create-sync';
+import type { GradientSync } from './sync/gradient-sync';
 import type { OptimizerState } from './optimizer';
 import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
-import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run-log';
+import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run/run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
-import { evalBatch, reduceFusion, trainStep, type StepTimings } from './step';
+import { evalBatch, trainStep, type StepTimings } from './step';
 
 export interface StepReport {
   epoch: number;
@@ -52,7 +49,7 @@ export interface StepReport {
 export interface TrainerDeps {
   log: Logger;
   tty: boolean;
-  collective: Collective | null;
+  collective: SyncCollective | null;
   /** Polled before each step: true once Ctrl-C (or the coordinator) asked to stop. All ranks stop after the same step. */
   shouldStop: () => boolean;
   /** Called after each step with its report (a worker sends it to the coordinator; benchmarks time steps). */
@@ -105,19 +102,6 @@ function osMachineMemory(localWorkers: number): MachineMemory {
   return { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers };
 }
 
-/**
- * Hybrid mode and --overlap read tensors inside tfjs's synchronous backward pass (dataSync), which
- * the webgpu backend cannot do in Node (its readbacks are async only).
- */
-function refuseAsyncOnlyBackend(what: string): void {
-  if (tf.getBackend() === 'webgpu') throw new ConfigError(`${what} is not available on the webgpu backend: it reads tensors inside the backward pass, and webgpu reads back only asynchronously. Use --parallel data without --overlap there.`);
-}
-
-/** A fusion buffer shaped for the model's parameters. */
-function fusionFor(state: RunState): FusionBuffer {
-  return new FusionBuffer(state.model.params.map((p) => p.shape));
-}
-
 async function checkpointOf(config: TrainConfig, state: RunState, optimizer: OptimizerState): Promise<CheckpointContents> {
   const weights = await Promise.all(state.model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
   return {
@@ -144,8 +128,8 @@ export class Trainer {
   private stepWrite: Promise<void> = Promise.resolve();
   /** The ring's byte counter at the end of the previous step. */
   private wireBytesBefore = 0;
-  /** Hybrid mode: this rank's FC slices (null: data mode, or one process). */
-  private hybrid: HybridHead | null = null;
+  /** How gradients are summed over ranks: chosen once at the start of run(). */
+  private sync: GradientSync | null = null;
   /** Hybrid mode: the full optimizer state gathered by the last syncFullModel, for checkpoints. */
   private gatheredOptimizer: OptimizerState | null = null;
 
@@ -187,14 +171,13 @@ export class Trainer {
     const { model } = state;
     const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
     if (this.isMaster) deps.log.info(micro.reason);
-    if (deps.collective) await this.syncInitialWeights(state, deps.collective);
-    this.hybrid = await this.hybridHead(state, micro.size);
+    const sync = await createGradientSync({ config, collective: deps.collective, model, optimizer: state.optimizer, microBatch: micro.size, log: deps.log });
+    this.sync = sync;
+    state.optimizer = sync.optimizer;
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
     const trainLoader = this.loader(state.train, state.stats, 'train', state);
     const valSamples = state.dataset.splits.val?.samples ?? [];
     const valLoader = valSamples.length > 0 ? this.loader(valSamples, state.stats, 'center', state) : null;
-    const fusion = this.hybrid ? this.hybrid.fusion : deps.collective ? fusionFor(state) : null;
-    const overlap = this.overlapFor(fusion, micro.size);
     this.wireBytesSince(); // the initial broadcast is not a step's
     const stepsPerEpoch = Math.min(trainLoader.batchCount, config.maxStepsPerEpoch || Infinity);
     const epochs: EpochRecord[] = [];
@@ -221,13 +204,10 @@ export class Trainer {
         const result = await trainStep(model, state.optimizer, batch, {
           lr,
           dropoutSeed: dropoutSeedFor(config.seed, state.position.globalStep),
-          collective: deps.collective,
-          fusion,
+          sync,
           stopVote: deps.shouldStop(),
           checkpointVote: this.isMaster && this.checkpointTimer.due(state.position.globalStep + 1, performance.now()),
           microBatch: micro.size,
-          hybrid: this.hybrid,
-          overlap,
         });
         step++;
         skipped += result.skipped;
@@ -246,7 +226,7 @@ export class Trainer {
           appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums), stepsPerEpoch, timeMs: Date.now() });
           windowSums = emptySums();
         }
-        await this.maybeChecksum(state, fusion);
+        await this.maybeChecksum(state, sync);
         if (result.checkpoint) await this.saveStep(state);
         if (result.stop) {
           stopped = true;
@@ -276,101 +256,40 @@ export class Trainer {
     return { epochs, test, stopped, runDir: config.runDir, wallMs: performance.now() - started };
   }
 
-  /**
-   * Hybrid mode's slices of the FC layers, cut from the (broadcast or resumed) full model; null
-   * in data mode and in one process (where both modes are the same computation).
-   */
-  private async hybridHead(state: RunState, microBatch: number): Promise<HybridHead | null> {
-    const { collective, log } = this.deps;
-    if (this.config.parallel !== 'hybrid' || collective == null || collective.worldSize === 1) return null;
-    refuseAsyncOnlyBackend('--parallel hybrid');
-    if (!isSyncCollective(collective)) throw new ConfigError('--parallel hybrid needs the workers\' communication thread (a plain ring collective cannot gather inside the backward pass)');
-    const share = Math.ceil(this.config.batchSize / this.worldSize);
-    if (this.isMaster && microBatch > 0 && microBatch < share) {
-      log.warn(`--parallel hybrid runs each worker's share of ${share} images in one pass (the FC layers see the whole global batch); micro-batches of ${microBatch} are not used`);
-    }
-    const head = await HybridHead.create(state.model, state.optimizer, collective);
-    state.optimizer = head.optimizer;
-    return head;
-  }
-
-  /** Bytes sent on the ring since the last call (the comm thread counts them; 0 without one). */
+  /** Bytes sent on the wire since the last call (0 in one process). */
   private wireBytesSince(): number {
-    const { collective } = this.deps;
-    if (!isSyncCollective(collective)) return 0;
-    const now = collective.bytesSent();
+    const now = this.sync?.bytesSent() ?? 0;
     const bytes = now - this.wireBytesBefore;
     this.wireBytesBefore = now;
     return bytes;
   }
 
   /**
-   * The bucketed all-reduce during backward (--overlap), or null: one process, or micro-batches
-   * (their gradients add up over several passes, so none is final before the last one ends).
-   */
-  private overlapFor(fusion: FusionBuffer | null, microBatch: number): OverlappedReduce | null {
-    const { collective, log } = this.deps;
-    if (!this.config.overlap || fusion == null || collective == null || collective.worldSize === 1) return null;
-    if (!isSyncCollective(collective)) throw new ConfigError('--overlap needs the workers\' communication thread');
-    refuseAsyncOnlyBackend('--overlap');
-    const share = Math.ceil(this.config.batchSize / this.worldSize);
-    if (this.hybrid == null && microBatch > 0 && microBatch < share) {
-      if (this.isMaster) log.warn(`--overlap is off: each worker's ${share} images run in micro-batches of ${microBatch}, and no gradient is final before the last one`);
-      return null;
-    }
-    const overlap = new OverlappedReduce(fusion, collective, this.config.bucketMb * 1e6);
-    if (this.isMaster) log.info(`overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${this.config.bucketMb} MB`);
-    return overlap;
-  }
-
-  /**
    * Hybrid mode: gathers the FC slices into the full model on every rank (evaluation, checkpoints
    * and export then work as in data mode) and the optimizer's full state for checkpoints. Every
-   * rank calls this at the same points. Nothing to do in data mode.
+   * rank calls this at the same points. Nothing to do in the other modes.
    */
   private async syncFullModel(): Promise<void> {
-    if (this.hybrid) this.gatheredOptimizer = await this.hybrid.materialize(true);
+    this.gatheredOptimizer = (await this.sync?.materialize(true)) ?? null;
   }
 
-  /** The optimizer state a checkpoint holds: the full model's, in either mode. */
+  /** The optimizer state a checkpoint holds: the full model's, in every mode. */
   private async checkpointOptimizer(state: RunState): Promise<OptimizerState> {
-    if (!this.hybrid) return state.optimizer.getState();
+    if (this.config.parallel !== 'hybrid' || this.worldSize === 1) return state.optimizer.getState();
     if (this.gatheredOptimizer === null) throw new Error('hybrid mode: a checkpoint before the FC slices were gathered');
     return this.gatheredOptimizer;
   }
 
-  /** Every rank starts from rank 0's weights (they already match for one seed; this makes sure). */
-  private async syncInitialWeights(state: RunState, collective: Collective): Promise<void> {
-    if (collective.worldSize === 1) return;
-    const weights = fusionFor(state);
-    const variables = state.model.params.map((p) => p.variable);
-    await weights.packAsync(variables);
-    await collective.broadcast(weights.data, 0);
-    const received = weights.unpack();
-    variables.forEach((v, i) => v.assign(received[i]));
-    received.forEach((t) => t.dispose());
-  }
-
-  /** `fusion`: the step's buffer, free again once the step is done (no 244 MB allocation per checksum on paper). */
-  private async maybeChecksum(state: RunState, fusion: FusionBuffer | null): Promise<void> {
+  private async maybeChecksum(state: RunState, sync: GradientSync): Promise<void> {
     const every = this.config.checksumEverySteps;
     if (this.deps.onChecksum == null || every <= 0 || state.position.globalStep % every !== 0) return;
-    const weights = fusion ?? fusionFor(state);
-    // Hybrid: the replicated (conv) params; the FC slices differ by design.
-    const params = this.hybrid ? this.hybrid.trainParams.slice(0, this.hybrid.replicated) : state.model.params;
-    await weights.packAsync(params.map((p) => p.variable));
-    await this.deps.onChecksum(weights.params, state.position.globalStep);
+    await this.deps.onChecksum(await sync.replicatedWeights(state.model), state.position.globalStep);
   }
 
   async evaluate(state: RunState, loader: BatchLoader, epoch: number): Promise<MetricSummary> {
     let sums = emptySums();
     for await (const batch of loader.epoch(epoch)) sums = addSums(sums, await evalBatch(state.model, batch));
-    if (this.deps.collective) {
-      const tail = new FusionBuffer();
-      tail.writeTail({ sums, skipped: 0, stopVotes: 0 });
-      await reduceFusion(this.deps.collective, tail);
-      sums = tail.readTail().sums;
-    }
+    if (this.sync) sums = (await this.sync.sumTail({ sums, skipped: 0, stopVotes: 0 })).sums;
     return summarize(sums);
   }
 
@@ -440,7 +359,7 @@ export class Trainer {
   }
 
   private async finalTest(state: RunState): Promise<MetricSummary | null> {
-    if (this.hybrid && this.gatheredOptimizer === null) await this.syncFullModel();
+    if (this.gatheredOptimizer === null) await this.syncFullModel();
     if (this.isMaster) await this.exportModel(state, 'final-model');
     const testSamples = state.dataset.splits.test?.samples ?? [];
     if (testSamples.length === 0) return null;

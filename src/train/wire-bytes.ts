@@ -11,7 +11,7 @@
  * Small terms: the metric tail (7 fp32 values, all-reduced), hybrid's image counts and keys,
  * and the 16-bit wire's 4-byte header and padding per message.
  */
-import type { ParallelMode, WireDtype } from '../config';
+import type { ParallelMode, WireDtype } from '../core/config';
 import { layerShapes } from '../model/alexnet';
 import type { ModelSpec } from '../model/presets';
 

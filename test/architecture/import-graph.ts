@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface ImportEdge {
-  /** Importing file, relative to the source root, e.g. 'parallel/coordinator.ts'. */
+  /** Importing file, relative to the source root, e.g. 'dist/launch/coordinator.ts'. */
   from: string;
   /** Imported file, likewise. */
   to: string;
@@ -49,8 +49,29 @@ export function importGraph(root: string): ImportEdge[] {
   return edges;
 }
 
-/** The unit a file belongs to: its top folder under the root, or its own name for a top-level file. */
+/**
+ * The unit a file belongs to: its top folder under the root, or its own name for a top-level
+ * file. Two folders are finer: each file of core/ is a unit (the foundation has an order of its
+ * own), and each subfolder of dist/ is one (security < ring < comm-thread < control < launch).
+ */
 export function unitOf(file: string): string {
-  const parts = file.split(path.sep);
-  return parts.length > 1 ? parts[0] : parts[0].replace(/\.ts$/, '');
+  const parts = file.replace(/\.ts$/, '').split(path.sep);
+  if (parts.length === 1) return parts[0];
+  if (parts[0] === 'core') return `core/${parts[1]}`;
+  if (parts[0] === 'dist') return parts.length > 2 ? `dist/${parts[1]}` : 'dist';
+  return parts[0];
+}
+
+/**
+ * Whether every import of `to` in `from` (both relative to `root`) is an `import type`: a
+ * type couples two units less than a value does (no code of one runs in the other).
+ */
+export function importsTypeOnly(root: string, from: string, to: string): boolean {
+  const file = path.join(root, from);
+  const target = path.join(root, to).replace(/\.ts$/, '');
+  const statements = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
+    const spec = /^\s*(?:import|export)\b.*\bfrom\s+['"](\.[^'"]*)['"]/.exec(line)?.[1];
+    return spec !== undefined && path.resolve(path.dirname(file), spec) === target;
+  });
+  return statements.length > 0 && statements.every((line) => /^\s*import\s+type\b/.test(line));
 }

@@ -3,33 +3,42 @@
 // stay acyclic and the parallel layer stays free of models and datasets.
 import * as path from 'node:path';
 import t from 'tap';
-import { importGraph, importSpecifiers, unitOf } from './import-graph';
+import { importGraph, importSpecifiers, importsTypeOnly, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const FOUNDATION = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root', 'gpu'];
+const CORE = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root'].map((f) => `core/${f}`);
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   cli: 'any',
   'command-handlers': 'any',
   'worker-main': 'any',
-  dashboard: ['eval', 'train', ...FOUNDATION],
-  eval: ['report', 'train', 'model', 'data', 'backend', ...FOUNDATION],
-  report: ['train', ...FOUNDATION],
-  train: ['model', 'data', 'backend', 'parallel', ...FOUNDATION],
-  model: ['backend', ...FOUNDATION],
-  data: FOUNDATION,
-  parallel: FOUNDATION,
-  backend: FOUNDATION,
-  config: ['errors', 'class-names', 'field-reader'],
-  'field-reader': ['errors'],
-  'class-names': ['errors', 'text-format'],
-  log: ['config'],
-  errors: [],
-  'atomic-write': [],
-  'project-root': [],
-  gpu: [],
-  'text-format': [],
+  dashboard: ['eval', 'train', ...CORE],
+  eval: ['report', 'train', 'model', 'data', 'backend', ...CORE],
+  report: ['train', ...CORE],
+  // dist/collective.ts (interfaces); from control and launch only the types of what workers
+  // report (checked below): never a transport.
+  train: ['model', 'data', 'backend', 'dist', 'dist/control', 'dist/launch', ...CORE],
+  model: ['backend', ...CORE],
+  data: CORE,
+  backend: ['devices', ...CORE],
+  devices: CORE,
+  // The distributed layer, framework-free: no tfjs, no model, no dataset.
+  dist: ['dist/ring', ...CORE],
+  'dist/security': CORE,
+  'dist/ring': ['dist/security', ...CORE],
+  'dist/shm': ['dist/ring', ...CORE],
+  'dist/comm-thread': ['dist', 'dist/ring', 'dist/shm', 'dist/security', ...CORE],
+  'dist/control': ['dist/comm-thread', 'dist/ring', 'dist/security', 'devices', ...CORE],
+  'dist/launch': ['dist/control', 'dist/ring', 'dist/security', 'devices', ...CORE],
+  'core/config': ['core/errors', 'core/class-names', 'core/field-reader'],
+  'core/field-reader': ['core/errors'],
+  'core/class-names': ['core/errors', 'core/text-format'],
+  'core/log': ['core/config'],
+  'core/errors': [],
+  'core/atomic-write': [],
+  'core/project-root': [],
+  'core/text-format': [],
 };
 
 const SRC = path.resolve(__dirname, '../../src');
@@ -72,4 +81,13 @@ t.test('the units form no cycle', async (t) => {
   };
   for (const unit of deps.keys()) visit(unit, []);
   t.same([...new Set(cycles)], [], 'import cycles between units');
+});
+
+t.test('train/ reaches the distributed layer through its interfaces only', async (t) => {
+  // Values only from dist/collective.ts; from anywhere else in dist/, types of reported records.
+  const valueImports = importGraph(SRC)
+    .filter((e) => unitOf(e.from) === 'train' && unitOf(e.to).startsWith('dist/'))
+    .filter((e) => !importsTypeOnly(SRC, e.from, e.to))
+    .map((e) => `${e.from} -> ${e.to}`);
+  t.same(valueImports, [], 'train/ imports a value from a dist/ implementation');
 });

@@ -1,6 +1,6 @@
 // The training benchmark's arithmetic and tables, on hand-made step reports.
 import t from 'tap';
-import { stepReportMessage } from '../../src/parallel/protocol';
+import { stepReportMessage } from '../../src/dist/control/messages';
 import type { StepReport } from '../../src/train/trainer';
 import {
   breakdownTable,

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { METRICS_FILE, RUN_FILE, WORKERS_FILE, parseMetricsJsonl, parseRunInfo, parseWorkersJsonl } from '../../src/train/run-log';
+import { METRICS_FILE, RUN_FILE, WORKERS_FILE, parseMetricsJsonl, parseRunInfo, parseWorkersJsonl } from '../../src/train/run/run-log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 

@@ -2,7 +2,7 @@
 // shape; images/s, ETA and the all-reduce's transfer/skew split come out of the run's files.
 import t from 'tap';
 import { downsample, etaSeconds, imagesPerSec, stepBreakdowns } from '../../src/dashboard/series';
-import type { StepRecord, WorkerRecord } from '../../src/train/run-log';
+import type { StepRecord, WorkerRecord } from '../../src/train/run/run-log';
 
 t.test('downsample: at most maxPoints rows, each the mean of its bucket', async (t) => {
   const x = Array.from({ length: 1000 }, (_, i) => i);

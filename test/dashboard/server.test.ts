@@ -9,8 +9,8 @@ import t, { type Test } from 'tap';
 import { buildDashboardConfig, dashboardUrl, TRAIN_DASHBOARD_FLAGS } from '../../src/dashboard/options';
 import { LineTail, evalView, parseCsv, runState } from '../../src/dashboard/run-reader';
 import { DashboardServer, authorize, pathSegments, sseFrame } from '../../src/dashboard/server';
-import { ConfigError } from '../../src/errors';
-import { appendRunEvent, appendStepRecord, appendWorkerRecord, writeRunInfo, type RunInfo, type StepRecord } from '../../src/train/run-log';
+import { ConfigError } from '../../src/core/errors';
+import { appendRunEvent, appendStepRecord, appendWorkerRecord, writeRunInfo, type RunInfo, type StepRecord } from '../../src/train/run/run-log';
 import { tempDir } from '../data/fixtures/images';
 
 const root = tempDir(t, 'alexnet-dashboard-');

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DataError } from '../../src/errors';
-import { classCounts, openDataset } from '../../src/data/dataset';
-import { formatListText, parseListText } from '../../src/data/listfile';
+import { DataError } from '../../src/core/errors';
+import { classCounts, openDataset } from '../../src/data/index/dataset';
+import { formatListText, parseListText } from '../../src/data/index/listfile';
 import { imageTree, solidImage, tempDir } from './fixtures/images';
 
 t.test('folder tree: sorted classes, valid as val, non-ASCII names', async (t) => {

@@ -1,10 +1,10 @@
 import { unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { ConfigError } from '../../src/errors';
+import { ConfigError } from '../../src/core/errors';
 import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop } from '../../src/data/augment';
 import { rngFor, RngStream } from '../../src/data/rng';
-import { Sample } from '../../src/data/dataset';
+import { Sample } from '../../src/data/index/dataset';
 import { decodeFile } from '../../src/data/decode';
 import { Batch, BatchLoader, batchesPerEpoch, LoaderOptions } from '../../src/data/loader';
 import { epochOrder, planEpoch, shardRange } from '../../src/data/shard';

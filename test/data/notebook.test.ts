@@ -1,14 +1,14 @@
 // The notebook's own dataset opens as it is: list-file path bases, --layout, class names, the
-// one-pass problem list (src/data/list-bases.ts, layout.ts, audit.ts, classes.ts).
+// one-pass problem list (src/data/index/list-bases.ts, layout.ts, classes.ts; src/data/commands/audit.ts).
 import { promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { classCounts, openDataset, problemWarnings } from '../../src/data/dataset';
-import { candidateBases, resolveListPaths } from '../../src/data/list-bases';
-import { parseListText } from '../../src/data/listfile';
-import { chooseLayout } from '../../src/data/layout';
-import { classNamesFromArgs, parseClassList } from '../../src/class-names';
-import { suggestNames } from '../../src/data/classes';
+import { classCounts, openDataset, problemWarnings } from '../../src/data/index/dataset';
+import { candidateBases, resolveListPaths } from '../../src/data/index/list-bases';
+import { parseListText } from '../../src/data/index/listfile';
+import { chooseLayout } from '../../src/data/index/layout';
+import { classNamesFromArgs, parseClassList } from '../../src/core/class-names';
+import { suggestNames } from '../../src/data/index/classes';
 import { imageTree, solidImage, tempDir } from './fixtures/images';
 import { NOTEBOOK_CLASSES, notebookDataset } from './fixtures/notebook';
 

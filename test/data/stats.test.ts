@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DataError } from '../../src/errors';
+import { DataError } from '../../src/core/errors';
 import { mulberry32 } from '../../src/data/rng';
 import {
   addImage, computeStats, emptyMoments, loadStats, meanAndCovariance, saveStats, statsPath, symmetricEigen3,

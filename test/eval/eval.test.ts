@@ -5,12 +5,12 @@ import * as path from 'node:path';
 import t from 'tap';
 import sharp from 'sharp';
 import yargs from 'yargs';
-import { initBackend } from '../../src/backend';
+import { initBackend } from '../../src/backend/select';
 import { trainOptions } from '../../src/cli';
 import { runEval } from '../../src/command-handlers';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/core/config';
 import { Trainer } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/log';
+import { memoryLogger } from '../../src/core/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset, STRIPE_CLASSES } from '../helpers/stripes';
 

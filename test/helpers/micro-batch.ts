@@ -10,9 +10,9 @@ import { buildSpec } from '../../src/model/presets';
 import type { MetricSums } from '../../src/train/metrics';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
-import { TRAIN_DEFAULTS } from '../../src/config';
+import { TRAIN_DEFAULTS } from '../../src/core/config';
 import { readFloats } from '../../src/backend/readback';
-import type { CheckpointContents } from '../../src/train/checkpoint';
+import type { CheckpointContents } from '../../src/train/run/checkpoint';
 
 const CLASSES = 4;
 
@@ -39,7 +39,7 @@ export async function stepWithMicroBatch(microBatch: number, dropoutRate: number
   let sums: MetricSums | null = null;
   const tensorsAfterStep: number[] = [];
   for (let step = 0; step < 3; step++) {
-    const result = await trainStep(model, optimizer, randomBatch(model, 6, 100 + step), { lr: 0.05, dropoutSeed: 7 + step, collective: null, fusion: null, stopVote: false, microBatch });
+    const result = await trainStep(model, optimizer, randomBatch(model, 6, 100 + step), { lr: 0.05, dropoutSeed: 7 + step, stopVote: false, microBatch });
     sums = result.sums;
     tensorsAfterStep.push(tf.memory().numTensors);
   }

@@ -6,14 +6,14 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addonPath, loadAddon } from '../../src/backend/native';
-import type { DnnlAddon } from '../../src/backend/native-kernels';
+import { addonPath, loadAddon } from '../../src/backend/native/backend';
+import type { DnnlAddon } from '../../src/backend/native/kernels';
 
 export function ensureNativeAddon(): { addon: DnnlAddon | null; skipReason: string } {
   const file = addonPath();
   let said = '';
   if (!fs.existsSync(file)) {
-    const script = path.join(__dirname, '..', '..', 'src', 'backend', 'native', 'build.sh');
+    const script = path.join(__dirname, '..', '..', 'src', 'backend', 'native', 'addon', 'build.sh');
     said = execFileSync(script, [file], { encoding: 'utf8' }).trim().split('\n').pop() ?? '';
   }
   if (!fs.existsSync(file)) return { addon: null, skipReason: `native addon cannot be built here: ${said}` };

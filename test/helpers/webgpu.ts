@@ -6,7 +6,7 @@
  * instead, so a missing install step cannot pass unnoticed.
  */
 import type { Test } from 'tap';
-import { describeAdapter, probeAdapter } from '../../src/backend/webgpu';
+import { describeAdapter, probeAdapter } from '../../src/backend/webgpu/backend';
 
 /** Null when a webgpu adapter is there, else why not. */
 export async function webgpuMissing(): Promise<string | null> {

@@ -1,4 +1,4 @@
-import type { CheckpointContents } from '../../src/train/checkpoint';
+import type { CheckpointContents } from '../../src/train/run/checkpoint';
 
 /** The largest max|a - b| / max|a| over the tensors of two checkpoints of one model. */
 export function maxRelativeDifference(a: CheckpointContents['weights'], b: CheckpointContents['weights']): number {

@@ -4,7 +4,7 @@ import { curvesSvg, CURVES_SIZE_PX, formatTick, lineChart, linearAxis, logAxis, 
 import { cellSizePx, confusionHeatmap, shade } from '../../src/eval/heatmap';
 import { escapeXml } from '../../src/report/svg';
 import { addToConfusion, emptyConfusion } from '../../src/eval/confusion';
-import type { EpochRecord } from '../../src/train/run-log';
+import type { EpochRecord } from '../../src/train/run/run-log';
 
 const polylines = (svg: string): string[][] => [...svg.matchAll(/<polyline[^>]*points="([^"]*)"/g)].map((m) => m[1].split(' '));
 /** Geometry attribute values that are not plain numbers (a NaN would silently drop the shape). */

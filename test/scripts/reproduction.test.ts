@@ -8,9 +8,9 @@ import t from 'tap';
 import yargs from 'yargs';
 import { benchScript, pythonUnavailable, SYSTEM_PYTHON } from '../../bench/harness';
 import { trainOptions } from '../../src/cli';
-import { buildTrainConfig, type CliArgs } from '../../src/config';
+import { buildTrainConfig, type CliArgs } from '../../src/core/config';
 import { buildSpec } from '../../src/model/presets';
-import { parseMetricsJsonl, parseStepsJsonl, type StepRecord } from '../../src/train/run-log';
+import { parseMetricsJsonl, parseStepsJsonl, type StepRecord } from '../../src/train/run/run-log';
 import {
   ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, epochsToTrainError, gapPoints, lrDropEpochs, oursTrainArgs,
   referenceArgs, reproductionTable, seedGapLines, smoothedTrainError,

@@ -1,7 +1,7 @@
 // --devices auto on CPU: one worker per core or one worker with a thread per core, from the
 // all-reduce's share of a step against what threads lose.
 import t from 'tap';
-import type { ParallelMode } from '../../src/config';
+import type { ParallelMode } from '../../src/core/config';
 import { forwardFlopsPerImage } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 import { chooseCpuLayout, dataParallelOverhead, type CpuCosts } from '../../src/train/cpu-layout';

@@ -1,7 +1,7 @@
 // The memory estimate and the micro-batch it picks: pure functions, no tensors allocated.
 import t from 'tap';
-import { TRAIN_DEFAULTS } from '../../src/config';
-import { ConfigError } from '../../src/errors';
+import { TRAIN_DEFAULTS } from '../../src/core/config';
+import { ConfigError } from '../../src/core/errors';
 import { buildSpec } from '../../src/model/presets';
 import { activationElements, chooseMicroBatch, GIB, memoryBudget, microBatchSizes, stepMemory, WASM_HEAP_BYTES, type StepMemory } from '../../src/train/memory';
 

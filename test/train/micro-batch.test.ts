@@ -1,8 +1,8 @@
 // Micro-batches on wasm (what CI runs): a worker's share cut into micro-batches gives the
 // update of the whole share, dropout off and on (masks are keyed per image), and the run says
-// which micro-batch it chose. The native twin is test/backend/native-micro-batch.test.ts.
+// which micro-batch it chose. The native twin is test/backend/native/micro-batch.test.ts.
 import t from 'tap';
-import { initBackend } from '../../src/backend';
+import { initBackend } from '../../src/backend/select';
 import { maxRelativeDifference } from '../helpers/weights';
 import { stepWithMicroBatch } from '../helpers/micro-batch';
 

@@ -3,7 +3,7 @@
 // and more bar updates, through a small terminal model.
 import t from 'tap';
 import { ProgressBar } from '../../src/train/progress';
-import { consoleLogger } from '../../src/log';
+import { consoleLogger } from '../../src/core/log';
 
 /** The screen's lines after `output`: \r returns to column 0, ESC[K erases to the line's end. */
 function screen(output: string): string[] {

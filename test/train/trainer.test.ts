@@ -5,17 +5,17 @@ import * as path from 'node:path';
 import t from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
-import { initBackend } from '../../src/backend';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/config';
+import { initBackend } from '../../src/backend/select';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/core/config';
 import { BatchLoader } from '../../src/data/loader';
 import { loadExportedModel } from '../../src/model/export';
 import { trainOptions } from '../../src/cli';
-import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/checkpoint';
+import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/run/checkpoint';
 import { buildRunState } from '../../src/train/setup';
 import { trainStep } from '../../src/train/step';
-import { STEPS_FILE, type EpochRecord, type StepRecord } from '../../src/train/run-log';
+import { STEPS_FILE, type EpochRecord, type StepRecord } from '../../src/train/run/run-log';
 import { Trainer } from '../../src/train/trainer';
-import { memoryLogger } from '../../src/log';
+import { memoryLogger } from '../../src/core/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
 
@@ -118,7 +118,7 @@ t.test('the tensor count stays flat across steps', async (t) => {
   const counts: number[] = [];
   for (let epoch = 0; epoch < 2; epoch++) {
     for await (const batch of loader.epoch(epoch)) {
-      await trainStep(state.model, state.optimizer, batch, { lr: 0.01, dropoutSeed: 1, collective: null, fusion: null, stopVote: false });
+      await trainStep(state.model, state.optimizer, batch, { lr: 0.01, dropoutSeed: 1, stopVote: false });
       counts.push(tf.memory().numTensors);
     }
   }

@@ -1,0 +1,996 @@
+// N-API addon: oneDNN (Debian's libdnnl 2.6, v2 C++ API) kernels for the tfjs 'native' backend.
+//
+// Every entry point takes an Int32Array of shape parameters, already validated in JS
+// (src/backend/native/kernels.ts), and Float32Arrays that it reads and writes in place: the
+// tfjs cpu backend's own buffers, so nothing is copied. The sizes are checked again here, so
+// a bad call is a JS exception, never a write out of bounds. Every C++ exception (oneDNN's
+// dnnl::error included) is caught at the N-API boundary and rethrown as a JS Error.
+//
+// Primitives are JIT-compiled, which costs milliseconds, so each one is built once per shape
+// and kept in a cache keyed by its parameters (a training run has a few dozen shapes).
+// Activations stay in tfjs's NHWC layout (no reorders: measured faster than oneDNN's blocked
+// layouts once the reorders are paid); weights go to whatever layout the primitive wants,
+// through a cached reorder, since they are small next to the activations.
+
+#include <node_api.h>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using dnnl::algorithm;
+using dnnl::memory;
+using dnnl::prop_kind;
+using dims = memory::dims;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+/** A bad call from JS: thrown as a JS Error with this message. */
+struct CallError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+dnnl::engine &cpuEngine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream &cpuStream() {
+  static dnnl::stream s(cpuEngine());
+  return s;
+}
+
+void check(napi_status status, const char *what) {
+  if (status != napi_ok) throw CallError(std::string("N-API call failed: ") + what);
+}
+
+struct Ints {
+  const int32_t *v;
+  size_t n;
+  int64_t operator[](size_t i) const { return v[i]; }
+};
+
+struct Floats {
+  float *data;
+  size_t length;
+};
+
+Ints intsArg(napi_env env, napi_value value, size_t expected) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  bool isTyped = false;
+  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
+  if (!isTyped) throw CallError("parameters must be an Int32Array");
+  check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
+  if (type != napi_int32_array || length != expected) {
+    throw CallError("parameters must be an Int32Array of length " + std::to_string(expected));
+  }
+  for (size_t i = 0; i < length; i++) {
+    if (static_cast<const int32_t *>(data)[i] < 0) throw CallError("negative shape parameter");
+  }
+  return {static_cast<const int32_t *>(data), length};
+}
+
+/** A Float32Array of exactly `expected` elements, or (when `optional`) null/undefined. */
+Floats floatsArg(napi_env env, napi_value value, size_t expected, const char *name, bool optional = false) {
+  napi_valuetype vt;
+  check(napi_typeof(env, value, &vt), "typeof");
+  if (optional && (vt == napi_null || vt == napi_undefined)) return {nullptr, 0};
+  bool isTyped = false;
+  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
+  if (!isTyped) throw CallError(std::string(name) + " must be a Float32Array");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
+  if (type != napi_float32_array) throw CallError(std::string(name) + " must be a Float32Array");
+  if (length != expected) {
+    throw CallError(std::string(name) + " has " + std::to_string(length) + " elements, expected " + std::to_string(expected));
+  }
+  return {static_cast<float *>(data), length};
+}
+
+size_t product(const dims &d) {
+  size_t p = 1;
+  for (auto v : d) p *= static_cast<size_t>(v);
+  return p;
+}
+
+std::string keyOf(const char *op, const Ints &p, const std::vector<int64_t> &extra = {}) {
+  std::string key(op);
+  for (size_t i = 0; i < p.n; i++) key += ',' + std::to_string(p[i]);
+  for (auto e : extra) key += ';' + std::to_string(e);
+  return key;
+}
+
+/**
+ * One argument of a primitive: the user's layout (the tfjs buffer) and the layout the primitive
+ * chose. When they differ, a reorder (built once) moves the data through a scratch buffer.
+ */
+class Arg {
+ public:
+  Arg(const memory::desc &user, const memory::desc &want)
+      : user_(user), want_(want), same_(user == want) {
+    if (!same_) {
+      scratch_ = memory(want_, cpuEngine());
+    }
+  }
+
+  /** The memory to hand the primitive; an input is reordered into it now. */
+  memory in(float *ptr) {
+    memory userMem(user_, cpuEngine(), ptr);
+    if (same_) return userMem;
+    if (!toWant_) toWant_ = std::make_unique<dnnl::reorder>(userMem, scratch_);
+    toWant_->execute(cpuStream(), userMem, scratch_);
+    return scratch_;
+  }
+
+  /** The memory an output is written to; call `out` after the primitive ran. */
+  memory outTarget(float *ptr) {
+    if (same_) return memory(user_, cpuEngine(), ptr);
+    return scratch_;
+  }
+
+  void out(float *ptr) {
+    if (same_) return;
+    memory userMem(user_, cpuEngine(), ptr);
+    if (!fromWant_) fromWant_ = std::make_unique<dnnl::reorder>(scratch_, userMem);
+    fromWant_->execute(cpuStream(), scratch_, userMem);
+  }
+
+ private:
+  memory::desc user_, want_;
+  bool same_;
+  memory scratch_;
+  std::unique_ptr<dnnl::reorder> toWant_, fromWant_;
+};
+
+struct Op {
+  virtual ~Op() = default;
+};
+
+std::unordered_map<std::string, std::unique_ptr<Op>> &cache() {
+  static std::unordered_map<std::string, std::unique_ptr<Op>> c;
+  return c;
+}
+
+template <typename T, typename Make>
+T &cached(const std::string &key, Make make) {
+  auto &c = cache();
+  auto it = c.find(key);
+  if (it == c.end()) it = c.emplace(key, make()).first;
+  return static_cast<T &>(*it->second);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution. Parameters (all from tfjs's computeConv2DInfo):
+// [N, IH, IW, IC, OH, OW, OC, KH, KW, SH, SW, PT, PL, PB, PR, G, RELU]
+
+constexpr size_t kConvParams = 17;
+
+struct ConvGeometry {
+  int64_t n, ih, iw, ic, oh, ow, oc, kh, kw, sh, sw, pt, pl, pb, pr, g;
+  bool relu;
+
+  explicit ConvGeometry(const Ints &p)
+      : n(p[0]), ih(p[1]), iw(p[2]), ic(p[3]), oh(p[4]), ow(p[5]), oc(p[6]), kh(p[7]), kw(p[8]),
+        sh(p[9]), sw(p[10]), pt(p[11]), pl(p[12]), pb(p[13]), pr(p[14]), g(p[15]), relu(p[16] != 0) {
+    if (g < 1 || ic % g != 0 || oc % g != 0) throw CallError("channels do not split into the groups");
+    if (sh < 1 || sw < 1 || kh < 1 || kw < 1) throw CallError("strides and kernel must be positive");
+  }
+
+  memory::desc src() const { return memory::desc({n, ic, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dst() const { return memory::desc({n, oc, oh, ow}, dt::f32, tag::nhwc); }
+  memory::desc bias() const { return memory::desc({oc}, dt::f32, tag::x); }
+
+  /** tfjs's filter [KH, KW, IC/G, OC]; output channel o is in group o / (OC/G). */
+  memory::desc userWeights() const {
+    const int64_t icg = ic / g, ocg = oc / g;
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::hwio);
+    return memory::desc({g, ocg, icg, kh, kw}, dt::f32, dims{ocg, 1, oc, kw * icg * oc, icg * oc});
+  }
+
+  memory::desc anyWeights() const {
+    if (g == 1) return memory::desc({oc, ic, kh, kw}, dt::f32, tag::any);
+    return memory::desc({g, oc / g, ic / g, kh, kw}, dt::f32, tag::any);
+  }
+
+  dims strides() const { return {sh, sw}; }
+  dims padL() const { return {pt, pl}; }
+  dims padR() const { return {pb, pr}; }
+  size_t srcSize() const { return product({n, ih, iw, ic}); }
+  size_t dstSize() const { return product({n, oh, ow, oc}); }
+  size_t weightsSize() const { return product({kh, kw, ic / g, oc}); }
+
+  dnnl::convolution_forward::primitive_desc forwardPd(bool withBias) const {
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    auto d = withBias
+                 ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                   src(), anyWeights(), bias(), dst(), strides(), padL(), padR())
+                 : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                   src(), anyWeights(), dst(), strides(), padL(), padR());
+    return dnnl::convolution_forward::primitive_desc(d, attr, cpuEngine());
+  }
+};
+
+struct ConvFwdOp : Op {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+  Arg weights;
+  ConvFwdOp(const ConvGeometry &c, bool withBias)
+      : pd(c.forwardPd(withBias)), prim(pd), weights(c.userWeights(), pd.weights_desc()) {}
+};
+
+struct ConvBwdDataOp : Op {
+  dnnl::convolution_backward_data::primitive_desc pd;
+  dnnl::convolution_backward_data prim;
+  Arg weights;
+  explicit ConvBwdDataOp(const ConvGeometry &c)
+      : pd(dnnl::convolution_backward_data::desc(algorithm::convolution_direct, c.src(), c.anyWeights(), c.dst(),
+                                                 c.strides(), c.padL(), c.padR()),
+           cpuEngine(), c.forwardPd(false)),
+        prim(pd),
+        weights(c.userWeights(), pd.weights_desc()) {}
+};
+
+struct ConvBwdWeightsOp : Op {
+  dnnl::convolution_backward_weights::primitive_desc pd;
+  dnnl::convolution_backward_weights prim;
+  Arg weights;
+  explicit ConvBwdWeightsOp(const ConvGeometry &c)
+      : pd(dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, c.src(), c.anyWeights(), c.dst(),
+                                                    c.strides(), c.padL(), c.padR()),
+           cpuEngine(), c.forwardPd(false)),
+        prim(pd),
+        weights(c.userWeights(), pd.diff_weights_desc()) {}
+};
+
+void execute(dnnl::primitive &prim, const std::unordered_map<int, memory> &args) {
+  prim.execute(cpuStream(), args);
+  cpuStream().wait();
+}
+
+/** conv2dForward(params, x, w, bias | null, y) */
+void conv2dForward(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats b = floatsArg(env, argv[3], c.oc, "bias", true);
+  Floats y = floatsArg(env, argv[4], c.dstSize(), "y");
+  const bool withBias = b.data != nullptr;
+  auto &op = cached<ConvFwdOp>(keyOf("convF", p, {withBias}), [&] { return std::make_unique<ConvFwdOp>(c, withBias); });
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+      {DNNL_ARG_WEIGHTS, op.weights.in(w.data)},
+      {DNNL_ARG_DST, memory(c.dst(), cpuEngine(), y.data)},
+  };
+  if (withBias) args.emplace(DNNL_ARG_BIAS, memory(c.bias(), cpuEngine(), b.data));
+  execute(op.prim, args);
+}
+
+/** conv2dBackwardData(params, dy, w, dx) */
+void conv2dBackwardData(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats dy = floatsArg(env, argv[1], c.dstSize(), "dy");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats dx = floatsArg(env, argv[3], c.srcSize(), "dx");
+  auto &op = cached<ConvBwdDataOp>(keyOf("convD", p), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+  execute(op.prim, {
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_WEIGHTS, op.weights.in(w.data)},
+                       {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                   });
+}
+
+/** conv2dBackwardFilter(params, x, dy, dw) */
+void conv2dBackwardFilter(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  const ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[2], c.dstSize(), "dy");
+  Floats dw = floatsArg(env, argv[3], c.weightsSize(), "dw");
+  auto &op = cached<ConvBwdWeightsOp>(keyOf("convW", p), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
+  execute(op.prim, {
+                       {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_DIFF_WEIGHTS, op.weights.outTarget(dw.data)},
+                   });
+  op.weights.out(dw.data);
+}
+
+/**
+ * convLayerBackward(params, x, w, y, dy, dx | null, dw, db): the gradients of a whole conv layer
+ * y = act(conv(x, w) + b) (params as conv2dForward's; RELU says act). The relu's mask (y > 0)
+ * is applied to dy here, the bias gradient summed here, then oneDNN's two backward passes:
+ * one op instead of tfjs's Step, Multiply, Sum, and the split/concat of a grouped layer.
+ */
+void convLayerBackward(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kConvParams);
+  ConvGeometry c(p);
+  Floats x = floatsArg(env, argv[1], c.srcSize(), "x");
+  Floats w = floatsArg(env, argv[2], c.weightsSize(), "filter");
+  Floats y = floatsArg(env, argv[3], c.dstSize(), "y");
+  Floats dy = floatsArg(env, argv[4], c.dstSize(), "dy");
+  // dx null: the input needs no gradient (the images), and its pass is skipped.
+  Floats dx = floatsArg(env, argv[5], c.srcSize(), "dx", true);
+  Floats dw = floatsArg(env, argv[6], c.weightsSize(), "dw");
+  Floats db = floatsArg(env, argv[7], c.oc, "db");
+  const size_t n = c.dstSize();
+  const size_t oc = static_cast<size_t>(c.oc);
+  // Reused across calls (JS calls in from one thread): a fresh buffer of the layer's size each
+  // call would page-fault its way in every step.
+  static std::vector<float> masked;
+  const float *g = dy.data;
+  if (c.relu) {
+    if (masked.size() < n) masked.resize(n);
+    for (size_t i = 0; i < n; i++) masked[i] = y.data[i] > 0.f ? dy.data[i] : 0.f;
+    g = masked.data();
+  }
+  std::vector<double> bias(oc, 0.0);
+  for (size_t base = 0; base < n; base += oc)
+    for (size_t j = 0; j < oc; j++) bias[j] += g[base + j];
+  for (size_t j = 0; j < oc; j++) db.data[j] = static_cast<float>(bias[j]);
+  // The backward primitives do not depend on the activation: share them with the plain kernels.
+  Ints linear = p;
+  std::vector<int32_t> copy(p.v, p.v + p.n);
+  copy[16] = 0;
+  linear.v = copy.data();
+  c.relu = false;
+  float *gm = const_cast<float *>(g);
+  if (dx.data != nullptr) {
+    auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
+    execute(bd.prim, {
+                         {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                         {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
+                         {DNNL_ARG_DIFF_SRC, memory(c.src(), cpuEngine(), dx.data)},
+                     });
+  }
+  auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
+  execute(bw.prim, {
+                       {DNNL_ARG_SRC, memory(c.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DIFF_DST, memory(c.dst(), cpuEngine(), gm)},
+                       {DNNL_ARG_DIFF_WEIGHTS, bw.weights.outTarget(dw.data)},
+                   });
+  bw.weights.out(dw.data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products, batched: C[b] = op(A[b]) op(B[b]) (+ bias, relu).
+// Parameters: [BA, BB, M, K, N, TRANSPOSE_A, TRANSPOSE_B, RELU]; a batch of 1 broadcasts.
+
+constexpr size_t kMatMulParams = 8;
+
+struct MatMulOp : Op {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  MatMulOp(const memory::desc &a, const memory::desc &b, const memory::desc *bias, const memory::desc &c, bool relu)
+      : pd(makePd(a, b, bias, c, relu)), prim(pd) {}
+
+  static dnnl::matmul::primitive_desc makePd(const memory::desc &a, const memory::desc &b, const memory::desc *bias,
+                                             const memory::desc &c, bool relu) {
+    dnnl::primitive_attr attr;
+    if (relu) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    auto d = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
+    return dnnl::matmul::primitive_desc(d, attr, cpuEngine());
+  }
+};
+
+/** A row-major [batch, rows, cols] buffer read as [batch, r, c] (transposed when asked). */
+memory::desc matrixDesc(int64_t batch, int64_t rows, int64_t cols, bool transposed) {
+  // Logical dims are what the product sees; strides say where the row-major buffer has them.
+  if (!transposed) return memory::desc({batch, rows, cols}, dt::f32, dims{rows * cols, cols, 1});
+  return memory::desc({batch, cols, rows}, dt::f32, dims{rows * cols, 1, cols});
+}
+
+/** matMul(params, a, b, bias | null, c) */
+void matMul(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kMatMulParams);
+  const int64_t ba = p[0], bb = p[1], m = p[2], k = p[3], n = p[4];
+  const bool ta = p[5] != 0, tb = p[6] != 0, relu = p[7] != 0;
+  if (ba != bb && ba != 1 && bb != 1) throw CallError("batch sizes must match or be 1");
+  const int64_t batch = ba > bb ? ba : bb;
+  // Stored shapes: A is [ba, m, k] or, transposed, [ba, k, m]; B is [bb, k, n] or [bb, n, k].
+  const memory::desc aMd = ta ? matrixDesc(ba, k, m, true) : matrixDesc(ba, m, k, false);
+  const memory::desc bMd = tb ? matrixDesc(bb, n, k, true) : matrixDesc(bb, k, n, false);
+  const memory::desc cMd({batch, m, n}, dt::f32, dims{m * n, n, 1});
+  const memory::desc biasMd({1, 1, n}, dt::f32, dims{n, n, 1});
+  Floats a = floatsArg(env, argv[1], product({ba, m, k}), "a");
+  Floats b = floatsArg(env, argv[2], product({bb, k, n}), "b");
+  Floats bias = floatsArg(env, argv[3], n, "bias", true);
+  Floats c = floatsArg(env, argv[4], product({batch, m, n}), "c");
+  const bool withBias = bias.data != nullptr;
+  auto &op = cached<MatMulOp>(keyOf("matmul", p, {withBias}), [&] {
+    return std::make_unique<MatMulOp>(aMd, bMd, withBias ? &biasMd : nullptr, cMd, relu);
+  });
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(aMd, cpuEngine(), a.data)},
+      {DNNL_ARG_WEIGHTS, memory(bMd, cpuEngine(), b.data)},
+      {DNNL_ARG_DST, memory(cMd, cpuEngine(), c.data)},
+  };
+  if (withBias) args.emplace(DNNL_ARG_BIAS, memory(biasMd, cpuEngine(), bias.data));
+  execute(op.prim, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
+// tfjs's MaxPoolGrad has no workspace input, so the backward pass reruns the forward pass
+// (memory-bound, a fraction of the backward's cost) to get oneDNN's argmax workspace.
+
+constexpr size_t kPoolParams = 14;
+
+struct PoolGeometry {
+  int64_t n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr;
+  explicit PoolGeometry(const Ints &p)
+      : n(p[0]), ih(p[1]), iw(p[2]), c(p[3]), oh(p[4]), ow(p[5]), kh(p[6]), kw(p[7]), sh(p[8]), sw(p[9]),
+        pt(p[10]), pl(p[11]), pb(p[12]), pr(p[13]) {
+    if (sh < 1 || sw < 1 || kh < 1 || kw < 1) throw CallError("strides and window must be positive");
+  }
+  memory::desc src() const { return memory::desc({n, c, ih, iw}, dt::f32, tag::nhwc); }
+  memory::desc dst() const { return memory::desc({n, c, oh, ow}, dt::f32, tag::nhwc); }
+  size_t srcSize() const { return product({n, ih, iw, c}); }
+  size_t dstSize() const { return product({n, oh, ow, c}); }
+  dnnl::pooling_forward::desc forward() const {
+    return dnnl::pooling_forward::desc(prop_kind::forward_training, algorithm::pooling_max, src(), dst(), {sh, sw},
+                                       {kh, kw}, {pt, pl}, {pb, pr});
+  }
+};
+
+struct PoolFwdOp : Op {
+  dnnl::pooling_forward::primitive_desc pd;
+  dnnl::pooling_forward prim;
+  memory workspace;
+  explicit PoolFwdOp(const PoolGeometry &g)
+      : pd(g.forward(), cpuEngine()), prim(pd), workspace(pd.workspace_desc(), cpuEngine()) {}
+};
+
+struct PoolBwdOp : Op {
+  PoolFwdOp fwd;
+  memory scratchDst;
+  dnnl::pooling_backward::primitive_desc pd;
+  dnnl::pooling_backward prim;
+  explicit PoolBwdOp(const PoolGeometry &g)
+      : fwd(g),
+        scratchDst(g.dst(), cpuEngine()),
+        pd(dnnl::pooling_backward::desc(algorithm::pooling_max, g.src(), g.dst(), {g.sh, g.sw}, {g.kh, g.kw},
+                                        {g.pt, g.pl}, {g.pb, g.pr}),
+           cpuEngine(), fwd.pd),
+        prim(pd) {}
+};
+
+/** maxPool(params, x, y) */
+void maxPool(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kPoolParams);
+  const PoolGeometry g(p);
+  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
+  Floats y = floatsArg(env, argv[2], g.dstSize(), "y");
+  auto &op = cached<PoolFwdOp>(keyOf("poolF", p), [&] { return std::make_unique<PoolFwdOp>(g); });
+  execute(op.prim, {
+                       {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
+                       {DNNL_ARG_DST, memory(g.dst(), cpuEngine(), y.data)},
+                       {DNNL_ARG_WORKSPACE, op.workspace},
+                   });
+}
+
+/** maxPoolGrad(params, x, dy, dx) */
+void maxPoolGrad(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kPoolParams);
+  const PoolGeometry g(p);
+  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[2], g.dstSize(), "dy");
+  Floats dx = floatsArg(env, argv[3], g.srcSize(), "dx");
+  auto &op = cached<PoolBwdOp>(keyOf("poolB", p), [&] { return std::make_unique<PoolBwdOp>(g); });
+  execute(op.fwd.prim, {
+                           {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
+                           {DNNL_ARG_DST, op.scratchDst},
+                           {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                       });
+  execute(op.prim, {
+                       {DNNL_ARG_DIFF_DST, memory(g.dst(), cpuEngine(), dy.data)},
+                       {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                       {DNNL_ARG_DIFF_SRC, memory(g.src(), cpuEngine(), dx.data)},
+                   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local response normalisation across channels, tfjs's definition: with the window
+// W(c) = [c - r, c + r] clipped to the channels and norm_c = bias + alpha sum_{j in W(c)} x_j^2,
+// y_c = x_c norm_c^-beta. Parameters: [N, H, W, C, DEPTH_RADIUS]; floats: [bias, alpha, beta].
+//
+// Our own loops, not oneDNN's: for NHWC (channels innermost) oneDNN 2.6 runs LRN in its
+// reference implementation, 5-6 ns an element here (13 of a small-preset step's 45 ms). Here
+// each pixel's channels are one contiguous run: the squares go into a buffer padded with r
+// zeros at both ends, so every window is the same 2r + 1 adds (in tfjs's order) and the loops
+// vectorise across channels; beta 0.75 (the paper's) and 0.5 use square roots, not pow.
+
+constexpr size_t kLrnParams = 5;
+
+struct LrnShape {
+  size_t pixels, channels, radius;
+  float bias, alpha, beta;
+  LrnShape(const Ints &p, const Floats &f)
+      : pixels(product({p[0], p[1], p[2]})), channels(static_cast<size_t>(p[3])), radius(static_cast<size_t>(p[4])),
+        bias(f.data[0]), alpha(f.data[1]), beta(f.data[2]) {
+    if (p[3] < 1) throw CallError("LRN needs at least one channel");
+  }
+  size_t elements() const { return pixels * channels; }
+};
+
+/** out_j = norm_j^-beta: square roots for the common betas (the branch outside the loops, so they vectorise). */
+void powMinusBeta(const float *norm, float *out, size_t c, float beta) {
+  if (beta == 0.75f) {
+    for (size_t j = 0; j < c; j++) {
+      const float q = std::sqrt(norm[j]);
+      out[j] = 1.f / (q * std::sqrt(q));
+    }
+  } else if (beta == 0.5f) {
+    for (size_t j = 0; j < c; j++) out[j] = 1.f / std::sqrt(norm[j]);
+  } else {
+    for (size_t j = 0; j < c; j++) out[j] = std::pow(norm[j], -beta);
+  }
+}
+
+/** norm_c for one pixel's channels, into `norm`; `padded` has C + 2r floats, its ends zero. */
+void lrnNorms(const LrnShape &s, const float *x, float *padded, float *norm) {
+  const size_t c = s.channels, r = s.radius;
+  for (size_t j = 0; j < c; j++) padded[r + j] = x[j] * x[j];
+  for (size_t j = 0; j < c; j++) norm[j] = 0.f;
+  for (size_t d = 0; d <= 2 * r; d++)
+    for (size_t j = 0; j < c; j++) norm[j] += padded[j + d];
+  for (size_t j = 0; j < c; j++) norm[j] = s.bias + s.alpha * norm[j];
+}
+
+/** lrn(params, [bias, alpha, beta], x, y) */
+void lrn(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kLrnParams);
+  const LrnShape s(p, floatsArg(env, argv[1], 3, "lrn constants"));
+  Floats x = floatsArg(env, argv[2], s.elements(), "x");
+  Floats y = floatsArg(env, argv[3], s.elements(), "y");
+  const size_t c = s.channels;
+#pragma omp parallel
+  {
+    std::vector<float> padded(c + 2 * s.radius, 0.f), norm(c), scale(c);
+#pragma omp for schedule(static)
+    for (size_t px = 0; px < s.pixels; px++) {
+      const float *xp = x.data + px * c;
+      float *yp = y.data + px * c;
+      lrnNorms(s, xp, padded.data(), norm.data());
+      powMinusBeta(norm.data(), scale.data(), c, s.beta);
+      for (size_t j = 0; j < c; j++) yp[j] = xp[j] * scale[j];
+    }
+  }
+}
+
+/**
+ * lrnGrad(params, [bias, alpha, beta], x, dy, dx): with t_i = dy_i y_i / norm_i,
+ * dx_k = dy_k norm_k^-beta - 2 alpha beta x_k sum_{i in W(k)} t_i (the windows are symmetric).
+ */
+void lrnGrad(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kLrnParams);
+  const LrnShape s(p, floatsArg(env, argv[1], 3, "lrn constants"));
+  Floats x = floatsArg(env, argv[2], s.elements(), "x");
+  Floats dy = floatsArg(env, argv[3], s.elements(), "dy");
+  Floats dx = floatsArg(env, argv[4], s.elements(), "dx");
+  const size_t c = s.channels, r = s.radius;
+  const float twoAlphaBeta = 2.f * s.alpha * s.beta;
+#pragma omp parallel
+  {
+    std::vector<float> padded(c + 2 * r, 0.f), norm(c), scale(c), tPadded(c + 2 * r, 0.f), tSum(c);
+#pragma omp for schedule(static)
+    for (size_t px = 0; px < s.pixels; px++) {
+      const float *xp = x.data + px * c;
+      const float *dyp = dy.data + px * c;
+      float *dxp = dx.data + px * c;
+      lrnNorms(s, xp, padded.data(), norm.data());
+      powMinusBeta(norm.data(), scale.data(), c, s.beta);
+      for (size_t j = 0; j < c; j++) tPadded[r + j] = dyp[j] * (xp[j] * scale[j]) / norm[j];
+      for (size_t j = 0; j < c; j++) tSum[j] = 0.f;
+      for (size_t d = 0; d <= 2 * r; d++)
+        for (size_t j = 0; j < c; j++) tSum[j] += tPadded[j + d];
+      for (size_t j = 0; j < c; j++) dxp[j] = dyp[j] * scale[j] - twoAlphaBeta * xp[j] * tSum[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise ops: plain loops the compiler vectorises; memory-bound, so one pass each.
+// binary(params [OP, MODE, N, C], a, b, out): OP 0 add, 1 sub, 2 mul, 3 div. MODE says how b
+// (or a) broadcasts: 0 same shape (all N), 1 b is one value, 2 a is one value, 3 b is a vector
+// of C repeated over a (N = k C), 4 a is that vector. out has N elements.
+// unary(params [OP, N], alpha, x, out): OP 0 relu, 1 step (x > 0 ? 1 : alpha, NaN kept),
+// 2 sqrt, 3 square.
+
+constexpr size_t kBinaryParams = 4;
+constexpr size_t kUnaryParams = 2;
+
+template <typename F>
+void binaryLoop(F f, int64_t mode, size_t n, size_t c, const float *a, const float *b, float *out) {
+  switch (mode) {
+    case 0:
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], b[i]);
+      break;
+    case 1: {
+      const float s = b[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(a[i], s);
+      break;
+    }
+    case 2: {
+      const float s = a[0];
+      for (size_t i = 0; i < n; i++) out[i] = f(s, b[i]);
+      break;
+    }
+    case 3:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[base + j], b[j]);
+      break;
+    case 4:
+      for (size_t base = 0; base < n; base += c)
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[j], b[base + j]);
+      break;
+    default:
+      throw CallError("unknown broadcast mode");
+  }
+}
+
+/** binary(params, a, b, out) */
+void binary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kBinaryParams);
+  const int64_t op = p[0], mode = p[1];
+  const size_t n = static_cast<size_t>(p[2]), c = static_cast<size_t>(p[3]);
+  if ((mode == 3 || mode == 4) && (c == 0 || n % c != 0)) throw CallError("vector length must divide the size");
+  const size_t aLen = mode == 2 ? 1 : mode == 4 ? c : n;
+  const size_t bLen = mode == 1 ? 1 : mode == 3 ? c : n;
+  Floats a = floatsArg(env, argv[1], aLen, "a");
+  Floats b = floatsArg(env, argv[2], bLen, "b");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  switch (op) {
+    case 0: binaryLoop([](float x, float y) { return x + y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 1: binaryLoop([](float x, float y) { return x - y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 2: binaryLoop([](float x, float y) { return x * y; }, mode, n, c, a.data, b.data, out.data); break;
+    case 3: binaryLoop([](float x, float y) { return x / y; }, mode, n, c, a.data, b.data, out.data); break;
+    default: throw CallError("unknown binary op");
+  }
+}
+
+/** unary(params, [alpha], x, out) */
+void unary(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kUnaryParams);
+  const size_t n = static_cast<size_t>(p[1]);
+  Floats alpha = floatsArg(env, argv[1], 1, "alpha");
+  Floats x = floatsArg(env, argv[2], n, "x");
+  Floats out = floatsArg(env, argv[3], n, "out");
+  const float al = alpha.data[0];
+  const float *xs = x.data;
+  float *ys = out.data;
+  switch (p[0]) {
+    case 0:
+      // max(0, x) keeping NaN, as tfjs's Math.max(0, x).
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] < 0.f ? 0.f : xs[i];
+      break;
+    case 1:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] > 0.f ? 1.f : (xs[i] != xs[i] ? xs[i] : al);
+      break;
+    case 2:
+      for (size_t i = 0; i < n; i++) ys[i] = std::sqrt(xs[i]);
+      break;
+    case 3:
+      for (size_t i = 0; i < n; i++) ys[i] = xs[i] * xs[i];
+      break;
+    default:
+      throw CallError("unknown unary op");
+  }
+}
+
+/**
+ * The output buffers of an update: the state itself when the caller passes it as the output (in
+ * place, the usual case: see storage-pool.ts), else a copy of the state into fresh outputs first.
+ * Either way the loop below then updates the outputs in place, with no pointer aliasing another
+ * (so the compiler vectorises it).
+ */
+float *updateTarget(const Floats &state, Floats &out) {
+  if (out.data != state.data) std::memcpy(out.data, state.data, state.length * sizeof(float));
+  return out.data;
+}
+
+/** The update loops assume no two of these overlap: the same buffer twice is a caller's bug. */
+void requireDistinct(std::initializer_list<const float *> buffers, const char *names) {
+  for (auto a = buffers.begin(); a != buffers.end(); ++a)
+    for (auto b = a + 1; b != buffers.end(); ++b)
+      if (*a == *b) throw CallError(std::string(names) + " must be distinct buffers");
+}
+
+/**
+ * sgdMomentum(params [N], [momentum, lrScaled, decayLr], w, v, g, wOut, vOut): the paper's
+ * update in one pass: v' = momentum v - decayLr w - lrScaled g; w' = w + v'. wOut, vOut may be
+ * w, v themselves.
+ */
+void sgdStep(float *__restrict w, float *__restrict v, const float *__restrict g, size_t n, float momentum, float lrScaled, float decayLr) {
+  for (size_t i = 0; i < n; i++) {
+    const float vn = momentum * v[i] - lrScaled * g[i] - decayLr * w[i];
+    v[i] = vn;
+    w[i] = w[i] + vn;
+  }
+}
+
+void sgdMomentum(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 3, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats v = floatsArg(env, argv[3], n, "v");
+  Floats g = floatsArg(env, argv[4], n, "g");
+  Floats wOut = floatsArg(env, argv[5], n, "wOut");
+  Floats vOut = floatsArg(env, argv[6], n, "vOut");
+  requireDistinct({w.data, v.data, g.data}, "w, v and g");
+  sgdStep(updateTarget(w, wOut), updateTarget(v, vOut), g.data, n, k.data[0], k.data[1], k.data[2]);
+}
+
+/**
+ * adam(params [N], [beta1, 1 - beta1, beta2, 1 - beta2, epsilon, stepSize, gradScale, decay],
+ * w, m, v, g, wOut, mOut, vOut): Adam with L2 decay in the gradient, in one pass, in the order
+ * of the tfjs ops it replaces (src/train/optimizer.ts): g' = g gradScale + decay w;
+ * m' = beta1 m + (1 - beta1) g'; v' = beta2 v + (1 - beta2) g'^2; w' = w - m' stepSize /
+ * (sqrt(v') + epsilon). The outputs may be the state itself.
+ */
+void adamStep(float *__restrict w, float *__restrict m, float *__restrict v, const float *__restrict g, size_t n, const float *k) {
+  const float b1 = k[0], c1 = k[1], b2 = k[2], c2 = k[3], eps = k[4], step = k[5], scale = k[6], decay = k[7];
+  for (size_t i = 0; i < n; i++) {
+    float gi = scale == 1.f ? g[i] : g[i] * scale;
+    if (decay > 0.f) gi = gi + w[i] * decay;
+    const float mi = m[i] * b1 + gi * c1;
+    const float vi = v[i] * b2 + (gi * gi) * c2;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i] - (mi * step) / (std::sqrt(vi) + eps);
+  }
+}
+
+void adam(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], 1);
+  const size_t n = static_cast<size_t>(p[0]);
+  Floats k = floatsArg(env, argv[1], 8, "constants");
+  Floats w = floatsArg(env, argv[2], n, "w");
+  Floats m = floatsArg(env, argv[3], n, "m");
+  Floats v = floatsArg(env, argv[4], n, "v");
+  Floats g = floatsArg(env, argv[5], n, "g");
+  Floats wOut = floatsArg(env, argv[6], n, "wOut");
+  Floats mOut = floatsArg(env, argv[7], n, "mOut");
+  Floats vOut = floatsArg(env, argv[8], n, "vOut");
+  requireDistinct({w.data, m.data, v.data, g.data}, "w, m, v and g");
+  adamStep(updateTarget(w, wOut), updateTarget(m, mOut), updateTarget(v, vOut), g.data, n, k.data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process settings and identity.
+
+/** setThreads(n): oneDNN's OpenMP threads for calls from this (the JS) thread. */
+void setThreads(napi_env env, napi_value *argv) {
+  int32_t n = 0;
+  check(napi_get_value_int32(env, argv[0], &n), "threads must be a number");
+  if (n < 1) throw CallError("threads must be at least 1");
+  omp_set_num_threads(n);
+}
+
+/**
+ * The ring's 16-bit wire formats (src/dist/ring/wire-codec.ts has the same rules in JS, and the
+ * tests hold the two to each other bit for bit). Branch-free per element, so -O3 vectorises
+ * both directions. fp16: round to nearest even (F. Giesen's float_to_half_fast3_rtne); values
+ * from 65520 up become Inf; subnormals through a float add that rounds them; a NaN keeps its sign
+ * and top payload bits and is made quiet, as the F16C instructions do. Where the CPU has F16C
+ * (every x86-64 since 2012), those instructions convert 8 values at a time; the scalar loops
+ * give the same bits (the tests compare them with the JS loops, all 65536 halves included).
+ */
+inline uint32_t bitsOf(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+inline float floatOf(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t toFp16(uint32_t x) {
+  const uint32_t sign = x & 0x80000000u;
+  const uint32_t f = x ^ sign;
+  const uint32_t denormMagic = ((127 - 15) + (23 - 10) + 1) << 23;
+  const uint32_t subnormal = bitsOf(floatOf(f) + floatOf(denormMagic)) - denormMagic;
+  const uint32_t normal = (f + (static_cast<uint32_t>(15 - 127) << 23) + 0xfff + ((f >> 13) & 1)) >> 13;
+  const uint32_t big = f > (255u << 23) ? (0x7e00u | ((f >> 13) & 0x3ffu)) : 0x7c00u;
+  const uint32_t h = f >= ((127u + 16) << 23) ? big : f < (113u << 23) ? subnormal : normal;
+  return static_cast<uint16_t>(h | (sign >> 16));
+}
+
+inline float fromFp16(uint16_t h) {
+  const uint32_t magnitude = static_cast<uint32_t>(h & 0x7fff) << 13;
+  uint32_t bits = bitsOf(floatOf(magnitude) * floatOf((254u - 15) << 23));
+  bits |= bits >= ((127u + 16) << 23) ? (255u << 23) : 0u;
+  bits |= (h & 0x7fffu) > 0x7c00u ? 0x400000u : 0u;  // a NaN comes out quiet
+  return floatOf(bits | (static_cast<uint32_t>(h & 0x8000) << 16));
+}
+
+inline uint16_t toBf16(uint32_t x) {
+  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
+  const uint32_t nan = ((x >> 16) & 0x8000u) | 0x7fc0u;
+  return static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+struct Halves {
+  uint16_t *data;
+  size_t length;
+};
+
+Halves halvesArg(napi_env env, napi_value value, const char *name) {
+  bool isTyped = false;
+  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  napi_value buffer;
+  size_t offset;
+  if (isTyped) check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
+  if (!isTyped || type != napi_uint16_array) throw CallError(std::string(name) + " must be a Uint16Array");
+  return {static_cast<uint16_t *>(data), length};
+}
+
+bool hasF16c() {
+  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return has;
+}
+
+/** The first n - n % 8 values through F16C; returns how many it converted. */
+__attribute__((target("avx,f16c"))) size_t encodeFp16F16c(const float *in, uint16_t *out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(out + i), h);
+  }
+  return i;
+}
+
+__attribute__((target("avx,f16c"))) size_t decodeFp16F16c(const uint16_t *in, float *out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(in + i))));
+  }
+  return i;
+}
+
+/** The bf16 loop compiled for AVX2 as well: GCC vectorises it there, 8 values at a time. */
+__attribute__((target("avx2"))) void encodeBf16Avx2(const uint32_t *in, uint16_t *out, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = toBf16(in[i]);
+}
+
+/** wireEncode(kind: [0 fp16 | 1 bf16], src: Float32Array, dst: Uint16Array of the same length). */
+void wireEncode(napi_env env, napi_value *argv) {
+  const Ints kind = intsArg(env, argv[0], 1);
+  const Halves dst = halvesArg(env, argv[2], "dst");
+  const Floats src = floatsArg(env, argv[1], dst.length, "src");
+  const uint32_t *in = reinterpret_cast<const uint32_t *>(src.data);
+  if (kind[0] == 0) {
+    const size_t done = hasF16c() ? encodeFp16F16c(src.data, dst.data, dst.length) : 0;
+    for (size_t i = done; i < dst.length; i++) dst.data[i] = toFp16(in[i]);
+  } else if (__builtin_cpu_supports("avx2")) {
+    encodeBf16Avx2(in, dst.data, dst.length);
+  } else {
+    for (size_t i = 0; i < dst.length; i++) dst.data[i] = toBf16(in[i]);
+  }
+}
+
+/** wireDecode(kind: [0 fp16 | 1 bf16], src: Uint16Array, dst: Float32Array of the same length). */
+void wireDecode(napi_env env, napi_value *argv) {
+  const Ints kind = intsArg(env, argv[0], 1);
+  const Halves src = halvesArg(env, argv[1], "src");
+  Floats dst = floatsArg(env, argv[2], src.length, "dst");
+  if (kind[0] == 0) {
+    const size_t done = hasF16c() ? decodeFp16F16c(src.data, dst.data, src.length) : 0;
+    for (size_t i = done; i < src.length; i++) dst.data[i] = fromFp16(src.data[i]);
+  } else {
+    uint32_t *out = reinterpret_cast<uint32_t *>(dst.data);
+    for (size_t i = 0; i < src.length; i++) out[i] = static_cast<uint32_t>(src.data[i]) << 16;
+  }
+}
+
+napi_value makeString(napi_env env, const std::string &s) {
+  napi_value v;
+  check(napi_create_string_utf8(env, s.c_str(), s.size(), &v), "create_string");
+  return v;
+}
+
+/** version(): the oneDNN this addon was compiled against and the one loaded now. */
+napi_value version(napi_env env, napi_callback_info) {
+  napi_value obj;
+  check(napi_create_object(env, &obj), "create_object");
+  const dnnl_version_t *v = dnnl_version();
+  const std::string compiled = std::to_string(DNNL_VERSION_MAJOR) + "." + std::to_string(DNNL_VERSION_MINOR) + "." +
+                               std::to_string(DNNL_VERSION_PATCH);
+  const std::string runtime = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  check(napi_set_named_property(env, obj, "compiled", makeString(env, compiled)), "set compiled");
+  check(napi_set_named_property(env, obj, "runtime", makeString(env, runtime)), "set runtime");
+  return obj;
+}
+
+/** The number of cached primitives (tests: a leak would grow it at fixed shapes). */
+napi_value cacheSize(napi_env env, napi_callback_info) {
+  napi_value v;
+  check(napi_create_uint32(env, static_cast<uint32_t>(cache().size()), &v), "create_uint32");
+  return v;
+}
+
+using Body = void (*)(napi_env, napi_value *);
+
+/** Runs a kernel body with its arguments, turning every C++ exception into a JS Error. */
+template <Body body, size_t argc>
+napi_value guarded(napi_env env, napi_callback_info info) {
+  napi_value argv[argc];
+  size_t n = argc;
+  try {
+    check(napi_get_cb_info(env, info, &n, argv, nullptr, nullptr), "get_cb_info");
+    if (n < argc) throw CallError("expected " + std::to_string(argc) + " arguments, got " + std::to_string(n));
+    body(env, argv);
+  } catch (const dnnl::error &e) {
+    napi_throw_error(env, "ERR_DNNL", (std::string("oneDNN: ") + e.what() + " (status " + std::to_string(e.status) + ")").c_str());
+  } catch (const std::exception &e) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", e.what());
+  } catch (...) {
+    napi_throw_error(env, "ERR_NATIVE_KERNEL", "unknown C++ exception");
+  }
+  return nullptr;
+}
+
+napi_value init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+      {"conv2dForward", nullptr, guarded<conv2dForward, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackwardData", nullptr, guarded<conv2dBackwardData, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"conv2dBackwardFilter", nullptr, guarded<conv2dBackwardFilter, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"convLayerBackward", nullptr, guarded<convLayerBackward, 8>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matMul", nullptr, guarded<matMul, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPool", nullptr, guarded<maxPool, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrn", nullptr, guarded<lrn, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrnGrad", nullptr, guarded<lrnGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adam", nullptr, guarded<adam, 9>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"wireEncode", nullptr, guarded<wireEncode, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"wireDecode", nullptr, guarded<wireDecode, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setThreads", nullptr, guarded<setThreads, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"version", nullptr, version, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"cacheSize", nullptr, cacheSize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return nullptr;
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,54 @@
+/** Messages between a worker's main thread and its communication thread (comm-thread.ts). */
+import type { MessagePort } from 'node:worker_threads';
+import type { CurveKeys } from '../security/curve-auth';
+import type { WireDtype } from '../ring/wire-codec';
+
+/** What the thread is started with. */
+export interface CommThreadData {
+  rank: number;
+  worldSize: number;
+  bindAddress: string;
+  curve: CurveKeys | null;
+  timeoutMs: number;
+  chunkBytes: number | null;
+  /** A native module with the 16-bit wire conversions (the addon), or null: the JS loops. */
+  wireKernels: string | null;
+  /** One Int32: requests finished so far (answered on `replies` first). */
+  completed: SharedArrayBuffer;
+  requests: MessagePort;
+  replies: MessagePort;
+  /** Any message here closes the sockets at once, out of turn; then `aborted` becomes 1. */
+  abort: MessagePort;
+  aborted: SharedArrayBuffer;
+  /** One Float64: bytes put on the ring so far, updated before each request completes. */
+  stats: SharedArrayBuffer;
+}
+
+/** Float32 values in shared memory: handed over without a copy. */
+export interface SharedView {
+  buffer: SharedArrayBuffer;
+  byteOffset: number;
+  length: number;
+}
+
+type RequestBody =
+  | { op: 'bind' }
+  | { op: 'connect'; next: string; wireDtype: WireDtype }
+  /** `exact`: fp32 whatever the wire dtype (counts, keys, the metric tail). */
+  | { op: 'allReduce'; buffer: SharedView; exact: boolean }
+  | { op: 'broadcast'; buffer: SharedView; root: number }
+  | { op: 'allGather'; local: Float32Array; sizes: number[]; exact: boolean }
+  | { op: 'reduceScatter'; values: Float32Array; sizes: number[] }
+  | { op: 'close' };
+
+export type CommRequest = RequestBody & { id: number };
+export type CommOp = CommRequest['op'];
+
+export interface CommReply {
+  id: number;
+  error?: { name: string; message: string };
+  endpoint?: string;
+  /** bind's answer: which wire conversions the thread uses ('native', or 'js' and why). */
+  codec?: string;
+  values?: Float32Array;
+}

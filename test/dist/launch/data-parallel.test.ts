@@ -1,0 +1,198 @@
+// Data-parallel training with real worker processes and real ZeroMQ sockets, on CPU-simulated
+// devices (wasm workers): same answer as one worker, faults end the run cleanly, resume works.
+// Workers run the compiled dist/ (npm test builds it first).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import t from 'tap';
+import yargs from 'yargs';
+import { initBackend } from '../../../src/backend/select';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
+import { trainOptions } from '../../../src/cli';
+import { trainDataParallel } from '../../../src/command-handlers';
+import { faultyWorkerEnv } from '../fixtures/faulty-worker';
+import { loadCheckpoint } from '../../../src/train/run/checkpoint';
+import { METRICS_FILE, parseMetricsJsonl } from '../../../src/train/run/run-log';
+import { loadNewestCheckpoint } from '../../../src/train/run/checkpoint-store';
+import { Trainer } from '../../../src/train/trainer';
+import { memoryLogger } from '../../../src/core/log';
+import { tempDir } from '../../data/fixtures/images';
+import { ensureNativeAddon } from '../../helpers/native-addon';
+import { makeStripeDataset } from '../../helpers/stripes';
+import { maxRelativeDifference } from '../../helpers/weights';
+
+const root = tempDir(t);
+let data = '';
+
+function config(argv: string[]): TrainConfig {
+  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
+}
+
+const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', backend, '--seed', '5'];
+const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+
+/** Running (a zombie waiting for its reaper counts as gone: it has exited). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The worker pids from the coordinator's "started N workers (pids a, b)" line; throws without it. */
+function workerPids(lines: string[]): number[] {
+  const line = lines.find((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l));
+  if (line === undefined) throw new Error(`no "started N workers (pids ...)" line in the coordinator's log:\n${lines.join('\n')}`);
+  return [...line.matchAll(/\d+/g)].map(Number).slice(1);
+}
+
+t.before(async () => {
+  await initBackend('wasm', false);
+  data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
+});
+
+t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', async (t) => {
+  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
+  const one = config([...common(path.join(root, 'one')), ...steps]);
+  await new Trainer(one, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
+  const two = config([...common(path.join(root, 'two')), ...steps, '--checksum-every', '1']);
+  const result = await trainDataParallel(two, cpu(2), memoryLogger());
+  t.equal(result.epochs.length, 1, 'rank 0 reported its result');
+  const a = loadCheckpoint(path.join(root, 'one'));
+  const b = loadCheckpoint(path.join(root, 'two'));
+  t.same(b.position, a.position);
+  t.same(b.weights.map((w) => w.name), a.weights.map((w) => w.name), 'the same tensors on both sides');
+  const maxRel = maxRelativeDifference(a.weights, b.weights);
+  t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
+});
+
+t.test('skipped images are counted over all ranks: the same per epoch for 1 and 2 workers, each file named once', async (t) => {
+  // The stripes plus a truncated PNG and an empty file in the training split.
+  const broken = path.join(root, 'broken');
+  await fs.promises.cp(data, broken, { recursive: true });
+  const good = fs.readFileSync(path.join(broken, 'train', 'checker', fs.readdirSync(path.join(broken, 'train', 'checker'))[0]));
+  fs.writeFileSync(path.join(broken, 'train', 'checker', 'truncated.png'), good.subarray(0, Math.floor(good.length / 2)));
+  fs.writeFileSync(path.join(broken, 'train', 'vertical', 'empty.png'), Buffer.alloc(0));
+  const args = (runDir: string) => [...common(runDir).map((a) => (a === data ? broken : a)), '--epochs', '2'];
+  const skippedPerEpoch = (runDir: string) =>
+    parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).epochs.map((e) => e.skippedImages);
+  const oneLog = memoryLogger();
+  await new Trainer(config(args(path.join(root, 'skip-one'))), { log: oneLog, tty: false, collective: null, shouldStop: () => false }).run();
+  const twoLog = memoryLogger();
+  await trainDataParallel(config(args(path.join(root, 'skip-two'))), cpu(2), twoLog);
+  t.same(skippedPerEpoch(path.join(root, 'skip-one')), [2, 2], '1 worker: both bad files in each epoch');
+  t.same(skippedPerEpoch(path.join(root, 'skip-two')), [2, 2], '2 workers: the same counts, summed over the ranks');
+  const namedIn = (dir: string) => fs.readFileSync(path.join(root, dir, 'bad-files.tsv'), 'utf8').trim().split('\n').filter((l) => /truncated\.png|empty\.png/.test(l)).length;
+  t.equal(namedIn('skip-one'), 2, 'bad-files.tsv names each file once (1 worker)');
+  t.equal(namedIn('skip-two'), 2, 'bad-files.tsv names each file once (2 workers)');
+  t.equal(oneLog.lines.filter((l) => l.includes('truncated.png')).length, 1, 'one warning for the truncated file over 2 epochs');
+});
+
+t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
+  const runDir = path.join(root, 'killed');
+  const log = memoryLogger();
+  // --max-restarts 0: the run ends at the first failure (fault-tolerance.test.ts tests restarts).
+  const run = trainDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60', '--max-restarts', '0']), cpu(2), log);
+  // Wait for a checkpoint (so some steps ran), then kill rank 1.
+  const started = Date.now();
+  const checkpointed = () => fs.existsSync(runDir) && fs.readdirSync(runDir).some((n) => n.endsWith('.ckpt'));
+  while (!checkpointed() && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 100));
+  const pids = workerPids(log.lines);
+  t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
+  const killedAt = Date.now();
+  process.kill(pids[1], 'SIGKILL');
+  await t.rejects(run, /rank 1 was killed by SIGKILL at epoch \d+, step \d+/);
+  t.ok(Date.now() - killedAt < 10_000, `noticed in ${Date.now() - killedAt} ms`);
+  t.notOk(pids.some(isAlive), 'no orphan worker left');
+  const newest = loadNewestCheckpoint(runDir, memoryLogger());
+  if (newest === null) throw new Error(`no loadable checkpoint in ${runDir}`);
+  const ckpt = newest.contents;
+  t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
+  const resumed = await trainDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
+  t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
+});
+
+const nativeAddon = ensureNativeAddon();
+
+for (const [kind, what, pattern, backend] of [
+  ['crash', 'crashes', /rank 1 exited with code 3/, 'wasm'],
+  ['hang', 'hangs', /rank 1 stopped responding .*hung/, 'wasm'],
+  ['garbage', 'sends garbage', /rank 1 sent a malformed control message/, 'wasm'],
+  ['segfault', 'dies of SIGSEGV on the native backend', /rank 1 crashed with SIGSEGV \(a fault in native code: .*--backend wasm/, 'native'],
+] as const) {
+  const skip = backend === 'native' && nativeAddon.addon == null ? nativeAddon.skipReason : false;
+  t.test(`a worker that ${what} is named and every worker stops`, { skip }, async (t) => {
+    const faultEnv = faultyWorkerEnv(1, 2, kind);
+    Object.assign(process.env, faultEnv);
+    t.teardown(() => {
+      for (const name of Object.keys(faultEnv)) delete process.env[name];
+    });
+    const log = memoryLogger();
+    const started = Date.now();
+    await t.rejects(trainDataParallel(config([...common(path.join(root, kind), backend), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0']), cpu(2), log), pattern);
+    t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
+    const pids = workerPids(log.lines);
+    t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
+    t.notOk(pids.some(isAlive), 'no orphan worker left');
+  });
+}
+
+t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit code 130', async (t) => {
+  const runDir = path.join(root, 'sigint');
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(runDir), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const started = Date.now();
+  while (!/epoch 1:/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 100));
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.equal(code, 130, 'exit code 130');
+  t.match(output, /stopped at epoch \d+, step \d+: checkpoint saved/);
+  t.notOk(workerPids(output.split('\n')).some(isAlive), 'no orphan worker left');
+  t.ok(loadCheckpoint(runDir).position.globalStep > 0, 'the checkpoint is loadable');
+});
+
+/**
+ * Starts `alexnet train` on 2 simulated devices, waits until `ready(output)`, kills the
+ * coordinator with SIGKILL and returns how long its workers outlived it (Infinity: past 30 s;
+ * any survivor is then killed here so the suite leaves no orphans either).
+ */
+async function killCoordinatorWhen(runName: string, ready: (output: string) => boolean, waitMs: number): Promise<{ output: string; workerCount: number; workersGoneMs: number }> {
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(path.join(root, runName)), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  const started = Date.now();
+  while (!ready(output) && Date.now() - started < waitMs) await new Promise((r) => setTimeout(r, 20));
+  const pids = workerPids(output.split('\n'));
+  child.kill('SIGKILL');
+  const killedAt = Date.now();
+  const seenAtKill = output;
+  // A worker notices between two synchronous tfjs calls, so allow for a slow step on a busy machine.
+  while (pids.some(isAlive) && Date.now() - killedAt < 30_000) await new Promise((r) => setTimeout(r, 100));
+  const survivors = pids.filter(isAlive);
+  for (const pid of survivors) process.kill(pid, 'SIGKILL');
+  return { output: seenAtKill, workerCount: pids.length, workersGoneMs: survivors.length > 0 ? Infinity : Date.now() - killedAt };
+}
+
+t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) => {
+  const { workerCount, workersGoneMs } = await killCoordinatorWhen('orphans', (out) => /epoch 1:/.test(out), 90_000);
+  t.equal(workerCount, 2, 'both worker pids printed');
+  t.ok(workersGoneMs < 30_000, `workers gone ${workersGoneMs} ms after the coordinator`);
+});
+
+t.test('a coordinator killed while its workers are still starting leaves no orphans', async (t) => {
+  // The window the orphan guard used to miss: the workers are loading tfjs and zeromq when the
+  // coordinator dies, so by the time their guard starts their parent is already init (or tap).
+  const { output, workerCount, workersGoneMs } = await killCoordinatorWhen('orphans-start', (out) => /started \d+ workers \(pids \d+, \d+\)/.test(out), 60_000);
+  t.equal(workerCount, 2, 'both worker pids printed');
+  t.notOk(/backend:/.test(output), 'killed before the workers reported their backend');
+  t.ok(workersGoneMs < 30_000, `workers gone ${workersGoneMs} ms after the coordinator`);
+});
