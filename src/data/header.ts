@@ -1,7 +1,8 @@
 /**
  * Image dimensions from the first bytes of PNG, JPEG and GIF files, read in JS. The size
  * limits are checked before decoding; asking sharp.metadata() instead costs a second trip
- * through libuv's pool per image (~0.25 ms, 15-20% of decoding a prepared 256 px JPEG).
+ * through libuv's pool per image, a noticeable share of decoding a prepared image
+ * (docs/measurements.md, "Image headers in JS").
  * Other formats (WebP, TIFF) return null and go through sharp.metadata().
  */
 

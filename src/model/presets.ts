@@ -156,9 +156,8 @@ export const PRESETS: Readonly<Record<PresetName, ModelSpec>> = { paper, torchvi
 /**
  * The initialisation a preset gets without --init (or with --init preset): the paper's
  * N(0, 0.01) where the paper's scale makes it work, He for the small preset, where N(0, 0.01)
- * leaves the loss flat at chance (README; measured on the notebook's 12-class dataset: loss
- * 2.58, 91.67% top-1 error after 2 epochs). The presets themselves are written with the
- * paper's init, so --init paper restores it exactly.
+ * leaves the loss flat at chance (docs/measurements.md, "Small preset initialisation"). The
+ * presets themselves are written with the paper's init, so --init paper restores it exactly.
  */
 export const PRESET_DEFAULT_INIT: Readonly<Partial<Record<PresetName, 'paper' | 'he'>>> = { small: 'he' };
 
@@ -175,7 +174,8 @@ export function buildSpec(preset: PresetName, overrides: Partial<ModelChoice> = 
   if (init === 'he') {
     spec.weightInitStd = 'he';
     // Bias 1 was chosen for N(0, 0.01) weights; on He-scaled weights it inflates every
-    // activation (measured: loss 25 after one epoch). 0.1 is what Caffe's AlexNet settled on.
+    // activation (docs/measurements.md, "Small preset initialisation"). 0.1 is what Caffe's
+    // AlexNet settled on.
     for (const layer of [...spec.convs, ...spec.hidden]) if (layer.biasInit === 1) layer.biasInit = 0.1;
   }
   return spec;

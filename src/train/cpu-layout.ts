@@ -3,18 +3,16 @@
  * of one oneDNN thread each (data parallel, the gradients all-reduced every step), or one
  * process with N threads (no all-reduce, but threads that do not scale perfectly).
  *
- * A model of the two, with costs measured on our 2-core machines (docs/benchmarks.md, "One
- * worker with two threads or two workers"):
+ * A model of the two, with costs measured on our 2-core machines:
  *   data parallel: step = compute(B / N) x (1 + skew) + the bytes each worker sends / rate + per-step cost
  *   threads:       step = compute(B) / (N x efficiency)
- * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate. Measured at 32
- * images per core, threads won for both presets: the paper's 61M parameters take ~0.3 s a step
- * to all-reduce, and the small preset's steps are so short that the all-reduce's latency, the
- * wait for the slower rank and the loader's share of the core outweigh its tiny gradients. At
- * 64 paper images per core the all-reduce is amortised: the model picks workers, and the two
- * measured as a tie (55.7 against 56.7 img/s). The bytes come from the run's --parallel mode and
- * --wire-dtype (wire-bytes.ts): hybrid mode's 1/17 of data mode's bytes tips the paper preset
- * towards workers.
+ * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate. At 32 images per
+ * core threads win for both presets: the paper's all-reduce is large, and the small preset's
+ * steps are so short that the all-reduce's latency, the wait for the slower rank and the
+ * loader's share of the core outweigh its tiny gradients. At 64 paper images per core the
+ * all-reduce is amortised and the model picks workers (docs/benchmarks.md, "One worker with two
+ * threads or two workers"). The bytes come from the run's --parallel mode and --wire-dtype
+ * (wire-bytes.ts): hybrid mode's 1/17 of data mode's bytes tips the paper preset towards workers.
  */
 
 export interface CpuCosts {
@@ -31,11 +29,8 @@ export interface CpuCosts {
 }
 
 /**
- * Measured 2026-12-01 on the 2-core machine, native backend (docs/benchmarks.md): the paper
- * preset trains at ~140 GFLOP/s on one core; its 244 MB all-reduce, copies included, took
- * ~0.27 s (2 workers); a small-preset step carried ~15 ms of all-reduce latency and loader
- * work beyond its compute, and the slower rank's wait was 5-20% of compute; 2 threads gave
- * 1.78x (paper) and 1.41x (small) one thread's speed.
+ * Measured 2026-12-01 on the 2-core machine, native backend; the figures behind each value are
+ * in docs/measurements.md, "CPU layout costs".
  */
 export const CPU_COSTS: CpuCosts = {
   coreTrainFlopsPerSec: 140e9,

@@ -3,14 +3,13 @@
  * shapes training gives them; any other call goes to the stock cpu kernel, so the semantics
  * are tfjs's own.
  *
- * Why: with the convolutions, products, pooling and LRN on oneDNN, a small-preset step
- * (batch 32) spent 620 ms in the stock kernels and 40 ms in oneDNN. The stock SplitV/Concat
- * (the grouped convolutions' channel split; since the native conv layer op groups natively,
- * only the composed tanh path splits) copy element by element through index arithmetic
- * (420 ms), Sum (the bias gradients) transposes first (77 ms), and a broadcast binary op (the
- * bias add, the optimizer's scalar products: 3.7 s of a 5.6 s paper step) allocates index
- * arrays per element. Split, concat and sum are chunk copies and plain loops here; the
- * element-wise ops run in the addon's loops (vectorised C++, one pass each).
+ * Why: with the heavy kernels on oneDNN, the stock JS kernels left took most of a step
+ * (docs/measurements.md, "Native backend's JS kernels"): SplitV/Concat (the grouped
+ * convolutions' channel split; since the native conv layer op groups natively, only the
+ * composed tanh path splits) copy element by element through index arithmetic, Sum (the bias
+ * gradients) transposes first, and a broadcast binary op (the bias add, the optimizer's scalar
+ * products) allocates index arrays per element. Split, concat and sum are chunk copies and plain
+ * loops here; the element-wise ops run in the addon's loops (vectorised C++, one pass each).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
@@ -32,7 +31,7 @@ function isLastAxisVector(a: number[], b: number[]): boolean {
   return b.length >= 1 && b.length <= a.length && a[a.length - 1] === c && size(b) === c;
 }
 
-/** How the addon's binary loop pairs a and b (see dnnl_addon.cc), or null for the stock kernel. */
+/** How the addon's binary loop pairs a and b (see addon/dnnl_addon.cc), or null for the stock kernel. */
 export interface Broadcast {
   mode: 0 | 1 | 2 | 3 | 4;
   /** Elements of the output, and of the repeated vector (modes 3 and 4). */
@@ -53,7 +52,7 @@ export function broadcastOf(a: number[], b: number[]): Broadcast | null {
 const BINARY_OPS = { [tf.Add]: 0, [tf.Sub]: 1, [tf.Multiply]: 2, [tf.RealDiv]: 3 } as const;
 const UNARY_OPS = { [tf.Relu]: 0, [tf.Step]: 1, [tf.Sqrt]: 2, [tf.Square]: 3 } as const;
 
-/** The addon's element-wise loops (dnnl_addon.cc). */
+/** The addon's element-wise loops (addon/dnnl_addon.cc). */
 export interface ElementwiseAddon {
   binary(params: Int32Array, a: Float32Array, b: Float32Array, out: Float32Array): void;
   unary(params: Int32Array, alpha: Float32Array, x: Float32Array, out: Float32Array): void;

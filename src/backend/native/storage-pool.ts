@@ -3,23 +3,18 @@
  * pool of buffers that earlier tensors of the same size gave back, and a parameter whose storage
  * no one else can see is updated in place.
  *
- * Why: tfjs never writes a tensor twice, so every kernel output is a fresh Float32Array, and a
- * fresh buffer costs its page faults on first touch (a 244 MB array: 74 ms to fill fresh, 29 ms
- * warm, measured here). A paper step at batch 32 allocates about 1.3 GB that way: activations,
- * gradients, and the optimizer's new weights and velocity. The sizes repeat every step, so the
- * buffers a step frees are exactly the ones the next step needs.
+ * Why: tfjs never writes a tensor twice, so every kernel output is a fresh Float32Array whose
+ * page faults are paid on first touch, over a gigabyte a paper step (docs/measurements.md,
+ * "Buffer reuse"). The sizes repeat every step, so the buffers a step frees are exactly the
+ * ones the next step needs.
  *
- * The danger is aliasing: a buffer must never be written while anything else can still read it.
- * So the pool only ever recycles (or lets the optimizer overwrite) buffers that it handed out
- * itself and that never left the backend:
- * - a buffer handed to JavaScript (dataSync / data / bufferSync: `readSync`, `read`) has
- *   "escaped": the caller may keep it (a checkpoint, a test), so it is never reused or written;
- * - a buffer that comes back as another tensor's storage (a view of it, from a stock kernel's
- *   contiguous slice, or the same array under a second id) has escaped likewise;
- * - only when the one tensor that holds it is disposed does it go back to the pool.
- * Buffers the pool did not make (user data through tf.tensor, stock cpu kernels' outputs) are
- * left alone entirely. Pooled buffers are not zeroed: every native kernel writes its whole
- * output (the kernel tests turn `poison` on, which fills reused buffers with NaN).
+ * The rule: a buffer is never written while anything else can still read it. So the pool only
+ * recycles (or lets the optimizer overwrite) buffers it handed out itself that never left the
+ * backend: one handed to JavaScript (`readSync`, `read`) or that became another tensor's storage
+ * has "escaped" and is never reused or written; the rest go back to the pool when their one
+ * tensor is disposed. Buffers the pool did not make (tf.tensor data, stock kernels' outputs) are
+ * left alone. Pooled buffers are not zeroed: every native kernel writes its whole output (the
+ * kernel tests' `poison` fills reused ones with NaN). More in docs/architecture.md, "Backends".
  */
 import type { DataId, TensorInfo } from '@tensorflow/tfjs';
 

@@ -1,10 +1,10 @@
 /**
  * LRN, LRNGrad and MaxPoolGrad for the wasm backend, written in plain JS over the wasm heap.
  *
- * Why: wasm's own versions are scalar C++ loops that call pow() per window element; profiled on
- * the small preset they took 39% of a training step (MaxPoolGrad 120 ms, LRNGrad 96 ms, LRN
- * 77 ms of 744 ms at batch 64). These do the same arithmetic in one pass per pixel, with
- * x^-0.75 as 1/(sqrt(x)*sqrt(sqrt(x))) for the paper's beta (exact up to rounding).
+ * Why: wasm's own versions are scalar C++ loops that call pow() per window element, and took a
+ * large share of a small-preset training step (docs/measurements.md, "Wasm LRN and MaxPoolGrad
+ * kernels"). These do the same arithmetic in one pass per pixel, with x^-0.75 as
+ * 1/(sqrt(x)*sqrt(sqrt(x))) for the paper's beta (exact up to rounding).
  *
  * Heap views are taken only after every output is allocated: an allocation can grow the wasm
  * memory and detach earlier views.
@@ -55,7 +55,8 @@ export const lrnKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   const channels = x.shape[x.shape.length - 1];
   const sq = new Float64Array(channels);
   const first = Math.min(r, channels);
-  // One fused pass per pixel (measured 2x faster than going through pixelNorms' arrays).
+  // One fused pass per pixel: faster than going through pixelNorms' arrays
+  // (docs/measurements.md, "Wasm LRN and MaxPoolGrad kernels").
   for (let base = 0; base < xs.length; base += channels) {
     for (let c = 0; c < channels; c++) {
       const v = xs[base + c];

@@ -71,7 +71,8 @@ export async function buildImageTree(outDir: string, images: readonly TreeImage[
   const dirs = new Set(images.map((img) => path.join(staging, img.split, img.className)));
   for (const d of dirs) await fsp.mkdir(d, { recursive: true });
   // Synchronous writes: for ~1 KB files a promise round trip through libuv's pool costs more
-  // than the write itself (measured 3x slower), and this is a batch tool with nothing else to do.
+  // than the write itself (docs/measurements.md, "Synchronous writes of small files"), and this
+  // is a batch tool with nothing else to do.
   for (const img of images) {
     writeFileSync(path.join(staging, img.split, img.className, img.fileName), encodePng(img.pixels, geometry.widthPx, geometry.heightPx, geometry.channels));
   }

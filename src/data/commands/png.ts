@@ -1,9 +1,9 @@
 /**
  * Minimal PNG encoder for 8-bit images (filter 0, one IDAT), for materialising MNIST-family
- * datasets: 70,000 28x28 images through sharp cost ~1 ms each (a pipeline per file), and even
- * zlib.deflateSync costs ~40-80 us per call in handle setup. So tiny images are stored
- * uncompressed ("stored" deflate blocks, ~1 us): a 28x28 file is ~870 bytes instead of ~450,
- * both within one 4 KiB file-system block. Decoding stays with sharp, and the tests check that
+ * datasets: tens of thousands of tiny images, for which a sharp pipeline per file and even
+ * zlib.deflateSync's per-call setup cost far more than the bytes. So tiny images are stored
+ * uncompressed ("stored" deflate blocks): the files grow but stay within one file-system block
+ * (docs/measurements.md, "Tiny PNGs"). Decoding stays with sharp, and the tests check that
  * sharp reads these files back exactly.
  */
 import * as zlib from 'node:zlib';

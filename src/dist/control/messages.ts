@@ -4,7 +4,7 @@
  * message types, one interface per type, msgpackr encoding, and runtime validation so that a
  * malformed, unknown or mismatched message becomes a ProtocolError naming what was wrong
  * (instead of an undefined field crashing later). Gradients never travel here: they use the
- * raw-float32 data plane (zmq-ring.ts).
+ * raw-float32 data plane (dist/ring/zmq-ring.ts).
  *
  * Also the weights checksum that ranks exchange to prove their replicas are still identical.
  */
@@ -339,8 +339,9 @@ export function decodeMessage(bytes: Uint8Array): ControlMessage {
 /**
  * A fingerprint of the exact bits of `weights` (so -0 vs +0 and NaN payloads count), as 32 hex
  * digits. Four interleaved FNV-1a lanes over 32-bit words: each step is a bijection of the lane
- * state, so any single changed word always changes the result; not cryptographic, and ~1.7x
- * faster than sha256 here (115 vs 195 ms for 61M floats).
+ * state, so any single changed word always changes the result. Not cryptographic: it guards
+ * against diverged replicas, not attackers, and is faster than sha256 on a whole model
+ * (docs/measurements.md, "Weights checksum").
  */
 export function weightsChecksum(weights: Float32Array): string {
   const words = new Uint32Array(weights.buffer, weights.byteOffset, weights.length);

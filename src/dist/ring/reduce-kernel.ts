@@ -1,11 +1,10 @@
 /**
  * The all-reduce's inner loop, dst[i] += src[i] on Float32Arrays, with WebAssembly SIMD.
  *
- * V8 does not vectorise JS loops: the unrolled JS loop runs ~3 ns/element on the 2-core
- * machine, and adding 30M floats per 244 MB all-reduce cost ~100 ms of CPU, as much as the
- * socket transfer itself. WebAssembly can only read its own memory, so blocks of both arrays are
- * copied into a small wasm scratch (memcpy is ~10x faster than the JS add), added four lanes at
- * a time (f32x4.add), and copied back: measured ~2x faster end to end (~45 vs ~108 ms for 30M).
+ * Why: V8 does not vectorise JS loops, and in JS the adds of a large all-reduce cost as much CPU
+ * as its socket transfer. WebAssembly can only read its own memory, so blocks of both arrays are
+ * copied into a small wasm scratch (a copy is much cheaper than the JS add), added four lanes at
+ * a time (f32x4.add), and copied back (docs/measurements.md, "Reduce kernel").
  *
  * Results are bit-identical to the JS loop: f32x4.add is IEEE binary32 addition, and JS's
  * `dst[i] += src[i]` (double sum rounded to float32) is correctly rounded too, because double
@@ -104,7 +103,7 @@ export function reduceKernelName(): 'wasm-simd' | 'js' {
   return simdKernel() === null ? 'js' : 'wasm-simd';
 }
 
-/** dst[i] += src[i] in plain JS, unrolled by four (~25% faster than the simple loop). */
+/** dst[i] += src[i] in plain JS, unrolled by four: faster than the simple loop (docs/measurements.md, "Reduce kernel"). */
 export function addInPlaceJs(dst: Float32Array, src: Float32Array, from = 0): void {
   const n = dst.length;
   let i = from;

@@ -8,10 +8,10 @@
  * Conversions round to nearest, ties to even, as hardware converters do; NaN stays NaN and
  * overflow becomes +-Infinity (fp16's largest finite value is 65504; bf16 keeps fp32's range).
  *
- * Speed: V8 does not vectorise these loops (fp16 encoding ran at ~8 ns a value here, more than
- * the socket time it saves). Where the native addon is built, its vectorised C++ loops (the same
- * rules, bit for bit) take over: `useWireKernels`. The JS loops remain the reference and the
- * fallback. Figures in docs/parallel-modes.md.
+ * Speed: V8 does not vectorise these loops, and in JS fp16 encoding costs more than the socket
+ * time it saves. Where the native addon is built, its vectorised C++ loops (the same rules, bit
+ * for bit) take over: `useWireKernels`. The JS loops remain the reference and the fallback
+ * (docs/parallel-modes.md, "16-bit conversions").
  */
 import type { WireDtype } from '../../core/config';
 import { ProtocolError } from '../../core/errors';

@@ -27,11 +27,12 @@ export interface ZmqRingOptions {
   worldSize: number;
   /** Where this rank's receiving socket binds: ipc://<path>, tcp://<host>:<port|*>. */
   bindAddress: string;
-  /** Encrypt and authenticate with CURVE (see curve-auth.ts); plain when absent. */
+  /** Encrypt and authenticate with CURVE (see dist/security/curve-auth.ts); plain when absent. */
   curve?: CurveKeys;
   /**
    * Kernel socket buffer size in bytes (SO_SNDBUF / SO_RCVBUF), capped by the kernel's
-   * net.core.[rw]mem_max. 4 MiB measured ~20% faster than the 208 KiB default over ipc.
+   * net.core.[rw]mem_max. Larger than the 208 KiB default because that is faster over ipc
+   * (docs/allreduce.md, "Performance").
    */
   socketBufferBytes?: number;
   /** How long close() waits for rank+1 to receive our last chunks, in ms (see close()). */
