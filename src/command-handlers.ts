@@ -182,7 +182,7 @@ export async function runTrain(args: CliArgs): Promise<void> {
 
 /**
  * For `--devices auto` on CPU with the native backend, the layout of the cores:
- * one worker per core, or one worker with a oneDNN thread per core, whichever cpu-layout.ts
+ * one worker per core, or one worker with a oneDNN thread per core, whichever train/cpu-layout.ts
  * predicts faster for this model (said in one line). Any explicit --devices or --threads, and
  * the wasm backend (single-threaded), keep one worker per core.
  */
@@ -321,7 +321,7 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   return { summary: s, perClass, files };
 }
 
-/** Redraws a run's curves and report.md from its metrics.jsonl and checkpoint. */
+/** Redraws a run's curves and `report.md` from its metrics.jsonl and checkpoint. */
 export async function runReport(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<RunReportFiles> {
   const runDir = String(args['run-dir']);
   if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new ConfigError(`run directory '${runDir}' does not exist`);

@@ -32,7 +32,7 @@ export async function readConcatenated(tensors: readonly tf.Tensor[]): Promise<F
     }
     return out;
   }
-  // A concatenation must fit one binding (webgpu.ts, maxBindingBytes): a paper model's
+  // A concatenation must fit one binding (webgpu/backend.ts, maxBindingBytes): a paper model's
   // gradients (244 MB) are read in a few groups, a tensor larger than a binding alone (a
   // readback copies its buffer, binding nothing).
   const maxBytes = webgpuAdapter()?.maxBindingBytes ?? Infinity;

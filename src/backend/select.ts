@@ -2,8 +2,8 @@
  * Chooses and initialises the TensorFlow.js backend for this process.
  *
  * Order for `auto`: tfjs-node-gpu (when a GPU is visible), webgpu (Dawn over Vulkan, when a GPU
- * is visible and its adapter is a hardware one: webgpu.ts), tfjs-node, native
- * (tfjs-backend-cpu with oneDNN kernels from our addon, native.ts), wasm (with the kernel
+ * is visible and its adapter is a hardware one: webgpu/backend.ts), tfjs-node, native
+ * (tfjs-backend-cpu with oneDNN kernels from our addon, native/backend.ts), wasm (with the kernel
  * patches that make it train), the pure-JS cpu backend. tfjs-node(-gpu) and webgpu (Dawn) are
  * optional dependencies: tfjs-node's install downloads libtensorflow and fails offline, so a
  * failed `require` is expected and just moves on to the next choice; the native addon is

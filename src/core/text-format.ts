@@ -1,6 +1,6 @@
 /**
  * How numbers and tables read in the terminal and in written reports: one formatter each, so
- * the progress line, the epoch line, eval's table and report.md say a percentage the same way.
+ * the progress line, the epoch line, eval's table and `report.md` say a percentage the same way.
  */
 
 /** Lines of a text file without BOM and line terminators (LF, CRLF or lone CR). */

@@ -1,6 +1,6 @@
 /**
- * One run directory as the dashboard sees it, read from the files the run writes (run-log.ts,
- * bad-files.ts, eval's outputs) and nothing else, so a finished run, a running one and one
+ * One run directory as the dashboard sees it, read from the files the run writes (train/run/run-log.ts,
+ * train/run/bad-files.ts, eval's outputs) and nothing else, so a finished run, a running one and one
  * whose trainer died read the same way. Growing files are tailed: each refresh reads only the
  * bytes appended since the last one, up to the last complete line, so following a long run
  * costs what it appends. Files are only ever opened for reading.

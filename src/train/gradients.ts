@@ -40,7 +40,7 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
 
 /**
  * Forward + backward of one (micro-)batch. Each image's dropout masks are keyed by its sample
- * index (alexnet.ts), so they do not depend on how the batch is cut into micro-batches or shared
+ * index (model/alexnet.ts), so they do not depend on how the batch is cut into micro-batches or shared
  * among ranks. `paramHook` wraps each parameter in the forward pass (--overlap's bucket hooks).
  */
 export async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number, paramHook?: ParamHook): Promise<Gradients> {

@@ -1,7 +1,7 @@
 /**
  * How many images one forward+backward may hold: a memory estimate per backend, pure so that
  * it is tested without allocating anything. A worker's share of the batch that does not fit
- * runs in micro-batches of this size (step.ts adds their gradients before the all-reduce).
+ * runs in micro-batches of this size (gradients.ts's localGradients adds their gradients before the all-reduce).
  *
  * The estimate is deliberately coarse: bytes per image = the float32 outputs of every layer
  * times a factor for what autodiff keeps alive and what the backward pass allocates on top

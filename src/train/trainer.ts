@@ -73,7 +73,7 @@ export interface TrainerDeps {
 
 /**
  * Seeds dropout per (run seed, global step): resume replays the same masks. Each image's masks
- * then come from this seed and its sample index (alexnet.ts), the same on any rank.
+ * then come from this seed and its sample index (model/alexnet.ts), the same on any rank.
  */
 export function dropoutSeedFor(seed: number, globalStep: number): number {
   return (seed * 1_000_003 + globalStep * 131) % 2_147_483_647;

@@ -26,7 +26,7 @@ import { NativeBackendError } from '../../core/errors';
 import type { ElementwiseAddon } from './fast-cpu-kernels';
 import { outputArray, poolOf, storageOf, type CpuStorageBackend } from './storage-pool';
 
-/** The addon's exports (see dnnl_addon.cc for the parameter layouts). */
+/** The addon's exports (see addon/dnnl_addon.cc for the parameter layouts). */
 export interface DnnlAddon extends ElementwiseAddon {
   conv2dForward(params: Int32Array, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array): void;
   conv2dBackwardData(params: Int32Array, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
@@ -193,7 +193,7 @@ function makeConv2DBackpropFilter(addon: DnnlAddon): KernelFunc {
 
 /**
  * Our own kernels (no tfjs op has them): a whole conv layer, y = act(conv(x, w; groups) + b),
- * and its gradients [dx, dw, db] from x, w, y, dy; see convLayer in index.ts.
+ * and its gradients [dx, dw, db] from x, w, y, dy; see convLayer in backend/ops.ts.
  */
 export const CONV_LAYER_KERNEL = 'AlexnetConvLayer';
 export const CONV_LAYER_GRAD_KERNEL = 'AlexnetConvLayerGrad';

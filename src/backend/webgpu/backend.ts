@@ -8,7 +8,7 @@
  * CPU emulation of a GPU over the native CPU backend, which is far faster.
  *
  * In Node this backend cannot read tensors synchronously (its readSync needs OffscreenCanvas):
- * every readback goes through readback.ts.
+ * every readback goes through ../readback.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { isSoftwareAdapter, type GpuAdapterInfo } from '../../devices/gpu';

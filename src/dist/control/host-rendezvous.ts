@@ -1,6 +1,6 @@
 /**
  * The coordinator's side of a multi-host run (`train --rendezvous`): it admits join agents of
- * other hosts into rank blocks (rendezvous.ts), waits until every rank has a host, welcomes
+ * other hosts into rank blocks (rank-blocks.ts), waits until every rank has a host, welcomes
  * each agent with its ranks and the frozen config, and dismisses them at the end. Refused
  * handshakes (peers without the cluster key) are logged, rate-limited.
  */

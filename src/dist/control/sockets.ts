@@ -2,7 +2,7 @@
  * The control plane's sockets: a worker's (or join agent's) DEALER and the coordinator's
  * ROUTER, with the two rules zeromq.js imposes made safe once here: one send in flight per
  * socket (sends are queued in order) and one receive loop per socket (messages are dispatched
- * to a handler). In a multi-host run both sides use CURVE with the cluster key (curve-auth.ts):
+ * to a handler). In a multi-host run both sides use CURVE with the cluster key (dist/security/curve-auth.ts):
  * a peer without it fails the handshake, and its messages never reach a handler.
  */
 import * as zmq from 'zeromq';
@@ -117,7 +117,7 @@ export class CoordinatorControl {
 
   /** With `curve`, a CURVE server that admits only the cluster key (multi-host runs). */
   constructor(private readonly curve: CurveKeys | null = null) {
-    // Its own context when secured: the ZAP handler is per context (see curve-auth.ts).
+    // Its own context when secured: the ZAP handler is per context (see dist/security/curve-auth.ts).
     const context = curve ? new zmq.Context() : zmq.context;
     this.socket = new zmq.Router({ context, linger: 500, mandatory: false });
     if (curve) applyCurveServer(this.socket, curve);

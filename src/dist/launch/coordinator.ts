@@ -5,7 +5,7 @@
  * worker down on the first failure: no orphans, no hang, a message naming rank, step and cause.
  *
  * In a multi-host run (`train --rendezvous`) the control plane listens on tcp with CURVE, and
- * the coordinator first gathers join agents of the other hosts (host-rendezvous.ts), then
+ * the coordinator first gathers join agents of the other hosts (dist/control/host-rendezvous.ts), then
  * starts its own workers (local-workers.ts) and welcomes the agents, which start theirs.
  * Remote workers are watched like local ones; their exits are reported by their agent, and on
  * failure the agent kills them.

@@ -1,7 +1,7 @@
 /**
  * Starting and watching this host's worker processes, the same way on every host: the
  * coordinator starts its own host's workers, a join agent (agent.ts) those of another host.
- * Each worker gets its bootstrap (and its GPU, if any) in its environment (worker-env.ts).
+ * Each worker gets its bootstrap (and its GPU, if any) in its environment (dist/control/worker-env.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';

@@ -190,7 +190,7 @@ export class ZmqRingTransport implements RingTransport {
 
   /**
    * Closes the sockets at once, without the BYE drain: the process is exiting (see
-   * comm-thread.ts). A receive in progress rejects. Synchronous.
+   * dist/comm-thread/comm-thread.ts). A receive in progress rejects. Synchronous.
    */
   abort(): void {
     if (this.closed) return;

@@ -25,7 +25,7 @@ export interface SyncSetup {
   model: AlexNet;
   /** The full model's optimizer; hybrid mode replaces it with one over its slices (and disposes it). */
   optimizer: Optimizer;
-  /** Images per forward+backward chosen for this rank (memory.ts); 0: the whole share. */
+  /** Images per forward+backward chosen for this rank (../memory.ts); 0: the whole share. */
   microBatch: number;
   log: Logger;
 }

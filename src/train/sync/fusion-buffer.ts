@@ -46,7 +46,7 @@ export class FusionBuffer {
       at += shape.reduce((a, b) => a * b, 1);
     }
     this.tailAt = at;
-    // Shared memory: a worker's ring runs on its own thread (comm-thread.ts) and reduces the
+    // Shared memory: a worker's ring runs on its own thread (dist/comm-thread/comm-thread.ts) and reduces the
     // buffer where it is, without a copy.
     this.data = sharedFloats(at + TAIL_SLOTS);
   }

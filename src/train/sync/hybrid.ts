@@ -17,7 +17,7 @@
  * need no all-reduce; only the conv gradients (2.3M values on paper) are all-reduced.
  *
  * The gathers run inside tf.variableGrads, which is synchronous: they block on the comm thread
- * (comm-thread.ts). Dropout masks are keyed by image (the sample index) and cut to the rank's
+ * (dist/comm-thread/comm-thread.ts). Dropout masks are keyed by image (the sample index) and cut to the rank's
  * columns, so the result does not depend on N. The model's full FC variables are kept too, stale
  * during training: `materialize` gathers the slices into them (and the optimizer's slots into a
  * full state) for evaluation, checkpoints and export, which therefore do not depend on the mode.
