@@ -15,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkedClassNames, classNamesFromArgs, type ClassNames } from './class-names';
 import { ConfigError } from './errors';
-import { deepFreeze, defaultsOf, FieldReader, flagsOf, is, optionTable, readerOfArgs, readFields, type CliArgs, type FieldsOf } from './field-reader';
+import { deepFreeze, defaultNow, defaultsOf, FieldReader, flagsOf, is, optionTable, readerOfArgs, readFields, type CliArgs, type FieldsOf } from './field-reader';
 
 export type { CliArgs } from './field-reader';
 
@@ -211,8 +211,6 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze(
 /** Each config field's command-line flag: a bad value's message names the flag the user typed. */
 export const TRAIN_FLAGS = flagsOf(TRAIN_OPTIONS);
 
-export type TrainFlag = (typeof TRAIN_FLAGS)[keyof typeof TRAIN_FLAGS];
-
 /** The class names a config carries (set by --classes or --classes-file, not by one flag). */
 function readClassNames(r: FieldReader): ClassNames | null {
   const v = r.raw('classNames');
@@ -244,7 +242,7 @@ function existingPath(p: string, what: string): string {
 
 /** Parsed `train` options into a frozen TrainConfig. Throws ConfigError (exit 2) naming the flag. */
 export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
-  const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultRunDir() }, args);
+  const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultNow(TRAIN_OPTIONS.runDir) }, args);
   // Two flags name the classes, and one of them a file: read here, once.
   const config = readTrainConfig(new FieldReader({ ...reader.source, classNames: classNamesFromArgs(args) }, reader.name));
   return deepFreeze({

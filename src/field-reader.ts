@@ -102,7 +102,6 @@ export function deepFreeze<T>(value: T): T {
   return value;
 }
 
-
 /** A field's check: reads it from `r` as `key`; a bad value is a ConfigError naming the field. */
 export type Check<T> = (r: FieldReader, key: string) => T;
 
@@ -115,10 +114,7 @@ export const is = {
   bool: (r: FieldReader, key: string): boolean => r.bool(key),
   string: (r: FieldReader, key: string): string => r.string(key),
   optionalString: (r: FieldReader, key: string): string | null => r.optionalString(key),
-  oneOf:
-    <T extends string>(choices: readonly T[]): Check<T> =>
-    (r, key) =>
-      r.oneOf(key, choices),
+  oneOf: <T extends string>(choices: readonly T[]): Check<T> => (r, key) => r.oneOf(key, choices),
 };
 
 /** A flag's type as yargs takes it: a boolean, number or string, or the closed list of its values. */
