@@ -16,20 +16,8 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import {
-  ACTIVATION_NAMES,
-  BACKEND_CHOICES,
-  EVAL_DEFAULTS,
-  INIT_NAMES,
-  LOG_LEVELS,
-  OPTIMIZER_NAMES,
-  PARALLEL_MODES,
-  WIRE_DTYPES,
-  PRESET_NAMES,
-  SCHEDULE_NAMES,
-  trainFlagDefault as d,
-  type CliArgs,
-} from './core/config';
+import { BACKEND_CHOICES, EVAL_OPTIONS, PRESET_NAMES, TRAIN_OPTIONS, type CliArgs } from './core/config';
+import { cliOption, type OptionTable } from './core/field-reader';
 import { CLUSTER_DEFAULTS } from './dist/control/cluster-config';
 import { datasetOptions } from './data/cli-options';
 import { dataCommand } from './data/commands/commands';
@@ -37,54 +25,16 @@ import { UserError } from './core/errors';
 import { DASHBOARD_DEFAULTS } from './dashboard/options';
 import { runDashboard, runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
 
-/** Every `train` option, with its default (from TRAIN_DEFAULTS, src/core/config.ts) and unit in the help text. */
+/** A table's options (src/config.ts) in its order, but those that another builder declares. */
+function tableOptions(y: Argv, table: OptionTable, declaredElsewhere: readonly string[] = []): Argv {
+  return Object.entries(table)
+    .filter(([field]) => !declaredElsewhere.includes(field))
+    .reduce((options, [, spec]) => options.option(spec.flag, cliOption(spec)), y);
+}
+
+/** Every `train` option of TRAIN_OPTIONS, but --layout: datasetOptions declares it for every command that opens a dataset. */
 export function trainOptions(y: Argv): Argv {
-  return y
-    .option('data', { type: 'string', default: d('data'), describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' })
-    .option('preset', { choices: PRESET_NAMES, default: d('preset'), describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' })
-    .option('epochs', { type: 'number', default: d('epochs'), describe: 'passes over the training split' })
-    .option('batch-size', { type: 'number', default: d('batch-size'), describe: 'global batch in images, split across all workers' })
-    .option('micro-batch', { type: 'number', default: d('micro-batch'), describe: "images per forward+backward in a worker; its share of the batch runs in micro-batches whose gradients add up (0: the largest that the backend's memory fits)" })
-    .option('max-steps', { type: 'number', default: d('max-steps'), describe: 'cap on steps per epoch (0: the whole split)' })
-    .option('train-limit', { type: 'number', default: d('train-limit'), describe: 'use a seeded subset of this many training images (0: all)' })
-    .option('optimizer', { choices: OPTIMIZER_NAMES, default: d('optimizer'), describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" })
-    .option('lr', { type: 'number', default: d('lr'), describe: 'initial learning rate' })
-    .option('momentum', { type: 'number', default: d('momentum'), describe: 'SGD momentum' })
-    .option('weight-decay', { type: 'number', default: d('weight-decay'), describe: 'weight decay on weights (not biases)' })
-    .option('schedule', { choices: SCHEDULE_NAMES, default: d('schedule'), describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs' })
-    .option('lr-factor', { type: 'number', default: d('lr-factor'), describe: 'divisor at each learning-rate drop' })
-    .option('lr-step-epochs', { type: 'number', default: d('lr-step-epochs'), describe: 'epochs between drops (step schedule)' })
-    .option('lr-patience', { type: 'number', default: d('lr-patience'), describe: 'epochs without val improvement before a drop (plateau schedule)' })
-    .option('activation', { choices: ACTIVATION_NAMES, default: d('activation'), describe: 'ReLU (paper) or tanh (the paper\'s Figure 1 comparison)' })
-    .option('lrn', { type: 'boolean', default: d('lrn'), describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' })
-    .option('overlapping-pool', { type: 'boolean', default: d('overlapping-pool'), describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' })
-    .option('dropout', { type: 'number', describe: 'dropout rate in the hidden FC layers (default: the preset\'s, 0.5)' })
-    .option('init', { choices: INIT_NAMES, default: d('init'), describe: 'weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset\'s (paper: N(0, 0.01); small and torchvision: he)' })
-    .option('tta', { type: 'number', default: d('tta'), describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" })
-    .option('drop-last', { type: 'boolean', default: d('drop-last'), describe: 'drop the last incomplete global batch of each epoch' })
-    .option('seed', { type: 'number', default: d('seed'), describe: 'seed of initialisation, shuffling, augmentation and dropout' })
-    .option('run-dir', { type: 'string', default: d('run-dir'), describe: 'where checkpoints, metrics.jsonl and exported models go' })
-    .option('resume', { type: 'string', describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)' })
-    .option('checkpoint-every', { type: 'number', default: d('checkpoint-every'), describe: 'also write a step checkpoint every N steps (0: off; last.ckpt is written at each epoch end and on Ctrl-C)' })
-    .option('checkpoint-every-min', { type: 'number', default: d('checkpoint-every-min'), describe: 'also checkpoint when this many minutes passed since the last step checkpoint (0: off)' })
-    .option('keep-checkpoints', { type: 'number', default: d('keep-checkpoints'), describe: 'step checkpoints kept in the run directory, the newest (last.ckpt and best.ckpt apart)' })
-    .option('max-restarts', { type: 'number', default: d('max-restarts'), describe: 'restart the workers from the newest checkpoint when one dies or hangs, at most N times (0: a failure ends the run)' })
-    .option('crop', { type: 'boolean', default: d('crop'), describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' })
-    .option('flip', { type: 'boolean', default: d('flip'), describe: 'random horizontal flips (--no-flip to turn off)' })
-    .option('pca-lighting', { type: 'boolean', default: d('pca-lighting'), describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" })
-    .option('log-every', { type: 'number', default: d('log-every'), describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' })
-    .option('backend', { choices: BACKEND_CHOICES, default: d('backend'), describe: 'tfjs backend: auto tries node-gpu, webgpu (Vulkan, a hardware adapter only), node, native (oneDNN), wasm, cpu' })
-    .option('allow-software-gpu', { type: 'boolean', default: d('allow-software-gpu'), describe: 'let webgpu run on a software Vulkan device (lavapipe, SwiftShader): slow, for tests' })
-    .option('threads', { type: 'number', default: d('threads'), describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)' })
-    .option('parallel', { choices: PARALLEL_MODES, default: d('parallel'), describe: "data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step" })
-    .option('wire-dtype', { choices: WIRE_DTYPES, default: d('wire-dtype'), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' })
-    .option('overlap', { type: 'boolean', default: d('overlap'), describe: 'all-reduce gradients in buckets while the backward pass still runs' })
-    .option('bucket-mb', { type: 'number', default: d('bucket-mb'), describe: 'bucket size of --overlap, in MB' })
-    .option('devices', { type: 'string', default: d('devices'), describe: "workers: 'auto', a GPU count, 'cpu:N' CPU-simulated devices, or 'webgpu:N' workers on whatever WebGPU adapter exists (software too)" })
-    .option('strict-devices', { type: 'boolean', default: d('strict-devices'), describe: 'fail instead of simulating when fewer GPUs than asked exist' })
-    .option('checksum-every', { type: 'number', default: d('checksum-every'), describe: 'compare a checksum of the weights across workers every N steps (0: never)' })
-    .option('hang-timeout', { type: 'number', default: d('hang-timeout'), describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' })
-    .option('log-level', { choices: LOG_LEVELS, default: d('log-level'), describe: 'how much to print' });
+  return tableOptions(y, TRAIN_OPTIONS, ['dataLayout']);
 }
 
 /** `train --dashboard [port]`: the live page of this run (README "Dashboard", docs/dashboard.md). */
@@ -116,12 +66,12 @@ function joinOptions(y: Argv): Argv {
   return y
     .positional('rendezvous', { type: 'string', demandOption: true, describe: "the coordinator's address, tcp://<host>:<port>, as its 'train --rendezvous' printed it" })
     .option('key-file', { type: 'string', describe: KEY_FILE_HELP })
-    .option('devices', { type: 'string', default: CLUSTER_DEFAULTS.devices, describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
-    .option('strict-devices', { type: 'boolean', default: CLUSTER_DEFAULTS.strictDevices, describe: 'fail instead of simulating when fewer GPUs than asked exist' })
+    .option('devices', { ...cliOption(TRAIN_OPTIONS.devices), describe: "this host's workers: 'auto', a GPU count, or 'cpu:N' CPU-simulated devices" })
+    .option('strict-devices', cliOption(TRAIN_OPTIONS.strictDevices))
     .option('ring-host', { type: 'string', describe: "this host's interface address for the ring sockets (default: the one that routes to the coordinator)" })
     .option('ring-port', { type: 'number', default: CLUSTER_DEFAULTS.ringPort, describe: RING_PORT_HELP })
     .option('join-timeout', { type: 'number', default: CLUSTER_DEFAULTS.joinTimeoutSec, describe: 'seconds to wait for the coordinator to answer and the run to start' })
-    .option('log-level', { choices: LOG_LEVELS, default: CLUSTER_DEFAULTS.logLevel, describe: 'how much to print' });
+    .option('log-level', cliOption(TRAIN_OPTIONS.logLevel));
 }
 
 /** Every `train` option, as the train command builds them. */
@@ -186,16 +136,11 @@ export function buildCli(rawArgv: string[]): Argv {
       'eval <checkpoint>',
       'top-1/top-5 error, per-class accuracy and confusion matrix of a checkpoint (file or run directory) on a split',
       (y: Argv): Argv =>
-        datasetOptions(y)
-          .positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' })
-          .option('data', { type: 'string', describe: 'dataset root (default: the one the checkpoint was trained on)' })
-          .option('split', { choices: ['train', 'val', 'test'] as const, default: EVAL_DEFAULTS.split, describe: 'split to evaluate' })
-          .option('tta', { type: 'number', default: EVAL_DEFAULTS.tta, describe: "1 (centre crop) or 10 (the paper's 10 patches)" })
-          .option('batch-size', { type: 'number', default: EVAL_DEFAULTS.batchSize, describe: 'images per batch' })
-          .option('out', { type: 'string', describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' })
-          .option('force', { type: 'boolean', default: false, describe: 'replace those files in --out even when eval did not write them' })
-          .option('backend', { choices: BACKEND_CHOICES, default: EVAL_DEFAULTS.backend, describe: 'tfjs backend' })
-          .option('allow-software-gpu', { type: 'boolean', default: EVAL_DEFAULTS.allowSoftwareGpu, describe: 'let webgpu run on a software Vulkan device' }),
+        tableOptions(
+          datasetOptions(y).positional('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)' }),
+          EVAL_OPTIONS,
+          ['dataLayout'],
+        ),
       async (a) => {
         await runEval(a as CliArgs);
       },

@@ -1,8 +1,9 @@
 /**
- * The one typed, validated, frozen TrainConfig: its fields, their defaults (TRAIN_DEFAULTS, from
- * which the command line's defaults are derived) and the one validator that every receiver runs
+ * The one typed, validated, frozen TrainConfig, declared once in TRAIN_OPTIONS: one entry per
+ * field with its flag, type, default, help text and check. From it come the TrainConfig type,
+ * TRAIN_DEFAULTS, the command line's options and the one validator that every receiver runs
  * (the CLI, a worker given its config by the coordinator, a joined host welcomed into a run, a
- * checkpoint being resumed). Also the vocabularies of choices (presets, backends, optimizers,
+ * checkpoint being resumed); EVAL_OPTIONS does the same for `eval`. Also the vocabularies of choices (presets, backends, optimizers,
  * schedules) as plain name lists, so that any layer can name them without loading the modules
  * that implement them (and TensorFlow.js with them).
  *
@@ -14,7 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkedClassNames, classNamesFromArgs, type ClassNames } from './class-names';
 import { ConfigError } from './errors';
-import { deepFreeze, FieldReader, getPath, readerOfArgs, type CliArgs } from './field-reader';
+import { deepFreeze, defaultNow, defaultsOf, FieldReader, flagsOf, is, optionTable, readerOfArgs, readFields, type CliArgs, type FieldsOf } from './field-reader';
 
 export type { CliArgs } from './field-reader';
 
@@ -50,123 +51,6 @@ export type Layout = (typeof LAYOUTS)[number];
 export const LOG_LEVELS = ['quiet', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-/** Which of the paper's training augmentations are on (all three by default; off for ablations). */
-export interface AugmentChoice {
-  /** Random crop; off: the centre crop. */
-  crop: boolean;
-  /** Horizontal flip with p = 0.5. */
-  flip: boolean;
-  /** PCA colour lighting (needs dataset statistics). */
-  pcaLighting: boolean;
-}
-
-/** Changes to a preset for the paper's ablations. */
-export interface ModelChoice {
-  activation: ActivationName;
-  /** LRN where the preset has it. */
-  lrn: boolean;
-  /** 3/2 overlapping max-pooling (false: 2/2). */
-  overlappingPool: boolean;
-  /** Dropout in the hidden FC layers; null: the preset's. */
-  dropoutRate: number | null;
-  /** 'preset': the preset's own initialisation. */
-  init: InitName;
-}
-
-export interface TrainConfig {
-  /** Dataset root: {train,val,test}/<class>/<image> folders or {train,val,test}.txt list files. */
-  data: string;
-  /** Which index of the dataset: its class folders, its list files, or auto (src/data/index/layout.ts). */
-  dataLayout: Layout;
-  /** Names of numeric labels (--classes / --classes-file), read once here so workers need no file; null: classes.txt or the numbers. */
-  classNames: ClassNames | null;
-  /** The network: paper, torchvision or small. */
-  preset: PresetName;
-  /** Changes to the preset for the paper's ablations. */
-  model: ModelChoice;
-  /** Passes over the training split. */
-  epochs: number;
-  /** Global batch in images: split across all workers each step. */
-  batchSize: number;
-  /**
-   * Images per forward+backward inside a worker (0: chosen from a memory estimate). A worker's
-   * share of the batch runs in micro-batches of this size whose gradients add up before the
-   * all-reduce, so the update is the one of the whole batch.
-   */
-  microBatch: number;
-  /** Stop each epoch after this many steps (0: the whole split). For quick runs and benchmarks. */
-  maxStepsPerEpoch: number;
-  /** Use at most this many training images (0: all), a seeded subset. */
-  trainLimit: number;
-  /** sgd: the paper's momentum SGD with weight decay in the velocity; adam. */
-  optimizer: OptimizerName;
-  /** Initial learning rate. */
-  lr: number;
-  /** SGD momentum. */
-  momentum: number;
-  /** Weight decay on weights (not biases). */
-  weightDecay: number;
-  /** plateau: drop when val top-1 stops improving (at most 3 times, as the paper); step; constant. */
-  schedule: ScheduleName;
-  /** Divisor at each learning-rate drop. */
-  lrFactor: number;
-  /** Epochs between drops (step schedule). */
-  lrStepEpochs: number;
-  /** Epochs without val improvement before a drop (plateau schedule). */
-  lrPatience: number;
-  /** The paper's training augmentations (random crop, flip, PCA lighting), each on by default. */
-  augment: AugmentChoice;
-  /** Test-time augmentation at evaluation: 1 (centre crop) or 10 (the paper's 10 patches). */
-  tta: 1 | 10;
-  /** Drop the last incomplete global batch of each epoch. */
-  dropLast: boolean;
-  /** Seed of initialisation, shuffling, augmentation and dropout. */
-  seed: number;
-  /** Where checkpoints, metrics.jsonl and exported models go. */
-  runDir: string;
-  /** A checkpoint file or a run directory to continue from. */
-  resume: string | null;
-  /** Also save a step checkpoint every N steps (0: off; last.ckpt is saved at epoch ends and on Ctrl-C). */
-  checkpointEverySteps: number;
-  /** Also save a step checkpoint when this many minutes passed since the last one (0: off). */
-  checkpointEveryMin: number;
-  /** Step checkpoints kept in the run directory (the newest; last.ckpt and best.ckpt apart). */
-  keepCheckpoints: number;
-  /** Times a failed worker group is restarted from the newest checkpoint (0: a failure ends the run). */
-  maxRestarts: number;
-  /** Append the training loss and errors of every N steps to steps.jsonl (0: off): finer
-   * curves than the per-epoch metrics.jsonl, for "epochs to X% training error". */
-  logEverySteps: number;
-  /** tfjs backend: auto tries node-gpu, webgpu (a hardware adapter only), node, native, wasm, cpu. */
-  backend: BackendChoice;
-  /** Let the webgpu backend run on a software adapter (lavapipe, SwiftShader): slow, for tests. */
-  allowSoftwareGpu: boolean;
-  /** oneDNN threads per process of the native backend (default 1: one worker per core). */
-  threads: number;
-  /**
-   * data: every worker holds the whole model and all gradients are all-reduced. hybrid
-   * (Krizhevsky 2014, "one weird trick"): the conv layers are data-parallel, the FC layers
-   * model-parallel, each worker owning 1/N of every FC layer's output units.
-   */
-  parallel: ParallelMode;
-  /** Number format of gradients and activations on the wire: fp32, fp16 or bf16 (sums stay fp32). */
-  wireDtype: WireDtype;
-  /** All-reduce gradients in buckets while the backward pass still runs (DDP/Horovod style). */
-  overlap: boolean;
-  /** Bucket size of the overlapped all-reduce, in MB. */
-  bucketMb: number;
-  /** 'auto', a count ('2'), or CPU-simulated devices ('cpu:2'). */
-  devices: string;
-  /** Fail instead of simulating when fewer GPUs than asked exist. */
-  strictDevices: boolean;
-  /** Compare a checksum of the weights across ranks every N steps (0: never). */
-  checksumEverySteps: number;
-  /** A worker silent for this long (or 3x its slowest step) is reported as hung. */
-  hangTimeoutSec: number;
-  /** How much to print. */
-  logLevel: LogLevel;
-}
-
 /** The bundled dataset that `make train` writes. */
 export const DEFAULT_DATA = 'data/fashion-mnist';
 
@@ -175,115 +59,157 @@ export function defaultRunDir(now: Date = new Date()): string {
   return `runs/${now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}`;
 }
 
-/**
- * Every default of a training run, in one place: the command line's defaults are read from
- * here, and code and tests build configs from it (`trainConfig({...})`). The paper's recipe.
- */
-export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze({
-  data: DEFAULT_DATA,
-  dataLayout: 'auto',
-  classNames: null,
-  preset: 'paper',
-  model: { activation: 'relu', lrn: true, overlappingPool: true, dropoutRate: null, init: 'preset' },
-  epochs: 90,
-  batchSize: 128,
-  microBatch: 0,
-  maxStepsPerEpoch: 0,
-  trainLimit: 0,
-  optimizer: 'sgd',
-  lr: 0.01,
-  momentum: 0.9,
-  weightDecay: 0.0005,
-  schedule: 'plateau',
-  lrFactor: 10,
-  lrStepEpochs: 30,
-  lrPatience: 1,
-  augment: { crop: true, flip: true, pcaLighting: true },
-  tta: 1,
-  dropLast: false,
-  seed: 0,
-  resume: null,
-  checkpointEverySteps: 0,
-  checkpointEveryMin: 10,
-  keepCheckpoints: 3,
-  maxRestarts: 3,
-  logEverySteps: 0,
-  backend: 'auto',
-  allowSoftwareGpu: false,
-  threads: 1,
-  parallel: 'data',
-  wireDtype: 'fp32',
-  overlap: false,
-  bucketMb: 25,
-  devices: 'auto',
-  strictDevices: false,
-  checksumEverySteps: 50,
-  hangTimeoutSec: 120,
-  logLevel: 'info',
-} as const);
-
-/**
- * Each config field's command-line flag: the CLI's arguments map onto the config through it,
- * and a bad value's message names the flag the user typed.
- */
-export const TRAIN_FLAGS = {
-  data: 'data',
-  dataLayout: 'layout',
-  preset: 'preset',
-  'model.activation': 'activation',
-  'model.lrn': 'lrn',
-  'model.overlappingPool': 'overlapping-pool',
-  'model.dropoutRate': 'dropout',
-  'model.init': 'init',
-  epochs: 'epochs',
-  batchSize: 'batch-size',
-  microBatch: 'micro-batch',
-  maxStepsPerEpoch: 'max-steps',
-  trainLimit: 'train-limit',
-  optimizer: 'optimizer',
-  lr: 'lr',
-  momentum: 'momentum',
-  weightDecay: 'weight-decay',
-  schedule: 'schedule',
-  lrFactor: 'lr-factor',
-  lrStepEpochs: 'lr-step-epochs',
-  lrPatience: 'lr-patience',
-  'augment.crop': 'crop',
-  'augment.flip': 'flip',
-  'augment.pcaLighting': 'pca-lighting',
-  tta: 'tta',
-  dropLast: 'drop-last',
-  seed: 'seed',
-  runDir: 'run-dir',
-  resume: 'resume',
-  checkpointEverySteps: 'checkpoint-every',
-  checkpointEveryMin: 'checkpoint-every-min',
-  keepCheckpoints: 'keep-checkpoints',
-  maxRestarts: 'max-restarts',
-  logEverySteps: 'log-every',
-  backend: 'backend',
-  allowSoftwareGpu: 'allow-software-gpu',
-  threads: 'threads',
-  parallel: 'parallel',
-  wireDtype: 'wire-dtype',
-  overlap: 'overlap',
-  bucketMb: 'bucket-mb',
-  devices: 'devices',
-  strictDevices: 'strict-devices',
-  checksumEverySteps: 'checksum-every',
-  hangTimeoutSec: 'hang-timeout',
-  logLevel: 'log-level',
-} as const;
-
-export type TrainFlag = (typeof TRAIN_FLAGS)[keyof typeof TRAIN_FLAGS];
-
-/** The default of a `train` flag, for the option table (undefined: no default, e.g. --resume). */
-export function trainFlagDefault(flag: TrainFlag): string | number | boolean | undefined {
-  if (flag === 'run-dir') return defaultRunDir();
-  const field = (Object.keys(TRAIN_FLAGS) as (keyof typeof TRAIN_FLAGS)[]).find((f) => TRAIN_FLAGS[f] === flag);
-  const value = field === undefined ? undefined : getPath(TRAIN_DEFAULTS, field);
-  return value === null ? undefined : (value as string | number | boolean | undefined);
+/** Dropout of the hidden FC layers; null: the preset's. */
+function dropoutRate(r: FieldReader, key: string): number | null {
+  if (r.raw(key) == null) return null;
+  const rate = r.number(key);
+  if (rate < 0 || rate >= 1) throw new ConfigError(`${r.name(key)} must be in [0, 1), got ${rate}`);
+  return rate;
 }
+
+/** Test-time crops: 1 (centre) or 10 (the paper's 10 patches). */
+function tta(r: FieldReader, key: string): 1 | 10 {
+  const crops = r.count(key);
+  if (crops !== 1 && crops !== 10) throw new ConfigError(`${r.name(key)} must be 1 (centre crop) or 10 (the paper's 10 patches), got ${crops}`);
+  return crops;
+}
+
+/**
+ * Every option of `train`, once: each config field (by dotted path) with its flag, type,
+ * default (the paper's recipe), help text and check. TrainConfig, TRAIN_DEFAULTS, TRAIN_FLAGS,
+ * the validator and the command line's options are derived from it; --help lists them in this order.
+ */
+export const TRAIN_OPTIONS = optionTable({
+  data: { flag: 'data', type: 'string', default: DEFAULT_DATA, check: is.string, describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' },
+  // Declared on the command line by datasetOptions (src/data/cli-options.ts), for every command that opens a dataset.
+  dataLayout: {
+    flag: 'layout',
+    type: LAYOUTS,
+    default: 'auto',
+    check: is.oneOf(LAYOUTS),
+    describe: 'auto: list files when they name every split the folders have, else the folders (says which, when both exist); folders; lists',
+  },
+  preset: { flag: 'preset', type: PRESET_NAMES, default: 'paper', check: is.oneOf(PRESET_NAMES), describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' },
+  epochs: { flag: 'epochs', type: 'number', default: 90, check: is.count, describe: 'passes over the training split' },
+  batchSize: { flag: 'batch-size', type: 'number', default: 128, check: is.count, describe: 'global batch in images, split across all workers' },
+  // Micro-batches add their gradients before the all-reduce, so the update is the one of the whole batch.
+  microBatch: {
+    flag: 'micro-batch',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: "images per forward+backward in a worker; its share of the batch runs in micro-batches whose gradients add up (0: the largest that the backend's memory fits)",
+  },
+  maxStepsPerEpoch: { flag: 'max-steps', type: 'number', default: 0, check: is.countOrZero, describe: 'cap on steps per epoch (0: the whole split)' },
+  trainLimit: { flag: 'train-limit', type: 'number', default: 0, check: is.countOrZero, describe: 'use a seeded subset of this many training images (0: all)' },
+
+  optimizer: { flag: 'optimizer', type: OPTIMIZER_NAMES, default: 'sgd', check: is.oneOf(OPTIMIZER_NAMES), describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" },
+  lr: { flag: 'lr', type: 'number', default: 0.01, check: is.positive, describe: 'initial learning rate' },
+  momentum: { flag: 'momentum', type: 'number', default: 0.9, check: is.positiveOrZero, describe: 'SGD momentum' },
+  weightDecay: { flag: 'weight-decay', type: 'number', default: 0.0005, check: is.positiveOrZero, describe: 'weight decay on weights (not biases)' },
+  schedule: {
+    flag: 'schedule',
+    type: SCHEDULE_NAMES,
+    default: 'plateau',
+    check: is.oneOf(SCHEDULE_NAMES),
+    describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs',
+  },
+  lrFactor: { flag: 'lr-factor', type: 'number', default: 10, check: is.positive, describe: 'divisor at each learning-rate drop' },
+  lrStepEpochs: { flag: 'lr-step-epochs', type: 'number', default: 30, check: is.count, describe: 'epochs between drops (step schedule)' },
+  lrPatience: { flag: 'lr-patience', type: 'number', default: 1, check: is.count, describe: 'epochs without val improvement before a drop (plateau schedule)' },
+
+  // Changes to the preset, for the paper's ablations.
+  'model.activation': { flag: 'activation', type: ACTIVATION_NAMES, default: 'relu', check: is.oneOf(ACTIVATION_NAMES), describe: "ReLU (paper) or tanh (the paper's Figure 1 comparison)" },
+  'model.lrn': { flag: 'lrn', type: 'boolean', default: true, check: is.bool, describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' },
+  'model.overlappingPool': { flag: 'overlapping-pool', type: 'boolean', default: true, check: is.bool, describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' },
+  'model.dropoutRate': { flag: 'dropout', type: 'number', default: null, check: dropoutRate, describe: "dropout rate in the hidden FC layers (default: the preset's, 0.5)" },
+  'model.init': {
+    flag: 'init',
+    type: INIT_NAMES,
+    default: 'preset',
+    check: is.oneOf(INIT_NAMES),
+    describe: "weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset's (paper: N(0, 0.01); small and torchvision: he)",
+  },
+  tta: { flag: 'tta', type: 'number', default: 1, check: tta, describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" },
+  dropLast: { flag: 'drop-last', type: 'boolean', default: false, check: is.bool, describe: 'drop the last incomplete global batch of each epoch' },
+  seed: { flag: 'seed', type: 'number', default: 0, check: is.countOrZero, describe: 'seed of initialisation, shuffling, augmentation and dropout' },
+
+  runDir: { flag: 'run-dir', type: 'string', default: () => defaultRunDir(), check: is.string, describe: 'where checkpoints, metrics.jsonl and exported models go' },
+  resume: { flag: 'resume', type: 'string', default: null, check: is.optionalString, describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)' },
+  checkpointEverySteps: {
+    flag: 'checkpoint-every',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: 'also write a step checkpoint every N steps (0: off; last.ckpt is written at each epoch end and on Ctrl-C)',
+  },
+  checkpointEveryMin: { flag: 'checkpoint-every-min', type: 'number', default: 10, check: is.positiveOrZero, describe: 'also checkpoint when this many minutes passed since the last step checkpoint (0: off)' },
+  keepCheckpoints: { flag: 'keep-checkpoints', type: 'number', default: 3, check: is.count, describe: 'step checkpoints kept in the run directory, the newest (last.ckpt and best.ckpt apart)' },
+  maxRestarts: {
+    flag: 'max-restarts',
+    type: 'number',
+    default: 3,
+    check: is.countOrZero,
+    describe: 'restart the workers from the newest checkpoint when one dies or hangs, at most N times (0: a failure ends the run)',
+  },
+
+  // The paper's training augmentations, each on by default (off for ablations).
+  'augment.crop': { flag: 'crop', type: 'boolean', default: true, check: is.bool, describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' },
+  'augment.flip': { flag: 'flip', type: 'boolean', default: true, check: is.bool, describe: 'random horizontal flips (--no-flip to turn off)' },
+  'augment.pcaLighting': { flag: 'pca-lighting', type: 'boolean', default: true, check: is.bool, describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" },
+  // Finer curves than the per-epoch metrics.jsonl, for "epochs to X% training error".
+  logEverySteps: { flag: 'log-every', type: 'number', default: 0, check: is.countOrZero, describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' },
+
+  backend: {
+    flag: 'backend',
+    type: BACKEND_CHOICES,
+    default: 'auto',
+    check: is.oneOf(BACKEND_CHOICES),
+    describe: 'tfjs backend: auto tries node-gpu, webgpu (Vulkan, a hardware adapter only), node, native (oneDNN), wasm, cpu',
+  },
+  allowSoftwareGpu: { flag: 'allow-software-gpu', type: 'boolean', default: false, check: is.bool, describe: 'let webgpu run on a software Vulkan device (lavapipe, SwiftShader): slow, for tests' },
+  threads: { flag: 'threads', type: 'number', default: 1, check: is.count, describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)' },
+  parallel: {
+    flag: 'parallel',
+    type: PARALLEL_MODES,
+    default: 'data',
+    check: is.oneOf(PARALLEL_MODES),
+    describe: 'data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step',
+  },
+  wireDtype: { flag: 'wire-dtype', type: WIRE_DTYPES, default: 'fp32', check: is.oneOf(WIRE_DTYPES), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' },
+  // DDP/Horovod style.
+  overlap: { flag: 'overlap', type: 'boolean', default: false, check: is.bool, describe: 'all-reduce gradients in buckets while the backward pass still runs' },
+  bucketMb: { flag: 'bucket-mb', type: 'number', default: 25, check: is.positive, describe: 'bucket size of --overlap, in MB' },
+  devices: {
+    flag: 'devices',
+    type: 'string',
+    default: 'auto',
+    check: is.string,
+    describe: "workers: 'auto', a GPU count, 'cpu:N' CPU-simulated devices, or 'webgpu:N' workers on whatever WebGPU adapter exists (software too)",
+  },
+  strictDevices: { flag: 'strict-devices', type: 'boolean', default: false, check: is.bool, describe: 'fail instead of simulating when fewer GPUs than asked exist' },
+  checksumEverySteps: { flag: 'checksum-every', type: 'number', default: 50, check: is.countOrZero, describe: 'compare a checksum of the weights across workers every N steps (0: never)' },
+  hangTimeoutSec: { flag: 'hang-timeout', type: 'number', default: 120, check: is.positive, describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' },
+  logLevel: { flag: 'log-level', type: LOG_LEVELS, default: 'info', check: is.oneOf(LOG_LEVELS), describe: 'how much to print' },
+});
+
+/** A training run's settings: one field per train option (TRAIN_OPTIONS), and the class names. */
+export interface TrainConfig extends FieldsOf<typeof TRAIN_OPTIONS> {
+  /** Names of numeric labels, from two flags (--classes, --classes-file): read once here, so workers need no file; null: classes.txt or the numbers. */
+  classNames: ClassNames | null;
+}
+
+/** Changes to a preset for the paper's ablations. */
+export type ModelChoice = TrainConfig['model'];
+
+/** Which of the paper's training augmentations are on. */
+export type AugmentChoice = TrainConfig['augment'];
+
+/** Every default of a training run: code and tests build configs from it (`trainConfig({...})`). */
+export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze({ ...defaultsOf(TRAIN_OPTIONS), classNames: null });
+
+/** Each config field's command-line flag: a bad value's message names the flag the user typed. */
+export const TRAIN_FLAGS = flagsOf(TRAIN_OPTIONS);
 
 /** The class names a config carries (set by --classes or --classes-file, not by one flag). */
 function readClassNames(r: FieldReader): ClassNames | null {
@@ -297,59 +223,7 @@ function readClassNames(r: FieldReader): ClassNames | null {
 
 /** Checks every field of a TrainConfig and returns it frozen; errors name fields as `r` does. */
 function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
-  const dropoutRate = r.raw('model.dropoutRate') == null ? null : r.number('model.dropoutRate');
-  if (dropoutRate !== null && (dropoutRate < 0 || dropoutRate >= 1)) {
-    throw new ConfigError(`${r.name('model.dropoutRate')} must be in [0, 1), got ${dropoutRate}`);
-  }
-  return deepFreeze({
-    data: r.string('data'),
-    dataLayout: r.oneOf('dataLayout', LAYOUTS),
-    classNames: readClassNames(r),
-    preset: r.oneOf('preset', PRESET_NAMES),
-    model: {
-      activation: r.oneOf('model.activation', ACTIVATION_NAMES),
-      lrn: r.bool('model.lrn'),
-      overlappingPool: r.bool('model.overlappingPool'),
-      dropoutRate,
-      init: r.oneOf('model.init', INIT_NAMES),
-    },
-    epochs: r.count('epochs'),
-    batchSize: r.count('batchSize'),
-    microBatch: r.count('microBatch', true),
-    maxStepsPerEpoch: r.count('maxStepsPerEpoch', true),
-    trainLimit: r.count('trainLimit', true),
-    optimizer: r.oneOf('optimizer', OPTIMIZER_NAMES),
-    lr: r.positive('lr'),
-    momentum: r.positive('momentum', true),
-    weightDecay: r.positive('weightDecay', true),
-    schedule: r.oneOf('schedule', SCHEDULE_NAMES),
-    lrFactor: r.positive('lrFactor'),
-    lrStepEpochs: r.count('lrStepEpochs'),
-    lrPatience: r.count('lrPatience'),
-    augment: { crop: r.bool('augment.crop'), flip: r.bool('augment.flip'), pcaLighting: r.bool('augment.pcaLighting') },
-    tta: readTta(r),
-    dropLast: r.bool('dropLast'),
-    seed: r.count('seed', true),
-    runDir: r.string('runDir'),
-    resume: r.optionalString('resume'),
-    checkpointEverySteps: r.count('checkpointEverySteps', true),
-    checkpointEveryMin: r.positive('checkpointEveryMin', true),
-    keepCheckpoints: r.count('keepCheckpoints'),
-    maxRestarts: r.count('maxRestarts', true),
-    logEverySteps: r.count('logEverySteps', true),
-    backend: r.oneOf('backend', BACKEND_CHOICES),
-    allowSoftwareGpu: r.bool('allowSoftwareGpu'),
-    threads: r.count('threads'),
-    parallel: r.oneOf('parallel', PARALLEL_MODES),
-    wireDtype: r.oneOf('wireDtype', WIRE_DTYPES),
-    overlap: r.bool('overlap'),
-    bucketMb: r.positive('bucketMb'),
-    devices: r.string('devices'),
-    strictDevices: r.bool('strictDevices'),
-    checksumEverySteps: r.count('checksumEverySteps', true),
-    hangTimeoutSec: r.positive('hangTimeoutSec'),
-    logLevel: r.oneOf('logLevel', LOG_LEVELS),
-  });
+  return deepFreeze({ ...readFields(TRAIN_OPTIONS, r), classNames: readClassNames(r) });
 }
 
 /**
@@ -368,7 +242,7 @@ function existingPath(p: string, what: string): string {
 
 /** Parsed `train` options into a frozen TrainConfig. Throws ConfigError (exit 2) naming the flag. */
 export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
-  const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultRunDir() }, args);
+  const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultNow(TRAIN_OPTIONS.runDir) }, args);
   // Two flags name the classes, and one of them a file: read here, once.
   const config = readTrainConfig(new FieldReader({ ...reader.source, classNames: classNamesFromArgs(args) }, reader.name));
   return deepFreeze({
@@ -384,79 +258,41 @@ export function trainConfig(changes: Partial<TrainConfig> & Pick<TrainConfig, 'r
   return validateTrainConfig({ ...TRAIN_DEFAULTS, ...changes }, 'trainConfig()');
 }
 
+export const EVAL_SPLITS = ['train', 'val', 'test'] as const;
+
+/**
+ * Every option of `eval`, once, as TRAIN_OPTIONS is for `train`; the options that mean the same
+ * as a train option are that option, with help text of their own where eval's differs.
+ */
+export const EVAL_OPTIONS = optionTable({
+  data: { flag: 'data', type: 'string', default: null, check: is.optionalString, describe: 'dataset root (default: the one the checkpoint was trained on)' },
+  split: { flag: 'split', type: EVAL_SPLITS, default: 'test', check: is.oneOf(EVAL_SPLITS), describe: 'split to evaluate' },
+  tta: { ...TRAIN_OPTIONS.tta, describe: "1 (centre crop) or 10 (the paper's 10 patches)" },
+  batchSize: { ...TRAIN_OPTIONS.batchSize, describe: 'images per batch' },
+  out: { flag: 'out', type: 'string', default: null, check: is.optionalString, describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' },
+  force: { flag: 'force', type: 'boolean', default: false, check: is.bool, describe: 'replace those files in --out even when eval did not write them' },
+  backend: { ...TRAIN_OPTIONS.backend, describe: 'tfjs backend' },
+  allowSoftwareGpu: { ...TRAIN_OPTIONS.allowSoftwareGpu, describe: 'let webgpu run on a software Vulkan device' },
+  // 'auto' here: as the checkpoint's run indexed its dataset.
+  dataLayout: TRAIN_OPTIONS.dataLayout,
+});
+
 /** `alexnet eval`: a checkpoint scored on one split. */
-export interface EvalConfig {
-  /** A checkpoint file, or a run directory (its best.ckpt, else last.ckpt). */
+export interface EvalConfig extends FieldsOf<typeof EVAL_OPTIONS> {
+  /** A checkpoint file, or a run directory (its best.ckpt, else last.ckpt): the command's positional. */
   checkpoint: string;
-  /** Dataset root; null: the one the checkpoint was trained on. */
-  data: string | null;
-  split: 'train' | 'val' | 'test';
-  /** 1 (centre crop) or 10 (the paper's 10 patches). */
-  tta: 1 | 10;
-  /** Images per batch. */
-  batchSize: number;
-  /** Folder for confusion.csv, per-class.csv and confusion.png; null: beside the checkpoint. */
-  out: string | null;
-  /** Replace those files in `out` even when eval did not write them. */
-  force: boolean;
-  backend: BackendChoice;
-  /** Let --backend webgpu run on a software adapter (lavapipe, SwiftShader). */
-  allowSoftwareGpu: boolean;
-  /** How to index the dataset; 'auto': as the checkpoint's run did. */
-  dataLayout: Layout;
-  /** Names of numeric labels; null: the checkpoint's. */
+  /** Names of numeric labels (--classes, --classes-file); null: the checkpoint's. */
   classNames: ClassNames | null;
 }
 
-export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({
-  data: null,
-  split: 'test',
-  tta: 1,
-  batchSize: 128,
-  out: null,
-  force: false,
-  backend: 'auto',
-  allowSoftwareGpu: false,
-  dataLayout: 'auto',
-  classNames: null,
-} as const);
+export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({ ...defaultsOf(EVAL_OPTIONS), classNames: null });
 
-export const EVAL_FLAGS = {
-  checkpoint: 'checkpoint',
-  data: 'data',
-  split: 'split',
-  tta: 'tta',
-  batchSize: 'batch-size',
-  out: 'out',
-  force: 'force',
-  backend: 'backend',
-  allowSoftwareGpu: 'allow-software-gpu',
-  dataLayout: 'layout',
-} as const;
-
-/** Test-time crops: 1 (centre) or 10 (the paper's 10 patches). */
-function readTta(r: FieldReader): 1 | 10 {
-  const tta = r.count('tta');
-  if (tta !== 1 && tta !== 10) throw new ConfigError(`${r.name('tta')} must be 1 (centre crop) or 10 (the paper's 10 patches), got ${tta}`);
-  return tta;
-}
+export const EVAL_FLAGS = { checkpoint: 'checkpoint', ...flagsOf(EVAL_OPTIONS) } as const;
 
 /** Parsed `eval` options into a frozen EvalConfig. */
 export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
   const r = readerOfArgs(EVAL_FLAGS, EVAL_DEFAULTS, args);
-  return deepFreeze({
-    checkpoint: r.string('checkpoint'),
-    data: r.optionalString('data'),
-    split: r.oneOf('split', ['train', 'val', 'test'] as const),
-    tta: readTta(r),
-    batchSize: r.count('batchSize'),
-    out: r.optionalString('out'),
-    force: r.bool('force'),
-    backend: r.oneOf('backend', BACKEND_CHOICES),
-    allowSoftwareGpu: r.bool('allowSoftwareGpu'),
-    dataLayout: r.oneOf('dataLayout', LAYOUTS),
-    classNames: classNamesFromArgs(args),
-  });
+  return deepFreeze({ checkpoint: r.string('checkpoint'), ...readFields(EVAL_OPTIONS, r), classNames: classNamesFromArgs(args) });
 }
 
 /** Environment facts of the user's terminal and devices, read here only. */

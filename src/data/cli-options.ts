@@ -6,12 +6,11 @@
 import type { Argv } from 'yargs';
 import { classNamesFromArgs } from '../core/class-names';
 import type { OpenOptions } from './index/dataset';
-import { LAYOUTS, TRAIN_DEFAULTS, type Layout } from '../core/config';
-import { FieldReader } from '../core/field-reader';
+import { LAYOUTS, TRAIN_DEFAULTS, TRAIN_OPTIONS, type Layout } from '../core/config';
+import { cliOption, FieldReader } from '../core/field-reader';
 
 export function datasetOptions<T>(y: Argv<T>): Argv<T> {
-  return classOptions(y)
-    .option('layout', { choices: LAYOUTS, default: TRAIN_DEFAULTS.dataLayout, describe: 'auto: list files when they name every split the folders have, else the folders (says which, when both exist); folders; lists' });
+  return classOptions(y).option(TRAIN_OPTIONS.dataLayout.flag, cliOption(TRAIN_OPTIONS.dataLayout));
 }
 
 /** --classes and --classes-file alone (data index reads folders only: no --layout). */

@@ -4,7 +4,21 @@ import * as path from 'node:path';
 import t from 'tap';
 import yargs from 'yargs';
 import { trainOptions } from '../../src/cli';
-import { TRAIN_DEFAULTS, TRAIN_FLAGS, buildEvalConfig, buildTrainConfig, trainConfig, validateTrainConfig, type CliArgs } from '../../src/core/config';
+import {
+  EVAL_DEFAULTS,
+  EVAL_FLAGS,
+  EVAL_OPTIONS,
+  TRAIN_DEFAULTS,
+  TRAIN_FLAGS,
+  TRAIN_OPTIONS,
+  buildEvalConfig,
+  buildTrainConfig,
+  trainConfig,
+  validateTrainConfig,
+  type CliArgs,
+} from '../../src/core/config';
+import { datasetOptions } from '../../src/data/cli-options';
+import { defaultNow, FieldReader, type OptionTable } from '../../src/core/field-reader';
 
 const DATA = path.resolve(__dirname, '..', '..', 'test'); // any existing folder will do for --data
 
@@ -47,4 +61,61 @@ t.test('eval has a typed config with its own defaults', async (t) => {
   t.same(buildEvalConfig({ checkpoint: 'x', classes: 'a,b' }).classNames, { names: ['a', 'b'], source: '--classes' });
   t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', tta: 3 }), { message: /--tta must be 1/ });
   t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', split: 'holdout' }), { message: /--split must be one of train, val, test/ });
+});
+
+// The one table per command (TRAIN_OPTIONS, EVAL_OPTIONS): each entry complete, and everything
+// derived from it (the yargs options, the defaults, the validator, --help) covering exactly its fields.
+const leaves = (o: object, prefix = ''): string[] =>
+  Object.entries(o).flatMap(([k, v]) => (v !== null && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`]));
+
+t.test('every option has its flag, type, default, description and check, and its default passes its check', async (t) => {
+  for (const [command, table] of [['train', TRAIN_OPTIONS], ['eval', EVAL_OPTIONS]] as const) {
+    for (const [field, spec] of Object.entries(table as OptionTable)) {
+      const where = `${command} ${field}`;
+      t.match(spec.flag, /^[a-z][a-z0-9-]*$/, `${where}: a flag`);
+      t.ok(typeof spec.type === 'string' ? ['boolean', 'number', 'string'].includes(spec.type) : spec.type.length > 0, `${where}: a type`);
+      t.ok(Object.hasOwn(spec, 'default'), `${where}: a default (null: none)`);
+      t.ok(typeof spec.describe === 'string' && spec.describe.trim() !== '', `${where}: a description`);
+      t.type(spec.check, 'function', `${where}: a check`);
+      const read = (value: unknown) => spec.check(new FieldReader({ value }, () => `--${spec.flag}`), 'value');
+      const value = defaultNow(spec);
+      t.same(read(value), value, `${where}: the default passes the check`);
+      if (typeof spec.type !== 'string') {
+        for (const choice of spec.type) t.equal(read(choice), choice, `${where}: the check takes the choice ${choice}`);
+        t.throws(() => read('no-such-choice'), { name: 'ConfigError' }, `${where}: the check refuses what is not a choice`);
+      }
+    }
+  }
+  t.equal(new Set(Object.values(TRAIN_FLAGS)).size, Object.keys(TRAIN_OPTIONS).length, 'no two train fields share a flag');
+});
+
+t.test('the yargs options, defaults, validator and --help of train cover exactly the table', async (t) => {
+  const fields = Object.keys(TRAIN_OPTIONS).sort();
+  // yargs' getOptions() is public API its typings leave out.
+  const parser = datasetOptions(trainOptions(yargs([]))) as unknown as { getOptions(): { key: Record<string, unknown> } };
+  const declared = Object.keys(parser.getOptions().key).filter((k) => !['help', 'version', 'classes', 'classes-file'].includes(k));
+  t.same(declared.sort(), Object.values(TRAIN_FLAGS).sort(), 'one yargs option per entry');
+  t.same(leaves(TRAIN_DEFAULTS).sort(), [...fields.filter((f) => f !== 'runDir'), 'classNames'].sort(), 'a default per entry (--run-dir: computed per run)');
+  const good = trainConfig({ data: DATA, runDir: '/tmp/r' });
+  t.same(leaves(good).sort(), [...fields, 'classNames'].sort(), 'the validator returns every field');
+  const source = 'a message';
+  for (const field of fields) {
+    const bad = JSON.parse(JSON.stringify(good)) as Record<string, unknown>;
+    const [head, leaf] = field.split('.');
+    if (leaf === undefined) bad[head] = {};
+    else (bad[head] as Record<string, unknown>)[leaf] = {};
+    t.throws(() => validateTrainConfig(bad, source), { name: 'ConfigError', message: `${source}: config field ${field} must be` }, `the validator checks ${field}`);
+  }
+  const help = (await datasetOptions(trainOptions(yargs([]))).wrap(null).getHelp()).replace(/\s+/g, ' ');
+  for (const spec of Object.values(TRAIN_OPTIONS as OptionTable)) t.ok(help.includes(`--${spec.flag} ${spec.describe.replace(/\s+/g, ' ')}`), `--help describes --${spec.flag}`);
+});
+
+t.test('the defaults and validator of eval cover exactly its table', async (t) => {
+  const fields = Object.keys(EVAL_OPTIONS).sort();
+  t.same(leaves(EVAL_DEFAULTS).sort(), [...fields, 'classNames'].sort());
+  t.same(Object.keys(buildEvalConfig({ checkpoint: 'x' })).sort(), [...fields, 'checkpoint', 'classNames'].sort());
+  for (const field of fields) {
+    const flag = EVAL_FLAGS[field as keyof typeof EVAL_FLAGS];
+    t.throws(() => buildEvalConfig({ checkpoint: 'x', [flag]: {} }), { name: 'ConfigError', message: `--${flag} must be` }, `the validator checks ${field}`);
+  }
 });

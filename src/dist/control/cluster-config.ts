@@ -4,7 +4,7 @@
  * configs. Addresses are checked against this host's interfaces here, before any socket opens.
  */
 import * as path from 'node:path';
-import { LOG_LEVELS, type LogLevel } from '../../core/config';
+import { LOG_LEVELS, TRAIN_DEFAULTS, type LogLevel } from '../../core/config';
 import { deepFreeze, FieldReader, type CliArgs } from '../../core/field-reader';
 import { ConfigError } from '../../core/errors';
 import { checkLocalAddress, parseTcpEndpoint, tcpAddress } from '../ring/ring-address';
@@ -43,8 +43,15 @@ export interface JoinConfig {
   logLevel: LogLevel;
 }
 
-/** The defaults of both sides' options (the command line reads its defaults from here). */
-export const CLUSTER_DEFAULTS = deepFreeze({ ringPort: 0, joinTimeoutSec: 600, rejoinTimeoutSec: 300, devices: 'auto', strictDevices: false, logLevel: 'info' } as const);
+/** The defaults of both sides' options (the command line reads its defaults from here); a joining host's devices and log level are train's. */
+export const CLUSTER_DEFAULTS = deepFreeze({
+  ringPort: 0,
+  joinTimeoutSec: 600,
+  rejoinTimeoutSec: 300,
+  devices: TRAIN_DEFAULTS.devices,
+  strictDevices: TRAIN_DEFAULTS.strictDevices,
+  logLevel: TRAIN_DEFAULTS.logLevel,
+} as const);
 
 function flagReader(args: CliArgs): FieldReader {
   return new FieldReader(args, (key) => `--${key}`);
