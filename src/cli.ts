@@ -25,7 +25,7 @@ import { UserError } from './core/errors';
 import { DASHBOARD_DEFAULTS } from './dashboard/options';
 import { runDashboard, runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
 
-/** A table's options (src/config.ts) in its order, but those that another builder declares. */
+/** A table's options (src/core/config.ts) in its order, but those that another builder declares. */
 function tableOptions(y: Argv, table: OptionTable, declaredElsewhere: readonly string[] = []): Argv {
   return Object.entries(table)
     .filter(([field]) => !declaredElsewhere.includes(field))
