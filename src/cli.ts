@@ -23,7 +23,12 @@ import { datasetOptions } from './data/cli-options';
 import { dataCommand } from './data/commands/commands';
 import { UserError } from './core/errors';
 import { DASHBOARD_DEFAULTS } from './dashboard/options';
-import { runDashboard, runEval, runJoin, runKeygen, runPredict, runReport, runSummary, runTrain } from './command-handlers';
+
+/**
+ * What the commands do, loaded when one runs: it brings TensorFlow.js, sharp and ZeroMQ, half a
+ * second of start-up that `--help` and a mistyped option should not pay.
+ */
+const handlers = (): Promise<typeof import('./command-handlers')> => import('./command-handlers');
 
 /** A table's options (src/core/config.ts) in its order, but those that another builder declares. */
 function tableOptions(y: Argv, table: OptionTable, declaredElsewhere: readonly string[] = []): Argv {
@@ -114,13 +119,13 @@ export function buildCli(rawArgv: string[]): Argv {
     .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('alexnet')
     .usage('$0 <command> [options]')
-    .command('train', 'train AlexNet on an image dataset', allTrainOptions, (a) => runTrain(a as CliArgs))
+    .command('train', 'train AlexNet on an image dataset', allTrainOptions, async (a) => (await handlers()).runTrain(a as CliArgs))
     .command(
       'join <rendezvous>',
       "bring this host's devices into a multi-host run started elsewhere with 'train --rendezvous'",
       joinOptions,
       async (a) => {
-        await runJoin(a as CliArgs);
+        await (await handlers()).runJoin(a as CliArgs);
       },
     )
     .command(
@@ -130,7 +135,7 @@ export function buildCli(rawArgv: string[]): Argv {
         y
           .option('out', { type: 'string', default: 'cluster.key', describe: 'where to write the key file' })
           .option('force', { type: 'boolean', default: false, describe: 'replace an existing key file (every host then needs the new one)' }),
-      (a) => runKeygen(a as CliArgs),
+      async (a) => (await handlers()).runKeygen(a as CliArgs),
     )
     .command(
       'eval <checkpoint>',
@@ -142,7 +147,7 @@ export function buildCli(rawArgv: string[]): Argv {
           ['dataLayout'],
         ),
       async (a) => {
-        await runEval(a as CliArgs);
+        await (await handlers()).runEval(a as CliArgs);
       },
     )
     .command(
@@ -150,7 +155,7 @@ export function buildCli(rawArgv: string[]): Argv {
       'redraw a run\'s curves.svg, curves.png and report.md from its metrics.jsonl and checkpoint',
       (y: Argv): Argv => y.positional('run-dir', { type: 'string', demandOption: true, describe: 'run directory (holds metrics.jsonl)' }),
       async (a) => {
-        await runReport(a as CliArgs);
+        await (await handlers()).runReport(a as CliArgs);
       },
     )
     .command(
@@ -162,7 +167,7 @@ export function buildCli(rawArgv: string[]): Argv {
           .option('port', { type: 'string', default: String(DASHBOARD_DEFAULTS.port), describe: 'port (0: any free port); the URL is printed as \'dashboard: <url>\'' })
           .option('host', { type: 'string', describe: `listen at this address instead of ${DASHBOARD_DEFAULTS.host}; the printed URL then carries a random token that every request needs` }),
       async (a) => {
-        await runDashboard(a as CliArgs);
+        await (await handlers()).runDashboard(a as CliArgs);
       },
     )
     .command(
@@ -176,7 +181,7 @@ export function buildCli(rawArgv: string[]): Argv {
           .option('backend', { choices: BACKEND_CHOICES, default: 'auto', describe: 'tfjs backend' })
           .option('allow-software-gpu', { type: 'boolean', default: false, describe: 'let webgpu run on a software Vulkan device' }),
       async (a) => {
-        await runPredict(a as CliArgs);
+        await (await handlers()).runPredict(a as CliArgs);
       },
     )
     .command(
@@ -186,7 +191,7 @@ export function buildCli(rawArgv: string[]): Argv {
         y
           .option('preset', { choices: PRESET_NAMES, default: 'paper', describe: 'network' })
           .option('classes', { type: 'number', default: 1000, describe: 'output classes' }),
-      (a) => runSummary(a as CliArgs),
+      async (a) => (await handlers()).runSummary(a as CliArgs),
     )
     .command(dataCommand)
     .demandCommand(1, 'name a command: train, join, keygen, eval, report, dashboard, predict, summary or data')
