@@ -4,6 +4,7 @@
 #   make train               # the bundled default: small preset on Fashion-MNIST, every core/GPU
 #   make train GPUS=2        # 2 workers: 2 GPUs, or 2 CPU-simulated devices when there are none
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
+#   make format              # rewrite the sources in the project's format (make test checks it)
 #   make test                # the test suite (tap), a few minutes (installs chromium for the browser test, and
 #                            # Mesa's software Vulkan device for the webgpu tests: scripts/ensure-vulkan.sh)
 #   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
@@ -34,7 +35,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native data train test gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
+.PHONY: all install build native data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
 
 all: build
 
@@ -67,10 +68,19 @@ train: build data
 # The dashboard's browser test needs chromium and playwright-core, the webgpu tests a Vulkan
 # driver Dawn accepts (Mesa's lavapipe from bookworm-backports on a machine without a GPU):
 # installed here where they can be. In CI (CI=true) the webgpu tests fail instead of skipping.
-test: build
+test: build lint
 	@scripts/ensure-browser.sh
 	@scripts/ensure-vulkan.sh
 	npx tap
+
+# Formatting (prettier, 120 columns, .prettierrc.json): `make lint` checks, `make format` rewrites.
+FORMATTED := 'src/**/*.{ts,js,css}' 'test/**/*.ts' 'bench/**/*.ts' 'scripts/**/*.{ts,cjs}'
+
+lint: $(NODE_STAMP)
+	@npx prettier --check --log-level warn $(FORMATTED) && echo "lint: formatted (prettier)"
+
+format: $(NODE_STAMP)
+	npx prettier --write --log-level warn $(FORMATTED)
 
 gpu-check: build
 	scripts/gpu-check.sh

@@ -16,10 +16,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { REPO, SRC } from '../helpers/repo';
 import ts from 'typescript';
 
-const ROOT = path.resolve(__dirname, '../..');
-const SRC = path.join(ROOT, 'src');
+const ROOT = REPO;
 
 /** Every comment of a TypeScript source, as text: markers and each line's leading '*' removed, lines joined by spaces. */
 export function commentsOf(fileName: string, text: string): string[] {

@@ -1,8 +1,8 @@
 // The dependency rule of docs/architecture.md, checked on the real import graph of src/: each
 // unit (a folder, or a top-level file) may import only the units listed for it, so the layers
 // stay acyclic and the parallel layer stays free of models and datasets.
-import * as path from 'node:path';
 import t from 'tap';
+import { SRC } from '../helpers/repo';
 import { importGraph, importSpecifiers, importsTypeOnly, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
@@ -41,7 +41,6 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   'core/text-format': [],
 };
 
-const SRC = path.resolve(__dirname, '../../src');
 
 t.test('import specifiers are found in every form the sources use', async (t) => {
   const text = `import * as a from './a';\nimport type { B } from "../b";\nexport { c } from './c';\nconst d = await import('./d');\nrequire('./e');\nimport './f';`;

@@ -5,9 +5,10 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { BUILT as BUILT_ROOT, SRC } from '../helpers/repo';
 
-const SRC = path.resolve(__dirname, '../../src');
-const BUILT = path.resolve(__dirname, '../../dist/src');
+const BUILT = path.join(BUILT_ROOT, 'src');
+
 
 /** The compiled twin of every .ts module under src/<folder> (subfolders included), named from the sources. */
 function builtModules(folder: string): string[] {

@@ -1,6 +1,5 @@
 // TrainConfig: one set of defaults for the CLI and for code, and one validator that every
 // receiver of a config runs (CLI, worker, joined host, checkpoint).
-import * as path from 'node:path';
 import t from 'tap';
 import yargs from 'yargs';
 import { trainOptions } from '../../src/cli';
@@ -19,8 +18,9 @@ import {
 } from '../../src/core/config';
 import { datasetOptions } from '../../src/data/cli-options';
 import { defaultNow, FieldReader, type OptionTable } from '../../src/core/field-reader';
+import { SRC } from '../helpers/repo';
 
-const DATA = path.resolve(__dirname, '..', '..', 'test'); // any existing folder will do for --data
+const DATA = SRC; // any existing folder will do for --data
 
 const parse = (argv: string[]) => buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs);
 

@@ -149,9 +149,10 @@ t.test('error classification', async (t) => {
 
 /** Run decodeFile in a child process as user 'nobody' (root reads mode-000 files). */
 function decodeAsNobody(file: string): { ok: boolean; reason?: string } | string {
-  // only the TypeScript loader: tap's coverage hooks would write into root-owned folders
+  // Compiled (make test): plain node. From TypeScript: only its loader (tap's coverage hooks
+  // would write into root-owned folders).
   const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-  const child = spawnSync(process.execPath, [...loader, path.join(__dirname, 'fixtures', 'decode-child.ts'), file], {
+  const child = spawnSync(process.execPath, [...loader, path.join(__dirname, 'fixtures', `decode-child${path.extname(__filename)}`), file], {
     uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000,
     env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },
   });

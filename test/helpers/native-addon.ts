@@ -8,12 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addonPath, loadAddon } from '../../src/backend/native/backend';
 import type { DnnlAddon } from '../../src/backend/native/kernels';
+import { SRC } from './repo';
 
 export function ensureNativeAddon(): { addon: DnnlAddon | null; skipReason: string } {
   const file = addonPath();
   let said = '';
   if (!fs.existsSync(file)) {
-    const script = path.join(__dirname, '..', '..', 'src', 'backend', 'native', 'addon', 'build.sh');
+    const script = path.join(SRC, 'backend', 'native', 'addon', 'build.sh');
     said = execFileSync(script, [file], { encoding: 'utf8' }).trim().split('\n').pop() ?? '';
   }
   if (!fs.existsSync(file)) return { addon: null, skipReason: `native addon cannot be built here: ${said}` };

@@ -12,6 +12,7 @@ import { CommTimeoutError } from '../../../src/core/errors';
 import { sharedFloats } from '../../../src/dist/collective';
 import { CommThread } from '../../../src/dist/comm-thread/comm-thread';
 import type { WireDtype } from '../../../src/dist/ring/wire-codec';
+import { builtFile } from '../../helpers/repo';
 
 async function pair(t: Test, wireDtype: WireDtype = 'fp32', timeoutMs = 10_000): Promise<CommThread[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'comm-thread-'));
@@ -65,7 +66,7 @@ t.test('a silent peer is a CommTimeoutError in the blocked main thread, not a ha
 });
 
 t.test('a process that exits mid-collective exits with its own code (no SIGABRT from ZeroMQ)', async (t) => {
-  const script = path.resolve(__dirname, '../../../dist/test/dist/fixtures/comm-exit.js');
+  const script = builtFile('test/dist/fixtures/comm-exit.ts');
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
