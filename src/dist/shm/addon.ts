@@ -32,6 +32,8 @@ export interface ShmAddon extends WireKernels {
   allGather(control: SharedArrayBuffer, rank: number, local: Float32Array, sizes: Uint32Array, out: Float32Array, dtype: ShmDtype, timeoutMs: number): void;
   reduceScatter(control: SharedArrayBuffer, rank: number, values: Float32Array, sizes: Uint32Array, out: Float32Array, dtype: ShmDtype, timeoutMs: number): void;
   barrier(control: SharedArrayBuffer, rank: number, timeoutMs: number): void;
+  /** Every blocked and later wait of this process (any thread) throws within ~10 ms: the process is exiting. */
+  abort(): void;
 }
 
 /** Where the addon is built (beside the oneDNN addon). */

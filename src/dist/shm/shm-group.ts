@@ -17,6 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { isMainThread } from 'node:worker_threads';
 import { ConfigError } from '../../errors';
 import type { WireDtype } from '../../parallel/wire-codec';
 import { SegmentKind, ShmDtype, loadShmAddon, native, shmAddonPath, type ShmAddon } from './addon';
@@ -101,6 +102,8 @@ function checkSizes(sizes: readonly number[], worldSize: number): Uint32Array {
   return Uint32Array.from(sizes);
 }
 
+const abortOnExit = new Set<ShmAddon>();
+
 export class ShmGroup {
   private allocations = 0;
 
@@ -132,6 +135,12 @@ export class ShmGroup {
     const addon = native(() => loadShmAddon(addonFile));
     const version = options.protocolVersion ?? SHM_PROTOCOL_VERSION;
     const group = new ShmGroup(rank, worldSize, prefix, timeoutMs, addonFile, addon, version, null);
+    // process.exit waits for worker threads: one blocked in a collective would hold the exit
+    // for the whole timeout. 'exit' listeners run first, so the waits are released from here.
+    if (isMainThread && !abortOnExit.has(addon)) {
+      abortOnExit.add(addon);
+      process.on('exit', () => addon.abort());
+    }
     group.control = group.map(segmentName(prefix, 'control'), SegmentKind.control, stagingBytes);
     return group;
   }

@@ -46,3 +46,15 @@ t.test('a worker thread reduces the segment in place, with the ring bits', { ski
   t.same(r0.bits, Array.from(new Uint32Array(inputs[0].buffer)), 'rank 0: the ring bits');
   t.same(r1.bits, Array.from(new Uint32Array(inputs[1].buffer)), 'rank 1: the ring bits');
 });
+
+t.test('process.exit does not wait for a thread blocked in a collective', { skip: unavailable ?? false }, async (t) => {
+  const script = path.join(projectRoot(__dirname), 'dist/test/dist/shm/fixtures/exit-rank.js');
+  const started = Date.now();
+  const child = spawn(process.execPath, [script], { stdio: 'ignore' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+  t.equal(signal, null, 'not killed');
+  t.equal(code, 3, 'its own exit code');
+  t.ok(Date.now() - started < 10_000, `exited in ${Date.now() - started} ms (the collective's timeout is 60 s)`);
+});

@@ -136,13 +136,26 @@ void futexWake(uint32_t *word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, n
 /** Short: 2 cores are shared by the ranks and their main threads. */
 constexpr int64_t SPIN_NS = 10000;
 
+/**
+ * Set by abort() (the main thread's 'exit' listener): every wait of this process gives up within
+ * one sleep slice. Without it, process.exit would wait for a comm thread blocked here.
+ */
+bool aborted = false;
+
+void checkAborted() {
+  if (__atomic_load_n(&aborted, __ATOMIC_RELAXED)) fail("SHM_ABORTED", "shared-memory wait aborted: this process is exiting");
+}
+
 /** true once `reached(*word)`, false at `deadlineNs`. `sleepers` counts waiters, so wakers skip the syscall when none sleeps. */
 template <typename Reached>
 bool waitWord(uint32_t *word, uint32_t *sleepers, int64_t deadlineNs, Reached reached) {
   const int64_t spinEnd = nowNs() + SPIN_NS;
   for (int i = 0;; i++) {
     if (reached(loadAcquire(word))) return true;
-    if ((i & 63) == 63 && nowNs() > spinEnd) break;
+    if ((i & 63) == 63) {
+      checkAborted();
+      if (nowNs() > spinEnd) break;
+    }
     _mm_pause();
   }
   for (;;) {
@@ -162,6 +175,7 @@ bool waitWord(uint32_t *word, uint32_t *sleepers, int64_t deadlineNs, Reached re
     timespec rel{static_cast<time_t>(slice / 1000000000), static_cast<long>(slice % 1000000000)};
     syscall(SYS_futex, word, FUTEX_WAIT, seen, &rel, nullptr, 0);
     if (sleepers != nullptr) __atomic_sub_fetch(sleepers, 1, __ATOMIC_SEQ_CST);
+    checkAborted();
   }
 }
 
@@ -865,6 +879,9 @@ void jsBarrier(const FunctionCallbackInfo<Value> &, const Args &a) {
   g.barrier();
 }
 
+/** abort(): makes every blocked and later wait of this process throw (SHM_ABORTED). */
+void jsAbort(const FunctionCallbackInfo<Value> &, const Args &) { __atomic_store_n(&aborted, true, __ATOMIC_RELAXED); }
+
 /** wireEncode(kind: Int32Array [0 fp16 | 1 bf16], src: Float32Array, dst: Uint16Array): wire-codec.ts's WireKernels. */
 void jsWireEncode(const FunctionCallbackInfo<Value> &, const Args &a) {
   a.need(3);
@@ -898,6 +915,7 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   NODE_SET_METHOD(exports, "allGather", guarded<jsAllGather>);
   NODE_SET_METHOD(exports, "reduceScatter", guarded<jsReduceScatter>);
   NODE_SET_METHOD(exports, "barrier", guarded<jsBarrier>);
+  NODE_SET_METHOD(exports, "abort", guarded<jsAbort>);
   NODE_SET_METHOD(exports, "wireEncode", guarded<jsWireEncode>);
   NODE_SET_METHOD(exports, "wireDecode", guarded<jsWireDecode>);
 }
