@@ -10,6 +10,7 @@ import t from 'tap';
 import { shmUnavailableReason } from '../../../src/dist/shm/addon';
 import { newShmPrefix } from '../../../src/dist/shm/shm-group';
 import { projectRoot } from '../../../src/project-root';
+import { PLAIN_NODE } from './fixtures/processes';
 import { ringAllReduce } from '../../../src/parallel/allreduce';
 import { createInMemoryRing } from '../../../src/parallel/transport';
 import { WireCodecTransport } from '../../../src/parallel/wire-codec';
@@ -18,7 +19,7 @@ const SCRIPT = path.join(projectRoot(__dirname), 'dist/test/dist/shm/fixtures/th
 const unavailable = shmUnavailableReason() ?? (fs.existsSync(SCRIPT) ? null : `${SCRIPT} not built (npx tsc -p tsconfig.json)`);
 
 function runRank(rank: number, prefix: string): Promise<{ reply: string; bits: number[] }> {
-  const child = spawn(process.execPath, [SCRIPT, String(rank), '2', prefix], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [SCRIPT, String(rank), '2', prefix], { ...PLAIN_NODE, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
@@ -50,7 +51,7 @@ t.test('a worker thread reduces the segment in place, with the ring bits', { ski
 t.test('process.exit does not wait for a thread blocked in a collective', { skip: unavailable ?? false }, async (t) => {
   const script = path.join(projectRoot(__dirname), 'dist/test/dist/shm/fixtures/exit-rank.js');
   const started = Date.now();
-  const child = spawn(process.execPath, [script], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [script], { ...PLAIN_NODE, stdio: 'ignore' });
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
   clearTimeout(timer);

@@ -40,6 +40,7 @@ t.test('every rank SIGKILLed after attaching: /dev/shm holds nothing of ours', {
   const ranks = startRanks(plans(2, prefix, { timeoutMs: 60_000, allocate: 1 << 18, finalAllReduce: false, cases: [] }).map((p, r) => (r === 1 ? { ...p, allocate: undefined } : p)));
   // Rank 1 never allocates: rank 0 sits in allocate() with the allocation's segment created but not yet attached by rank 1.
   await Promise.all([0, 1].map((r) => ranks.next(r, 'joined')));
+  for (let i = 0; i < 200 && ours(prefix).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
   t.same(ours(prefix).length, 1, 'only the half-made allocation exists (control segment unlinked once both attached)');
   ranks.children.forEach((c) => c.kill('SIGKILL'));
   await ranks.exited;
