@@ -43,7 +43,7 @@ function main(): void {
     } catch (err) {
       reply({ kind: 'failed', rank, message: err instanceof Error ? err.message : String(err) });
     } finally {
-      setTimeout(() => process.disconnect?.(), 100);
+      setTimeout(() => process.connected && process.disconnect(), 100);
     }
   });
 }
