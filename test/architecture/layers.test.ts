@@ -20,6 +20,8 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   model: ['backend', ...FOUNDATION],
   data: FOUNDATION,
   parallel: FOUNDATION,
+  // The distributed layer's new home (src/parallel moves here); dist/shm uses today's parallel/.
+  dist: ['parallel', ...FOUNDATION],
   backend: FOUNDATION,
   config: ['errors', 'class-names', 'field-reader'],
   'field-reader': ['errors'],
