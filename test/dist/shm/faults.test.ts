@@ -20,7 +20,7 @@ t.test('a rank killed inside a collective: the others throw CommTimeoutError nam
   const prefix = newShmPrefix();
   const timeoutMs = 1500;
   // Rank 2 allocates, then is killed before it joins the all-reduce that ranks 0 and 1 are in.
-  const ranks = startRanks(plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true }));
+  const ranks = startRanks(plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true, retryAfterError: true }));
   await Promise.all([0, 1, 2].map((r) => ranks.next(r, 'allocated')));
   ranks.children[2].kill('SIGKILL');
   const killedAt = Date.now();
@@ -32,6 +32,12 @@ t.test('a rank killed inside a collective: the others throw CommTimeoutError nam
     t.match(e.kind === 'error' ? e.message : '', /rank 2/, `rank ${e.rank}: names rank 2`);
   }
   t.ok(waitedMs < timeoutMs + 3000, `both gave up within the timeout + 3 s (${waitedMs} ms)`);
+  // The group is broken on every rank now: a later collective fails at once, not after a timeout.
+  for (const rank of [0, 1]) {
+    const retry = ranks.reports[rank].filter((r) => r.kind === 'error')[1];
+    t.equal(retry?.kind === 'error' && retry.name, 'CommTimeoutError', `rank ${rank}: a later barrier fails too`);
+    t.ok(retry?.kind === 'error' && retry.ms < 500 && /rank 2/.test(retry.message), `rank ${rank}: at once, naming rank 2 (${retry?.kind === 'error' ? `${retry.ms} ms: ${retry.message}` : 'none'})`);
+  }
   t.same(ours(prefix), [], 'no segment left');
 });
 

@@ -79,6 +79,8 @@ struct Header {
   uint32_t ready;     // 1 once the creator wrote the rest (release)
   uint32_t attached;  // ranks mapped; the one that makes it worldSize unlinks the name
   uint32_t rejected;  // rank + 1 of an attacher whose expectations differ
+  uint32_t failedBy;  // control: rank + 1 of the first rank that timed out; then the group is broken
+  uint32_t failedPeer;  // the rank it waited for
 };
 
 size_t roundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -482,20 +484,50 @@ struct Group {
   size_t stagingElems() const { return ctl.slotBytes / 4; }
 
   /** Every rank has reached this point. A dead or hung peer: SHM_TIMEOUT naming it. */
+  Header *header() const { return reinterpret_cast<Header *>(ctl.base); }
+
+  /**
+   * Another rank timed out: the barrier counts no longer match, so this rank stops too, at
+   * once rather than after its own timeout, naming the rank that one waited for.
+   */
+  void throwIfBroken() const {
+    const uint32_t by = __atomic_load_n(&header()->failedBy, __ATOMIC_ACQUIRE);
+    if (by == 0) return;
+    const uint32_t peer = header()->failedPeer;
+    fail("SHM_TIMEOUT",
+         "rank " + std::to_string(rank) + ": the shared-memory group is broken (" + what + "): rank " + std::to_string(by - 1) + " gave up waiting for rank " +
+             std::to_string(peer) + ". Rank " + std::to_string(peer) + " is probably dead or hung: check its log and exit code.",
+         static_cast<int>(peer));
+  }
+
+  /** Marks the group broken (first failure wins) and wakes every rank's waits. */
+  void breakGroup(uint32_t peer) const {
+    uint32_t none = 0;
+    __atomic_store_n(&header()->failedPeer, peer, __ATOMIC_RELAXED);
+    __atomic_compare_exchange_n(&header()->failedBy, &none, rank + 1, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+    for (uint32_t p = 0; p < n; p++) futexWake(&block(p)->arrived);
+  }
+
+  /** Every rank has reached this point. A dead or hung peer: SHM_TIMEOUT naming it. */
   void barrier() const {
+    throwIfBroken();
     RankBlock *mine = block(rank);
     const uint32_t target = __atomic_add_fetch(&mine->arrived, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&mine->sleepers, __ATOMIC_SEQ_CST) != 0) futexWake(&mine->arrived);
     const int64_t deadline = nowNs() + timeoutMs * 1000000;
+    uint32_t *failedBy = &header()->failedBy;
     for (uint32_t p = 0; p < n; p++) {
       if (p == rank) continue;
       RankBlock *peer = block(p);
-      if (!waitWord(&peer->arrived, &peer->sleepers, deadline, [&](uint32_t v) { return static_cast<int32_t>(v - target) >= 0; })) {
-        fail("SHM_TIMEOUT",
-             "rank " + std::to_string(rank) + ": no progress from rank " + std::to_string(p) + " within " + std::to_string(timeoutMs) + " ms (shared-memory " + what +
-                 "). Rank " + std::to_string(p) + " is probably dead or hung: check its log and exit code.",
-             static_cast<int>(p));
-      }
+      const auto caughtUp = [&](uint32_t v) { return static_cast<int32_t>(v - target) >= 0; };
+      const bool woken = waitWord(&peer->arrived, &peer->sleepers, deadline, [&](uint32_t v) { return caughtUp(v) || __atomic_load_n(failedBy, __ATOMIC_ACQUIRE) != 0; });
+      if (woken && caughtUp(loadAcquire(&peer->arrived))) continue;
+      if (woken) throwIfBroken();
+      breakGroup(p);
+      fail("SHM_TIMEOUT",
+           "rank " + std::to_string(rank) + ": no progress from rank " + std::to_string(p) + " within " + std::to_string(timeoutMs) + " ms (shared-memory " + what +
+               "). Rank " + std::to_string(p) + " is probably dead or hung: check its log and exit code.",
+           static_cast<int>(p));
     }
   }
 
