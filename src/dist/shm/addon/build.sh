@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the shared-memory addon (shm_addon.cc) into $1 (default dist/native/alexnet_shm.node).
+# Builds the shared-memory addon (shm_addon.cc and the headers it includes) into $1 (default dist/native/alexnet_shm.node).
 #
 # Called by `make shm` (and so by `make build`). It needs only g++ and Node's headers (v8.h,
 # node.h): no oneDNN. Optional: where it cannot be built this prints ONE line saying why and
@@ -24,9 +24,12 @@ for dir in "$(dirname "$(command -v node)")/../include/node" /usr/include/node /
 done
 [ -n "$node_include" ] || skip "Node's C++ headers (node.h, v8.h) not found: apt-get install libnode-dev"
 
-if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$0" ]; then
-  exit 0
-fi
+# Up to date when newer than every source (shm_addon.cc includes the headers beside it).
+fresh=1
+for f in "$here"/*.cc "$here"/*.h "$0"; do
+  [ -f "$out" ] && [ "$out" -nt "$f" ] || fresh=0
+done
+[ "$fresh" = 1 ] && exit 0
 
 mkdir -p "$(dirname "$out")"
 # -O3: the fold and conversion loops vectorise. No -ffast-math: sums must stay IEEE, element by
