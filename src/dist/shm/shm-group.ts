@@ -116,6 +116,8 @@ export class ShmGroup {
     private readonly addon: ShmAddon,
     private readonly version: number,
     private control: SharedArrayBuffer | null,
+    /** Only the group made by create() allocates: allocation names are counted there. */
+    private readonly canAllocate: boolean,
   ) {}
 
   /**
@@ -134,7 +136,7 @@ export class ShmGroup {
     const addonFile = options.addonFile ?? shmAddonPath();
     const addon = native(() => loadShmAddon(addonFile));
     const version = options.protocolVersion ?? SHM_PROTOCOL_VERSION;
-    const group = new ShmGroup(rank, worldSize, prefix, timeoutMs, addonFile, addon, version, null);
+    const group = new ShmGroup(rank, worldSize, prefix, timeoutMs, addonFile, addon, version, null, true);
     // process.exit waits for worker threads: one blocked in a collective would hold the exit
     // for the whole timeout. 'exit' listeners run first, so the waits are released from here.
     if (isMainThread && !abortOnExit.has(addon)) {
@@ -148,7 +150,7 @@ export class ShmGroup {
   /** The group as a comm thread rebuilds it: same segments, no new mapping. */
   static fromHandle(handle: ShmGroupHandle): ShmGroup {
     const addon = native(() => loadShmAddon(handle.addonFile));
-    return new ShmGroup(handle.rank, handle.worldSize, handle.prefix, handle.timeoutMs, handle.addonFile, addon, SHM_PROTOCOL_VERSION, handle.control);
+    return new ShmGroup(handle.rank, handle.worldSize, handle.prefix, handle.timeoutMs, handle.addonFile, addon, SHM_PROTOCOL_VERSION, handle.control, false);
   }
 
   /** What to post to the comm thread (a SharedArrayBuffer shares the mapping, it is not copied). */
@@ -164,6 +166,7 @@ export class ShmGroup {
   allocate(length: number): Float32Array {
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`allocate: length must be a whole number >= 0, got ${length}`);
     this.ctl();
+    if (!this.canAllocate) throw new Error(`rank ${this.rank}: allocate() on a group rebuilt from its handle: allocate where ShmGroup.create ran, then post the arrays`);
     const name = segmentName(this.prefix, this.allocations++);
     const segment = this.map(name, SegmentKind.allocation, length * 4);
     const offset = native(() => this.addon.slotOffset(segment, this.rank));
