@@ -1,8 +1,9 @@
 /**
  * Ring all-reduce benchmark in the style of nccl-tests' all_reduce_perf: for each transport
- * (ipc, tcp; shm: the shared-memory group of src/dist/shm, ranks on one host) and world size (2..4 separate processes), float32 sums of 1 KB .. 256 MB plus the
- * AlexNet gradient (61,100,840 floats); the time of a repetition is its slowest rank's, the
- * table shows the median of --reps after one warm-up. busbw = bytes / time * 2(n-1)/n.
+ * (ipc, tcp; shm: the shared-memory group of src/dist/shm, ranks on one host) and world size
+ * (2..4 separate processes), float32 sums of 1 KB .. 256 MB plus the AlexNet gradient
+ * (61,100,840 floats); the time of a repetition is its slowest rank's, the table shows the
+ * median of --reps after one warm-up. busbw = bytes / time * 2(n-1)/n.
  * The torch.distributed gloo reference (bench/gloo_allreduce.py) runs on the same sizes when
  * Debian's python3-torch is installed. Single-thread memcpy bandwidth is measured in the same
  * run (the ceiling for shm), and the load average printed.
