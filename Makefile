@@ -35,7 +35,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
+.PHONY: all install build native shm data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
 
 all: build
 
@@ -55,7 +55,14 @@ NATIVE_ADDON := dist/native/alexnet_native.node
 native:
 	@src/backend/native/addon/build.sh $(NATIVE_ADDON)
 
-build: $(BUILD_STAMP) native
+# The shared-memory data plane of ranks on one host (src/dist/shm/addon/build.sh): g++ only.
+# Optional like native: where it cannot be built, one line says why and the ZeroMQ ring is used.
+SHM_ADDON := dist/native/alexnet_shm.node
+
+shm:
+	@src/dist/shm/addon/build.sh $(SHM_ADDON)
+
+build: $(BUILD_STAMP) native shm
 
 $(DATA_STAMP): | $(BUILD_STAMP)
 	node dist/scripts/make-fashion-mnist.js --out $(DATA_DIR)

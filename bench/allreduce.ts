@@ -1,13 +1,15 @@
 /**
  * Ring all-reduce benchmark in the style of nccl-tests' all_reduce_perf: for each transport
- * (ipc, tcp) and world size (2..4 separate processes), float32 sums of 1 KB .. 256 MB plus the
- * AlexNet gradient (61,100,840 floats); the time of a repetition is its slowest rank's, the
- * table shows the median of --reps after one warm-up. busbw = bytes / time * 2(n-1)/n.
+ * (ipc, tcp; shm: the shared-memory group of src/dist/shm, ranks on one host) and world size
+ * (2..4 separate processes), float32 sums of 1 KB .. 256 MB plus the AlexNet gradient
+ * (61,100,840 floats); the time of a repetition is its slowest rank's, the table shows the
+ * median of --reps after one warm-up. busbw = bytes / time * 2(n-1)/n.
  * The torch.distributed gloo reference (bench/gloo_allreduce.py) runs on the same sizes when
- * Debian's python3-torch is installed.
+ * Debian's python3-torch is installed. Single-thread memcpy bandwidth is measured in the same
+ * run (the ceiling for shm), and the load average printed.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/allreduce.js [--quick] [--out results.json]
- *       [--ranks 2,3,4] [--transports ipc,tcp] [--sizes 244403360,...] [--reps 5]
+ *       [--ranks 2,3,4] [--transports ipc,tcp,shm] [--sizes 244403360,...] [--reps 5]
  *       [--chunk-bytes 1048576] [--no-gloo]
  *
  * Run the compiled JS: under ts-node every worker also carries the TypeScript compiler in its
@@ -22,6 +24,8 @@ import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
 import { reduceKernelName } from '../src/dist/ring/reduce-kernel';
 import { createIpcRingDir, ipcRingAddress, removeIpcRingDir } from '../src/dist/ring/ring-address';
 import { busBandwidth } from '../src/dist/ring/ring-schedule';
+import { shmUnavailableReason } from '../src/dist/shm/addon';
+import { newShmPrefix, sweepSegments } from '../src/dist/shm/shm-group';
 import type { ParentCommand, WorkerReply } from './allreduce-worker';
 import { benchScript, flagValue, median, pythonUnavailable, runPythonJson } from './harness';
 
@@ -32,7 +36,7 @@ const QUICK_SIZES = FULL_SIZES.filter((b) => b <= 1 << 20);
 interface Options {
   sizesBytes: number[];
   ranks: number[];
-  transports: ('ipc' | 'tcp')[];
+  transports: ('ipc' | 'tcp' | 'shm')[];
   reps: number;
   chunkBytes: number;
   gloo: boolean;
@@ -40,7 +44,7 @@ interface Options {
 }
 
 export interface Row {
-  transport: 'ipc' | 'tcp' | 'gloo-tcp';
+  transport: 'ipc' | 'tcp' | 'shm' | 'gloo-tcp';
   ranks: number;
   bytes: number;
   timeMs: number;
@@ -66,7 +70,7 @@ function parseArgs(argv: string[]): Options {
   };
   const bad =
     options.ranks.some((n) => !Number.isInteger(n) || n < 2) ||
-    options.transports.some((t) => t !== 'ipc' && t !== 'tcp') ||
+    options.transports.some((t) => t !== 'ipc' && t !== 'tcp' && t !== 'shm') ||
     options.sizesBytes.some((b) => !Number.isInteger(b) || b < 4) ||
     !(options.reps >= 1) ||
     !(options.chunkBytes >= 4);
@@ -141,6 +145,47 @@ async function benchRing(transport: 'ipc' | 'tcp', ranks: number, options: Optio
   }
 }
 
+/** The shm group's ranks over every size; rows in size order (same timing rules as the ring). */
+async function benchShm(ranks: number, options: Options): Promise<Row[]> {
+  const worker = path.join(__dirname, `allreduce-shm-worker${path.extname(__filename)}`);
+  const prefix = newShmPrefix();
+  const children = Array.from({ length: ranks }, (_, rank) => forkScript(worker, [String(rank), String(ranks), prefix]));
+  try {
+    const timings = new Map<number, Reply<'timings'>[]>();
+    children.forEach((child) =>
+      child.on('message', (m: WorkerReply) => {
+        if (m.kind === 'timings') timings.set(m.sizeBytes, [...(timings.get(m.sizeBytes) ?? []), m]);
+      }),
+    );
+    const finished = children.map((c) => nextMessage(c, replyOf('finished'), 30 * 60_000));
+    const { sizesBytes, reps, chunkBytes } = options;
+    children.forEach((c) => c.send({ kind: 'run', sizesBytes, reps, warmup: 1, chunkBytes } satisfies ParentCommand));
+    (await Promise.all(finished)).forEach(unlessFailed);
+    return sizesBytes.map((bytes) => {
+      const perRank = timings.get(bytes) ?? [];
+      if (perRank.length !== ranks || perRank.some((r) => !r.correct)) throw new Error(`shm n=${ranks} ${bytes} B: wrong sum or missing ranks`);
+      const slowest = Array.from({ length: reps }, (_, i) => Math.max(...perRank.map((r) => r.repMs[i])));
+      return rowFrom('shm', ranks, bytes, slowest, Math.max(...perRank.map((r) => r.cpuMsPerRep)));
+    });
+  } finally {
+    await Promise.all(children.map((c) => waitForExit(c, 10_000)));
+    sweepSegments(prefix);
+  }
+}
+
+/** Single-thread memcpy (TypedArray.set) of the largest size, GB/s, median of `reps`. */
+function memcpyGBps(bytes: number, reps: number): number {
+  const src = new Float32Array(Math.floor(bytes / 4)).fill(1);
+  const dst = new Float32Array(src.length).fill(2);
+  const ms: number[] = [];
+  for (let i = 0; i <= reps; i++) {
+    const started = performance.now();
+    dst.set(src);
+    if (i > 0) ms.push(performance.now() - started);
+  }
+  return src.byteLength / (median(ms) / 1e3) / 1e9;
+}
+
 /** Lets a worker close its sockets and exit; kills it if it has not after `graceMs`. */
 function waitForExit(child: ChildProcess, graceMs: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -195,18 +240,28 @@ async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
   const loadBefore = os.loadavg()[0];
   const rows: Row[] = [];
+  const notes: string[] = [];
   for (const transport of options.transports) {
+    if (transport === 'shm') {
+      const why = shmUnavailableReason();
+      if (why !== null) notes.push(`shm skipped: ${why}`);
+      else for (const ranks of options.ranks) rows.push(...(await benchShm(ranks, options)));
+      continue;
+    }
     for (const ranks of options.ranks) rows.push(...(await benchRing(transport, ranks, options)));
   }
+  const memcpy = memcpyGBps(Math.max(...options.sizesBytes), options.reps);
   const glooResult = options.gloo ? benchGloo(options) : 'gloo reference not requested (--no-gloo)';
   const gloo = typeof glooResult === 'string' ? [] : glooResult;
   const context =
     `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ` +
     `reduce kernel ${reduceKernelName()}, chunk ${options.chunkBytes} B, median of ` +
-    `${options.reps}, load average ${loadBefore.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`;
+    `${options.reps}, memcpy ${memcpy.toFixed(2)} GB/s (1 thread, ${formatBytes(Math.max(...options.sizesBytes))}), ` +
+    `load average ${loadBefore.toFixed(2)} -> ${os.loadavg()[0].toFixed(2)}`;
   console.log(`# ring all-reduce (${context})\n`);
   console.log(markdownTable(rows, gloo));
   if (typeof glooResult === 'string') console.log(`\nnote: ${glooResult}`);
+  for (const note of notes) console.log(`note: ${note}`);
   if (options.outPath !== null) {
     const json = { date: new Date().toISOString(), context, options, rows, gloo: glooResult };
     fs.writeFileSync(options.outPath, `${JSON.stringify(json, null, 2)}\n`);

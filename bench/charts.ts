@@ -11,7 +11,7 @@ import type { TrainRow } from './train-stats';
 const OURS = '#1f77b4';
 const TORCH = '#d62728';
 const IDEAL = '#aaaaaa';
-const TRANSPORT_COLORS: Record<AllReduceRow['transport'], string> = { ipc: OURS, tcp: '#2ca02c', 'gloo-tcp': TORCH };
+const TRANSPORT_COLORS: Record<AllReduceRow['transport'], string> = { ipc: OURS, tcp: '#2ca02c', shm: '#9467bd', 'gloo-tcp': TORCH };
 const PANEL = { width: 420, height: 320 };
 const TITLE_PX = 36;
 
