@@ -22,7 +22,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { addonPath } from '../src/backend/native/backend';
 import type { BackendChoice, ParallelMode, PresetName, WireDtype } from '../src/core/config';
 import { layerForwardFlops, layerShapes } from '../src/model/alexnet';
 import { buildSpec, type ModelSpec } from '../src/model/presets';
@@ -340,8 +339,7 @@ async function simulatedStep(thread: CommThread, s: GpuRankSpec, spec: ModelSpec
 }
 
 async function gpuRank(s: GpuRankSpec): Promise<number[]> {
-  const wireKernels = fs.existsSync(addonPath()) ? addonPath() : null;
-  const thread = await CommThread.start({ rank: s.rank, worldSize: s.worldSize, bindAddress: `ipc://${s.dir}/rank-${s.rank}`, timeoutMs: 60_000, wireKernels });
+  const thread = await CommThread.start({ rank: s.rank, worldSize: s.worldSize, bindAddress: `ipc://${s.dir}/rank-${s.rank}`, timeoutMs: 60_000 });
   try {
     await thread.connect(`ipc://${s.dir}/rank-${(s.rank + 1) % s.worldSize}`, s.config.dtype);
     const spec = buildSpec(s.preset);

@@ -10,11 +10,10 @@
  * Rank 0 prints progress and writes checkpoints; every rank reports each step to the
  * coordinator, which watches health.
  */
-import * as fs from 'node:fs';
 import { backendRequest, describeBackend, initBackend } from './backend/select';
-import { addonPath } from './backend/native/backend';
 import { env } from './core/config';
 import { consoleLogger } from './core/log';
+import { describeDataPlane } from './dist/comm-thread/data-plane';
 import { WorkerControl, type WorkerControlOptions } from './dist/control/sockets';
 import { readSpawnerPid, readWorkerBootstrap } from './dist/control/worker-env';
 import { WorkerSession, exitWhenOrphaned, reportWorkerError, workerKeys } from './dist/control/worker-session';
@@ -43,6 +42,7 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   const { choice, options } = backendRequest(config, boot.deviceKind);
   const backend = await initBackend(choice, boot.deviceKind === 'gpu', options);
   if (rank === 0) log.info(describeBackend(backend));
+  if (rank === 0 && session.dataPlane) log.info(describeDataPlane(session.dataPlane, boot.worldSize));
   if (rank === 0 && config.wireDtype !== 'fp32') log.info(`wire: ${config.wireDtype}, converted by ${session.collective.codec === 'native' ? "the native addon's vectorised loops" : `scalar ${session.collective.codec}`}`);
   await session.ready();
   const trainer = new Trainer(config, {
@@ -69,9 +69,7 @@ export async function workerMain(hooks: WorkerHooks = {}): Promise<number> {
   const control = hooks.control ? hooks.control(boot.controlAddress, options) : new WorkerControl(boot.controlAddress, options);
   let session: WorkerSession | null = null;
   try {
-    // The addon's vectorised fp16/bf16 conversions for the ring, where it is built.
-    const wireKernels = fs.existsSync(addonPath()) ? addonPath() : null;
-    session = await WorkerSession.open(boot, control, keys, wireKernels);
+    session = await WorkerSession.open(boot, control, keys);
     await train(session, hooks);
     return 0;
   } catch (err) {

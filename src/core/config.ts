@@ -32,6 +32,10 @@ export type ParallelMode = (typeof PARALLEL_MODES)[number];
 export const WIRE_DTYPES = ['fp32', 'fp16', 'bf16'] as const;
 export type WireDtype = (typeof WIRE_DTYPES)[number];
 
+/** The data plane between the workers of one host (src/dist/comm-thread/data-plane.ts). */
+export const TRANSPORTS = ['auto', 'shm', 'zmq'] as const;
+export type Transport = (typeof TRANSPORTS)[number];
+
 export const OPTIMIZER_NAMES = ['sgd', 'adam'] as const;
 export type OptimizerName = (typeof OPTIMIZER_NAMES)[number];
 
@@ -177,6 +181,13 @@ export const TRAIN_OPTIONS = optionTable({
     describe: 'data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step',
   },
   wireDtype: { flag: 'wire-dtype', type: WIRE_DTYPES, default: 'fp32', check: is.oneOf(WIRE_DTYPES), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' },
+  transport: {
+    flag: 'transport',
+    type: TRANSPORTS,
+    default: 'auto',
+    check: is.oneOf(TRANSPORTS),
+    describe: 'data plane between the workers of one host: shm (shared memory), zmq (the ZeroMQ ipc ring); auto: shm where its addon is built',
+  },
   // DDP/Horovod style.
   overlap: { flag: 'overlap', type: 'boolean', default: false, check: is.bool, describe: 'all-reduce gradients in buckets while the backward pass still runs' },
   bucketMb: { flag: 'bucket-mb', type: 'number', default: 25, check: is.positive, describe: 'bucket size of --overlap, in MB' },

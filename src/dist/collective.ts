@@ -43,6 +43,12 @@ export interface SyncCollective extends Collective {
   allReduceStart(values: Float32Array): void;
   /** Waits for every all-reduce started so far. */
   settle(): Promise<void>;
+  /**
+   * `length` zeroed floats that the collectives reduce where they are: in the shared-memory
+   * segment of the host's ranks (every rank must allocate in the same order, the same lengths),
+   * else in a SharedArrayBuffer the comm thread reads without a copy. For the step's buffers.
+   */
+  allocate(length: number): Float32Array;
   /** Milliseconds the calling thread spent blocked in the sync calls since the last call of this. */
   takeBlockedMs(): number;
 }

@@ -13,7 +13,7 @@ import {
   vulkanGpuIds,
   type DeviceRequest,
 } from '../../src/devices/discover';
-import { workerEnvironment } from '../../src/dist/control/worker-env';
+import { readWorkerBootstrap, workerEnvironment } from '../../src/dist/control/worker-env';
 
 const base = { devices: 'auto', strictDevices: false, backend: 'auto' as const };
 const gpus = (n: number) => () => Array.from({ length: n }, (_, i) => String(i));
@@ -81,9 +81,12 @@ t.test('each worker is pinned through the environment its Vulkan loader reads', 
   t.same(gpuEnvironment('vulkan:any'), { CUDA_VISIBLE_DEVICES: '' });
   t.same(gpuEnvironment('1'), { CUDA_VISIBLE_DEVICES: '1', TF_FORCE_GPU_ALLOW_GROWTH: 'true' });
   t.same(gpuEnvironment(null), { CUDA_VISIBLE_DEVICES: '' });
-  const boot = { controlAddress: 'ipc:///x', rank: 1, worldSize: 2, deviceKind: 'gpu' as const, ringAddress: 'ipc:///y', keyFile: null };
+  const boot = { controlAddress: 'ipc:///x', rank: 1, worldSize: 2, deviceKind: 'gpu' as const, ringAddress: 'ipc:///y', keyFile: null, shmPrefix: null };
   const env = workerEnvironment(boot, 'vulkan:pci-0000_2a_00_0', { PATH: '/bin' });
   t.equal(env.DRI_PRIME, 'pci-0000_2a_00_0', 'the worker environment carries the pin');
+  t.same(readWorkerBootstrap(env), boot, 'and the bootstrap reads back');
+  const local = { ...boot, shmPrefix: 'alexnet-0123456789abcdef0123456789abcdef' };
+  t.equal(readWorkerBootstrap(workerEnvironment(local, null, {})).shmPrefix, local.shmPrefix, 'the shared-memory prefix travels');
 });
 
 t.test('auto and counts on Vulkan GPUs; webgpu:N on whatever adapter exists', async (t) => {

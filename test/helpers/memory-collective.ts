@@ -6,7 +6,7 @@
  * they work here only for a world of one.
  */
 import type { WireDtype } from '../../src/core/config';
-import type { SyncCollective } from '../../src/dist/collective';
+import { sharedFloats, type SyncCollective } from '../../src/dist/collective';
 import { broadcast, ringAllGather, ringAllReduce, ringReduceScatter } from '../../src/dist/ring/allreduce';
 import { createInMemoryRing, type RingTransport } from '../../src/dist/ring/transport';
 
@@ -74,6 +74,10 @@ export class MemoryCollective implements SyncCollective {
   /** ringReduceScatter, for tests that need it at several ranks (async). */
   reduceScatter(values: Float32Array, sizes: readonly number[]): Promise<Float32Array> {
     return ringReduceScatter(values, sizes, this.ring);
+  }
+
+  allocate(length: number): Float32Array {
+    return sharedFloats(length);
   }
 
   bytesSent(): number {

@@ -20,6 +20,7 @@ import { sharedFloats, type SyncCollective } from '../collective';
 import type { CommReply, CommRequest, SharedView } from './requests';
 import type { CurveKeys } from '../security/curve-auth';
 import type { WireDtype } from '../ring/wire-codec';
+import type { ShmGroup } from '../shm/shm-group';
 
 export interface CommThreadOptions {
   rank: number;
@@ -29,8 +30,6 @@ export interface CommThreadOptions {
   /** How long a peer may stay silent inside a collective (the thread's receive timeout). */
   timeoutMs: number;
   chunkBytes?: number;
-  /** The native addon's file, for vectorised fp16/bf16 conversion (absent or null: JS loops). */
-  wireKernels?: string | null;
 }
 
 /** How long an exiting process waits for the thread to close its sockets. */
@@ -141,7 +140,6 @@ export class CommThread implements SyncCollective {
         curve: options.curve ?? null,
         timeoutMs: options.timeoutMs,
         chunkBytes: options.chunkBytes ?? null,
-        wireKernels: options.wireKernels ?? null,
         completed,
         requests: requests.port2,
         replies: replies.port2,
@@ -163,10 +161,26 @@ export class CommThread implements SyncCollective {
     return thread;
   }
 
+  /** The ranks of this host in shared memory (useSharedMemory), or null: the ring. */
+  private shm: ShmGroup | null = null;
+
   /** Connects to rank + 1's endpoint; values then travel in `wireDtype`. */
   async connect(next: string, wireDtype: WireDtype = 'fp32'): Promise<void> {
     await this.call({ op: 'connect', next, wireDtype });
     this.wireDtype = wireDtype;
+  }
+
+  /**
+   * From now on the collectives run in `group` (every rank of the run is in it), after the
+   * requests already posted. Buffers from allocate() are then reduced in the segment in place.
+   */
+  async useSharedMemory(group: ShmGroup): Promise<void> {
+    await this.call({ op: 'useShm', handle: group.handle });
+    this.shm = group;
+  }
+
+  allocate(length: number): Float32Array {
+    return this.shm ? this.shm.allocate(length) : sharedFloats(length);
   }
 
   async allReduce(buffer: Float32Array, options: { exact?: boolean } = {}): Promise<void> {

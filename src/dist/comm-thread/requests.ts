@@ -2,6 +2,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { CurveKeys } from '../security/curve-auth';
 import type { WireDtype } from '../ring/wire-codec';
+import type { ShmGroupHandle } from '../shm/shm-group';
 
 /** What the thread is started with. */
 export interface CommThreadData {
@@ -11,8 +12,6 @@ export interface CommThreadData {
   curve: CurveKeys | null;
   timeoutMs: number;
   chunkBytes: number | null;
-  /** A native module with the 16-bit wire conversions (the addon), or null: the JS loops. */
-  wireKernels: string | null;
   /** One Int32: requests finished so far (answered on `replies` first). */
   completed: SharedArrayBuffer;
   requests: MessagePort;
@@ -34,6 +33,8 @@ export interface SharedView {
 type RequestBody =
   | { op: 'bind' }
   | { op: 'connect'; next: string; wireDtype: WireDtype }
+  /** From now on the collectives run in this shared-memory group, not on the ring. */
+  | { op: 'useShm'; handle: ShmGroupHandle }
   /** `exact`: fp32 whatever the wire dtype (counts, keys, the metric tail). */
   | { op: 'allReduce'; buffer: SharedView; exact: boolean }
   | { op: 'broadcast'; buffer: SharedView; root: number }

@@ -9,8 +9,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { broadcast, ringAllGather, ringAllReduce, ringReduceScatter } from '../ring/allreduce';
 import type { CommRequest, CommReply, CommThreadData, SharedView } from './requests';
-import { WireCodecTransport, useWireKernels } from '../ring/wire-codec';
+import { WireCodecTransport, useWireKernels, type WireDtype } from '../ring/wire-codec';
 import { ZmqRingTransport } from '../ring/zmq-ring';
+import { shmAddonPath, shmUnavailableReason } from '../shm/addon';
+import { ShmGroup } from '../shm/shm-group';
 
 // Loaded outside a worker thread (the architecture tests load every module): nothing to serve.
 const data = (workerData ?? null) as CommThreadData | null;
@@ -21,6 +23,9 @@ let ring: ZmqRingTransport | null = null;
 /** The ring as it carries fp32 always (counts, keys, weights), and in the run's wire dtype; both count bytes. */
 let exact: WireCodecTransport | null = null;
 let wire: WireCodecTransport | null = null;
+/** The ranks of this host in shared memory, once the main thread chose it (data-plane.ts): the collectives run there. */
+let shm: ShmGroup | null = null;
+let wireDtype: WireDtype = 'fp32';
 /** The first failure: the ring is broken after it, so every later request fails the same way. */
 let broken: { name: string; message: string } | null = null;
 let queue: Promise<void> = Promise.resolve();
@@ -45,21 +50,36 @@ async function run(data: CommThreadData, request: CommRequest): Promise<Omit<Com
       await ring.connect(request.next);
       exact = new WireCodecTransport(ring, 'fp32');
       wire = new WireCodecTransport(ring, request.wireDtype);
+      wireDtype = request.wireDtype;
+      return {};
+    case 'useShm':
+      shm = ShmGroup.fromHandle(request.handle);
       return {};
     case 'allReduce': {
+      // Shared memory: one blocking call, with the ring's sum order and rounding (docs/shm.md).
+      if (shm) {
+        shm.allReduce(view(request.buffer), { wireDtype, exact: request.exact });
+        return {};
+      }
       const t = transports();
       const transport = request.exact ? t.exact : t.wire;
       await ringAllReduce(view(request.buffer), transport, data.rank, data.worldSize, options);
       return {};
     }
     case 'broadcast':
+      if (shm) {
+        shm.broadcast(view(request.buffer), request.root);
+        return {};
+      }
       await broadcast(view(request.buffer), transports().exact, request.root, options);
       return {};
     case 'allGather': {
+      if (shm) return { values: shm.allGather(request.local, request.sizes, { wireDtype, exact: request.exact }) };
       const t = transports();
       return { values: await ringAllGather(request.local, request.sizes, request.exact ? t.exact : t.wire, options) };
     }
     case 'reduceScatter':
+      if (shm) return { values: shm.reduceScatter(request.values, request.sizes, { wireDtype }) };
       return { values: await ringReduceScatter(request.values, request.sizes, transports().wire, options) };
     case 'close':
       await ring?.close();
@@ -110,7 +130,9 @@ function serveAbort(data: CommThreadData, port: MessagePort): void {
 }
 
 if (parentPort !== null && data !== null) {
-  codec = useWireKernels(data.wireKernels);
+  // The 16-bit wire conversions come from the shared-memory addon (g++ only), where it loads.
+  const unavailable = shmUnavailableReason();
+  codec = unavailable === null ? useWireKernels(shmAddonPath()) : `js (${unavailable})`;
   completed = new Int32Array(data.completed);
   stats = new Float64Array(data.stats);
   serve(data, data.requests, data.replies);

@@ -16,6 +16,11 @@ export interface WorkerBootstrap {
   ringAddress: string;
   /** The cluster key file (multi-host runs: CURVE on every socket), or null on one host. */
   keyFile: string | null;
+  /**
+   * The prefix of the run's shared-memory segments when every rank is on this host (the data
+   * plane may then be shared memory: data-plane.ts), else null.
+   */
+  shmPrefix: string | null;
 }
 
 export const WORKER_ENV = {
@@ -25,6 +30,7 @@ export const WORKER_ENV = {
   deviceKind: 'ALEXNET_DEVICE_KIND',
   ringAddress: 'ALEXNET_RING_ADDRESS',
   keyFile: 'ALEXNET_KEY_FILE',
+  shmPrefix: 'ALEXNET_SHM_PREFIX',
   /** The pid of the process that spawned the worker: its orphan guard compares its parent with it. */
   parentPid: 'ALEXNET_PARENT_PID',
 } as const;
@@ -39,6 +45,7 @@ export function workerEnvironment(b: WorkerBootstrap, gpuId: string | null, base
     [WORKER_ENV.deviceKind]: b.deviceKind,
     [WORKER_ENV.ringAddress]: b.ringAddress,
     [WORKER_ENV.keyFile]: b.keyFile ?? '',
+    [WORKER_ENV.shmPrefix]: b.shmPrefix ?? '',
     [WORKER_ENV.parentPid]: String(process.pid),
     // One GPU per process, chosen through the environment before any GPU library starts
     // (docs/architecture.md, "Processes").
@@ -65,6 +72,7 @@ export function readWorkerBootstrap(environment: NodeJS.ProcessEnv = process.env
     deviceKind: get(WORKER_ENV.deviceKind) === 'gpu' ? 'gpu' : 'cpu',
     ringAddress: get(WORKER_ENV.ringAddress),
     keyFile: environment[WORKER_ENV.keyFile] || null,
+    shmPrefix: environment[WORKER_ENV.shmPrefix] || null,
   };
 }
 

@@ -10,6 +10,9 @@ import * as os from 'node:os';
 import { validateTrainConfig, type TrainConfig } from '../../core/config';
 import { CommTimeoutError, ConfigError } from '../../core/errors';
 import { CommThread } from '../comm-thread/comm-thread';
+import { chooseDataPlane, type DataPlane } from '../comm-thread/data-plane';
+import { shmUnavailableReason } from '../shm/addon';
+import { ShmGroup } from '../shm/shm-group';
 import { WorkerControl } from './sockets';
 import type { CurveKeys } from '../security/curve-auth';
 import { readKeyFile } from '../security/keyfile';
@@ -69,12 +72,14 @@ export class WorkerSession {
     readonly collective: CommThread,
     /** This rank's frozen config, as the coordinator sent it and validated on receipt. */
     readonly config: Readonly<TrainConfig>,
+    /** What carries the collectives (null: a world of one, nothing to carry). */
+    readonly dataPlane: DataPlane | null,
   ) {}
 
   /** Binds the ring, says hello, waits for the config and connects the ring to rank + 1. */
-  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null, wireKernels: string | null = null): Promise<WorkerSession> {
+  static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null): Promise<WorkerSession> {
     const { rank, worldSize } = boot;
-    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS, wireKernels });
+    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS });
     try {
       let released: () => void = () => undefined;
       let session: WorkerSession | null = null;
@@ -93,7 +98,12 @@ export class WorkerSession {
       }
       const config = validateTrainConfig(message.config, `rank ${rank}: the config from the coordinator`);
       await ring.connect(message.nextEndpoint, config.wireDtype);
-      session = new WorkerSession(boot, control, ring, config);
+      const plane = worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix, () => shmUnavailableReason()) : null;
+      if (plane?.kind === 'shm') {
+        // Blocks until every rank of the host mapped the group's control segment.
+        await ring.useSharedMemory(ShmGroup.create({ rank, worldSize, prefix: plane.prefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }));
+      }
+      session = new WorkerSession(boot, control, ring, config, plane);
       session.stopRequested = stopEarly;
       session.shutdownReceived = shutdownReceived;
       session.heartbeat = setInterval(() => void control.send({ type: MessageType.Heartbeat, rank, timeMs: Date.now() }), HEARTBEAT_MS);

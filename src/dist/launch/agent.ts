@@ -231,7 +231,7 @@ export class JoinAgent {
 
   private startWorkers(welcome: WelcomeMessage): void {
     const { devices, rendezvous, ringHost, ringPort, keyFile } = this.plan;
-    this.local.start({ devices, firstRank: welcome.firstRank, worldSize: welcome.worldSize, controlAddress: rendezvous, ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i), keyFile });
+    this.local.start({ devices, firstRank: welcome.firstRank, worldSize: welcome.worldSize, controlAddress: rendezvous, ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i), keyFile, shmPrefix: null });
     const ranks = describeRanks(welcome.firstRank, devices.worldSize);
     this.log.info(`started ${devices.worldSize} workers as ${ranks} of ${welcome.worldSize} (${this.local.describePids()})`);
   }

@@ -26,6 +26,7 @@ import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, 
 import { describeHost } from '../control/rank-blocks';
 import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from './worker-health';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from '../ring/ring-address';
+import { newShmPrefix, sweepSegments } from '../shm/shm-group';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
@@ -45,7 +46,9 @@ interface LocalSockets {
   controlAddress: string;
   ringAddress(rank: number): string;
   keyFile: string | null;
-  /** Removes what was made for the sockets (the private ipc folder). */
+  /** The shared-memory segments' prefix when every rank is on this host (fresh per attempt), else null. */
+  shmPrefix: string | null;
+  /** Removes what was made for the sockets (the private ipc folder) and any segment left behind. */
   cleanup(): void;
 }
 
@@ -53,10 +56,22 @@ interface LocalSockets {
 function localSockets(cluster: ClusterPlan | undefined): LocalSockets {
   if (cluster) {
     const { rendezvous, ringHost, ringPort, keyFile } = cluster;
-    return { controlAddress: rendezvous, ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank), keyFile, cleanup: () => undefined };
+    return { controlAddress: rendezvous, ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank), keyFile, shmPrefix: null, cleanup: () => undefined };
   }
   const dir = createIpcRingDir();
-  return { controlAddress: `ipc://${path.join(dir, 'control.sock')}`, ringAddress: (rank) => ipcRingAddress(dir, rank), keyFile: null, cleanup: () => removeIpcRingDir(dir) };
+  // Segments are unlinked once every rank attached; the sweep removes what a rank killed in
+  // between left (docs/shm.md, "Segments").
+  const shmPrefix = newShmPrefix();
+  return {
+    controlAddress: `ipc://${path.join(dir, 'control.sock')}`,
+    ringAddress: (rank) => ipcRingAddress(dir, rank),
+    keyFile: null,
+    shmPrefix,
+    cleanup: () => {
+      removeIpcRingDir(dir);
+      sweepSegments(shmPrefix);
+    },
+  };
 }
 
 /** How long a wait may last, and the error it ends with then. */
@@ -165,7 +180,7 @@ export class Coordinator {
 
   private startLocalWorkers(controlAddress: string, sockets: LocalSockets): void {
     const { devices } = this;
-    this.localWorkers.start({ devices, firstRank: 0, worldSize: this.worldSize, controlAddress, ringAddress: (i) => sockets.ringAddress(i), keyFile: sockets.keyFile });
+    this.localWorkers.start({ devices, firstRank: 0, worldSize: this.worldSize, controlAddress, ringAddress: (i) => sockets.ringAddress(i), keyFile: sockets.keyFile, shmPrefix: sockets.shmPrefix });
     for (const w of this.localWorkers.workers) this.workers.push(newWorkerState(w.rank, w, null));
     this.log.info(`started ${devices.worldSize} workers (${this.localWorkers.describePids()})`);
   }

@@ -55,6 +55,8 @@ export interface LocalWorkerPlan {
   /** The ring address of this host's i-th worker. */
   ringAddress: (localIndex: number) => string;
   keyFile: string | null;
+  /** The run's shared-memory prefix when every rank is on this host, else null (worker-env.ts). */
+  shmPrefix: string | null;
 }
 
 /** This host's worker processes: started together, each exit reported, killed together. */
@@ -75,6 +77,7 @@ export class LocalWorkers {
         deviceKind: devices.kind,
         ringAddress: plan.ringAddress(i),
         keyFile: plan.keyFile,
+        shmPrefix: plan.shmPrefix,
       };
       const child = spawn(process.execPath, [workerScript()], {
         env: workerEnvironment(boot, devices.kind === 'gpu' ? devices.gpuIds[i] : null),

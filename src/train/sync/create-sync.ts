@@ -79,6 +79,7 @@ export async function createGradientSync(setup: SyncSetup): Promise<GradientSync
   if (collective === null || collective.worldSize === 1) return new LocalSync(setup.optimizer);
   await broadcastParams(collective, setup.model.params);
   if (config.parallel === 'hybrid') return hybridSync(setup, collective);
-  const fusion = fusionFor(setup.model.params);
+  // In the host's shared-memory segment when the ranks share one: reduced there, no copy.
+  const fusion = fusionFor(setup.model.params, (length) => collective.allocate(length));
   return new DataParallelSync(collective, setup.optimizer, fusion, overlapFor(setup, collective, fusion, false));
 }

@@ -37,8 +37,11 @@ export class FusionBuffer {
   /** Where the tail starts: the number of parameter values. */
   readonly tailAt: number;
 
-  /** A buffer for parameters of these shapes (none: a buffer for the tail alone). */
-  constructor(shapes: readonly (readonly number[])[] = []) {
+  /**
+   * A buffer for parameters of these shapes (none: a buffer for the tail alone), its floats from
+   * `allocate`: a collective's (the host's shared-memory segment), or a plain SharedArrayBuffer.
+   */
+  constructor(shapes: readonly (readonly number[])[] = [], allocate: (length: number) => Float32Array = sharedFloats) {
     this.shapes = shapes.map((s) => [...s]);
     let at = 0;
     for (const shape of this.shapes) {
@@ -46,9 +49,10 @@ export class FusionBuffer {
       at += shape.reduce((a, b) => a * b, 1);
     }
     this.tailAt = at;
-    // Shared memory: a worker's ring runs on its own thread (dist/comm-thread/comm-thread.ts) and reduces the
-    // buffer where it is, without a copy.
-    this.data = sharedFloats(at + TAIL_SLOTS);
+    // Shared memory: a worker's collectives run on a thread of their own
+    // (dist/comm-thread/comm-thread.ts) and reduce the buffer where it is, without a copy.
+    this.data = allocate(at + TAIL_SLOTS);
+    if (this.data.length !== at + TAIL_SLOTS) throw new Error(`FusionBuffer: ${this.data.length} floats allocated for ${at + TAIL_SLOTS}`);
   }
 
   /** Number of parameters. */
@@ -102,9 +106,9 @@ export class FusionBuffer {
   }
 }
 
-/** A fusion buffer shaped for these parameters. */
-export function fusionFor(params: readonly Param[]): FusionBuffer {
-  return new FusionBuffer(params.map((p) => p.shape));
+/** A fusion buffer shaped for these parameters (floats from `allocate`, see the constructor). */
+export function fusionFor(params: readonly Param[], allocate?: (length: number) => Float32Array): FusionBuffer {
+  return new FusionBuffer(params.map((p) => p.shape), allocate);
 }
 
 /** The parameters' current values, packed into `into` (or a new buffer): returns the buffer. */

@@ -110,7 +110,7 @@ export class HybridHead {
     this.trainParams = trainParams;
     this.replicated = firstDenseParam(model.spec);
     this.optimizer = optimizer;
-    this.fusion = new FusionBuffer(trainParams.slice(0, this.replicated).map((p) => p.shape));
+    this.fusion = new FusionBuffer(trainParams.slice(0, this.replicated).map((p) => p.shape), (length) => collective.allocate(length));
   }
 
   /**

@@ -46,7 +46,9 @@ async function train(name: string, workers: number, extra: string[]): Promise<Re
 }
 
 /** The 3-step runs, dropout off, that several tests compare (each trained once). */
-const STEPS = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
+// Over the ZeroMQ ring, whose bytes on the wire the last test counts (shared memory carries none);
+// shared memory gives the same bits: test/dist/launch/transports.test.ts.
+const STEPS = ['--max-steps', '3', '--dropout', '0', '--epochs', '1', '--transport', 'zmq'];
 const shared = new Map<string, Promise<ReturnType<typeof loadCheckpoint>>>();
 function sharedRun(name: string, workers: number, extra: string[]): Promise<ReturnType<typeof loadCheckpoint>> {
   if (!shared.has(name)) shared.set(name, train(name, workers, [...STEPS, ...extra]));

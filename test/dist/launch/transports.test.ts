@@ -1,0 +1,92 @@
+// The two data planes of one host give the same bits: training with --transport shm (shared
+// memory) and --transport zmq (the ZeroMQ ipc ring) ends with bit-identical weights, for the wire
+// dtypes, --overlap and the hybrid mode, at 2 and 3 workers (real worker processes on wasm). The
+// sum order is the ring's in both (docs/shm.md), so checkpoints and resume stay exact whichever
+// plane ran. Also: --transport shm where it cannot run is an error, and no segment is left.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+import yargs from 'yargs';
+import { initBackend } from '../../../src/backend/select';
+import { trainOptions } from '../../../src/cli';
+import { trainDataParallel } from '../../../src/command-handlers';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
+import { memoryLogger } from '../../../src/core/log';
+import { chooseDataPlane } from '../../../src/dist/comm-thread/data-plane';
+import { shmUnavailableReason } from '../../../src/dist/shm/addon';
+import { loadCheckpoint } from '../../../src/train/run/checkpoint';
+import { tempDir } from '../../data/fixtures/images';
+import { makeStripeDataset } from '../../helpers/stripes';
+
+const root = tempDir(t);
+let data = '';
+
+function config(argv: string[]): TrainConfig {
+  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
+}
+
+const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+
+/** Our segments in /dev/shm (a run's are unlinked once every rank attached). */
+const ourSegments = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.startsWith('alexnet-'));
+
+/**
+ * A 3-step run on `transport`: its weights, and the bytes its ranks put on a socket (the step
+ * reports: none when shared memory carried everything).
+ */
+async function train(name: string, workers: number, transport: 'shm' | 'zmq', extra: string[]): Promise<{ weights: Float32Array[]; socketBytes: number }> {
+  const runDir = path.join(root, `${name}-${transport}`);
+  const cfg = config(['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5', '--max-steps', '3', '--epochs', '1', '--transport', transport, ...extra]);
+  let socketBytes = 0;
+  await trainDataParallel(cfg, cpu(workers), memoryLogger(), { onStepReport: (m) => (socketBytes += m.wireBytes) });
+  return { weights: loadCheckpoint(runDir).weights.map((w) => w.data), socketBytes };
+}
+
+function firstDifference(a: Float32Array[], b: Float32Array[]): string | null {
+  for (let k = 0; k < a.length; k++) {
+    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) return `tensor ${k} element ${i}: ${a[k][i]} vs ${b[k][i]}`;
+  }
+  return null;
+}
+
+const unavailable = shmUnavailableReason();
+
+t.before(async () => {
+  await initBackend('wasm', false);
+  data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
+});
+
+const CASES: { name: string; workers: number; extra: string[] }[] = [
+  { name: 'data-fp32', workers: 2, extra: ['--dropout', '0.5'] },
+  { name: 'data-fp16-overlap', workers: 2, extra: ['--wire-dtype', 'fp16', '--overlap', '--bucket-mb', '0.5'] },
+  { name: 'data-bf16', workers: 3, extra: ['--wire-dtype', 'bf16'] },
+  { name: 'hybrid-fp32-overlap', workers: 2, extra: ['--parallel', 'hybrid', '--overlap', '--bucket-mb', '0.1'] },
+  { name: 'hybrid-fp16', workers: 3, extra: ['--parallel', 'hybrid', '--wire-dtype', 'fp16'] },
+];
+
+for (const c of CASES) {
+  t.test(`${c.name} at ${c.workers} workers: shared memory = the ZeroMQ ring, bit for bit`, { skip: unavailable ?? false }, async (t) => {
+    const shm = await train(c.name, c.workers, 'shm', c.extra);
+    const zmq = await train(c.name, c.workers, 'zmq', c.extra);
+    t.equal(shm.socketBytes, 0, 'shared memory: no byte on a socket');
+    t.ok(zmq.socketBytes > 0, `the ring: ${zmq.socketBytes} bytes on its sockets`);
+    t.equal(firstDifference(shm.weights, zmq.weights), null, 'every weight has the same bits');
+    t.same(ourSegments(), [], 'no segment left in /dev/shm');
+  });
+}
+
+t.test('the comparison can fail: another dropout rate gives other bits', { skip: unavailable ?? false }, async (t) => {
+  const a = await train('dropout', 2, 'shm', ['--dropout', '0.5']);
+  const b = await train('dropout4', 2, 'shm', ['--dropout', '0.4']);
+  t.not(firstDifference(a.weights, b.weights), null);
+});
+
+t.test('choosing the data plane: auto falls back with its reason, shm refuses where it cannot run', async (t) => {
+  const prefix = 'alexnet-0123456789abcdef0123456789abcdef';
+  t.same(chooseDataPlane('auto', prefix, () => null), { kind: 'shm', prefix });
+  t.same(chooseDataPlane('auto', prefix, () => 'alexnet_shm.node not built (make shm)'), { kind: 'zmq', why: 'alexnet_shm.node not built (make shm)' });
+  t.same(chooseDataPlane('auto', null, () => null), { kind: 'zmq', why: 'the workers run on several hosts' });
+  t.same(chooseDataPlane('zmq', prefix, () => null), { kind: 'zmq', why: '--transport zmq' });
+  t.throws(() => chooseDataPlane('shm', prefix, () => 'no /dev/shm'), { name: 'ConfigError', message: /--transport shm: shared memory cannot run here: no \/dev\/shm/ });
+  t.throws(() => chooseDataPlane('shm', null, () => null), { name: 'ConfigError', message: /needs every worker on one host/ });
+});
