@@ -9,7 +9,7 @@
  * overflow becomes +-Infinity (fp16's largest finite value is 65504; bf16 keeps fp32's range).
  *
  * Speed: V8 does not vectorise these loops, and in JS fp16 encoding costs more than the socket
- * time it saves. Where the native addon is built, its vectorised C++ loops (the same rules, bit
+ * time it saves. Where the shared-memory addon is built (g++ only), its vectorised C++ loops (the same rules, bit
  * for bit) take over: `useWireKernels`. The JS loops remain the reference and the fallback
  * (docs/parallel-modes.md, "16-bit conversions").
  */
@@ -24,7 +24,7 @@ export function wireBytesPerValue(dtype: WireDtype): number {
   return dtype === 'fp32' ? 4 : 2;
 }
 
-/** The native addon's conversions (src/backend/native/addon/dnnl_addon.cc): kind 0 fp16, 1 bf16. */
+/** The native conversions (src/dist/shm/addon/wire.h, in the shared-memory addon): kind 0 fp16, 1 bf16. */
 export interface WireKernels {
   wireEncode(kind: Int32Array, src: Float32Array, dst: Uint16Array): void;
   wireDecode(kind: Int32Array, src: Uint16Array, dst: Float32Array): void;

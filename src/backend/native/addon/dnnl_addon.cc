@@ -14,7 +14,6 @@
 
 #include <node_api.h>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <immintrin.h>
 #include <omp.h>
 
 #include <cmath>
@@ -797,128 +796,6 @@ void setThreads(napi_env env, napi_value *argv) {
   omp_set_num_threads(n);
 }
 
-/**
- * The ring's 16-bit wire formats (src/dist/ring/wire-codec.ts has the same rules in JS, and the
- * tests hold the two to each other bit for bit). Branch-free per element, so -O3 vectorises
- * both directions. fp16: round to nearest even (F. Giesen's float_to_half_fast3_rtne); values
- * from 65520 up become Inf; subnormals through a float add that rounds them; a NaN keeps its sign
- * and top payload bits and is made quiet, as the F16C instructions do. Where the CPU has F16C
- * (every x86-64 since 2012), those instructions convert 8 values at a time; the scalar loops
- * give the same bits (the tests compare them with the JS loops, all 65536 halves included).
- */
-inline uint32_t bitsOf(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-inline float floatOf(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t toFp16(uint32_t x) {
-  const uint32_t sign = x & 0x80000000u;
-  const uint32_t f = x ^ sign;
-  const uint32_t denormMagic = ((127 - 15) + (23 - 10) + 1) << 23;
-  const uint32_t subnormal = bitsOf(floatOf(f) + floatOf(denormMagic)) - denormMagic;
-  const uint32_t normal = (f + (static_cast<uint32_t>(15 - 127) << 23) + 0xfff + ((f >> 13) & 1)) >> 13;
-  const uint32_t big = f > (255u << 23) ? (0x7e00u | ((f >> 13) & 0x3ffu)) : 0x7c00u;
-  const uint32_t h = f >= ((127u + 16) << 23) ? big : f < (113u << 23) ? subnormal : normal;
-  return static_cast<uint16_t>(h | (sign >> 16));
-}
-
-inline float fromFp16(uint16_t h) {
-  const uint32_t magnitude = static_cast<uint32_t>(h & 0x7fff) << 13;
-  uint32_t bits = bitsOf(floatOf(magnitude) * floatOf((254u - 15) << 23));
-  bits |= bits >= ((127u + 16) << 23) ? (255u << 23) : 0u;
-  bits |= (h & 0x7fffu) > 0x7c00u ? 0x400000u : 0u;  // a NaN comes out quiet
-  return floatOf(bits | (static_cast<uint32_t>(h & 0x8000) << 16));
-}
-
-inline uint16_t toBf16(uint32_t x) {
-  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1)) >> 16;
-  const uint32_t nan = ((x >> 16) & 0x8000u) | 0x7fc0u;
-  return static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
-
-struct Halves {
-  uint16_t *data;
-  size_t length;
-};
-
-Halves halvesArg(napi_env env, napi_value value, const char *name) {
-  bool isTyped = false;
-  check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  napi_value buffer;
-  size_t offset;
-  if (isTyped) check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
-  if (!isTyped || type != napi_uint16_array) throw CallError(std::string(name) + " must be a Uint16Array");
-  return {static_cast<uint16_t *>(data), length};
-}
-
-bool hasF16c() {
-  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-  return has;
-}
-
-/** The first n - n % 8 values through F16C; returns how many it converted. */
-__attribute__((target("avx,f16c"))) size_t encodeFp16F16c(const float *in, uint16_t *out, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    _mm_storeu_si128(reinterpret_cast<__m128i *>(out + i), h);
-  }
-  return i;
-}
-
-__attribute__((target("avx,f16c"))) size_t decodeFp16F16c(const uint16_t *in, float *out, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(in + i))));
-  }
-  return i;
-}
-
-/** The bf16 loop compiled for AVX2 as well: GCC vectorises it there, 8 values at a time. */
-__attribute__((target("avx2"))) void encodeBf16Avx2(const uint32_t *in, uint16_t *out, size_t n) {
-  for (size_t i = 0; i < n; i++) out[i] = toBf16(in[i]);
-}
-
-/** wireEncode(kind: [0 fp16 | 1 bf16], src: Float32Array, dst: Uint16Array of the same length). */
-void wireEncode(napi_env env, napi_value *argv) {
-  const Ints kind = intsArg(env, argv[0], 1);
-  const Halves dst = halvesArg(env, argv[2], "dst");
-  const Floats src = floatsArg(env, argv[1], dst.length, "src");
-  const uint32_t *in = reinterpret_cast<const uint32_t *>(src.data);
-  if (kind[0] == 0) {
-    const size_t done = hasF16c() ? encodeFp16F16c(src.data, dst.data, dst.length) : 0;
-    for (size_t i = done; i < dst.length; i++) dst.data[i] = toFp16(in[i]);
-  } else if (__builtin_cpu_supports("avx2")) {
-    encodeBf16Avx2(in, dst.data, dst.length);
-  } else {
-    for (size_t i = 0; i < dst.length; i++) dst.data[i] = toBf16(in[i]);
-  }
-}
-
-/** wireDecode(kind: [0 fp16 | 1 bf16], src: Uint16Array, dst: Float32Array of the same length). */
-void wireDecode(napi_env env, napi_value *argv) {
-  const Ints kind = intsArg(env, argv[0], 1);
-  const Halves src = halvesArg(env, argv[1], "src");
-  Floats dst = floatsArg(env, argv[2], src.length, "dst");
-  if (kind[0] == 0) {
-    const size_t done = hasF16c() ? decodeFp16F16c(src.data, dst.data, src.length) : 0;
-    for (size_t i = done; i < src.length; i++) dst.data[i] = fromFp16(src.data[i]);
-  } else {
-    uint32_t *out = reinterpret_cast<uint32_t *>(dst.data);
-    for (size_t i = 0; i < src.length; i++) out[i] = static_cast<uint32_t>(src.data[i]) << 16;
-  }
-}
-
 napi_value makeString(napi_env env, const std::string &s) {
   napi_value v;
   check(napi_create_string_utf8(env, s.c_str(), s.size(), &v), "create_string");
@@ -981,8 +858,6 @@ napi_value init(napi_env env, napi_value exports) {
       {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adam", nullptr, guarded<adam, 9>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"wireEncode", nullptr, guarded<wireEncode, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"wireDecode", nullptr, guarded<wireDecode, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setThreads", nullptr, guarded<setThreads, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"version", nullptr, version, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"cacheSize", nullptr, cacheSize, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
