@@ -109,8 +109,7 @@ function unlessFailed<K extends WorkerReply['kind']>(m: Reply<K> | Reply<'failed
 async function benchRing(transport: 'ipc' | 'tcp', ranks: number, options: Options): Promise<Row[]> {
   const worker = path.join(__dirname, `allreduce-worker${path.extname(__filename)}`);
   const dir = createIpcRingDir();
-  const address = (rank: number): string =>
-    transport === 'ipc' ? ipcRingAddress(dir, rank) : 'tcp://127.0.0.1:*';
+  const address = (rank: number): string => (transport === 'ipc' ? ipcRingAddress(dir, rank) : 'tcp://127.0.0.1:*');
   const children = Array.from({ length: ranks }, (_, rank) =>
     forkScript(worker, [String(rank), String(ranks), address(rank)]),
   );
@@ -149,7 +148,9 @@ async function benchRing(transport: 'ipc' | 'tcp', ranks: number, options: Optio
 async function benchShm(ranks: number, options: Options): Promise<Row[]> {
   const worker = path.join(__dirname, `allreduce-shm-worker${path.extname(__filename)}`);
   const prefix = newShmPrefix();
-  const children = Array.from({ length: ranks }, (_, rank) => forkScript(worker, [String(rank), String(ranks), prefix]));
+  const children = Array.from({ length: ranks }, (_, rank) =>
+    forkScript(worker, [String(rank), String(ranks), prefix]),
+  );
   try {
     const timings = new Map<number, Reply<'timings'>[]>();
     children.forEach((child) =>
@@ -163,7 +164,8 @@ async function benchShm(ranks: number, options: Options): Promise<Row[]> {
     (await Promise.all(finished)).forEach(unlessFailed);
     return sizesBytes.map((bytes) => {
       const perRank = timings.get(bytes) ?? [];
-      if (perRank.length !== ranks || perRank.some((r) => !r.correct)) throw new Error(`shm n=${ranks} ${bytes} B: wrong sum or missing ranks`);
+      if (perRank.length !== ranks || perRank.some((r) => !r.correct))
+        throw new Error(`shm n=${ranks} ${bytes} B: wrong sum or missing ranks`);
       const slowest = Array.from({ length: reps }, (_, i) => Math.max(...perRank.map((r) => r.repMs[i])));
       return rowFrom('shm', ranks, bytes, slowest, Math.max(...perRank.map((r) => r.cpuMsPerRep)));
     });
@@ -204,8 +206,18 @@ function benchGloo(options: Options): Row[] | string {
   const unavailable = pythonUnavailable('import torch.distributed as d; assert d.is_gloo_available()');
   if (unavailable !== null) return `${unavailable}: gloo reference skipped`;
   const script = benchScript('gloo_allreduce.py');
-  const args = [script, '--ranks', options.ranks.join(','), '--sizes', options.sizesBytes.join(','), '--reps', String(options.reps)];
-  const parsed = runPythonJson<{ results: { ranks: number; bytes: number; rep_ms: number[]; cpu_ms_per_rank: number }[] }>(args);
+  const args = [
+    script,
+    '--ranks',
+    options.ranks.join(','),
+    '--sizes',
+    options.sizesBytes.join(','),
+    '--reps',
+    String(options.reps),
+  ];
+  const parsed = runPythonJson<{
+    results: { ranks: number; bytes: number; rep_ms: number[]; cpu_ms_per_rank: number }[];
+  }>(args);
   if (typeof parsed === 'string') return `gloo reference ${parsed}`;
   return parsed.results.map((r) => rowFrom('gloo-tcp', r.ranks, r.bytes, r.rep_ms, r.cpu_ms_per_rank));
 }
@@ -215,7 +227,7 @@ function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) (value /= 1024), unit++;
+  while (value >= 1024 && unit < units.length - 1) ((value /= 1024), unit++);
   return `${Number.isInteger(value) ? value : value.toFixed(1)} ${units[unit]}`;
 }
 

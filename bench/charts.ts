@@ -11,14 +11,24 @@ import type { TrainRow } from './train-stats';
 const OURS = '#1f77b4';
 const TORCH = '#d62728';
 const IDEAL = '#aaaaaa';
-const TRANSPORT_COLORS: Record<AllReduceRow['transport'], string> = { ipc: OURS, tcp: '#2ca02c', shm: '#9467bd', 'gloo-tcp': TORCH };
+const TRANSPORT_COLORS: Record<AllReduceRow['transport'], string> = {
+  ipc: OURS,
+  tcp: '#2ca02c',
+  shm: '#9467bd',
+  'gloo-tcp': TORCH,
+};
 const PANEL = { width: 420, height: 320 };
 const TITLE_PX = 36;
 
 /** Panels side by side under a title line. */
 function panelsSvg(title: string, specs: readonly ChartSpec[]): string {
-  const panels = specs.map((spec, i) => lineChart(spec, { x: i * PANEL.width, y: TITLE_PX, width: PANEL.width, height: PANEL.height }));
-  return svgDocument(Math.max(1, specs.length) * PANEL.width, TITLE_PX + PANEL.height, [svgText(16, 24, title, { sizePx: 16, weight: 'bold' }), ...panels]);
+  const panels = specs.map((spec, i) =>
+    lineChart(spec, { x: i * PANEL.width, y: TITLE_PX, width: PANEL.width, height: PANEL.height }),
+  );
+  return svgDocument(Math.max(1, specs.length) * PANEL.width, TITLE_PX + PANEL.height, [
+    svgText(16, 24, title, { sizePx: 16, weight: 'bold' }),
+    ...panels,
+  ]);
 }
 
 const unique = <T>(values: readonly T[]): T[] => [...new Set(values)];
@@ -30,11 +40,28 @@ export function throughputChartSvg(rows: readonly TrainRow[], title: string): st
     const one = rs.find((r) => r.workers === 1);
     const series: Series[] = [
       { name: 'ours', color: OURS, points: rs.map((r) => ({ x: r.workers, y: r.ours.imagesPerSec })) },
-      { name: 'PyTorch', color: TORCH, points: rs.map((r) => ({ x: r.workers, y: typeof r.torch === 'string' ? null : r.torch.imagesPerSec })) },
+      {
+        name: 'PyTorch',
+        color: TORCH,
+        points: rs.map((r) => ({ x: r.workers, y: typeof r.torch === 'string' ? null : r.torch.imagesPerSec })),
+      },
     ];
-    if (one) series.push({ name: 'ours ideal', color: IDEAL, points: rs.map((r) => ({ x: r.workers, y: r.workers * one.ours.imagesPerSec })) });
+    if (one)
+      series.push({
+        name: 'ours ideal',
+        color: IDEAL,
+        points: rs.map((r) => ({ x: r.workers, y: r.workers * one.ours.imagesPerSec })),
+      });
     const batch = rs[0]?.batchPerWorker ?? 0;
-    return { title: `${preset}, batch ${batch}/worker`, xLabel: 'workers', yLabel: 'images / s', series, yScale: 'linear', includeZero: true, integerX: true };
+    return {
+      title: `${preset}, batch ${batch}/worker`,
+      xLabel: 'workers',
+      yLabel: 'images / s',
+      series,
+      yScale: 'linear',
+      includeZero: true,
+      integerX: true,
+    };
   });
   return panelsSvg(title, specs);
 }
@@ -52,9 +79,19 @@ export function busbwChartSvg(rows: readonly AllReduceRow[], title: string): str
       const series = unique(rows.map((r) => r.transport)).map((transport): Series => ({
         name: transport === 'gloo-tcp' ? 'gloo (tcp)' : transport,
         color: TRANSPORT_COLORS[transport],
-        points: rows.filter((r) => r.ranks === ranks && r.transport === transport).sort((a, b) => a.bytes - b.bytes).map((r) => ({ x: sizeAxisValue(r.bytes), y: r.busbwGBps })),
+        points: rows
+          .filter((r) => r.ranks === ranks && r.transport === transport)
+          .sort((a, b) => a.bytes - b.bytes)
+          .map((r) => ({ x: sizeAxisValue(r.bytes), y: r.busbwGBps })),
       }));
-      return { title: `${ranks} ranks`, xLabel: 'size, log2 KiB (10 = 1 MiB, 20 = 1 GiB)', yLabel: 'bus bandwidth, GB/s', series, yScale: 'linear', includeZero: true };
+      return {
+        title: `${ranks} ranks`,
+        xLabel: 'size, log2 KiB (10 = 1 MiB, 20 = 1 GiB)',
+        yLabel: 'bus bandwidth, GB/s',
+        series,
+        yScale: 'linear',
+        includeZero: true,
+      };
     });
   return panelsSvg(title, specs);
 }

@@ -30,7 +30,11 @@ const IMAGENET_STATS: DatasetStats = {
   meanRgb: [0.485, 0.456, 0.406],
   stdRgb: [0.229, 0.224, 0.225],
   eigenvalues: [0.2175, 0.0188, 0.0045],
-  eigenvectors: [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.814], [-0.5836, -0.6948, 0.4203]],
+  eigenvectors: [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.814],
+    [-0.5836, -0.6948, 0.4203],
+  ],
   imageCount: 1,
 };
 
@@ -54,17 +58,30 @@ async function ensurePrepared(src: string, dst: string): Promise<void> {
     if (existsSync(out)) continue;
     const r = await decodeFile(path.join(src, name), { sizePx: 256 });
     if (!r.ok) throw new Error(`${name}: ${r.reason}`);
-    await sharp(r.pixels, { raw: { width: 256, height: 256, channels: 3 } }).jpeg({ quality: 90 }).toFile(out);
+    await sharp(r.pixels, { raw: { width: 256, height: 256, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toFile(out);
   }
 }
 
 /** Worker mode: run the loader over `dir` for `epochs` epochs; print the median img/s of epochs 2.. as JSON. */
 async function worker(dir: string, epochs: number, concurrency: number): Promise<void> {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.jpg'))
+    .sort();
   const samples = files.map((f, i) => ({ path: path.join(dir, f), label: i % 10 }));
   const loader = new BatchLoader({
-    samples, resizeSize: 256, cropSize: 224, globalBatchSize: 64, rank: 0, worldSize: 1, seed: 1,
-    mode: 'train', stats: IMAGENET_STATS, decodeConcurrency: concurrency, prefetchBatches: 2,
+    samples,
+    resizeSize: 256,
+    cropSize: 224,
+    globalBatchSize: 64,
+    rank: 0,
+    worldSize: 1,
+    seed: 1,
+    mode: 'train',
+    stats: IMAGENET_STATS,
+    decodeConcurrency: concurrency,
+    prefetchBatches: 2,
   });
   const rates: number[] = [];
   const cpuMs: number[] = [];
@@ -86,17 +103,38 @@ async function worker(dir: string, epochs: number, concurrency: number): Promise
 /** Run this script in worker mode pinned to the first `cores` CPUs. */
 function measure(dir: string, cores: number, epochs: number): { imagesPerSec: number; cpuMsPerImage: number } {
   const threads = 2 * cores;
-  const self = __filename.endsWith('.ts') ? [require.resolve('ts-node/dist/bin.js'), '--transpile-only', __filename] : [__filename];
+  const self = __filename.endsWith('.ts')
+    ? [require.resolve('ts-node/dist/bin.js'), '--transpile-only', __filename]
+    : [__filename];
   const cpus = Array.from({ length: cores }, (_, i) => i).join(',');
-  const r = spawnSync('taskset', ['-c', cpus, process.execPath, ...self, '--worker', dir, '--epochs', String(epochs), '--concurrency', String(threads)], {
-    encoding: 'utf8', env: { ...process.env, UV_THREADPOOL_SIZE: String(threads) },
-  });
+  const r = spawnSync(
+    'taskset',
+    [
+      '-c',
+      cpus,
+      process.execPath,
+      ...self,
+      '--worker',
+      dir,
+      '--epochs',
+      String(epochs),
+      '--concurrency',
+      String(threads),
+    ],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(threads) },
+    },
+  );
   if (r.status !== 0) throw new Error(`worker failed: ${r.error?.message ?? r.stderr}`);
   return JSON.parse(r.stdout) as { imagesPerSec: number; cpuMsPerImage: number };
 }
 
 function torchvision(dir: string, epochs: number): number | string {
-  const r = runPythonJson<{ imagesPerSec: number }>([benchScript('data_torchvision.py'), dir, '--epochs', String(epochs)], ['taskset', '-c', '0']);
+  const r = runPythonJson<{ imagesPerSec: number }>(
+    [benchScript('data_torchvision.py'), dir, '--epochs', String(epochs)],
+    ['taskset', '-c', '0'],
+  );
   return typeof r === 'string' ? `not run: ${r}` : r.imagesPerSec;
 }
 
@@ -110,7 +148,11 @@ async function main(argv: string[]): Promise<void> {
   const base = path.join(os.tmpdir(), `alexnet-bench-data-${count}`);
   const photos = path.join(base, '500x375');
   const prepared = path.join(base, 'prepared-256');
-  await writeNoisyJpegs(Array.from({ length: count }, (_, i) => path.join(photos, `${String(i).padStart(4, '0')}.jpg`)), 500, 375);
+  await writeNoisyJpegs(
+    Array.from({ length: count }, (_, i) => path.join(photos, `${String(i).padStart(4, '0')}.jpg`)),
+    500,
+    375,
+  );
   await ensurePrepared(photos, prepared);
   // Rounds interleave the pipelines and the best round counts: on a shared machine, other
   // processes only ever make a run slower, so the fastest round is the least disturbed one.
@@ -124,17 +166,34 @@ async function main(argv: string[]): Promise<void> {
   for (let round = 0; round < rounds; round++) {
     if (!argv.includes('--no-torch')) {
       const r = torchvision(photos, epochs);
-      if (typeof r === 'number') keep({ pipeline: 'PIL/torchvision, 500x375 JPEG', cores: 1, imagesPerSec: r, perCore: r, cpuMsPerImage: null });
+      if (typeof r === 'number')
+        keep({ pipeline: 'PIL/torchvision, 500x375 JPEG', cores: 1, imagesPerSec: r, perCore: r, cpuMsPerImage: null });
       torch = typeof r === 'number' ? Math.max(r, typeof torch === 'number' ? torch : 0) : r;
     }
-    for (const [name, dir] of [['sharp BatchLoader, 500x375 JPEG', photos], ['sharp BatchLoader, prepared 256 JPEG', prepared]] as const) {
+    for (const [name, dir] of [
+      ['sharp BatchLoader, 500x375 JPEG', photos],
+      ['sharp BatchLoader, prepared 256 JPEG', prepared],
+    ] as const) {
       for (const cores of [1, 2]) {
         const m = measure(dir, cores, epochs);
-        keep({ pipeline: name, cores, imagesPerSec: m.imagesPerSec, perCore: m.imagesPerSec / cores, cpuMsPerImage: m.cpuMsPerImage });
+        keep({
+          pipeline: name,
+          cores,
+          imagesPerSec: m.imagesPerSec,
+          perCore: m.imagesPerSec / cores,
+          cpuMsPerImage: m.cpuMsPerImage,
+        });
       }
     }
   }
-  const result: DataBenchJson = { images: count, epochs, rounds, loadAverage: os.loadavg(), torchvision: torch, rows: [...best.values()] };
+  const result: DataBenchJson = {
+    images: count,
+    epochs,
+    rounds,
+    loadAverage: os.loadavg(),
+    torchvision: torch,
+    rows: [...best.values()],
+  };
   console.log(dataMarkdown(result));
   const out = flag(argv, '--out', '');
   if (out) {
@@ -158,14 +217,23 @@ export function dataMarkdown(r: DataBenchJson): string {
   const ref = typeof r.torchvision === 'number' ? r.torchvision : TORCHVISION_REFERENCE;
   const table = formatTable(
     ['pipeline', 'cores', 'img/s', 'img/s per core', 'CPU ms/img', `per core vs torchvision ${ref.toFixed(0)}`],
-    r.rows.map((x) => [x.pipeline, x.cores, x.imagesPerSec.toFixed(0), x.perCore.toFixed(0), x.cpuMsPerImage?.toFixed(2) ?? '-', `${(x.perCore / ref).toFixed(2)}x`]),
+    r.rows.map((x) => [
+      x.pipeline,
+      x.cores,
+      x.imagesPerSec.toFixed(0),
+      x.perCore.toFixed(0),
+      x.cpuMsPerImage?.toFixed(2) ?? '-',
+      `${(x.perCore / ref).toFixed(2)}x`,
+    ]),
     ['left', 'right', 'right', 'right', 'right', 'right'],
   );
   return [
     `${r.images} images, 256 -> random 224 crop + flip + PCA lighting + normalise, batch 64, median of ${r.epochs - 1} epoch(s) after a warm-up, best of ${r.rounds} rounds; load average ${r.loadAverage[0].toFixed(2)}`,
     '',
     table,
-    ...(typeof r.torchvision === 'number' ? [] : [`torchvision: ${r.torchvision}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier instead`]),
+    ...(typeof r.torchvision === 'number'
+      ? []
+      : [`torchvision: ${r.torchvision}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier instead`]),
   ].join('\n');
 }
 

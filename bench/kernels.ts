@@ -30,13 +30,22 @@ export const CORE_PEAK_GFLOPS = 235;
  * on this machine type): the upper end of each range, GFLOP/s. Keyed like kernelRows' labels.
  */
 export const ONEDNN_ALONE_GFLOPS: Readonly<Record<string, number>> = {
-  'conv1 fwd': 205, 'conv1 bwd (weights)': 176,
-  'conv2 fwd': 229, 'conv2 bwd (data + weights)': 215,
-  'conv3 fwd': 233, 'conv3 bwd (data + weights)': 203,
-  'conv4 fwd': 230, 'conv4 bwd (data + weights)': 208,
-  'conv5 fwd': 230, 'conv5 bwd (data + weights)': 208,
-  'fc6 fwd': 153, 'fc6 dx': 105, 'fc6 dW': 191,
-  'fc7 fwd': 153, 'fc7 dx': 105, 'fc7 dW': 191,
+  'conv1 fwd': 205,
+  'conv1 bwd (weights)': 176,
+  'conv2 fwd': 229,
+  'conv2 bwd (data + weights)': 215,
+  'conv3 fwd': 233,
+  'conv3 bwd (data + weights)': 203,
+  'conv4 fwd': 230,
+  'conv4 bwd (data + weights)': 208,
+  'conv5 fwd': 230,
+  'conv5 bwd (data + weights)': 208,
+  'fc6 fwd': 153,
+  'fc6 dx': 105,
+  'fc6 dW': 191,
+  'fc7 fwd': 153,
+  'fc7 dx': 105,
+  'fc7 dW': 191,
 };
 
 /** One kernel call as tf.profile reports it. */
@@ -76,7 +85,8 @@ export interface FcLayer {
 export function fcLayersOf(rows: readonly LayerShape[]): FcLayer[] {
   const layers: FcLayer[] = [];
   rows.forEach((row, i) => {
-    if (row.outputShape.length === 1 && i > 0) layers.push({ name: row.layer, weight: [size(rows[i - 1].outputShape), row.outputShape[0]] });
+    if (row.outputShape.length === 1 && i > 0)
+      layers.push({ name: row.layer, weight: [size(rows[i - 1].outputShape), row.outputShape[0]] });
   });
   return layers;
 }
@@ -104,13 +114,20 @@ export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs:
       // The first layer's input is the images: its data gradient is not computed.
       const withData = n > 1;
       const one = convFlops(c.inputShapes[2], c.inputShapes[1]);
-      return { label: `conv${n} bwd (${withData ? 'data + weights' : 'weights'})`, ms: c.ms, gflop: (withData ? 2 * one : one) / 1e9 };
+      return {
+        label: `conv${n} bwd (${withData ? 'data + weights' : 'weights'})`,
+        ms: c.ms,
+        gflop: (withData ? 2 * one : one) / 1e9,
+      };
     }
     if (c.name === 'BatchMatMul' || c.name === '_FusedMatMul') {
       const gflop = matMulFlops(c) / 1e9;
-      const layer = fcs.findIndex((f) => [dims(c.inputShapes[1]), dims(c.outputShapes[0])].includes(f.weight.join('x')));
+      const layer = fcs.findIndex((f) =>
+        [dims(c.inputShapes[1]), dims(c.outputShapes[0])].includes(f.weight.join('x')),
+      );
       if (layer < 0) return { label: 'other matmul', ms: c.ms, gflop };
-      const role = dims(c.outputShapes[0]) === fcs[layer].weight.join('x') ? 'dW' : forwardSeen.has(layer) ? 'dx' : 'fwd';
+      const role =
+        dims(c.outputShapes[0]) === fcs[layer].weight.join('x') ? 'dW' : forwardSeen.has(layer) ? 'dx' : 'fwd';
       forwardSeen.add(layer);
       return { label: `${fcs[layer].name} ${role}`, ms: c.ms, gflop };
     }
@@ -131,7 +148,12 @@ export function mergeRows(rows: readonly KernelRow[]): KernelRow[] {
 async function profiledStep(step: () => Promise<void>): Promise<KernelCall[]> {
   const info = await tf.profile(step);
   return Promise.all(
-    info.kernels.map(async (k) => ({ name: k.name, inputShapes: k.inputShapes, outputShapes: k.outputShapes, ms: Number(await k.kernelTimeMs) || 0 })),
+    info.kernels.map(async (k) => ({
+      name: k.name,
+      inputShapes: k.inputShapes,
+      outputShapes: k.outputShapes,
+      ms: Number(await k.kernelTimeMs) || 0,
+    })),
   );
 }
 
@@ -145,10 +167,16 @@ async function main(argv: string[]): Promise<void> {
   const classes = 1000;
   const spec = buildSpec(preset);
   const model = createAlexNet(spec, classes, 1);
-  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
   const s = spec.inputSize;
   let seed = 1;
-  const images = Float32Array.from({ length: batch * s * s * 3 }, () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5);
+  const images = Float32Array.from(
+    { length: batch * s * s * 3 },
+    () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5,
+  );
   const batchData = {
     images,
     labels: Int32Array.from({ length: batch }, (_, i) => i % classes),
@@ -184,9 +212,19 @@ async function main(argv: string[]): Promise<void> {
   const step1 = median(stepMs);
   const shown = rows.filter((r) => r.gflop > 0 || r.ms >= 0.5);
   // oneDNN's standalone figures were measured for this shape only.
-  const aloneFor = (label: string): number | undefined => (preset === 'paper' && batch === 32 ? ONEDNN_ALONE_GFLOPS[label] : undefined);
+  const aloneFor = (label: string): number | undefined =>
+    preset === 'paper' && batch === 32 ? ONEDNN_ALONE_GFLOPS[label] : undefined;
   const table = formatTable(
-    ['kernel', 'ms', 'share of step', 'GFLOP', 'GFLOP/s', '% of core peak', 'oneDNN alone GFLOP/s', 'ours / oneDNN alone'],
+    [
+      'kernel',
+      'ms',
+      'share of step',
+      'GFLOP',
+      'GFLOP/s',
+      '% of core peak',
+      'oneDNN alone GFLOP/s',
+      'ours / oneDNN alone',
+    ],
     shown.map((r) => {
       const gflops = r.gflop > 0 ? r.gflop / (r.ms / 1000) : NaN;
       const alone = aloneFor(r.label);
@@ -213,7 +251,11 @@ async function main(argv: string[]): Promise<void> {
     table,
   ];
   console.log(lines.join('\n'));
-  if (outPath !== null) fs.writeFileSync(outPath, `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, markdown: lines.join('\n') }, null, 2)}\n`);
+  if (outPath !== null)
+    fs.writeFileSync(
+      outPath,
+      `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, markdown: lines.join('\n') }, null, 2)}\n`,
+    );
   disposeModel(model);
   optimizer.dispose();
 }

@@ -40,7 +40,10 @@ async function main(): Promise<void> {
   const info = await initBackend(args.backend, false);
   const spec = buildSpec(args.preset, TRAIN_DEFAULTS.model);
   const model = createAlexNet(spec, CLASSES, 1);
-  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
   const n = args.batch;
   const rng = mulberry32(1);
   const s = spec.inputSize;
@@ -59,22 +62,31 @@ async function main(): Promise<void> {
   const stepSec: number[] = [];
   for (let step = 0; step < 2; step++) {
     const t0 = performance.now();
-    await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: step, stopVote: false, microBatch: args['micro-batch'] });
+    await trainStep(model, optimizer, batch, {
+      lr: 0.01,
+      dropoutSeed: step,
+      stopVote: false,
+      microBatch: args['micro-batch'],
+    });
     stepSec.push((performance.now() - t0) / 1000);
   }
   const estimate = stepMemory(spec, CLASSES, info.active, 1);
-  console.log(JSON.stringify({
-    backend: info.active,
-    preset: args.preset,
-    batch: n,
-    microBatch: args['micro-batch'],
-    peakBeforeMiB: Math.round(before),
-    peakMiB: Math.round(peakMiB()),
-    stepSec,
-    // The wasm heap only grows: its size after the steps is their peak inside the 4 GiB.
-    wasmHeapMiB: info.active === 'wasm' ? Math.round(wasmHeapBytes() / 2 ** 20) : null,
-    estimateMiB: Math.round((estimate.fixedBytes + Math.min(n, args['micro-batch'] || n) * estimate.bytesPerImage) / 2 ** 20),
-  }));
+  console.log(
+    JSON.stringify({
+      backend: info.active,
+      preset: args.preset,
+      batch: n,
+      microBatch: args['micro-batch'],
+      peakBeforeMiB: Math.round(before),
+      peakMiB: Math.round(peakMiB()),
+      stepSec,
+      // The wasm heap only grows: its size after the steps is their peak inside the 4 GiB.
+      wasmHeapMiB: info.active === 'wasm' ? Math.round(wasmHeapBytes() / 2 ** 20) : null,
+      estimateMiB: Math.round(
+        (estimate.fixedBytes + Math.min(n, args['micro-batch'] || n) * estimate.bytesPerImage) / 2 ** 20,
+      ),
+    }),
+  );
 }
 
 main().then(

@@ -56,7 +56,13 @@ const CONFIGS: Config[] = [
   { label: 'hybrid fp32 overlap', mode: 'hybrid', dtype: 'fp32', overlap: true },
 ];
 
-const configArgs = (c: Config): string[] => ['--parallel', c.mode, '--wire-dtype', c.dtype, ...(c.overlap ? ['--overlap'] : [])];
+const configArgs = (c: Config): string[] => [
+  '--parallel',
+  c.mode,
+  '--wire-dtype',
+  c.dtype,
+  ...(c.overlap ? ['--overlap'] : []),
+];
 
 // ---------------------------------------------------------------- wire
 
@@ -65,15 +71,37 @@ function wireSection(): string {
   for (const preset of ['paper', 'torchvision', 'small'] as PresetName[]) {
     const spec = buildSpec(preset);
     for (const batchPerWorker of [32, 128]) {
-      const of = (mode: ParallelMode, dtype: WireDtype) => wireBytesPerStep({ spec, numClasses: CLASSES, mode, dtype, worldSize: 2, batchPerWorker });
+      const of = (mode: ParallelMode, dtype: WireDtype) =>
+        wireBytesPerStep({ spec, numClasses: CLASSES, mode, dtype, worldSize: 2, batchPerWorker });
       const data = of('data', 'fp32').total;
-      const cells = (['fp32', 'fp16', 'bf16'] as WireDtype[]).flatMap((d) => [of('data', d).total, of('hybrid', d).total].map((b) => (b / MB).toFixed(2)));
+      const cells = (['fp32', 'fp16', 'bf16'] as WireDtype[]).flatMap((d) =>
+        [of('data', d).total, of('hybrid', d).total].map((b) => (b / MB).toFixed(2)),
+      );
       const hybrid = of('hybrid', 'fp32');
-      rows.push([preset, String(batchPerWorker), ...cells, (hybrid.gradients / MB).toFixed(2), (hybrid.activations / MB).toFixed(2), `1/${(data / hybrid.total).toFixed(1)}`]);
+      rows.push([
+        preset,
+        String(batchPerWorker),
+        ...cells,
+        (hybrid.gradients / MB).toFixed(2),
+        (hybrid.activations / MB).toFixed(2),
+        `1/${(data / hybrid.total).toFixed(1)}`,
+      ]);
     }
   }
   return formatTable(
-    ['preset', 'img/worker', 'data fp32', 'hybrid fp32', 'data fp16', 'hybrid fp16', 'data bf16', 'hybrid bf16', 'hybrid: conv grads', 'hybrid: activations', 'hybrid / data (fp32)'],
+    [
+      'preset',
+      'img/worker',
+      'data fp32',
+      'hybrid fp32',
+      'data fp16',
+      'hybrid fp16',
+      'data bf16',
+      'hybrid bf16',
+      'hybrid: conv grads',
+      'hybrid: activations',
+      'hybrid / data (fp32)',
+    ],
     rows,
     ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
@@ -106,12 +134,29 @@ async function hostSection(argv: string[]): Promise<{ table: string; rows: HostR
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-bench-parallel-'));
   const rows: HostRow[] = [];
   try {
-    const runs: { config: Config; workers: number }[] = [{ config: CONFIGS[0], workers: 1 }, ...CONFIGS.filter((c) => only === undefined || only.includes(c.label)).map((config) => ({ config, workers: 2 }))];
+    const runs: { config: Config; workers: number }[] = [
+      { config: CONFIGS[0], workers: 1 },
+      ...CONFIGS.filter((c) => only === undefined || only.includes(c.label)).map((config) => ({ config, workers: 2 })),
+    ];
     let base: number | null = null;
     for (const { config, workers } of runs) {
       const data = await ensureDataset(spec.resizeSize, workers * batchPerWorker * plan.epochSteps);
       const runDir = path.join(scratch, `${config.label.replace(/ /g, '-')}-${workers}`);
-      const r = await runOurs({ data, preset, workers, batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend, threads: 1, extraArgs: workers > 1 ? configArgs(config) : [] }, plan);
+      const r = await runOurs(
+        {
+          data,
+          preset,
+          workers,
+          batchPerWorker,
+          steps: totalSteps(plan),
+          epochs: 2,
+          runDir,
+          backend,
+          threads: 1,
+          extraArgs: workers > 1 ? configArgs(config) : [],
+        },
+        plan,
+      );
       const measured = r.samples.filter((s) => s.step > plan.warmupSteps);
       const wireMb = measured.reduce((sum, s) => sum + (s.wireBytes ?? 0), 0) / Math.max(1, measured.length) / MB;
       if (workers === 1) base = r.imagesPerSec;
@@ -129,17 +174,42 @@ async function hostSection(argv: string[]): Promise<{ table: string; rows: HostR
         efficiency: workers > 1 && base !== null ? scalingEfficiency(base, r.imagesPerSec, workers) : null,
         command: r.command,
       });
-      console.log(`${rows[rows.length - 1].label}: ${r.imagesPerSec.toFixed(1)} img/s (load ${loadAverage().toFixed(2)})`);
+      console.log(
+        `${rows[rows.length - 1].label}: ${r.imagesPerSec.toFixed(1)} img/s (load ${loadAverage().toFixed(2)})`,
+      );
     }
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
   const table = formatTable(
-    ['run', 'img/s', 'step ms', 'compute', 'copy-out', 'comm (exposed)', 'update', 'MB sent/step/worker', 'scaling eff.'],
-    rows.map((r) => [r.label, r.imagesPerSec.toFixed(1), r.stepMs.toFixed(0), r.computeMs.toFixed(0), r.copyMs.toFixed(0), r.reduceMs.toFixed(0), r.updateMs.toFixed(0), r.wireMb.toFixed(1), r.efficiency === null ? '' : `${(r.efficiency * 100).toFixed(0)}%`]),
+    [
+      'run',
+      'img/s',
+      'step ms',
+      'compute',
+      'copy-out',
+      'comm (exposed)',
+      'update',
+      'MB sent/step/worker',
+      'scaling eff.',
+    ],
+    rows.map((r) => [
+      r.label,
+      r.imagesPerSec.toFixed(1),
+      r.stepMs.toFixed(0),
+      r.computeMs.toFixed(0),
+      r.copyMs.toFixed(0),
+      r.reduceMs.toFixed(0),
+      r.updateMs.toFixed(0),
+      r.wireMb.toFixed(1),
+      r.efficiency === null ? '' : `${(r.efficiency * 100).toFixed(0)}%`,
+    ]),
     ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
   );
-  return { table: `${preset}, ${batchPerWorker} images per worker, ${backend} backend, 1 thread per worker; median of ${reps} repetitions\n\n${table}`, rows };
+  return {
+    table: `${preset}, ${batchPerWorker} images per worker, ${backend} backend, 1 thread per worker; median of ${reps} repetitions\n\n${table}`,
+    rows,
+  };
 }
 
 // ---------------------------------------------------------------- hosts (network namespaces)
@@ -162,7 +232,28 @@ function shapedHosts(rate: string): { hosts: [string, string]; cleanup: () => vo
       ip('-n', h, 'addr', 'add', `10.200.78.${i + 1}/24`, 'dev', dev);
       ip('-n', h, 'link', 'set', dev, 'up');
       ip('-n', h, 'link', 'set', 'lo', 'up');
-      execFileSync('ip', ['netns', 'exec', h, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', rate === '1gbit' ? '256kb' : '2mb', 'latency', '50ms'], { stdio: 'pipe' });
+      execFileSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          h,
+          'tc',
+          'qdisc',
+          'add',
+          'dev',
+          dev,
+          'root',
+          'tbf',
+          'rate',
+          rate,
+          'burst',
+          rate === '1gbit' ? '256kb' : '2mb',
+          'latency',
+          '50ms',
+        ],
+        { stdio: 'pipe' },
+      );
     });
   } catch (err) {
     try {
@@ -176,8 +267,16 @@ function shapedHosts(rate: string): { hosts: [string, string]; cleanup: () => vo
 }
 
 /** Runs `alexnet <args>` inside namespace `ns`; resolves with its output when it exits. */
-function inNamespace(ns: string, args: string[], onOutput: (text: string) => void): Promise<{ code: number | null; output: string }> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, path.join(repoRoot(), 'dist/src/cli.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function inNamespace(
+  ns: string,
+  args: string[],
+  onOutput: (text: string) => void,
+): Promise<{ code: number | null; output: string }> {
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, path.join(repoRoot(), 'dist/src/cli.js'), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   const add = (d: Buffer) => {
     output += d.toString();
@@ -194,7 +293,15 @@ interface StepLine {
   timeMs: number;
 }
 
-async function twoHostRun(rate: string, config: Config, preset: PresetName, batchPerWorker: number, steps: number, data: string, scratch: string): Promise<number> {
+async function twoHostRun(
+  rate: string,
+  config: Config,
+  preset: PresetName,
+  batchPerWorker: number,
+  steps: number,
+  data: string,
+  scratch: string,
+): Promise<number> {
   const { hosts, cleanup } = shapedHosts(rate);
   try {
     const key = path.join(scratch, 'cluster.key');
@@ -202,8 +309,34 @@ async function twoHostRun(rate: string, config: Config, preset: PresetName, batc
     const runDir = path.join(scratch, `${rate}-${config.label.replace(/ /g, '-')}`);
     // Set from the coordinator's output callback (a holder: TypeScript does not see that assignment).
     const join: { run: Promise<{ code: number | null; output: string }> | null } = { run: null };
-    const args = ['train', '--data', data, '--preset', preset, '--batch-size', String(2 * batchPerWorker), '--epochs', '2', '--max-steps', String(steps), '--log-every', '1',
-      '--backend', 'native', '--devices', 'cpu:1', '--rendezvous', 'tcp://10.200.78.1:0', '--world-size', '2', '--key-file', key, '--run-dir', runDir, ...configArgs(config)];
+    const args = [
+      'train',
+      '--data',
+      data,
+      '--preset',
+      preset,
+      '--batch-size',
+      String(2 * batchPerWorker),
+      '--epochs',
+      '2',
+      '--max-steps',
+      String(steps),
+      '--log-every',
+      '1',
+      '--backend',
+      'native',
+      '--devices',
+      'cpu:1',
+      '--rendezvous',
+      'tcp://10.200.78.1:0',
+      '--world-size',
+      '2',
+      '--key-file',
+      key,
+      '--run-dir',
+      runDir,
+      ...configArgs(config),
+    ];
     const coordinator = inNamespace(hosts[0], args, (out) => {
       const m = /waiting for 1 more worker\(s\) to join at (tcp:\/\/[\d.]+:\d+)/.exec(out);
       if (m && join.run === null) {
@@ -212,8 +345,16 @@ async function twoHostRun(rate: string, config: Config, preset: PresetName, batc
     });
     const result = await coordinator;
     const joined = join.run ? await join.run : null;
-    if (result.code !== 0) throw new Error(`two-host ${config.label} at ${rate} failed:\n${result.output.slice(-2000)}\njoin:\n${joined?.output.slice(-2000) ?? 'not started'}`);
-    const lines = fs.readFileSync(path.join(runDir, 'steps.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepLine).filter((l) => l.epoch === 2);
+    if (result.code !== 0)
+      throw new Error(
+        `two-host ${config.label} at ${rate} failed:\n${result.output.slice(-2000)}\njoin:\n${joined?.output.slice(-2000) ?? 'not started'}`,
+      );
+    const lines = fs
+      .readFileSync(path.join(runDir, 'steps.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as StepLine)
+      .filter((l) => l.epoch === 2);
     // The second epoch's steps 2..n: its first step follows the decoding epoch and its checkpoint.
     const measured = lines.slice(1);
     if (measured.length < 2) throw new Error(`two-host ${config.label}: too few steps in steps.jsonl`);
@@ -244,12 +385,20 @@ async function hostsSection(argv: string[]): Promise<string> {
         console.log(`${rate} ${config.label}: ${ips.toFixed(1)} img/s`);
       }
       const data32 = results.get('data fp32') ?? NaN;
-      rows.push([rate, ...configs.map((c) => (results.get(c.label) ?? NaN).toFixed(1)), `${((results.get('hybrid fp32') ?? NaN) / data32).toFixed(2)}x`]);
+      rows.push([
+        rate,
+        ...configs.map((c) => (results.get(c.label) ?? NaN).toFixed(1)),
+        `${((results.get('hybrid fp32') ?? NaN) / data32).toFixed(2)}x`,
+      ]);
     }
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
-  const table = formatTable(['link', ...configs.map((c) => `${c.label} img/s`), 'hybrid / data (fp32)'], rows, ['left', ...configs.map(() => 'right' as const), 'right']);
+  const table = formatTable(['link', ...configs.map((c) => `${c.label} img/s`), 'hybrid / data (fp32)'], rows, [
+    'left',
+    ...configs.map(() => 'right' as const),
+    'right',
+  ]);
   return `${preset}, ${batchPerWorker} images per worker, 1 native worker per host, tcp + CURVE over a tbf-shaped veth pair\n\n${table}`;
 }
 
@@ -288,15 +437,23 @@ function flopShares(spec: ModelSpec): { paramShare: number[]; convShare: number;
 }
 
 /** One simulated step of rank `thread`'s part: waits for compute, real collectives of real sizes. */
-async function simulatedStep(thread: CommThread, s: GpuRankSpec, spec: ModelSpec, fusion: Float32Array, convFusion: Float32Array): Promise<void> {
+async function simulatedStep(
+  thread: CommThread,
+  s: GpuRankSpec,
+  spec: ModelSpec,
+  fusion: Float32Array,
+  convFusion: Float32Array,
+): Promise<void> {
   const fwd = s.stepMs / 3;
   const bwd = (2 * s.stepMs) / 3;
   const { paramShare, convShare, fcShares } = flopShares(spec);
   const n = s.worldSize;
-  const sizes = layerShapes(spec, CLASSES).filter((r) => r.params > 0).flatMap((r) => {
-    const channels = r.outputShape[r.outputShape.length - 1];
-    return [r.params - channels, channels];
-  });
+  const sizes = layerShapes(spec, CLASSES)
+    .filter((r) => r.params > 0)
+    .flatMap((r) => {
+      const channels = r.outputShape[r.outputShape.length - 1];
+      return [r.params - channels, channels];
+    });
   const overlapped = async (values: Float32Array, paramCount: number, backwardMs: (i: number) => number) => {
     if (!s.config.overlap) {
       for (let i = paramCount - 1; i >= 0; i--) gpuBusy(backwardMs(i));
@@ -323,8 +480,13 @@ async function simulatedStep(thread: CommThread, s: GpuRankSpec, spec: ModelSpec
   const { features, fcUnits } = modelParts(spec, CLASSES);
   const batch = s.batchPerWorker * n;
   gpuBusy(fwd * convShare);
-  thread.allGatherSync(new Float32Array(s.batchPerWorker * features), new Array<number>(n).fill(s.batchPerWorker * features));
-  const widths = fcUnits.map((u) => Array.from({ length: n }, (_, r) => segmentRange(u, n, r)).map((c) => (c.end - c.start) * batch));
+  thread.allGatherSync(
+    new Float32Array(s.batchPerWorker * features),
+    new Array<number>(n).fill(s.batchPerWorker * features),
+  );
+  const widths = fcUnits.map((u) =>
+    Array.from({ length: n }, (_, r) => segmentRange(u, n, r)).map((c) => (c.end - c.start) * batch),
+  );
   fcUnits.forEach((_, l) => {
     gpuBusy(fwd * fcShares[l]);
     thread.allGatherSync(new Float32Array(widths[l][s.rank]), widths[l]);
@@ -339,7 +501,12 @@ async function simulatedStep(thread: CommThread, s: GpuRankSpec, spec: ModelSpec
 }
 
 async function gpuRank(s: GpuRankSpec): Promise<number[]> {
-  const thread = await CommThread.start({ rank: s.rank, worldSize: s.worldSize, bindAddress: `ipc://${s.dir}/rank-${s.rank}`, timeoutMs: 60_000 });
+  const thread = await CommThread.start({
+    rank: s.rank,
+    worldSize: s.worldSize,
+    bindAddress: `ipc://${s.dir}/rank-${s.rank}`,
+    timeoutMs: 60_000,
+  });
   try {
     await thread.connect(`ipc://${s.dir}/rank-${(s.rank + 1) % s.worldSize}`, s.config.dtype);
     const spec = buildSpec(s.preset);
@@ -367,14 +534,30 @@ async function gpuProjection(argv: string[]): Promise<string> {
   const workerCounts = (flagValue(argv, '--workers') ?? '2,4,8').split(',').map(Number);
   const steps = Number(flagValue(argv, '--steps') ?? 8);
   const preset = (flagValue(argv, '--preset') ?? 'paper') as PresetName;
-  const configs = CONFIGS.filter((c) => ['data fp32', 'data fp32 overlap', 'data fp16', 'hybrid fp32', 'hybrid fp16'].includes(c.label));
+  const configs = CONFIGS.filter((c) =>
+    ['data fp32', 'data fp32 overlap', 'data fp16', 'hybrid fp32', 'hybrid fp16'].includes(c.label),
+  );
   const rows: string[][] = [];
   for (const n of workerCounts) {
     const cells: string[] = [];
     for (const config of configs) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-gpu-proj-'));
       try {
-        const children = Array.from({ length: n }, (_, rank) => forkScript(__filename, ['--gpu-rank', JSON.stringify({ rank, worldSize: n, dir, preset, batchPerWorker, stepMs, steps, config } satisfies GpuRankSpec)]));
+        const children = Array.from({ length: n }, (_, rank) =>
+          forkScript(__filename, [
+            '--gpu-rank',
+            JSON.stringify({
+              rank,
+              worldSize: n,
+              dir,
+              preset,
+              batchPerWorker,
+              stepMs,
+              steps,
+              config,
+            } satisfies GpuRankSpec),
+          ]),
+        );
         const replies = await Promise.all(children.map((c) => nextMessage(c, isGpuReply, 10 * 60_000)));
         const failed = replies.find((r) => r.kind === 'failed');
         if (failed && failed.kind === 'failed') throw new Error(`${config.label} x${n}: ${failed.message}`);
@@ -390,7 +573,11 @@ async function gpuProjection(argv: string[]): Promise<string> {
     }
     rows.push([String(n), ((n * batchPerWorker * 1000) / stepMs).toFixed(0), ...cells]);
   }
-  const table = formatTable(['GPUs', 'ideal img/s', ...configs.map((c) => `${c.label}: img/s (eff.)`)], rows, ['right', 'right', ...configs.map(() => 'right' as const)]);
+  const table = formatTable(['GPUs', 'ideal img/s', ...configs.map((c) => `${c.label}: img/s (eff.)`)], rows, [
+    'right',
+    'right',
+    ...configs.map(() => 'right' as const),
+  ]);
   return `PROJECTION: ${preset}, ${batchPerWorker} images per GPU, forward+backward replaced by a ${stepMs} ms wait; real comm threads and rings over ipc on this ${os.cpus().length}-core machine\n\n${table}`;
 }
 
@@ -401,7 +588,8 @@ async function main(argv: string[]): Promise<void> {
   const out = flagValue(argv, '--out');
   let text: string;
   let json: unknown = null;
-  if (section === 'wire') text = `bytes sent per step per worker (MB), 2 workers, ${CLASSES} classes (the model in src/train/wire-bytes.ts; a test holds it to the comm thread's count)\n\n${wireSection()}`;
+  if (section === 'wire')
+    text = `bytes sent per step per worker (MB), 2 workers, ${CLASSES} classes (the model in src/train/wire-bytes.ts; a test holds it to the comm thread's count)\n\n${wireSection()}`;
   else if (section === 'host') {
     const r = await hostSection(argv);
     text = r.table;
@@ -411,7 +599,11 @@ async function main(argv: string[]): Promise<void> {
   else throw new Error(`unknown section '${section}': wire, host, hosts or gpu (see the header of bench/parallel.ts)`);
   const report = `${text}\n\n${machineLine()}\ncommand: node dist/bench/parallel.js ${argv.join(' ')}`;
   console.log(`\n${report}`);
-  if (out) fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), section, report, rows: json }, null, 2)}\n`);
+  if (out)
+    fs.writeFileSync(
+      out,
+      `${JSON.stringify({ date: new Date().toISOString(), section, report, rows: json }, null, 2)}\n`,
+    );
 }
 
 if (require.main === module) {

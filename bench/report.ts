@@ -33,7 +33,9 @@ async function main(argv: string[]): Promise<void> {
   const kernelsFile = flagValue(argv, '--kernels');
   const docFile = flagValue(argv, '--doc');
   if (imgDir === undefined || (trainFile ?? allreduceFile ?? dataFile ?? kernelsFile) === undefined) {
-    throw new Error('usage: report.js --img-dir DIR [--train F[,F]] [--allreduce F] [--data F] [--kernels F] [--doc docs/benchmarks.md]');
+    throw new Error(
+      'usage: report.js --img-dir DIR [--train F[,F]] [--allreduce F] [--data F] [--kernels F] [--doc docs/benchmarks.md]',
+    );
   }
   fs.mkdirSync(imgDir, { recursive: true });
   const blocks: [string, string][] = [];
@@ -49,10 +51,18 @@ async function main(argv: string[]): Promise<void> {
     const svg = busbwChartSvg([...ar.rows, ...gloo], `Ring all-reduce bus bandwidth, ${ar.date.slice(0, 10)}`);
     await writeSvgAndPng(svg, path.join(imgDir, 'allreduce-busbw.svg'), path.join(imgDir, 'allreduce-busbw.png'));
     const note = typeof ar.gloo === 'string' ? `\n\nnote: ${ar.gloo}` : '';
-    blocks.push(['allreduce', `### ring all-reduce (${ar.context}; ${ar.date})\n\nFrom \`${allreduceFile}\`.\n\n${markdownTable(ar.rows, gloo)}${note}`]);
+    blocks.push([
+      'allreduce',
+      `### ring all-reduce (${ar.context}; ${ar.date})\n\nFrom \`${allreduceFile}\`.\n\n${markdownTable(ar.rows, gloo)}${note}`,
+    ]);
   }
-  if (kernelsFile !== undefined) blocks.push(['kernels', readJson<{ markdown: string }>(kernelsFile).markdown.replace(/^# /, '### ')]);
-  if (dataFile !== undefined) blocks.push(['data', `### data pipeline\n\nFrom \`${dataFile}\`.\n\n${dataMarkdown(readJson<DataBenchJson>(dataFile))}`]);
+  if (kernelsFile !== undefined)
+    blocks.push(['kernels', readJson<{ markdown: string }>(kernelsFile).markdown.replace(/^# /, '### ')]);
+  if (dataFile !== undefined)
+    blocks.push([
+      'data',
+      `### data pipeline\n\nFrom \`${dataFile}\`.\n\n${dataMarkdown(readJson<DataBenchJson>(dataFile))}`,
+    ]);
   console.log(`wrote charts to ${imgDir}`);
   if (docFile !== undefined) {
     let doc = fs.existsSync(docFile) ? fs.readFileSync(docFile, 'utf8') : '# Benchmarks\n';

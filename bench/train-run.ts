@@ -38,8 +38,7 @@ export interface RunSpec {
 }
 
 export type RunReply =
-  | { kind: 'done'; samples: StepSample[]; backend: string; maxRssMb: number }
-  | { kind: 'failed'; message: string };
+  { kind: 'done'; samples: StepSample[]; backend: string; maxRssMb: number } | { kind: 'failed'; message: string };
 
 function devicesOf(spec: RunSpec): string {
   if (spec.backend !== 'webgpu') return `cpu:${spec.workers}`;
@@ -49,16 +48,25 @@ function devicesOf(spec: RunSpec): string {
 /** The `alexnet train` options of a run: the benchmark's exact command. */
 export function trainArgs(spec: RunSpec): string[] {
   return [
-    '--data', spec.data,
-    '--preset', spec.preset,
-    '--batch-size', String(spec.batchPerWorker * spec.workers),
-    '--devices', devicesOf(spec),
-    '--backend', spec.backend,
+    '--data',
+    spec.data,
+    '--preset',
+    spec.preset,
+    '--batch-size',
+    String(spec.batchPerWorker * spec.workers),
+    '--devices',
+    devicesOf(spec),
+    '--backend',
+    spec.backend,
     ...(spec.backend === 'webgpu' && spec.gpus !== true ? ['--allow-software-gpu'] : []),
-    '--threads', String(spec.threads),
-    '--epochs', String(spec.epochs),
-    '--max-steps', String(spec.steps),
-    '--run-dir', spec.runDir,
+    '--threads',
+    String(spec.threads),
+    '--epochs',
+    String(spec.epochs),
+    '--max-steps',
+    String(spec.steps),
+    '--run-dir',
+    spec.runDir,
     ...(spec.extraArgs ?? []),
   ];
 }
@@ -79,7 +87,13 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
   if (devices.worldSize === 1) {
     const { choice, options } = backendRequest(config, devices.kind, true);
     backend = describeBackend(await initBackend(choice, devices.kind === 'gpu', options));
-    const deps: TrainerDeps = { log, tty: false, collective: null, shouldStop: () => false, onStep: (r) => record(stepReportMessage(0, r)) };
+    const deps: TrainerDeps = {
+      log,
+      tty: false,
+      collective: null,
+      shouldStop: () => false,
+      onStep: (r) => record(stepReportMessage(0, r)),
+    };
     await new Trainer(config, deps).run();
   } else {
     await trainDataParallel(config, devices, log, { onStepReport: record });
@@ -90,5 +104,7 @@ async function run(spec: RunSpec): Promise<Extract<RunReply, { kind: 'done' }>> 
 if (require.main === module) {
   // Exit once the parent has the reply: tfjs and sharp may keep the event loop alive.
   const reply = (r: RunReply): void => void process.send?.(r, () => process.exit(r.kind === 'done' ? 0 : 1));
-  run(JSON.parse(process.argv[2] ?? '{}') as RunSpec).then(reply, (err: unknown) => reply({ kind: 'failed', message: err instanceof Error ? err.message : String(err) }));
+  run(JSON.parse(process.argv[2] ?? '{}') as RunSpec).then(reply, (err: unknown) =>
+    reply({ kind: 'failed', message: err instanceof Error ? err.message : String(err) }),
+  );
 }

@@ -30,7 +30,15 @@ export function peakRssPerWorkerMb(samples: readonly StepSample[]): number {
 }
 
 export function sampleOf(m: StepReportMessage, atMs: number): StepSample {
-  return { rank: m.rank, step: m.step, atMs, images: m.images, partsMs: { ...m.timingsMs }, peakRssMb: m.peakRssMb, wireBytes: m.wireBytes };
+  return {
+    rank: m.rank,
+    step: m.step,
+    atMs,
+    images: m.images,
+    partsMs: { ...m.timingsMs },
+    peakRssMb: m.peakRssMb,
+    wireBytes: m.wireBytes,
+  };
 }
 
 /** Warm-up steps, then `reps` repetitions of `stepsPerRep` consecutive steps each. */
@@ -59,7 +67,8 @@ function stepsOf(samples: readonly StepSample[], rank: number, plan: RepPlan): M
  * it includes everything between steps (data wait, progress, checksums), as a user's run does.
  */
 export function repImagesPerSec(samples: readonly StepSample[], plan: RepPlan): number[] {
-  if (plan.warmupSteps < 1) throw new RangeError('warmupSteps must be >= 1: the first repetition starts where the warm-up ends');
+  if (plan.warmupSteps < 1)
+    throw new RangeError('warmupSteps must be >= 1: the first repetition starts where the warm-up ends');
   const byStep = stepsOf(samples, 0, plan);
   const at = (step: number): StepSample => byStep.get(step) as StepSample;
   return Array.from({ length: plan.reps }, (_, r) => {
@@ -162,7 +171,13 @@ export const backendOfRow = (r: TrainRow): string => r.backend ?? 'wasm';
 
 /** The 1-worker row of the same preset, backend and per-worker batch. */
 function baselineOf(rows: readonly TrainRow[], row: TrainRow): TrainRow | undefined {
-  return rows.find((r) => r.preset === row.preset && backendOfRow(r) === backendOfRow(row) && r.batchPerWorker === row.batchPerWorker && r.workers === 1);
+  return rows.find(
+    (r) =>
+      r.preset === row.preset &&
+      backendOfRow(r) === backendOfRow(row) &&
+      r.batchPerWorker === row.batchPerWorker &&
+      r.workers === 1,
+  );
 }
 
 /**
@@ -173,7 +188,15 @@ function baselineOf(rows: readonly TrainRow[], row: TrainRow): TrainRow | undefi
 export function mergeTrainResults(results: readonly TrainBenchJson[]): TrainBenchJson {
   const rows = results.flatMap((r) => r.rows);
   const torchFor = (row: TrainRow): TrainRow['torch'] =>
-    typeof row.torch !== 'string' ? row.torch : rows.find((o) => o.preset === row.preset && o.workers === row.workers && o.batchPerWorker === row.batchPerWorker && typeof o.torch !== 'string')?.torch ?? row.torch;
+    typeof row.torch !== 'string'
+      ? row.torch
+      : (rows.find(
+          (o) =>
+            o.preset === row.preset &&
+            o.workers === row.workers &&
+            o.batchPerWorker === row.batchPerWorker &&
+            typeof o.torch !== 'string',
+        )?.torch ?? row.torch);
   return {
     ...results[0],
     command: results.map((r) => r.command).join('`, then `'),
@@ -193,7 +216,19 @@ function efficiencyCell(rows: readonly TrainRow[], row: TrainRow, pick: (r: Trai
 /** img/s (median, and the range of the repetitions), ratio to PyTorch, scaling efficiency. */
 export function throughputTable(rows: readonly TrainRow[]): string {
   return formatTable(
-    ['preset', 'backend', 'workers', 'batch/worker', 'ours img/s (range)', 'PyTorch img/s (range)', 'ours / PyTorch', 'ours scaling eff.', 'PyTorch scaling eff.', 'peak RSS per worker', 'load avg'],
+    [
+      'preset',
+      'backend',
+      'workers',
+      'batch/worker',
+      'ours img/s (range)',
+      'PyTorch img/s (range)',
+      'ours / PyTorch',
+      'ours scaling eff.',
+      'PyTorch scaling eff.',
+      'peak RSS per worker',
+      'load avg',
+    ],
     rows.map((r) => [
       r.preset,
       backendOfRow(r),
@@ -219,14 +254,43 @@ export function fusionBytes(params: number): number {
 /** Milliseconds per step by part (mean over the measured steps and the ranks). */
 export function breakdownTable(rows: readonly TrainRow[]): string {
   return formatTable(
-    ['preset', 'backend', 'workers', 'step ms', 'data wait', 'fwd+bwd', 'grad copy-out', 'all-reduce', 'of which skew wait', 'update', 'other', 'busbw GB/s (last in)'],
+    [
+      'preset',
+      'backend',
+      'workers',
+      'step ms',
+      'data wait',
+      'fwd+bwd',
+      'grad copy-out',
+      'all-reduce',
+      'of which skew wait',
+      'update',
+      'other',
+      'busbw GB/s (last in)',
+    ],
     rows.map((r) => {
       const b = r.ours.breakdown;
       const lastInSec = b.reduceLastInMs / 1000;
-      const busbw = r.workers > 1 && lastInSec > 0 ? fixed(busBandwidth(fusionBytes(r.params), lastInSec, r.workers) / 1e9, 2) : '-';
+      const busbw =
+        r.workers > 1 && lastInSec > 0
+          ? fixed(busBandwidth(fusionBytes(r.params), lastInSec, r.workers) / 1e9, 2)
+          : '-';
       const skew = r.workers > 1 ? fixed(b.partsMs.reduceMs - b.reduceLastInMs, 1) : '-';
       const [dataWait, compute, copy, reduce, update] = STEP_TIMINGS.map((p) => fixed(b.partsMs[p], 1));
-      return [r.preset, backendOfRow(r), r.workers, fixed(b.stepMs, 1), dataWait, compute, copy, reduce, skew, update, fixed(b.otherMs, 1), busbw];
+      return [
+        r.preset,
+        backendOfRow(r),
+        r.workers,
+        fixed(b.stepMs, 1),
+        dataWait,
+        compute,
+        copy,
+        reduce,
+        skew,
+        update,
+        fixed(b.otherMs, 1),
+        busbw,
+      ];
     }),
     ['left', 'left', ...Array<Align>(10).fill('right')],
   );
@@ -245,14 +309,22 @@ export interface TrainBenchJson {
 /** The report as markdown: the context line, both tables, and what the reference used. */
 export function trainMarkdown(result: TrainBenchJson, heading = '#'): string {
   const torchRow = result.rows.map((r) => r.torch).find((t): t is TorchResult => typeof t !== 'string');
-  const plans = [...new Set(result.rows.map((r) => `${r.preset}: ${r.plan.warmupSteps} warm-up step(s), ${r.plan.reps} x ${r.plan.stepsPerRep} step(s)`))];
+  const plans = [
+    ...new Set(
+      result.rows.map(
+        (r) => `${r.preset}: ${r.plan.warmupSteps} warm-up step(s), ${r.plan.reps} x ${r.plan.stepsPerRep} step(s)`,
+      ),
+    ),
+  ];
   const loads = result.rows.flatMap((r) => r.loadAverage);
   return [
     `${heading} training throughput (${result.machine}; ${result.date})`,
     '',
     `\`${result.command}\`; ${result.classes} classes of synthetic JPEGs; median of repetitions (${plans.join('; ')}); ` +
       `1-minute load average ${Math.min(...loads).toFixed(2)}-${Math.max(...loads).toFixed(2)} during the runs.`,
-    torchRow ? `PyTorch ${torchRow.torch}, 1 thread per process, random in-memory inputs, BLAS ${torchRow.blas.join(', ') || 'unknown'}.` : `PyTorch reference: ${result.torchNote ?? 'not run'}.`,
+    torchRow
+      ? `PyTorch ${torchRow.torch}, 1 thread per process, random in-memory inputs, BLAS ${torchRow.blas.join(', ') || 'unknown'}.`
+      : `PyTorch reference: ${result.torchNote ?? 'not run'}.`,
     '',
     throughputTable(result.rows),
     '',

@@ -28,7 +28,15 @@ import { countParams } from '../src/model/alexnet';
 import { PRESET_NAMES, type BackendChoice, type PresetName } from '../src/core/config';
 import { buildSpec } from '../src/model/presets';
 import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
-import { benchScript, flagValue, loadAverage, machineLine, pythonUnavailable, runPythonJson, writeNoisyJpegs } from './harness';
+import {
+  benchScript,
+  flagValue,
+  loadAverage,
+  machineLine,
+  pythonUnavailable,
+  runPythonJson,
+  writeNoisyJpegs,
+} from './harness';
 import { trainArgs, type RunReply, type RunSpec } from './train-run';
 import {
   peakRssPerWorkerMb,
@@ -93,9 +101,12 @@ function parseArgs(argv: string[]): Options {
   const bad =
     options.presets.some((p) => !(PRESET_NAMES as readonly string[]).includes(p)) ||
     options.workers.some((n) => !Number.isInteger(n) || n < 1) ||
-    !Number.isInteger(options.batchPerWorker) || options.batchPerWorker < 1 ||
-    !Number.isInteger(options.reps) || options.reps < 1 ||
-    !Number.isInteger(options.threads) || options.threads < 1 ||
+    !Number.isInteger(options.batchPerWorker) ||
+    options.batchPerWorker < 1 ||
+    !Number.isInteger(options.reps) ||
+    options.reps < 1 ||
+    !Number.isInteger(options.threads) ||
+    options.threads < 1 ||
     !['wasm', 'native', 'webgpu'].includes(options.backend) ||
     (options.gpus && options.backend !== 'webgpu');
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/train.ts)`);
@@ -121,7 +132,9 @@ export function oursPlan(base: BasePlan, reps: number): RepPlan & { epochSteps: 
 /** A synthetic `train/<class>/<image>.jpg` folder of `count` `sizePx` squares. */
 export async function ensureDataset(sizePx: number, count: number): Promise<string> {
   const root = path.join(os.tmpdir(), `alexnet-bench-train-${sizePx}px-${count}`);
-  const files = Array.from({ length: count }, (_, i) => path.join(root, 'train', `class${i % CLASSES}`, `${String(i).padStart(5, '0')}.jpg`));
+  const files = Array.from({ length: count }, (_, i) =>
+    path.join(root, 'train', `class${i % CLASSES}`, `${String(i).padStart(5, '0')}.jpg`),
+  );
   await writeNoisyJpegs(files, sizePx, sizePx);
   return root;
 }
@@ -133,7 +146,8 @@ export async function runOurs(spec: RunSpec, plan: RepPlan): Promise<OursResult>
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     const reply = await nextMessage(child, isReply, RUN_TIMEOUT_MS);
-    if (reply.kind === 'failed') throw new Error(`${spec.preset} with ${spec.workers} worker(s) failed: ${reply.message}`);
+    if (reply.kind === 'failed')
+      throw new Error(`${spec.preset} with ${spec.workers} worker(s) failed: ${reply.message}`);
     return {
       ...throughputOf(repImagesPerSec(reply.samples, plan)),
       breakdown: stepBreakdown(reply.samples, plan),
@@ -156,10 +170,30 @@ interface TorchJson {
   torch: string;
 }
 
-function runTorch(preset: PresetName, workers: number, batch: number, base: BasePlan, reps: number, specFile: string): TorchResult | string {
+function runTorch(
+  preset: PresetName,
+  workers: number,
+  batch: number,
+  base: BasePlan,
+  reps: number,
+  specFile: string,
+): TorchResult | string {
   const args = [
-    benchScript('torch_train.py'), '--spec', specFile, '--classes', String(CLASSES), '--world', String(workers), '--batch', String(batch),
-    '--warmup', String(base.torchWarmupSteps), '--steps-per-rep', String(base.stepsPerRep), '--reps', String(reps),
+    benchScript('torch_train.py'),
+    '--spec',
+    specFile,
+    '--classes',
+    String(CLASSES),
+    '--world',
+    String(workers),
+    '--batch',
+    String(batch),
+    '--warmup',
+    String(base.torchWarmupSteps),
+    '--steps-per-rep',
+    String(base.stepsPerRep),
+    '--reps',
+    String(reps),
   ];
   const r = runPythonJson<TorchJson>(args);
   if (typeof r === 'string') return `PyTorch ${preset} x${workers} ${r}`;
@@ -180,14 +214,40 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
       const loadBefore = loadAverage();
       const runDir = path.join(scratch, `run-${workers}`);
       const data = await ensureDataset(spec.resizeSize, workers * options.batchPerWorker * plan.epochSteps);
-      const ours = await runOurs({ data, preset, workers, batchPerWorker: options.batchPerWorker, steps: totalSteps(plan), epochs: 2, runDir, backend: options.backend, threads: options.threads, gpus: options.gpus }, plan);
+      const ours = await runOurs(
+        {
+          data,
+          preset,
+          workers,
+          batchPerWorker: options.batchPerWorker,
+          steps: totalSteps(plan),
+          epochs: 2,
+          runDir,
+          backend: options.backend,
+          threads: options.threads,
+          gpus: options.gpus,
+        },
+        plan,
+      );
       fs.rmSync(runDir, { recursive: true, force: true });
       const torch = torchNote ?? runTorch(preset, workers, options.batchPerWorker, base, options.reps, specFile);
       if (typeof torch !== 'string' && torch.params !== params) {
         throw new Error(`PyTorch's ${preset} has ${torch.params} parameters, ours ${params}: the networks differ`);
       }
-      rows.push({ preset, backend: options.backend, workers, batchPerWorker: options.batchPerWorker, params, plan, loadAverage: [loadBefore, loadAverage()], ours, torch });
-      process.stderr.write(`${preset} x${workers}: ${ours.imagesPerSec.toFixed(2)} img/s (PyTorch ${typeof torch === 'string' ? torch : torch.imagesPerSec.toFixed(2)})\n`);
+      rows.push({
+        preset,
+        backend: options.backend,
+        workers,
+        batchPerWorker: options.batchPerWorker,
+        params,
+        plan,
+        loadAverage: [loadBefore, loadAverage()],
+        ours,
+        torch,
+      });
+      process.stderr.write(
+        `${preset} x${workers}: ${ours.imagesPerSec.toFixed(2)} img/s (PyTorch ${typeof torch === 'string' ? torch : torch.imagesPerSec.toFixed(2)})\n`,
+      );
     }
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
@@ -197,7 +257,9 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
 
 async function main(argv: string[]): Promise<void> {
   const options = parseArgs(argv);
-  const unavailable = options.torch ? pythonUnavailable('import torch.distributed as d; assert d.is_gloo_available()') : 'skipped (--no-torch)';
+  const unavailable = options.torch
+    ? pythonUnavailable('import torch.distributed as d; assert d.is_gloo_available()')
+    : 'skipped (--no-torch)';
   const torchNote = unavailable === null ? null : `not run: ${unavailable}`;
   if (torchNote !== null) console.log(`note: PyTorch reference ${torchNote}`);
   const rows: TrainRow[] = [];

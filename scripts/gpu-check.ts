@@ -18,9 +18,14 @@ async function adapters(): Promise<number> {
   const devices = discoverVulkanDevices();
   const rows = devices.map((d) => [d.index, d.name, d.type, `${d.vendorId}:${d.deviceId}`, d.pciTag ?? '-']);
   process.stdout.write(`${formatTable(['#', 'Vulkan device', 'type', 'vendor:device', 'PCI tag (pin)'], rows)}\n`);
-  if (devices.length === 0) process.stdout.write("(no list: Mesa's device-select layer is missing, apt-get install mesa-vulkan-drivers, or there is no Vulkan driver)\n");
+  if (devices.length === 0)
+    process.stdout.write(
+      "(no list: Mesa's device-select layer is missing, apt-get install mesa-vulkan-drivers, or there is no Vulkan driver)\n",
+    );
   const adapter = await probeAdapter();
-  process.stdout.write(`Dawn's adapter: ${adapter === null ? 'none' : describeAdapter(adapter)}; binding limit ${adapter === null ? '-' : `${(adapter.maxBindingBytes / 2 ** 20).toFixed(0)} MiB`}\n`);
+  process.stdout.write(
+    `Dawn's adapter: ${adapter === null ? 'none' : describeAdapter(adapter)}; binding limit ${adapter === null ? '-' : `${(adapter.maxBindingBytes / 2 ** 20).toFixed(0)} MiB`}\n`,
+  );
   return vulkanGpuIds(devices).length > 0 || (adapter !== null && !adapter.software) ? 0 : NO_HARDWARE;
 }
 
@@ -39,10 +44,23 @@ function table(file: string): number {
   const rows = result.rows.map((r) => {
     const parts = r.ours.breakdown.partsMs;
     const scaling = one === undefined ? '-' : (r.ours.imagesPerSec / (r.workers * one.ours.imagesPerSec)).toFixed(2);
-    return [r.preset, r.workers, r.batchPerWorker, r.ours.imagesPerSec.toFixed(1), scaling, ms(r.ours.breakdown.stepMs), ms(parts.computeMs), ms(parts.copyMs), ms(parts.reduceMs), ms(parts.updateMs)];
+    return [
+      r.preset,
+      r.workers,
+      r.batchPerWorker,
+      r.ours.imagesPerSec.toFixed(1),
+      scaling,
+      ms(r.ours.breakdown.stepMs),
+      ms(parts.computeMs),
+      ms(parts.copyMs),
+      ms(parts.reduceMs),
+      ms(parts.updateMs),
+    ];
   });
   process.stdout.write(`${result.machine}\n${result.command}\n`);
-  process.stdout.write(`${formatTable(['preset', 'workers', 'batch/worker', 'img/s', 'scaling eff.', 'step ms', 'compute ms', 'readback ms', 'all-reduce ms', 'update ms'], rows)}\n`);
+  process.stdout.write(
+    `${formatTable(['preset', 'workers', 'batch/worker', 'img/s', 'scaling eff.', 'step ms', 'compute ms', 'readback ms', 'all-reduce ms', 'update ms'], rows)}\n`,
+  );
   return 0;
 }
 

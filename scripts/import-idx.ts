@@ -46,8 +46,16 @@ async function main(): Promise<void> {
     .command('$0 <dir>', 'import IDX files')
     .positional('dir', { type: 'string', demandOption: true })
     .option('out', { type: 'string', demandOption: true })
-    .option('classes', { type: 'string', default: 'auto', describe: "'fashion', 'digits', a comma-separated list, or 'auto' (fashion if the folder name says so)" })
-    .option('val', { type: 'number', default: 0, describe: 'validation images taken from train (count, or fraction < 1)' })
+    .option('classes', {
+      type: 'string',
+      default: 'auto',
+      describe: "'fashion', 'digits', a comma-separated list, or 'auto' (fashion if the folder name says so)",
+    })
+    .option('val', {
+      type: 'number',
+      default: 0,
+      describe: 'validation images taken from train (count, or fraction < 1)',
+    })
     .option('seed', { type: 'number', default: 0 })
     .strict()
     .parseAsync();
@@ -61,14 +69,32 @@ async function main(): Promise<void> {
   const train = await readPart(dir, 'train');
   const test = await readPart(dir, 't10k');
   const bad = [...train.labels, ...test.labels].find((l) => l >= classes.length);
-  if (bad !== undefined) throw new DataError(`label ${bad} but only ${classes.length} class names (${classes.join(', ')}); pass --classes`);
+  if (bad !== undefined)
+    throw new DataError(`label ${bad} but only ${classes.length} class names (${classes.join(', ')}); pass --classes`);
   const trainSplit: SplitName[] = stratifiedSplit(train.labels, { val: args.val, test: 0 }, args.seed);
   const tree: TreeImage[] = [
-    ...train.pixels.map((pixels, i) => ({ split: trainSplit[i], className: classes[train.labels[i]], fileName: `train-${String(i).padStart(5, '0')}.png`, pixels })),
-    ...test.pixels.map((pixels, i) => ({ split: 'test' as const, className: classes[test.labels[i]], fileName: `t10k-${String(i).padStart(5, '0')}.png`, pixels })),
+    ...train.pixels.map((pixels, i) => ({
+      split: trainSplit[i],
+      className: classes[train.labels[i]],
+      fileName: `train-${String(i).padStart(5, '0')}.png`,
+      pixels,
+    })),
+    ...test.pixels.map((pixels, i) => ({
+      split: 'test' as const,
+      className: classes[test.labels[i]],
+      fileName: `t10k-${String(i).padStart(5, '0')}.png`,
+      pixels,
+    })),
   ];
-  const marker = await buildImageTree(args.out, tree, { widthPx: train.widthPx, heightPx: train.heightPx, channels: 1 }, params);
-  console.log(`wrote ${tree.length} PNGs to ${args.out}: ${JSON.stringify(marker.counts)} (classes: ${classes.join(', ')})`);
+  const marker = await buildImageTree(
+    args.out,
+    tree,
+    { widthPx: train.widthPx, heightPx: train.heightPx, channels: 1 },
+    params,
+  );
+  console.log(
+    `wrote ${tree.length} PNGs to ${args.out}: ${JSON.stringify(marker.counts)} (classes: ${classes.join(', ')})`,
+  );
 }
 
 main().catch((err: unknown) => {

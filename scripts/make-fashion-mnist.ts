@@ -10,7 +10,11 @@
  */
 import yargs from 'yargs';
 import { UserError } from '../src/core/errors';
-import { DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, materializeFashionMnist } from '../src/data/commands/fashion-mnist';
+import {
+  DEFAULT_FASHION_MNIST_DIR,
+  FASHION_MNIST_CLASSES,
+  materializeFashionMnist,
+} from '../src/data/commands/fashion-mnist';
 import { formatTable } from '../src/core/text-format';
 
 async function main(): Promise<void> {
@@ -28,11 +32,17 @@ async function main(): Promise<void> {
     return;
   }
   const rows = FASHION_MNIST_CLASSES.map((name, label) => [label, name, ...r.perClass[label]]);
-  console.log(formatTable(['label', 'class', 'train', 'val', 'test'], rows, ['right', 'left', 'right', 'right', 'right']));
+  console.log(
+    formatTable(['label', 'class', 'train', 'val', 'test'], rows, ['right', 'left', 'right', 'right', 'right']),
+  );
   console.log(`malformed rows skipped: ${r.malformed.length} (${r.malformed.join(', ') || 'none'}, as label:index)`);
-  console.log(`duplicates: ${r.duplicateCopies} extra copies dropped; ${r.conflicting} images dropped whose content carries two labels`);
+  console.log(
+    `duplicates: ${r.duplicateCopies} extra copies dropped; ${r.conflicting} images dropped whose content carries two labels`,
+  );
   const total = Object.values(r.counts).reduce((a, b) => a + b, 0);
-  console.log(`wrote ${total} PNGs (${JSON.stringify(r.counts)}) to ${args.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `wrote ${total} PNGs (${JSON.stringify(r.counts)}) to ${args.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
 }
 
 main().catch((err: unknown) => {

@@ -29,8 +29,20 @@ import { METRICS_FILE, STEPS_FILE, parseMetricsJsonl, parseStepsJsonl } from '..
 import { writeSvgAndPng } from '../src/report/svg';
 import { statsPlaces } from '../src/train/setup';
 import {
-  ABLATIONS, ablationChartSvg, ablationTable, ablationTrainArgs, oursTrainArgs, referenceArgs,
-  REPRODUCTION_RECIPE, reproductionChartSvg, reproductionTable, seedGapLines, smoothedTrainError, type AblationBudget, type AblationResult, type RunResult,
+  ABLATIONS,
+  ablationChartSvg,
+  ablationTable,
+  ablationTrainArgs,
+  oursTrainArgs,
+  referenceArgs,
+  REPRODUCTION_RECIPE,
+  reproductionChartSvg,
+  reproductionTable,
+  seedGapLines,
+  smoothedTrainError,
+  type AblationBudget,
+  type AblationResult,
+  type RunResult,
 } from './reproduction-lib';
 
 const GENERATOR = 'scripts/reproduce.ts';
@@ -58,7 +70,9 @@ function run(command: string, args: readonly string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: 'inherit' });
     child.on('error', reject);
-    child.on('exit', (code, signal) => (signal ? reject(new Error(`${command} stopped by ${signal}`)) : resolve(code ?? 1)));
+    child.on('exit', (code, signal) =>
+      signal ? reject(new Error(`${command} stopped by ${signal}`)) : resolve(code ?? 1),
+    );
   });
 }
 
@@ -88,7 +102,11 @@ async function ensureRun(runDir: string, command: string, args: string[], force:
   const started = Date.now();
   const code = await run(command, args);
   if (code !== 0) throw new Error(`${runDir}: exit code ${code}`);
-  const done: RunInfo = { command: [command, ...args], wallMs: Date.now() - started, finishedAt: new Date().toISOString() };
+  const done: RunInfo = {
+    command: [command, ...args],
+    wallMs: Date.now() - started,
+    finishedAt: new Date().toISOString(),
+  };
   fs.writeFileSync(path.join(runDir, COMMAND_FILE), `${JSON.stringify(done, null, 2)}\n`);
 }
 
@@ -100,8 +118,18 @@ function resultOf(name: string, shortName: string, runDir: string): RunResult | 
 
 async function ensureData(): Promise<void> {
   if (fs.existsSync(path.join(DATA_DIR, '.complete.json'))) return;
-  if (!fs.existsSync(IDX_DIR)) throw new UserError(`${IDX_DIR} is missing: apt-get install dataset-fashion-mnist (Debian ships the official IDX files)`);
-  const code = await run(process.execPath, [path.join(__dirname, 'import-idx.js'), IDX_DIR, '--out', DATA_DIR, '--val', '5000']);
+  if (!fs.existsSync(IDX_DIR))
+    throw new UserError(
+      `${IDX_DIR} is missing: apt-get install dataset-fashion-mnist (Debian ships the official IDX files)`,
+    );
+  const code = await run(process.execPath, [
+    path.join(__dirname, 'import-idx.js'),
+    IDX_DIR,
+    '--out',
+    DATA_DIR,
+    '--val',
+    '5000',
+  ]);
   if (code !== 0) throw new Error(`importing ${IDX_DIR} failed`);
 }
 
@@ -117,7 +145,12 @@ async function reproduction(epochs: number, seeds: readonly number[], force: boo
   await ensureData();
   for (const seed of seeds) {
     const dir = oursDirOf(seed);
-    await ensureRun(dir, process.execPath, [cli(), 'train', ...oursTrainArgs(DATA_DIR, dir, epochs, seed, oursBackend())], force);
+    await ensureRun(
+      dir,
+      process.execPath,
+      [cli(), 'train', ...oursTrainArgs(DATA_DIR, dir, epochs, seed, oursBackend())],
+      force,
+    );
   }
   const missing = pythonUnavailable('import torch, PIL');
   if (missing) {
@@ -129,7 +162,15 @@ async function reproduction(epochs: number, seeds: readonly number[], force: boo
   fs.writeFileSync(specFile, JSON.stringify(buildSpec('small', { init: 'he' })));
   for (const seed of seeds) {
     const dir = referenceDirOf(seed);
-    await ensureRun(dir, SYSTEM_PYTHON, [benchScript('torch_reference.py'), ...referenceArgs(DATA_DIR, specFile, path.join(dir, METRICS_FILE), epochs, seed)], force);
+    await ensureRun(
+      dir,
+      SYSTEM_PYTHON,
+      [
+        benchScript('torch_reference.py'),
+        ...referenceArgs(DATA_DIR, specFile, path.join(dir, METRICS_FILE), epochs, seed),
+      ],
+      force,
+    );
   }
 }
 
@@ -159,7 +200,9 @@ async function shareStats(oursDir: string): Promise<void> {
   const target = statsPath(DATA_DIR);
   if (fs.existsSync(target)) return;
   const ds = await openDataset(DATA_DIR);
-  const found = await findStats(statsPlaces(ds.root, ds.splits.train?.samples ?? [], buildSpec(REPRODUCTION_RECIPE.preset).resizeSize, oursDir));
+  const found = await findStats(
+    statsPlaces(ds.root, ds.splits.train?.samples ?? [], buildSpec(REPRODUCTION_RECIPE.preset).resizeSize, oursDir),
+  );
   if (found === null) throw new Error(`no dataset statistics from the run in ${oursDir}`);
   fs.copyFileSync(found.file, target);
 }
@@ -177,7 +220,8 @@ function shownCommand(info: RunInfo | null): string {
   if (!info) return '';
   const [command, ...args] = info.command;
   const program = command === process.execPath ? 'node' : command;
-  const inRepo = (a: string): string => (path.isAbsolute(a) && a.startsWith(repoRoot()) ? path.relative(repoRoot(), a) : a);
+  const inRepo = (a: string): string =>
+    path.isAbsolute(a) && a.startsWith(repoRoot()) ? path.relative(repoRoot(), a) : a;
   return [program, ...args.map(inRepo)].join(' ');
 }
 
@@ -189,18 +233,28 @@ async function report(): Promise<void> {
   if (seeds.length > 0) {
     const dirs = seeds.flatMap((s) => [oursDirOf(s), referenceDirOf(s)]);
     const infos = dirs.map(readRunInfo);
-    const runs = seeds.flatMap((s, i) => [
-      resultOf(`ours (tfjs ${backendOf(infos[2 * i])}, 2 workers), seed ${s}`, `ours s${s}`, oursDirOf(s)),
-      resultOf(`PyTorch reference (2 processes, gloo), seed ${s}`, `PyTorch s${s}`, referenceDirOf(s)),
-    ]).filter((r): r is RunResult => r !== null);
+    const runs = seeds
+      .flatMap((s, i) => [
+        resultOf(`ours (tfjs ${backendOf(infos[2 * i])}, 2 workers), seed ${s}`, `ours s${s}`, oursDirOf(s)),
+        resultOf(`PyTorch reference (2 processes, gloo), seed ${s}`, `PyTorch s${s}`, referenceDirOf(s)),
+      ])
+      .filter((r): r is RunResult => r !== null);
     const ours = runs.filter((_, i) => i % 2 === 0);
     const refs = runs.filter((_, i) => i % 2 === 1);
-    await writeSvgAndPng(reproductionChartSvg(runs), path.join(IMG_DIR, 'reproduction.svg'), path.join(IMG_DIR, 'reproduction.png'));
+    await writeSvgAndPng(
+      reproductionChartSvg(runs),
+      path.join(IMG_DIR, 'reproduction.svg'),
+      path.join(IMG_DIR, 'reproduction.png'),
+    );
     const notes = infos.flatMap((info, i) => (info?.note ? [`- ${runs[i]?.name}: ${info.note}`] : []));
     const block = [
       reproductionTable(runs),
       '',
-      ...seedGapLines(seeds, ours.map((r) => r.metrics), refs.map((r) => r.metrics)),
+      ...seedGapLines(
+        seeds,
+        ours.map((r) => r.metrics),
+        refs.map((r) => r.metrics),
+      ),
       ...(notes.length > 0 ? ['', ...notes] : []),
       '',
       `Commands (seed ${seeds[0]}; the others differ only in \`--seed\` and the run folder): \`${shownCommand(infos[0])}\``,
@@ -216,11 +270,23 @@ async function report(): Promise<void> {
     const r = resultOf(a.id, a.id, dir);
     const stepsFile = path.join(dir, STEPS_FILE);
     if (!r || !fs.existsSync(stepsFile)) continue;
-    results.push({ ablation: a, run: r, curve: smoothedTrainError(parseStepsJsonl(fs.readFileSync(stepsFile, 'utf8')), SMOOTHING_LINES) });
+    results.push({
+      ablation: a,
+      run: r,
+      curve: smoothedTrainError(parseStepsJsonl(fs.readFileSync(stepsFile, 'utf8')), SMOOTHING_LINES),
+    });
   }
   if (results.length > 0) {
-    await writeSvgAndPng(ablationChartSvg(results, TRAIN_ERROR_THRESHOLD), path.join(IMG_DIR, 'ablations.svg'), path.join(IMG_DIR, 'ablations.png'));
-    const block = [ablationTable(results, TRAIN_ERROR_THRESHOLD), '', '![training error per variant](img/ablations.png)'].join('\n');
+    await writeSvgAndPng(
+      ablationChartSvg(results, TRAIN_ERROR_THRESHOLD),
+      path.join(IMG_DIR, 'ablations.svg'),
+      path.join(IMG_DIR, 'ablations.png'),
+    );
+    const block = [
+      ablationTable(results, TRAIN_ERROR_THRESHOLD),
+      '',
+      '![training error per variant](img/ablations.png)',
+    ].join('\n');
     doc = replaceGeneratedBlock(doc, 'ablations', block, GENERATOR);
   }
   fs.writeFileSync(DOC, doc);
@@ -240,10 +306,20 @@ async function main(): Promise<void> {
     .parseAsync();
   process.chdir(repoRoot());
   const seeds = args.seeds.split(',').map(Number);
-  if (seeds.some((s) => !Number.isInteger(s) || s < 0)) throw new UserError(`--seeds must be non-negative integers separated by commas, got '${args.seeds}'`);
+  if (seeds.some((s) => !Number.isInteger(s) || s < 0))
+    throw new UserError(`--seeds must be non-negative integers separated by commas, got '${args.seeds}'`);
   if (args.part === 'reproduction') await reproduction(args.epochs ?? 6, seeds, args.force);
   if (args.part === 'ablations') {
-    await ablations({ epochs: args.epochs ?? 3, trainLimit: args['train-limit'], batchSize: args['batch-size'], lr: 0.01, logEvery: 10 }, args.force);
+    await ablations(
+      {
+        epochs: args.epochs ?? 3,
+        trainLimit: args['train-limit'],
+        batchSize: args['batch-size'],
+        lr: 0.01,
+        logEvery: 10,
+      },
+      args.force,
+    );
   }
   await report();
 }

@@ -25,27 +25,84 @@ export const REPRODUCTION_RECIPE = {
 function recipeArgs(data: string, lr: number, schedule: string, batchSize: number): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
-    '--data', data, '--preset', r.preset, '--init', r.init, '--optimizer', r.optimizer, '--lr', String(lr),
-    '--momentum', String(r.momentum), '--weight-decay', String(r.weightDecay), '--schedule', schedule,
-    '--batch-size', String(batchSize),
+    '--data',
+    data,
+    '--preset',
+    r.preset,
+    '--init',
+    r.init,
+    '--optimizer',
+    r.optimizer,
+    '--lr',
+    String(lr),
+    '--momentum',
+    String(r.momentum),
+    '--weight-decay',
+    String(r.weightDecay),
+    '--schedule',
+    schedule,
+    '--batch-size',
+    String(batchSize),
   ];
 }
 
 /** Our run of the recipe; `backend` is named so that the run's command says what computed it. */
-export function oursTrainArgs(data: string, runDir: string, epochs: number, seed: number = REPRODUCTION_RECIPE.seed, backend: 'native' | 'wasm' = 'wasm'): string[] {
+export function oursTrainArgs(
+  data: string,
+  runDir: string,
+  epochs: number,
+  seed: number = REPRODUCTION_RECIPE.seed,
+  backend: 'native' | 'wasm' = 'wasm',
+): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
     ...recipeArgs(data, r.lr, r.schedule, r.batchSize),
-    '--devices', `cpu:${r.workers}`, '--backend', backend, '--seed', String(seed), '--epochs', String(epochs), '--run-dir', runDir,
+    '--devices',
+    `cpu:${r.workers}`,
+    '--backend',
+    backend,
+    '--seed',
+    String(seed),
+    '--epochs',
+    String(epochs),
+    '--run-dir',
+    runDir,
   ];
 }
 
-export function referenceArgs(data: string, specFile: string, metricsFile: string, epochs: number, seed: number = REPRODUCTION_RECIPE.seed): string[] {
+export function referenceArgs(
+  data: string,
+  specFile: string,
+  metricsFile: string,
+  epochs: number,
+  seed: number = REPRODUCTION_RECIPE.seed,
+): string[] {
   const r = REPRODUCTION_RECIPE;
   return [
-    '--data', data, '--spec', specFile, '--out', metricsFile, '--world', String(r.workers), '--batch', String(r.batchSize),
-    '--epochs', String(epochs), '--optimizer', r.optimizer, '--lr', String(r.lr), '--momentum', String(r.momentum),
-    '--weight-decay', String(r.weightDecay), '--schedule', r.schedule, '--seed', String(seed),
+    '--data',
+    data,
+    '--spec',
+    specFile,
+    '--out',
+    metricsFile,
+    '--world',
+    String(r.workers),
+    '--batch',
+    String(r.batchSize),
+    '--epochs',
+    String(epochs),
+    '--optimizer',
+    r.optimizer,
+    '--lr',
+    String(r.lr),
+    '--momentum',
+    String(r.momentum),
+    '--weight-decay',
+    String(r.weightDecay),
+    '--schedule',
+    r.schedule,
+    '--seed',
+    String(seed),
   ];
 }
 
@@ -77,8 +134,18 @@ export function ablationTrainArgs(a: Ablation, data: string, runDir: string, b: 
   const r = REPRODUCTION_RECIPE;
   return [
     ...recipeArgs(data, b.lr, 'constant', b.batchSize),
-    '--epochs', String(b.epochs), '--train-limit', String(b.trainLimit), '--log-every', String(b.logEvery),
-    '--devices', `cpu:${r.workers}`, '--seed', String(r.seed), '--run-dir', runDir,
+    '--epochs',
+    String(b.epochs),
+    '--train-limit',
+    String(b.trainLimit),
+    '--log-every',
+    String(b.logEvery),
+    '--devices',
+    `cpu:${r.workers}`,
+    '--seed',
+    String(r.seed),
+    '--run-dir',
+    runDir,
     ...a.args,
   ];
 }
@@ -88,7 +155,10 @@ export function ablationTrainArgs(a: Ablation, data: string, runDir: string, b: 
  * (count-weighted), at the fractional epoch where each window ends: one line holds only a few
  * hundred images, too few to read a threshold crossing from.
  */
-export function smoothedTrainError(records: readonly StepRecord[], windowLines: number): { epochs: number; error: number }[] {
+export function smoothedTrainError(
+  records: readonly StepRecord[],
+  windowLines: number,
+): { epochs: number; error: number }[] {
   const out: { epochs: number; error: number }[] = [];
   for (let i = windowLines - 1; i < records.length; i++) {
     const window = records.slice(i - windowLines + 1, i + 1);
@@ -100,7 +170,10 @@ export function smoothedTrainError(records: readonly StepRecord[], windowLines: 
 }
 
 /** The first fractional epoch at which the smoothed training error is at or below `threshold`, or null. */
-export function epochsToTrainError(curve: readonly { epochs: number; error: number }[], threshold: number): number | null {
+export function epochsToTrainError(
+  curve: readonly { epochs: number; error: number }[],
+  threshold: number,
+): number | null {
   return curve.find((p) => p.error <= threshold)?.epochs ?? null;
 }
 
@@ -142,7 +215,11 @@ export function gapPoints(ours: RunMetrics, reference: RunMetrics): number {
 /** Test top-1 errors of runs, as the mean and the range over seeds, in percent. */
 function spread(runs: readonly RunMetrics[]): { mean: number; min: number; max: number } {
   const errors = runs.map((m) => 100 * (m.test?.test.top1Error ?? NaN));
-  return { mean: errors.reduce((a, e) => a + e, 0) / errors.length, min: Math.min(...errors), max: Math.max(...errors) };
+  return {
+    mean: errors.reduce((a, e) => a + e, 0) / errors.length,
+    min: Math.min(...errors),
+    max: Math.max(...errors),
+  };
 }
 
 /**
@@ -150,7 +227,11 @@ function spread(runs: readonly RunMetrics[]): { mean: number; min: number; max: 
  * each seed's own gap (runs paired by seed; the random streams differ between the two sides, so
  * a pair shares only its seed number).
  */
-export function seedGapLines(seeds: readonly number[], ours: readonly RunMetrics[], reference: readonly RunMetrics[]): string[] {
+export function seedGapLines(
+  seeds: readonly number[],
+  ours: readonly RunMetrics[],
+  reference: readonly RunMetrics[],
+): string[] {
   const o = spread(ours);
   const r = spread(reference);
   const gap = o.mean - r.mean;
@@ -204,7 +285,15 @@ export function ablationTable(results: readonly AblationResult[], threshold: num
     ];
   });
   return formatTable(
-    ['variant', 'options', `epochs to ${(100 * threshold).toFixed(0)}% train error`, 'vs baseline', 'final train error', 'test top-1', 'test top-5'],
+    [
+      'variant',
+      'options',
+      `epochs to ${(100 * threshold).toFixed(0)}% train error`,
+      'vs baseline',
+      'final train error',
+      'test top-1',
+      'test top-5',
+    ],
     rows,
     ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
   );
@@ -216,29 +305,70 @@ const TITLE_PX = 36;
 
 function panels(title: string, specs: readonly ChartSpec[], width = PANEL.width): string {
   const drawn = specs.map((spec, i) => lineChart(spec, { x: i * width, y: TITLE_PX, width, height: PANEL.height }));
-  return svgDocument(specs.length * width, TITLE_PX + PANEL.height, [svgText(16, 24, title, { sizePx: 16, weight: 'bold' }), ...drawn]);
+  return svgDocument(specs.length * width, TITLE_PX + PANEL.height, [
+    svgText(16, 24, title, { sizePx: 16, weight: 'bold' }),
+    ...drawn,
+  ]);
 }
 
 /** Ours against the reference per epoch: training loss, validation top-1 error, learning rate. */
 export function reproductionChartSvg(runs: readonly RunResult[]): string {
   const series = (pick: (e: RunMetrics['epochs'][number]) => number | null): Series[] =>
-    runs.map((r, i) => ({ name: r.shortName, color: COLORS[i], points: r.metrics.epochs.map((e) => ({ x: e.epoch, y: pick(e) })) }));
+    runs.map((r, i) => ({
+      name: r.shortName,
+      color: COLORS[i],
+      points: r.metrics.epochs.map((e) => ({ x: e.epoch, y: pick(e) })),
+    }));
   const common = { xLabel: 'epoch', yScale: 'linear' as const, integerX: true, includeZero: true };
   return panels('Reproduction: ours vs the PyTorch reference', [
     { ...common, title: 'Training loss', yLabel: 'cross-entropy', series: series((e) => e.train.loss) },
-    { ...common, title: 'Validation top-1 error', yLabel: 'top-1 error', percent: true, series: series((e) => e.val?.top1Error ?? null) },
-    { ...common, includeZero: false, yScale: 'log', title: 'Learning rate', yLabel: 'learning rate', series: series((e) => e.lr) },
+    {
+      ...common,
+      title: 'Validation top-1 error',
+      yLabel: 'top-1 error',
+      percent: true,
+      series: series((e) => e.val?.top1Error ?? null),
+    },
+    {
+      ...common,
+      includeZero: false,
+      yScale: 'log',
+      title: 'Learning rate',
+      yLabel: 'learning rate',
+      series: series((e) => e.lr),
+    },
   ]);
 }
 
 /** The paper's Figure 1 at our scale: smoothed training error against epochs, one line per variant. */
 export function ablationChartSvg(results: readonly AblationResult[], threshold: number): string {
-  const series: Series[] = results.map((r, i) => ({ name: r.ablation.id, color: COLORS[i % COLORS.length], points: r.curve.map((p) => ({ x: p.epochs, y: p.error })) }));
+  const series: Series[] = results.map((r, i) => ({
+    name: r.ablation.id,
+    color: COLORS[i % COLORS.length],
+    points: r.curve.map((p) => ({ x: p.epochs, y: p.error })),
+  }));
   const xs = results.flatMap((r) => r.curve.map((p) => p.epochs));
-  series.push({ name: `${(100 * threshold).toFixed(0)}%`, color: '#aaaaaa', points: [{ x: Math.min(...xs), y: threshold }, { x: Math.max(...xs), y: threshold }] });
+  series.push({
+    name: `${(100 * threshold).toFixed(0)}%`,
+    color: '#aaaaaa',
+    points: [
+      { x: Math.min(...xs), y: threshold },
+      { x: Math.max(...xs), y: threshold },
+    ],
+  });
   return panels(
     'Ablations: training top-1 error on the augmented training batches (dropout as each variant has it)',
-    [{ title: 'Training top-1 error', xLabel: 'epoch', yLabel: 'top-1 error', percent: true, includeZero: true, yScale: 'linear', series }],
+    [
+      {
+        title: 'Training top-1 error',
+        xLabel: 'epoch',
+        yLabel: 'top-1 error',
+        percent: true,
+        includeZero: true,
+        yScale: 'linear',
+        series,
+      },
+    ],
     2 * PANEL.width,
   );
 }

@@ -9,7 +9,15 @@ import * as tf from '@tensorflow/tfjs';
 import { backendRequest, describeBackend, initBackend } from './backend/select';
 import { loadAddon } from './backend/native/backend';
 import { readFloats } from './backend/readback';
-import { buildEvalConfig, buildTrainConfig, env, type BackendChoice, type CliArgs, type PresetName, type TrainConfig } from './core/config';
+import {
+  buildEvalConfig,
+  buildTrainConfig,
+  env,
+  type BackendChoice,
+  type CliArgs,
+  type PresetName,
+  type TrainConfig,
+} from './core/config';
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, problemWarnings, type SplitName } from './data/index/dataset';
 import { assertMayReplace, recordWritten } from './data/commands/owned';
@@ -30,7 +38,12 @@ import { BatchLoader } from './data/loader';
 import type { MetricSummary } from './train/metrics';
 import { appendRunEvent, trainResultOf, writeRunInfo, type EndEvent, type TrainResult } from './train/run/run-log';
 import { WorkerLog } from './train/run/worker-log';
-import { buildDashboardConfig, DASHBOARD_COMMAND_FLAGS, TRAIN_DASHBOARD_FLAGS, type DashboardConfig } from './dashboard/options';
+import {
+  buildDashboardConfig,
+  DASHBOARD_COMMAND_FLAGS,
+  TRAIN_DASHBOARD_FLAGS,
+  type DashboardConfig,
+} from './dashboard/options';
 import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/run/checkpoint-store';
 import { assertFreshRunDir } from './train/run/run-dir';
@@ -44,7 +57,14 @@ import { resolveDevices, describeDevices, type DeviceAssignment } from './device
 import { runJoinAgent } from './dist/launch/agent';
 import { buildClusterConfig, buildJoinConfig, type ClusterConfig } from './dist/control/cluster-config';
 import { runDataParallel } from './dist/launch/coordinator';
-import { SCHEDULER_VARIABLES, coordinatorArgs, describeLaunch, joinArgs, resolveMasterHost, schedulerLaunch } from './dist/launch/scheduler-env';
+import {
+  SCHEDULER_VARIABLES,
+  coordinatorArgs,
+  describeLaunch,
+  joinArgs,
+  resolveMasterHost,
+  schedulerLaunch,
+} from './dist/launch/scheduler-env';
 import type { ClusterPlan } from './dist/control/host-rendezvous';
 import { readKeyFile, writeKeyFile } from './dist/security/keyfile';
 import { stepReportMessage, type StepReportMessage } from './dist/control/messages';
@@ -53,9 +73,14 @@ import { localAddressTowards, parseTcpEndpoint } from './dist/ring/ring-address'
 function printFinal(log: Logger, result: TrainResult): void {
   if (result.stopped) return;
   const last = result.epochs[result.epochs.length - 1];
-  if (last?.val) log.result(`final val: top-1 error ${formatPercent(last.val.top1Error)}, top-5 error ${formatPercent(last.val.top5Error)}`);
+  if (last?.val)
+    log.result(
+      `final val: top-1 error ${formatPercent(last.val.top1Error)}, top-5 error ${formatPercent(last.val.top5Error)}`,
+    );
   if (result.test) {
-    log.result(`final test (${result.test.count} images): top-1 error ${formatPercent(result.test.top1Error)}, top-5 error ${formatPercent(result.test.top5Error)}`);
+    log.result(
+      `final test (${result.test.count} images): top-1 error ${formatPercent(result.test.top1Error)}, top-5 error ${formatPercent(result.test.top5Error)}`,
+    );
   }
   log.result(`wall time ${(result.wallMs / 1000).toFixed(1)} s; run directory ${result.runDir}`);
 }
@@ -125,7 +150,9 @@ export async function trainDataParallel(
 /** The coordinator's view of a multi-host run: options checked against this host's devices, key read. */
 function clusterPlan(cluster: ClusterConfig, devices: DeviceAssignment): ClusterPlan {
   if (devices.worldSize > cluster.worldSize) {
-    throw new ConfigError(`--world-size ${cluster.worldSize} is less than this host's ${devices.worldSize} devices: count the workers of all hosts, or pass fewer --devices`);
+    throw new ConfigError(
+      `--world-size ${cluster.worldSize} is less than this host's ${devices.worldSize} devices: count the workers of all hosts, or pass fewer --devices`,
+    );
   }
   return { ...cluster, keys: readKeyFile(cluster.keyFile) };
 }
@@ -139,7 +166,9 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const launch = args['rendezvous'] == null ? schedulerLaunch(env.variables(SCHEDULER_VARIABLES)) : null;
   const masterIp = launch === null ? null : await resolveMasterHost(launch);
   if (launch !== null && masterIp !== null) {
-    consoleLogger({ level: String(args['log-level']) === 'quiet' ? 'quiet' : 'info' }).info(describeLaunch(launch, masterIp));
+    consoleLogger({ level: String(args['log-level']) === 'quiet' ? 'quiet' : 'info' }).info(
+      describeLaunch(launch, masterIp),
+    );
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
   const asked = buildTrainConfig(args);
@@ -147,20 +176,33 @@ export async function runTrain(args: CliArgs): Promise<void> {
   const log = consoleLogger({ level: asked.logLevel });
   // GPU discovery runs nvidia-smi: once.
   const found = resolveDevices(asked);
-  const cluster = buildClusterConfig(launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, found.worldSize));
+  const cluster = buildClusterConfig(
+    launch === null || masterIp === null ? args : coordinatorArgs(launch, masterIp, args, found.worldSize),
+  );
   assertFreshRunDir(asked.runDir, asked.resume, Boolean(args['force']));
   const spec = buildSpec(asked.preset, asked.model);
   const ds = await openDataset(asked.data, { layout: asked.dataLayout, classNames: asked.classNames });
-  const { config, devices } = cluster === null ? autoCpuLayout(asked, found, spec, ds.classes.length, log) : { config: asked, devices: found };
+  const { config, devices } =
+    cluster === null ? autoCpuLayout(asked, found, spec, ds.classes.length, log) : { config: asked, devices: found };
   const plan = cluster === null ? null : clusterPlan(cluster, devices);
   log.info(describeDevices(devices, plan?.worldSize ?? null));
-  log.info(`dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits).map((s) => `${s.name} ${s.samples.length}`).join(', ')}`);
+  log.info(
+    `dataset ${ds.root}: ${ds.classes.length} classes; ${Object.values(ds.splits)
+      .map((s) => `${s.name} ${s.samples.length}`)
+      .join(', ')}`,
+  );
   for (const note of ds.notes) log.info(note);
   for (const warning of [...ds.warnings, ...problemWarnings(ds)]) log.warn(warning);
   log.info(formatSummary(spec, ds.classes.length));
   // The server first: a port it cannot have fails the run before it writes anything into its directory.
   const dashboard = dashboardConfig === null ? null : await serveRunDashboard(config.runDir, dashboardConfig, log);
-  writeRunInfo(config.runDir, { config: { ...config }, startedMs: Date.now(), pid: process.pid, host: os.hostname(), worldSize: plan?.worldSize ?? devices.worldSize });
+  writeRunInfo(config.runDir, {
+    config: { ...config },
+    startedMs: Date.now(),
+    pid: process.pid,
+    host: os.hostname(),
+    worldSize: plan?.worldSize ?? devices.worldSize,
+  });
   try {
     const result =
       plan === null && devices.worldSize === 1
@@ -186,14 +228,40 @@ export async function runTrain(args: CliArgs): Promise<void> {
  * predicts faster for this model (said in one line). Any explicit --devices or --threads, and
  * the wasm backend (single-threaded), keep one worker per core.
  */
-function autoCpuLayout(config: TrainConfig, devices: DeviceAssignment, spec: ModelSpec, classes: number, log: Logger): { config: TrainConfig; devices: DeviceAssignment } {
-  const eligible = config.devices.trim() === 'auto' && devices.kind === 'cpu' && devices.worldSize > 1 && config.threads === 1 && (config.backend === 'auto' || config.backend === 'native');
+function autoCpuLayout(
+  config: TrainConfig,
+  devices: DeviceAssignment,
+  spec: ModelSpec,
+  classes: number,
+  log: Logger,
+): { config: TrainConfig; devices: DeviceAssignment } {
+  const eligible =
+    config.devices.trim() === 'auto' &&
+    devices.kind === 'cpu' &&
+    devices.worldSize > 1 &&
+    config.threads === 1 &&
+    (config.backend === 'auto' || config.backend === 'native');
   if (!eligible || !nativeLoads()) return { config, devices };
   const n = devices.worldSize;
-  const wire = wireBytesPerStep({ spec, numClasses: classes, mode: config.parallel, dtype: config.wireDtype, worldSize: n, batchPerWorker: Math.ceil(config.batchSize / n) });
-  const layout = chooseCpuLayout({ cores: n, globalBatch: config.batchSize, wireBytes: wire.total, forwardFlopsPerImage: forwardFlopsPerImage(spec, classes) });
+  const wire = wireBytesPerStep({
+    spec,
+    numClasses: classes,
+    mode: config.parallel,
+    dtype: config.wireDtype,
+    worldSize: n,
+    batchPerWorker: Math.ceil(config.batchSize / n),
+  });
+  const layout = chooseCpuLayout({
+    cores: n,
+    globalBatch: config.batchSize,
+    wireBytes: wire.total,
+    forwardFlopsPerImage: forwardFlopsPerImage(spec, classes),
+  });
   log.info(`--devices auto: ${layout.reason}`);
-  return { config: { ...config, threads: layout.threadsPerWorker }, devices: { ...devices, worldSize: layout.workers } };
+  return {
+    config: { ...config, threads: layout.threadsPerWorker },
+    devices: { ...devices, worldSize: layout.workers },
+  };
 }
 
 /** Whether the native backend's addon loads here (the workers would run it). */
@@ -213,7 +281,10 @@ function recordRunEnd(runDir: string, status: EndEvent['status'], message?: stri
 
 /** `train --dashboard`: this run's page, served while it trains. */
 async function serveRunDashboard(runDir: string, config: DashboardConfig, log: Logger): Promise<DashboardServer> {
-  const { server, url } = await startDashboard({ runsRoot: path.dirname(runDir), onlyRun: path.basename(runDir), ...config }, TRAIN_DASHBOARD_FLAGS);
+  const { server, url } = await startDashboard(
+    { runsRoot: path.dirname(runDir), onlyRun: path.basename(runDir), ...config },
+    TRAIN_DASHBOARD_FLAGS,
+  );
   log.result(`dashboard: ${url}`);
   return server;
 }
@@ -221,7 +292,8 @@ async function serveRunDashboard(runDir: string, config: DashboardConfig, log: L
 /** `alexnet dashboard <runs>`: the runs of a folder, finished and running, until Ctrl-C. */
 export async function runDashboard(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<void> {
   const runsRoot = path.resolve(String(args['runs']));
-  if (!fs.existsSync(runsRoot) || !fs.statSync(runsRoot).isDirectory()) throw new ConfigError(`runs folder '${runsRoot}' does not exist`);
+  if (!fs.existsSync(runsRoot) || !fs.statSync(runsRoot).isDirectory())
+    throw new ConfigError(`runs folder '${runsRoot}' does not exist`);
   const config = buildDashboardConfig(args, DASHBOARD_COMMAND_FLAGS);
   if (config === null) throw new ConfigError('--port is required');
   const { server, url } = await startDashboard({ runsRoot, ...config }, DASHBOARD_COMMAND_FLAGS);
@@ -260,7 +332,9 @@ export async function runJoin(args: CliArgs): Promise<void> {
 export function runKeygen(args: CliArgs): void {
   const file = String(args['out']);
   const { publicKey } = writeKeyFile(file, Boolean(args['force']));
-  process.stdout.write(`wrote ${file} (mode 0600; public key ${publicKey}): copy it to every host of the run, and keep it private\n`);
+  process.stdout.write(
+    `wrote ${file} (mode 0600; public key ${publicKey}): copy it to every host of the run, and keep it private\n`,
+  );
 }
 
 function checkpointFile(target: string): string {
@@ -282,7 +356,9 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const { tta, batchSize } = evalConfig;
   const file = checkpointFile(evalConfig.checkpoint);
   const ckpt = loadCheckpoint(file);
-  log.info(describeBackend(await initBackend(evalConfig.backend, false, { allowSoftwareGpu: evalConfig.allowSoftwareGpu })));
+  log.info(
+    describeBackend(await initBackend(evalConfig.backend, false, { allowSoftwareGpu: evalConfig.allowSoftwareGpu })),
+  );
   const dataRoot = evalConfig.data ?? ckpt.config.data;
   if (!fs.existsSync(dataRoot)) throw new ConfigError(`dataset '${dataRoot}' does not exist`);
   // The checkpoint's own layout and class names, unless this command gives its own.
@@ -296,14 +372,26 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   if (samples == null || samples.length === 0) throw new DataError(`${ds.root} has no '${split}' split`);
   checkCompatible(ckpt, ckpt.config.preset, ds.classes, file);
   // Labels index the dataset's classes, predictions the checkpoint's: say so when they differ.
-  if (ckpt.classes.join('\n') !== ds.classes.join('\n')) log.warn(`the dataset's classes differ from the checkpoint's (${ckpt.classes.slice(0, 3).join(', ')}, ...): per-class results use the dataset's names`);
+  if (ckpt.classes.join('\n') !== ds.classes.join('\n'))
+    log.warn(
+      `the dataset's classes differ from the checkpoint's (${ckpt.classes.slice(0, 3).join(', ')}, ...): per-class results use the dataset's names`,
+    );
   const spec = buildSpec(ckpt.config.preset, ckpt.config.model);
   const model = createAlexNet(spec, ckpt.classes.length, 0);
   setWeights(model, ckpt.weights, file);
-  const stats = await findStats(statsPlaces(ds.root, ds.splits.train?.samples ?? [], spec.resizeSize, path.dirname(file)));
+  const stats = await findStats(
+    statsPlaces(ds.root, ds.splits.train?.samples ?? [], spec.resizeSize, path.dirname(file)),
+  );
   const loader = new BatchLoader({
-    samples, resizeSize: spec.resizeSize, cropSize: spec.inputSize, globalBatchSize: batchSize, rank: 0, worldSize: 1,
-    seed: 0, mode: tta === 10 ? 'tenCrop' : 'center', stats: stats?.stats ?? null,
+    samples,
+    resizeSize: spec.resizeSize,
+    cropSize: spec.inputSize,
+    globalBatchSize: batchSize,
+    rank: 0,
+    worldSize: 1,
+    seed: 0,
+    mode: tta === 10 ? 'tenCrop' : 'center',
+    stats: stats?.stats ?? null,
     onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
   });
   const { summary: s, confusion } = await evaluateWithConfusion(model, loader);
@@ -311,20 +399,34 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
   const perClass = perClassAccuracy(confusion);
   log.result(perClassTable(perClass, ds.classes));
   const unscored = confusion.unscored.reduce((a, b) => a + b, 0);
-  if (unscored > 0) log.warn(`${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`);
+  if (unscored > 0)
+    log.warn(
+      `${unscored} images had no finite score (a diverged model?): counted as errors, in the '(no score)' column`,
+    );
   const outDir = evalConfig.out ?? defaultEvalDir(file, split, tta);
   assertMayReplace(outDir, EVAL_FILE_NAMES, evalConfig.force, 'choose another --out');
-  const files = await writeEvalOutputs(outDir, confusion, ds.classes, `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`);
+  const files = await writeEvalOutputs(
+    outDir,
+    confusion,
+    ds.classes,
+    `Confusion matrix: ${what}, top-1 error ${formatPercent(s.top1Error)}`,
+  );
   recordWritten(outDir, EVAL_FILE_NAMES);
-  log.result(`${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`);
+  log.result(
+    `${what}: top-1 error ${formatPercent(s.top1Error)}, top-5 error ${formatPercent(s.top5Error)}, loss ${s.loss.toFixed(4)}`,
+  );
   log.info(`wrote ${files.confusionCsv}, ${files.perClassCsv}, ${files.heatmapPng}`);
   return { summary: s, perClass, files };
 }
 
 /** Redraws a run's curves and `report.md` from its metrics.jsonl and checkpoint. */
-export async function runReport(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<RunReportFiles> {
+export async function runReport(
+  args: CliArgs,
+  log: Logger = consoleLogger({ level: 'info' }),
+): Promise<RunReportFiles> {
   const runDir = String(args['run-dir']);
-  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new ConfigError(`run directory '${runDir}' does not exist`);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory())
+    throw new ConfigError(`run directory '${runDir}' does not exist`);
   const files = await writeRunReport(runDir);
   log.result(`wrote ${files.markdown}, ${files.curvesPng}, ${files.curvesSvg}`);
   return files;
@@ -337,11 +439,21 @@ export interface Prediction {
 
 export async function runPredict(args: CliArgs): Promise<Prediction[]> {
   const dir = String(args['model']);
-  if (!fs.existsSync(path.join(dir, 'model.json'))) throw new CheckpointError(`${dir} has no model.json: pass an exported model folder (run-dir/final-model)`);
+  if (!fs.existsSync(path.join(dir, 'model.json')))
+    throw new CheckpointError(`${dir} has no model.json: pass an exported model folder (run-dir/final-model)`);
   await initBackend(args['backend'] as BackendChoice, false, { allowSoftwareGpu: args['allow-software-gpu'] === true });
   const { model, meta } = await loadExportedModel(dir);
   const top = Math.max(1, Math.min(Number(args['top']) || 5, meta.classes.length));
-  const affine = channelAffine({ meanRgb: meta.meanRgb, stdRgb: meta.stdRgb, eigenvalues: [0, 0, 0], eigenvectors: [[1, 0, 0], [0, 1, 0], [0, 0, 1]] });
+  const affine = channelAffine({
+    meanRgb: meta.meanRgb,
+    stdRgb: meta.stdRgb,
+    eigenvalues: [0, 0, 0],
+    eigenvectors: [
+      [1, 0, 0],
+      [0, 1, 0],
+      [0, 0, 1],
+    ],
+  });
   const results: Prediction[] = [];
   let failures = 0;
   for (const image of args['images'] as string[]) {
@@ -352,12 +464,27 @@ export async function runPredict(args: CliArgs): Promise<Prediction[]> {
       continue;
     }
     const input = new Float32Array(cropElements(meta.inputSize));
-    writeCrop(decoded.pixels, meta.resizeSize, meta.inputSize, centerCropBox(meta.resizeSize, meta.inputSize), false, affine, input, 0);
-    const output = tf.tidy(() => model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor);
+    writeCrop(
+      decoded.pixels,
+      meta.resizeSize,
+      meta.inputSize,
+      centerCropBox(meta.resizeSize, meta.inputSize),
+      false,
+      affine,
+      input,
+      0,
+    );
+    const output = tf.tidy(
+      () => model.execute(tf.tensor4d(input, [1, meta.inputSize, meta.inputSize, 3]), 'probabilities') as tf.Tensor,
+    );
     const probs = await readFloats(output).finally(() => output.dispose());
-    const ranked = Array.from(probs, (p, i) => ({ label: meta.classes[i], probability: p })).sort((a, b) => b.probability - a.probability).slice(0, top);
+    const ranked = Array.from(probs, (p, i) => ({ label: meta.classes[i], probability: p }))
+      .sort((a, b) => b.probability - a.probability)
+      .slice(0, top);
     results.push({ image, top: ranked });
-    process.stdout.write(`${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${formatPercent(r.probability)}`).join('\n')}\n`);
+    process.stdout.write(
+      `${image}\n${ranked.map((r, k) => `  ${k + 1}. ${r.label.padEnd(20)} ${formatPercent(r.probability)}`).join('\n')}\n`,
+    );
   }
   if (failures > 0) process.exitCode = 1;
   return results;

@@ -43,7 +43,10 @@ async function train(session: WorkerSession, hooks: WorkerHooks): Promise<void> 
   const backend = await initBackend(choice, boot.deviceKind === 'gpu', options);
   if (rank === 0) log.info(describeBackend(backend));
   if (rank === 0 && session.dataPlane) log.info(describeDataPlane(session.dataPlane, boot.worldSize));
-  if (rank === 0 && config.wireDtype !== 'fp32') log.info(`wire: ${config.wireDtype}, converted by ${session.collective.codec === 'native' ? "the native addon's vectorised loops" : `scalar ${session.collective.codec}`}`);
+  if (rank === 0 && config.wireDtype !== 'fp32')
+    log.info(
+      `wire: ${config.wireDtype}, converted by ${session.collective.codec === 'native' ? "the native addon's vectorised loops" : `scalar ${session.collective.codec}`}`,
+    );
   await session.ready();
   const trainer = new Trainer(config, {
     log,
@@ -66,7 +69,9 @@ export async function workerMain(hooks: WorkerHooks = {}): Promise<number> {
   exitWhenOrphaned(boot.rank, readSpawnerPid());
   const keys = workerKeys(boot);
   const options = { curve: keys };
-  const control = hooks.control ? hooks.control(boot.controlAddress, options) : new WorkerControl(boot.controlAddress, options);
+  const control = hooks.control
+    ? hooks.control(boot.controlAddress, options)
+    : new WorkerControl(boot.controlAddress, options);
   let session: WorkerSession | null = null;
   try {
     session = await WorkerSession.open(boot, control, keys);

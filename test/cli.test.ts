@@ -24,18 +24,30 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     [['report', '/no/such/run'], /run directory '\/no\/such\/run' does not exist/],
     [['fly'], /Unknown argument|command/],
     // Multi-host runs always need the cluster key, on a real interface as on loopback.
-    [['train', '--data', '.', '--rendezvous', 'tcp://10.1.2.3:29500', '--world-size', '2'], /--rendezvous tcp:\/\/10.1.2.3:29500 needs --key-file: runs across hosts always use CURVE/],
+    [
+      ['train', '--data', '.', '--rendezvous', 'tcp://10.1.2.3:29500', '--world-size', '2'],
+      /--rendezvous tcp:\/\/10.1.2.3:29500 needs --key-file: runs across hosts always use CURVE/,
+    ],
     [['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--world-size', '2'], /needs --key-file/],
     [['join', 'tcp://10.1.2.3:29500'], /join tcp:\/\/10.1.2.3:29500 needs --key-file/],
-    [['join', 'tcp://10.1.2.3:29500', '--key-file', '/no/such.key'], /key file \/no\/such.key does not exist: make one with 'alexnet keygen/],
+    [
+      ['join', 'tcp://10.1.2.3:29500', '--key-file', '/no/such.key'],
+      /key file \/no\/such.key does not exist: make one with 'alexnet keygen/,
+    ],
     [['join', '10.1.2.3:29500', '--key-file', 'k'], /is not tcp:\/\/<host>:<port>/],
     [['train', '--data', '.', '--world-size', '2'], /--world-size only applies to a multi-host run/],
-    [['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--key-file', 'k'], /--rendezvous needs --world-size/],
+    [
+      ['train', '--data', '.', '--rendezvous', 'tcp://127.0.0.1:29500', '--key-file', 'k'],
+      /--rendezvous needs --world-size/,
+    ],
     [['train', '--data', '.', '--dashboard-host', '0.0.0.0'], /--dashboard-host only applies with --dashboard/],
     [['train', '--data', '.', '--dashboard', '65536'], /--dashboard must be a port 0-65535/],
     [['dashboard', '/no/such/runs'], /runs folder '\/no\/such\/runs' does not exist/],
     [['dashboard', '.', '--port', 'x'], /--port must be a number/],
-    [['dashboard', '.', '--port', '0', '--host', '10.255.255.254'], /--host 10.255.255.254: not an address of this host/],
+    [
+      ['dashboard', '.', '--port', '0', '--host', '10.255.255.254'],
+      /--host 10.255.255.254: not an address of this host/,
+    ],
   ];
   for (const [args, pattern] of cases) {
     const r = run(...args);
@@ -57,7 +69,19 @@ t.test('dashboard: a port in use is a one-line error', async (t) => {
   const root = tempDir(t, 'alexnet-cli-dashboard-');
   const data = await makeStripeDataset(path.join(root, 'data'), { train: 2, val: 1, test: 1 });
   const runDir = path.join(root, 'run');
-  const train = run('train', '--data', data, '--preset', 'small', '--backend', 'wasm', '--run-dir', runDir, '--dashboard', port);
+  const train = run(
+    'train',
+    '--data',
+    data,
+    '--preset',
+    'small',
+    '--backend',
+    'wasm',
+    '--run-dir',
+    runDir,
+    '--dashboard',
+    port,
+  );
   t.equal(train.code, 2);
   t.match(train.stderr, `--dashboard ${port}: the port is in use`);
   t.notOk(fs.existsSync(runDir), 'no run directory made');
@@ -66,17 +90,20 @@ t.test('dashboard: a port in use is a one-line error', async (t) => {
 t.test('--help explains every train option with its default', async (t) => {
   const r = run('train', '--help');
   t.equal(r.code, 0);
-  for (const opt of ['--preset', '--batch-size', '--lr', '--weight-decay', '--devices', '--resume', '--tta']) t.match(r.stdout, opt);
+  for (const opt of ['--preset', '--batch-size', '--lr', '--weight-decay', '--devices', '--resume', '--tta'])
+    t.match(r.stdout, opt);
   t.match(r.stdout, /default: 128/);
 });
 
 t.test('--help of the multi-host options and commands gives their defaults', async (t) => {
   const train = run('train', '--help');
-  for (const opt of ['--rendezvous', '--world-size', '--key-file', '--ring-host', '--ring-port', '--join-timeout']) t.match(train.stdout, opt);
+  for (const opt of ['--rendezvous', '--world-size', '--key-file', '--ring-host', '--ring-port', '--join-timeout'])
+    t.match(train.stdout, opt);
   t.match(train.stdout, /default: 600/);
   const join = run('join', '--help');
   t.equal(join.code, 0);
-  for (const opt of ['--key-file', '--devices', '--ring-host', '--ring-port', '--join-timeout']) t.match(join.stdout, opt);
+  for (const opt of ['--key-file', '--devices', '--ring-host', '--ring-port', '--join-timeout'])
+    t.match(join.stdout, opt);
   t.match(join.stdout, /default: "auto"/);
   const keygen = run('keygen', '--help');
   t.match(keygen.stdout, /default: "cluster.key"/);
@@ -112,21 +139,35 @@ t.test('a flag given twice takes its last value, as `make train ARGS="--epochs 3
   t.match(r.stderr, /--batch-size must be a whole number >= 1, got 0$/m);
 });
 
-t.test('the last occurrence of a flag wins, whatever its value (yargs alone read --epochs 8 --epochs 1 as 9)', async (t) => {
-  const { lastFlagWins, trainOptions } = await import('../src/cli');
-  const yargs = (await import('yargs')).default;
-  const booleans = new Set(['crop', 'overlap']);
-  t.same(lastFlagWins(['train', '--epochs', '8', '--no-crop', '--epochs', '1', '--crop', '--lr=0.1', '--lr=0.2', '--overlap', 'x'], booleans), ['train', '--epochs', '1', '--crop', '--lr=0.2', '--overlap', 'x']);
-  const parsed = trainOptions(yargs(lastFlagWins(['--epochs', '8', '--max-steps', '40', '--epochs', '1'], booleans))).parseSync();
-  t.equal(parsed.epochs, 1);
-  t.equal(parsed['max-steps'], 40);
-});
+t.test(
+  'the last occurrence of a flag wins, whatever its value (yargs alone read --epochs 8 --epochs 1 as 9)',
+  async (t) => {
+    const { lastFlagWins, trainOptions } = await import('../src/cli');
+    const yargs = (await import('yargs')).default;
+    const booleans = new Set(['crop', 'overlap']);
+    t.same(
+      lastFlagWins(
+        ['train', '--epochs', '8', '--no-crop', '--epochs', '1', '--crop', '--lr=0.1', '--lr=0.2', '--overlap', 'x'],
+        booleans,
+      ),
+      ['train', '--epochs', '1', '--crop', '--lr=0.2', '--overlap', 'x'],
+    );
+    const parsed = trainOptions(
+      yargs(lastFlagWins(['--epochs', '8', '--max-steps', '40', '--epochs', '1'], booleans)),
+    ).parseSync();
+    t.equal(parsed.epochs, 1);
+    t.equal(parsed['max-steps'], 40);
+  },
+);
 
 t.test("the Makefile's default run is a valid `alexnet train` command", async (t) => {
   const dry = spawnSync('make', ['-n', 'train'], { encoding: 'utf8' });
   t.equal(dry.status, 0, dry.stderr);
   const line = dry.stdout.split('\n').find((l) => l.includes('cli.js train')) ?? '';
-  const args = line.trim().split(/\s+/).slice(line.trim().split(/\s+/).indexOf('train') + 1);
+  const args = line
+    .trim()
+    .split(/\s+/)
+    .slice(line.trim().split(/\s+/).indexOf('train') + 1);
   t.ok(args.includes('--preset') && args.includes('small'), `the small preset: ${args.join(' ')}`);
   // The real parser and validator, without training: --help exits before anything runs, so
   // parse through the library instead.
@@ -136,5 +177,14 @@ t.test("the Makefile's default run is a valid `alexnet train` command", async (t
   // The data folder may not be materialised yet: point --data at an existing folder instead.
   args[args.indexOf('--data') + 1] = tempDir(t);
   const config = buildTrainConfig(trainOptions(yargs(args).strict()).parseSync() as Record<string, unknown>);
-  t.match(config, { preset: 'small', epochs: 8, trainLimit: 0, batchSize: 64, optimizer: 'adam', lrStepEpochs: 6, model: { dropoutRate: 0.5 }, augment: { crop: false, flip: true, pcaLighting: true } });
+  t.match(config, {
+    preset: 'small',
+    epochs: 8,
+    trainLimit: 0,
+    batchSize: 64,
+    optimizer: 'adam',
+    lrStepEpochs: 6,
+    model: { dropoutRate: 0.5 },
+    augment: { crop: false, flip: true, pcaLighting: true },
+  });
 });

@@ -5,7 +5,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { nativeInPlaceUpdates } from './native/backend';
-import { ADAM_KERNEL, CONV_LAYER_GRAD_KERNEL, CONV_LAYER_KERNEL, SGD_MOMENTUM_KERNEL, type AdamAttrs, type ConvLayerAttrs, type SgdMomentumAttrs } from './native/kernels';
+import {
+  ADAM_KERNEL,
+  CONV_LAYER_GRAD_KERNEL,
+  CONV_LAYER_KERNEL,
+  SGD_MOMENTUM_KERNEL,
+  type AdamAttrs,
+  type ConvLayerAttrs,
+  type SgdMomentumAttrs,
+} from './native/kernels';
 
 /**
  * The paper's SGD step as one kernel where the current backend has it (native: one pass over
@@ -57,7 +65,9 @@ export function convLayer(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, attrs:
       value: y,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [sx, sw, sy] = saved;
-        return tf.engine().runKernel(CONV_LAYER_GRAD_KERNEL, { x: sx, w: sw, y: sy, dy: dy as tf.Tensor }, { ...attrs }) as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(CONV_LAYER_GRAD_KERNEL, { x: sx, w: sw, y: sy, dy: dy as tf.Tensor }, { ...attrs }) as tf.Tensor[];
       },
     };
   });

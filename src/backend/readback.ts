@@ -67,7 +67,10 @@ export function bindingGroups<T extends { size: number }>(tensors: readonly T[],
 }
 
 /** A scalar and a tensor (a loss sum and its logits), in one readback. */
-export async function readScalarAnd(scalar: tf.Tensor, t: tf.Tensor): Promise<{ scalar: number; values: Float32Array }> {
+export async function readScalarAnd(
+  scalar: tf.Tensor,
+  t: tf.Tensor,
+): Promise<{ scalar: number; values: Float32Array }> {
   if (readsSync()) return { scalar: scalar.dataSync()[0], values: t.dataSync() as Float32Array };
   const both = await readConcatenated([scalar, t]);
   return { scalar: both[0], values: both.subarray(1) };

@@ -102,11 +102,15 @@ export function backendRequest(
   deviceKind: 'gpu' | 'cpu',
   singleProcess = false,
 ): { choice: BackendChoice; options: BackendOptions } {
-  if (singleProcess && deviceKind === 'cpu') return { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
+  if (singleProcess && deviceKind === 'cpu')
+    return { choice: config.backend, options: { threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu } };
   const cpuDevice = deviceKind === 'cpu';
   const shared = webgpuDeviceCount(config.devices) !== null;
   const choice = cpuDevice ? cpuDeviceChoice(config.backend) : shared ? 'webgpu' : config.backend;
-  return { choice, options: { cpuDevice, threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu || shared } };
+  return {
+    choice,
+    options: { cpuDevice, threads: config.threads, allowSoftwareGpu: config.allowSoftwareGpu || shared },
+  };
 }
 
 let current: BackendInfo | null = null;
@@ -115,7 +119,11 @@ let current: BackendInfo | null = null;
  * Initialises a backend once per process. An explicit choice that fails is a ConfigError
  * (the user asked for it); `auto` falls through the list and records why.
  */
-export async function initBackend(requested: BackendChoice, gpuVisible: boolean, options: BackendOptions = {}): Promise<BackendInfo> {
+export async function initBackend(
+  requested: BackendChoice,
+  gpuVisible: boolean,
+  options: BackendOptions = {},
+): Promise<BackendInfo> {
   if (current != null) {
     if (requested === 'auto' || requested === current.active) return current;
     throw new ConfigError(`backend already initialised as ${current.active}, cannot switch to ${requested}`);

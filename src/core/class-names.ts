@@ -22,7 +22,8 @@ export function checkedClassNames(names: readonly string[], source: string): Cla
   names.forEach((n, i) => {
     if (typeof n !== 'string' || n === '') throw new ConfigError(`${source}: class ${i} has an empty name`);
     const first = seen.get(n);
-    if (first !== undefined) throw new ConfigError(`${source}: '${n}' names both label ${first} and label ${i}; class names must be distinct`);
+    if (first !== undefined)
+      throw new ConfigError(`${source}: '${n}' names both label ${first} and label ${i}; class names must be distinct`);
     seen.set(n, i);
   });
   return { names: [...names], source };
@@ -30,12 +31,20 @@ export function checkedClassNames(names: readonly string[], source: string): Cla
 
 /** `--classes rooster,tiger,...`: comma-separated, trimmed. */
 export function parseClassList(text: string): ClassNames {
-  return checkedClassNames(text.split(',').map((s) => s.trim()), '--classes');
+  return checkedClassNames(
+    text.split(',').map((s) => s.trim()),
+    '--classes',
+  );
 }
 
 /** A classes file's text: non-blank lines, trimmed (BOM and CRLF are fine). */
 export function parseClassesText(text: string, source: string): ClassNames {
-  return checkedClassNames(textLines(text).map((l) => l.trim()).filter((l) => l !== ''), source);
+  return checkedClassNames(
+    textLines(text)
+      .map((l) => l.trim())
+      .filter((l) => l !== ''),
+    source,
+  );
 }
 
 /** The names the command line gives, or null (then root/classes.txt, or the label numbers). */
@@ -50,7 +59,9 @@ export function classNamesFromArgs(args: Record<string, unknown>): ClassNames | 
   try {
     text = fs.readFileSync(p, 'utf8');
   } catch (err) {
-    throw new ConfigError(`--classes-file ${p}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new ConfigError(
+      `--classes-file ${p}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`,
+    );
   }
   return parseClassesText(text, p);
 }

@@ -15,7 +15,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkedClassNames, classNamesFromArgs, type ClassNames } from './class-names';
 import { ConfigError } from './errors';
-import { deepFreeze, defaultNow, defaultsOf, FieldReader, flagsOf, is, optionTable, readerOfArgs, readFields, type CliArgs, type FieldsOf } from './field-reader';
+import {
+  deepFreeze,
+  defaultNow,
+  defaultsOf,
+  FieldReader,
+  flagsOf,
+  is,
+  optionTable,
+  readerOfArgs,
+  readFields,
+  type CliArgs,
+  type FieldsOf,
+} from './field-reader';
 
 export type { CliArgs } from './field-reader';
 
@@ -74,7 +86,8 @@ function dropoutRate(r: FieldReader, key: string): number | null {
 /** Test-time crops: 1 (centre) or 10 (the paper's 10 patches). */
 function tta(r: FieldReader, key: string): 1 | 10 {
   const crops = r.count(key);
-  if (crops !== 1 && crops !== 10) throw new ConfigError(`${r.name(key)} must be 1 (centre crop) or 10 (the paper's 10 patches), got ${crops}`);
+  if (crops !== 1 && crops !== 10)
+    throw new ConfigError(`${r.name(key)} must be 1 (centre crop) or 10 (the paper's 10 patches), got ${crops}`);
   return crops;
 }
 
@@ -84,124 +97,339 @@ function tta(r: FieldReader, key: string): 1 | 10 {
  * the validator and the command line's options are derived from it; --help lists them in this order.
  */
 export const TRAIN_OPTIONS = optionTable({
-  data: { flag: 'data', type: 'string', default: DEFAULT_DATA, check: is.string, describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files' },
+  data: {
+    flag: 'data',
+    type: 'string',
+    default: DEFAULT_DATA,
+    check: is.string,
+    describe: 'dataset root: {train,val|valid,test}/<class>/<image> folders or {train,val,test}.txt list files',
+  },
   // Declared on the command line by datasetOptions (src/data/cli-options.ts), for every command that opens a dataset.
   dataLayout: {
     flag: 'layout',
     type: LAYOUTS,
     default: 'auto',
     check: is.oneOf(LAYOUTS),
-    describe: 'auto: list files when they name every split the folders have, else the folders (says which, when both exist); folders; lists',
+    describe:
+      'auto: list files when they name every split the folders have, else the folders (says which, when both exist); folders; lists',
   },
-  preset: { flag: 'preset', type: PRESET_NAMES, default: 'paper', check: is.oneOf(PRESET_NAMES), describe: 'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)' },
+  preset: {
+    flag: 'preset',
+    type: PRESET_NAMES,
+    default: 'paper',
+    check: is.oneOf(PRESET_NAMES),
+    describe:
+      'network: paper (60,965,224 params at 1000 classes, 227 px), torchvision (61,100,840, 224 px), small (CPU-sized, 28 px)',
+  },
   epochs: { flag: 'epochs', type: 'number', default: 90, check: is.count, describe: 'passes over the training split' },
-  batchSize: { flag: 'batch-size', type: 'number', default: 128, check: is.count, describe: 'global batch in images, split across all workers' },
+  batchSize: {
+    flag: 'batch-size',
+    type: 'number',
+    default: 128,
+    check: is.count,
+    describe: 'global batch in images, split across all workers',
+  },
   // Micro-batches add their gradients before the all-reduce, so the update is the one of the whole batch.
   microBatch: {
     flag: 'micro-batch',
     type: 'number',
     default: 0,
     check: is.countOrZero,
-    describe: "images per forward+backward in a worker; its share of the batch runs in micro-batches whose gradients add up (0: the largest that the backend's memory fits)",
+    describe:
+      "images per forward+backward in a worker; its share of the batch runs in micro-batches whose gradients add up (0: the largest that the backend's memory fits)",
   },
-  maxStepsPerEpoch: { flag: 'max-steps', type: 'number', default: 0, check: is.countOrZero, describe: 'cap on steps per epoch (0: the whole split)' },
-  trainLimit: { flag: 'train-limit', type: 'number', default: 0, check: is.countOrZero, describe: 'use a seeded subset of this many training images (0: all)' },
+  maxStepsPerEpoch: {
+    flag: 'max-steps',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: 'cap on steps per epoch (0: the whole split)',
+  },
+  trainLimit: {
+    flag: 'train-limit',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: 'use a seeded subset of this many training images (0: all)',
+  },
 
-  optimizer: { flag: 'optimizer', type: OPTIMIZER_NAMES, default: 'sgd', check: is.oneOf(OPTIMIZER_NAMES), describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam" },
+  optimizer: {
+    flag: 'optimizer',
+    type: OPTIMIZER_NAMES,
+    default: 'sgd',
+    check: is.oneOf(OPTIMIZER_NAMES),
+    describe: "sgd: the paper's momentum SGD with weight decay in the velocity; adam",
+  },
   lr: { flag: 'lr', type: 'number', default: 0.01, check: is.positive, describe: 'initial learning rate' },
   momentum: { flag: 'momentum', type: 'number', default: 0.9, check: is.positiveOrZero, describe: 'SGD momentum' },
-  weightDecay: { flag: 'weight-decay', type: 'number', default: 0.0005, check: is.positiveOrZero, describe: 'weight decay on weights (not biases)' },
+  weightDecay: {
+    flag: 'weight-decay',
+    type: 'number',
+    default: 0.0005,
+    check: is.positiveOrZero,
+    describe: 'weight decay on weights (not biases)',
+  },
   schedule: {
     flag: 'schedule',
     type: SCHEDULE_NAMES,
     default: 'plateau',
     check: is.oneOf(SCHEDULE_NAMES),
-    describe: 'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs',
+    describe:
+      'plateau: divide lr by --lr-factor when val top-1 stops improving (at most 3 times, as the paper); step: every --lr-step-epochs epochs',
   },
-  lrFactor: { flag: 'lr-factor', type: 'number', default: 10, check: is.positive, describe: 'divisor at each learning-rate drop' },
-  lrStepEpochs: { flag: 'lr-step-epochs', type: 'number', default: 30, check: is.count, describe: 'epochs between drops (step schedule)' },
-  lrPatience: { flag: 'lr-patience', type: 'number', default: 1, check: is.count, describe: 'epochs without val improvement before a drop (plateau schedule)' },
+  lrFactor: {
+    flag: 'lr-factor',
+    type: 'number',
+    default: 10,
+    check: is.positive,
+    describe: 'divisor at each learning-rate drop',
+  },
+  lrStepEpochs: {
+    flag: 'lr-step-epochs',
+    type: 'number',
+    default: 30,
+    check: is.count,
+    describe: 'epochs between drops (step schedule)',
+  },
+  lrPatience: {
+    flag: 'lr-patience',
+    type: 'number',
+    default: 1,
+    check: is.count,
+    describe: 'epochs without val improvement before a drop (plateau schedule)',
+  },
 
   // Changes to the preset, for the paper's ablations.
-  'model.activation': { flag: 'activation', type: ACTIVATION_NAMES, default: 'relu', check: is.oneOf(ACTIVATION_NAMES), describe: "ReLU (paper) or tanh (the paper's Figure 1 comparison)" },
-  'model.lrn': { flag: 'lrn', type: 'boolean', default: true, check: is.bool, describe: 'local response normalisation where the preset has it (--no-lrn to ablate)' },
-  'model.overlappingPool': { flag: 'overlapping-pool', type: 'boolean', default: true, check: is.bool, describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)' },
-  'model.dropoutRate': { flag: 'dropout', type: 'number', default: null, check: dropoutRate, describe: "dropout rate in the hidden FC layers (default: the preset's, 0.5)" },
+  'model.activation': {
+    flag: 'activation',
+    type: ACTIVATION_NAMES,
+    default: 'relu',
+    check: is.oneOf(ACTIVATION_NAMES),
+    describe: "ReLU (paper) or tanh (the paper's Figure 1 comparison)",
+  },
+  'model.lrn': {
+    flag: 'lrn',
+    type: 'boolean',
+    default: true,
+    check: is.bool,
+    describe: 'local response normalisation where the preset has it (--no-lrn to ablate)',
+  },
+  'model.overlappingPool': {
+    flag: 'overlapping-pool',
+    type: 'boolean',
+    default: true,
+    check: is.bool,
+    describe: '3/2 overlapping max-pooling (--no-overlapping-pool: 2/2)',
+  },
+  'model.dropoutRate': {
+    flag: 'dropout',
+    type: 'number',
+    default: null,
+    check: dropoutRate,
+    describe: "dropout rate in the hidden FC layers (default: the preset's, 0.5)",
+  },
   'model.init': {
     flag: 'init',
     type: INIT_NAMES,
     default: 'preset',
     check: is.oneOf(INIT_NAMES),
-    describe: "weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset's (paper: N(0, 0.01); small and torchvision: he)",
+    describe:
+      "weight init: paper N(0, 0.01), he N(0, sqrt(2/fan-in)), or the preset's (paper: N(0, 0.01); small and torchvision: he)",
   },
-  tta: { flag: 'tta', type: 'number', default: 1, check: tta, describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)" },
-  dropLast: { flag: 'drop-last', type: 'boolean', default: false, check: is.bool, describe: 'drop the last incomplete global batch of each epoch' },
-  seed: { flag: 'seed', type: 'number', default: 0, check: is.countOrZero, describe: 'seed of initialisation, shuffling, augmentation and dropout' },
+  tta: {
+    flag: 'tta',
+    type: 'number',
+    default: 1,
+    check: tta,
+    describe: "test-time crops: 1 (centre) or 10 (the paper's 4 corners + centre, and flips)",
+  },
+  dropLast: {
+    flag: 'drop-last',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'drop the last incomplete global batch of each epoch',
+  },
+  seed: {
+    flag: 'seed',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: 'seed of initialisation, shuffling, augmentation and dropout',
+  },
 
-  runDir: { flag: 'run-dir', type: 'string', default: () => defaultRunDir(), check: is.string, describe: 'where checkpoints, metrics.jsonl and exported models go' },
-  resume: { flag: 'resume', type: 'string', default: null, check: is.optionalString, describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)' },
+  runDir: {
+    flag: 'run-dir',
+    type: 'string',
+    default: () => defaultRunDir(),
+    check: is.string,
+    describe: 'where checkpoints, metrics.jsonl and exported models go',
+  },
+  resume: {
+    flag: 'resume',
+    type: 'string',
+    default: null,
+    check: is.optionalString,
+    describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)',
+  },
   checkpointEverySteps: {
     flag: 'checkpoint-every',
     type: 'number',
     default: 0,
     check: is.countOrZero,
-    describe: 'also write a step checkpoint every N steps (0: off; last.ckpt is written at each epoch end and on Ctrl-C)',
+    describe:
+      'also write a step checkpoint every N steps (0: off; last.ckpt is written at each epoch end and on Ctrl-C)',
   },
-  checkpointEveryMin: { flag: 'checkpoint-every-min', type: 'number', default: 10, check: is.positiveOrZero, describe: 'also checkpoint when this many minutes passed since the last step checkpoint (0: off)' },
-  keepCheckpoints: { flag: 'keep-checkpoints', type: 'number', default: 3, check: is.count, describe: 'step checkpoints kept in the run directory, the newest (last.ckpt and best.ckpt apart)' },
+  checkpointEveryMin: {
+    flag: 'checkpoint-every-min',
+    type: 'number',
+    default: 10,
+    check: is.positiveOrZero,
+    describe: 'also checkpoint when this many minutes passed since the last step checkpoint (0: off)',
+  },
+  keepCheckpoints: {
+    flag: 'keep-checkpoints',
+    type: 'number',
+    default: 3,
+    check: is.count,
+    describe: 'step checkpoints kept in the run directory, the newest (last.ckpt and best.ckpt apart)',
+  },
   maxRestarts: {
     flag: 'max-restarts',
     type: 'number',
     default: 3,
     check: is.countOrZero,
-    describe: 'restart the workers from the newest checkpoint when one dies or hangs, at most N times (0: a failure ends the run)',
+    describe:
+      'restart the workers from the newest checkpoint when one dies or hangs, at most N times (0: a failure ends the run)',
   },
 
   // The paper's training augmentations, each on by default (off for ablations).
-  'augment.crop': { flag: 'crop', type: 'boolean', default: true, check: is.bool, describe: 'random crops of the input size from the resized square (--no-crop: centre crop)' },
-  'augment.flip': { flag: 'flip', type: 'boolean', default: true, check: is.bool, describe: 'random horizontal flips (--no-flip to turn off)' },
-  'augment.pcaLighting': { flag: 'pca-lighting', type: 'boolean', default: true, check: is.bool, describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)" },
+  'augment.crop': {
+    flag: 'crop',
+    type: 'boolean',
+    default: true,
+    check: is.bool,
+    describe: 'random crops of the input size from the resized square (--no-crop: centre crop)',
+  },
+  'augment.flip': {
+    flag: 'flip',
+    type: 'boolean',
+    default: true,
+    check: is.bool,
+    describe: 'random horizontal flips (--no-flip to turn off)',
+  },
+  'augment.pcaLighting': {
+    flag: 'pca-lighting',
+    type: 'boolean',
+    default: true,
+    check: is.bool,
+    describe: "the paper's PCA colour augmentation, a ~ N(0, 0.1) (--no-pca-lighting to turn off)",
+  },
   // Finer curves than the per-epoch metrics.jsonl, for "epochs to X% training error".
-  logEverySteps: { flag: 'log-every', type: 'number', default: 0, check: is.countOrZero, describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)' },
+  logEverySteps: {
+    flag: 'log-every',
+    type: 'number',
+    default: 0,
+    check: is.countOrZero,
+    describe: 'append the training loss/top-1/top-5 of every N steps to steps.jsonl in the run directory (0: off)',
+  },
 
   backend: {
     flag: 'backend',
     type: BACKEND_CHOICES,
     default: 'auto',
     check: is.oneOf(BACKEND_CHOICES),
-    describe: 'tfjs backend: auto tries node-gpu, webgpu (Vulkan, a hardware adapter only), node, native (oneDNN), wasm, cpu',
+    describe:
+      'tfjs backend: auto tries node-gpu, webgpu (Vulkan, a hardware adapter only), node, native (oneDNN), wasm, cpu',
   },
-  allowSoftwareGpu: { flag: 'allow-software-gpu', type: 'boolean', default: false, check: is.bool, describe: 'let webgpu run on a software Vulkan device (lavapipe, SwiftShader): slow, for tests' },
-  threads: { flag: 'threads', type: 'number', default: 1, check: is.count, describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)' },
+  allowSoftwareGpu: {
+    flag: 'allow-software-gpu',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'let webgpu run on a software Vulkan device (lavapipe, SwiftShader): slow, for tests',
+  },
+  threads: {
+    flag: 'threads',
+    type: 'number',
+    default: 1,
+    check: is.count,
+    describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)',
+  },
   parallel: {
     flag: 'parallel',
     type: PARALLEL_MODES,
     default: 'data',
     check: is.oneOf(PARALLEL_MODES),
-    describe: 'data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step',
+    describe:
+      'data: every worker holds the whole model, all gradients all-reduced; hybrid: conv layers data-parallel, FC layers split across workers by output unit (Krizhevsky 2014), far fewer bytes per step',
   },
-  wireDtype: { flag: 'wire-dtype', type: WIRE_DTYPES, default: 'fp32', check: is.oneOf(WIRE_DTYPES), describe: 'number format of gradients and activations between workers; sums and weights stay fp32' },
+  wireDtype: {
+    flag: 'wire-dtype',
+    type: WIRE_DTYPES,
+    default: 'fp32',
+    check: is.oneOf(WIRE_DTYPES),
+    describe: 'number format of gradients and activations between workers; sums and weights stay fp32',
+  },
   transport: {
     flag: 'transport',
     type: TRANSPORTS,
     default: 'auto',
     check: is.oneOf(TRANSPORTS),
-    describe: 'data plane between the workers of one host: shm (shared memory), zmq (the ZeroMQ ipc ring); auto: shm where its addon is built',
+    describe:
+      'data plane between the workers of one host: shm (shared memory), zmq (the ZeroMQ ipc ring); auto: shm where its addon is built',
   },
   // DDP/Horovod style.
-  overlap: { flag: 'overlap', type: 'boolean', default: false, check: is.bool, describe: 'all-reduce gradients in buckets while the backward pass still runs' },
-  bucketMb: { flag: 'bucket-mb', type: 'number', default: 25, check: is.positive, describe: 'bucket size of --overlap, in MB' },
+  overlap: {
+    flag: 'overlap',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'all-reduce gradients in buckets while the backward pass still runs',
+  },
+  bucketMb: {
+    flag: 'bucket-mb',
+    type: 'number',
+    default: 25,
+    check: is.positive,
+    describe: 'bucket size of --overlap, in MB',
+  },
   devices: {
     flag: 'devices',
     type: 'string',
     default: 'auto',
     check: is.string,
-    describe: "workers: 'auto', a GPU count, 'cpu:N' CPU-simulated devices, or 'webgpu:N' workers on whatever WebGPU adapter exists (software too)",
+    describe:
+      "workers: 'auto', a GPU count, 'cpu:N' CPU-simulated devices, or 'webgpu:N' workers on whatever WebGPU adapter exists (software too)",
   },
-  strictDevices: { flag: 'strict-devices', type: 'boolean', default: false, check: is.bool, describe: 'fail instead of simulating when fewer GPUs than asked exist' },
-  checksumEverySteps: { flag: 'checksum-every', type: 'number', default: 50, check: is.countOrZero, describe: 'compare a checksum of the weights across workers every N steps (0: never)' },
-  hangTimeoutSec: { flag: 'hang-timeout', type: 'number', default: 120, check: is.positive, describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung' },
-  logLevel: { flag: 'log-level', type: LOG_LEVELS, default: 'info', check: is.oneOf(LOG_LEVELS), describe: 'how much to print' },
+  strictDevices: {
+    flag: 'strict-devices',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'fail instead of simulating when fewer GPUs than asked exist',
+  },
+  checksumEverySteps: {
+    flag: 'checksum-every',
+    type: 'number',
+    default: 50,
+    check: is.countOrZero,
+    describe: 'compare a checksum of the weights across workers every N steps (0: never)',
+  },
+  hangTimeoutSec: {
+    flag: 'hang-timeout',
+    type: 'number',
+    default: 120,
+    check: is.positive,
+    describe: 'seconds of silence (or 3x the slowest step) before a worker counts as hung',
+  },
+  logLevel: {
+    flag: 'log-level',
+    type: LOG_LEVELS,
+    default: 'info',
+    check: is.oneOf(LOG_LEVELS),
+    describe: 'how much to print',
+  },
 });
 
 /** A training run's settings: one field per train option (TRAIN_OPTIONS), and the class names. */
@@ -217,7 +445,10 @@ export type ModelChoice = TrainConfig['model'];
 export type AugmentChoice = TrainConfig['augment'];
 
 /** Every default of a training run: code and tests build configs from it (`trainConfig({...})`). */
-export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze({ ...defaultsOf(TRAIN_OPTIONS), classNames: null });
+export const TRAIN_DEFAULTS: Readonly<Omit<TrainConfig, 'runDir'>> = deepFreeze({
+  ...defaultsOf(TRAIN_OPTIONS),
+  classNames: null,
+});
 
 /** Each config field's command-line flag: a bad value's message names the flag the user typed. */
 export const TRAIN_FLAGS = flagsOf(TRAIN_OPTIONS);
@@ -228,7 +459,8 @@ function readClassNames(r: FieldReader): ClassNames | null {
   if (v == null) return null;
   const names = (v as { names?: unknown }).names;
   const source = (v as { source?: unknown }).source;
-  if (!Array.isArray(names) || typeof source !== 'string') throw new ConfigError(`${r.name('classNames')} must be {names: string[], source: string}`);
+  if (!Array.isArray(names) || typeof source !== 'string')
+    throw new ConfigError(`${r.name('classNames')} must be {names: string[], source: string}`);
   return checkedClassNames(names as string[], source);
 }
 
@@ -242,7 +474,8 @@ function readTrainConfig(r: FieldReader): Readonly<TrainConfig> {
  * checkpoint), checked field by field: `source` says where it came from in the error.
  */
 export function validateTrainConfig(value: unknown, source: string): Readonly<TrainConfig> {
-  if (value === null || typeof value !== 'object') throw new ConfigError(`${source}: the training config is not an object`);
+  if (value === null || typeof value !== 'object')
+    throw new ConfigError(`${source}: the training config is not an object`);
   return readTrainConfig(new FieldReader(value as Record<string, unknown>, (key) => `${source}: config field ${key}`));
 }
 
@@ -255,7 +488,9 @@ function existingPath(p: string, what: string): string {
 export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
   const reader = readerOfArgs(TRAIN_FLAGS, { ...TRAIN_DEFAULTS, runDir: defaultNow(TRAIN_OPTIONS.runDir) }, args);
   // Two flags name the classes, and one of them a file: read here, once.
-  const config = readTrainConfig(new FieldReader({ ...reader.source, classNames: classNamesFromArgs(args) }, reader.name));
+  const config = readTrainConfig(
+    new FieldReader({ ...reader.source, classNames: classNamesFromArgs(args) }, reader.name),
+  );
   return deepFreeze({
     ...config,
     data: existingPath(config.data, 'dataset'),
@@ -276,12 +511,36 @@ export const EVAL_SPLITS = ['train', 'val', 'test'] as const;
  * as a train option are that option, with help text of their own where eval's differs.
  */
 export const EVAL_OPTIONS = optionTable({
-  data: { flag: 'data', type: 'string', default: null, check: is.optionalString, describe: 'dataset root (default: the one the checkpoint was trained on)' },
-  split: { flag: 'split', type: EVAL_SPLITS, default: 'test', check: is.oneOf(EVAL_SPLITS), describe: 'split to evaluate' },
+  data: {
+    flag: 'data',
+    type: 'string',
+    default: null,
+    check: is.optionalString,
+    describe: 'dataset root (default: the one the checkpoint was trained on)',
+  },
+  split: {
+    flag: 'split',
+    type: EVAL_SPLITS,
+    default: 'test',
+    check: is.oneOf(EVAL_SPLITS),
+    describe: 'split to evaluate',
+  },
   tta: { ...TRAIN_OPTIONS.tta, describe: "1 (centre crop) or 10 (the paper's 10 patches)" },
   batchSize: { ...TRAIN_OPTIONS.batchSize, describe: 'images per batch' },
-  out: { flag: 'out', type: 'string', default: null, check: is.optionalString, describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])' },
-  force: { flag: 'force', type: 'boolean', default: false, check: is.bool, describe: 'replace those files in --out even when eval did not write them' },
+  out: {
+    flag: 'out',
+    type: 'string',
+    default: null,
+    check: is.optionalString,
+    describe: 'folder for confusion.csv, per-class.csv and confusion.png (default: <run dir>/eval-<split>[-tta10])',
+  },
+  force: {
+    flag: 'force',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'replace those files in --out even when eval did not write them',
+  },
   backend: { ...TRAIN_OPTIONS.backend, describe: 'tfjs backend' },
   allowSoftwareGpu: { ...TRAIN_OPTIONS.allowSoftwareGpu, describe: 'let webgpu run on a software Vulkan device' },
   // 'auto' here: as the checkpoint's run indexed its dataset.
@@ -296,23 +555,34 @@ export interface EvalConfig extends FieldsOf<typeof EVAL_OPTIONS> {
   classNames: ClassNames | null;
 }
 
-export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({ ...defaultsOf(EVAL_OPTIONS), classNames: null });
+export const EVAL_DEFAULTS: Readonly<Omit<EvalConfig, 'checkpoint'>> = deepFreeze({
+  ...defaultsOf(EVAL_OPTIONS),
+  classNames: null,
+});
 
 export const EVAL_FLAGS = { checkpoint: 'checkpoint', ...flagsOf(EVAL_OPTIONS) } as const;
 
 /** Parsed `eval` options into a frozen EvalConfig. */
 export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
   const r = readerOfArgs(EVAL_FLAGS, EVAL_DEFAULTS, args);
-  return deepFreeze({ checkpoint: r.string('checkpoint'), ...readFields(EVAL_OPTIONS, r), classNames: classNamesFromArgs(args) });
+  return deepFreeze({
+    checkpoint: r.string('checkpoint'),
+    ...readFields(EVAL_OPTIONS, r),
+    classNames: classNamesFromArgs(args),
+  });
 }
 
 /** Environment facts of the user's terminal and devices, read here only. */
 export const env = {
   isTTY: (): boolean => Boolean(process.stderr.isTTY) && process.env.CI !== 'true' && process.env.TERM !== 'dumb',
   /** Where derived files (dataset statistics) go: never into the dataset folder. */
-  cacheDir: (): string => process.env.ALEXNET_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'alexnet'),
+  cacheDir: (): string =>
+    process.env.ALEXNET_CACHE_DIR ||
+    path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'alexnet'),
   cudaVisibleDevices: (): string | undefined => process.env.CUDA_VISIBLE_DEVICES,
   /** The named variables a cluster scheduler sets (MASTER_ADDR, SLURM_NODEID, ...), unset ones left out. */
   variables: <N extends string>(names: readonly N[]): Partial<Record<N, string>> =>
-    Object.fromEntries(names.flatMap((n) => (process.env[n] === undefined ? [] : [[n, process.env[n]]]))) as Partial<Record<N, string>>,
+    Object.fromEntries(names.flatMap((n) => (process.env[n] === undefined ? [] : [[n, process.env[n]]]))) as Partial<
+      Record<N, string>
+    >,
 };

@@ -12,7 +12,12 @@ export type CliArgs = Record<string, unknown>;
 
 /** obj.a.b for 'a.b' (undefined where a level is missing): configs nest, flags do not. */
 export function getPath(obj: unknown, dotted: string): unknown {
-  return dotted.split('.').reduce<unknown>((o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), obj);
+  return dotted
+    .split('.')
+    .reduce<unknown>(
+      (o, k) => (o !== null && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined),
+      obj,
+    );
 }
 
 function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
@@ -56,13 +61,15 @@ export class FieldReader {
   /** > 0 (>= 0 with allowZero). */
   positive(key: string, allowZero = false): number {
     const n = this.number(key);
-    if (n < 0 || (!allowZero && n === 0)) throw new ConfigError(`${this.name(key)} must be ${allowZero ? '>= 0' : '> 0'}, got ${n}`);
+    if (n < 0 || (!allowZero && n === 0))
+      throw new ConfigError(`${this.name(key)} must be ${allowZero ? '>= 0' : '> 0'}, got ${n}`);
     return n;
   }
 
   oneOf<T extends string>(key: string, choices: readonly T[]): T {
     const v = String(this.raw(key));
-    if (!(choices as readonly string[]).includes(v)) throw new ConfigError(`${this.name(key)} must be one of ${choices.join(', ')}; got '${v}'`);
+    if (!(choices as readonly string[]).includes(v))
+      throw new ConfigError(`${this.name(key)} must be one of ${choices.join(', ')}; got '${v}'`);
     return v as T;
   }
 
@@ -74,7 +81,8 @@ export class FieldReader {
 
   string(key: string): string {
     const v = this.raw(key);
-    if (typeof v !== 'string' || v === '') throw new ConfigError(`${this.name(key)} must be a non-empty string, got '${String(v)}'`);
+    if (typeof v !== 'string' || v === '')
+      throw new ConfigError(`${this.name(key)} must be a non-empty string, got '${String(v)}'`);
     return v;
   }
 
@@ -90,7 +98,8 @@ export class FieldReader {
  */
 export function readerOfArgs(flags: Readonly<Record<string, string>>, defaults: object, args: CliArgs): FieldReader {
   const candidate: Record<string, unknown> = {};
-  for (const [field, flag] of Object.entries(flags)) setPath(candidate, field, args[flag] ?? getPath(defaults, field) ?? null);
+  for (const [field, flag] of Object.entries(flags))
+    setPath(candidate, field, args[flag] ?? getPath(defaults, field) ?? null);
   return new FieldReader(candidate, (key) => `--${flags[key] ?? key}`);
 }
 
@@ -114,7 +123,10 @@ export const is = {
   bool: (r: FieldReader, key: string): boolean => r.bool(key),
   string: (r: FieldReader, key: string): string => r.string(key),
   optionalString: (r: FieldReader, key: string): string | null => r.optionalString(key),
-  oneOf: <T extends string>(choices: readonly T[]): Check<T> => (r, key) => r.oneOf(key, choices),
+  oneOf:
+    <T extends string>(choices: readonly T[]): Check<T> =>
+    (r, key) =>
+      r.oneOf(key, choices),
 };
 
 /** A flag's type as yargs takes it: a boolean, number or string, or the closed list of its values. */
@@ -159,7 +171,9 @@ type Checked<S> = S extends { readonly check: Check<infer T> } ? T : never;
  * The table as written, checked entry by entry: each entry's type and default fit the value
  * its check returns, so the config type derived from the checks is the one the flags give.
  */
-export function optionTable<const Tab extends { readonly [K in keyof Tab]: OptionSpec<Checked<Tab[K]>> }>(table: Tab): Tab {
+export function optionTable<const Tab extends { readonly [K in keyof Tab]: OptionSpec<Checked<Tab[K]>> }>(
+  table: Tab,
+): Tab {
   return table;
 }
 
@@ -172,17 +186,22 @@ type Nested<F> = { [H in Head<keyof F>]: H extends keyof F ? F[H] : Nested<Below
 export type FieldsOf<Tab> = Nested<{ -readonly [K in keyof Tab]: Checked<Tab[K]> }>;
 
 /** The fields of a table whose defaults are constants (not computed for each run). */
-export type DefaultsOf<Tab> = Nested<{ -readonly [K in keyof Tab as Tab[K] extends { readonly default: () => unknown } ? never : K]: Checked<Tab[K]> }>;
+export type DefaultsOf<Tab> = Nested<{
+  -readonly [K in keyof Tab as Tab[K] extends { readonly default: () => unknown } ? never : K]: Checked<Tab[K]>;
+}>;
 
 /** Each field's flag, by dotted path: how a message names a field of the command line. */
 export function flagsOf<Tab extends OptionTable>(table: Tab): { readonly [K in keyof Tab]: Tab[K]['flag'] } {
-  return Object.fromEntries(Object.entries(table).map(([field, spec]) => [field, spec.flag])) as { [K in keyof Tab]: Tab[K]['flag'] };
+  return Object.fromEntries(Object.entries(table).map(([field, spec]) => [field, spec.flag])) as {
+    [K in keyof Tab]: Tab[K]['flag'];
+  };
 }
 
 /** The constant defaults of a table, nested as the config is. */
 export function defaultsOf<Tab extends OptionTable>(table: Tab): DefaultsOf<Tab> {
   const defaults: Record<string, unknown> = {};
-  for (const [field, spec] of Object.entries(table)) if (typeof spec.default !== 'function') setPath(defaults, field, spec.default);
+  for (const [field, spec] of Object.entries(table))
+    if (typeof spec.default !== 'function') setPath(defaults, field, spec.default);
   return defaults as DefaultsOf<Tab>;
 }
 

@@ -39,7 +39,11 @@ export const DASHBOARD_COMMAND_FLAGS: DashboardFlags = { port: 'port', host: 'ho
  * The dashboard's config from parsed options; null when `train` was given no --dashboard. The
  * port flag may come without a value (`--dashboard`, yargs gives ''): the default port.
  */
-export function buildDashboardConfig(args: CliArgs, flags: DashboardFlags, newToken: () => string = () => randomBytes(16).toString('hex')): Readonly<DashboardConfig> | null {
+export function buildDashboardConfig(
+  args: CliArgs,
+  flags: DashboardFlags,
+  newToken: () => string = () => randomBytes(16).toString('hex'),
+): Readonly<DashboardConfig> | null {
   const portArg = args[flags.port];
   const hostArg = args[flags.host];
   if (portArg == null) {

@@ -120,10 +120,21 @@ export function processAlive(pid: number): boolean {
  * without one it runs while its process does, which this host can check only for its own
  * processes (on another host the page judges by the age of the last update).
  */
-export function runState(info: RunInfo | null, end: EndEvent | null, alive: (pid: number) => boolean, hostname: string): { state: RunState; message: string | null } {
-  if (end !== null && (info === null || end.timeMs >= info.startedMs)) return { state: end.status, message: end.message ?? null };
-  if (info === null) return { state: 'unknown', message: 'no run.json and no end record: a run from before the dashboard, or one that is starting' };
-  if (info.host === hostname && !alive(info.pid)) return { state: 'gone', message: `the trainer (pid ${info.pid}) is no longer running and wrote no end record` };
+export function runState(
+  info: RunInfo | null,
+  end: EndEvent | null,
+  alive: (pid: number) => boolean,
+  hostname: string,
+): { state: RunState; message: string | null } {
+  if (end !== null && (info === null || end.timeMs >= info.startedMs))
+    return { state: end.status, message: end.message ?? null };
+  if (info === null)
+    return {
+      state: 'unknown',
+      message: 'no run.json and no end record: a run from before the dashboard, or one that is starting',
+    };
+  if (info.host === hostname && !alive(info.pid))
+    return { state: 'gone', message: `the trainer (pid ${info.pid}) is no longer running and wrote no end record` };
   return { state: 'running', message: null };
 }
 
@@ -175,9 +186,24 @@ export interface RunSnapshot {
     etaSec: number | null;
   } | null;
   /** Per steps.jsonl line (downsampled): x = epochs (fractional). */
-  steps: { epochs: number[]; loss: number[]; top1Error: number[]; top5Error: number[]; lr: number[]; imagesPerSec: number[] };
+  steps: {
+    epochs: number[];
+    loss: number[];
+    top1Error: number[];
+    top5Error: number[];
+    lr: number[];
+    imagesPerSec: number[];
+  };
   /** Per epoch: x = epoch number. */
-  epochs: { epoch: number[]; trainLoss: number[]; valLoss: number[]; valTop1Error: number[]; valTop5Error: number[]; imagesPerSec: number[]; skippedImages: number[] };
+  epochs: {
+    epoch: number[];
+    trainLoss: number[];
+    valLoss: number[];
+    valTop1Error: number[];
+    valTop5Error: number[];
+    imagesPerSec: number[];
+    skippedImages: number[];
+  };
   test: { loss: number; top1Error: number; top5Error: number; count: number; tta: number } | null;
   workers: (WorkerHealth & { recent: Record<(typeof STEP_PARTS)[number], number> | null })[];
   /** Per rank (downsampled): x = seconds since 1970. */
@@ -232,7 +258,8 @@ export class RunReader {
   /** Reads what changed since the last call; true when anything did. */
   refresh(): boolean {
     let changed = false;
-    for (const name of [STEPS_FILE, WORKERS_FILE, METRICS_FILE, RUN_FILE]) this.lastUpdateMs = Math.max(this.lastUpdateMs, stampOf(path.join(this.dir, name))?.mtimeMs ?? 0);
+    for (const name of [STEPS_FILE, WORKERS_FILE, METRICS_FILE, RUN_FILE])
+      this.lastUpdateMs = Math.max(this.lastUpdateMs, stampOf(path.join(this.dir, name))?.mtimeMs ?? 0);
     const steps = this.stepsTail.read();
     if (steps) {
       this.steps = steps.reset ? parseStepsJsonl(steps.text) : this.steps.concat(parseStepsJsonl(steps.text));
@@ -280,15 +307,30 @@ export class RunReader {
     const totalEpochs = typeof config?.['epochs'] === 'number' ? config['epochs'] : null;
     const rates = imagesPerSec(this.steps);
     const [epochs, loss, top1Error, top5Error, lr, ips] = downsample(
-      [this.steps.map((s) => s.epochs), this.steps.map((s) => s.train.loss), this.steps.map((s) => s.train.top1Error), this.steps.map((s) => s.train.top5Error), this.steps.map((s) => s.lr), rates],
+      [
+        this.steps.map((s) => s.epochs),
+        this.steps.map((s) => s.train.loss),
+        this.steps.map((s) => s.train.top1Error),
+        this.steps.map((s) => s.train.top5Error),
+        this.steps.map((s) => s.lr),
+        rates,
+      ],
       maxPoints,
     );
     const e = this.metrics.epochs;
     const breakdowns = stepBreakdowns(this.samples);
-    const info = this.info === null ? null : { startedMs: this.info.startedMs, pid: this.info.pid, host: this.info.host, worldSize: this.info.worldSize };
+    const info =
+      this.info === null
+        ? null
+        : { startedMs: this.info.startedMs, pid: this.info.pid, host: this.info.host, worldSize: this.info.worldSize };
     return {
       name: this.name,
-      status: { state, endedMs: end === null || state !== end.status ? null : end.timeMs, message, lastUpdateMs: this.lastUpdateMs },
+      status: {
+        state,
+        endedMs: end === null || state !== end.status ? null : end.timeMs,
+        message,
+        lastUpdateMs: this.lastUpdateMs,
+      },
       info,
       config,
       progress: this.progress(rates, totalEpochs),
@@ -303,9 +345,19 @@ export class RunReader {
         skippedImages: e.map((r) => r.skippedImages),
       },
       test: this.metrics.test && { ...this.metrics.test.test, tta: this.metrics.test.tta },
-      workers: [...this.health.values()].sort((a, b) => a.rank - b.rank).map(({ hellos, ...w }) => ({ ...w, restarts: Math.max(0, hellos - 1), recent: recentBreakdown(breakdowns.filter((b) => b.rank === w.rank)) })),
-      breakdown: [...this.health.keys()].sort((a, b) => a - b).map((rank) => rankBreakdown(rank, breakdowns, maxPoints)),
-      restarts: this.metrics.events.flatMap((ev) => (ev.event === 'restart' ? [`restart ${ev.restart} of ${ev.maxRestarts}: ${ev.cause}`] : [])),
+      workers: [...this.health.values()]
+        .sort((a, b) => a.rank - b.rank)
+        .map(({ hellos, ...w }) => ({
+          ...w,
+          restarts: Math.max(0, hellos - 1),
+          recent: recentBreakdown(breakdowns.filter((b) => b.rank === w.rank)),
+        })),
+      breakdown: [...this.health.keys()]
+        .sort((a, b) => a - b)
+        .map((rank) => rankBreakdown(rank, breakdowns, maxPoints)),
+      restarts: this.metrics.events.flatMap((ev) =>
+        ev.event === 'restart' ? [`restart ${ev.restart} of ${ev.maxRestarts}: ${ev.cause}`] : [],
+      ),
       badFiles: { count: this.badCount, shown: this.badFiles },
       evals: [...this.evals.values()].sort((a, b) => a.name.localeCompare(b.name)),
     };
@@ -329,7 +381,15 @@ export class RunReader {
   }
 
   private addWorkerRecord(r: WorkerRecord): void {
-    const w = this.health.get(r.rank) ?? { rank: r.rank, host: null, pid: null, lastSeenMs: 0, hellos: 0, epoch: null, step: null };
+    const w = this.health.get(r.rank) ?? {
+      rank: r.rank,
+      host: null,
+      pid: null,
+      lastSeenMs: 0,
+      hellos: 0,
+      epoch: null,
+      step: null,
+    };
     w.lastSeenMs = Math.max(w.lastSeenMs, r.timeMs);
     if (r.kind === 'hello') [w.host, w.pid, w.hellos] = [r.host, r.pid, w.hellos + 1];
     if (r.kind === 'step') {
@@ -373,7 +433,10 @@ export class RunReader {
   private refreshEvals(): boolean {
     let names: string[];
     try {
-      names = fs.readdirSync(this.dir, { withFileTypes: true }).filter((d) => d.isDirectory() && d.name.startsWith(EVAL_DIR_PREFIX)).map((d) => d.name);
+      names = fs
+        .readdirSync(this.dir, { withFileTypes: true })
+        .filter((d) => d.isDirectory() && d.name.startsWith(EVAL_DIR_PREFIX))
+        .map((d) => d.name);
     } catch {
       return false;
     }
@@ -410,11 +473,25 @@ export function evalView(name: string, confusionText: string | null, perClassTex
 function recentBreakdown(own: readonly StepBreakdown[]): Record<(typeof STEP_PARTS)[number], number> | null {
   const recent = own.slice(-RECENT_SAMPLES);
   if (recent.length === 0) return null;
-  return Object.fromEntries(STEP_PARTS.map((p) => [p, mean(recent.map((b) => b[p]))])) as Record<(typeof STEP_PARTS)[number], number>;
+  return Object.fromEntries(STEP_PARTS.map((p) => [p, mean(recent.map((b) => b[p]))])) as Record<
+    (typeof STEP_PARTS)[number],
+    number
+  >;
 }
 
-function rankBreakdown(rank: number, all: readonly StepBreakdown[], maxPoints: number): RunSnapshot['breakdown'][number] {
+function rankBreakdown(
+  rank: number,
+  all: readonly StepBreakdown[],
+  maxPoints: number,
+): RunSnapshot['breakdown'][number] {
   const own = all.filter((b) => b.rank === rank);
-  const [timeSec, ...parts] = downsample([own.map((b) => b.timeMs / 1000), ...STEP_PARTS.map((p) => own.map((b) => b[p]))], maxPoints);
-  return { rank, timeSec, parts: Object.fromEntries(STEP_PARTS.map((p, i) => [p, parts[i]])) as Record<(typeof STEP_PARTS)[number], number[]> };
+  const [timeSec, ...parts] = downsample(
+    [own.map((b) => b.timeMs / 1000), ...STEP_PARTS.map((p) => own.map((b) => b[p]))],
+    maxPoints,
+  );
+  return {
+    rank,
+    timeSec,
+    parts: Object.fromEntries(STEP_PARTS.map((p, i) => [p, parts[i]])) as Record<(typeof STEP_PARTS)[number], number[]>,
+  };
 }

@@ -69,14 +69,22 @@ export function sseFrame(event: string, data: unknown): string {
 export function pathSegments(url: string): string[] | null {
   const pathname = url.split('?')[0];
   try {
-    return pathname.split('/').filter((s) => s !== '').map((s) => decodeURIComponent(s));
+    return pathname
+      .split('/')
+      .filter((s) => s !== '')
+      .map((s) => decodeURIComponent(s));
   } catch {
     return null;
   }
 }
 
 /** Who may read: the token when there is one, loopback Host headers on a loopback address. */
-export function authorize(url: URL, hostHeader: string | undefined, token: string | null, boundHost: string): 200 | 401 | 403 {
+export function authorize(
+  url: URL,
+  hostHeader: string | undefined,
+  token: string | null,
+  boundHost: string,
+): 200 | 401 | 403 {
   if (token === null) {
     const name = (hostHeader ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
     return isLoopback(boundHost) && !isLoopback(name) ? 403 : 200;
@@ -186,17 +194,25 @@ export class DashboardServer {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Cache-Control', 'no-store');
-    res.setHeader('Content-Security-Policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+    res.setHeader(
+      'Content-Security-Policy',
+      "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+    );
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.fail(res, 405, 'read-only: GET only');
     const auth = authorize(url, req.headers.host, this.options.token, this.options.host);
-    if (auth !== 200) return this.fail(res, auth, auth === 401 ? 'this dashboard needs the token of its printed URL' : 'refused');
+    if (auth !== 200)
+      return this.fail(res, auth, auth === 401 ? 'this dashboard needs the token of its printed URL' : 'refused');
     // Segments of the raw path: the URL parser would already have resolved '..' and '%2e%2e'.
     const segments = pathSegments(req.url ?? '/');
     if (segments === null) return this.fail(res, 404, 'not found');
-    const maxPoints = Math.max(2, Math.min(100_000, Number(url.searchParams.get('max')) || (this.options.maxPoints ?? DEFAULT_MAX_POINTS)));
+    const maxPoints = Math.max(
+      2,
+      Math.min(100_000, Number(url.searchParams.get('max')) || (this.options.maxPoints ?? DEFAULT_MAX_POINTS)),
+    );
     const [first, second, third, fourth, ...rest] = segments;
     if (first === undefined) return this.sendPage(res);
-    if (first === 'static' && second !== undefined && third === undefined && Object.hasOwn(this.assets, second)) return this.sendAsset(res, second);
+    if (first === 'static' && second !== undefined && third === undefined && Object.hasOwn(this.assets, second))
+      return this.sendAsset(res, second);
     if (first !== 'api' || second !== 'runs' || rest.length > 0) return this.fail(res, 404, 'not found');
     if (third === undefined) return this.sendJson(res, this.runList());
     const reader = this.reader(third);
@@ -252,15 +268,25 @@ export class DashboardServer {
 }
 
 /** Starts a dashboard server and returns it with its URL; an address it cannot listen at is a ConfigError. */
-export async function startDashboard(options: DashboardServerOptions, flags: DashboardFlags): Promise<{ server: DashboardServer; url: string }> {
+export async function startDashboard(
+  options: DashboardServerOptions,
+  flags: DashboardFlags,
+): Promise<{ server: DashboardServer; url: string }> {
   const server = new DashboardServer(options);
   try {
     return { server, url: await server.start() };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new ConfigError(`--${flags.port} ${options.port}: the port is in use; choose another, or 0 for any free port`);
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new ConfigError(`--${flags.host} ${options.host}: not an address of this host`);
-    if (code === 'EACCES') throw new ConfigError(`--${flags.port} ${options.port}: not allowed to listen there (ports below 1024 need root)`);
+    if (code === 'EADDRINUSE')
+      throw new ConfigError(
+        `--${flags.port} ${options.port}: the port is in use; choose another, or 0 for any free port`,
+      );
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+      throw new ConfigError(`--${flags.host} ${options.host}: not an address of this host`);
+    if (code === 'EACCES')
+      throw new ConfigError(
+        `--${flags.port} ${options.port}: not allowed to listen there (ports below 1024 need root)`,
+      );
     throw err;
   }
 }

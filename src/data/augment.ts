@@ -35,7 +35,6 @@ export interface ColourStats {
 /** The paper's standard deviation of the lighting coefficients. */
 export const PCA_ALPHA_STD = 0.1;
 
-
 export interface AugmentParams {
   box: CropBox;
   flip: boolean;
@@ -93,7 +92,8 @@ export function pcaLightingShift(stats: ColourStats, alphas: readonly number[]):
  * p / 255 - 0.5 without (no stats computed yet: roughly centred, unit range).
  */
 export function channelAffine(stats: ColourStats | null, shiftRgb: readonly number[] = [0, 0, 0]): ChannelAffine {
-  if (!stats) return { scale: [1 / 255, 1 / 255, 1 / 255], offset: [shiftRgb[0] - 0.5, shiftRgb[1] - 0.5, shiftRgb[2] - 0.5] };
+  if (!stats)
+    return { scale: [1 / 255, 1 / 255, 1 / 255], offset: [shiftRgb[0] - 0.5, shiftRgb[1] - 0.5, shiftRgb[2] - 0.5] };
   const scale: [number, number, number] = [0, 0, 0];
   const offset: [number, number, number] = [0, 0, 0];
   for (let c = 0; c < 3; c++) {

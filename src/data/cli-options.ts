@@ -16,12 +16,22 @@ export function datasetOptions<T>(y: Argv<T>): Argv<T> {
 /** --classes and --classes-file alone (data index reads folders only: no --layout). */
 export function classOptions<T>(y: Argv<T>): Argv<T> {
   return y
-    .option('classes', { type: 'string', describe: 'names of labels 0,1,2,... comma-separated, e.g. rooster,tiger,dragon (default: root/classes.txt, else the label numbers); your label numbers are kept' })
-    .option('classes-file', { type: 'string', describe: 'a file with one class name per line (line i names label i), instead of --classes' });
+    .option('classes', {
+      type: 'string',
+      describe:
+        'names of labels 0,1,2,... comma-separated, e.g. rooster,tiger,dragon (default: root/classes.txt, else the label numbers); your label numbers are kept',
+    })
+    .option('classes-file', {
+      type: 'string',
+      describe: 'a file with one class name per line (line i names label i), instead of --classes',
+    });
 }
 
 export function layoutFromArgs(args: Record<string, unknown>): Layout {
-  return new FieldReader({ layout: args['layout'] ?? TRAIN_DEFAULTS.dataLayout }, (key) => `--${key}`).oneOf('layout', LAYOUTS);
+  return new FieldReader({ layout: args['layout'] ?? TRAIN_DEFAULTS.dataLayout }, (key) => `--${key}`).oneOf(
+    'layout',
+    LAYOUTS,
+  );
 }
 
 /** openDataset's options from parsed arguments. */

@@ -17,7 +17,8 @@ import sharp from 'sharp';
 import { sniffImageSize } from './header';
 
 /** sharp's resampling kernels (sharp.KernelEnum, spelled out: its ESM typings hide the namespace). */
-export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3' | 'mks2013' | 'mks2021';
+export type ResizeKernel =
+  'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3' | 'mks2013' | 'mks2021';
 
 export interface DecodeOptions {
   /** Side of the square output; the paper uses 256. */
@@ -45,11 +46,15 @@ const WHITE = { r: 255, g: 255, b: 255 };
 export function readFailureReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   switch (code) {
-    case 'ENOENT': return 'file missing (deleted or moved after the dataset was indexed)';
+    case 'ENOENT':
+      return 'file missing (deleted or moved after the dataset was indexed)';
     case 'EACCES':
-    case 'EPERM': return 'permission denied';
-    case 'EISDIR': return 'is a directory';
-    default: return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    default:
+      return `cannot read file: ${code ?? (err instanceof Error ? err.message : String(err))}`;
   }
 }
 
@@ -58,7 +63,8 @@ export function decodeFailureReason(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   const first = message.split('\n')[0].trim();
   if (/unsupported image format/i.test(first)) return 'not an image (unrecognised format)';
-  if (/premature end|truncated|read error|unexpected end/i.test(message)) return `truncated or corrupt image data (${first})`;
+  if (/premature end|truncated|read error|unexpected end/i.test(message))
+    return `truncated or corrupt image data (${first})`;
   if (/pixel limit/i.test(first)) return 'too large (exceeds the input pixel limit)';
   if (first === '' || /^unknown error$/i.test(first)) return VAGUE_DECODE_FAILURE;
   return `cannot decode: ${first}`;
@@ -76,13 +82,17 @@ export function geometryProblem(widthPx: number, heightPx: number, opts: DecodeO
   const maxPixels = opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
   const minSide = opts.minSidePx ?? DEFAULT_MIN_SIDE_PX;
   if (!(widthPx > 0 && heightPx > 0)) return 'no image dimensions in the header';
-  if (widthPx * heightPx > maxPixels) return `too large: ${widthPx}x${heightPx} = ${widthPx * heightPx} pixels > limit ${maxPixels}`;
+  if (widthPx * heightPx > maxPixels)
+    return `too large: ${widthPx}x${heightPx} = ${widthPx * heightPx} pixels > limit ${maxPixels}`;
   if (Math.min(widthPx, heightPx) < minSide) return `too small: ${widthPx}x${heightPx}, shorter side < ${minSide} px`;
   return null;
 }
 
 /** Header dimensions: sniffed in JS for PNG/JPEG/GIF, else from sharp (one more pool trip). */
-async function inputSize(input: Buffer, image: ReturnType<typeof sharp>): Promise<{ widthPx: number; heightPx: number }> {
+async function inputSize(
+  input: Buffer,
+  image: ReturnType<typeof sharp>,
+): Promise<{ widthPx: number; heightPx: number }> {
   const sniffed = sniffImageSize(input);
   if (sniffed) return sniffed;
   const meta = await image.metadata();
@@ -109,7 +119,8 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
       .raw({ depth: 'uchar' })
       .toBuffer();
     const expected = opts.sizePx * opts.sizePx * 3;
-    if (data.length !== expected) return { ok: false, reason: `decoder returned ${data.length} bytes, expected ${expected}` };
+    if (data.length !== expected)
+      return { ok: false, reason: `decoder returned ${data.length} bytes, expected ${expected}` };
     return { ok: true, pixels: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (err) {
     return { ok: false, reason: decodeFailureReason(err) };

@@ -14,7 +14,15 @@
  */
 import { ConfigError } from '../core/errors';
 import type { AugmentChoice } from '../core/config';
-import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop, writeTenCrops } from './augment';
+import {
+  centerCropBox,
+  channelAffine,
+  cropElements,
+  drawAugment,
+  pcaLightingShift,
+  writeCrop,
+  writeTenCrops,
+} from './augment';
 import { Sample } from './index/dataset';
 import { DecodeOptions, decodeFile } from './decode';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
@@ -89,10 +97,13 @@ function validate(o: LoaderOptions): void {
   if (!int(o.cropSize, 1) || !int(o.resizeSize, 1) || o.cropSize > o.resizeSize) {
     throw new ConfigError(`crop size ${o.cropSize} must be an integer between 1 and the resize size ${o.resizeSize}`);
   }
-  if (!int(o.globalBatchSize, 1)) throw new ConfigError(`global batch size must be an integer >= 1, got ${o.globalBatchSize}`);
-  if (!int(o.worldSize, 1) || !int(o.rank, 0) || o.rank >= o.worldSize) throw new ConfigError(`rank ${o.rank} is not in 0..${o.worldSize - 1}`);
+  if (!int(o.globalBatchSize, 1))
+    throw new ConfigError(`global batch size must be an integer >= 1, got ${o.globalBatchSize}`);
+  if (!int(o.worldSize, 1) || !int(o.rank, 0) || o.rank >= o.worldSize)
+    throw new ConfigError(`rank ${o.rank} is not in 0..${o.worldSize - 1}`);
   if (!int(o.seed, 0)) throw new ConfigError(`seed must be a non-negative integer, got ${o.seed}`);
-  if (o.prefetchBatches !== undefined && !int(o.prefetchBatches, 0)) throw new ConfigError(`prefetchBatches must be an integer >= 0`);
+  if (o.prefetchBatches !== undefined && !int(o.prefetchBatches, 0))
+    throw new ConfigError(`prefetchBatches must be an integer >= 0`);
 }
 
 export class BatchLoader {
@@ -120,7 +131,8 @@ export class BatchLoader {
 
   /** This rank's share of every global batch of `epoch`, in order, `prefetchBatches` decoded ahead. */
   async *epoch(epoch: number): AsyncGenerator<Batch> {
-    if (!(Number.isInteger(epoch) && epoch >= 0)) throw new ConfigError(`epoch must be a non-negative integer, got ${epoch}`);
+    if (!(Number.isInteger(epoch) && epoch >= 0))
+      throw new ConfigError(`epoch must be a non-negative integer, got ${epoch}`);
     const o = this.opts;
     const order = epochOrder(o.samples.length, o.mode === 'train', o.seed, epoch);
     const plans = planEpoch(order, o.globalBatchSize, o.dropLast ?? false, o.rank, o.worldSize);
@@ -196,7 +208,16 @@ export class BatchLoader {
       const box = crop ? aug.box : centerCropBox(resizeSize, cropSize);
       writeCrop(pixels, resizeSize, cropSize, box, flip && aug.flip, affine, out, offset);
     } else if (mode === 'center') {
-      writeCrop(pixels, resizeSize, cropSize, centerCropBox(resizeSize, cropSize), false, channelAffine(stats), out, offset);
+      writeCrop(
+        pixels,
+        resizeSize,
+        cropSize,
+        centerCropBox(resizeSize, cropSize),
+        false,
+        channelAffine(stats),
+        out,
+        offset,
+      );
     } else {
       writeTenCrops(pixels, resizeSize, cropSize, channelAffine(stats), out, offset);
     }

@@ -12,7 +12,8 @@ export class Limiter {
   private readonly waiting: (() => void)[] = [];
 
   constructor(readonly limit: number) {
-    if (!(Number.isInteger(limit) && limit >= 1)) throw new RangeError(`concurrency must be an integer >= 1, got ${limit}`);
+    if (!(Number.isInteger(limit) && limit >= 1))
+      throw new RangeError(`concurrency must be an integer >= 1, got ${limit}`);
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
@@ -31,7 +32,11 @@ export class Limiter {
 }
 
 /** Map with at most `limit` calls in flight; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const limiter = new Limiter(limit);
   return Promise.all(items.map((item, i) => limiter.run(() => fn(item, i))));
 }

@@ -17,7 +17,8 @@ function fmix32(h: number): number {
 
 /** Low and high 32-bit words of a non-negative safe integer (seeds may exceed 2^32). */
 function words(n: number): [number, number] {
-  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`seed words must be non-negative safe integers, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(`seed words must be non-negative safe integers, got ${n}`);
   return [n >>> 0, Math.floor(n / 0x100000000) >>> 0];
 }
 
@@ -76,7 +77,9 @@ export function rngFor(stream: number, ...values: number[]): Rng {
 export function seededSubset<T>(items: readonly T[], max: number | undefined, seed: number): T[] {
   if (max === undefined || max <= 0 || max >= items.length) return [...items];
   const order = permutation(items.length, rngFor(RngStream.subset, seed));
-  return Array.from(order.subarray(0, max)).sort((x, y) => x - y).map((i) => items[i]);
+  return Array.from(order.subarray(0, max))
+    .sort((x, y) => x - y)
+    .map((i) => items[i]);
 }
 
 /** Fisher-Yates permutation of 0..n-1. */

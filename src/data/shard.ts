@@ -6,7 +6,8 @@ import { permutation, rngFor, RngStream } from './rng';
 
 /** Global batches in one epoch; every rank yields exactly this many (some possibly empty). */
 export function batchesPerEpoch(sampleCount: number, globalBatchSize: number, dropLast: boolean): number {
-  if (!(Number.isInteger(globalBatchSize) && globalBatchSize >= 1)) throw new RangeError(`globalBatchSize must be an integer >= 1, got ${globalBatchSize}`);
+  if (!(Number.isInteger(globalBatchSize) && globalBatchSize >= 1))
+    throw new RangeError(`globalBatchSize must be an integer >= 1, got ${globalBatchSize}`);
   return dropLast ? Math.floor(sampleCount / globalBatchSize) : Math.ceil(sampleCount / globalBatchSize);
 }
 

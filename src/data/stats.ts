@@ -44,16 +44,40 @@ export function emptyMoments(): PixelMoments {
 
 /** Add the pixels of one uint8 RGB image. Per-image integer sums stay below 2^53 up to ~138 Mpx. */
 export function addImage(m: PixelMoments, rgb: Uint8Array): void {
-  let r = 0, g = 0, b = 0, rr = 0, rg = 0, rb = 0, gg = 0, gb = 0, bb = 0;
+  let r = 0,
+    g = 0,
+    b = 0,
+    rr = 0,
+    rg = 0,
+    rb = 0,
+    gg = 0,
+    gb = 0,
+    bb = 0;
   for (let i = 0; i + 2 < rgb.length; i += 3) {
-    const x = rgb[i], y = rgb[i + 1], z = rgb[i + 2];
-    r += x; g += y; b += z;
-    rr += x * x; rg += x * y; rb += x * z; gg += y * y; gb += y * z; bb += z * z;
+    const x = rgb[i],
+      y = rgb[i + 1],
+      z = rgb[i + 2];
+    r += x;
+    g += y;
+    b += z;
+    rr += x * x;
+    rg += x * y;
+    rb += x * z;
+    gg += y * y;
+    gb += y * z;
+    bb += z * z;
   }
   m.pixelCount += Math.floor(rgb.length / 3);
-  m.sum[0] += r; m.sum[1] += g; m.sum[2] += b;
+  m.sum[0] += r;
+  m.sum[1] += g;
+  m.sum[2] += b;
   const p = m.sumProducts;
-  p[0] += rr; p[1] += rg; p[2] += rb; p[3] += gg; p[4] += gb; p[5] += bb;
+  p[0] += rr;
+  p[1] += rg;
+  p[2] += rb;
+  p[3] += gg;
+  p[4] += gb;
+  p[5] += bb;
 }
 
 /** Mean (3) and covariance (3x3), [0, 1] units. */
@@ -61,7 +85,11 @@ export function meanAndCovariance(m: PixelMoments): { mean: [number, number, num
   if (m.pixelCount === 0) throw new DataError('no pixels to compute statistics from');
   const n = m.pixelCount;
   const mean: [number, number, number] = [m.sum[0] / n / 255, m.sum[1] / n / 255, m.sum[2] / n / 255];
-  const idx = [[0, 1, 2], [1, 3, 4], [2, 4, 5]];
+  const idx = [
+    [0, 1, 2],
+    [1, 3, 4],
+    [2, 4, 5],
+  ];
   const cov = idx.map((row, i) => row.map((k, j) => m.sumProducts[k] / n / (255 * 255) - mean[i] * mean[j]));
   return { mean, cov };
 }
@@ -73,35 +101,50 @@ export function meanAndCovariance(m: PixelMoments): { mean: [number, number, num
  */
 export function symmetricEigen3(matrix: number[][]): { values: [number, number, number]; vectors: number[][] } {
   const a = matrix.map((row) => [...row]);
-  const v = [[1, 0, 0], [0, 1, 0], [0, 0, 1]];
+  const v = [
+    [1, 0, 0],
+    [0, 1, 0],
+    [0, 0, 1],
+  ];
   for (let sweep = 0; sweep < 50; sweep++) {
     const off = a[0][1] ** 2 + a[0][2] ** 2 + a[1][2] ** 2;
     if (off < 1e-30) break;
-    for (const [p, q] of [[0, 1], [0, 2], [1, 2]]) {
+    for (const [p, q] of [
+      [0, 1],
+      [0, 2],
+      [1, 2],
+    ]) {
       if (Math.abs(a[p][q]) < 1e-300) continue;
       const theta = (a[q][q] - a[p][p]) / (2 * a[p][q]);
       const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
       const c = 1 / Math.sqrt(t * t + 1);
       const s = t * c;
       for (let k = 0; k < 3; k++) {
-        const akp = a[k][p], akq = a[k][q];
+        const akp = a[k][p],
+          akq = a[k][q];
         a[k][p] = c * akp - s * akq;
         a[k][q] = s * akp + c * akq;
       }
       for (let k = 0; k < 3; k++) {
-        const apk = a[p][k], aqk = a[q][k];
+        const apk = a[p][k],
+          aqk = a[q][k];
         a[p][k] = c * apk - s * aqk;
         a[q][k] = s * apk + c * aqk;
       }
       for (let k = 0; k < 3; k++) {
-        const vkp = v[k][p], vkq = v[k][q];
+        const vkp = v[k][p],
+          vkq = v[k][q];
         v[k][p] = c * vkp - s * vkq;
         v[k][q] = s * vkp + c * vkq;
       }
     }
   }
   const order = [0, 1, 2].sort((i, j) => a[j][j] - a[i][i]);
-  const vectors = [[0, 0, 0], [0, 0, 0], [0, 0, 0]];
+  const vectors = [
+    [0, 0, 0],
+    [0, 0, 0],
+    [0, 0, 0],
+  ];
   order.forEach((src, dst) => {
     const sign = v[0][src] + v[1][src] + v[2][src] < 0 ? -1 : 1;
     for (let k = 0; k < 3; k++) vectors[k][dst] = sign * v[k][src];
@@ -113,7 +156,11 @@ export function symmetricEigen3(matrix: number[][]): { values: [number, number, 
 /** DatasetStats from accumulated moments. A constant channel gets std 1 so normalisation never divides by 0. */
 export function statsFromMoments(m: PixelMoments, imageCount: number, sizePx?: number): DatasetStats {
   const { mean, cov } = meanAndCovariance(m);
-  const std = [0, 1, 2].map((c) => Math.sqrt(Math.max(cov[c][c], 0))).map((s) => (s > 1e-8 ? s : 1)) as [number, number, number];
+  const std = [0, 1, 2].map((c) => Math.sqrt(Math.max(cov[c][c], 0))).map((s) => (s > 1e-8 ? s : 1)) as [
+    number,
+    number,
+    number,
+  ];
   const { values, vectors } = symmetricEigen3(cov);
   return { meanRgb: mean, stdRgb: std, eigenvalues: values, eigenvectors: vectors, imageCount, sizePx };
 }
@@ -145,7 +192,10 @@ export async function computeStats(samples: Sample[], opts: ComputeStatsOptions)
     }
     opts.onProgress?.(++done, chosen.length);
   });
-  if (used === 0) throw new DataError(`none of the ${chosen.length} image(s) could be decoded; run \`alexnet data check\` to see why`);
+  if (used === 0)
+    throw new DataError(
+      `none of the ${chosen.length} image(s) could be decoded; run \`alexnet data check\` to see why`,
+    );
   return statsFromMoments(moments, used, opts.sizePx);
 }
 
@@ -188,7 +238,12 @@ export function statsPath(root: string): string {
 export function cachedStatsPath(cacheDir: string, root: string, samples: readonly Sample[], sizePx: number): string {
   const h = createHash('sha256').update(`${path.resolve(root)}\n${sizePx}\n`);
   for (const s of samples) h.update(`${s.path}\t${s.label}\n`);
-  return path.join(cacheDir, 'datasets', `${path.basename(root)}-${h.digest('hex').slice(0, 16)}`, `stats-${sizePx}px.json`);
+  return path.join(
+    cacheDir,
+    'datasets',
+    `${path.basename(root)}-${h.digest('hex').slice(0, 16)}`,
+    `stats-${sizePx}px.json`,
+  );
 }
 
 /** Stats from the first of `files` that exists, or null. */
@@ -251,5 +306,7 @@ export async function saveStatsFirstWritable(files: readonly string[], stats: Da
       last = err;
     }
   }
-  throw new DataError(`cannot save dataset statistics to ${files.join(' or ')}: ${(last as Error | null)?.message ?? 'no place given'}`);
+  throw new DataError(
+    `cannot save dataset statistics to ${files.join(' or ')}: ${(last as Error | null)?.message ?? 'no place given'}`,
+  );
 }

@@ -38,7 +38,10 @@ export type GpuDiscovery = (request: DeviceRequest) => string[];
 /** Parses CUDA_VISIBLE_DEVICES: '' or '-1' hide every GPU; undefined says nothing. */
 export function parseCudaVisible(value: string | undefined): string[] | null {
   if (value === undefined) return null;
-  const ids = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const ids = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (ids.length === 0 || ids[0] === '-1') return [];
   return ids;
 }
@@ -56,7 +59,9 @@ function discoverCudaGpus(): string[] {
   const visible = parseCudaVisible(env.cudaVisibleDevices());
   if (visible !== null) return visible;
   try {
-    return parseNvidiaSmi(execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }));
+    return parseNvidiaSmi(
+      execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }),
+    );
   } catch {
     return []; // no driver, no nvidia-smi: no GPU
   }
@@ -99,7 +104,8 @@ export interface VulkanDevice {
  *   GPU 0: 10de:2330 "NVIDIA H100 80GB HBM3" discrete GPU 0000:65:00.0
  */
 export function parseVulkanDeviceList(text: string): VulkanDevice[] {
-  const line = /^\s*GPU (\d+): ([0-9a-f]+):([0-9a-f]+) "(.*)" (discrete GPU|integrated GPU|virtual GPU|CPU|other)(?: ([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-9a-f]))?\s*$/i;
+  const line =
+    /^\s*GPU (\d+): ([0-9a-f]+):([0-9a-f]+) "(.*)" (discrete GPU|integrated GPU|virtual GPU|CPU|other)(?: ([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-9a-f]))?\s*$/i;
   return text.split('\n').flatMap((l) => {
     const m = line.exec(l);
     if (m == null) return [];
@@ -111,7 +117,9 @@ export function parseVulkanDeviceList(text: string): VulkanDevice[] {
 
 /** The GPUs (software devices only when allowed) as ids that pin a worker to each (where it can be). */
 export function vulkanGpuIds(devices: readonly VulkanDevice[], allowSoftware = false): string[] {
-  return devices.filter((d) => allowSoftware || d.type !== 'CPU').map((d) => `vulkan:${d.pciTag ?? (d.vendorId === '' ? 'any' : `${d.vendorId}:${d.deviceId}`)}`);
+  return devices
+    .filter((d) => allowSoftware || d.type !== 'CPU')
+    .map((d) => `vulkan:${d.pciTag ?? (d.vendorId === '' ? 'any' : `${d.vendorId}:${d.deviceId}`)}`);
 }
 
 /**
@@ -135,7 +143,12 @@ export function discoverVulkanDevices(): VulkanDevice[] {
     '.then((a) => { if (a) { const i = a.info; process.stdout.write(JSON.stringify({ vendor: i.vendor, architecture: i.architecture, device: i.device, description: i.description, isFallbackAdapter: i.isFallbackAdapter === true })); } process.exit(0); }, () => process.exit(1))',
   ].join('');
   // The layer exits the process right after printing: read its stderr whatever the status.
-  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESA_VK_DEVICE_SELECT: 'list' } });
+  const child = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MESA_VK_DEVICE_SELECT: 'list' },
+  });
   const listed = parseVulkanDeviceList(child.stderr ?? '');
   if (listed.length > 0) return listed;
   return unlistedAdapter(child.stdout ?? '');
@@ -150,7 +163,9 @@ export function unlistedAdapter(stdout: string): VulkanDevice[] {
     return [];
   }
   if (isSoftwareAdapter(info)) return [];
-  return [{ index: 0, vendorId: '', deviceId: '', name: info.description || info.device, type: 'discrete GPU', pciTag: null }];
+  return [
+    { index: 0, vendorId: '', deviceId: '', name: info.description || info.device, type: 'discrete GPU', pciTag: null },
+  ];
 }
 
 export function cpuCount(): number {
@@ -173,7 +188,12 @@ export function resolveDevices(
   const webgpuCount = webgpuDeviceCount(request);
   if (webgpuCount !== null) {
     if (webgpuCount < 1) throw new ConfigError(`--devices ${request}: need at least 1 device`);
-    return { kind: 'gpu', worldSize: webgpuCount, gpuIds: Array.from({ length: webgpuCount }, () => SHARED_ADAPTER), note: null };
+    return {
+      kind: 'gpu',
+      worldSize: webgpuCount,
+      gpuIds: Array.from({ length: webgpuCount }, () => SHARED_ADAPTER),
+      note: null,
+    };
   }
   // A CPU backend asked for explicitly means CPU devices, whatever GPUs exist.
   const gpus = config.backend === 'wasm' || config.backend === 'cpu' ? [] : discover(config);
@@ -185,17 +205,24 @@ export function resolveDevices(
     throw new ConfigError(`--devices must be 'auto', a count >= 1, 'cpu:N' or 'webgpu:N'; got '${request}'`);
   }
   const n = Number(request);
-  if (config.backend === 'wasm' || config.backend === 'cpu') return { kind: 'cpu', worldSize: n, gpuIds: [], note: null };
+  if (config.backend === 'wasm' || config.backend === 'cpu')
+    return { kind: 'cpu', worldSize: n, gpuIds: [], note: null };
   if (gpus.length >= n) return { kind: 'gpu', worldSize: n, gpuIds: gpus.slice(0, n), note: null };
   const found = gpus.length === 0 ? 'no GPU was found' : `only ${gpus.length} GPU(s) were found`;
   if (config.strictDevices) throw new ConfigError(`${n} GPU(s) asked for but ${found} (--strict-devices)`);
-  return { kind: 'cpu', worldSize: n, gpuIds: [], note: `${n} GPU(s) asked for but ${found}: using ${n} CPU-simulated device(s) instead` };
+  return {
+    kind: 'cpu',
+    worldSize: n,
+    gpuIds: [],
+    note: `${n} GPU(s) asked for but ${found}: using ${n} CPU-simulated device(s) instead`,
+  };
 }
 
 /** "2 GPU(s) [0, 1]", "2 webgpu worker(s) on one adapter" or "2 CPU-simulated device(s)". */
 export function describeDeviceList(d: DeviceAssignment): string {
   if (d.kind === 'cpu') return `${d.worldSize} CPU-simulated device(s)`;
-  if (d.gpuIds.length > 1 && d.gpuIds.every((id) => id === SHARED_ADAPTER)) return `${d.worldSize} webgpu worker(s) sharing whatever adapter Dawn picks (software ones too)`;
+  if (d.gpuIds.length > 1 && d.gpuIds.every((id) => id === SHARED_ADAPTER))
+    return `${d.worldSize} webgpu worker(s) sharing whatever adapter Dawn picks (software ones too)`;
   return `${d.worldSize} GPU(s) [${d.gpuIds.join(', ')}]`;
 }
 
@@ -219,7 +246,6 @@ export function gpuEnvironment(gpuId: string | null): Record<string, string> {
   const pick = device.startsWith('pci-') ? 'DRI_PRIME' : 'MESA_VK_DEVICE_SELECT';
   return { CUDA_VISIBLE_DEVICES: '', [pick]: device, MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1' };
 }
-
 
 /** The start-up line; `totalWorkers` counts the workers of all hosts in a multi-host run. */
 export function describeDevices(d: DeviceAssignment, totalWorkers: number | null = null): string {

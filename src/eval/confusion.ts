@@ -47,7 +47,9 @@ export function argmaxRows(scores: Float32Array, numClasses: number): Int32Array
  */
 export function addToConfusion(m: ConfusionMatrix, scores: Float32Array, labels: Int32Array): void {
   if (scores.length !== labels.length * m.numClasses) {
-    throw new RangeError(`scores hold ${scores.length} values, expected ${labels.length} rows x ${m.numClasses} classes`);
+    throw new RangeError(
+      `scores hold ${scores.length} values, expected ${labels.length} rows x ${m.numClasses} classes`,
+    );
   }
   const predicted = argmaxRows(scores, m.numClasses);
   for (let i = 0; i < labels.length; i++) {
@@ -88,7 +90,8 @@ export function perClassAccuracy(m: ConfusionMatrix): ClassAccuracy[] {
       images += confusionCount(m, i, j);
       predicted += confusionCount(m, j, i);
       const wrong = confusionCount(m, i, j);
-      if (j !== i && wrong > 0 && (mostConfusedWith === -1 || wrong > confusionCount(m, i, mostConfusedWith))) mostConfusedWith = j;
+      if (j !== i && wrong > 0 && (mostConfusedWith === -1 || wrong > confusionCount(m, i, mostConfusedWith)))
+        mostConfusedWith = j;
     }
     const correct = confusionCount(m, i, i);
     result.push({

@@ -41,7 +41,9 @@ export function confusionHeatmap(m: ConfusionMatrix, classNames: readonly string
   if (classNames.length !== k) throw new RangeError(`${classNames.length} class names for a ${k}-class matrix`);
   const cell = cellSizePx(k);
   const showLabels = cell >= MIN_LABEL_CELL_PX;
-  const labelPx = showLabels ? Math.ceil(Math.max(...classNames.map((n) => shortLabel(n).length)) * LABEL_FONT_PX * 0.62) + 8 : 0;
+  const labelPx = showLabels
+    ? Math.ceil(Math.max(...classNames.map((n) => shortLabel(n).length)) * LABEL_FONT_PX * 0.62) + 8
+    : 0;
   const left = 30 + labelPx;
   const top = 56 + labelPx;
   const grid = k * cell;
@@ -63,7 +65,13 @@ export function confusionHeatmap(m: ConfusionMatrix, classNames: readonly string
       const y = top + i * cell;
       body.push(`<rect x="${coord(x)}" y="${coord(y)}" width="${cell}" height="${cell}" fill="${shade(share)}"/>`);
       if (cell >= MIN_NUMBER_CELL_PX) {
-        body.push(svgText(x + cell / 2, y + cell / 2 + 4, String(count), { sizePx: Math.min(12, Math.floor(cell / 2.6)), anchor: 'middle', fill: share > 0.5 ? 'white' : '#222' }));
+        body.push(
+          svgText(x + cell / 2, y + cell / 2 + 4, String(count), {
+            sizePx: Math.min(12, Math.floor(cell / 2.6)),
+            anchor: 'middle',
+            fill: share > 0.5 ? 'white' : '#222',
+          }),
+        );
       }
     }
   }
@@ -85,7 +93,9 @@ function colourLegend(x: number, y: number, heightPx: number): string[] {
   const out: string[] = [];
   for (let s = 0; s < steps; s++) {
     const share = 1 - s / (steps - 1);
-    out.push(`<rect x="${coord(x)}" y="${coord(y + (s * heightPx) / steps)}" width="14" height="${coord(heightPx / steps + 0.5)}" fill="${shade(share)}"/>`);
+    out.push(
+      `<rect x="${coord(x)}" y="${coord(y + (s * heightPx) / steps)}" width="14" height="${coord(heightPx / steps + 0.5)}" fill="${shade(share)}"/>`,
+    );
   }
   out.push(svgText(x + 18, y + 10, '100%', { sizePx: 10 }));
   out.push(svgText(x + 18, y + heightPx, '0%', { sizePx: 10 }));

@@ -29,7 +29,11 @@ const UNSCORED_COLUMN = '(no score)';
 export function confusionCsv(m: ConfusionMatrix, classNames: readonly string[]): string {
   const withUnscored = m.unscored.some((u) => u > 0);
   const header = ['true \\ predicted', ...classNames, ...(withUnscored ? [UNSCORED_COLUMN] : [])];
-  const rows = classNames.map((name, i) => [name, ...classNames.map((_, j) => confusionCount(m, i, j)), ...(withUnscored ? [m.unscored[i]] : [])]);
+  const rows = classNames.map((name, i) => [
+    name,
+    ...classNames.map((_, j) => confusionCount(m, i, j)),
+    ...(withUnscored ? [m.unscored[i]] : []),
+  ]);
   return csvLines([header, ...rows]);
 }
 
@@ -37,14 +41,35 @@ const round6 = (x: number): number => Math.round(x * 1e6) / 1e6;
 
 export function perClassCsv(perClass: readonly ClassAccuracy[], classNames: readonly string[]): string {
   const header = ['class', 'images', 'correct', 'accuracy', 'predicted', 'precision', 'most_confused_with'];
-  const rows = perClass.map((c, i) => [classNames[i], c.images, c.correct, round6(c.accuracy), c.predicted, round6(c.precision), c.mostConfusedWith < 0 ? '' : classNames[c.mostConfusedWith]]);
+  const rows = perClass.map((c, i) => [
+    classNames[i],
+    c.images,
+    c.correct,
+    round6(c.accuracy),
+    c.predicted,
+    round6(c.precision),
+    c.mostConfusedWith < 0 ? '' : classNames[c.mostConfusedWith],
+  ]);
   return csvLines([header, ...rows]);
 }
 
-
 export function perClassTable(perClass: readonly ClassAccuracy[], classNames: readonly string[]): string {
-  const rows = perClass.map((c, i) => [classNames[i], c.images, c.correct, pct(c.accuracy), pct(c.precision), c.mostConfusedWith < 0 ? '-' : classNames[c.mostConfusedWith]]);
-  return formatTable(['class', 'images', 'correct', 'accuracy', 'precision', 'most confused with'], rows, ['left', 'right', 'right', 'right', 'right', 'left']);
+  const rows = perClass.map((c, i) => [
+    classNames[i],
+    c.images,
+    c.correct,
+    pct(c.accuracy),
+    pct(c.precision),
+    c.mostConfusedWith < 0 ? '-' : classNames[c.mostConfusedWith],
+  ]);
+  return formatTable(['class', 'images', 'correct', 'accuracy', 'precision', 'most confused with'], rows, [
+    'left',
+    'right',
+    'right',
+    'right',
+    'right',
+    'left',
+  ]);
 }
 
 export interface EvalFiles {
@@ -54,9 +79,13 @@ export interface EvalFiles {
   heatmapPng: string;
 }
 
-
 /** Writes the CSVs and the heat map into `dir` (created), each file atomically. */
-export async function writeEvalOutputs(dir: string, m: ConfusionMatrix, classNames: readonly string[], title: string): Promise<EvalFiles> {
+export async function writeEvalOutputs(
+  dir: string,
+  m: ConfusionMatrix,
+  classNames: readonly string[],
+  title: string,
+): Promise<EvalFiles> {
   fs.mkdirSync(dir, { recursive: true });
   const [confusionCsvFile, perClassCsvFile, heatmapSvg, heatmapPng] = EVAL_FILE_NAMES.map((n) => path.join(dir, n));
   const files: EvalFiles = { confusionCsv: confusionCsvFile, perClassCsv: perClassCsvFile, heatmapSvg, heatmapPng };

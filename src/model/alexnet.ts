@@ -45,12 +45,18 @@ export function layerShapes(spec: ModelSpec, numClasses: number): LayerShape[] {
   let channels = 3;
   for (const c of spec.convs) {
     if (channels % c.groups !== 0 || c.filters % c.groups !== 0) {
-      throw new Error(`${c.name}: ${channels} input / ${c.filters} output channels do not split into ${c.groups} groups`);
+      throw new Error(
+        `${c.name}: ${channels} input / ${c.filters} output channels do not split into ${c.groups} groups`,
+      );
     }
     size = convOutSize(size, c.kernel, c.stride, c.pad);
     const params = c.kernel * c.kernel * (channels / c.groups) * c.filters + c.filters;
     channels = c.filters;
-    rows.push({ layer: `${c.name}${c.groups > 1 ? ` (${c.groups} groups)` : ''}`, outputShape: [size, size, channels], params });
+    rows.push({
+      layer: `${c.name}${c.groups > 1 ? ` (${c.groups} groups)` : ''}`,
+      outputShape: [size, size, channels],
+      params,
+    });
     if (c.lrn && spec.lrn) rows.push({ layer: `${c.name}/lrn`, outputShape: [size, size, channels], params: 0 });
     if (c.pool) {
       size = poolOutSize(size, spec.pool.window, spec.pool.stride);
@@ -118,7 +124,11 @@ export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number)
   tf.tidy(() => {
     for (const c of spec.convs) {
       const shape = [c.kernel, c.kernel, channels / c.groups, c.filters];
-      add(`${c.name}/kernel`, 'weight', initWeight(shape, spec.weightInitStd, shape[0] * shape[1] * shape[2], seed + layerIndex++));
+      add(
+        `${c.name}/kernel`,
+        'weight',
+        initWeight(shape, spec.weightInitStd, shape[0] * shape[1] * shape[2], seed + layerIndex++),
+      );
       add(`${c.name}/bias`, 'bias', tf.fill([c.filters], c.biasInit));
       channels = c.filters;
     }
@@ -135,9 +145,16 @@ export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number)
   return { spec, numClasses, params };
 }
 
-function tfPad(pad: ConvPad): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
+function tfPad(
+  pad: ConvPad,
+): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
   if (typeof pad !== 'number') return pad;
-  return [[0, 0], [pad, pad], [pad, pad], [0, 0]];
+  return [
+    [0, 0],
+    [pad, pad],
+    [pad, pad],
+    [0, 0],
+  ];
 }
 
 function activate(x: tf.Tensor, activation: ModelSpec['activation']): tf.Tensor {
@@ -149,26 +166,48 @@ function activate(x: tf.Tensor, activation: ModelSpec['activation']): tf.Tensor 
  * a grouped conv is split -> one conv2d per group -> concat, with the kernel split on its
  * output axis: one [k, k, in/groups, out] kernel, as in Caffe.
  */
-export function groupedConv(x: tf.Tensor4D, kernel: tf.Tensor4D, bias: tf.Tensor1D, c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>, activation: ModelSpec['activation'], inputGradient = true): tf.Tensor4D {
+export function groupedConv(
+  x: tf.Tensor4D,
+  kernel: tf.Tensor4D,
+  bias: tf.Tensor1D,
+  c: Pick<ConvSpec, 'stride' | 'pad' | 'groups'>,
+  activation: ModelSpec['activation'],
+  inputGradient = true,
+): tf.Tensor4D {
   const fused = activation === 'relu';
   if (fused) {
     // The native backend's one-op layer (grouped natively, its own gradient); null elsewhere.
-    const layer = convLayer(x, kernel, bias, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation, inputGradient });
+    const layer = convLayer(x, kernel, bias, {
+      strides: c.stride,
+      pad: tfPad(c.pad),
+      groups: c.groups,
+      activation,
+      inputGradient,
+    });
     if (layer != null) return layer;
   }
   const convOne = (xg: tf.Tensor4D, kg: tf.Tensor4D, bg: tf.Tensor1D): tf.Tensor4D => {
-    if (fused) return tf.fused.conv2d({ x: xg, filter: kg, bias: bg, strides: c.stride, pad: tfPad(c.pad), activation: 'relu' });
+    if (fused)
+      return tf.fused.conv2d({ x: xg, filter: kg, bias: bg, strides: c.stride, pad: tfPad(c.pad), activation: 'relu' });
     return activate(tf.add(tf.conv2d(xg, kg, c.stride, tfPad(c.pad)), bg), activation) as tf.Tensor4D;
   };
   if (c.groups === 1) return convOne(x, kernel, bias);
   const xs = tf.split(x, c.groups, 3);
   const ks = tf.split(kernel, c.groups, 3);
   const bs = tf.split(bias, c.groups, 0);
-  return tf.concat(xs.map((xg, g) => convOne(xg as tf.Tensor4D, ks[g] as tf.Tensor4D, bs[g] as tf.Tensor1D)), 3);
+  return tf.concat(
+    xs.map((xg, g) => convOne(xg as tf.Tensor4D, ks[g] as tf.Tensor4D, bs[g] as tf.Tensor1D)),
+    3,
+  );
 }
 
 /** A fully connected layer: x [n, in] times kernel [in, units] plus bias, then the activation. */
-export function dense(x: tf.Tensor2D, kernel: tf.Tensor2D, bias: tf.Tensor1D, activation: ModelSpec['activation'] | 'linear'): tf.Tensor2D {
+export function dense(
+  x: tf.Tensor2D,
+  kernel: tf.Tensor2D,
+  bias: tf.Tensor1D,
+  activation: ModelSpec['activation'] | 'linear',
+): tf.Tensor2D {
   if (activation === 'tanh') return tf.tanh(tf.add(tf.matMul(x, kernel), bias)) as tf.Tensor2D;
   return tf.fused.matMul({ a: x, b: kernel, bias, activation }) as tf.Tensor2D;
 }
@@ -210,12 +249,25 @@ export interface ColumnSlice {
  * where u + (1 - rate) >= 1. With `columns`, `h` holds only those columns of the layer (a hybrid
  * rank's slice): the image's full mask row is drawn and cut, so the slice gets the same mask.
  */
-export function dropoutPerImage(h: tf.Tensor2D, rate: number, stepSeed: number, layer: number, keys: ArrayLike<number> | undefined, columns?: ColumnSlice): tf.Tensor2D {
+export function dropoutPerImage(
+  h: tf.Tensor2D,
+  rate: number,
+  stepSeed: number,
+  layer: number,
+  keys: ArrayLike<number> | undefined,
+  columns?: ColumnSlice,
+): tf.Tensor2D {
   const [n, width] = h.shape;
   const units = columns?.of ?? width;
   const keep = 1 - rate;
   const maskRow = (i: number): tf.Tensor2D => {
-    const row = tf.randomUniform([1, units], 0, 1, 'float32', dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i)) as tf.Tensor2D;
+    const row = tf.randomUniform(
+      [1, units],
+      0,
+      1,
+      'float32',
+      dropoutMaskSeed(stepSeed, layer, keys?.[i] ?? i),
+    ) as tf.Tensor2D;
     return columns ? tf.slice(row, [0, columns.start], [1, width]) : row;
   };
   const rows = Array.from({ length: n }, (_, i) => maskRow(i));
@@ -257,7 +309,8 @@ export function forward(model: AlexNet, images: tf.Tensor4D, opts: ForwardOption
   let h = convFeatures(model, images, hook);
   const rate = opts.training ? spec.dropoutRate : 0;
   let dropIndex = 0;
-  const drop = (t: tf.Tensor2D) => (rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t);
+  const drop = (t: tf.Tensor2D) =>
+    rate > 0 ? dropoutPerImage(t, rate, opts.dropoutSeed ?? 0, dropIndex++, opts.dropoutKeys) : t;
   for (let l = 0; l < spec.hidden.length; l++) {
     if (spec.dropoutPlacement === 'before') h = drop(h);
     h = dense(h, next() as tf.Tensor2D, next() as tf.Tensor1D, spec.activation);

@@ -82,37 +82,72 @@ function buildGraph(model: AlexNet): GraphBuilder {
   const params = new Map(model.params.map((p) => [p.name, p.variable]));
   const param = (name: string) => g.constant(name, params.get(name) as tf.Tensor);
   const act = spec.activation === 'relu' ? 'Relu' : 'Tanh';
-  let x = g.add('input', 'Placeholder', [], { dtype: FLOAT, shape: { shape: dims([-1, spec.inputSize, spec.inputSize, 3]) } });
+  let x = g.add('input', 'Placeholder', [], {
+    dtype: FLOAT,
+    shape: { shape: dims([-1, spec.inputSize, spec.inputSize, 3]) },
+  });
   const channelAxis = g.constant('channel_axis', tf.scalar(3, 'int32'));
   for (const c of spec.convs) {
     const kernel = param(`${c.name}/kernel`);
-    const convAttrs = { T: FLOAT, strides: ints([1, c.stride, c.stride, 1]), data_format: { s: b64('NHWC') }, dilations: ints([1, 1, 1, 1]), ...padAttrs(c.pad) };
+    const convAttrs = {
+      T: FLOAT,
+      strides: ints([1, c.stride, c.stride, 1]),
+      data_format: { s: b64('NHWC') },
+      dilations: ints([1, 1, 1, 1]),
+      ...padAttrs(c.pad),
+    };
     if (c.groups === 1) {
       x = g.add(`${c.name}/conv`, 'Conv2D', [x, kernel], convAttrs);
     } else {
       // Split both the input maps and the kernel's output axis, convolve pairwise, concat.
-      const xs = g.add(`${c.name}/split_input`, 'Split', [channelAxis, x], { num_split: { i: String(c.groups) }, T: FLOAT });
-      const ks = g.add(`${c.name}/split_kernel`, 'Split', [channelAxis, kernel], { num_split: { i: String(c.groups) }, T: FLOAT });
+      const xs = g.add(`${c.name}/split_input`, 'Split', [channelAxis, x], {
+        num_split: { i: String(c.groups) },
+        T: FLOAT,
+      });
+      const ks = g.add(`${c.name}/split_kernel`, 'Split', [channelAxis, kernel], {
+        num_split: { i: String(c.groups) },
+        T: FLOAT,
+      });
       const outs: string[] = [];
-      for (let k = 0; k < c.groups; k++) outs.push(g.add(`${c.name}/conv_g${k}`, 'Conv2D', [`${xs}:${k}`, `${ks}:${k}`], convAttrs));
+      for (let k = 0; k < c.groups; k++)
+        outs.push(g.add(`${c.name}/conv_g${k}`, 'Conv2D', [`${xs}:${k}`, `${ks}:${k}`], convAttrs));
       x = g.add(`${c.name}/concat`, 'ConcatV2', [...outs, channelAxis], { N: { i: String(c.groups) }, T: FLOAT });
     }
-    x = g.add(`${c.name}/bias_add`, 'BiasAdd', [x, param(`${c.name}/bias`)], { T: FLOAT, data_format: { s: b64('NHWC') } });
+    x = g.add(`${c.name}/bias_add`, 'BiasAdd', [x, param(`${c.name}/bias`)], {
+      T: FLOAT,
+      data_format: { s: b64('NHWC') },
+    });
     x = g.add(`${c.name}/act`, act, [x], { T: FLOAT });
     if (c.lrn && spec.lrn) {
       const { depthRadius, bias, alpha, beta } = spec.lrn;
-      x = g.add(`${c.name}/lrn`, 'LRN', [x], { depth_radius: { i: String(depthRadius) }, bias: { f: bias }, alpha: { f: alpha }, beta: { f: beta }, T: FLOAT });
+      x = g.add(`${c.name}/lrn`, 'LRN', [x], {
+        depth_radius: { i: String(depthRadius) },
+        bias: { f: bias },
+        alpha: { f: alpha },
+        beta: { f: beta },
+        T: FLOAT,
+      });
     }
     if (c.pool) {
       const { window, stride } = spec.pool;
-      x = g.add(`${c.name}/pool`, 'MaxPool', [x], { T: FLOAT, ksize: ints([1, window, window, 1]), strides: ints([1, stride, stride, 1]), padding: { s: b64('VALID') }, data_format: { s: b64('NHWC') } });
+      x = g.add(`${c.name}/pool`, 'MaxPool', [x], {
+        T: FLOAT,
+        ksize: ints([1, window, window, 1]),
+        strides: ints([1, stride, stride, 1]),
+        padding: { s: b64('VALID') },
+        data_format: { s: b64('NHWC') },
+      });
     }
   }
   const features = (params.get(`${spec.hidden[0]?.name ?? 'fc8'}/kernel`) as tf.Tensor).shape[0];
   x = g.add('flatten', 'Reshape', [x, g.constant('flatten/shape', tf.tensor1d([-1, features], 'int32'))], { T: FLOAT });
   const layers = [...spec.hidden.map((h) => h.name), 'fc8'];
   for (const name of layers) {
-    x = g.add(`${name}/matmul`, 'MatMul', [x, param(`${name}/kernel`)], { T: FLOAT, transpose_a: { i: '0' }, transpose_b: { i: '0' } });
+    x = g.add(`${name}/matmul`, 'MatMul', [x, param(`${name}/kernel`)], {
+      T: FLOAT,
+      transpose_a: { i: '0' },
+      transpose_b: { i: '0' },
+    });
     x = g.add(`${name}/bias_add`, 'BiasAdd', [x, param(`${name}/bias`)], { T: FLOAT, data_format: { s: b64('NHWC') } });
     if (name !== 'fc8') x = g.add(`${name}/act`, act, [x], { T: FLOAT });
   }

@@ -59,7 +59,6 @@ export interface ModelSpec {
   weightInitStd: number | 'he';
 }
 
-
 const PAPER_LRN: LrnSpec = { depthRadius: 2, bias: 2, alpha: 1e-4, beta: 0.75 };
 
 function conv(
@@ -164,8 +163,13 @@ export const PRESET_DEFAULT_INIT: Readonly<Partial<Record<PresetName, 'paper' | 
 /** The preset with a run's changes (TrainConfig.model): a null dropout rate or init 'preset' keeps the preset's. */
 export function buildSpec(preset: PresetName, overrides: Partial<ModelChoice> = {}): ModelSpec {
   const base = PRESETS[preset];
-  const init = overrides.init === undefined || overrides.init === 'preset' ? PRESET_DEFAULT_INIT[preset] : overrides.init;
-  const spec: ModelSpec = { ...base, convs: base.convs.map((c) => ({ ...c })), hidden: base.hidden.map((h) => ({ ...h })) };
+  const init =
+    overrides.init === undefined || overrides.init === 'preset' ? PRESET_DEFAULT_INIT[preset] : overrides.init;
+  const spec: ModelSpec = {
+    ...base,
+    convs: base.convs.map((c) => ({ ...c })),
+    hidden: base.hidden.map((h) => ({ ...h })),
+  };
   if (overrides.activation) spec.activation = overrides.activation;
   if (overrides.lrn === false) spec.lrn = null;
   if (overrides.overlappingPool === false) spec.pool = { window: 2, stride: 2 };

@@ -5,11 +5,16 @@ import type { ModelSpec } from './presets';
 export function formatSummary(spec: ModelSpec, numClasses: number): string {
   const rows = layerShapes(spec, numClasses);
   const header = ['Layer', 'Output shape', 'Params'];
-  const body = rows.map((r) => [r.layer, `(${['batch', ...r.outputShape].join(', ')})`, r.params.toLocaleString('en-US')]);
+  const body = rows.map((r) => [
+    r.layer,
+    `(${['batch', ...r.outputShape].join(', ')})`,
+    r.params.toLocaleString('en-US'),
+  ]);
   const input = ['input', `(batch, ${spec.inputSize}, ${spec.inputSize}, 3)`, '0'];
   const all = [header, input, ...body];
   const widths = header.map((_, c) => Math.max(...all.map((r) => r[c].length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
+  const line = (r: string[]) =>
+    r.map((cell, c) => (c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ');
   const rule = '-'.repeat(widths.reduce((a, b) => a + b + 2, -2));
   const total = rows.reduce((s, r) => s + r.params, 0);
   return [

@@ -60,7 +60,10 @@ export interface Axis {
 const clean = (v: number): number => Number(v.toPrecision(12));
 
 /** A linear axis whose ends are ticks, widened when the data is a single value. */
-export function linearAxis(values: readonly number[], o: { includeZero?: boolean; integer?: boolean; target?: number } = {}): Axis {
+export function linearAxis(
+  values: readonly number[],
+  o: { includeZero?: boolean; integer?: boolean; target?: number } = {},
+): Axis {
   let lo = values.length > 0 ? Math.min(...values) : 0;
   let hi = values.length > 0 ? Math.max(...values) : 1;
   if (o.includeZero) {
@@ -129,34 +132,69 @@ export function lineChart(spec: ChartSpec, box: Box): string {
   const ys = drawn.flatMap((s) => s.runs.flat().map((p) => p.y as number));
   const xAxis = linearAxis(xs, { integer: spec.integerX });
   const yAxis = logY ? logAxis(ys) : linearAxis(ys, { includeZero: spec.includeZero });
-  const plot = { x: box.x + MARGIN.left, y: box.y + MARGIN.top, width: box.width - MARGIN.left - MARGIN.right, height: box.height - MARGIN.top - MARGIN.bottom };
+  const plot = {
+    x: box.x + MARGIN.left,
+    y: box.y + MARGIN.top,
+    width: box.width - MARGIN.left - MARGIN.right,
+    height: box.height - MARGIN.top - MARGIN.bottom,
+  };
   const px = (x: number) => plot.x + ((x - xAxis.min) / (xAxis.max - xAxis.min)) * plot.width;
-  const fy = (y: number) => (logY ? (Math.log10(y) - Math.log10(yAxis.min)) / (Math.log10(yAxis.max) - Math.log10(yAxis.min)) : (y - yAxis.min) / (yAxis.max - yAxis.min));
+  const fy = (y: number) =>
+    logY
+      ? (Math.log10(y) - Math.log10(yAxis.min)) / (Math.log10(yAxis.max) - Math.log10(yAxis.min))
+      : (y - yAxis.min) / (yAxis.max - yAxis.min);
   const py = (y: number) => plot.y + plot.height - fy(y) * plot.height;
 
-  const out: string[] = [`<g class="chart">`, svgText(box.x + MARGIN.left, box.y + 20, spec.title, { sizePx: 15, weight: 'bold' })];
+  const out: string[] = [
+    `<g class="chart">`,
+    svgText(box.x + MARGIN.left, box.y + 20, spec.title, { sizePx: 15, weight: 'bold' }),
+  ];
   for (const t of yAxis.ticks) {
-    out.push(`<line x1="${coord(plot.x)}" y1="${coord(py(t))}" x2="${coord(plot.x + plot.width)}" y2="${coord(py(t))}" stroke="#e3e3e3"/>`);
-    out.push(svgText(plot.x - 6, py(t) + 4, formatTick(t, yAxis, { percent: spec.percent, log: logY }), { sizePx: 11, anchor: 'end' }));
+    out.push(
+      `<line x1="${coord(plot.x)}" y1="${coord(py(t))}" x2="${coord(plot.x + plot.width)}" y2="${coord(py(t))}" stroke="#e3e3e3"/>`,
+    );
+    out.push(
+      svgText(plot.x - 6, py(t) + 4, formatTick(t, yAxis, { percent: spec.percent, log: logY }), {
+        sizePx: 11,
+        anchor: 'end',
+      }),
+    );
   }
   for (const t of xAxis.ticks) {
-    out.push(`<line x1="${coord(px(t))}" y1="${coord(plot.y + plot.height)}" x2="${coord(px(t))}" y2="${coord(plot.y + plot.height + 4)}" stroke="#444"/>`);
+    out.push(
+      `<line x1="${coord(px(t))}" y1="${coord(plot.y + plot.height)}" x2="${coord(px(t))}" y2="${coord(plot.y + plot.height + 4)}" stroke="#444"/>`,
+    );
     out.push(svgText(px(t), plot.y + plot.height + 17, formatTick(t, xAxis), { sizePx: 11, anchor: 'middle' }));
   }
-  out.push(`<rect x="${coord(plot.x)}" y="${coord(plot.y)}" width="${coord(plot.width)}" height="${coord(plot.height)}" fill="none" stroke="#444"/>`);
+  out.push(
+    `<rect x="${coord(plot.x)}" y="${coord(plot.y)}" width="${coord(plot.width)}" height="${coord(plot.height)}" fill="none" stroke="#444"/>`,
+  );
   out.push(svgText(plot.x + plot.width / 2, box.y + box.height - 6, spec.xLabel, { sizePx: 12, anchor: 'middle' }));
   out.push(svgText(box.x + 14, plot.y + plot.height / 2, spec.yLabel, { sizePx: 12, anchor: 'middle', rotate: -90 }));
-  if (drawn.length === 0) out.push(svgText(plot.x + plot.width / 2, plot.y + plot.height / 2, 'no data yet', { sizePx: 13, anchor: 'middle', fill: '#888' }));
+  if (drawn.length === 0)
+    out.push(
+      svgText(plot.x + plot.width / 2, plot.y + plot.height / 2, 'no data yet', {
+        sizePx: 13,
+        anchor: 'middle',
+        fill: '#888',
+      }),
+    );
   for (const s of drawn) {
     for (const run of s.runs) {
       // A one-point run has no line; its marker below still shows the value.
-      if (run.length > 1) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${run.map((p) => `${coord(px(p.x))},${coord(py(p.y as number))}`).join(' ')}"/>`);
-      for (const p of run) out.push(`<circle cx="${coord(px(p.x))}" cy="${coord(py(p.y as number))}" r="2.5" fill="${s.color}"/>`);
+      if (run.length > 1)
+        out.push(
+          `<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${run.map((p) => `${coord(px(p.x))},${coord(py(p.y as number))}`).join(' ')}"/>`,
+        );
+      for (const p of run)
+        out.push(`<circle cx="${coord(px(p.x))}" cy="${coord(py(p.y as number))}" r="2.5" fill="${s.color}"/>`);
     }
   }
   drawn.forEach((s, i) => {
     const lx = plot.x + plot.width - 90 * (drawn.length - i);
-    out.push(`<line x1="${coord(lx)}" y1="${coord(box.y + 32)}" x2="${coord(lx + 18)}" y2="${coord(box.y + 32)}" stroke="${s.color}" stroke-width="2"/>`);
+    out.push(
+      `<line x1="${coord(lx)}" y1="${coord(box.y + 32)}" x2="${coord(lx + 18)}" y2="${coord(box.y + 32)}" stroke="${s.color}" stroke-width="2"/>`,
+    );
     out.push(svgText(lx + 22, box.y + 36, s.name, { sizePx: 11 }));
   });
   out.push('</g>');
@@ -178,7 +216,14 @@ export function curveSpecs(records: readonly EpochRecord[]): ChartSpec[] {
     { ...common, title: 'Loss', yLabel: 'cross-entropy', series: both((m) => m.loss) },
     { ...common, title: 'Top-1 error', yLabel: 'top-1 error', percent: true, series: both((m) => m.top1Error) },
     { ...common, title: 'Top-5 error', yLabel: 'top-5 error', percent: true, series: both((m) => m.top5Error) },
-    { ...common, includeZero: false, yScale: 'log', title: 'Learning rate', yLabel: 'learning rate', series: [{ name: 'lr', color: LR_COLOR, points: records.map((r) => ({ x: r.epoch, y: r.lr })) }] },
+    {
+      ...common,
+      includeZero: false,
+      yScale: 'log',
+      title: 'Learning rate',
+      yLabel: 'learning rate',
+      series: [{ name: 'lr', color: LR_COLOR, points: records.map((r) => ({ x: r.epoch, y: r.lr })) }],
+    },
   ];
 }
 
@@ -191,7 +236,11 @@ export const CURVES_SIZE_PX = { width: 2 * PANEL.width, height: TITLE_PX + 2 * P
 /** The whole curves image: a title line and the four panels. */
 export function curvesSvg(records: readonly EpochRecord[], title: string): string {
   const { width, height } = PANEL;
-  const panels = curveSpecs(records).map((spec, i) => lineChart(spec, { x: (i % 2) * width, y: TITLE_PX + Math.floor(i / 2) * height, width, height }));
-  return svgDocument(CURVES_SIZE_PX.width, CURVES_SIZE_PX.height, [svgText(16, 24, title, { sizePx: 16, weight: 'bold' }), ...panels]);
+  const panels = curveSpecs(records).map((spec, i) =>
+    lineChart(spec, { x: (i % 2) * width, y: TITLE_PX + Math.floor(i / 2) * height, width, height }),
+  );
+  return svgDocument(CURVES_SIZE_PX.width, CURVES_SIZE_PX.height, [
+    svgText(16, 24, title, { sizePx: 16, weight: 'bold' }),
+    ...panels,
+  ]);
 }
-

@@ -7,7 +7,10 @@ import { writeAtomic } from '../core/atomic-write';
 
 /** Text and attribute values: class names may hold <, & or quotes. */
 export function escapeXml(text: string): string {
-  return text.replace(/[<>&'"]/g, (ch) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[ch] ?? ch);
+  return text.replace(
+    /[<>&'"]/g,
+    (ch) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[ch] ?? ch,
+  );
 }
 
 /** A coordinate: a non-finite one is a bug in the caller, and would silently drop the shape. */

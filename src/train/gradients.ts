@@ -43,7 +43,12 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
  * index (model/alexnet.ts), so they do not depend on how the batch is cut into micro-batches or shared
  * among ranks. `paramHook` wraps each parameter in the forward pass (--overlap's bucket hooks).
  */
-export async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: number, paramHook?: ParamHook): Promise<Gradients> {
+export async function microGradients(
+  model: AlexNet,
+  batch: Batch,
+  dropoutSeed: number,
+  paramHook?: ParamHook,
+): Promise<Gradients> {
   let logits: tf.Tensor | null = null;
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
@@ -69,7 +74,12 @@ export async function microGradients(model: AlexNet, batch: Batch, dropoutSeed: 
  * sum over micro-batches is the gradient of the whole share (up to float rounding), and so are
  * the metric sums. Only one micro-batch's activations are alive at a time.
  */
-export async function localGradients(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): Promise<Gradients> {
+export async function localGradients(
+  model: AlexNet,
+  batch: Batch,
+  dropoutSeed: number,
+  microBatch: number,
+): Promise<Gradients> {
   if (batch.count === 0) {
     return { grads: model.params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
   }

@@ -69,7 +69,12 @@ export function activationElements(spec: ModelSpec, numClasses: number): number 
 }
 
 /** The step's memory for a model on a backend; `optimizerSlots`: 1 for momentum SGD, 2 for Adam. */
-export function stepMemory(spec: ModelSpec, numClasses: number, backend: MemoryBackend, optimizerSlots: number): StepMemory {
+export function stepMemory(
+  spec: ModelSpec,
+  numClasses: number,
+  backend: MemoryBackend,
+  optimizerSlots: number,
+): StepMemory {
   const elements = activationElements(spec, numClasses);
   return {
     activationElements: elements,
@@ -104,7 +109,8 @@ export function memoryBudget(backend: MemoryBackend, machine: MachineMemory): Me
   const machineShare = Math.min(machine.totalBytes / workers, machine.freeBytes / workers);
   const share = workers > 1 ? `free memory split over ${workers} local workers` : 'free memory';
   if (backend === 'node-gpu' || backend === 'webgpu') return { bytes: Infinity, source: 'GPU memory is not estimated' };
-  if (backend === 'wasm' && WASM_HEAP_BYTES < machineShare) return { bytes: WASM_HEAP_BYTES, source: 'the 4 GiB wasm heap' };
+  if (backend === 'wasm' && WASM_HEAP_BYTES < machineShare)
+    return { bytes: WASM_HEAP_BYTES, source: 'the 4 GiB wasm heap' };
   return { bytes: machineShare, source: share };
 }
 
@@ -124,14 +130,22 @@ export interface MicroBatchChoice {
  * it fits the budget, else the fewest micro-batches that fit, of even sizes. `forced`
  * (--micro-batch N > 0) wins. Throws a ConfigError, before any step, when not even one image fits.
  */
-export function chooseMicroBatch(share: number, forced: number, memory: StepMemory, budget: MemoryBudget): MicroBatchChoice {
+export function chooseMicroBatch(
+  share: number,
+  forced: number,
+  memory: StepMemory,
+  budget: MemoryBudget,
+): MicroBatchChoice {
   const whole = Math.max(1, share);
   const need = (n: number) => memory.fixedBytes + n * memory.bytesPerImage;
   const limit = Number.isFinite(budget.bytes) ? `budget ${formatGiB(budget.bytes)} (${budget.source})` : budget.source;
   const estimate = `~${formatGiB(need(whole))} for ${whole} image${whole === 1 ? '' : 's'}, ${limit}`;
   if (forced > 0) {
     const size = Math.min(forced, whole);
-    return { size, reason: `micro-batch ${size} of ${whole} images per worker (--micro-batch ${forced}; estimate ${estimate})` };
+    return {
+      size,
+      reason: `micro-batch ${size} of ${whole} images per worker (--micro-batch ${forced}; estimate ${estimate})`,
+    };
   }
   const usable = budget.bytes * SAFETY;
   if (need(1) > usable) {
@@ -144,7 +158,10 @@ export function chooseMicroBatch(share: number, forced: number, memory: StepMemo
   // As few passes as the largest size allows, of even sizes: 128 by at most 69 is 64 + 64, not 69 + 59.
   const size = Math.ceil(whole / Math.ceil(whole / Math.min(whole, largest)));
   if (size >= whole) return { size: whole, reason: `micro-batch ${whole}: the worker's whole share (${estimate})` };
-  return { size, reason: `micro-batch ${size} of ${whole} images per worker: the whole share does not fit (${estimate}); --micro-batch N forces a size` };
+  return {
+    size,
+    reason: `micro-batch ${size} of ${whole} images per worker: the whole share does not fit (${estimate}); --micro-batch N forces a size`,
+  };
 }
 
 /** Sizes of the micro-batches that cover `count` images, in order: [4, 4, 2] for 10 by 4. */

@@ -33,7 +33,14 @@ export interface OptimizerState {
 }
 
 /** The paper's update on plain numbers: the reference the tests hold the tensor code to. */
-export function sgdReference(w: number, v: number, g: number, lr: number, momentum: number, weightDecay: number): { w: number; v: number } {
+export function sgdReference(
+  w: number,
+  v: number,
+  g: number,
+  lr: number,
+  momentum: number,
+  weightDecay: number,
+): { w: number; v: number } {
   const vNext = momentum * v - weightDecay * lr * w - lr * g;
   return { w: w + vNext, v: vNext };
 }
@@ -43,7 +50,10 @@ export class Optimizer {
   private iterations = 0;
   private readonly slots: Record<string, tf.Variable[]>;
 
-  constructor(options: OptimizerOptions, private readonly params: Param[]) {
+  constructor(
+    options: OptimizerOptions,
+    private readonly params: Param[],
+  ) {
     this.options = options;
     const zeros = () => params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
     this.slots = options.name === 'sgd' ? { velocity: zeros() } : { m: zeros(), v: zeros() };
@@ -99,15 +109,18 @@ export class Optimizer {
 
   async getState(): Promise<OptimizerState> {
     const slots: Record<string, Float32Array[]> = {};
-    for (const [name, vars] of Object.entries(this.slots)) slots[name] = await Promise.all(vars.map((v) => readFloats(v)));
+    for (const [name, vars] of Object.entries(this.slots))
+      slots[name] = await Promise.all(vars.map((v) => readFloats(v)));
     return { name: this.options.name, iterations: this.iterations, slots };
   }
 
   setState(state: OptimizerState): void {
-    if (state.name !== this.options.name) throw new Error(`optimizer state is for ${state.name}, this run uses ${this.options.name}`);
+    if (state.name !== this.options.name)
+      throw new Error(`optimizer state is for ${state.name}, this run uses ${this.options.name}`);
     for (const [name, vars] of Object.entries(this.slots)) {
       const saved = state.slots[name];
-      if (saved == null || saved.length !== vars.length) throw new Error(`optimizer state has no complete '${name}' slot`);
+      if (saved == null || saved.length !== vars.length)
+        throw new Error(`optimizer state has no complete '${name}' slot`);
       vars.forEach((v, i) => v.assign(tf.tensor(saved[i], v.shape)));
     }
     this.iterations = state.iterations;

@@ -51,7 +51,12 @@ export function advanceSchedule(o: ScheduleOptions, s: ScheduleState, epoch: num
       if (valError < s.bestError - o.minDelta) return { ...s, bestError: valError, epochsSinceBest: 0 };
       const waited = s.epochsSinceBest + 1;
       if (waited >= o.patience && s.drops < o.maxDrops) {
-        return { lr: s.lr / o.factor, drops: s.drops + 1, bestError: Math.min(s.bestError, valError), epochsSinceBest: 0 };
+        return {
+          lr: s.lr / o.factor,
+          drops: s.drops + 1,
+          bestError: Math.min(s.bestError, valError),
+          epochsSinceBest: 0,
+        };
       }
       return { ...s, bestError: Math.min(s.bestError, valError), epochsSinceBest: waited };
     }

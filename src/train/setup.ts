@@ -10,7 +10,15 @@ import { DataError } from '../core/errors';
 import { preflight } from '../data/commands/check';
 import { openDataset, type Dataset, type Sample } from '../data/index/dataset';
 import { seededSubset } from '../data/rng';
-import { cachedStatsPath, computeStats, findStats, saveStatsFirstWritable, STATS_FILE, statsPath, type DatasetStats } from '../data/stats';
+import {
+  cachedStatsPath,
+  computeStats,
+  findStats,
+  saveStatsFirstWritable,
+  STATS_FILE,
+  statsPath,
+  type DatasetStats,
+} from '../data/stats';
 import { assertFitsBackend } from '../backend/select';
 import { createAlexNet, type AlexNet } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
@@ -48,7 +56,6 @@ export function scheduleOptionsOf(config: TrainConfig): ScheduleOptions {
   };
 }
 
-
 /** A seeded subset this large pins the mean and the 3x3 colour covariance to ~3 digits. */
 const STATS_MAX_IMAGES = 10_000;
 
@@ -57,7 +64,13 @@ const STATS_MAX_IMAGES = 10_000;
  * user's, or an older version's: read, never written), the cache folder, the run directory
  * (where they go when the cache cannot be written).
  */
-export function statsPlaces(root: string, split: readonly Sample[], sizePx: number, runDir: string, cacheDir: string = env.cacheDir()): string[] {
+export function statsPlaces(
+  root: string,
+  split: readonly Sample[],
+  sizePx: number,
+  runDir: string,
+  cacheDir: string = env.cacheDir(),
+): string[] {
   return [statsPath(root), cachedStatsPath(cacheDir, root, split, sizePx), path.join(runDir, STATS_FILE)];
 }
 
@@ -66,7 +79,13 @@ export function statsPlaces(root: string, split: readonly Sample[], sizePx: numb
  * saves them to the first writable place after the first (only `canWrite` processes write:
  * rank 0 or the coordinator).
  */
-export async function datasetStats(places: readonly string[], train: Sample[], sizePx: number, canWrite: boolean, log: Logger): Promise<DatasetStats> {
+export async function datasetStats(
+  places: readonly string[],
+  train: Sample[],
+  sizePx: number,
+  canWrite: boolean,
+  log: Logger,
+): Promise<DatasetStats> {
   const saved = await findStats(places);
   if (saved != null) return saved.stats;
   const maxImages = Math.min(train.length, STATS_MAX_IMAGES);
@@ -76,16 +95,28 @@ export async function datasetStats(places: readonly string[], train: Sample[], s
   return stats;
 }
 
-export async function openTrainingData(config: TrainConfig, canWrite: boolean, log: Logger): Promise<{ dataset: Dataset; train: Sample[]; stats: DatasetStats }> {
+export async function openTrainingData(
+  config: TrainConfig,
+  canWrite: boolean,
+  log: Logger,
+): Promise<{ dataset: Dataset; train: Sample[]; stats: DatasetStats }> {
   const dataset = await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames });
   const trainSplit = dataset.splits.train;
   if (trainSplit == null || trainSplit.samples.length === 0) {
-    throw new DataError(`${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`);
+    throw new DataError(
+      `${config.data} has no training split: expected ${path.join(config.data, 'train')}/<class>/<image> or train.txt`,
+    );
   }
   const train = seededSubset(trainSplit.samples, config.trainLimit, config.seed);
   const spec = buildSpec(config.preset, config.model);
   await preflight(train, { sizePx: spec.resizeSize });
-  const stats = await datasetStats(statsPlaces(dataset.root, trainSplit.samples, spec.resizeSize, config.runDir), train, spec.resizeSize, canWrite, log);
+  const stats = await datasetStats(
+    statsPlaces(dataset.root, trainSplit.samples, spec.resizeSize, config.runDir),
+    train,
+    spec.resizeSize,
+    canWrite,
+    log,
+  );
   return { dataset, train, stats };
 }
 
@@ -106,7 +137,14 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
   const model = createAlexNet(spec, dataset.classes.length, config.seed);
   assertFitsBackend(model.params);
   const optimizer = new Optimizer(
-    { name: config.optimizer, momentum: config.momentum, weightDecay: config.weightDecay, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    {
+      name: config.optimizer,
+      momentum: config.momentum,
+      weightDecay: config.weightDecay,
+      beta1: 0.9,
+      beta2: 0.999,
+      epsilon: 1e-8,
+    },
     model.params,
   );
   const scheduleOptions = scheduleOptionsOf(config);
@@ -132,7 +170,9 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     state.position = ckpt.position;
     if (ckpt.epochSoFar) state.epochSoFar = ckpt.epochSoFar;
     state.bestValTop1Error = ckpt.bestValTop1Error ?? Infinity;
-    log.info(`resumed from ${file}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`);
+    log.info(
+      `resumed from ${file}: epoch ${ckpt.position.epoch + 1}, step ${ckpt.position.stepInEpoch}, global step ${ckpt.position.globalStep}`,
+    );
   }
   return state;
 }

@@ -49,14 +49,24 @@ export interface StepOptions {
 }
 
 function tailOf(sums: MetricSums, batch: Batch, opts: StepOptions): StepTail {
-  return { sums, skipped: batch.skipped, stopVotes: opts.stopVote ? 1 : 0, checkpointVotes: opts.checkpointVote ? 1 : 0 };
+  return {
+    sums,
+    skipped: batch.skipped,
+    stopVotes: opts.stopVote ? 1 : 0,
+    checkpointVotes: opts.checkpointVote ? 1 : 0,
+  };
 }
 
 /**
  * One step: compute, reduce, apply. Time blocked in collectives inside the pass (hybrid's
  * gathers) counts as communication, not compute.
  */
-export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Batch, opts: StepOptions): Promise<StepResult> {
+export async function trainStep(
+  model: AlexNet,
+  optimizer: Optimizer,
+  batch: Batch,
+  opts: StepOptions,
+): Promise<StepResult> {
   const sync = opts.sync ?? new LocalSync(optimizer);
   const t0 = performance.now();
   const local = await sync.compute(model, batch, opts.dropoutSeed, opts.microBatch ?? 0);
@@ -71,7 +81,12 @@ export async function trainStep(model: AlexNet, optimizer: Optimizer, batch: Bat
     skipped: tail.skipped,
     stop: tail.stopVotes > 0,
     checkpoint: (tail.checkpointVotes ?? 0) > 0,
-    timings: { computeMs: t1 - t0 - local.inPassCommMs, copyMs, reduceMs: t2 - t1 - copyMs + local.inPassCommMs, updateMs: t3 - t2 },
+    timings: {
+      computeMs: t1 - t0 - local.inPassCommMs,
+      copyMs,
+      reduceMs: t2 - t1 - copyMs + local.inPassCommMs,
+      updateMs: t3 - t2,
+    },
   };
 }
 

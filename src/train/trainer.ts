@@ -28,10 +28,24 @@ import { CheckpointStore, CheckpointTimer, type WriteFile } from './run/checkpoi
 import { createGradientSync } from './sync/create-sync';
 import type { GradientSync } from './sync/gradient-sync';
 import type { OptimizerState } from './optimizer';
-import { chooseMicroBatch, memoryBudget, stepMemory, type MachineMemory, type MemoryBackend, type MicroBatchChoice } from './memory';
+import {
+  chooseMicroBatch,
+  memoryBudget,
+  stepMemory,
+  type MachineMemory,
+  type MemoryBackend,
+  type MicroBatchChoice,
+} from './memory';
 import { addSums, emptySums, summarize, type MetricSummary, type MetricSums } from './metrics';
 import { ProgressBar } from './progress';
-import { appendEpochRecord, appendRunEvent, appendStepRecord, appendTestRecord, type EpochRecord, type TrainResult } from './run/run-log';
+import {
+  appendEpochRecord,
+  appendRunEvent,
+  appendStepRecord,
+  appendTestRecord,
+  type EpochRecord,
+  type TrainResult,
+} from './run/run-log';
 import { advanceSchedule } from './schedule';
 import { buildRunState, type RunState } from './setup';
 import { evalBatch, trainStep, type StepTimings } from './step';
@@ -91,10 +105,20 @@ function memoryBackend(): MemoryBackend {
  * This rank's micro-batch: its largest share of the global batch against the backend's memory
  * (memory.ts). Throws a ConfigError before the first step when not even one image fits.
  */
-export function microBatchFor(config: TrainConfig, state: RunState, worldSize: number, machine: MachineMemory): MicroBatchChoice {
+export function microBatchFor(
+  config: TrainConfig,
+  state: RunState,
+  worldSize: number,
+  machine: MachineMemory,
+): MicroBatchChoice {
   const backend = memoryBackend();
   const memory = stepMemory(state.model.spec, state.model.numClasses, backend, config.optimizer === 'adam' ? 2 : 1);
-  return chooseMicroBatch(Math.ceil(config.batchSize / worldSize), config.microBatch, memory, memoryBudget(backend, machine));
+  return chooseMicroBatch(
+    Math.ceil(config.batchSize / worldSize),
+    config.microBatch,
+    memory,
+    memoryBudget(backend, machine),
+  );
 }
 
 /** This machine's memory as the OS reports it; our own RSS counts as available to us. */
@@ -102,8 +126,14 @@ function osMachineMemory(localWorkers: number): MachineMemory {
   return { totalBytes: os.totalmem(), freeBytes: os.freemem() + process.memoryUsage().rss, localWorkers };
 }
 
-async function checkpointOf(config: TrainConfig, state: RunState, optimizer: OptimizerState): Promise<CheckpointContents> {
-  const weights = await Promise.all(state.model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
+async function checkpointOf(
+  config: TrainConfig,
+  state: RunState,
+  optimizer: OptimizerState,
+): Promise<CheckpointContents> {
+  const weights = await Promise.all(
+    state.model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })),
+  );
   return {
     config,
     classes: state.dataset.classes,
@@ -142,7 +172,11 @@ export class Trainer {
     this.isMaster = this.rank === 0;
     this.badFiles = new BadFileLog(config.runDir, deps.log);
     this.checkpoints = new CheckpointStore(config.runDir, config.keepCheckpoints, deps.writeCheckpoint);
-    this.checkpointTimer = new CheckpointTimer(config.checkpointEverySteps, config.checkpointEveryMin, performance.now());
+    this.checkpointTimer = new CheckpointTimer(
+      config.checkpointEverySteps,
+      config.checkpointEveryMin,
+      performance.now(),
+    );
   }
 
   private loader(samples: Sample[], stats: DatasetStats | null, mode: LoaderMode, state: RunState): BatchLoader {
@@ -169,9 +203,21 @@ export class Trainer {
     const { config, deps } = this;
     const state = await buildRunState(config, this.isMaster, deps.log);
     const { model } = state;
-    const micro = microBatchFor(config, state, this.worldSize, deps.machineMemory?.() ?? osMachineMemory(this.worldSize));
+    const micro = microBatchFor(
+      config,
+      state,
+      this.worldSize,
+      deps.machineMemory?.() ?? osMachineMemory(this.worldSize),
+    );
     if (this.isMaster) deps.log.info(micro.reason);
-    const sync = await createGradientSync({ config, collective: deps.collective, model, optimizer: state.optimizer, microBatch: micro.size, log: deps.log });
+    const sync = await createGradientSync({
+      config,
+      collective: deps.collective,
+      model,
+      optimizer: state.optimizer,
+      microBatch: micro.size,
+      log: deps.log,
+    });
     this.sync = sync;
     state.optimizer = sync.optimizer;
     if (this.isMaster) fs.mkdirSync(config.runDir, { recursive: true });
@@ -215,15 +261,42 @@ export class Trainer {
         windowSums = addSums(windowSums, result.sums);
         state.position = { epoch, stepInEpoch: step, globalStep: state.position.globalStep + 1 };
         state.epochSoFar = { sums, skipped };
-        const report: StepReport = { epoch, step, stepsInEpoch: stepsPerEpoch, sums: result.sums, timings: { ...result.timings, dataWaitMs }, wireBytes: this.wireBytesSince() };
+        const report: StepReport = {
+          epoch,
+          step,
+          stepsInEpoch: stepsPerEpoch,
+          sums: result.sums,
+          timings: { ...result.timings, dataWaitMs },
+          wireBytes: this.wireBytesSince(),
+        };
         deps.onStep?.(report);
         if (this.isMaster) {
           const elapsedMs = performance.now() - epochStart;
           const s = summarize(sums);
-          bar.update({ step, totalSteps: stepsPerEpoch, loss: s.loss, top1Error: s.top1Error, imagesPerSec: ((sums.count - resumedImages) / elapsedMs) * 1000, elapsedMs });
+          bar.update({
+            step,
+            totalSteps: stepsPerEpoch,
+            loss: s.loss,
+            top1Error: s.top1Error,
+            imagesPerSec: ((sums.count - resumedImages) / elapsedMs) * 1000,
+            elapsedMs,
+          });
         }
-        if (this.isMaster && config.logEverySteps > 0 && (step % config.logEverySteps === 0 || step === stepsPerEpoch)) {
-          appendStepRecord(config.runDir, { epoch: epoch + 1, step, globalStep: state.position.globalStep, epochs: epoch + step / stepsPerEpoch, lr, train: summarize(windowSums), stepsPerEpoch, timeMs: Date.now() });
+        if (
+          this.isMaster &&
+          config.logEverySteps > 0 &&
+          (step % config.logEverySteps === 0 || step === stepsPerEpoch)
+        ) {
+          appendStepRecord(config.runDir, {
+            epoch: epoch + 1,
+            step,
+            globalStep: state.position.globalStep,
+            epochs: epoch + step / stepsPerEpoch,
+            lr,
+            train: summarize(windowSums),
+            stepsPerEpoch,
+            timeMs: Date.now(),
+          });
           windowSums = emptySums();
         }
         await this.maybeChecksum(state, sync);
@@ -242,14 +315,26 @@ export class Trainer {
       state.schedule = advanceSchedule(state.scheduleOptions, state.schedule, epoch, val?.top1Error ?? NaN);
       state.position = { epoch: epoch + 1, stepInEpoch: 0, globalStep: state.position.globalStep };
       state.epochSoFar = { sums: emptySums(), skipped: 0 };
-      const record: EpochRecord = { epoch: epoch + 1, globalStep: state.position.globalStep, lr, train: summarize(sums), val, imagesPerSec: ((sums.count - resumedImages) / epochMs) * 1000, epochMs, skippedImages: skipped };
+      const record: EpochRecord = {
+        epoch: epoch + 1,
+        globalStep: state.position.globalStep,
+        lr,
+        train: summarize(sums),
+        val,
+        imagesPerSec: ((sums.count - resumedImages) / epochMs) * 1000,
+        epochMs,
+        skippedImages: skipped,
+      };
       epochs.push(record);
       await this.endEpoch(state, record);
     }
     if (stopped) {
       await this.syncFullModel();
       await this.save(state, LAST_CHECKPOINT);
-      if (this.isMaster) deps.log.info(`stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`);
+      if (this.isMaster)
+        deps.log.info(
+          `stopped at epoch ${state.position.epoch + 1}, step ${state.position.stepInEpoch}: checkpoint saved; continue with --resume ${config.runDir}`,
+        );
       return { epochs, test: null, stopped, runDir: config.runDir, wallMs: performance.now() - started };
     }
     const test = await this.finalTest(state);
@@ -276,7 +361,8 @@ export class Trainer {
   /** The optimizer state a checkpoint holds: the full model's, in every mode. */
   private async checkpointOptimizer(state: RunState): Promise<OptimizerState> {
     if (this.config.parallel !== 'hybrid' || this.worldSize === 1) return state.optimizer.getState();
-    if (this.gatheredOptimizer === null) throw new Error('hybrid mode: a checkpoint before the FC slices were gathered');
+    if (this.gatheredOptimizer === null)
+      throw new Error('hybrid mode: a checkpoint before the FC slices were gathered');
     return this.gatheredOptimizer;
   }
 
@@ -312,14 +398,25 @@ export class Trainer {
     if (!this.isMaster) return;
     const started = performance.now();
     await this.stepWrite;
-    const written = this.checkpoints.beginStep(await checkpointOf(this.config, state, await this.checkpointOptimizer(state)));
+    const written = this.checkpoints.beginStep(
+      await checkpointOf(this.config, state, await this.checkpointOptimizer(state)),
+    );
     const stallMs = performance.now() - started;
     this.checkpointTimer.saved(performance.now());
     const { log } = this.deps;
     this.stepWrite = written.then(
       ({ file, bytes, globalStep, writeMs }) => {
-        log.info(`checkpoint ${path.basename(file)} (${(bytes / 1e6).toFixed(1)} MB) at global step ${globalStep}: training stalled ${stallMs.toFixed(0)} ms, written in the background in ${writeMs.toFixed(0)} ms`);
-        appendRunEvent(this.config.runDir, { event: 'checkpoint', file: path.basename(file), globalStep, bytes, stallMs, writeMs });
+        log.info(
+          `checkpoint ${path.basename(file)} (${(bytes / 1e6).toFixed(1)} MB) at global step ${globalStep}: training stalled ${stallMs.toFixed(0)} ms, written in the background in ${writeMs.toFixed(0)} ms`,
+        );
+        appendRunEvent(this.config.runDir, {
+          event: 'checkpoint',
+          file: path.basename(file),
+          globalStep,
+          bytes,
+          stallMs,
+          writeMs,
+        });
       },
       (err: unknown) => log.warn(err instanceof Error ? err.message : String(err)),
     );
@@ -327,14 +424,18 @@ export class Trainer {
 
   private async exportModel(state: RunState, folder: string): Promise<void> {
     const stats = state.stats;
-    await exportGraphModel(state.model, {
-      classes: state.dataset.classes,
-      inputSize: state.model.spec.inputSize,
-      resizeSize: state.model.spec.resizeSize,
-      meanRgb: stats?.meanRgb ?? [0.5, 0.5, 0.5],
-      stdRgb: stats?.stdRgb ?? [1, 1, 1],
-      preset: this.config.preset,
-    }, path.join(this.config.runDir, folder));
+    await exportGraphModel(
+      state.model,
+      {
+        classes: state.dataset.classes,
+        inputSize: state.model.spec.inputSize,
+        resizeSize: state.model.spec.resizeSize,
+        meanRgb: stats?.meanRgb ?? [0.5, 0.5, 0.5],
+        stdRgb: stats?.stdRgb ?? [1, 1, 1],
+        preset: this.config.preset,
+      },
+      path.join(this.config.runDir, folder),
+    );
   }
 
   private async endEpoch(state: RunState, record: EpochRecord): Promise<void> {

@@ -37,7 +37,10 @@ export interface WirePlan {
 const TAIL_VALUES = 7;
 
 /** Parameters of the conv layers and of the FC layers, and the FC layers' input and output widths. */
-export function modelParts(spec: ModelSpec, numClasses: number): { convParams: number; fcParams: number; features: number; fcUnits: number[] } {
+export function modelParts(
+  spec: ModelSpec,
+  numClasses: number,
+): { convParams: number; fcParams: number; features: number; fcUnits: number[] } {
   const rows = layerShapes(spec, numClasses);
   const firstDense = rows.findIndex((r) => r.outputShape.length === 1);
   const convParams = rows.slice(0, firstDense).reduce((s, r) => s + r.params, 0);

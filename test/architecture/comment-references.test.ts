@@ -97,7 +97,9 @@ export function referencesIn(comment: string): Reference[] {
   }
   // One check per distinct reference in a comment (a named reference also matched as a path).
   const distinct = new Map(refs.map((r) => [JSON.stringify(r), r]));
-  return [...distinct.values()].filter((r) => r.name || r.heading || !refs.some((o) => o.file === r.file && (o.name || o.heading)));
+  return [...distinct.values()].filter(
+    (r) => r.name || r.heading || !refs.some((o) => o.file === r.file && (o.name || o.heading)),
+  );
 }
 
 /** The file a reference names, resolved as the test's header says; null when none exists. */
@@ -115,17 +117,24 @@ function headingsOf(markdown: string): Set<string> {
 }
 
 /** Why a reference is broken, or null when it holds. */
-export function checkReference(fromFile: string, ref: Reference, read = (p: string) => fs.readFileSync(p, 'utf8')): string | null {
+export function checkReference(
+  fromFile: string,
+  ref: Reference,
+  read = (p: string) => fs.readFileSync(p, 'utf8'),
+): string | null {
   const file = resolveFile(fromFile, ref.file);
   if (!file) return `no file ${ref.file}`;
   if (ref.name) {
     const parts = ref.name.split('.');
     const text = read(file);
-    const missing = parts.filter((part) => !new RegExp(String.raw`(?<![\w$])${part.replace(/\$/g, '\\$')}(?![\w$])`).test(text));
+    const missing = parts.filter(
+      (part) => !new RegExp(String.raw`(?<![\w$])${part.replace(/\$/g, '\\$')}(?![\w$])`).test(text),
+    );
     if (missing.length) return `${ref.file} has no ${ref.name}`;
   }
   const heading = ref.heading;
-  if (heading && ![...headingsOf(read(file))].some((h) => h === heading || h.startsWith(`${heading} (`))) return `${ref.file} has no heading "${ref.heading}"`;
+  if (heading && ![...headingsOf(read(file))].some((h) => h === heading || h.startsWith(`${heading} (`)))
+    return `${ref.file} has no heading "${ref.heading}"`;
   return null;
 }
 
@@ -141,7 +150,7 @@ t.test('the parser finds each form of reference, and a broken one is reported', 
   const text = [
     '/**',
     ' * The ring (see ringAllReduce in dist/ring/allreduce.ts); its codec (see dist/ring/wire-codec.ts).',
-    ' * dist/ring/zmq-ring.ts\'s `ZmqRingOptions` are set; see noSuchFunction in dist/ring/allreduce.ts.',
+    " * dist/ring/zmq-ring.ts's `ZmqRingOptions` are set; see noSuchFunction in dist/ring/allreduce.ts.",
     ' * A run writes `report.md` (a name, not a reference); rules in docs/allreduce.md, "Zero-copy rules".',
     ' */',
     'const s = "// see gone.ts, a string, not a comment";',
@@ -158,7 +167,10 @@ t.test('the parser finds each form of reference, and a broken one is reported', 
     { file: 'dist/ring/allreduce.ts', name: 'noSuchFunction' },
     { file: 'dist/ring/zmq-ring.ts', name: 'ZmqRingOptions' },
   ]);
-  t.notOk(refs.some((r) => r.file === 'report.md'), 'a backticked file name is not a reference');
+  t.notOk(
+    refs.some((r) => r.file === 'report.md'),
+    'a backticked file name is not a reference',
+  );
   const fromFile = path.join(SRC, 'made-up.ts');
   const problems = refs.map((r) => checkReference(fromFile, r)).filter((p) => p !== null);
   t.same(problems.sort(), [

@@ -23,7 +23,8 @@ function sourceFiles(dir: string): string[] {
 /** `from '...'`, `import '...'`, `import('...')` and `require('...')` specifiers of one file. */
 export function importSpecifiers(text: string): string[] {
   const specs: string[] = [];
-  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s+|\bimport\s*\(\s*|\brequire\s*\(\s*)['"]([^'"]+)['"]/g)) specs.push(m[1]);
+  for (const m of text.matchAll(/(?:\bfrom\s+|\bimport\s+|\bimport\s*\(\s*|\brequire\s*\(\s*)['"]([^'"]+)['"]/g))
+    specs.push(m[1]);
   return specs;
 }
 
@@ -69,9 +70,12 @@ export function unitOf(file: string): string {
 export function importsTypeOnly(root: string, from: string, to: string): boolean {
   const file = path.join(root, from);
   const target = path.join(root, to).replace(/\.ts$/, '');
-  const statements = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
-    const spec = /^\s*(?:import|export)\b.*\bfrom\s+['"](\.[^'"]*)['"]/.exec(line)?.[1];
-    return spec !== undefined && path.resolve(path.dirname(file), spec) === target;
-  });
+  const statements = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      const spec = /^\s*(?:import|export)\b.*\bfrom\s+['"](\.[^'"]*)['"]/.exec(line)?.[1];
+      return spec !== undefined && path.resolve(path.dirname(file), spec) === target;
+    });
   return statements.length > 0 && statements.every((line) => /^\s*import\s+type\b/.test(line));
 }

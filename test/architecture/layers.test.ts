@@ -6,7 +6,16 @@ import { SRC } from '../helpers/repo';
 import { importGraph, importSpecifiers, importsTypeOnly, unitOf } from './import-graph';
 
 /** Imported by everything, importing (almost) nothing: the vocabulary and the tools of output. */
-const CORE = ['config', 'errors', 'log', 'atomic-write', 'text-format', 'class-names', 'field-reader', 'project-root'].map((f) => `core/${f}`);
+const CORE = [
+  'config',
+  'errors',
+  'log',
+  'atomic-write',
+  'text-format',
+  'class-names',
+  'field-reader',
+  'project-root',
+].map((f) => `core/${f}`);
 
 /** unit -> the other units it may import. Entry points may import anything. */
 export const ALLOWED: Record<string, readonly string[] | 'any'> = {
@@ -40,7 +49,6 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   'core/project-root': [],
   'core/text-format': [],
 };
-
 
 t.test('import specifiers are found in every form the sources use', async (t) => {
   const text = `import * as a from './a';\nimport type { B } from "../b";\nexport { c } from './c';\nconst d = await import('./d');\nrequire('./e');\nimport './f';`;

@@ -9,11 +9,14 @@ import { BUILT as BUILT_ROOT, SRC } from '../helpers/repo';
 
 const BUILT = path.join(BUILT_ROOT, 'src');
 
-
 /** The compiled twin of every .ts module under src/<folder> (subfolders included), named from the sources. */
 function builtModules(folder: string): string[] {
   const walk = (dir: string): string[] =>
-    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
+    fs
+      .readdirSync(dir, { withFileTypes: true })
+      .flatMap((e) =>
+        e.isDirectory() ? walk(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : [],
+      );
   return walk(path.join(SRC, folder)).map((f) => path.join(BUILT, path.relative(SRC, f)).replace(/\.ts$/, '.js'));
 }
 
@@ -31,18 +34,32 @@ t.test('every module of src/dist and src/devices loads without TensorFlow.js', a
   const modules = [...builtModules('dist'), ...builtModules('devices')];
   t.ok(modules.length >= 25, `${modules.length} modules of dist/src/dist and dist/src/devices`);
   const loaded = packagesLoadedBy(modules);
-  t.ok(loaded.some((f) => f.includes(`${path.sep}zeromq${path.sep}`)), 'the check sees packages: zeromq was loaded');
-  t.same(loaded.filter((f) => f.includes('@tensorflow')), [], 'no @tensorflow/* module was loaded');
+  t.ok(
+    loaded.some((f) => f.includes(`${path.sep}zeromq${path.sep}`)),
+    'the check sees packages: zeromq was loaded',
+  );
+  t.same(
+    loaded.filter((f) => f.includes('@tensorflow')),
+    [],
+    'no @tensorflow/* module was loaded',
+  );
 });
 
 t.test('every module of src/dashboard loads without TensorFlow.js (the page server stays light)', async (t) => {
   const modules = builtModules('dashboard');
   t.ok(modules.length >= 4, `${modules.length} modules of dist/src/dashboard`);
   const loaded = packagesLoadedBy(modules);
-  t.same(loaded.filter((f) => f.includes('@tensorflow')), [], 'no @tensorflow/* module was loaded');
+  t.same(
+    loaded.filter((f) => f.includes('@tensorflow')),
+    [],
+    'no @tensorflow/* module was loaded',
+  );
 });
 
 t.test('the check would see tfjs if a module loaded it', async (t) => {
   const loaded = packagesLoadedBy([path.join(BUILT, 'worker-main.js')]);
-  t.ok(loaded.some((f) => f.includes('@tensorflow')), 'the worker entry loads tfjs, and the check notices');
+  t.ok(
+    loaded.some((f) => f.includes('@tensorflow')),
+    'the worker entry loads tfjs, and the check notices',
+  );
 });

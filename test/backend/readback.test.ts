@@ -16,7 +16,10 @@ t.test('groups never exceed the limit, except a tensor bigger than it, alone', a
 t.test('cpu: reads are synchronous, concatenated in order', async (t) => {
   await tf.setBackend('cpu');
   t.ok(readsSync());
-  const a = tf.tensor2d([[1, 2], [3, 4]]);
+  const a = tf.tensor2d([
+    [1, 2],
+    [3, 4],
+  ]);
   const b = tf.tensor1d([5, 6, 7]);
   t.same(Array.from(await readConcatenated([a, b])), [1, 2, 3, 4, 5, 6, 7]);
   const both = await readScalarAnd(tf.scalar(9), a);

@@ -5,33 +5,118 @@ import { convFlops, fcLayersOf, kernelRows, matMulFlops, mergeRows, type KernelC
 import { layerShapes } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
-const call = (name: string, inputShapes: number[][], outputShapes: number[][], ms = 1): KernelCall => ({ name, inputShapes, outputShapes, ms });
+const call = (name: string, inputShapes: number[][], outputShapes: number[][], ms = 1): KernelCall => ({
+  name,
+  inputShapes,
+  outputShapes,
+  ms,
+});
 
 t.test('FLOPs from shapes', async (t) => {
-  t.equal(matMulFlops(call('BatchMatMul', [[32, 9216], [9216, 4096]], [[32, 4096]])), 2 * 32 * 9216 * 4096);
-  t.equal(matMulFlops(call('BatchMatMul', [[1, 32, 4096], [1, 32, 10]], [[1, 4096, 10]])), 2 * 32 * 4096 * 10, 'batch dims of 1 change nothing');
+  t.equal(
+    matMulFlops(
+      call(
+        'BatchMatMul',
+        [
+          [32, 9216],
+          [9216, 4096],
+        ],
+        [[32, 4096]],
+      ),
+    ),
+    2 * 32 * 9216 * 4096,
+  );
+  t.equal(
+    matMulFlops(
+      call(
+        'BatchMatMul',
+        [
+          [1, 32, 4096],
+          [1, 32, 10],
+        ],
+        [[1, 4096, 10]],
+      ),
+    ),
+    2 * 32 * 4096 * 10,
+    'batch dims of 1 change nothing',
+  );
   // conv2 of the paper: 27x27x256 outputs, 5x5 kernels over 48 channels (2 groups of 96).
   t.equal(convFlops([32, 27, 27, 256], [5, 5, 48, 256]), 2 * 32 * 27 * 27 * 256 * 5 * 5 * 48);
 });
 
 t.test("a step's calls are named by layer and pass", async (t) => {
   const fcs = fcLayersOf(layerShapes(buildSpec('paper'), 1000));
-  t.same(fcs.map((f) => `${f.name} ${f.weight.join('x')}`), ['fc6 9216x4096', 'fc7 4096x4096', 'fc8 4096x1000']);
+  t.same(
+    fcs.map((f) => `${f.name} ${f.weight.join('x')}`),
+    ['fc6 9216x4096', 'fc7 4096x4096', 'fc8 4096x1000'],
+  );
   const calls = [
     call('AlexnetConvLayer', [[32, 227, 227, 3], [11, 11, 3, 96], [96]], [[32, 55, 55, 96]]),
     call('AlexnetConvLayer', [[32, 27, 27, 96], [5, 5, 48, 256], [256]], [[32, 27, 27, 256]]),
-    call('BatchMatMul', [[32, 4096], [4096, 4096]], [[32, 4096]]),
-    call('BatchMatMul', [[32, 4096], [4096, 4096]], [[32, 4096]]),
-    call('BatchMatMul', [[32, 4096], [32, 4096]], [[4096, 4096]]),
-    call('AlexnetConvLayerGrad', [[32, 27, 27, 96], [5, 5, 48, 256], [32, 27, 27, 256], [32, 27, 27, 256]], [[32, 27, 27, 96], [5, 5, 48, 256], [256]]),
-    call('AlexnetConvLayerGrad', [[32, 227, 227, 3], [11, 11, 3, 96], [32, 55, 55, 96], [32, 55, 55, 96]], [[0], [11, 11, 3, 96], [96]]),
+    call(
+      'BatchMatMul',
+      [
+        [32, 4096],
+        [4096, 4096],
+      ],
+      [[32, 4096]],
+    ),
+    call(
+      'BatchMatMul',
+      [
+        [32, 4096],
+        [4096, 4096],
+      ],
+      [[32, 4096]],
+    ),
+    call(
+      'BatchMatMul',
+      [
+        [32, 4096],
+        [32, 4096],
+      ],
+      [[4096, 4096]],
+    ),
+    call(
+      'AlexnetConvLayerGrad',
+      [
+        [32, 27, 27, 96],
+        [5, 5, 48, 256],
+        [32, 27, 27, 256],
+        [32, 27, 27, 256],
+      ],
+      [[32, 27, 27, 96], [5, 5, 48, 256], [256]],
+    ),
+    call(
+      'AlexnetConvLayerGrad',
+      [
+        [32, 227, 227, 3],
+        [11, 11, 3, 96],
+        [32, 55, 55, 96],
+        [32, 55, 55, 96],
+      ],
+      [[0], [11, 11, 3, 96], [96]],
+    ),
     call('forward', [[32, 227, 227, 3]], [[32, 55, 55, 96]], 30),
     call('fusedMatMul__op', [[32, 4096]], [[32, 10]], 5),
     call('Add', [[5]], [[5]], 0.25),
     call('Add', [[5]], [[5]], 0.5),
   ];
   const rows = mergeRows(kernelRows(calls, 2, fcs));
-  t.same(rows.map((r) => r.label), ['conv1 fwd', 'conv2 fwd', 'fc7 fwd', 'fc7 dx', 'fc7 dW', 'conv2 bwd (data + weights)', 'conv1 bwd (weights)', 'Add'], 'scopes around kernels (forward, __op) are not counted again');
+  t.same(
+    rows.map((r) => r.label),
+    [
+      'conv1 fwd',
+      'conv2 fwd',
+      'fc7 fwd',
+      'fc7 dx',
+      'fc7 dW',
+      'conv2 bwd (data + weights)',
+      'conv1 bwd (weights)',
+      'Add',
+    ],
+    'scopes around kernels (forward, __op) are not counted again',
+  );
   const conv2 = convFlops([32, 27, 27, 256], [5, 5, 48, 256]) / 1e9;
   t.equal(rows[5].gflop, 2 * conv2, 'backward data and weights: twice the forward');
   t.equal(rows[6].gflop, convFlops([32, 55, 55, 96], [11, 11, 3, 96]) / 1e9, 'conv1: weights only');

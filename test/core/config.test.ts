@@ -34,68 +34,129 @@ t.test("the command line's defaults are TRAIN_DEFAULTS", async (t) => {
 
 t.test('every config field has a flag, and every flag a field', async (t) => {
   const leaves = (o: object, prefix = ''): string[] =>
-    Object.entries(o).flatMap(([k, v]) => (v !== null && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`]));
+    Object.entries(o).flatMap(([k, v]) =>
+      v !== null && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`],
+    );
   // classNames is the one field two flags set (--classes, --classes-file: a list or a file).
-  const fields = leaves(trainConfig({ data: DATA, runDir: '/tmp/r' })).filter((f) => f !== 'classNames').sort();
+  const fields = leaves(trainConfig({ data: DATA, runDir: '/tmp/r' }))
+    .filter((f) => f !== 'classNames')
+    .sort();
   t.same(Object.keys(TRAIN_FLAGS).sort(), fields);
 });
 
 t.test('a bad value names the flag on the command line and the field when received', async (t) => {
-  t.throws(() => parse(['--data', DATA, '--batch-size', '0']), { name: 'ConfigError', message: '--batch-size must be a whole number >= 1, got 0' });
+  t.throws(() => parse(['--data', DATA, '--batch-size', '0']), {
+    name: 'ConfigError',
+    message: '--batch-size must be a whole number >= 1, got 0',
+  });
   t.throws(() => parse(['--data', DATA, '--dropout', '1']), { message: '--dropout must be in [0, 1), got 1' });
   t.throws(() => parse(['--data', DATA, '--tta', '5']), { message: /--tta must be 1 .* or 10/ });
-  t.throws(() => parse(['--data', DATA, '--micro-batch', '1.5']), { message: '--micro-batch must be a whole number >= 0, got 1.5' });
+  t.throws(() => parse(['--data', DATA, '--micro-batch', '1.5']), {
+    message: '--micro-batch must be a whole number >= 0, got 1.5',
+  });
   t.equal(parse(['--data', DATA]).microBatch, 0, '--micro-batch defaults to 0: chosen from the memory estimate');
   const good = trainConfig({ data: DATA, runDir: '/tmp/r' });
   const source = 'rank 1: the config from the coordinator';
-  t.throws(() => validateTrainConfig({ ...good, batchSize: 'lots' }, source), { message: `${source}: config field batchSize must be a number, got 'lots'` });
-  t.throws(() => validateTrainConfig({ ...good, model: { ...good.model, activation: 'gelu' } }, source), { message: /config field model.activation must be one of relu, tanh; got 'gelu'/ });
-  t.throws(() => validateTrainConfig({ ...good, augment: undefined }, source), { message: /config field augment.crop must be true or false/ });
+  t.throws(() => validateTrainConfig({ ...good, batchSize: 'lots' }, source), {
+    message: `${source}: config field batchSize must be a number, got 'lots'`,
+  });
+  t.throws(() => validateTrainConfig({ ...good, model: { ...good.model, activation: 'gelu' } }, source), {
+    message: /config field model.activation must be one of relu, tanh; got 'gelu'/,
+  });
+  t.throws(() => validateTrainConfig({ ...good, augment: undefined }, source), {
+    message: /config field augment.crop must be true or false/,
+  });
   t.throws(() => validateTrainConfig(null, source), { message: /not an object/ });
-  t.same(validateTrainConfig(JSON.parse(JSON.stringify(good)), source), good, 'a config survives the trip through a message');
+  t.same(
+    validateTrainConfig(JSON.parse(JSON.stringify(good)), source),
+    good,
+    'a config survives the trip through a message',
+  );
 });
 
 t.test('eval has a typed config with its own defaults', async (t) => {
   const c = buildEvalConfig({ checkpoint: 'runs/x', 'batch-size': 64 });
-  t.same(c, { checkpoint: 'runs/x', data: null, split: 'test', tta: 1, batchSize: 64, out: null, force: false, backend: 'auto', allowSoftwareGpu: false, dataLayout: 'auto', classNames: null });
+  t.same(c, {
+    checkpoint: 'runs/x',
+    data: null,
+    split: 'test',
+    tta: 1,
+    batchSize: 64,
+    out: null,
+    force: false,
+    backend: 'auto',
+    allowSoftwareGpu: false,
+    dataLayout: 'auto',
+    classNames: null,
+  });
   t.same(buildEvalConfig({ checkpoint: 'x', classes: 'a,b' }).classNames, { names: ['a', 'b'], source: '--classes' });
   t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', tta: 3 }), { message: /--tta must be 1/ });
-  t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', split: 'holdout' }), { message: /--split must be one of train, val, test/ });
+  t.throws(() => buildEvalConfig({ checkpoint: 'runs/x', split: 'holdout' }), {
+    message: /--split must be one of train, val, test/,
+  });
 });
 
 // The one table per command (TRAIN_OPTIONS, EVAL_OPTIONS): each entry complete, and everything
 // derived from it (the yargs options, the defaults, the validator, --help) covering exactly its fields.
 const leaves = (o: object, prefix = ''): string[] =>
-  Object.entries(o).flatMap(([k, v]) => (v !== null && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`]));
+  Object.entries(o).flatMap(([k, v]) =>
+    v !== null && typeof v === 'object' ? leaves(v as object, `${prefix}${k}.`) : [`${prefix}${k}`],
+  );
 
-t.test('every option has its flag, type, default, description and check, and its default passes its check', async (t) => {
-  for (const [command, table] of [['train', TRAIN_OPTIONS], ['eval', EVAL_OPTIONS]] as const) {
-    for (const [field, spec] of Object.entries(table as OptionTable)) {
-      const where = `${command} ${field}`;
-      t.match(spec.flag, /^[a-z][a-z0-9-]*$/, `${where}: a flag`);
-      t.ok(typeof spec.type === 'string' ? ['boolean', 'number', 'string'].includes(spec.type) : spec.type.length > 0, `${where}: a type`);
-      t.ok(Object.hasOwn(spec, 'default'), `${where}: a default (null: none)`);
-      t.ok(typeof spec.describe === 'string' && spec.describe.trim() !== '', `${where}: a description`);
-      t.type(spec.check, 'function', `${where}: a check`);
-      const read = (value: unknown) => spec.check(new FieldReader({ value }, () => `--${spec.flag}`), 'value');
-      const value = defaultNow(spec);
-      t.same(read(value), value, `${where}: the default passes the check`);
-      if (typeof spec.type !== 'string') {
-        for (const choice of spec.type) t.equal(read(choice), choice, `${where}: the check takes the choice ${choice}`);
-        t.throws(() => read('no-such-choice'), { name: 'ConfigError' }, `${where}: the check refuses what is not a choice`);
+t.test(
+  'every option has its flag, type, default, description and check, and its default passes its check',
+  async (t) => {
+    for (const [command, table] of [
+      ['train', TRAIN_OPTIONS],
+      ['eval', EVAL_OPTIONS],
+    ] as const) {
+      for (const [field, spec] of Object.entries(table as OptionTable)) {
+        const where = `${command} ${field}`;
+        t.match(spec.flag, /^[a-z][a-z0-9-]*$/, `${where}: a flag`);
+        t.ok(
+          typeof spec.type === 'string' ? ['boolean', 'number', 'string'].includes(spec.type) : spec.type.length > 0,
+          `${where}: a type`,
+        );
+        t.ok(Object.hasOwn(spec, 'default'), `${where}: a default (null: none)`);
+        t.ok(typeof spec.describe === 'string' && spec.describe.trim() !== '', `${where}: a description`);
+        t.type(spec.check, 'function', `${where}: a check`);
+        const read = (value: unknown) => spec.check(new FieldReader({ value }, () => `--${spec.flag}`), 'value');
+        const value = defaultNow(spec);
+        t.same(read(value), value, `${where}: the default passes the check`);
+        if (typeof spec.type !== 'string') {
+          for (const choice of spec.type)
+            t.equal(read(choice), choice, `${where}: the check takes the choice ${choice}`);
+          t.throws(
+            () => read('no-such-choice'),
+            { name: 'ConfigError' },
+            `${where}: the check refuses what is not a choice`,
+          );
+        }
       }
     }
-  }
-  t.equal(new Set(Object.values(TRAIN_FLAGS)).size, Object.keys(TRAIN_OPTIONS).length, 'no two train fields share a flag');
-});
+    t.equal(
+      new Set(Object.values(TRAIN_FLAGS)).size,
+      Object.keys(TRAIN_OPTIONS).length,
+      'no two train fields share a flag',
+    );
+  },
+);
 
 t.test('the yargs options, defaults, validator and --help of train cover exactly the table', async (t) => {
   const fields = Object.keys(TRAIN_OPTIONS).sort();
   // yargs' getOptions() is public API its typings leave out.
-  const parser = datasetOptions(trainOptions(yargs([]))) as unknown as { getOptions(): { key: Record<string, unknown> } };
-  const declared = Object.keys(parser.getOptions().key).filter((k) => !['help', 'version', 'classes', 'classes-file'].includes(k));
+  const parser = datasetOptions(trainOptions(yargs([]))) as unknown as {
+    getOptions(): { key: Record<string, unknown> };
+  };
+  const declared = Object.keys(parser.getOptions().key).filter(
+    (k) => !['help', 'version', 'classes', 'classes-file'].includes(k),
+  );
   t.same(declared.sort(), Object.values(TRAIN_FLAGS).sort(), 'one yargs option per entry');
-  t.same(leaves(TRAIN_DEFAULTS).sort(), [...fields.filter((f) => f !== 'runDir'), 'classNames'].sort(), 'a default per entry (--run-dir: computed per run)');
+  t.same(
+    leaves(TRAIN_DEFAULTS).sort(),
+    [...fields.filter((f) => f !== 'runDir'), 'classNames'].sort(),
+    'a default per entry (--run-dir: computed per run)',
+  );
   const good = trainConfig({ data: DATA, runDir: '/tmp/r' });
   t.same(leaves(good).sort(), [...fields, 'classNames'].sort(), 'the validator returns every field');
   const source = 'a message';
@@ -104,10 +165,19 @@ t.test('the yargs options, defaults, validator and --help of train cover exactly
     const [head, leaf] = field.split('.');
     if (leaf === undefined) bad[head] = {};
     else (bad[head] as Record<string, unknown>)[leaf] = {};
-    t.throws(() => validateTrainConfig(bad, source), { name: 'ConfigError', message: `${source}: config field ${field} must be` }, `the validator checks ${field}`);
+    t.throws(
+      () => validateTrainConfig(bad, source),
+      { name: 'ConfigError', message: `${source}: config field ${field} must be` },
+      `the validator checks ${field}`,
+    );
   }
-  const help = (await datasetOptions(trainOptions(yargs([]))).wrap(null).getHelp()).replace(/\s+/g, ' ');
-  for (const spec of Object.values(TRAIN_OPTIONS as OptionTable)) t.ok(help.includes(`--${spec.flag} ${spec.describe.replace(/\s+/g, ' ')}`), `--help describes --${spec.flag}`);
+  const help = (
+    await datasetOptions(trainOptions(yargs([])))
+      .wrap(null)
+      .getHelp()
+  ).replace(/\s+/g, ' ');
+  for (const spec of Object.values(TRAIN_OPTIONS as OptionTable))
+    t.ok(help.includes(`--${spec.flag} ${spec.describe.replace(/\s+/g, ' ')}`), `--help describes --${spec.flag}`);
 });
 
 t.test('the defaults and validator of eval cover exactly its table', async (t) => {
@@ -116,6 +186,10 @@ t.test('the defaults and validator of eval cover exactly its table', async (t) =
   t.same(Object.keys(buildEvalConfig({ checkpoint: 'x' })).sort(), [...fields, 'checkpoint', 'classNames'].sort());
   for (const field of fields) {
     const flag = EVAL_FLAGS[field as keyof typeof EVAL_FLAGS];
-    t.throws(() => buildEvalConfig({ checkpoint: 'x', [flag]: {} }), { name: 'ConfigError', message: `--${flag} must be` }, `the validator checks ${field}`);
+    t.throws(
+      () => buildEvalConfig({ checkpoint: 'x', [flag]: {} }),
+      { name: 'ConfigError', message: `--${flag} must be` },
+      `the validator checks ${field}`,
+    );
   }
 });

@@ -17,29 +17,50 @@ t.test('downsample: at most maxPoints rows, each the mean of its bucket', async 
   t.ok(sx.length <= 100, `1001 points -> ${sx.length}`);
 });
 
-t.test('downsample: short columns come back as copies; NaN is left out of a mean, a bucket of NaN stays NaN', async (t) => {
-  const cols = [[1, 2, 3], [4, 5, 6]];
-  const out = downsample(cols, 10);
-  t.same(out, cols);
-  t.not(out[0], cols[0], 'a copy, not the caller\'s array');
-  const [, y] = downsample([[0, 1, 2, 3], [1, NaN, NaN, NaN]], 2);
-  t.equal(y[0], 1, 'NaN ignored beside a number');
-  t.ok(Number.isNaN(y[1]), 'all NaN: a gap');
-  t.same(downsample([[]], 5), [[]]);
-});
+t.test(
+  'downsample: short columns come back as copies; NaN is left out of a mean, a bucket of NaN stays NaN',
+  async (t) => {
+    const cols = [
+      [1, 2, 3],
+      [4, 5, 6],
+    ];
+    const out = downsample(cols, 10);
+    t.same(out, cols);
+    t.not(out[0], cols[0], "a copy, not the caller's array");
+    const [, y] = downsample(
+      [
+        [0, 1, 2, 3],
+        [1, NaN, NaN, NaN],
+      ],
+      2,
+    );
+    t.equal(y[0], 1, 'NaN ignored beside a number');
+    t.ok(Number.isNaN(y[1]), 'all NaN: a gap');
+    t.same(downsample([[]], 5), [[]]);
+  },
+);
 
 const step = (epoch: number, stepN: number, timeMs: number, count = 10): StepRecord => ({
-  epoch, step: stepN, globalStep: (epoch - 1) * 4 + stepN, epochs: epoch - 1 + stepN / 4, lr: 0.1,
-  train: { loss: 1, top1Error: 0.5, top5Error: 0.1, count }, stepsPerEpoch: 4, timeMs,
+  epoch,
+  step: stepN,
+  globalStep: (epoch - 1) * 4 + stepN,
+  epochs: epoch - 1 + stepN / 4,
+  lr: 0.1,
+  train: { loss: 1, top1Error: 0.5, top5Error: 0.1, count },
+  stepsPerEpoch: 4,
+  timeMs,
 });
 
-t.test('images/s: each line over the time since the previous; none across an epoch boundary (validation ran)', async (t) => {
-  const rates = imagesPerSec([step(1, 1, 0), step(1, 2, 500), step(1, 3, 1500, 20), step(2, 1, 9000)]);
-  t.ok(Number.isNaN(rates[0]));
-  t.equal(rates[1], 20);
-  t.equal(rates[2], 20);
-  t.ok(Number.isNaN(rates[3]));
-});
+t.test(
+  'images/s: each line over the time since the previous; none across an epoch boundary (validation ran)',
+  async (t) => {
+    const rates = imagesPerSec([step(1, 1, 0), step(1, 2, 500), step(1, 3, 1500, 20), step(2, 1, 9000)]);
+    t.ok(Number.isNaN(rates[0]));
+    t.equal(rates[1], 20);
+    t.equal(rates[2], 20);
+    t.ok(Number.isNaN(rates[3]));
+  },
+);
 
 t.test('ETA: the remaining epochs at the recent pace', async (t) => {
   t.equal(etaSeconds([], 2), null);
@@ -51,15 +72,23 @@ t.test('ETA: the remaining epochs at the recent pace', async (t) => {
 
 t.test('all-reduce split: the least-waiting rank is the transfer, the rest of each rank is skew wait', async (t) => {
   const sample = (rank: number, stepN: number, reduceMs: number): Extract<WorkerRecord, { kind: 'step' }> => ({
-    kind: 'step', rank, epoch: 1, step: stepN, timeMs: stepN * 1000, timingsMs: { dataWaitMs: 1, computeMs: 50, copyMs: 2, reduceMs, updateMs: 3 },
+    kind: 'step',
+    rank,
+    epoch: 1,
+    step: stepN,
+    timeMs: stepN * 1000,
+    timingsMs: { dataWaitMs: 1, computeMs: 50, copyMs: 2, reduceMs, updateMs: 3 },
   });
   const b = stepBreakdowns([sample(0, 1, 40), sample(1, 1, 10), sample(0, 2, 12), sample(1, 2, 30), sample(0, 3, 25)]);
-  t.same(b.map((x) => [x.rank, x.reduceMs, x.skewWaitMs]), [
-    [0, 10, 30],
-    [1, 10, 0],
-    [0, 12, 0],
-    [1, 12, 18],
-    [0, 25, 0],
-  ]);
+  t.same(
+    b.map((x) => [x.rank, x.reduceMs, x.skewWaitMs]),
+    [
+      [0, 10, 30],
+      [1, 10, 0],
+      [0, 12, 0],
+      [1, 12, 18],
+      [0, 25, 0],
+    ],
+  );
   t.equal(b[0].computeMs, 50, 'the other parts pass through');
 });

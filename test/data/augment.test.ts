@@ -1,6 +1,13 @@
 import t from 'tap';
 import {
-  centerCropBox, channelAffine, ColourStats, drawAugment, pcaLightingShift, tenCropBatch, tenCropBoxes, writeCrop,
+  centerCropBox,
+  channelAffine,
+  ColourStats,
+  drawAugment,
+  pcaLightingShift,
+  tenCropBatch,
+  tenCropBoxes,
+  writeCrop,
 } from '../../src/data/augment';
 import { hashInts, mulberry32, permutation, rngFor, RngStream } from '../../src/data/rng';
 
@@ -12,13 +19,27 @@ function randomSquare(sizePx: number, seed: number): Uint8Array {
 
 /** 3x3 rotation (orthonormal columns) for test eigenvectors. */
 const ROT = (() => {
-  const a = 0.5, b = 0.3;
-  const rz = [[Math.cos(a), -Math.sin(a), 0], [Math.sin(a), Math.cos(a), 0], [0, 0, 1]];
-  const rx = [[1, 0, 0], [0, Math.cos(b), -Math.sin(b)], [0, Math.sin(b), Math.cos(b)]];
+  const a = 0.5,
+    b = 0.3;
+  const rz = [
+    [Math.cos(a), -Math.sin(a), 0],
+    [Math.sin(a), Math.cos(a), 0],
+    [0, 0, 1],
+  ];
+  const rx = [
+    [1, 0, 0],
+    [0, Math.cos(b), -Math.sin(b)],
+    [0, Math.sin(b), Math.cos(b)],
+  ];
   return rz.map((row) => [0, 1, 2].map((j) => row.reduce((s, v, k) => s + v * rx[k][j], 0)));
 })();
 
-const STATS: ColourStats = { meanRgb: [0.48, 0.45, 0.4], stdRgb: [0.23, 0.22, 0.25], eigenvalues: [0.2, 0.02, 0.005], eigenvectors: ROT };
+const STATS: ColourStats = {
+  meanRgb: [0.48, 0.45, 0.4],
+  stdRgb: [0.23, 0.22, 0.25],
+  eigenvalues: [0.2, 0.02, 0.005],
+  eigenvectors: ROT,
+};
 
 t.test('rng: seeded, order-sensitive, permutations', async (t) => {
   t.equal(hashInts(1, 2), hashInts(1, 2));
@@ -26,15 +47,25 @@ t.test('rng: seeded, order-sensitive, permutations', async (t) => {
   t.not(hashInts(2 ** 40), hashInts(0), 'high words of large seeds count');
   const a = rngFor(RngStream.augment, 7, 3, 11);
   const b = rngFor(RngStream.augment, 7, 3, 11);
-  t.same(Array.from({ length: 5 }, () => a.nextU32()), Array.from({ length: 5 }, () => b.nextU32()));
+  t.same(
+    Array.from({ length: 5 }, () => a.nextU32()),
+    Array.from({ length: 5 }, () => b.nextU32()),
+  );
   const p = permutation(1000, rngFor(RngStream.shuffle, 1, 0));
-  t.same([...p].sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i), 'a permutation');
+  t.same(
+    [...p].sort((x, y) => x - y),
+    Array.from({ length: 1000 }, (_, i) => i),
+    'a permutation',
+  );
   t.notSame([...p], [...permutation(1000, rngFor(RngStream.shuffle, 1, 1))], 'another epoch, another order');
   const rng = mulberry32(42);
   const xs = Array.from({ length: 20000 }, () => rng.nextNormal());
   const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
   const variance = xs.reduce((s, x) => s + (x - mean) ** 2, 0) / xs.length;
-  t.ok(Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.04, `N(0,1): mean ${mean.toFixed(4)}, var ${variance.toFixed(4)}`);
+  t.ok(
+    Math.abs(mean) < 0.03 && Math.abs(variance - 1) < 0.04,
+    `N(0,1): mean ${mean.toFixed(4)}, var ${variance.toFixed(4)}`,
+  );
 });
 
 t.test('crop boxes', async (t) => {
@@ -42,18 +73,35 @@ t.test('crop boxes', async (t) => {
   t.same(centerCropBox(256, 224), { xPx: 16, yPx: 16 });
   const ten = tenCropBoxes(256, 224);
   t.equal(ten.length, 10);
-  t.same(ten.slice(0, 5).map((c) => [c.box.xPx, c.box.yPx]), [[0, 0], [32, 0], [0, 32], [32, 32], [16, 16]]);
-  t.same(ten.map((c) => c.flip), [false, false, false, false, false, true, true, true, true, true]);
+  t.same(
+    ten.slice(0, 5).map((c) => [c.box.xPx, c.box.yPx]),
+    [
+      [0, 0],
+      [32, 0],
+      [0, 32],
+      [32, 32],
+      [16, 16],
+    ],
+  );
+  t.same(
+    ten.map((c) => c.flip),
+    [false, false, false, false, false, true, true, true, true, true],
+  );
   const seen = new Set<string>();
   for (let i = 0; i < 2000; i++) {
     const { box } = drawAugment(rngFor(RngStream.augment, 1, 0, i), 10, 8);
     seen.add(`${box.xPx},${box.yPx}`);
   }
-  t.same([...seen].sort(), ['0,0', '0,1', '0,2', '1,0', '1,1', '1,2', '2,0', '2,1', '2,2'], 'exactly the 3x3 offsets that fit, all reachable');
+  t.same(
+    [...seen].sort(),
+    ['0,0', '0,1', '0,2', '1,0', '1,1', '1,2', '2,0', '2,1', '2,2'],
+    'exactly the 3x3 offsets that fit, all reachable',
+  );
 });
 
 t.test('drawAugment is a function of (seed, epoch, index) only', async (t) => {
-  const draw = (seed: number, epoch: number, index: number) => drawAugment(rngFor(RngStream.augment, seed, epoch, index), 256, 227);
+  const draw = (seed: number, epoch: number, index: number) =>
+    drawAugment(rngFor(RngStream.augment, seed, epoch, index), 256, 227);
   t.same(draw(5, 2, 17), draw(5, 2, 17));
   t.notSame(draw(5, 2, 17), draw(5, 3, 17), 'epoch changes it');
   t.notSame(draw(5, 2, 17), draw(5, 2, 18), 'index changes it');
@@ -89,7 +137,10 @@ t.test('writeCrop matches a direct reference, with and without flip', async (t) 
 t.test('no stats: pixel / 255 - 0.5', async (t) => {
   const out = new Float32Array(3);
   writeCrop(Uint8Array.from([0, 255, 51]), 1, 1, { xPx: 0, yPx: 0 }, false, channelAffine(null), out, 0);
-  t.same([...out].map((v) => Number(v.toFixed(6))), [-0.5, 0.5, -0.3]);
+  t.same(
+    [...out].map((v) => Number(v.toFixed(6))),
+    [-0.5, 0.5, -0.3],
+  );
 });
 
 t.test('PCA lighting: shift = V diag(lambda) alpha, covariance 0.01 V diag(lambda^2) V^T', async (t) => {
@@ -106,15 +157,21 @@ t.test('PCA lighting: shift = V diag(lambda) alpha, covariance 0.01 V diag(lambd
     shifts.push(s);
   }
   const mean = [0, 1, 2].map((c) => shifts.reduce((a, s) => a + s[c], 0) / n);
-  const want = (r: number, c: number): number => [0, 1, 2].reduce((a, k) => a + 0.01 * ROT[r][k] * STATS.eigenvalues[k] ** 2 * ROT[c][k], 0);
+  const want = (r: number, c: number): number =>
+    [0, 1, 2].reduce((a, k) => a + 0.01 * ROT[r][k] * STATS.eigenvalues[k] ** 2 * ROT[c][k], 0);
   for (let r = 0; r < 3; r++) {
     for (let c = 0; c < 3; c++) {
       const cov = shifts.reduce((a, s) => a + (s[r] - mean[r]) * (s[c] - mean[c]), 0) / n;
       const tol = 4 * Math.sqrt((want(r, r) * want(c, c)) / n); // ~4 standard errors of the estimate
-      t.ok(Math.abs(cov - want(r, c)) < tol, `cov[${r}][${c}] ${cov.toExponential(3)} ~ ${want(r, c).toExponential(3)} +- ${tol.toExponential(1)}`);
+      t.ok(
+        Math.abs(cov - want(r, c)) < tol,
+        `cov[${r}][${c}] ${cov.toExponential(3)} ~ ${want(r, c).toExponential(3)} +- ${tol.toExponential(1)}`,
+      );
     }
   }
-  const sdAlpha = Math.sqrt(shifts.reduce((a, s) => a + (s[0] * ROT[0][0] + s[1] * ROT[1][0] + s[2] * ROT[2][0]) ** 2, 0) / n) / STATS.eigenvalues[0];
+  const sdAlpha =
+    Math.sqrt(shifts.reduce((a, s) => a + (s[0] * ROT[0][0] + s[1] * ROT[1][0] + s[2] * ROT[2][0]) ** 2, 0) / n) /
+    STATS.eigenvalues[0];
   t.ok(Math.abs(sdAlpha - 0.1) < 0.003, `alpha_1 has std 0.1: ${sdAlpha.toFixed(4)}`);
 });
 

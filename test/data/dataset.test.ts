@@ -17,7 +17,10 @@ t.test('folder tree: sorted classes, valid as val, non-ASCII names', async (t) =
   t.same(classCounts(ds.splits.val?.samples ?? [], 3), [0, 1, 1], "'valid' is the val split");
   t.same(classCounts(ds.splits.test?.samples ?? [], 3), [2, 0, 0]);
   const rat = ds.splits.train?.samples.find((s) => s.label === 2);
-  t.ok(rat && rat.path.includes(`${path.sep}鼠${path.sep}`) && path.isAbsolute(rat.path), 'absolute path through the non-ASCII folder');
+  t.ok(
+    rat && rat.path.includes(`${path.sep}鼠${path.sep}`) && path.isAbsolute(rat.path),
+    'absolute path through the non-ASCII folder',
+  );
   t.same(ds.splits.val?.classes, ds.classes, 'one label mapping for all splits');
 });
 
@@ -34,9 +37,16 @@ t.test('folder tree: empty classes, stray files, dotfiles, FIFOs, nested folders
   t.same(ds.classes, ['a', 'b'], 'an empty class folder is not a class');
   t.match(ds.warnings.join('\n'), /empty class folder/);
   t.equal(ds.splits.train?.samples.length, 4, '2 + nested + 1');
-  t.ok(ds.splits.train?.samples.some((s) => s.path.endsWith('deep.png')), 'nested folders belong to their class');
+  t.ok(
+    ds.splits.train?.samples.some((s) => s.path.endsWith('deep.png')),
+    'nested folders belong to their class',
+  );
   const reasons = Object.fromEntries(ds.ignored.map((f) => [path.basename(f.path), f.reason]));
-  t.match(reasons, { 'notes.txt': /unsupported extension/, 'stray.png': /not inside a class folder/, 'pipe.jpg': /not a regular file/ });
+  t.match(reasons, {
+    'notes.txt': /unsupported extension/,
+    'stray.png': /not inside a class folder/,
+    'pipe.jpg': /not a regular file/,
+  });
   t.notOk('._img000.png' in reasons, 'dotfiles are skipped silently');
 });
 
@@ -48,7 +58,10 @@ t.test('unusable roots are DataErrors with a hint', async (t) => {
   const empty = tempDir(t);
   await fsp.mkdir(path.join(empty, 'train', 'a'), { recursive: true });
   writeFileSync(path.join(empty, 'train', 'a', 'x.bmp'), 'BM');
-  await t.rejects(openDataset(empty), { name: 'DataError', message: /no image files found.*x\.bmp.*unsupported extension/ });
+  await t.rejects(openDataset(empty), {
+    name: 'DataError',
+    message: /no image files found.*x\.bmp.*unsupported extension/,
+  });
   const both = tempDir(t);
   await imageTree(both, { val: { a: 1 }, valid: { a: 1 } });
   await t.rejects(openDataset(both), { message: /both val and valid exist/ });
@@ -65,8 +78,14 @@ t.test('list files: CRLF, BOM, blank lines, spaces, relative and absolute paths'
   const ds = await openDataset(root);
   t.equal(ds.source, 'lists');
   t.same(ds.classes, ['zero', 'one', 'two']);
-  t.same(ds.splits.train?.samples, [{ path: path.join(root, 'imgs', 'a b.png'), label: 1 }, { path: abs, label: 0 }]);
-  t.same(ds.splits.val?.samples.map((s) => s.label), [2]);
+  t.same(ds.splits.train?.samples, [
+    { path: path.join(root, 'imgs', 'a b.png'), label: 1 },
+    { path: abs, label: 0 },
+  ]);
+  t.same(
+    ds.splits.val?.samples.map((s) => s.label),
+    [2],
+  );
 });
 
 t.test('list files: errors are reported as file:line', async (t) => {
@@ -92,7 +111,10 @@ t.test('list files: missing files are left out with file:line, labels without cl
   const ds = await openDataset(root);
   t.same(ds.classes, ['0', '1', '2', '3', '4'], 'labels 0..max without classes.txt');
   t.equal(ds.splits.train?.samples.length, 1);
-  t.match(ds.ignored[0], { path: path.join(root, 'gone.png'), reason: `listed at ${path.join(root, 'train.txt')}:2 but missing` });
+  t.match(ds.ignored[0], {
+    path: path.join(root, 'gone.png'),
+    reason: `listed at ${path.join(root, 'train.txt')}:2 but missing`,
+  });
   t.match(ds.warnings[0], /1 listed file\(s\) do not exist/);
   writeFileSync(path.join(root, 'train.txt'), 'gone.png\t1\n');
   await t.rejects(openDataset(root), { name: 'DataError', message: /no image files found/ });
@@ -100,10 +122,16 @@ t.test('list files: missing files are left out with file:line, labels without cl
 
 t.test('parseListText and formatListText round-trip', async (t) => {
   const dir = '/data/set';
-  const samples = [{ path: '/data/set/a/1.png', label: 0 }, { path: '/data/set/b/two words.jpg', label: 3 }];
+  const samples = [
+    { path: '/data/set/a/1.png', label: 0 },
+    { path: '/data/set/b/two words.jpg', label: 3 },
+  ];
   const text = formatListText(samples, dir);
   t.equal(text, 'a/1.png\t0\nb/two words.jpg\t3\n');
   const parsed = parseListText(text, path.join(dir, 'train.txt'), 4);
   t.same(parsed.problems, []);
-  t.same(parsed.entries.map((e) => ({ path: e.path, label: e.label })), samples);
+  t.same(
+    parsed.entries.map((e) => ({ path: e.path, label: e.label })),
+    samples,
+  );
 });

@@ -3,7 +3,13 @@ import { chmodSync, promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
-import { decodeFile, decodeFailureReason, geometryProblem, readFailureReason, VAGUE_DECODE_FAILURE } from '../../src/data/decode';
+import {
+  decodeFile,
+  decodeFailureReason,
+  geometryProblem,
+  readFailureReason,
+  VAGUE_DECODE_FAILURE,
+} from '../../src/data/decode';
 import { sniffImageSize } from '../../src/data/header';
 import { fromRaw, noisyJpeg, rawImage, solidImage, tempDir } from './fixtures/images';
 
@@ -16,7 +22,10 @@ function px(pixels: Uint8Array, x: number, y: number, size = SIZE): number[] {
 }
 
 function near(t: tap.Test, got: number[], want: number[], tol: number, msg: string): void {
-  t.ok(got.every((v, i) => Math.abs(v - want[i]) <= tol), `${msg}: got [${got}], want [${want}] +-${tol}`);
+  t.ok(
+    got.every((v, i) => Math.abs(v - want[i]) <= tol),
+    `${msg}: got [${got}], want [${want}] +-${tol}`,
+  );
 }
 
 async function decodeOk(t: tap.Test, file: string): Promise<Uint8Array> {
@@ -56,7 +65,15 @@ t.test('grayscale, palette and 16-bit become 3-channel 8-bit', async (t) => {
 t.test('CMYK JPEG is converted to sRGB', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'cmyk.jpg');
-  await fromRaw(rawImage(20, 20, 3, () => [220, 30, 30]), 20, 20, 3).toColourspace('cmyk').jpeg().toFile(file);
+  await fromRaw(
+    rawImage(20, 20, 3, () => [220, 30, 30]),
+    20,
+    20,
+    3,
+  )
+    .toColourspace('cmyk')
+    .jpeg()
+    .toFile(file);
   const pixels = await decodeOk(t, file);
   const [r, g, b] = px(pixels, 5, 5);
   t.ok(r > 150 && g < 90 && b < 90, `red survives the CMYK round trip: [${r}, ${g}, ${b}]`);
@@ -66,7 +83,14 @@ t.test('alpha is flattened on white', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'alpha.png');
   // left half transparent, right half opaque black
-  await fromRaw(rawImage(32, 32, 4, (x) => (x < 16 ? [0, 0, 0, 0] : [0, 0, 0, 255])), 32, 32, 4).png().toFile(file);
+  await fromRaw(
+    rawImage(32, 32, 4, (x) => (x < 16 ? [0, 0, 0, 0] : [0, 0, 0, 255])),
+    32,
+    32,
+    4,
+  )
+    .png()
+    .toFile(file);
   const pixels = await decodeOk(t, file);
   near(t, px(pixels, 1, 8), [255, 255, 255], 1, 'transparent -> white');
   near(t, px(pixels, 14, 8), [0, 0, 0], 1, 'opaque black stays black');
@@ -87,7 +111,14 @@ t.test('resize keeps the centre square of the shorter side', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'wide.png');
   // 96x32: thirds red | green | blue; the centre square is the green third
-  await fromRaw(rawImage(96, 32, 3, (x) => (x < 32 ? [255, 0, 0] : x < 64 ? [0, 255, 0] : [0, 0, 255])), 96, 32, 3).png().toFile(file);
+  await fromRaw(
+    rawImage(96, 32, 3, (x) => (x < 32 ? [255, 0, 0] : x < 64 ? [0, 255, 0] : [0, 0, 255])),
+    96,
+    32,
+    3,
+  )
+    .png()
+    .toFile(file);
   const pixels = await decodeOk(t, file);
   near(t, px(pixels, 1, 8), [0, 255, 0], 40, 'left edge green');
   near(t, px(pixels, 14, 8), [0, 255, 0], 40, 'right edge green');
@@ -129,18 +160,34 @@ t.test('1x1 and oversized images are refused', async (t) => {
   ihdr.writeUInt32BE(20_000, 4);
   ihdr[8] = 8;
   ihdr[9] = 2;
-  const bomb = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]), Buffer.from('IHDR'), ihdr, Buffer.alloc(4)]);
+  const bomb = Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13]),
+    Buffer.from('IHDR'),
+    ihdr,
+    Buffer.alloc(4),
+  ]);
   writeFileSync(path.join(dir, 'bomb.png'), bomb);
   const rBomb = await decodeFile(path.join(dir, 'bomb.png'), { sizePx: SIZE });
-  t.match(rBomb.ok ? '' : rBomb.reason, 'too large: 30000x20000 = 600000000 pixels > limit 268402689', "default limit is sharp's");
+  t.match(
+    rBomb.ok ? '' : rBomb.reason,
+    'too large: 30000x20000 = 600000000 pixels > limit 268402689',
+    "default limit is sharp's",
+  );
 });
 
 t.test('error classification', async (t) => {
   t.equal(readFailureReason(Object.assign(new Error('x'), { code: 'EACCES' })), 'permission denied');
-  t.equal(readFailureReason(Object.assign(new Error('x'), { code: 'ENOENT' })), 'file missing (deleted or moved after the dataset was indexed)');
+  t.equal(
+    readFailureReason(Object.assign(new Error('x'), { code: 'ENOENT' })),
+    'file missing (deleted or moved after the dataset was indexed)',
+  );
   t.match(decodeFailureReason(new Error('Input image exceeds pixel limit')), /too large/);
   t.match(decodeFailureReason(new Error('VipsJpeg: premature end of JPEG image')), /truncated/);
-  t.equal(decodeFailureReason(new Error('Unknown error')), VAGUE_DECODE_FAILURE, "sharp's message lost to a concurrent job");
+  t.equal(
+    decodeFailureReason(new Error('Unknown error')),
+    VAGUE_DECODE_FAILURE,
+    "sharp's message lost to a concurrent job",
+  );
   t.equal(geometryProblem(8, 100, { sizePx: 4 }), null, 'shorter side 8 is enough by default');
   t.equal(geometryProblem(100, 7, { sizePx: 4 }), 'too small: 100x7, shorter side < 8 px');
   t.equal(geometryProblem(28, 28, { sizePx: 4, minSidePx: 32 }), 'too small: 28x28, shorter side < 32 px');
@@ -152,10 +199,17 @@ function decodeAsNobody(file: string): { ok: boolean; reason?: string } | string
   // Compiled (make test): plain node. From TypeScript: only its loader (tap's coverage hooks
   // would write into root-owned folders).
   const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
-  const child = spawnSync(process.execPath, [...loader, path.join(__dirname, 'fixtures', `decode-child${path.extname(__filename)}`), file], {
-    uid: 65534, gid: 65534, encoding: 'utf8', timeout: 30_000,
-    env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },
-  });
+  const child = spawnSync(
+    process.execPath,
+    [...loader, path.join(__dirname, 'fixtures', `decode-child${path.extname(__filename)}`), file],
+    {
+      uid: 65534,
+      gid: 65534,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { PATH: process.env.PATH ?? '', TS_NODE_TRANSPILE_ONLY: '1' },
+    },
+  );
   if (child.error || child.status !== 0) return `child failed: ${child.error?.message ?? child.stderr.split('\n')[0]}`;
   return JSON.parse(child.stdout) as { ok: boolean; reason?: string };
 }
@@ -169,7 +223,10 @@ t.test('unreadable file', async (t) => {
     t.match(r.ok ? '' : r.reason, /permission denied/);
     return;
   }
-  t.ok((await decodeFile(file, { sizePx: SIZE })).ok, 'root reads a mode-000 file, so as root it is simply a good image');
+  t.ok(
+    (await decodeFile(file, { sizePx: SIZE })).ok,
+    'root reads a mode-000 file, so as root it is simply a good image',
+  );
   chmodSync(dir, 0o755);
   const r = decodeAsNobody(file);
   if (typeof r === 'string') {

@@ -2,7 +2,14 @@ import { unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { ConfigError } from '../../src/core/errors';
-import { centerCropBox, channelAffine, cropElements, drawAugment, pcaLightingShift, writeCrop } from '../../src/data/augment';
+import {
+  centerCropBox,
+  channelAffine,
+  cropElements,
+  drawAugment,
+  pcaLightingShift,
+  writeCrop,
+} from '../../src/data/augment';
 import { rngFor, RngStream } from '../../src/data/rng';
 import { Sample } from '../../src/data/index/dataset';
 import { decodeFile } from '../../src/data/decode';
@@ -13,14 +20,31 @@ import { fromRaw, rawImage, tempDir } from './fixtures/images';
 
 const RESIZE = 12;
 const CROP = 10;
-const STATS: DatasetStats = { meanRgb: [0.5, 0.4, 0.3], stdRgb: [0.2, 0.25, 0.3], eigenvalues: [0.05, 0.01, 0.001], eigenvectors: [[0.6, 0.8, 0], [0.8, -0.6, 0], [0, 0, 1]], imageCount: 1 };
+const STATS: DatasetStats = {
+  meanRgb: [0.5, 0.4, 0.3],
+  stdRgb: [0.2, 0.25, 0.3],
+  eigenvalues: [0.05, 0.01, 0.001],
+  eigenvectors: [
+    [0.6, 0.8, 0],
+    [0.8, -0.6, 0],
+    [0, 0, 1],
+  ],
+  imageCount: 1,
+};
 
 /** `count` distinct small PNGs (a gradient per sample) in `dir`; labels cycle over 3 classes. */
 async function makeSamples(dir: string, count: number): Promise<Sample[]> {
   const samples: Sample[] = [];
   for (let i = 0; i < count; i++) {
     const file = path.join(dir, `s${i}.png`);
-    await fromRaw(rawImage(16, 14, 3, (x, y) => [(x * 16 + i * 7) % 256, (y * 18) % 256, (i * 29) % 256]), 16, 14, 3).png().toFile(file);
+    await fromRaw(
+      rawImage(16, 14, 3, (x, y) => [(x * 16 + i * 7) % 256, (y * 18) % 256, (i * 29) % 256]),
+      16,
+      14,
+      3,
+    )
+      .png()
+      .toFile(file);
     samples.push({ path: file, label: i % 3 });
   }
   return samples;
@@ -28,7 +52,16 @@ async function makeSamples(dir: string, count: number): Promise<Sample[]> {
 
 function loader(samples: Sample[], o: Partial<LoaderOptions> = {}): BatchLoader {
   return new BatchLoader({
-    samples, resizeSize: RESIZE, cropSize: CROP, globalBatchSize: 4, rank: 0, worldSize: 1, seed: 3, mode: 'train', stats: STATS, ...o,
+    samples,
+    resizeSize: RESIZE,
+    cropSize: CROP,
+    globalBatchSize: 4,
+    rank: 0,
+    worldSize: 1,
+    seed: 3,
+    mode: 'train',
+    stats: STATS,
+    ...o,
   });
 }
 
@@ -49,9 +82,14 @@ t.test('sharding covers every sample exactly once, 1 to 4 ranks', async (t) => {
           const expected = batchesPerEpoch(n, batch, dropLast);
           const seen = plans.flatMap((p) => p.flatMap((b) => [...b.sampleIndices]));
           const want = dropLast ? [...order.subarray(0, expected * batch)] : [...order];
-          const ok = plans.every((p) => p.length === expected)
-            && seen.length === want.length && new Set(seen).size === seen.length && want.every((i) => seen.includes(i))
-            && plans[0].every((b, k) => plans.map((p) => p[k].sampleIndices.length).reduce((a, x) => a + x, 0) === b.globalSize);
+          const ok =
+            plans.every((p) => p.length === expected) &&
+            seen.length === want.length &&
+            new Set(seen).size === seen.length &&
+            want.every((i) => seen.includes(i)) &&
+            plans[0].every(
+              (b, k) => plans.map((p) => p[k].sampleIndices.length).reduce((a, x) => a + x, 0) === b.globalSize,
+            );
           if (!ok) t.fail(`n=${n} batch=${batch} world=${world} dropLast=${dropLast}`);
           checked += 1;
         }
@@ -59,7 +97,16 @@ t.test('sharding covers every sample exactly once, 1 to 4 ranks', async (t) => {
     }
   }
   t.equal(checked, 160, 'all combinations checked');
-  t.same([0, 1, 2, 3].map((r) => shardRange(10, r, 4)), [[0, 3], [3, 6], [6, 8], [8, 10]], 'contiguous, sizes differ by at most one');
+  t.same(
+    [0, 1, 2, 3].map((r) => shardRange(10, r, 4)),
+    [
+      [0, 3],
+      [3, 6],
+      [6, 8],
+      [8, 10],
+    ],
+    'contiguous, sizes differ by at most one',
+  );
   t.same(shardRange(1, 3, 4), [1, 1], 'a rank may get nothing');
 });
 
@@ -75,7 +122,11 @@ t.test('BatchLoader on real files: lockstep, coverage, labels, determinism acros
       counts.push(batches.length);
       for (const b of batches) {
         t.equal(b.images.length, b.count * per, 'images hold count crops');
-        t.same([...b.labels], [...b.sampleIndices].map((i) => samples[i].label), 'labels follow samples');
+        t.same(
+          [...b.labels],
+          [...b.sampleIndices].map((i) => samples[i].label),
+          'labels follow samples',
+        );
         b.sampleIndices.forEach((s, k) => {
           seen.push(s);
           const crop = b.images.slice(k * per, (k + 1) * per);
@@ -86,17 +137,32 @@ t.test('BatchLoader on real files: lockstep, coverage, labels, determinism acros
       }
     }
     t.same(counts, new Array(world).fill(3), `world ${world}: every rank yields 3 batches`);
-    t.same(seen.sort((a, b) => a - b), [...Array(11).keys()], `world ${world}: every sample once`);
+    t.same(
+      seen.sort((a, b) => a - b),
+      [...Array(11).keys()],
+      `world ${world}: every sample once`,
+    );
   }
   const other = await collect(loader(samples), 2);
-  t.notSame([...other[0].sampleIndices], [...(await collect(loader(samples), 1))[0].sampleIndices], 'epochs shuffle differently');
+  t.notSame(
+    [...other[0].sampleIndices],
+    [...(await collect(loader(samples), 1))[0].sampleIndices],
+    'epochs shuffle differently',
+  );
 });
 
 t.test('small last batch: empty shares are still yielded', async (t) => {
   const samples = await makeSamples(tempDir(t), 5);
   const shares = await Promise.all([0, 1, 2, 3].map((rank) => collect(loader(samples, { rank, worldSize: 4 }), 0)));
-  t.same(shares.map((s) => s.length), [2, 2, 2, 2]);
-  t.same(shares.map((s) => s[1].count), [1, 0, 0, 0], 'last global batch has one sample');
+  t.same(
+    shares.map((s) => s.length),
+    [2, 2, 2, 2],
+  );
+  t.same(
+    shares.map((s) => s[1].count),
+    [1, 0, 0, 0],
+    'last global batch has one sample',
+  );
   t.equal(shares[3][1].images.length, 0);
   t.equal(shares[3][1].globalPlanned, 1);
   const dropped = await collect(loader(samples, { dropLast: true }), 0);
@@ -112,12 +178,33 @@ t.test('bad files are skipped once each, counted every epoch, never thrown', asy
   const l = loader(samples, { onSkip: (p, reason) => warnings.push(`${path.basename(p)}: ${reason}`) });
   for (const epoch of [0, 1]) {
     const batches = await collect(l, epoch);
-    t.equal(batches.reduce((a, b) => a + b.skipped, 0), 2, `epoch ${epoch}: 2 skipped`);
-    t.equal(batches.reduce((a, b) => a + b.count, 0), 6, `epoch ${epoch}: 6 images`);
-    t.ok(batches.every((b) => b.images.every(Number.isFinite)), 'no garbage values');
+    t.equal(
+      batches.reduce((a, b) => a + b.skipped, 0),
+      2,
+      `epoch ${epoch}: 2 skipped`,
+    );
+    t.equal(
+      batches.reduce((a, b) => a + b.count, 0),
+      6,
+      `epoch ${epoch}: 6 images`,
+    );
+    t.ok(
+      batches.every((b) => b.images.every(Number.isFinite)),
+      'no garbage values',
+    );
   }
-  t.same(warnings.sort(), ['s2.png: not an image (unrecognised format)', 's5.png: empty file (0 bytes)'], 'one warning per file');
-  t.same(l.skippedPaths().map((s) => path.basename(s.path)).sort(), ['s2.png', 's5.png']);
+  t.same(
+    warnings.sort(),
+    ['s2.png: not an image (unrecognised format)', 's5.png: empty file (0 bytes)'],
+    'one warning per file',
+  );
+  t.same(
+    l
+      .skippedPaths()
+      .map((s) => path.basename(s.path))
+      .sort(),
+    ['s2.png', 's5.png'],
+  );
 });
 
 t.test('a file deleted mid-epoch is skipped', async (t) => {
@@ -138,8 +225,16 @@ t.test('cacheDecoded: later epochs do not touch the files', async (t) => {
   const first = await collect(l, 0);
   for (const s of samples) unlinkSync(s.path);
   const again = await collect(l, 0);
-  t.same(again.map((b) => b.count), first.map((b) => b.count), 'served from memory');
-  t.same(again.map((b) => [...b.images]), first.map((b) => [...b.images]), 'same epoch, same pixels');
+  t.same(
+    again.map((b) => b.count),
+    first.map((b) => b.count),
+    'served from memory',
+  );
+  t.same(
+    again.map((b) => [...b.images]),
+    first.map((b) => [...b.images]),
+    'same epoch, same pixels',
+  );
   const capped = loader(samples.slice(0, 2), { cacheDecoded: true, cacheMaxBytes: 10 });
   t.equal((await collect(capped, 0))[0].count, 0, 'nothing cached under a tiny cap');
 });
@@ -147,7 +242,11 @@ t.test('cacheDecoded: later epochs do not touch the files', async (t) => {
 t.test('center and tenCrop modes', async (t) => {
   const samples = await makeSamples(tempDir(t), 5);
   const center = await collect(loader(samples, { mode: 'center' }), 7);
-  t.same(center.flatMap((b) => [...b.sampleIndices]), [0, 1, 2, 3, 4], 'no shuffle');
+  t.same(
+    center.flatMap((b) => [...b.sampleIndices]),
+    [0, 1, 2, 3, 4],
+    'no shuffle',
+  );
   const decoded = await decodeFile(samples[1].path, { sizePx: RESIZE });
   if (!decoded.ok) throw new Error(decoded.reason);
   const want = new Float32Array(cropElements(CROP));
@@ -166,15 +265,31 @@ t.test('train mode = drawAugment(seed, epoch, index) + lighting + normalisation'
   // An epoch whose draw for image 2 flips and is off-centre, so turning each part off shows.
   const centre = JSON.stringify(centerCropBox(RESIZE, CROP));
   const draw = (epoch: number) => drawAugment(rngFor(RngStream.augment, 3, epoch, 2), RESIZE, CROP);
-  const epoch = Array.from({ length: 50 }, (_, e) => e).find((e) => draw(e).flip && JSON.stringify(draw(e).box) !== centre) ?? -1;
+  const epoch =
+    Array.from({ length: 50 }, (_, e) => e).find((e) => draw(e).flip && JSON.stringify(draw(e).box) !== centre) ?? -1;
   t.ok(epoch >= 0, `epoch ${epoch} flips image 2 off-centre`);
   const aug = draw(epoch);
   const per = cropElements(CROP);
-  for (const augment of [{}, { pcaLighting: false }, { crop: false }, { flip: false }, { crop: false, flip: false, pcaLighting: false }]) {
+  for (const augment of [
+    {},
+    { pcaLighting: false },
+    { crop: false },
+    { flip: false },
+    { crop: false, flip: false, pcaLighting: false },
+  ]) {
     const on = { crop: true, flip: true, pcaLighting: true, ...augment };
     const want = new Float32Array(per);
     const box = on.crop ? aug.box : centerCropBox(RESIZE, CROP);
-    writeCrop(decoded.pixels, RESIZE, CROP, box, on.flip && aug.flip, channelAffine(STATS, on.pcaLighting ? pcaLightingShift(STATS, aug.alphas) : undefined), want, 0);
+    writeCrop(
+      decoded.pixels,
+      RESIZE,
+      CROP,
+      box,
+      on.flip && aug.flip,
+      channelAffine(STATS, on.pcaLighting ? pcaLightingShift(STATS, aug.alphas) : undefined),
+      want,
+      0,
+    );
     const l = loader(samples, { augment });
     t.equal(l.batchCount, 1);
     const [batch] = await collect(l, epoch);

@@ -11,10 +11,19 @@ import { NOTEBOOK_CLASSES, notebookDataset, snapshot } from './fixtures/notebook
 const cli = path.resolve('dist/src/cli.js');
 const classes = NOTEBOOK_CLASSES.join(',');
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function runIn(cwd: string, cache: string, args: string[]): Run {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ALEXNET_CACHE_DIR: cache } });
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ALEXNET_CACHE_DIR: cache },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -23,7 +32,18 @@ function exitsOk(t: Test, r: Run, what: string): void {
   t.equal(r.code, 0, `${what} exits 0`, { stderr: r.stderr.slice(-3000) });
 }
 
-const small = ['--preset', 'small', '--batch-size', '16', '--backend', 'wasm', '--devices', 'cpu:1', '--log-level', 'info'];
+const small = [
+  '--preset',
+  'small',
+  '--batch-size',
+  '16',
+  '--backend',
+  'wasm',
+  '--devices',
+  'cpu:1',
+  '--log-level',
+  'info',
+];
 
 t.test('the notebook dataset, from the folder above signs/ and from elsewhere', async (t) => {
   const nb = await notebookDataset(tempDir(t, 'alexnet-nb-'));
@@ -33,10 +53,16 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
   const fromAbove = (args: string[]): Run => runIn(nb.parent, cache, args);
   const fromElsewhere = (args: string[]): Run => runIn(elsewhere, cache, args);
 
-  for (const [where, run, data] of [['above', fromAbove, 'signs'], ['elsewhere', fromElsewhere, nb.root]] as const) {
+  for (const [where, run, data] of [
+    ['above', fromAbove, 'signs'],
+    ['elsewhere', fromElsewhere, nb.root],
+  ] as const) {
     const check = run(['data', 'check', data, '--classes', classes]);
     exitsOk(t, check, `data check from ${where}`);
-    t.match(check.stdout, `list files train.txt, valid.txt, test.txt: paths are relative to ${nb.parent} (the folder above signs/`);
+    t.match(
+      check.stdout,
+      `list files train.txt, valid.txt, test.txt: paths are relative to ${nb.parent} (the folder above signs/`,
+    );
     t.match(check.stdout, /Bad files \(2; training skips them\)/);
     t.match(check.stdout, /train\/monkey\/00000072\.jpg \| truncated or corrupt image data/);
     t.match(check.stdout, /train\/snake\/00000073\.jpg +\| empty file \(0 bytes\)/);
@@ -46,23 +72,48 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
 
   const index = fromAbove(['data', 'index', 'signs']);
   t.equal(index.code, 1);
-  t.match(index.stderr, /data index writes train.txt, val.txt, test.txt and classes.txt, and never into the dataset .*pass --out <folder>, e.g. --out signs-index/);
+  t.match(
+    index.stderr,
+    /data index writes train.txt, val.txt, test.txt and classes.txt, and never into the dataset .*pass --out <folder>, e.g. --out signs-index/,
+  );
   const into = fromAbove(['data', 'index', 'signs', '--out', 'signs']);
   t.equal(into.code, 1, 'into the dataset itself: refused');
   t.match(into.stderr, /valid.txt \(beside it, val.txt would be a second list of the val split\)/);
   const indexed = fromAbove(['data', 'index', 'signs', '--out', 'signs-index', '--classes', classes]);
   exitsOk(t, indexed, 'data index --out');
-  t.match(readFileSync(path.join(nb.parent, 'signs-index', 'train.txt'), 'utf8'), /^\.\.\/signs\/train\/snake\/\d{8}\.jpg\t3$/m, 'snake keeps label 3');
+  t.match(
+    readFileSync(path.join(nb.parent, 'signs-index', 'train.txt'), 'utf8'),
+    /^\.\.\/signs\/train\/snake\/\d{8}\.jpg\t3$/m,
+    'snake keeps label 3',
+  );
   t.equal(fromElsewhere(['data', 'index', nb.root]).code, 1, 'data index from elsewhere: refused the same way');
-  exitsOk(t, fromElsewhere(['data', 'index', nb.root, '--out', 'idx', '--classes', classes]), 'data index --out from elsewhere');
+  exitsOk(
+    t,
+    fromElsewhere(['data', 'index', nb.root, '--out', 'idx', '--classes', classes]),
+    'data index --out from elsewhere',
+  );
   t.match(readFileSync(path.join(elsewhere, 'idx', 'train.txt'), 'utf8'), /\/signs\/train\/snake\/\d{8}\.jpg\t3$/m);
   const indexCheck = fromElsewhere(['data', 'check', 'idx']);
   exitsOk(t, indexCheck, 'data check of the new index');
-  t.match(indexCheck.stdout, `list files train.txt, val.txt, test.txt: paths are relative to ${path.join(elsewhere, 'idx')} (the list file's folder)`);
+  t.match(
+    indexCheck.stdout,
+    `list files train.txt, val.txt, test.txt: paths are relative to ${path.join(elsewhere, 'idx')} (the list file's folder)`,
+  );
   t.match(indexCheck.stdout, /\|\s+3 \| snake\s+\|/, 'its classes.txt keeps the notebook order');
 
   const run1 = path.join(nb.parent, 'run1');
-  const train = fromAbove(['train', '--data', 'signs', '--classes', classes, '--epochs', '1', '--run-dir', run1, ...small]);
+  const train = fromAbove([
+    'train',
+    '--data',
+    'signs',
+    '--classes',
+    classes,
+    '--epochs',
+    '1',
+    '--run-dir',
+    run1,
+    ...small,
+  ]);
   exitsOk(t, train, 'train');
   t.match(train.stderr, /dataset .*signs: 12 classes; train 50, val 12, test 12/);
   t.match(train.stderr, /saved .*alexnet-cache-.*stats-32px\.json/, 'statistics go to the cache');
@@ -71,27 +122,62 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
   }
   t.match(train.stderr, /epoch 1: .*\| 2 bad images skipped/);
   t.match(readFileSync(path.join(run1, 'bad-files.tsv'), 'utf8').split('\n').filter(Boolean).length, 2);
-  const meta = JSON.parse(readFileSync(path.join(run1, 'final-model', 'model.json'), 'utf8')) as { userDefinedMetadata: { alexnet: { classes: string[] } } };
-  t.same(meta.userDefinedMetadata.alexnet.classes, [...NOTEBOOK_CLASSES], "the exported model's metadata has the names");
+  const meta = JSON.parse(readFileSync(path.join(run1, 'final-model', 'model.json'), 'utf8')) as {
+    userDefinedMetadata: { alexnet: { classes: string[] } };
+  };
+  t.same(
+    meta.userDefinedMetadata.alexnet.classes,
+    [...NOTEBOOK_CLASSES],
+    "the exported model's metadata has the names",
+  );
 
   const again = fromAbove(['train', '--data', 'signs', '--epochs', '1', '--run-dir', run1, ...small]);
   t.equal(again.code, 2, 'a run directory with files: refused');
-  t.match(again.stderr, /--run-dir .*run1 already holds files: choose a new --run-dir, continue that run with --resume/);
+  t.match(
+    again.stderr,
+    /--run-dir .*run1 already holds files: choose a new --run-dir, continue that run with --resume/,
+  );
 
   const evalRun = fromElsewhere(['eval', run1, '--split', 'test', '--backend', 'wasm']);
   exitsOk(t, evalRun, 'eval');
-  t.match(evalRun.stdout, /^\| rooster +\| +1 \|/m, "eval's per-class table has the names (from the checkpoint's --classes)");
+  t.match(
+    evalRun.stdout,
+    /^\| rooster +\| +1 \|/m,
+    "eval's per-class table has the names (from the checkpoint's --classes)",
+  );
   t.match(evalRun.stdout, /^\| snake +\|/m);
-  const predict = fromElsewhere(['predict', '--model', path.join(run1, 'final-model'), path.join(nb.root, 'test', 'monkey', (await fsp.readdir(path.join(nb.root, 'test', 'monkey')))[0]), '--backend', 'wasm']);
+  const predict = fromElsewhere([
+    'predict',
+    '--model',
+    path.join(run1, 'final-model'),
+    path.join(nb.root, 'test', 'monkey', (await fsp.readdir(path.join(nb.root, 'test', 'monkey')))[0]),
+    '--backend',
+    'wasm',
+  ]);
   exitsOk(t, predict, 'predict');
   t.match(predict.stdout, /  1\. (rooster|tiger|dragon|snake|ratt|ox|monkey|dog|goat|pig|horse|rabbit) +\d/);
   exitsOk(t, fromAbove(['eval', 'run1', '--split', 'val', '--backend', 'wasm']), 'eval from above');
   const report = fromElsewhere(['report', run1]);
   exitsOk(t, report, 'report');
-  t.match(readFileSync(path.join(run1, 'report.md'), 'utf8'), /\| classes +\| 12: rooster, tiger, dragon, snake, ratt, ox, monkey, dog, goat, pig, horse, rabbit/, 'report.md names the classes');
+  t.match(
+    readFileSync(path.join(run1, 'report.md'), 'utf8'),
+    /\| classes +\| 12: rooster, tiger, dragon, snake, ratt, ox, monkey, dog, goat, pig, horse, rabbit/,
+    'report.md names the classes',
+  );
 
   const run2 = path.join(elsewhere, 'run2');
-  const trainElsewhere = fromElsewhere(['train', '--data', nb.root, '--epochs', '1', '--max-steps', '1', '--run-dir', run2, ...small]);
+  const trainElsewhere = fromElsewhere([
+    'train',
+    '--data',
+    nb.root,
+    '--epochs',
+    '1',
+    '--max-steps',
+    '1',
+    '--run-dir',
+    run2,
+    ...small,
+  ]);
   exitsOk(t, trainElsewhere, 'train from another directory');
   t.match(trainElsewhere.stderr, /dataset .*signs: 12 classes; train 50, val 12, test 12/);
 
@@ -100,7 +186,11 @@ t.test('the notebook dataset, from the folder above signs/ and from elsewhere', 
 
 /** A private mount namespace with a read-only bind mount: a real EROFS, even for root (tests run as root, where chmod stops nothing). */
 function readOnlyMountWorks(dir: string): boolean {
-  const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount --bind -o ro '${dir}' '${dir}' && ! touch '${dir}/probe' 2>/dev/null`], { encoding: 'utf8' });
+  const r = spawnSync(
+    'unshare',
+    ['-m', 'sh', '-c', `mount --bind -o ro '${dir}' '${dir}' && ! touch '${dir}/probe' 2>/dev/null`],
+    { encoding: 'utf8' },
+  );
   return r.status === 0;
 }
 
@@ -108,29 +198,60 @@ function readOnlyMountWorks(dir: string): boolean {
 function runReadOnly(dir: string, cwd: string, cache: string, args: string[]): Run {
   const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
   const script = `mount --bind -o ro '${dir}' '${dir}' && exec ${quoted}`;
-  const r = spawnSync('unshare', ['-m', 'sh', '-c', script], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ALEXNET_CACHE_DIR: cache } });
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', script], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ALEXNET_CACHE_DIR: cache },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 const probeDir = tempDir(t, 'alexnet-ro-probe-');
 const readOnly = readOnlyMountWorks(probeDir);
 
-t.test('a read-only dataset trains; statistics go to the run directory when the cache cannot be written either', { skip: readOnly ? false : 'no private read-only mount here (needs unshare -m and mount)' }, async (t) => {
-  const nb = await notebookDataset(tempDir(t, 'alexnet-ro-'), { perClass: { train: 2, valid: 1, test: 1 } });
-  const before = await snapshot(nb.root);
-  const runDir = path.join(nb.parent, 'run');
-  // The cache inside the read-only mount: it cannot be written either.
-  const r = runReadOnly(nb.root, nb.parent, path.join(nb.root, '.cache'), ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', runDir, ...small]);
-  exitsOk(t, r, 'train on the read-only dataset');
-  t.match(r.stderr, `saved ${path.join(runDir, 'stats.json')}`);
-  t.ok(existsSync(path.join(runDir, 'final-model', 'model.json')));
-  t.same(await snapshot(nb.root), before, 'nothing written into the dataset');
-  // The same command with the dataset writable writes nothing there either (the cache is elsewhere).
-  const cache = tempDir(t, 'alexnet-cache-');
-  const rw = runIn(nb.parent, cache, ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', path.join(nb.parent, 'run-rw'), ...small]);
-  exitsOk(t, rw, 'train on the writable dataset');
-  t.same(await snapshot(nb.root), before);
-});
+t.test(
+  'a read-only dataset trains; statistics go to the run directory when the cache cannot be written either',
+  { skip: readOnly ? false : 'no private read-only mount here (needs unshare -m and mount)' },
+  async (t) => {
+    const nb = await notebookDataset(tempDir(t, 'alexnet-ro-'), { perClass: { train: 2, valid: 1, test: 1 } });
+    const before = await snapshot(nb.root);
+    const runDir = path.join(nb.parent, 'run');
+    // The cache inside the read-only mount: it cannot be written either.
+    const r = runReadOnly(nb.root, nb.parent, path.join(nb.root, '.cache'), [
+      'train',
+      '--data',
+      'signs',
+      '--epochs',
+      '1',
+      '--max-steps',
+      '1',
+      '--run-dir',
+      runDir,
+      ...small,
+    ]);
+    exitsOk(t, r, 'train on the read-only dataset');
+    t.match(r.stderr, `saved ${path.join(runDir, 'stats.json')}`);
+    t.ok(existsSync(path.join(runDir, 'final-model', 'model.json')));
+    t.same(await snapshot(nb.root), before, 'nothing written into the dataset');
+    // The same command with the dataset writable writes nothing there either (the cache is elsewhere).
+    const cache = tempDir(t, 'alexnet-cache-');
+    const rw = runIn(nb.parent, cache, [
+      'train',
+      '--data',
+      'signs',
+      '--epochs',
+      '1',
+      '--max-steps',
+      '1',
+      '--run-dir',
+      path.join(nb.parent, 'run-rw'),
+      ...small,
+    ]);
+    exitsOk(t, rw, 'train on the writable dataset');
+    t.same(await snapshot(nb.root), before);
+  },
+);
 
 t.test('every command that writes refuses to replace a file it did not write', async (t) => {
   const nb = await notebookDataset(tempDir(t, 'alexnet-own-'), { perClass: { train: 2, valid: 1, test: 1 } });
@@ -141,12 +262,43 @@ t.test('every command that writes refuses to replace a file it did not write', a
     return text;
   };
   const cases: { what: string; file: string; args: string[]; refused: RegExp }[] = [
-    { what: 'data index --out', file: path.join(nb.parent, 'idx', 'classes.txt'), args: ['data', 'index', 'signs', '--out', 'idx'], refused: /classes.txt already exists and was not written by alexnet: choose another --out, or pass --force/ },
-    { what: 'data split', file: path.join(nb.root, 'train', 'train.txt'), args: ['data', 'split', 'signs/train'], refused: /train.txt already exists and was not written by alexnet/ },
-    { what: 'data split --materialize copy', file: path.join(nb.parent, 'tree', 'train', 'rooster', '00000000.jpg'), args: ['data', 'split', 'signs/train', '--val', '0', '--test', '0', '--out', 'tree', '--materialize', 'copy'], refused: /1 file\(s\) of the copy tree already exist in .*tree \(first: .*00000000.jpg\): choose another --out, or pass --force/ },
-    { what: 'data stats --out', file: path.join(nb.parent, 'stats.json'), args: ['data', 'stats', 'signs', '--out', 'stats.json', '--size', '16'], refused: /stats.json already exists and was not written by alexnet/ },
-    { what: 'data prepare', file: path.join(nb.parent, 'small', 'notes.txt'), args: ['data', 'prepare', 'signs', 'small', '--size', '16'], refused: /small already holds files that data prepare did not write/ },
-    { what: 'train --run-dir', file: path.join(nb.parent, 'run', 'notes.txt'), args: ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', 'run', ...small], refused: /--run-dir .*run already holds files/ },
+    {
+      what: 'data index --out',
+      file: path.join(nb.parent, 'idx', 'classes.txt'),
+      args: ['data', 'index', 'signs', '--out', 'idx'],
+      refused: /classes.txt already exists and was not written by alexnet: choose another --out, or pass --force/,
+    },
+    {
+      what: 'data split',
+      file: path.join(nb.root, 'train', 'train.txt'),
+      args: ['data', 'split', 'signs/train'],
+      refused: /train.txt already exists and was not written by alexnet/,
+    },
+    {
+      what: 'data split --materialize copy',
+      file: path.join(nb.parent, 'tree', 'train', 'rooster', '00000000.jpg'),
+      args: ['data', 'split', 'signs/train', '--val', '0', '--test', '0', '--out', 'tree', '--materialize', 'copy'],
+      refused:
+        /1 file\(s\) of the copy tree already exist in .*tree \(first: .*00000000.jpg\): choose another --out, or pass --force/,
+    },
+    {
+      what: 'data stats --out',
+      file: path.join(nb.parent, 'stats.json'),
+      args: ['data', 'stats', 'signs', '--out', 'stats.json', '--size', '16'],
+      refused: /stats.json already exists and was not written by alexnet/,
+    },
+    {
+      what: 'data prepare',
+      file: path.join(nb.parent, 'small', 'notes.txt'),
+      args: ['data', 'prepare', 'signs', 'small', '--size', '16'],
+      refused: /small already holds files that data prepare did not write/,
+    },
+    {
+      what: 'train --run-dir',
+      file: path.join(nb.parent, 'run', 'notes.txt'),
+      args: ['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', 'run', ...small],
+      refused: /--run-dir .*run already holds files/,
+    },
   ];
   for (const c of cases) {
     await fsp.mkdir(path.dirname(c.file), { recursive: true });
@@ -158,13 +310,19 @@ t.test('every command that writes refuses to replace a file it did not write', a
   }
   // eval --out, on the run the last case could not make.
   const runDir = path.join(nb.parent, 'run-ok');
-  t.equal(run(['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', runDir, ...small]).code, 0);
+  t.equal(
+    run(['train', '--data', 'signs', '--epochs', '1', '--max-steps', '1', '--run-dir', runDir, ...small]).code,
+    0,
+  );
   const out = path.join(nb.parent, 'eval-out');
   await fsp.mkdir(out);
   const text = mine(path.join(out, 'confusion.csv'));
   const ev = run(['eval', runDir, '--out', out, '--backend', 'wasm']);
   t.equal(ev.code, 1);
-  t.match(ev.stderr, /confusion.csv already exists and was not written by alexnet: choose another --out, or pass --force/);
+  t.match(
+    ev.stderr,
+    /confusion.csv already exists and was not written by alexnet: choose another --out, or pass --force/,
+  );
   t.equal(readFileSync(path.join(out, 'confusion.csv'), 'utf8'), text);
   t.equal(run(['eval', runDir, '--out', out, '--backend', 'wasm', '--force']).code, 0, 'eval --force replaces it');
   t.equal(run(['eval', runDir, '--out', out, '--backend', 'wasm']).code, 0, 'its own files: replaced without --force');
@@ -185,19 +343,35 @@ t.test('data check lists every problem of the list files in one pass, with file:
   ];
   writeFileSync(train, [...lines, ...extra].map((l) => `${l}\n`).join(''));
   // Horse (10) only in valid: not in train.
-  writeFileSync(train, readFileSync(train, 'utf8').split('\n').filter((l) => !/\t10$/.test(l)).join('\n'));
+  writeFileSync(
+    train,
+    readFileSync(train, 'utf8')
+      .split('\n')
+      .filter((l) => !/\t10$/.test(l))
+      .join('\n'),
+  );
   const r = runIn(nb.parent, cache, ['data', 'check', 'signs', '--classes', classes]);
   t.equal(r.code, 1, 'a problem that stops training: exit 1, after the full report');
   const at = (n: number): string => `${train}:${n}`;
   const total = lines.length - 1; // the horse line is gone: the added lines move up by one
-  t.match(r.stdout, `${at(total + 1)}: ${path.join(nb.root, 'train', 'rooster', '00000000.jpg')} is listed twice (also at ${at(1)})`);
-  t.match(r.stdout, `${at(total + 2)}: ${path.join(nb.root, 'train', 'tiger', '00000001.jpg')} is listed under label 5 (ox) here and under label 1 (tiger) at ${at(2)}`);
+  t.match(
+    r.stdout,
+    `${at(total + 1)}: ${path.join(nb.root, 'train', 'rooster', '00000000.jpg')} is listed twice (also at ${at(1)})`,
+  );
+  t.match(
+    r.stdout,
+    `${at(total + 2)}: ${path.join(nb.root, 'train', 'tiger', '00000001.jpg')} is listed under label 5 (ox) here and under label 1 (tiger) at ${at(2)}`,
+  );
   t.match(r.stdout, `${at(total + 3)}: signs/train/tiger/99999999.jpg does not exist`);
   t.match(r.stdout, `${at(total + 4)}: label "one" is not an integer`);
   t.match(r.stdout, `${at(total + 5)}: label 12 is out of range 0..11 (--classes has 12 classes)`);
   t.match(r.stdout, /valid.txt:11: label 10 \(horse\) is in the val split but has no image in train/);
   t.match(r.stdout, /test.txt:11: label 10 \(horse\) is in the test split but has no image in train/);
-  t.match(r.stdout, /Problems \(7\):\n.*train.txt:14: .*\n.*train.txt:15: .*\n.*train.txt:16: .*\n.*train.txt:17: .*\n.*train.txt:18: .*\n.*valid.txt:11: .*\n.*test.txt:11: /, 'by file, then line');
+  t.match(
+    r.stdout,
+    /Problems \(7\):\n.*train.txt:14: .*\n.*train.txt:15: .*\n.*train.txt:16: .*\n.*train.txt:17: .*\n.*train.txt:18: .*\n.*valid.txt:11: .*\n.*test.txt:11: /,
+    'by file, then line',
+  );
   t.match(r.stdout, /Bad files \(2; training skips them\)/, 'and the images were decoded too');
   t.match(r.stderr, /2 of the problems above stop training/);
 });

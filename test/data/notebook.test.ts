@@ -19,14 +19,34 @@ t.test('the notebook layout opens from the folder above and from anywhere else',
   for (const cwd of [nb.parent, tempDir(t), nb.root]) {
     const ds = await openDataset(nb.root, { cwd });
     t.equal(ds.source, 'lists', `cwd ${cwd}`);
-    t.equal(ds.splits.train?.samples.length, nb.counts.train, 'every train line resolves, broken ones too (they exist)');
+    t.equal(
+      ds.splits.train?.samples.length,
+      nb.counts.train,
+      'every train line resolves, broken ones too (they exist)',
+    );
     t.equal(ds.splits.val?.samples.length, nb.counts.valid, 'valid.txt is the val split');
     t.same(ds.ignored, [], 'nothing missing');
-    t.ok(ds.splits.train?.samples.every((s) => s.path.startsWith(nb.root + path.sep) && !s.path.includes(`signs${path.sep}signs`)), 'no signs/signs/');
-    t.match(ds.notes.join('\n'), new RegExp(`list files train.txt, val.*test.txt: paths are relative to ${nb.parent.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(the folder above signs/: the paths start with "signs/"\\)`));
-    t.match(ds.notes[2], `labels 0-11 have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${notebook}`);
+    t.ok(
+      ds.splits.train?.samples.every(
+        (s) => s.path.startsWith(nb.root + path.sep) && !s.path.includes(`signs${path.sep}signs`),
+      ),
+      'no signs/signs/',
+    );
+    t.match(
+      ds.notes.join('\n'),
+      new RegExp(
+        `list files train.txt, val.*test.txt: paths are relative to ${nb.parent.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(the folder above signs/: the paths start with "signs/"\\)`,
+      ),
+    );
+    t.match(
+      ds.notes[2],
+      `labels 0-11 have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${notebook}`,
+    );
     t.same(ds.classes, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11'], 'suggested, not applied');
-    t.match(ds.notes[0], /layout auto: using the list files \(train.txt, valid.txt, test.txt\), which name every split; they list the same 74 images as the folders/);
+    t.match(
+      ds.notes[0],
+      /layout auto: using the list files \(train.txt, valid.txt, test.txt\), which name every split; they list the same 74 images as the folders/,
+    );
   }
   const ds = await openDataset(nb.root, { classNames: parseClassList(notebook) });
   t.same(ds.classes, [...NOTEBOOK_CLASSES], "the notebook's order");
@@ -45,20 +65,59 @@ t.test('the notebook layout opens from the folder above and from anywhere else',
 t.test('class names: --classes, --classes-file, classes.txt; distinct and non-empty', async (t) => {
   const dir = tempDir(t);
   t.same(parseClassList(' a, b ,c').names, ['a', 'b', 'c']);
-  t.throws(() => parseClassList('a,b,a'), { name: 'ConfigError', message: "--classes: 'a' names both label 0 and label 2" });
+  t.throws(() => parseClassList('a,b,a'), {
+    name: 'ConfigError',
+    message: "--classes: 'a' names both label 0 and label 2",
+  });
   t.throws(() => parseClassList('a,,b'), { message: '--classes: class 1 has an empty name' });
   const file = path.join(dir, 'names.txt');
   writeFileSync(file, '\uFEFFrooster\r\ntiger\r\n\r\n');
   t.same(classNamesFromArgs({ 'classes-file': file }), { names: ['rooster', 'tiger'], source: file });
-  t.throws(() => classNamesFromArgs({ classes: 'a', 'classes-file': file }), { message: 'give --classes or --classes-file, not both' });
-  t.throws(() => classNamesFromArgs({ 'classes-file': path.join(dir, 'nope') }), { message: /--classes-file .*nope: no such file/ });
+  t.throws(() => classNamesFromArgs({ classes: 'a', 'classes-file': file }), {
+    message: 'give --classes or --classes-file, not both',
+  });
+  t.throws(() => classNamesFromArgs({ 'classes-file': path.join(dir, 'nope') }), {
+    message: /--classes-file .*nope: no such file/,
+  });
   t.equal(classNamesFromArgs({}), null);
-  t.same(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/a/y/2.jpg', label: 1 }], 2), ['x', 'y']);
-  t.equal(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/a/y/2.jpg', label: 0 }], 1), null, 'one label in two folders');
-  t.equal(suggestNames([{ path: '/a/x/1.jpg', label: 0 }, { path: '/b/x/2.jpg', label: 1 }], 2), null, 'two labels, one folder name');
+  t.same(
+    suggestNames(
+      [
+        { path: '/a/x/1.jpg', label: 0 },
+        { path: '/a/y/2.jpg', label: 1 },
+      ],
+      2,
+    ),
+    ['x', 'y'],
+  );
+  t.equal(
+    suggestNames(
+      [
+        { path: '/a/x/1.jpg', label: 0 },
+        { path: '/a/y/2.jpg', label: 0 },
+      ],
+      1,
+    ),
+    null,
+    'one label in two folders',
+  );
+  t.equal(
+    suggestNames(
+      [
+        { path: '/a/x/1.jpg', label: 0 },
+        { path: '/b/x/2.jpg', label: 1 },
+      ],
+      2,
+    ),
+    null,
+    'two labels, one folder name',
+  );
   const root = tempDir(t);
   await imageTree(root, { train: { a: 1, b: 1 } });
-  await t.rejects(openDataset(root, { classNames: parseClassList('a,c') }), { name: 'DataError', message: /class folder\(s\) b are not among the 2 names of --classes/ });
+  await t.rejects(openDataset(root, { classNames: parseClassList('a,c') }), {
+    name: 'DataError',
+    message: /class folder\(s\) b are not among the 2 names of --classes/,
+  });
 });
 
 t.test('path bases: decided once per file, mixed bases refused', async (t) => {
@@ -66,21 +125,44 @@ t.test('path bases: decided once per file, mixed bases refused', async (t) => {
   const root = path.join(parent, 'ds');
   await solidImage(path.join(root, 'a.png'), [1, 1, 1]);
   await solidImage(path.join(parent, 'elsewhere', 'b.png'), [2, 2, 2]);
-  t.same(candidateBases(path.join(root, 'train.txt'), root, root).map((b) => b.kind), ['list', 'above'], 'cwd = list folder: dropped');
-  t.same(candidateBases(path.join(root, 'train.txt'), root, parent).map((b) => b.kind), ['list', 'above', 'cwd'], 'above and cwd kept apart');
-  const exists = async (p: string) => fsp.stat(p).then((s) => s.isFile(), () => false);
+  t.same(
+    candidateBases(path.join(root, 'train.txt'), root, root).map((b) => b.kind),
+    ['list', 'above'],
+    'cwd = list folder: dropped',
+  );
+  t.same(
+    candidateBases(path.join(root, 'train.txt'), root, parent).map((b) => b.kind),
+    ['list', 'above', 'cwd'],
+    'above and cwd kept apart',
+  );
+  const exists = async (p: string) =>
+    fsp.stat(p).then(
+      (s) => s.isFile(),
+      () => false,
+    );
   const list = path.join(root, 'train.txt');
   const mixed = parseListText('a.png\t0\nelsewhere/b.png\t1\n', list, null);
   const r = await resolveListPaths(list, mixed.entries, root, parent, exists);
   t.equal(r.base?.kind, 'list', 'first existing line decides');
   t.equal(r.problems.length, 1);
-  t.match(r.problems[0], { line: 2, kind: 'bases', message: /elsewhere\/b.png exists relative to .* \(the working directory\), but this file's paths are relative to/ });
+  t.match(r.problems[0], {
+    line: 2,
+    kind: 'bases',
+    message: /elsewhere\/b.png exists relative to .* \(the working directory\), but this file's paths are relative to/,
+  });
   writeFileSync(list, 'a.png\t0\nelsewhere/b.png\t1\n');
-  await t.rejects(openDataset(root, { cwd: parent }), { name: 'DataError', message: /train.txt:2: elsewhere\/b.png exists relative to/ });
+  await t.rejects(openDataset(root, { cwd: parent }), {
+    name: 'DataError',
+    message: /train.txt:2: elsewhere\/b.png exists relative to/,
+  });
   const cwdOnly = parseListText('elsewhere/b.png\t1\n', list, null);
   t.equal((await resolveListPaths(list, cwdOnly.entries, root, parent, exists)).base?.kind, 'cwd');
   const above = parseListText('other/a.png\t1\n', list, null);
-  t.equal((await resolveListPaths(list, above.entries, root, parent, exists)).base?.kind, 'list', 'folder-above only for paths that start with the dataset name');
+  t.equal(
+    (await resolveListPaths(list, above.entries, root, parent, exists)).base?.kind,
+    'list',
+    'folder-above only for paths that start with the dataset name',
+  );
 });
 
 t.test('--layout: a split that exists only as a folder is never dropped silently', async (t) => {
@@ -90,21 +172,44 @@ t.test('--layout: a split that exists only as a folder is never dropped silently
   const auto = await openDataset(root);
   t.equal(auto.source, 'folders');
   t.equal(auto.splits.train?.samples.length, 4, 'train kept');
-  t.match(auto.notes[0], /layout auto: using the folders \(train\/, val\/\): the list files \(val.txt\) do not cover train\/; --layout lists would use val.txt alone/);
+  t.match(
+    auto.notes[0],
+    /layout auto: using the folders \(train\/, val\/\): the list files \(val.txt\) do not cover train\/; --layout lists would use val.txt alone/,
+  );
   const lists = await openDataset(root, { layout: 'lists' });
   t.equal(lists.splits.train, undefined);
   t.match(lists.warnings.join('\n'), /train\/ is not used: --layout lists, and there is no train list file/);
-  t.same(chooseLayout('auto', {}, { train: '/x/train' }), { use: 'folders', note: null, warnings: [], compareWithFolders: false });
+  t.same(chooseLayout('auto', {}, { train: '/x/train' }), {
+    use: 'folders',
+    note: null,
+    warnings: [],
+    compareWithFolders: false,
+  });
 });
 
 t.test('every problem in one pass, each with file:line', async (t) => {
   const root = tempDir(t);
   for (const f of ['a', 'b', 'c', 'd']) await solidImage(path.join(root, `${f}.png`), [1, 1, 1]);
-  writeFileSync(path.join(root, 'train.txt'), 'a.png\t0\nb.png\t1\nc.png\t2\nd.png\t7\na.png\t1\nb.png\tx\ngone.png\t0\nc.png\t2\n');
+  writeFileSync(
+    path.join(root, 'train.txt'),
+    'a.png\t0\nb.png\t1\nc.png\t2\nd.png\t7\na.png\t1\nb.png\tx\ngone.png\t0\nc.png\t2\n',
+  );
   writeFileSync(path.join(root, 'val.txt'), 'd.png\t5\n');
   const ds = await openDataset(root, { strict: false });
-  const list = (ds.problems).map((p) => `${path.basename(p.file)}:${p.line} ${p.kind}`).sort();
-  t.same(list, ['train.txt:4 gap', 'train.txt:5 duplicate', 'train.txt:6 label', 'train.txt:7 missing', 'train.txt:8 duplicate', 'val.txt:1 duplicate', 'val.txt:1 gap', 'val.txt:1 not-in-train'].sort());
+  const list = ds.problems.map((p) => `${path.basename(p.file)}:${p.line} ${p.kind}`).sort();
+  t.same(
+    list,
+    [
+      'train.txt:4 gap',
+      'train.txt:5 duplicate',
+      'train.txt:6 label',
+      'train.txt:7 missing',
+      'train.txt:8 duplicate',
+      'val.txt:1 duplicate',
+      'val.txt:1 gap',
+      'val.txt:1 not-in-train',
+    ].sort(),
+  );
   const gap = ds.problems.find((p) => p.kind === 'gap' && p.line === 4);
   t.match(gap?.message, /label 7: labels 6-6|label 7: label 6 has no image/);
   await t.rejects(openDataset(root), { name: 'DataError', message: /train.txt:6: label "x" is not an integer/ });
@@ -112,5 +217,8 @@ t.test('every problem in one pass, each with file:line', async (t) => {
   writeFileSync(path.join(root, 'val.txt'), '');
   const warned = await openDataset(root);
   t.equal(warned.classes.length, 8);
-  t.match(problemWarnings(warned).join('\n'), /1 label value\(s\) with no image \(first: .*train.txt:4: label 7: labels 3-6 have no image/);
+  t.match(
+    problemWarnings(warned).join('\n'),
+    /1 label value\(s\) with no image \(first: .*train.txt:4: label 7: labels 3-6 have no image/,
+  );
 });

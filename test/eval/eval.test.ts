@@ -21,31 +21,71 @@ const TEST_IMAGES = 4 * STRIPE_CLASSES.length;
 t.before(async () => {
   await initBackend('wasm', false);
   const data = await makeStripeDataset(path.join(root, 'stripes'), { train: 4, val: 1, test: 4 });
-  const argv = ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--epochs', '1', '--run-dir', runDir, '--backend', 'wasm', '--seed', '1'];
+  const argv = [
+    '--data',
+    data,
+    '--preset',
+    'small',
+    '--init',
+    'he',
+    '--batch-size',
+    '12',
+    '--epochs',
+    '1',
+    '--run-dir',
+    runDir,
+    '--backend',
+    'wasm',
+    '--seed',
+    '1',
+  ];
   const config = buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
   await new Trainer(config, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
 });
 
 function readCsv(file: string): string[][] {
-  return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(','));
+  return fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(','));
 }
 
 async function checkOutputs(t: tap.Test, dir: string, top1Error: number): Promise<void> {
   const k = STRIPE_CLASSES.length;
   const confusion = readCsv(path.join(dir, 'confusion.csv'));
   t.equal(confusion.length, k + 1, 'a header row and a row per class');
-  t.ok(confusion.every((r) => r.length === k + 1), 'a first column and a column per class');
-  t.same(confusion[0].slice(1), confusion.slice(1).map((r) => r[0]), 'the same class names across and down');
+  t.ok(
+    confusion.every((r) => r.length === k + 1),
+    'a first column and a column per class',
+  );
+  t.same(
+    confusion[0].slice(1),
+    confusion.slice(1).map((r) => r[0]),
+    'the same class names across and down',
+  );
   t.same(new Set(confusion[0].slice(1)), new Set(STRIPE_CLASSES));
   const counts = confusion.slice(1).map((r) => r.slice(1).map(Number));
-  t.equal(counts.flat().reduce((a, b) => a + b, 0), TEST_IMAGES, 'the counts sum to the images evaluated');
+  t.equal(
+    counts.flat().reduce((a, b) => a + b, 0),
+    TEST_IMAGES,
+    'the counts sum to the images evaluated',
+  );
   const diagonal = counts.reduce((a, row, i) => a + row[i], 0);
   t.equal(diagonal, Math.round((1 - top1Error) * TEST_IMAGES), 'the diagonal is the top-1 hits');
 
   const perClass = readCsv(path.join(dir, 'per-class.csv'));
   t.equal(perClass.length, k + 1);
-  t.same(perClass.slice(1).map((r) => Number(r[1])), counts.map((row) => row.reduce((a, b) => a + b, 0)), 'images per class = row sums');
-  t.same(perClass.slice(1).map((r) => Number(r[2])), counts.map((row, i) => row[i]), 'correct per class = the diagonal');
+  t.same(
+    perClass.slice(1).map((r) => Number(r[1])),
+    counts.map((row) => row.reduce((a, b) => a + b, 0)),
+    'images per class = row sums',
+  );
+  t.same(
+    perClass.slice(1).map((r) => Number(r[2])),
+    counts.map((row, i) => row[i]),
+    'correct per class = the diagonal',
+  );
 
   const svg = fs.readFileSync(path.join(dir, 'confusion.svg'), 'utf8');
   const [, width, height] = /width="(\d+)" height="(\d+)"/.exec(svg) ?? [];
@@ -71,7 +111,10 @@ t.test('centre crop: top-1/top-5, per-class table, files in <run>/eval-test', as
 
 t.test('10 patches with --out: the averaged softmax decides the prediction', async (t) => {
   const out = path.join(root, 'tta-out');
-  const r = await runEval({ checkpoint: runDir, split: 'test', tta: 10, 'batch-size': 7, backend: 'wasm', out }, memoryLogger());
+  const r = await runEval(
+    { checkpoint: runDir, split: 'test', tta: 10, 'batch-size': 7, backend: 'wasm', out },
+    memoryLogger(),
+  );
   t.equal(r.summary.count, TEST_IMAGES);
   t.equal(r.files.heatmapPng, path.join(out, 'confusion.png'));
   await checkOutputs(t, out, r.summary.top1Error);

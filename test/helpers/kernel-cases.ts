@@ -75,15 +75,34 @@ export function presetShapes(spec: ModelSpec, classes: number, batch: number): P
       const units = prev.reduce((a, b) => a * b, 1);
       out.fcs.push({ name: label, a: [batch, units], b: [units, row.outputShape[0]] });
     } else if (row.layer.endsWith('/pool')) {
-      out.pools.push({ name: label, x: [batch, ...prev], window: spec.pool.window, stride: spec.pool.stride, pad: 'valid' });
+      out.pools.push({
+        name: label,
+        x: [batch, ...prev],
+        window: spec.pool.window,
+        stride: spec.pool.stride,
+        pad: 'valid',
+      });
     } else if (row.layer.endsWith('/lrn')) {
       out.lrns.push({ name: label, x: [batch, ...prev] });
     } else {
       const c = spec.convs[conv++];
       // A grouped conv runs as one conv per group (src/model/alexnet.ts): that is the kernel's shape.
       const [h, w, cin] = prev;
-      out.convs.push({ name: label, x: [batch, h, w, cin / c.groups], filter: [c.kernel, c.kernel, cin / c.groups, c.filters / c.groups], stride: c.stride, pad: c.pad });
-      out.layers.push({ name: label, x: [batch, h, w, cin], filter: [c.kernel, c.kernel, cin / c.groups, c.filters], stride: c.stride, pad: c.pad, groups: c.groups });
+      out.convs.push({
+        name: label,
+        x: [batch, h, w, cin / c.groups],
+        filter: [c.kernel, c.kernel, cin / c.groups, c.filters / c.groups],
+        stride: c.stride,
+        pad: c.pad,
+      });
+      out.layers.push({
+        name: label,
+        x: [batch, h, w, cin],
+        filter: [c.kernel, c.kernel, cin / c.groups, c.filters],
+        stride: c.stride,
+        pad: c.pad,
+        groups: c.groups,
+      });
     }
     prev = row.outputShape;
   }
@@ -100,7 +119,15 @@ export function dedupe<T extends { name: string }>(cases: T[]): T[] {
   });
 }
 
-export function tfPad(pad: ConvCase['pad']): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
-  return typeof pad === 'number' ? [[0, 0], [pad, pad], [pad, pad], [0, 0]] : pad;
+export function tfPad(
+  pad: ConvCase['pad'],
+): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
+  return typeof pad === 'number'
+    ? [
+        [0, 0],
+        [pad, pad],
+        [pad, pad],
+        [0, 0],
+      ]
+    : pad;
 }
-

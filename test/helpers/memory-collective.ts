@@ -61,7 +61,8 @@ export class MemoryCollective implements SyncCollective {
   allGatherSync(local: Float32Array, sizes: readonly number[], exact = false): Float32Array {
     this.oneRankOnly('allGatherSync');
     this.calls.push({ op: 'allGather', length: local.length, exact });
-    if (sizes.length !== 1 || sizes[0] !== local.length) throw new Error(`allGatherSync: sizes ${sizes.join(',')} for ${local.length} values`);
+    if (sizes.length !== 1 || sizes[0] !== local.length)
+      throw new Error(`allGatherSync: sizes ${sizes.join(',')} for ${local.length} values`);
     return local.slice();
   }
 
@@ -89,7 +90,8 @@ export class MemoryCollective implements SyncCollective {
   }
 
   private oneRankOnly(what: string): void {
-    if (this.worldSize !== 1) throw new Error(`${what} blocks until the peers join: in one process it works for a world of one only`);
+    if (this.worldSize !== 1)
+      throw new Error(`${what} blocks until the peers join: in one process it works for a world of one only`);
   }
 }
 

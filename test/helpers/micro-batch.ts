@@ -21,7 +21,16 @@ export function randomBatch(model: AlexNet, count: number, seed: number): Batch 
   const s = model.spec.inputSize;
   const images = Float32Array.from({ length: count * s * s * 3 }, () => rng.nextFloat() - 0.5);
   const labels = Int32Array.from({ length: count }, (_, i) => i % CLASSES);
-  return { images, labels, count, skipped: 0, index: 0, globalPlanned: count, cropsPerImage: 1, sampleIndices: Int32Array.from({ length: count }, (_, i) => i) };
+  return {
+    images,
+    labels,
+    count,
+    skipped: 0,
+    index: 0,
+    globalPlanned: count,
+    cropsPerImage: 1,
+    sampleIndices: Int32Array.from({ length: count }, (_, i) => i),
+  };
 }
 
 export interface StepOutcome {
@@ -35,15 +44,25 @@ export interface StepOutcome {
 export async function stepWithMicroBatch(microBatch: number, dropoutRate: number): Promise<StepOutcome> {
   const spec = buildSpec('small', { ...TRAIN_DEFAULTS.model, dropoutRate });
   const model = createAlexNet(spec, CLASSES, 11);
-  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
   let sums: MetricSums | null = null;
   const tensorsAfterStep: number[] = [];
   for (let step = 0; step < 3; step++) {
-    const result = await trainStep(model, optimizer, randomBatch(model, 6, 100 + step), { lr: 0.05, dropoutSeed: 7 + step, stopVote: false, microBatch });
+    const result = await trainStep(model, optimizer, randomBatch(model, 6, 100 + step), {
+      lr: 0.05,
+      dropoutSeed: 7 + step,
+      stopVote: false,
+      microBatch,
+    });
     sums = result.sums;
     tensorsAfterStep.push(tf.memory().numTensors);
   }
-  const weights = await Promise.all(model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })));
+  const weights = await Promise.all(
+    model.params.map(async (p) => ({ name: p.name, shape: p.shape, data: await readFloats(p.variable) })),
+  );
   optimizer.dispose();
   disposeModel(model);
   if (sums == null) throw new Error('no step ran');

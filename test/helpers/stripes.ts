@@ -10,7 +10,6 @@ import { mulberry32 } from '../../src/data/rng';
 
 export const STRIPE_CLASSES = ['horizontal', 'vertical', 'checker'];
 
-
 export async function stripeImage(file: string, cls: number, seed: number, sizePx = 36): Promise<void> {
   const rng = mulberry32(seed);
   const rnd = () => rng.nextFloat();
@@ -27,15 +26,21 @@ export async function stripeImage(file: string, cls: number, seed: number, sizeP
     }
   }
   await fsp.mkdir(path.dirname(file), { recursive: true });
-  await sharp(px, { raw: { width: sizePx, height: sizePx, channels: 3 } }).png().toFile(file);
+  await sharp(px, { raw: { width: sizePx, height: sizePx, channels: 3 } })
+    .png()
+    .toFile(file);
 }
 
 /** root/{train,val,test}/<class>/<n>.png with `perClass` images per class per split. */
-export async function makeStripeDataset(root: string, perClass: Record<'train' | 'val' | 'test', number>): Promise<string> {
+export async function makeStripeDataset(
+  root: string,
+  perClass: Record<'train' | 'val' | 'test', number>,
+): Promise<string> {
   let seed = 1;
   for (const [split, count] of Object.entries(perClass)) {
     for (let c = 0; c < STRIPE_CLASSES.length; c++) {
-      for (let i = 0; i < count; i++) await stripeImage(path.join(root, split, STRIPE_CLASSES[c], `${i}.png`), c, seed++);
+      for (let i = 0; i < count; i++)
+        await stripeImage(path.join(root, split, STRIPE_CLASSES[c], `${i}.png`), c, seed++);
     }
   }
   return root;

@@ -12,7 +12,9 @@ import { describeAdapter, probeAdapter } from '../../src/backend/webgpu/backend'
 export async function webgpuMissing(): Promise<string | null> {
   try {
     const adapter = await probeAdapter();
-    return adapter == null ? 'Dawn found no Vulkan adapter (run scripts/ensure-vulkan.sh as root: Mesa lavapipe from bookworm-backports)' : null;
+    return adapter == null
+      ? 'Dawn found no Vulkan adapter (run scripts/ensure-vulkan.sh as root: Mesa lavapipe from bookworm-backports)'
+      : null;
   } catch (err) {
     return err instanceof Error ? err.message.split('\n')[0] : String(err);
   }

@@ -1,7 +1,15 @@
 // Model shape, parameter counts, LRN and grouped convolution against plain-JS references.
 import t from 'tap';
 import * as tf from '@tensorflow/tfjs';
-import { countParams, createAlexNet, disposeModel, forward, forwardFlopsPerImage, groupedConv, layerShapes } from '../../src/model/alexnet';
+import {
+  countParams,
+  createAlexNet,
+  disposeModel,
+  forward,
+  forwardFlopsPerImage,
+  groupedConv,
+  layerShapes,
+} from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
 t.before(async () => {
@@ -16,7 +24,10 @@ t.test('parameter counts match the published figures', async (t) => {
   const fc = 2 * (9216 * 4096 + 4096 * 4096 + 4096 * 1000);
   const paper = forwardFlopsPerImage(buildSpec('paper'), 1000);
   t.ok(paper > conv1 + fc, 'conv1 and the FC layers are part of it');
-  t.ok(Math.abs(paper / 1e9 - 1.45) < 0.05, `paper forward ${(paper / 1e9).toFixed(3)} GFLOP per image (~0.72 G multiply-adds, as published)`);
+  t.ok(
+    Math.abs(paper / 1e9 - 1.45) < 0.05,
+    `paper forward ${(paper / 1e9).toFixed(3)} GFLOP per image (~0.72 G multiply-adds, as published)`,
+  );
   const ungrouped = buildSpec('paper');
   for (const c of ungrouped.convs) c.groups = 1;
   t.equal(countParams(ungrouped, 1000), 62_378_344, 'paper without groups');
@@ -42,28 +53,59 @@ t.test('variables match the counted parameters, and init follows the paper', asy
   const std = Math.sqrt(w.reduce((a, b) => a + (b - mean) ** 2, 0) / w.length);
   t.ok(Math.abs(std - 0.01) < 0.001, `fc6 weight std ${std} ~ 0.01`);
   const bias = (name: string) => Array.from(model.params.find((p) => p.name === name)!.variable.dataSync());
-  t.ok(bias('conv2/bias').every((b) => b === 1), 'conv2 bias 1');
-  t.ok(bias('conv4/bias').every((b) => b === 1), 'conv4 bias 1');
-  t.ok(bias('fc7/bias').every((b) => b === 1), 'fc7 bias 1');
-  t.ok(bias('conv1/bias').every((b) => b === 0), 'conv1 bias 0');
-  t.ok(bias('fc8/bias').every((b) => b === 0), 'fc8 bias 0');
+  t.ok(
+    bias('conv2/bias').every((b) => b === 1),
+    'conv2 bias 1',
+  );
+  t.ok(
+    bias('conv4/bias').every((b) => b === 1),
+    'conv4 bias 1',
+  );
+  t.ok(
+    bias('fc7/bias').every((b) => b === 1),
+    'fc7 bias 1',
+  );
+  t.ok(
+    bias('conv1/bias').every((b) => b === 0),
+    'conv1 bias 0',
+  );
+  t.ok(
+    bias('fc8/bias').every((b) => b === 0),
+    'fc8 bias 0',
+  );
   const again = createAlexNet(spec, 10, 7);
-  t.same(Array.from(again.params[0].variable.dataSync()), Array.from(model.params[0].variable.dataSync()), 'same seed, same weights');
+  t.same(
+    Array.from(again.params[0].variable.dataSync()),
+    Array.from(model.params[0].variable.dataSync()),
+    'same seed, same weights',
+  );
   disposeModel(model);
   disposeModel(again);
 });
 
 t.test('forward gives logits (not probabilities) of the right shape', async (t) => {
   const model = createAlexNet(buildSpec('small', { init: 'he' }), 5, 1);
-  const logits = forward(model, tf.randomNormal([3, 28, 28, 3], 0, 1, 'float32', 3) as tf.Tensor4D, { training: false });
+  const logits = forward(model, tf.randomNormal([3, 28, 28, 3], 0, 1, 'float32', 3) as tf.Tensor4D, {
+    training: false,
+  });
   t.same(logits.shape, [3, 5]);
   const rows = (await logits.array()) as number[][];
-  t.ok(rows.some((r) => Math.abs(r.reduce((a, b) => a + b, 0) - 1) > 1e-3 || r.some((v) => v < 0)), 'rows are not a softmax');
+  t.ok(
+    rows.some((r) => Math.abs(r.reduce((a, b) => a + b, 0) - 1) > 1e-3 || r.some((v) => v < 0)),
+    'rows are not a softmax',
+  );
   disposeModel(model);
 });
 
 /** The paper's LRN on plain arrays: b = a / (k + alpha * sum_{|j-c|<=r} a_j^2)^beta. */
-function lrnReference(x: Float32Array, channels: number, r: number, k: number, alpha: number, beta: number): Float32Array {
+function lrnReference(
+  x: Float32Array,
+  channels: number,
+  r: number,
+  k: number,
+  alpha: number,
+  beta: number,
+): Float32Array {
   const out = new Float32Array(x.length);
   for (let base = 0; base < x.length; base += channels) {
     for (let c = 0; c < channels; c++) {
@@ -83,12 +125,20 @@ t.test('LRN with the paper constants matches the formula (alpha not divided by n
   const got = tf.localResponseNormalization(x as tf.Tensor4D, depthRadius, bias, alpha, beta).dataSync();
   const want = lrnReference(x.dataSync() as Float32Array, 12, depthRadius, bias, alpha, beta);
   let maxErr = 0;
-  for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-6));
+  for (let i = 0; i < want.length; i++)
+    maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]) / (Math.abs(want[i]) + 1e-6));
   t.ok(maxErr < 1e-5, `max relative error ${maxErr}`);
 });
 
 /** Direct grouped convolution on plain arrays (NHWC, HWIO, stride 1, 'same' odd kernel). */
-function groupedConvReference(x: Float32Array, [n, h, w, cin]: number[], k: Float32Array, kh: number, cout: number, groups: number): Float32Array {
+function groupedConvReference(
+  x: Float32Array,
+  [n, h, w, cin]: number[],
+  k: Float32Array,
+  kh: number,
+  cout: number,
+  groups: number,
+): Float32Array {
   const out = new Float32Array(n * h * w * cout);
   const cinG = cin / groups;
   const coutG = cout / groups;
@@ -104,7 +154,8 @@ function groupedConvReference(x: Float32Array, [n, h, w, cin]: number[], k: Floa
               const y = i + di - pad;
               const z = j + dj - pad;
               if (y < 0 || y >= h || z < 0 || z >= w) continue;
-              for (let c = 0; c < cinG; c++) sum += x[((b * h + y) * w + z) * cin + g * cinG + c] * k[((di * kh + dj) * cinG + c) * cout + o];
+              for (let c = 0; c < cinG; c++)
+                sum += x[((b * h + y) * w + z) * cin + g * cinG + c] * k[((di * kh + dj) * cinG + c) * cout + o];
             }
           out[((b * h + i) * w + j) * cout + o] = sum;
         }
@@ -117,7 +168,14 @@ t.test('grouped conv: group g sees only input maps of group g', async (t) => {
   const kernel = tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 12) as tf.Tensor4D;
   const bias = tf.zeros([4]) as tf.Tensor1D;
   const got = groupedConv(x, kernel, bias, { stride: 1, pad: 'same', groups: 2 }, 'tanh');
-  const want = groupedConvReference(x.dataSync() as Float32Array, xShape, kernel.dataSync() as Float32Array, 3, 4, 2).map(Math.tanh);
+  const want = groupedConvReference(
+    x.dataSync() as Float32Array,
+    xShape,
+    kernel.dataSync() as Float32Array,
+    3,
+    4,
+    2,
+  ).map(Math.tanh);
   const g = got.dataSync();
   let maxErr = 0;
   for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(g[i] - want[i]));

@@ -1,19 +1,47 @@
 // The SVG charts as structure: polyline points, axes and labels, no NaN anywhere.
 import t from 'tap';
-import { curvesSvg, CURVES_SIZE_PX, formatTick, lineChart, linearAxis, logAxis, niceStep, segments, type ChartSpec } from '../../src/report/charts';
+import {
+  curvesSvg,
+  CURVES_SIZE_PX,
+  formatTick,
+  lineChart,
+  linearAxis,
+  logAxis,
+  niceStep,
+  segments,
+  type ChartSpec,
+} from '../../src/report/charts';
 import { cellSizePx, confusionHeatmap, shade } from '../../src/eval/heatmap';
 import { escapeXml } from '../../src/report/svg';
 import { addToConfusion, emptyConfusion } from '../../src/eval/confusion';
 import type { EpochRecord } from '../../src/train/run/run-log';
 
-const polylines = (svg: string): string[][] => [...svg.matchAll(/<polyline[^>]*points="([^"]*)"/g)].map((m) => m[1].split(' '));
+const polylines = (svg: string): string[][] =>
+  [...svg.matchAll(/<polyline[^>]*points="([^"]*)"/g)].map((m) => m[1].split(' '));
 /** Geometry attribute values that are not plain numbers (a NaN would silently drop the shape). */
 const badNumbers = (svg: string): string[] =>
-  [...svg.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|r|width|height|points)="([^"]*)"/g)].map((m) => m[1]).filter((v) => v.split(/[ ,]/).some((n) => !Number.isFinite(Number(n))));
+  [...svg.matchAll(/ (?:x|y|x1|x2|y1|y2|cx|cy|r|width|height|points)="([^"]*)"/g)]
+    .map((m) => m[1])
+    .filter((v) => v.split(/[ ,]/).some((n) => !Number.isFinite(Number(n))));
 
 function record(epoch: number, o: Partial<EpochRecord> = {}): EpochRecord {
-  const m = (x: number) => ({ loss: 2 / epoch + x, top1Error: 0.8 / epoch + x, top5Error: 0.3 / epoch + x, count: 100 });
-  return { epoch, globalStep: epoch * 10, lr: epoch <= 2 ? 0.01 : 0.001, train: m(0), val: m(0.1), imagesPerSec: 50, epochMs: 2000, skippedImages: 0, ...o };
+  const m = (x: number) => ({
+    loss: 2 / epoch + x,
+    top1Error: 0.8 / epoch + x,
+    top5Error: 0.3 / epoch + x,
+    count: 100,
+  });
+  return {
+    epoch,
+    globalStep: epoch * 10,
+    lr: epoch <= 2 ? 0.01 : 0.001,
+    train: m(0),
+    val: m(0.1),
+    imagesPerSec: 50,
+    epochMs: 2000,
+    skippedImages: 0,
+    ...o,
+  };
 }
 
 t.test('nice steps and axes', async (t) => {
@@ -35,9 +63,32 @@ t.test('nice steps and axes', async (t) => {
 });
 
 t.test('missing values break a line into segments', async (t) => {
-  const runs = segments([{ x: 1, y: 1 }, { x: 2, y: null }, { x: 3, y: 2 }, { x: 4, y: NaN }, { x: 5, y: 3 }, { x: 6, y: 4 }], false);
-  t.same(runs.map((r) => r.map((p) => p.x)), [[1], [3], [5, 6]]);
-  t.same(segments([{ x: 1, y: 0 }, { x: 2, y: 1 }], true).map((r) => r.length), [1], 'zero has no place on a log axis');
+  const runs = segments(
+    [
+      { x: 1, y: 1 },
+      { x: 2, y: null },
+      { x: 3, y: 2 },
+      { x: 4, y: NaN },
+      { x: 5, y: 3 },
+      { x: 6, y: 4 },
+    ],
+    false,
+  );
+  t.same(
+    runs.map((r) => r.map((p) => p.x)),
+    [[1], [3], [5, 6]],
+  );
+  t.same(
+    segments(
+      [
+        { x: 1, y: 0 },
+        { x: 2, y: 1 },
+      ],
+      true,
+    ).map((r) => r.length),
+    [1],
+    'zero has no place on a log axis',
+  );
 });
 
 t.test('a chart: one polyline point per epoch, axis labels, escaped text, no NaN', async (t) => {
@@ -54,7 +105,11 @@ t.test('a chart: one polyline point per epoch, axis labels, escaped text, no NaN
     ],
   };
   const svg = lineChart(spec, { x: 0, y: 0, width: 400, height: 300 });
-  t.same(polylines(svg).map((p) => p.length), [4, 2], 'train: 4 points; val: 2, then a lone point');
+  t.same(
+    polylines(svg).map((p) => p.length),
+    [4, 2],
+    'train: 4 points; val: 2, then a lone point',
+  );
   t.equal((svg.match(/<circle/g) ?? []).length, 7, 'a marker per value');
   t.match(svg, '>epoch</text>');
   t.match(svg, '>cross-entropy</text>');
@@ -69,7 +124,10 @@ t.test('the curves image: four panels, train and val lines, lr on a log axis', a
   t.match(svg, `width="${CURVES_SIZE_PX.width}" height="${CURVES_SIZE_PX.height}"`);
   for (const title of ['Loss', 'Top-1 error', 'Top-5 error', 'Learning rate']) t.match(svg, `>${title}</text>`);
   // Loss, top-1, top-5: train (5 points) and val (2 + 2 around the missing epoch 3); lr: 5.
-  t.same(polylines(svg).map((p) => p.length), [5, 2, 2, 5, 2, 2, 5, 2, 2, 5]);
+  t.same(
+    polylines(svg).map((p) => p.length),
+    [5, 2, 2, 5, 2, 2, 5, 2, 2, 5],
+  );
   t.match(svg, '>1e-2</text>');
   t.match(svg, '>1e-3</text>');
   t.same(badNumbers(svg), [], 'every coordinate a number');

@@ -5,9 +5,24 @@ import { addSums, batchSums, countTopKCorrect, summarize, topKError } from '../.
 t.test('top-1 and top-5 on a hand-made case', async (t) => {
   // 3 samples x 6 classes
   const logits = Float32Array.from([
-    0.1, 0.9, 0.3, 0.2, 0.0, -1, // argmax 1
-    5, 4, 3, 2, 1, 0, //          label 5 is the lowest: not in top 5
-    0, 0, 0, 0, 0, 1, //          label 4 ties with 4 others below the max
+    0.1,
+    0.9,
+    0.3,
+    0.2,
+    0.0,
+    -1, // argmax 1
+    5,
+    4,
+    3,
+    2,
+    1,
+    0, //          label 5 is the lowest: not in top 5
+    0,
+    0,
+    0,
+    0,
+    0,
+    1, //          label 4 ties with 4 others below the max
   ]);
   const labels = Int32Array.from([1, 5, 4]);
   t.equal(countTopKCorrect(logits, labels, 6, 1), 1);

@@ -18,7 +18,10 @@ for (const dropout of [0, 0.5]) {
       const rel = maxRelativeDifference(whole.weights, cut.weights);
       t.ok(rel <= 1e-4, `--micro-batch ${micro}: max relative weight difference ${rel.toExponential(2)}`);
       t.equal(cut.sums.count, 6, 'the metric sums count every image');
-      t.ok(Math.abs(cut.sums.lossSum - whole.sums.lossSum) <= 1e-4 * Math.abs(whole.sums.lossSum), `loss sum ${cut.sums.lossSum} vs ${whole.sums.lossSum}`);
+      t.ok(
+        Math.abs(cut.sums.lossSum - whole.sums.lossSum) <= 1e-4 * Math.abs(whole.sums.lossSum),
+        `loss sum ${cut.sums.lossSum} vs ${whole.sums.lossSum}`,
+      );
       t.equal(cut.sums.top1Correct, whole.sums.top1Correct);
     }
   });
@@ -32,5 +35,8 @@ t.test('the comparison can fail: dropout on and off give different weights', asy
 
 t.test('micro-batching leaks no tensors', async (t) => {
   const { tensorsAfterStep } = await stepWithMicroBatch(4, 0.5);
-  t.ok(tensorsAfterStep.every((n) => n === tensorsAfterStep[0]), `live tensors after each step: ${tensorsAfterStep.join(', ')}`);
+  t.ok(
+    tensorsAfterStep.every((n) => n === tensorsAfterStep[0]),
+    `live tensors after each step: ${tensorsAfterStep.join(', ')}`,
+  );
 });

@@ -12,7 +12,12 @@ const cli = path.resolve('dist/src/cli.js');
 const machine = ['--backend', 'wasm', '--devices', 'cpu:1'];
 
 function train(cwd: string, cache: string, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [cli, 'train', ...args, ...machine], { cwd, encoding: 'utf8', timeout: 300_000, env: { ...process.env, ALEXNET_CACHE_DIR: cache } });
+  const r = spawnSync(process.execPath, [cli, 'train', ...args, ...machine], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, ALEXNET_CACHE_DIR: cache },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -33,21 +38,48 @@ t.test('the plain small-preset command learns well below chance', async (t) => {
   // Seeded, so deterministic: 25-50% over seeds 0-2 on 24 test images (one image is 4.2 points);
   // the bound leaves room for one more near-tie while staying far from chance and from --init paper.
   t.ok(plainError <= 0.6, `default init: test top-1 error ${plainError} <= 0.6 (chance ${chance.toFixed(4)})`);
-  const paper = train(nb.parent, cache, [...budget, '--init', 'paper', '--run-dir', path.join(nb.parent, 'paper-init')]);
+  const paper = train(nb.parent, cache, [
+    ...budget,
+    '--init',
+    'paper',
+    '--run-dir',
+    path.join(nb.parent, 'paper-init'),
+  ]);
   t.equal(paper.code, 0, '--init paper run exits 0', { stderr: paper.stderr.slice(-3000) });
-  t.ok(testError(paper.stdout) > 0.8, `--init paper (N(0, 0.01)) stays near chance at this scale: ${testError(paper.stdout)}`);
+  t.ok(
+    testError(paper.stdout) > 0.8,
+    `--init paper (N(0, 0.01)) stays near chance at this scale: ${testError(paper.stdout)}`,
+  );
 });
 
 t.test('the paper preset runs a step end to end on the notebook dataset', async (t) => {
   const nb = await notebookDataset(tempDir(t, 'alexnet-paper-'), { perClass: { train: 1, valid: 1, test: 1 } });
   const cache = tempDir(t, 'alexnet-cache-');
   const runDir = path.join(nb.parent, 'run');
-  const r = train(nb.parent, cache, ['--data', 'signs', '--preset', 'paper', '--epochs', '1', '--max-steps', '1', '--batch-size', '2', '--run-dir', runDir]);
+  const r = train(nb.parent, cache, [
+    '--data',
+    'signs',
+    '--preset',
+    'paper',
+    '--epochs',
+    '1',
+    '--max-steps',
+    '1',
+    '--batch-size',
+    '2',
+    '--run-dir',
+    runDir,
+  ]);
   t.equal(r.code, 0, 'exits 0', { stderr: r.stderr.slice(-3000) });
   t.match(r.stderr, /saved .*stats-256px\.json/, 'images resized to 256');
-  const meta = JSON.parse(readFileSync(path.join(runDir, 'final-model', 'model.json'), 'utf8')) as { userDefinedMetadata: { alexnet: { inputSize: number; resizeSize: number; preset: string } } };
+  const meta = JSON.parse(readFileSync(path.join(runDir, 'final-model', 'model.json'), 'utf8')) as {
+    userDefinedMetadata: { alexnet: { inputSize: number; resizeSize: number; preset: string } };
+  };
   t.match(meta.userDefinedMetadata.alexnet, { inputSize: 227, resizeSize: 256, preset: 'paper' });
-  const epoch = JSON.parse(readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').split('\n')[0]) as { globalStep: number; train: { loss: number; count: number } };
+  const epoch = JSON.parse(readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').split('\n')[0]) as {
+    globalStep: number;
+    train: { loss: number; count: number };
+  };
   t.equal(epoch.globalStep, 1, 'one step');
   t.ok(Number.isFinite(epoch.train.loss), `finite loss ${epoch.train.loss}`);
   t.match(r.stdout, /final test \(12 images\): top-1 error/);

@@ -4,10 +4,22 @@ import * as tf from '@tensorflow/tfjs';
 import type { Param } from '../../src/model/alexnet';
 import { Optimizer, sgdReference, type OptimizerOptions } from '../../src/train/optimizer';
 
-const sgd: OptimizerOptions = { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+const sgd: OptimizerOptions = {
+  name: 'sgd',
+  momentum: 0.9,
+  weightDecay: 0.0005,
+  beta1: 0.9,
+  beta2: 0.999,
+  epsilon: 1e-8,
+};
 
 function param(name: string, kind: Param['kind'], values: number[]): Param {
-  return { name, kind, shape: [values.length], variable: tf.variable(tf.tensor1d(values), true, `${name}-${Math.random()}`) };
+  return {
+    name,
+    kind,
+    shape: [values.length],
+    variable: tf.variable(tf.tensor1d(values), true, `${name}-${Math.random()}`),
+  };
 }
 
 t.before(async () => {
@@ -18,7 +30,11 @@ t.test('SGD follows v <- 0.9 v - 0.0005 lr w - lr g; w <- w + v for three steps'
   const w0 = [0.5, -1.5, 2];
   const p = param('w', 'weight', w0);
   const opt = new Optimizer(sgd, [p]);
-  const grads = [[0.1, 0.2, -0.3], [0.05, -0.4, 0.2], [1, 1, 1]];
+  const grads = [
+    [0.1, 0.2, -0.3],
+    [0.05, -0.4, 0.2],
+    [1, 1, 1],
+  ];
   let w = [...w0];
   let v = [0, 0, 0];
   for (const g of grads) {
@@ -33,7 +49,11 @@ t.test('weight decay applies to weights, not biases; gradScale averages summed g
   const b = param('b', 'bias', [1, 1]);
   const opt = new Optimizer(sgd, [b]);
   opt.apply([tf.tensor1d([4, 8])], 0.1, 0.25);
-  t.same(Array.from(b.variable.dataSync()).map((x) => +x.toFixed(6)), [0.9, 0.8], 'b - lr * g / 4, no decay');
+  t.same(
+    Array.from(b.variable.dataSync()).map((x) => +x.toFixed(6)),
+    [0.9, 0.8],
+    'b - lr * g / 4, no decay',
+  );
 });
 
 t.test('Adam first step moves each weight by about lr against the gradient sign', async (t) => {

@@ -39,8 +39,17 @@ t.test('a warning erases the half-drawn bar line first', async (t) => {
   try {
     const master = consoleLogger({ level: 'info' });
     const rank1 = consoleLogger({ level: 'quiet', prefix: '[rank 1]' });
-    const bar = new ProgressBar('Epoch 1/1', master, true, (s) => { out += s; });
-    const snap = (step: number) => ({ step, totalSteps: 4, loss: 2.5, top1Error: 0.9, imagesPerSec: 50, elapsedMs: 1000 * step });
+    const bar = new ProgressBar('Epoch 1/1', master, true, (s) => {
+      out += s;
+    });
+    const snap = (step: number) => ({
+      step,
+      totalSteps: 4,
+      loss: 2.5,
+      top1Error: 0.9,
+      imagesPerSec: 50,
+      elapsedMs: 1000 * step,
+    });
     bar.update(snap(1));
     rank1.warn('skipping /data/signs/train/snake/00000073.jpg: empty file (0 bytes)');
     bar.update(snap(2));
@@ -52,10 +61,19 @@ t.test('a warning erases the half-drawn bar line first', async (t) => {
     stderr.isTTY = wasTTY;
   }
   const lines = screen(out);
-  t.notOk(lines.some((l) => /ETA/.test(l) && /warning/.test(l)), 'no line holds both the bar and a warning');
-  t.ok(lines.includes('[rank 1] warning: skipping /data/signs/train/snake/00000073.jpg: empty file (0 bytes)'), 'the warning on a line of its own');
+  t.notOk(
+    lines.some((l) => /ETA/.test(l) && /warning/.test(l)),
+    'no line holds both the bar and a warning',
+  );
+  t.ok(
+    lines.includes('[rank 1] warning: skipping /data/signs/train/snake/00000073.jpg: empty file (0 bytes)'),
+    'the warning on a line of its own',
+  );
   t.ok(lines.includes('warning: skipping /data/signs/train/monkey/00000072.jpg: truncated'));
   t.match(lines[lines.length - 2], /^Epoch 1\/1 \[=+>\] 4\/4 /, 'the bar is redrawn below the warnings');
   // The model does show the old output as the bug it was.
-  t.same(screen('\rEpoch 1/1 [=>  ] 1/4  ETA 0:01[rank 1] warning: skipping x\n'), ['Epoch 1/1 [=>  ] 1/4  ETA 0:01[rank 1] warning: skipping x', '']);
+  t.same(screen('\rEpoch 1/1 [=>  ] 1/4  ETA 0:01[rank 1] warning: skipping x\n'), [
+    'Epoch 1/1 [=>  ] 1/4  ETA 0:01[rank 1] warning: skipping x',
+    '',
+  ]);
 });

@@ -2,7 +2,15 @@
 import t from 'tap';
 import { advanceSchedule, initialScheduleState, stepLr, type ScheduleOptions } from '../../src/train/schedule';
 
-const base: ScheduleOptions = { name: 'plateau', baseLr: 0.01, factor: 10, stepEpochs: 30, patience: 2, minDelta: 1e-4, maxDrops: 3 };
+const base: ScheduleOptions = {
+  name: 'plateau',
+  baseLr: 0.01,
+  factor: 10,
+  stepEpochs: 30,
+  patience: 2,
+  minDelta: 1e-4,
+  maxDrops: 3,
+};
 
 t.test('step: divide by 10 every 30 epochs', async (t) => {
   const o = { ...base, name: 'step' as const };

@@ -36,7 +36,24 @@ async function train(cfg: TrainConfig, stopAfterSteps = Infinity) {
 }
 
 let data = '';
-const common = (runDir: string, preset = 'small') => ['--data', data, '--preset', preset, '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '3'];
+const common = (runDir: string, preset = 'small') => [
+  '--data',
+  data,
+  '--preset',
+  preset,
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--lr',
+  '0.01',
+  '--run-dir',
+  runDir,
+  '--backend',
+  'wasm',
+  '--seed',
+  '3',
+];
 
 const root = tempDir(t);
 t.before(async () => {
@@ -57,7 +74,8 @@ t.test('the loss falls and the run writes metrics, checkpoints and models', asyn
   t.ok(result.test && result.test.count === 12, 'test split evaluated');
   const lines = fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
   t.equal(lines.length, 5, '4 epochs + the test line');
-  for (const f of ['last.ckpt', 'final-model/model.json', 'final-model/weights.bin']) t.ok(fs.existsSync(path.join(runDir, f)), f);
+  for (const f of ['last.ckpt', 'final-model/model.json', 'final-model/weights.bin'])
+    t.ok(fs.existsSync(path.join(runDir, f)), f);
 
   // The exported graph model runs in plain tfjs and agrees with the checkpoint.
   const { model, meta } = await loadExportedModel(path.join(runDir, 'final-model'));
@@ -70,7 +88,11 @@ t.test('the loss falls and the run writes metrics, checkpoints and models', asyn
 t.test('--log-every writes windows of steps that add up to each epoch', async (t) => {
   const runDir = path.join(tempDir(t), 'steps');
   const { result } = await train(config([...common(runDir), '--epochs', '2', '--log-every', '2']));
-  const records = fs.readFileSync(path.join(runDir, STEPS_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as StepRecord);
+  const records = fs
+    .readFileSync(path.join(runDir, STEPS_FILE), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as StepRecord);
   for (const [i, epoch] of result.epochs.entries()) {
     const mine = records.filter((r) => r.epoch === i + 1);
     const count = mine.reduce((a, r) => a + r.train.count, 0);
@@ -78,9 +100,15 @@ t.test('--log-every writes windows of steps that add up to each epoch', async (t
     t.equal(count, epoch.train.count, `epoch ${i + 1}: the windows hold every training image once`);
     t.ok(Math.abs(lossSum / count - epoch.train.loss) < 1e-9, `epoch ${i + 1}: windows average to the epoch loss`);
     t.equal(mine[mine.length - 1].epochs, i + 1, 'the last window of an epoch ends at a whole epoch');
-    t.ok(mine.every((r) => r.step % 2 === 0 || r === mine[mine.length - 1]), 'a line every 2 steps, plus the epoch end');
+    t.ok(
+      mine.every((r) => r.step % 2 === 0 || r === mine[mine.length - 1]),
+      'a line every 2 steps, plus the epoch end',
+    );
   }
-  t.ok(records.every((r, i) => i === 0 || r.epochs > records[i - 1].epochs), 'fractional epochs increase');
+  t.ok(
+    records.every((r, i) => i === 0 || r.epochs > records[i - 1].epochs),
+    'fractional epochs increase',
+  );
 });
 
 t.test('resume continues exactly: same next-epoch loss as an uninterrupted run', async (t) => {
@@ -91,11 +119,17 @@ t.test('resume continues exactly: same next-epoch loss as an uninterrupted run',
   t.ok(first.result.stopped, 'stopped by the shouldStop hook');
   const ckpt = loadCheckpoint(path.join(dir, 'b'));
   t.same(ckpt.position, { epoch: 0, stepInEpoch: 2, globalStep: 2 });
-  const resumed = await train(config([...common(path.join(dir, 'b')), '--epochs', '2', '--resume', path.join(dir, 'b')]));
+  const resumed = await train(
+    config([...common(path.join(dir, 'b')), '--epochs', '2', '--resume', path.join(dir, 'b')]),
+  );
   const a = straight.result.epochs[1].train.loss;
   const b = resumed.result.epochs[resumed.result.epochs.length - 1].train.loss;
   t.equal(b, a, `epoch 2 loss after resume ${b} equals uninterrupted ${a}`);
-  t.same(resumed.result.epochs[0].train, straight.result.epochs[0].train, 'the resumed epoch counts its steps before the checkpoint too');
+  t.same(
+    resumed.result.epochs[0].train,
+    straight.result.epochs[0].train,
+    'the resumed epoch counts its steps before the checkpoint too',
+  );
   t.equal(resumed.result.test?.top1Error, straight.result.test?.top1Error);
 });
 
@@ -114,7 +148,17 @@ t.test('checkpoint files refuse corruption and other models', async (t) => {
 t.test('the tensor count stays flat across steps', async (t) => {
   const cfg = config([...common(path.join(tempDir(t), 'm')), '--epochs', '1']);
   const state = await buildRunState(cfg, false, memoryLogger());
-  const loader = new BatchLoader({ samples: state.train, resizeSize: state.model.spec.resizeSize, cropSize: state.model.spec.inputSize, globalBatchSize: 12, rank: 0, worldSize: 1, seed: 0, mode: 'train', stats: state.stats });
+  const loader = new BatchLoader({
+    samples: state.train,
+    resizeSize: state.model.spec.resizeSize,
+    cropSize: state.model.spec.inputSize,
+    globalBatchSize: 12,
+    rank: 0,
+    worldSize: 1,
+    seed: 0,
+    mode: 'train',
+    stats: state.stats,
+  });
   const counts: number[] = [];
   for (let epoch = 0; epoch < 2; epoch++) {
     for await (const batch of loader.epoch(epoch)) {
@@ -123,21 +167,45 @@ t.test('the tensor count stays flat across steps', async (t) => {
     }
   }
   t.equal(counts.length, 8);
-  t.ok(counts.every((c) => c === counts[0]), `numTensors per step: ${counts.join(', ')}`);
+  t.ok(
+    counts.every((c) => c === counts[0]),
+    `numTensors per step: ${counts.join(', ')}`,
+  );
 });
 
 t.test('the start-up line names the micro-batch and why', async (t) => {
-  const forced = await train(config([...common(path.join(tempDir(t), 'mb')), '--epochs', '1', '--max-steps', '1', '--micro-batch', '5']));
-  t.ok(forced.log.lines.some((l) => /micro-batch 5 of 12 images per worker \(--micro-batch 5; estimate ~\d+ MiB for 12 images, budget/.test(l)), forced.log.lines.join('\n'));
+  const forced = await train(
+    config([...common(path.join(tempDir(t), 'mb')), '--epochs', '1', '--max-steps', '1', '--micro-batch', '5']),
+  );
+  t.ok(
+    forced.log.lines.some((l) =>
+      /micro-batch 5 of 12 images per worker \(--micro-batch 5; estimate ~\d+ MiB for 12 images, budget/.test(l),
+    ),
+    forced.log.lines.join('\n'),
+  );
   const auto = await train(config([...common(path.join(tempDir(t), 'auto')), '--epochs', '1', '--max-steps', '1']));
-  t.ok(auto.log.lines.some((l) => /micro-batch 12: the worker's whole share/.test(l)), 'the small preset fits whole');
+  t.ok(
+    auto.log.lines.some((l) => /micro-batch 12: the worker's whole share/.test(l)),
+    'the small preset fits whole',
+  );
 });
 
 t.test('a model of which not even one image fits stops with a ConfigError before the first step', async (t) => {
   let steps = 0;
   const cfg = config([...common(path.join(tempDir(t), 'big'), 'paper'), '--epochs', '1', '--max-steps', '1']);
   const machineMemory = () => ({ totalBytes: 2 ** 30, freeBytes: 2 ** 30, localWorkers: 1 });
-  const run = new Trainer(cfg, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false, onStep: () => steps++, machineMemory }).run();
-  await t.rejects(run, { name: 'ConfigError', message: /one image does not fit this backend's memory: a step needs ~\d+\.\d GiB at 1 image \(weights and optimizer ~.*\), usable 0\.8 GiB of free memory/ });
+  const run = new Trainer(cfg, {
+    log: memoryLogger(),
+    tty: false,
+    collective: null,
+    shouldStop: () => false,
+    onStep: () => steps++,
+    machineMemory,
+  }).run();
+  await t.rejects(run, {
+    name: 'ConfigError',
+    message:
+      /one image does not fit this backend's memory: a step needs ~\d+\.\d GiB at 1 image \(weights and optimizer ~.*\), usable 0\.8 GiB of free memory/,
+  });
   t.equal(steps, 0, 'no step ran');
 });

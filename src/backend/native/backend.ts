@@ -84,8 +84,12 @@ export function registerNativeBackend(addon: DnnlAddon): void {
   for (const config of tf.getKernelsForBackend('cpu')) {
     tf.registerKernel({ ...config, backendName: NATIVE_BACKEND_NAME });
   }
-  for (const config of [...fastCpuKernelConfigs(addon, NATIVE_BACKEND_NAME), ...nativeKernelConfigs(addon, NATIVE_BACKEND_NAME)]) {
-    if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null) tf.unregisterKernel(config.kernelName, NATIVE_BACKEND_NAME);
+  for (const config of [
+    ...fastCpuKernelConfigs(addon, NATIVE_BACKEND_NAME),
+    ...nativeKernelConfigs(addon, NATIVE_BACKEND_NAME),
+  ]) {
+    if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null)
+      tf.unregisterKernel(config.kernelName, NATIVE_BACKEND_NAME);
     tf.registerKernel(config);
   }
   // Priority 0: never picked by tfjs on its own; initBackend chooses it explicitly. The cpu

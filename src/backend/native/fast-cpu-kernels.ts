@@ -15,8 +15,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs';
 import { outputArray, storageOf, type CpuStorageBackend } from './storage-pool';
 
-type FastPath = (inputs: TensorInfo[], attrs: NamedAttrMap, backend: CpuStorageBackend) => TensorInfo | TensorInfo[] | null;
-
+type FastPath = (
+  inputs: TensorInfo[],
+  attrs: NamedAttrMap,
+  backend: CpuStorageBackend,
+) => TensorInfo | TensorInfo[] | null;
 
 const size = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 const sameShape = (a: number[], b: number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -140,7 +143,9 @@ const concat: FastPath = (inputs, attrs, backend) => {
   if (inputs.length === 0 || values.some((v) => v == null)) return null;
   const first = inputs[0].shape;
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, first)[0];
-  const fits = inputs.every((t) => t.shape.length === first.length && t.shape.every((d, i) => i === axis || d === first[i]));
+  const fits = inputs.every(
+    (t) => t.shape.length === first.length && t.shape.every((d, i) => i === axis || d === first[i]),
+  );
   if (!fits) return null;
   const { outer, inner } = around(first, axis);
   const total = inputs.reduce((s, t) => s + t.shape[axis], 0);
@@ -171,7 +176,11 @@ function withFallback(inputNames: string[] | 'all', fast: FastPath, stock: Kerne
 /** The fast kernels for `backendName`, each falling back on the cpu backend's own. */
 export function fastCpuKernelConfigs(addon: ElementwiseAddon, backendName: string): KernelConfig[] {
   const paths: [string, string[] | 'all', FastPath][] = [
-    ...Object.entries(BINARY_OPS).map(([name, op]): [string, string[], FastPath] => [name, ['a', 'b'], binaryPath(addon, op)]),
+    ...Object.entries(BINARY_OPS).map(([name, op]): [string, string[], FastPath] => [
+      name,
+      ['a', 'b'],
+      binaryPath(addon, op),
+    ]),
     ...Object.entries(UNARY_OPS).map(([name, op]): [string, string[], FastPath] => [name, ['x'], unaryPath(addon, op)]),
     [tf.Sum, ['x'], sum],
     [tf.SplitV, ['x'], splitV],

@@ -28,17 +28,50 @@ import { outputArray, poolOf, storageOf, type CpuStorageBackend } from './storag
 
 /** The addon's exports (see addon/dnnl_addon.cc for the parameter layouts). */
 export interface DnnlAddon extends ElementwiseAddon {
-  conv2dForward(params: Int32Array, x: Float32Array, filter: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+  conv2dForward(
+    params: Int32Array,
+    x: Float32Array,
+    filter: Float32Array,
+    bias: Float32Array | null,
+    y: Float32Array,
+  ): void;
   conv2dBackwardData(params: Int32Array, dy: Float32Array, filter: Float32Array, dx: Float32Array): void;
   conv2dBackwardFilter(params: Int32Array, x: Float32Array, dy: Float32Array, dw: Float32Array): void;
-  convLayerBackward(params: Int32Array, x: Float32Array, w: Float32Array, y: Float32Array, dy: Float32Array, dx: Float32Array | null, dw: Float32Array, db: Float32Array): void;
+  convLayerBackward(
+    params: Int32Array,
+    x: Float32Array,
+    w: Float32Array,
+    y: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array | null,
+    dw: Float32Array,
+    db: Float32Array,
+  ): void;
   matMul(params: Int32Array, a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array): void;
   maxPool(params: Int32Array, x: Float32Array, y: Float32Array): void;
   maxPoolGrad(params: Int32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   lrn(params: Int32Array, constants: Float32Array, x: Float32Array, y: Float32Array): void;
   lrnGrad(params: Int32Array, constants: Float32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
-  sgdMomentum(params: Int32Array, constants: Float32Array, w: Float32Array, v: Float32Array, g: Float32Array, wOut: Float32Array, vOut: Float32Array): void;
-  adam(params: Int32Array, constants: Float32Array, w: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, wOut: Float32Array, mOut: Float32Array, vOut: Float32Array): void;
+  sgdMomentum(
+    params: Int32Array,
+    constants: Float32Array,
+    w: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    wOut: Float32Array,
+    vOut: Float32Array,
+  ): void;
+  adam(
+    params: Int32Array,
+    constants: Float32Array,
+    w: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    wOut: Float32Array,
+    mOut: Float32Array,
+    vOut: Float32Array,
+  ): void;
   setThreads(threads: number): void;
   version(): { compiled: string; runtime: string };
   cacheSize(): number;
@@ -52,7 +85,8 @@ function fail(kernel: string, what: string): never {
 
 /** A clear error (never a C++ read past the end) when `t` does not have the shape a kernel computed. */
 function expectShape(kernel: string, name: string, t: TensorInfo, shape: number[]): void {
-  if (!tf.util.arraysEqual(t.shape, shape)) fail(kernel, `${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+  if (!tf.util.arraysEqual(t.shape, shape))
+    fail(kernel, `${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
 }
 
 function values(kernel: string, name: string, t: TensorInfo, backend: CpuStorageBackend, rank?: number): Float32Array {
@@ -62,7 +96,10 @@ function values(kernel: string, name: string, t: TensorInfo, backend: CpuStorage
 }
 
 function outputOf(backend: CpuStorageBackend, shape: number[]): { info: TensorInfo; data: Float32Array } {
-  const data = outputArray(backend, shape.reduce((a, b) => a * b, 1));
+  const data = outputArray(
+    backend,
+    shape.reduce((a, b) => a * b, 1),
+  );
   return { info: backend.makeTensorInfo(shape, 'float32', data), data };
 }
 
@@ -81,7 +118,14 @@ function activationOf(kernel: string, activation: string | undefined): Activatio
  * / s) + 1 give tfjs's output size: tfjs's own when it does, else the exact one (tfjs's 'ceil'
  * rounding, or a 'valid' window that leaves input rows unused).
  */
-export function endPadding(inSize: number, outSize: number, kernel: number, stride: number, padStart: number, padEnd: number): number {
+export function endPadding(
+  inSize: number,
+  outSize: number,
+  kernel: number,
+  stride: number,
+  padStart: number,
+  padEnd: number,
+): number {
   const fits = (p: number) => Math.floor((inSize + padStart + p - kernel) / stride) + 1 === outSize;
   if (padEnd >= 0 && fits(padEnd)) return padEnd;
   const exact = (outSize - 1) * stride + kernel - inSize - padStart;
@@ -96,10 +140,23 @@ export function convParams(info: Conv2DInfo, groups: number, activation: Activat
   const pb = endPadding(info.inHeight, info.outHeight, info.filterHeight, info.strideHeight, top, bottom);
   const pr = endPadding(info.inWidth, info.outWidth, info.filterWidth, info.strideWidth, left, right);
   return Int32Array.from([
-    info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.outChannels,
-    info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth,
-    top, left, pb, pr, groups, activation === 'relu' ? 1 : 0,
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+    info.filterHeight,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    top,
+    left,
+    pb,
+    pr,
+    groups,
+    activation === 'relu' ? 1 : 0,
   ]);
 }
 
@@ -116,17 +173,29 @@ function convInfo(kernel: string, xShape: number[], filterShape: number[], o: Co
   if (o.dataFormat === 'NCHW') fail(kernel, 'NCHW is not supported (NHWC only)');
   if (!isOne(o.dilations)) fail(kernel, 'dilations other than 1 are not supported');
   if (xShape.length !== 4 || filterShape.length !== 4) fail(kernel, 'input and filter must be rank 4');
-  if (!Number.isInteger(groups) || groups < 1 || filterShape[3] % groups !== 0) fail(kernel, `${filterShape[3]} filters do not split into ${groups} groups`);
-  if (xShape[3] !== filterShape[2] * groups) fail(kernel, `input has ${xShape[3]} channels, the filter expects ${filterShape[2] * groups}`);
+  if (!Number.isInteger(groups) || groups < 1 || filterShape[3] % groups !== 0)
+    fail(kernel, `${filterShape[3]} filters do not split into ${groups} groups`);
+  if (xShape[3] !== filterShape[2] * groups)
+    fail(kernel, `input has ${xShape[3]} channels, the filter expects ${filterShape[2] * groups}`);
   const info = tf.backend_util.computeConv2DInfo(
     [xShape[0], xShape[1], xShape[2], filterShape[2]],
     filterShape as [number, number, number, number],
-    o.strides, 1, o.pad, o.dimRoundingMode, false, 'channelsLast',
+    o.strides,
+    1,
+    o.pad,
+    o.dimRoundingMode,
+    false,
+    'channelsLast',
   );
   return { ...info, inChannels: xShape[3], inShape: [xShape[0], xShape[1], xShape[2], xShape[3]] };
 }
 
-function biasValues(kernel: string, bias: TensorInfo | undefined, channels: number, backend: CpuStorageBackend): Float32Array | null {
+function biasValues(
+  kernel: string,
+  bias: TensorInfo | undefined,
+  channels: number,
+  backend: CpuStorageBackend,
+): Float32Array | null {
   if (bias == null) return null;
   if (bias.shape.reduce((a, b) => a * b, 1) !== channels || bias.shape[bias.shape.length - 1] !== channels) {
     fail(kernel, `bias of shape [${bias.shape.join(', ')}] is not supported, expected [${channels}]`);
@@ -211,7 +280,12 @@ export interface ConvLayerAttrs {
   inputGradient: boolean;
 }
 
-function layerArgs(kernel: string, x: TensorInfo, w: TensorInfo, a: ConvLayerAttrs): { info: Conv2DInfo; params: Int32Array } {
+function layerArgs(
+  kernel: string,
+  x: TensorInfo,
+  w: TensorInfo,
+  a: ConvLayerAttrs,
+): { info: Conv2DInfo; params: Int32Array } {
   const info = convInfo(kernel, x.shape, w.shape, { strides: a.strides, pad: a.pad, dataFormat: 'NHWC' }, a.groups);
   return { info, params: convParams(info, a.groups, activationOf(kernel, a.activation)) };
 }
@@ -240,12 +314,22 @@ function makeConvLayerGrad(addon: DnnlAddon): KernelFunc {
     const be = backend as unknown as CpuStorageBackend;
     const { info, params } = layerArgs(kernel, x, w, a);
     const outShape = info.outShape.join();
-    if (y.shape.join() !== outShape || dy.shape.join() !== outShape) fail(kernel, `y and dy must have shape [${info.outShape.join(', ')}]`);
+    if (y.shape.join() !== outShape || dy.shape.join() !== outShape)
+      fail(kernel, `y and dy must have shape [${info.outShape.join(', ')}]`);
     const dx = outputOf(be, x.shape);
     const dw = outputOf(be, w.shape);
     const db = outputOf(be, [info.outChannels]);
     const dxData = a.inputGradient ? dx.data : null;
-    addon.convLayerBackward(params, values(kernel, 'x', x, be), values(kernel, 'filter', w, be), values(kernel, 'y', y, be), values(kernel, 'dy', dy, be), dxData, dw.data, db.data);
+    addon.convLayerBackward(
+      params,
+      values(kernel, 'x', x, be),
+      values(kernel, 'filter', w, be),
+      values(kernel, 'y', y, be),
+      values(kernel, 'dy', dy, be),
+      dxData,
+      dw.data,
+      db.data,
+    );
     return [dx.info, dw.info, db.info];
   };
 }
@@ -256,7 +340,14 @@ export interface MatMulGeometry {
   outShape: number[];
 }
 
-export function matMulGeometry(kernel: string, aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean, activation: Activation): MatMulGeometry {
+export function matMulGeometry(
+  kernel: string,
+  aShape: number[],
+  bShape: number[],
+  transposeA: boolean,
+  transposeB: boolean,
+  activation: Activation,
+): MatMulGeometry {
   if (aShape.length < 2 || bShape.length < 2) fail(kernel, 'operands must be at least rank 2');
   const outerA = aShape.slice(0, -2);
   const outerB = bShape.slice(0, -2);
@@ -273,9 +364,22 @@ export function matMulGeometry(kernel: string, aShape: number[], bShape: number[
   if (outerA.join() === outerB.join()) outer = outerA;
   else if (batchB === 1 && outerB.length <= outerA.length) outer = outerA;
   else if (batchA === 1 && outerA.length <= outerB.length) outer = outerB;
-  else return fail(kernel, `batch shapes [${outerA.join(', ')}] and [${outerB.join(', ')}] do not broadcast (equal or 1 only)`);
+  else
+    return fail(
+      kernel,
+      `batch shapes [${outerA.join(', ')}] and [${outerB.join(', ')}] do not broadcast (equal or 1 only)`,
+    );
   return {
-    params: Int32Array.from([batchA, batchB, m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0, activation === 'relu' ? 1 : 0]),
+    params: Int32Array.from([
+      batchA,
+      batchB,
+      m,
+      k,
+      n,
+      transposeA ? 1 : 0,
+      transposeB ? 1 : 0,
+      activation === 'relu' ? 1 : 0,
+    ]),
     outShape: [...outer, m, n],
   };
 }
@@ -283,10 +387,22 @@ export function matMulGeometry(kernel: string, aShape: number[], bShape: number[
 /** BatchMatMul and _FusedMatMul (bias + relu fused). */
 function makeMatMul(kernel: string, addon: DnnlAddon): KernelFunc {
   return ({ inputs, backend, attrs }) => {
-    const { a, b, bias, preluActivationWeights } = inputs as { a: TensorInfo; b: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
+    const { a, b, bias, preluActivationWeights } = inputs as {
+      a: TensorInfo;
+      b: TensorInfo;
+      bias?: TensorInfo;
+      preluActivationWeights?: TensorInfo;
+    };
     const at = attrs as unknown as BatchMatMulAttrs & { activation?: string };
     if (preluActivationWeights != null) fail(kernel, 'prelu is not supported');
-    const g = matMulGeometry(kernel, a.shape, b.shape, at.transposeA, at.transposeB, activationOf(kernel, at.activation));
+    const g = matMulGeometry(
+      kernel,
+      a.shape,
+      b.shape,
+      at.transposeA,
+      at.transposeB,
+      activationOf(kernel, at.activation),
+    );
     const be = backend as unknown as CpuStorageBackend;
     const as = values(kernel, 'a', a, be);
     const bs = values(kernel, 'b', b, be);
@@ -298,16 +414,39 @@ function makeMatMul(kernel: string, addon: DnnlAddon): KernelFunc {
 }
 
 /** [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR] for the addon's pooling. */
-export function poolParams(kernel: string, xShape: number[], a: MaxPoolAttrs): { params: Int32Array; outShape: number[] } {
+export function poolParams(
+  kernel: string,
+  xShape: number[],
+  a: MaxPoolAttrs,
+): { params: Int32Array; outShape: number[] } {
   if (xShape.length !== 4) fail(kernel, 'input must be rank 4 (NHWC)');
-  const info = tf.backend_util.computePool2DInfo(xShape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const info = tf.backend_util.computePool2DInfo(
+    xShape as [number, number, number, number],
+    a.filterSize,
+    a.strides,
+    1,
+    a.pad,
+    a.dimRoundingMode,
+  );
   const { top, left, bottom, right } = info.padInfo;
   const pb = endPadding(info.inHeight, info.outHeight, info.filterHeight, info.strideHeight, top, bottom);
   const pr = endPadding(info.inWidth, info.outWidth, info.filterWidth, info.strideWidth, left, right);
   return {
     params: Int32Array.from([
-      info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth,
-      info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, top, left, pb, pr,
+      info.batchSize,
+      info.inHeight,
+      info.inWidth,
+      info.inChannels,
+      info.outHeight,
+      info.outWidth,
+      info.filterHeight,
+      info.filterWidth,
+      info.strideHeight,
+      info.strideWidth,
+      top,
+      left,
+      pb,
+      pr,
     ]),
     outShape: info.outShape,
   };
@@ -343,7 +482,8 @@ function makeMaxPoolGrad(addon: DnnlAddon): KernelFunc {
 
 function lrnArgs(kernel: string, shape: number[], a: LRNAttrs): { params: Int32Array; constants: Float32Array } {
   if (shape.length !== 4) fail(kernel, 'input must be rank 4 (NHWC)');
-  if (!Number.isInteger(a.depthRadius) || a.depthRadius < 0) fail(kernel, `depthRadius ${a.depthRadius} must be a non-negative integer`);
+  if (!Number.isInteger(a.depthRadius) || a.depthRadius < 0)
+    fail(kernel, `depthRadius ${a.depthRadius} must be a non-negative integer`);
   return {
     params: Int32Array.from([...shape, a.depthRadius]),
     constants: Float32Array.from([a.bias, a.alpha, a.beta]),
@@ -390,7 +530,8 @@ export interface SgdMomentumAttrs {
 }
 
 function sgdShapes(kernel: string, w: TensorInfo, v: TensorInfo, g: TensorInfo): void {
-  if (v.shape.join() !== w.shape.join() || g.shape.join() !== w.shape.join()) fail(kernel, 'weights, velocity and gradient differ in shape');
+  if (v.shape.join() !== w.shape.join() || g.shape.join() !== w.shape.join())
+    fail(kernel, 'weights, velocity and gradient differ in shape');
 }
 
 const sgdConstants = (a: SgdMomentumAttrs): Float32Array => Float32Array.of(a.momentum, a.lrScaled, a.decayLr);
@@ -429,10 +570,12 @@ export interface AdamAttrs {
 }
 
 function adamShapes(kernel: string, w: TensorInfo, m: TensorInfo, v: TensorInfo, g: TensorInfo): void {
-  if ([m, v, g].some((t) => t.shape.join() !== w.shape.join())) fail(kernel, 'weights, moments and gradient differ in shape');
+  if ([m, v, g].some((t) => t.shape.join() !== w.shape.join()))
+    fail(kernel, 'weights, moments and gradient differ in shape');
 }
 
-const adamConstants = (a: AdamAttrs): Float32Array => Float32Array.of(a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.epsilon, a.stepSize, a.gradScale, a.decay);
+const adamConstants = (a: AdamAttrs): Float32Array =>
+  Float32Array.of(a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.epsilon, a.stepSize, a.gradScale, a.decay);
 
 function makeAdam(addon: DnnlAddon): KernelFunc {
   const kernel = ADAM_KERNEL;
@@ -441,7 +584,12 @@ function makeAdam(addon: DnnlAddon): KernelFunc {
     const a = attrs as unknown as AdamAttrs;
     const b = backend as unknown as CpuStorageBackend;
     adamShapes(kernel, w, m, v, g);
-    const [ws, ms, vs, gs] = [values(kernel, 'w', w, b), values(kernel, 'm', m, b), values(kernel, 'v', v, b), values(kernel, 'g', g, b)];
+    const [ws, ms, vs, gs] = [
+      values(kernel, 'w', w, b),
+      values(kernel, 'm', m, b),
+      values(kernel, 'v', v, b),
+      values(kernel, 'g', g, b),
+    ];
     const [wOut, mOut, vOut] = [outputOf(b, w.shape), outputOf(b, w.shape), outputOf(b, w.shape)];
     addon.adam(Int32Array.of(ws.length), adamConstants(a), ws, ms, vs, gs, wOut.data, mOut.data, vOut.data);
     return [wOut.info, mOut.info, vOut.info];
@@ -484,7 +632,15 @@ export function inPlaceUpdates(addon: DnnlAddon): InPlaceUpdates {
       const state = exclusiveStorage(b, [w, v]);
       if (state == null) return false;
       const [ws, vs] = state;
-      addon.sgdMomentum(Int32Array.of(ws.length), sgdConstants(a), ws, vs, values(SGD_MOMENTUM_KERNEL, 'g', g, b), ws, vs);
+      addon.sgdMomentum(
+        Int32Array.of(ws.length),
+        sgdConstants(a),
+        ws,
+        vs,
+        values(SGD_MOMENTUM_KERNEL, 'g', g, b),
+        ws,
+        vs,
+      );
       return true;
     },
     adam(backend, w, m, v, g, a) {

@@ -24,7 +24,18 @@ interface WasmHeapBackend {
  * no drift worth a float32 ulp at C <= 384). The paper's beta = 0.75 is computed on square
  * roots, inline: Math.pow (or a closure around it) costs 2-3x the whole kernel.
  */
-function pixelNorms(x: Float32Array, base: number, channels: number, r: number, bias: number, alpha: number, beta: number, sq: Float64Array, norm: Float64Array, scale: Float64Array): void {
+function pixelNorms(
+  x: Float32Array,
+  base: number,
+  channels: number,
+  r: number,
+  bias: number,
+  alpha: number,
+  beta: number,
+  sq: Float64Array,
+  norm: Float64Array,
+  scale: Float64Array,
+): void {
   for (let c = 0; c < channels; c++) {
     const v = x[base + c];
     sq[c] = v * v;
@@ -115,14 +126,32 @@ export const lrnGradKernel: KernelFunc = ({ inputs, backend, attrs }) => {
 export const maxPoolGradKernel: KernelFunc = ({ inputs, backend, attrs }) => {
   const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
   const { filterSize, strides, pad, dimRoundingMode } = attrs as unknown as MaxPoolGradAttrs;
-  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], filterSize, strides, 1, pad, dimRoundingMode);
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
   const b = backend as unknown as WasmHeapBackend;
   const out = b.makeOutput(input.shape, 'float32');
   const xs = b.typedArrayFromHeap(input);
   const dys = b.typedArrayFromHeap(dy);
   const dxs = b.typedArrayFromHeap(out);
   dxs.fill(0);
-  const { batchSize, inHeight, inWidth, inChannels: C, outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const {
+    batchSize,
+    inHeight,
+    inWidth,
+    inChannels: C,
+    outHeight,
+    outWidth,
+    strideHeight,
+    strideWidth,
+    filterHeight,
+    filterWidth,
+  } = info;
   const { top, left } = info.padInfo;
   const best = new Float32Array(C);
   const bestAt = new Int32Array(C);

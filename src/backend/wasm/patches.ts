@@ -80,8 +80,7 @@ function convInfoFor(
 /** dW[kh,kw,ci,co] = sum_{n,i,j} xpad[n, i*s+kh, j*s+kw, ci] * dy[n,i,j,co]. */
 export const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
-    attrs as unknown as Conv2DBackpropFilterAttrs;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as Conv2DBackpropFilterAttrs;
   if (dataFormat === 'NCHW') throw new Error('Conv2DBackpropFilter (wasm patch) supports NHWC only');
   const info = convInfoFor(x.shape, filterShape, strides, pad, dimRoundingMode, dataFormat);
   const b = backend as unknown as KernelBackend;
@@ -89,7 +88,12 @@ export const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => 
     const { top, bottom, left, right } = info.padInfo;
     const xPadded = keep(
       callKernel(b, 'PadV2', { x }, {
-        paddings: [[0, 0], [top, bottom], [left, right], [0, 0]],
+        paddings: [
+          [0, 0],
+          [top, bottom],
+          [left, right],
+          [0, 0],
+        ],
         constantValue: 0,
       } as unknown as NamedAttrMap),
     );
@@ -109,10 +113,15 @@ export const conv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => 
     // The correlation can be larger than the filter when padding overshoots: crop.
     const [ci, , , co] = corr.shape;
     const cropped = keep(
-      callKernel(b, 'Slice', { x: corr }, {
-        begin: [0, 0, 0, 0],
-        size: [ci, info.filterHeight, info.filterWidth, co],
-      }),
+      callKernel(
+        b,
+        'Slice',
+        { x: corr },
+        {
+          begin: [0, 0, 0, 0],
+          size: [ci, info.filterHeight, info.filterWidth, co],
+        },
+      ),
     );
     // [Ci, KH, KW, Co] -> [KH, KW, Ci, Co]; the result is returned, so not kept as scratch.
     return callKernel(b, 'Transpose', { x: cropped }, { perm: [1, 2, 0, 3] });
@@ -124,8 +133,7 @@ export function makeConv2DBackpropInput(stock: KernelFunc): KernelFunc {
   return (args) => {
     const { inputs, backend, attrs } = args;
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
-    const { strides, pad, dataFormat, dimRoundingMode, inputShape } =
-      attrs as unknown as Conv2DBackpropInputAttrs;
+    const { strides, pad, dataFormat, dimRoundingMode, inputShape } = attrs as unknown as Conv2DBackpropInputAttrs;
     const info = convInfoFor(inputShape, filter.shape, strides, pad, dimRoundingMode, dataFormat);
     const padTop = info.filterHeight - 1 - info.padInfo.top;
     const padBottom = info.filterHeight - 1 - info.padInfo.bottom;
@@ -141,7 +149,12 @@ export function makeConv2DBackpropInput(stock: KernelFunc): KernelFunc {
     return withScratch(b, (keep) => {
       const dyPadded = keep(
         callKernel(b, 'PadV2', { x: dy }, {
-          paddings: [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]],
+          paddings: [
+            [0, 0],
+            [padTop, padBottom],
+            [padLeft, padRight],
+            [0, 0],
+          ],
           constantValue: 0,
         } as unknown as NamedAttrMap),
       );

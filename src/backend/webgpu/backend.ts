@@ -47,7 +47,12 @@ export interface WebgpuAdapter {
 const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
 
 function isDawnModule(m: unknown): m is DawnModule {
-  return typeof m === 'object' && m !== null && typeof (m as DawnModule).create === 'function' && typeof (m as DawnModule).globals === 'object';
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof (m as DawnModule).create === 'function' &&
+    typeof (m as DawnModule).globals === 'object'
+  );
 }
 
 /** "mesa llvmpipe: Mesa 25.0.7 (LLVM 15.0.6) (software)": the start-up line's adapter. */
@@ -65,7 +70,9 @@ async function dawn(): Promise<DawnGpu> {
   try {
     mod = await importEsm('webgpu');
   } catch (err) {
-    throw new Error(`npm package 'webgpu' (Dawn) is not installed (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
+    throw new Error(
+      `npm package 'webgpu' (Dawn) is not installed (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`,
+    );
   }
   if (!isDawnModule(mod)) throw new Error("npm package 'webgpu' does not export create() and globals");
   Object.assign(globalThis, mod.globals);
@@ -81,7 +88,13 @@ export async function probeAdapter(): Promise<WebgpuAdapter | null> {
   if (adapter == null) return null;
   // Dawn's GPUAdapterInfo keeps its fields as getters on the prototype: copy them by name.
   const { vendor, architecture, device, description } = adapter.info;
-  const info: GpuAdapterInfo = { vendor, architecture, device, description, isFallbackAdapter: adapter.info.isFallbackAdapter ?? adapter.isFallbackAdapter };
+  const info: GpuAdapterInfo = {
+    vendor,
+    architecture,
+    device,
+    description,
+    isFallbackAdapter: adapter.info.isFallbackAdapter ?? adapter.isFallbackAdapter,
+  };
   return { info, software: isSoftwareAdapter(info), maxBindingBytes: adapter.limits.maxStorageBufferBindingSize };
 }
 
@@ -101,7 +114,9 @@ export async function loadWebgpu(allowSoftware: boolean): Promise<string> {
   const adapter = await probeAdapter();
   if (adapter == null) throw new Error('Dawn found no Vulkan adapter (no GPU driver, or no Vulkan ICD installed)');
   if (adapter.software && !allowSoftware) {
-    throw new Error(`the only adapter is a software one (${describeAdapter(adapter)}); --allow-software-gpu uses it anyway`);
+    throw new Error(
+      `the only adapter is a software one (${describeAdapter(adapter)}); --allow-software-gpu uses it anyway`,
+    );
   }
   // Registers the 'webgpu' backend factory; it must see navigator.gpu, set by dawn() above.
   require('@tensorflow/tfjs-backend-webgpu');
@@ -115,10 +130,15 @@ export async function loadWebgpu(allowSoftware: boolean): Promise<string> {
  * for a ConfigError: a model that does not fit must fail before its first step, not train on
  * zeros (see maxBindingBytes).
  */
-export function oversizeTensors(adapter: WebgpuAdapter, tensors: readonly { name: string; shape: readonly number[] }[]): string | null {
+export function oversizeTensors(
+  adapter: WebgpuAdapter,
+  tensors: readonly { name: string; shape: readonly number[] }[],
+): string | null {
   const over = tensors.filter((t) => 4 * t.shape.reduce((a, b) => a * b, 1) > adapter.maxBindingBytes);
   if (over.length === 0) return null;
   const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-  const list = over.map((t) => `${t.name} [${t.shape.join('x')}] ${mib(4 * t.shape.reduce((a, b) => a * b, 1))}`).join(', ');
+  const list = over
+    .map((t) => `${t.name} [${t.shape.join('x')}] ${mib(4 * t.shape.reduce((a, b) => a * b, 1))}`)
+    .join(', ');
   return `the webgpu adapter ${describeAdapter(adapter)} binds at most ${mib(adapter.maxBindingBytes)} per tensor, and ${list} ${over.length === 1 ? 'is' : 'are'} larger: use a smaller preset or another backend`;
 }

@@ -70,7 +70,13 @@
             axes: [{ label: this.opts.xLabel }, { label: this.opts.yLabel, size: 60 }],
             series: [
               { label: this.opts.xLabel || 'x' },
-              ...series.map((s, i) => ({ label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: Boolean(s.points), size: 7 } })),
+              ...series.map((s, i) => ({
+                label: s.label,
+                stroke: s.color || COLORS[i % COLORS.length],
+                width: 1.5,
+                spanGaps: true,
+                points: { show: Boolean(s.points), size: 7 },
+              })),
             ],
             hooks: { draw: [() => (box.dataset.draws = String(Number(box.dataset.draws) + 1))] },
           },
@@ -88,7 +94,12 @@
     error: new Chart('chart-error', 'Top-1 and top-5 error', { xLabel: 'epochs', yLabel: 'error' }),
     lr: new Chart('chart-lr', 'Learning rate', { xLabel: 'epochs', yLabel: 'lr' }),
     ips: new Chart('chart-ips', 'Images/s', { xLabel: 'epochs', yLabel: 'img/s' }),
-    breakdown: new Chart('chart-breakdown', 'Step breakdown (ms)', { xLabel: 'time', yLabel: 'ms', time: true, height: 240 }),
+    breakdown: new Chart('chart-breakdown', 'Step breakdown (ms)', {
+      xLabel: 'time',
+      yLabel: 'ms',
+      time: true,
+      height: 240,
+    }),
     overlay: new Chart('chart-overlay', 'Runs compared', { xLabel: 'epochs', yLabel: '', height: 260 }),
   };
 
@@ -140,10 +151,24 @@
   function renderCurves(snap) {
     const s = snap.steps;
     const e = snap.epochs;
-    charts.loss.set([{ label: 'train loss' }, { label: 'val loss', points: true }], uPlot.join([[s.epochs, s.loss], [e.epoch, e.valLoss]]));
+    charts.loss.set(
+      [{ label: 'train loss' }, { label: 'val loss', points: true }],
+      uPlot.join([
+        [s.epochs, s.loss],
+        [e.epoch, e.valLoss],
+      ]),
+    );
     charts.error.set(
-      [{ label: 'train top-1' }, { label: 'train top-5' }, { label: 'val top-1', points: true }, { label: 'val top-5', points: true }],
-      uPlot.join([[s.epochs, s.top1Error, s.top5Error], [e.epoch, e.valTop1Error, e.valTop5Error]]),
+      [
+        { label: 'train top-1' },
+        { label: 'train top-5' },
+        { label: 'val top-1', points: true },
+        { label: 'val top-5', points: true },
+      ],
+      uPlot.join([
+        [s.epochs, s.top1Error, s.top5Error],
+        [e.epoch, e.valTop1Error, e.valTop5Error],
+      ]),
     );
     charts.lr.set([{ label: 'lr' }], [s.epochs, s.lr]);
     charts.ips.set([{ label: 'img/s' }], [s.epochs, s.imagesPerSec]);
@@ -157,7 +182,15 @@
         row.dataset.rank = String(w.rank);
         if (snap.status.state === 'running' && Date.now() - w.lastSeenMs > STALE_SEC * 1000) row.className = 'stale';
         const r = w.recent || {};
-        const cells = [w.rank, w.host ?? '–', w.pid ?? '–', ago(w.lastSeenMs), w.restarts, w.epoch === null ? '–' : `${w.epoch} / ${w.step}`, ...PARTS.map(([k]) => ms(r[k]))];
+        const cells = [
+          w.rank,
+          w.host ?? '–',
+          w.pid ?? '–',
+          ago(w.lastSeenMs),
+          w.restarts,
+          w.epoch === null ? '–' : `${w.epoch} / ${w.step}`,
+          ...PARTS.map(([k]) => ms(r[k])),
+        ];
         cells.forEach((c, i) => row.append(el('td', c, i === 1 || i === 3 ? 'text' : '')));
         return row;
       }),
@@ -174,7 +207,11 @@
       if (ranks.includes(keep)) select.value = keep;
     }
     const b = snap.breakdown.find((x) => String(x.rank) === select.value);
-    if (b) charts.breakdown.set(PARTS.map(([, label]) => ({ label })), [b.timeSec, ...PARTS.map(([k]) => b.parts[k])]);
+    if (b)
+      charts.breakdown.set(
+        PARTS.map(([, label]) => ({ label })),
+        [b.timeSec, ...PARTS.map(([k]) => b.parts[k])],
+      );
   }
 
   function table(rows, header) {
@@ -208,17 +245,27 @@
         // Shade each cell by its share of the true class's images.
         [...matrix.tBodies[0].rows].forEach((tr, i) => {
           const total = ev.matrix[i].reduce((a, b) => a + b, 0) || 1;
-          [...tr.cells].slice(1).forEach((td, j) => (td.style.background = `rgba(47, 95, 168, ${(0.85 * ev.matrix[i][j]) / total})`));
+          [...tr.cells]
+            .slice(1)
+            .forEach((td, j) => (td.style.background = `rgba(47, 95, 168, ${(0.85 * ev.matrix[i][j]) / total})`));
         });
         const [header, ...rows] = ev.perClass;
-        return [el('h3', ev.name), matrix, el('p', ''), header ? table(rows, header) : el('p', 'no per-class.csv', 'note')];
+        return [
+          el('h3', ev.name),
+          matrix,
+          el('p', ''),
+          header ? table(rows, header) : el('p', 'no per-class.csv', 'note'),
+        ];
       }),
     );
   }
 
   function renderBadFiles(snap) {
     const { count, shown } = snap.badFiles;
-    $('bad-summary').textContent = count === 0 ? 'None.' : `${count} file(s) could not be used${count > shown.length ? ` (the last ${shown.length} shown)` : ''}:`;
+    $('bad-summary').textContent =
+      count === 0
+        ? 'None.'
+        : `${count} file(s) could not be used${count > shown.length ? ` (the last ${shown.length} shown)` : ''}:`;
     $('bad-files').replaceChildren(table(shown.map((b) => [b.file, b.reason])).tBodies[0]);
   }
 
@@ -269,10 +316,19 @@
     const metric = $('overlay-metric').value;
     const names = state.runs.map((r) => r.name).filter((n) => state.overlay.has(n));
     if (names.length === 0) return;
-    const snaps = await Promise.all(names.map((n) => fetch(api(`api/runs/${encodeURIComponent(n)}?max=300`)).then((r) => (r.ok ? r.json() : null))));
-    const tables = snaps.filter(Boolean).map((s) => (OVERLAY_FROM_EPOCHS[metric] ? [s.epochs.epoch, s.epochs[metric]] : [s.steps.epochs, s.steps[metric]]));
+    const snaps = await Promise.all(
+      names.map((n) => fetch(api(`api/runs/${encodeURIComponent(n)}?max=300`)).then((r) => (r.ok ? r.json() : null))),
+    );
+    const tables = snaps
+      .filter(Boolean)
+      .map((s) =>
+        OVERLAY_FROM_EPOCHS[metric] ? [s.epochs.epoch, s.epochs[metric]] : [s.steps.epochs, s.steps[metric]],
+      );
     if (tables.length === 0) return;
-    charts.overlay.set(snaps.filter(Boolean).map((s) => ({ label: s.name, points: Boolean(OVERLAY_FROM_EPOCHS[metric]) })), uPlot.join(tables));
+    charts.overlay.set(
+      snaps.filter(Boolean).map((s) => ({ label: s.name, points: Boolean(OVERLAY_FROM_EPOCHS[metric]) })),
+      uPlot.join(tables),
+    );
   }
 
   function renderRunChoices() {
@@ -321,6 +377,14 @@
     if (state.snap) renderWorkers(state.snap);
   }, 1000);
   // New runs appear in the list; compared runs that still train move on.
-  setInterval(() => void loadRuns().then(renderOverlay).catch(() => undefined), 5000);
-  void loadRuns().then(renderOverlay).catch(() => renderStatus());
+  setInterval(
+    () =>
+      void loadRuns()
+        .then(renderOverlay)
+        .catch(() => undefined),
+    5000,
+  );
+  void loadRuns()
+    .then(renderOverlay)
+    .catch(() => renderStatus());
 })();

@@ -42,9 +42,10 @@ function duplicates(entries: readonly LabelledEntry[], naming: ClassNaming): Lis
       first.set(e.path, e);
       continue;
     }
-    const message = prev.label === e.label
-      ? `${e.path} is listed twice (also at ${problemWhere(prev)})`
-      : `${e.path} is listed under ${labelText(e.label, naming)} here and under ${labelText(prev.label, naming)} at ${problemWhere(prev)}`;
+    const message =
+      prev.label === e.label
+        ? `${e.path} is listed twice (also at ${problemWhere(prev)})`
+        : `${e.path} is listed under ${labelText(e.label, naming)} here and under ${labelText(prev.label, naming)} at ${problemWhere(prev)}`;
     out.push({ file: e.file, line: e.line, kind: 'duplicate', message });
   }
   return out;
@@ -67,7 +68,9 @@ function gaps(entries: readonly LabelledEntry[], naming: ClassNaming): ListProbl
   const empty = Array.from({ length: naming.classCount }, (_, i) => i).filter((i) => !seen.has(i));
   if (naming.names !== null) {
     return empty.map((i) => ({
-      file: naming.source ?? '--classes', line: naming.source === '--classes' ? null : i + 1, kind: 'gap' as const,
+      file: naming.source ?? '--classes',
+      line: naming.source === '--classes' ? null : i + 1,
+      kind: 'gap' as const,
       message: `class '${naming.names?.[i]}' (label ${i}) has no image in any split`,
     }));
   }
@@ -76,7 +79,9 @@ function gaps(entries: readonly LabelledEntry[], naming: ClassNaming): ListProbl
     const above = entries.find((e) => e.exists && e.label === b + 1);
     const span = a === b ? `label ${a} has` : `labels ${a}-${b} have`;
     return {
-      file: above?.file ?? '', line: above?.line ?? null, kind: 'gap' as const,
+      file: above?.file ?? '',
+      line: above?.line ?? null,
+      kind: 'gap' as const,
       message: `label ${b + 1}: ${span} no image, yet the classes run 0..${naming.classCount - 1} up to the highest label; a gap like this is usually a typo (or name the classes with --classes)`,
     };
   });
@@ -93,7 +98,12 @@ function notInTrain(entries: readonly LabelledEntry[], naming: ClassNaming): Lis
     const key = `${e.split}:${e.label}`;
     if (e.split === 'train' || trained.has(e.label) || reported.has(key)) continue;
     reported.add(key);
-    out.push({ file: e.file, line: e.line, kind: 'not-in-train', message: `${labelText(e.label, naming)} is in the ${e.split} split but has no image in train` });
+    out.push({
+      file: e.file,
+      line: e.line,
+      kind: 'not-in-train',
+      message: `${labelText(e.label, naming)} is in the ${e.split} split but has no image in train`,
+    });
   }
   return out;
 }

@@ -71,7 +71,10 @@ export async function checkDataset(ds: Dataset, opts: CheckOptions = {}): Promis
     return {
       split,
       listed: classCounts(samples, ds.classes.length),
-      valid: classCounts(samples.filter((s) => !badPaths.has(s.path)), ds.classes.length),
+      valid: classCounts(
+        samples.filter((s) => !badPaths.has(s.path)),
+        ds.classes.length,
+      ),
     };
   });
   // A list dataset's ignored files are its missing lines, already among the problems with their line.
@@ -91,11 +94,17 @@ function balanceTable(report: CheckReport): string {
   const rows = report.classes.map((name, c) => [
     c,
     name,
-    ...report.balance.map((b) => (b.valid[c] === b.listed[c] ? `${b.valid[c]}` : `${b.valid[c]} (${b.listed[c] - b.valid[c]} bad)`)),
+    ...report.balance.map((b) =>
+      b.valid[c] === b.listed[c] ? `${b.valid[c]}` : `${b.valid[c]} (${b.listed[c] - b.valid[c]} bad)`,
+    ),
     train && trainTotal > 0 ? `${((100 * train.valid[c]) / trainTotal).toFixed(1)}%` : '-',
   ]);
   const totals = ['', 'total', ...report.balance.map((b) => `${b.valid.reduce((a, n) => a + n, 0)}`), ''];
-  return formatTable(headers, [...rows, totals], ['right', 'left', ...report.balance.map((): 'right' => 'right'), 'right']);
+  return formatTable(
+    headers,
+    [...rows, totals],
+    ['right', 'left', ...report.balance.map((): 'right' => 'right'), 'right'],
+  );
 }
 
 /** Problems by file (in the order the files were read), then by line: the order to fix them in. */
@@ -110,13 +119,20 @@ export function formatCheckReport(report: CheckReport, maxRows = 200): string {
   const parts: string[] = [];
   if (report.bad.length > 0) {
     const rows = report.bad.slice(0, maxRows).map((b) => [b.split, rel(b.path), b.reason]);
-    parts.push(`Bad files (${report.bad.length}; training skips them):`, formatTable(['split', 'file', 'reason'], rows));
+    parts.push(
+      `Bad files (${report.bad.length}; training skips them):`,
+      formatTable(['split', 'file', 'reason'], rows),
+    );
     if (report.bad.length > maxRows) parts.push(`... and ${report.bad.length - maxRows} more`);
   } else {
     parts.push('Bad files: none.');
   }
   if (report.problems.length > 0) {
-    parts.push('', `Problems (${report.problems.length}):`, ...inFileOrder(report.problems).map((p) => `  ${problemWhere(p)}: ${p.message}`));
+    parts.push(
+      '',
+      `Problems (${report.problems.length}):`,
+      ...inFileOrder(report.problems).map((p) => `  ${problemWhere(p)}: ${p.message}`),
+    );
   } else {
     parts.push('', 'Problems in the list files or folders: none.');
   }
@@ -143,8 +159,12 @@ export async function preflight(samples: readonly Sample[], opts: PreflightOptio
   if (samples.length === 0) throw new DataError('the split has no samples');
   const n = Math.min(opts.probeCount ?? 64, samples.length);
   const probe = Array.from({ length: n }, (_, k) => samples[Math.floor((k * samples.length) / n)]);
-  const results = await mapLimit(probe, opts.concurrency ?? DEFAULT_DECODE_CONCURRENCY, (s) => decodeFile(s.path, opts));
+  const results = await mapLimit(probe, opts.concurrency ?? DEFAULT_DECODE_CONCURRENCY, (s) =>
+    decodeFile(s.path, opts),
+  );
   if (results.some((r) => r.ok)) return;
   const examples = results.slice(0, 3).map((r, k) => `  ${probe[k].path}: ${r.ok ? 'ok' : r.reason}`);
-  throw new DataError(`none of ${n} probed images could be decoded, e.g.:\n${examples.join('\n')}\nRun \`alexnet data check\` for the full list.`);
+  throw new DataError(
+    `none of ${n} probed images could be decoded, e.g.:\n${examples.join('\n')}\nRun \`alexnet data check\` for the full list.`,
+  );
 }

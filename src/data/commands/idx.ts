@@ -17,14 +17,18 @@ const UBYTE = 0x08;
 /** Parse an (uncompressed) IDX buffer of unsigned bytes. */
 export function parseIdx(buf: Uint8Array, name = 'IDX data'): IdxArray {
   if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) throw new DataError(`${name}: not an IDX file (bad magic)`);
-  if (buf[2] !== UBYTE) throw new DataError(`${name}: IDX element type 0x${buf[2].toString(16)} is not supported (only unsigned bytes, 0x08)`);
+  if (buf[2] !== UBYTE)
+    throw new DataError(
+      `${name}: IDX element type 0x${buf[2].toString(16)} is not supported (only unsigned bytes, 0x08)`,
+    );
   const ndims = buf[3];
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (buf.length < 4 + 4 * ndims) throw new DataError(`${name}: truncated IDX header`);
   const dims = Array.from({ length: ndims }, (_, i) => view.getUint32(4 + 4 * i, false));
   const count = dims.reduce((a, b) => a * b, 1);
   const start = 4 + 4 * ndims;
-  if (buf.length !== start + count) throw new DataError(`${name}: expected ${count} data bytes for dims [${dims}], found ${buf.length - start}`);
+  if (buf.length !== start + count)
+    throw new DataError(`${name}: expected ${count} data bytes for dims [${dims}], found ${buf.length - start}`);
   return { dims, data: buf.subarray(start) };
 }
 
@@ -42,8 +46,13 @@ export async function readIdxFile(file: string): Promise<IdxArray> {
 }
 
 /** Images and labels of an IDX pair: checks that the counts agree. */
-export function idxImages(images: IdxArray, labels: IdxArray, name: string): { widthPx: number; heightPx: number; pixels: Uint8Array[]; labels: number[] } {
-  if (images.dims.length !== 3) throw new DataError(`${name}: images must be 3-dimensional (count, rows, cols), got [${images.dims}]`);
+export function idxImages(
+  images: IdxArray,
+  labels: IdxArray,
+  name: string,
+): { widthPx: number; heightPx: number; pixels: Uint8Array[]; labels: number[] } {
+  if (images.dims.length !== 3)
+    throw new DataError(`${name}: images must be 3-dimensional (count, rows, cols), got [${images.dims}]`);
   if (labels.dims.length !== 1) throw new DataError(`${name}: labels must be 1-dimensional, got [${labels.dims}]`);
   const [count, heightPx, widthPx] = images.dims;
   if (labels.dims[0] !== count) throw new DataError(`${name}: ${count} images but ${labels.dims[0]} labels`);

@@ -60,11 +60,21 @@ export function splitCounts(images: readonly TreeImage[]): Record<string, number
  * earlier run (it has a marker) is replaced; any other existing folder is left alone and is
  * an error, so user data is never deleted.
  */
-export async function buildImageTree(outDir: string, images: readonly TreeImage[], geometry: TreeGeometry, params: Record<string, unknown>): Promise<TreeMarker> {
+export async function buildImageTree(
+  outDir: string,
+  images: readonly TreeImage[],
+  geometry: TreeGeometry,
+  params: Record<string, unknown>,
+): Promise<TreeMarker> {
   const out = path.resolve(outDir);
-  const exists = await fsp.stat(out).then(() => true, () => false);
+  const exists = await fsp.stat(out).then(
+    () => true,
+    () => false,
+  );
   if (exists && (await readMarker(out)) === null) {
-    throw new DataError(`${out} exists but was not made by this tool (no ${COMPLETE_MARKER}); delete it or choose another output folder`);
+    throw new DataError(
+      `${out} exists but was not made by this tool (no ${COMPLETE_MARKER}); delete it or choose another output folder`,
+    );
   }
   const staging = `${out}.partial-${process.pid}`;
   await fsp.rm(staging, { recursive: true, force: true });
@@ -74,7 +84,10 @@ export async function buildImageTree(outDir: string, images: readonly TreeImage[
   // than the write itself (docs/measurements.md, "Synchronous writes of small files"), and this
   // is a batch tool with nothing else to do.
   for (const img of images) {
-    writeFileSync(path.join(staging, img.split, img.className, img.fileName), encodePng(img.pixels, geometry.widthPx, geometry.heightPx, geometry.channels));
+    writeFileSync(
+      path.join(staging, img.split, img.className, img.fileName),
+      encodePng(img.pixels, geometry.widthPx, geometry.heightPx, geometry.channels),
+    );
   }
   const marker: TreeMarker = { params, counts: splitCounts(images) };
   await fsp.writeFile(path.join(staging, COMPLETE_MARKER), JSON.stringify(marker, null, 2) + '\n');

@@ -8,7 +8,16 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../../core/errors';
 import type { ClassNames } from '../../core/class-names';
-import { nonEmptyClasses, openDataset, Sample, samplesOf, scanClassFolders, SPLIT_ALIASES, SPLIT_NAMES, SplitName } from '../index/dataset';
+import {
+  nonEmptyClasses,
+  openDataset,
+  Sample,
+  samplesOf,
+  scanClassFolders,
+  SPLIT_ALIASES,
+  SPLIT_NAMES,
+  SplitName,
+} from '../index/dataset';
 import { writeAtomic } from '../../core/atomic-write';
 import { formatListText } from '../index/listfile';
 import { assertMayReplace, recordWritten } from './owned';
@@ -22,11 +31,22 @@ export type SplitSamples = Partial<Record<SplitName, Sample[]>>;
  * refuses to write val.txt beside another alias of it (valid.txt): the folder would then be
  * ambiguous to every command.
  */
-export async function writeListFiles(outDir: string, splits: SplitSamples, classes: readonly string[], force = false): Promise<string[]> {
+export async function writeListFiles(
+  outDir: string,
+  splits: SplitSamples,
+  classes: readonly string[],
+  force = false,
+): Promise<string[]> {
   const names = [...SPLIT_NAMES.filter((s) => splits[s]).map((s) => `${s}.txt`), 'classes.txt'];
   const clashes = SPLIT_NAMES.filter((s) => splits[s]).flatMap((s) =>
-    SPLIT_ALIASES[s].filter((a) => a !== s && existsSync(path.join(outDir, `${a}.txt`))).map((a) => `${a}.txt (beside it, ${s}.txt would be a second list of the ${s} split)`));
-  if (clashes.length > 0) throw new DataError(`${outDir} has ${clashes.join(', ')}: that would make the folder ambiguous; choose another --out`);
+    SPLIT_ALIASES[s]
+      .filter((a) => a !== s && existsSync(path.join(outDir, `${a}.txt`)))
+      .map((a) => `${a}.txt (beside it, ${s}.txt would be a second list of the ${s} split)`),
+  );
+  if (clashes.length > 0)
+    throw new DataError(
+      `${outDir} has ${clashes.join(', ')}: that would make the folder ambiguous; choose another --out`,
+    );
   assertMayReplace(outDir, names, force, `choose another --out`);
   await fsp.mkdir(outDir, { recursive: true });
   const written: string[] = [];
@@ -108,9 +128,14 @@ export async function splitFolder(src: string, opts: SplitFolderOptions): Promis
   const root = path.resolve(src);
   const folders = await scanClassFolders(root);
   const classes = nonEmptyClasses([folders]);
-  if (classes.length === 0) throw new DataError(`${root}: no class folders with images (expected ${root}/<class>/<image>)`);
+  if (classes.length === 0)
+    throw new DataError(`${root}: no class folders with images (expected ${root}/<class>/<image>)`);
   const samples = samplesOf(folders, classes);
-  const assignment = stratifiedSplit(samples.map((s) => s.label), opts.spec, opts.seed);
+  const assignment = stratifiedSplit(
+    samples.map((s) => s.label),
+    opts.spec,
+    opts.seed,
+  );
   const splits: SplitSamples = { train: [], val: [], test: [] };
   samples.forEach((s, i) => (splits[assignment[i]] as Sample[]).push(s));
   const mode = opts.materialize ?? 'lists';
@@ -120,10 +145,14 @@ export async function splitFolder(src: string, opts: SplitFolderOptions): Promis
   }
   if (!opts.outDir) throw new DataError(`--out is required to ${mode} files into a train/val/test tree`);
   const out = path.resolve(opts.outDir);
-  const jobs = SPLIT_NAMES.flatMap((split) => (splits[split] as Sample[]).map((s) => ({ src: s.path, dst: path.join(out, split, path.relative(root, s.path)) })));
+  const jobs = SPLIT_NAMES.flatMap((split) =>
+    (splits[split] as Sample[]).map((s) => ({ src: s.path, dst: path.join(out, split, path.relative(root, s.path)) })),
+  );
   const taken = jobs.filter((j) => existsSync(j.dst));
   if (!opts.force && taken.length > 0) {
-    throw new DataError(`${taken.length} file(s) of the ${mode} tree already exist in ${out} (first: ${taken[0].dst}): choose another --out, or pass --force to replace them`);
+    throw new DataError(
+      `${taken.length} file(s) of the ${mode} tree already exist in ${out} (first: ${taken[0].dst}): choose another --out, or pass --force to replace them`,
+    );
   }
   for (const j of jobs) await linkOrCopy(j.src, j.dst, mode, opts.force ?? false);
   return { files: [out], counts: countsOf(splits), classes };

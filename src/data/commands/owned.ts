@@ -47,7 +47,9 @@ export function assertMayReplace(dir: string, names: readonly string[], force: b
   const foreign = foreignFiles(dir, names);
   if (foreign.length === 0) return;
   const list = foreign.map((n) => path.join(dir, n)).join(', ');
-  throw new DataError(`${list} already exist${foreign.length === 1 ? 's' : ''} and ${foreign.length === 1 ? 'was' : 'were'} not written by alexnet: ${how}, or pass --force to replace ${foreign.length === 1 ? 'it' : 'them'}`);
+  throw new DataError(
+    `${list} already exist${foreign.length === 1 ? 's' : ''} and ${foreign.length === 1 ? 'was' : 'were'} not written by alexnet: ${how}, or pass --force to replace ${foreign.length === 1 ? 'it' : 'them'}`,
+  );
 }
 
 /** Record `names` in `dir` as written by this tool, with their current content. */

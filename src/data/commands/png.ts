@@ -57,7 +57,10 @@ export function zlibStored(data: Uint8Array): Buffer {
 /** PNG bytes of row-major interleaved 8-bit pixels. */
 export function encodePng(pixels: Uint8Array, widthPx: number, heightPx: number, channels: 1 | 2 | 3 | 4): Buffer {
   const rowBytes = widthPx * channels;
-  if (pixels.length !== rowBytes * heightPx) throw new RangeError(`expected ${rowBytes * heightPx} bytes for ${widthPx}x${heightPx}x${channels}, got ${pixels.length}`);
+  if (pixels.length !== rowBytes * heightPx)
+    throw new RangeError(
+      `expected ${rowBytes * heightPx} bytes for ${widthPx}x${heightPx}x${channels}, got ${pixels.length}`,
+    );
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(widthPx, 0);
   ihdr.writeUInt32BE(heightPx, 4);

@@ -43,14 +43,26 @@ export interface PrepareResult {
  * Destination of one sample: the same path relative to the dataset root, with the new
  * extension; a listed file outside the root goes to <dst>/external/<split>/<index>_<name>.
  */
-export function preparedPath(srcRoot: string, dstRoot: string, sample: Sample, split: SplitName, index: number, ext: string): string {
+export function preparedPath(
+  srcRoot: string,
+  dstRoot: string,
+  sample: Sample,
+  split: SplitName,
+  index: number,
+  ext: string,
+): string {
   const rel = path.relative(srcRoot, sample.path);
   const inside = !rel.startsWith('..') && !path.isAbsolute(rel);
   const base = inside ? rel : path.join('external', split, `${index}_${path.basename(sample.path)}`);
   return path.join(dstRoot, base.slice(0, base.length - path.extname(base).length) + ext);
 }
 
-function encoder(pixels: Uint8Array, sizePx: number, format: PreparedFormat, quality: number): ReturnType<typeof sharp> {
+function encoder(
+  pixels: Uint8Array,
+  sizePx: number,
+  format: PreparedFormat,
+  quality: number,
+): ReturnType<typeof sharp> {
   const img = sharp(pixels, { raw: { width: sizePx, height: sizePx, channels: 3 } });
   if (format === 'png') return img.png();
   if (format === 'webp') return img.webp({ quality });
@@ -75,7 +87,9 @@ export async function prepareDataset(srcRoot: string, dstRoot: string, opts: Pre
   if (dst === ds.root) throw new DataError('prepare needs a destination different from the source');
   // A destination alexnet made (it has the record) is resumed; anything else is someone's folder.
   if (!opts.force && isNonEmptyDir(dst) && !existsSync(path.join(dst, WRITTEN_RECORD))) {
-    throw new DataError(`${dst} already holds files that data prepare did not write: choose a new or empty destination, or pass --force to write into it`);
+    throw new DataError(
+      `${dst} already holds files that data prepare did not write: choose a new or empty destination, or pass --force to write into it`,
+    );
   }
   await fsp.mkdir(dst, { recursive: true });
   recordWritten(dst, []);

@@ -32,7 +32,9 @@ export function apportion(total: number, weights: readonly number[], caps: reado
   const quotas = weights.map((w) => (weightSum > 0 ? (total * w) / weightSum : 0));
   const shares = quotas.map((q, i) => Math.min(Math.floor(q), caps[i]));
   let left = total - shares.reduce((a, b) => a + b, 0);
-  const byRemainder = quotas.map((_, i) => i).sort((i, j) => (quotas[j] - Math.floor(quotas[j])) - (quotas[i] - Math.floor(quotas[i])) || i - j);
+  const byRemainder = quotas
+    .map((_, i) => i)
+    .sort((i, j) => quotas[j] - Math.floor(quotas[j]) - (quotas[i] - Math.floor(quotas[i])) || i - j);
   while (left > 0) {
     for (const i of byRemainder) {
       if (left === 0) break;
@@ -63,7 +65,11 @@ export function stratifiedSplit(labels: readonly number[], spec: SplitSpec, seed
   const classes = [...byClass.keys()].sort((a, b) => a - b);
   const sizes = classes.map((c) => (byClass.get(c) as number[]).length);
   const testShares = apportion(testTotal, sizes, sizes);
-  const valShares = apportion(valTotal, sizes, sizes.map((s, k) => s - testShares[k]));
+  const valShares = apportion(
+    valTotal,
+    sizes,
+    sizes.map((s, k) => s - testShares[k]),
+  );
   const out = new Array<SplitName>(n).fill('train');
   classes.forEach((c, k) => {
     const items = byClass.get(c) as number[];

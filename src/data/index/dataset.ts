@@ -73,7 +73,9 @@ async function findSplitPaths(
       if (await exists(p)) hits.push(p);
     }
     if (hits.length > 1 && strict) {
-      throw new DataError(`${root}: both ${hits.map((h) => path.basename(h)).join(' and ')} exist; keep one of them for the '${split}' split`);
+      throw new DataError(
+        `${root}: both ${hits.map((h) => path.basename(h)).join(' and ')} exist; keep one of them for the '${split}' split`,
+      );
     }
     if (hits.length >= 1) found[split] = hits[0];
   }
@@ -141,17 +143,26 @@ export interface OpenOptions {
  */
 export function problemWarnings(ds: Pick<Dataset, 'problems' | 'root'>): string[] {
   const what: Record<string, string> = {
-    gap: 'label value(s) with no image', 'not-in-train': 'class(es) in val/test with no training image', duplicate: 'file(s) listed twice',
+    gap: 'label value(s) with no image',
+    'not-in-train': 'class(es) in val/test with no training image',
+    duplicate: 'file(s) listed twice',
   };
   const out: string[] = [];
   for (const kind of Object.keys(what)) {
     const of = ds.problems.filter((p) => p.kind === kind);
-    if (of.length > 0) out.push(`${of.length} ${what[kind]} (first: ${problemWhere(of[0])}: ${of[0].message}); \`alexnet data check ${ds.root}\` lists them all`);
+    if (of.length > 0)
+      out.push(
+        `${of.length} ${what[kind]} (first: ${problemWhere(of[0])}: ${of[0].message}); \`alexnet data check ${ds.root}\` lists them all`,
+      );
   }
   return out;
 }
 
-async function openFolderTree(root: string, splitDirs: Partial<Record<SplitName, string>>, named: ClassNames | null): Promise<Dataset> {
+async function openFolderTree(
+  root: string,
+  splitDirs: Partial<Record<SplitName, string>>,
+  named: ClassNames | null,
+): Promise<Dataset> {
   const perSplit: { split: SplitName; dir: string; folders: ClassFolders }[] = [];
   for (const split of SPLIT_NAMES) {
     const dir = splitDirs[split];
@@ -163,7 +174,10 @@ async function openFolderTree(root: string, splitDirs: Partial<Record<SplitName,
   if (named) {
     // Named classes fix the label numbers; a folder outside the names would need a new number.
     const unnamed = found.filter((c) => !named.names.includes(c));
-    if (unnamed.length > 0) throw new DataError(`${root}: class folder(s) ${unnamed.join(', ')} are not among the ${named.names.length} names of ${named.source}; add them there (labels follow its order) or remove the folders`);
+    if (unnamed.length > 0)
+      throw new DataError(
+        `${root}: class folder(s) ${unnamed.join(', ')} are not among the ${named.names.length} names of ${named.source}; add them there (labels follow its order) or remove the folders`,
+      );
   }
   const classes = named ? named.names : found;
   const splits: Partial<Record<SplitName, DatasetSplit>> = {};
@@ -171,10 +185,21 @@ async function openFolderTree(root: string, splitDirs: Partial<Record<SplitName,
   for (const { split, dir, folders } of perSplit) {
     const samples = samplesOf(folders, classes);
     splits[split] = { name: split, classes, samples };
-    for (const s of samples) entries.push({ split, path: s.path, label: s.label, file: path.join(dir, classes[s.label]), line: null, exists: true });
+    for (const s of samples)
+      entries.push({
+        split,
+        path: s.path,
+        label: s.label,
+        file: path.join(dir, classes[s.label]),
+        line: null,
+        exists: true,
+      });
   }
-  const problems = auditLabels(entries, { classCount: classes.length, names: classes, source: named?.source ?? null })
-    .filter((p) => named !== null || p.kind !== 'gap');
+  const problems = auditLabels(entries, {
+    classCount: classes.length,
+    names: classes,
+    source: named?.source ?? null,
+  }).filter((p) => named !== null || p.kind !== 'gap');
   return { root, classes, splits, source: 'folders', ignored, warnings, notes: [], problems };
 }
 
@@ -185,9 +210,14 @@ async function classesTxt(root: string): Promise<ClassNames | null> {
   return parseClassesText(await fsp.readFile(file, 'utf8'), file);
 }
 
-async function openListFiles(root: string, listFiles: Partial<Record<SplitName, string>>, opts: OpenOptions): Promise<Dataset> {
+async function openListFiles(
+  root: string,
+  listFiles: Partial<Record<SplitName, string>>,
+  opts: OpenOptions,
+): Promise<Dataset> {
   const named = opts.classNames ?? (await classesTxt(root));
-  const classSource = named === null ? undefined : named.source === '--classes' ? '--classes' : path.basename(named.source);
+  const classSource =
+    named === null ? undefined : named.source === '--classes' ? '--classes' : path.basename(named.source);
   const problems: ListProblem[] = [];
   const ignored: IgnoredFile[] = [];
   const warnings: string[] = [];
@@ -211,24 +241,48 @@ async function openListFiles(root: string, listFiles: Partial<Record<SplitName, 
         maxLabel = Math.max(maxLabel, e.label);
       } else {
         ignored.push({ path: e.path, reason: `listed at ${file}:${e.line} but missing` });
-        problems.push({ file, line: e.line, kind: 'missing', message: `${e.written} does not exist (looked for ${e.path})` });
+        problems.push({
+          file,
+          line: e.line,
+          kind: 'missing',
+          message: `${e.written} does not exist (looked for ${e.path})`,
+        });
       }
     }
     parsed.push({ split, samples });
   }
   const classes = named ? named.names : Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
-  problems.push(...auditLabels(entries, { classCount: classes.length, names: named ? named.names : null, source: named?.source ?? null }));
+  problems.push(
+    ...auditLabels(entries, {
+      classCount: classes.length,
+      names: named ? named.names : null,
+      source: named?.source ?? null,
+    }),
+  );
   const fatal = problems.filter((p) => FATAL_PROBLEMS.has(p.kind));
   if (fatal.length > 0 && opts.strict !== false) {
-    throw new DataError(`${fatal.length} problem(s) in the list files of ${root}:\n${formatProblems(fatal)}\nFix these lines (labels are integers 0..classes-1, every path relative to one folder); \`alexnet data check ${root}\` lists every problem.`);
+    throw new DataError(
+      `${fatal.length} problem(s) in the list files of ${root}:\n${formatProblems(fatal)}\nFix these lines (labels are integers 0..classes-1, every path relative to one folder); \`alexnet data check ${root}\` lists every problem.`,
+    );
   }
   const missing = ignored.length;
-  if (missing > 0) warnings.push(`${missing} listed file(s) do not exist and are left out (first: ${ignored[0].reason}: ${ignored[0].path})`);
+  if (missing > 0)
+    warnings.push(
+      `${missing} listed file(s) do not exist and are left out (first: ${ignored[0].reason}: ${ignored[0].path})`,
+    );
   const splits: Partial<Record<SplitName, DatasetSplit>> = {};
   for (const { split, samples } of parsed) splits[split] = { name: split, classes, samples };
   const notes = describeBases(bases);
-  const suggested = named ? null : suggestNames(parsed.flatMap((p) => p.samples), classes.length);
-  if (suggested) notes.push(`labels 0-${classes.length - 1} have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${suggested.join(',')}`);
+  const suggested = named
+    ? null
+    : suggestNames(
+        parsed.flatMap((p) => p.samples),
+        classes.length,
+      );
+  if (suggested)
+    notes.push(
+      `labels 0-${classes.length - 1} have no names (no classes.txt, --classes or --classes-file); their image folders name them one to one: --classes ${suggested.join(',')}`,
+    );
   return { root, classes, splits, source: 'lists', ignored, warnings, notes, problems };
 }
 
@@ -236,13 +290,22 @@ async function openListFiles(root: string, listFiles: Partial<Record<SplitName, 
 function assertUsable(ds: Dataset): void {
   const total = Object.values(ds.splits).reduce((n, s) => n + (s ? s.samples.length : 0), 0);
   if (total === 0) {
-    const hint = ds.ignored.length > 0 ? ` (${ds.ignored.length} file(s) ignored, first: ${ds.ignored[0].path}: ${ds.ignored[0].reason})` : '';
-    throw new DataError(`${ds.root}: no image files found${hint}. Expected ${ds.source === 'lists' ? 'list files that name existing images' : 'root/train/<class>/<image>'}.`);
+    const hint =
+      ds.ignored.length > 0
+        ? ` (${ds.ignored.length} file(s) ignored, first: ${ds.ignored[0].path}: ${ds.ignored[0].reason})`
+        : '';
+    throw new DataError(
+      `${ds.root}: no image files found${hint}. Expected ${ds.source === 'lists' ? 'list files that name existing images' : 'root/train/<class>/<image>'}.`,
+    );
   }
 }
 
 /** The note of `auto` choosing list files beside folders: do the two hold the same images? */
-async function compareWithFolders(ds: Dataset, lists: Partial<Record<SplitName, string>>, folders: Partial<Record<SplitName, string>>): Promise<string> {
+async function compareWithFolders(
+  ds: Dataset,
+  lists: Partial<Record<SplitName, string>>,
+  folders: Partial<Record<SplitName, string>>,
+): Promise<string> {
   const listed = new Set(Object.values(ds.splits).flatMap((s) => (s ? s.samples.map((x) => x.path) : [])));
   let inFolders = 0;
   let notListed = 0;
@@ -269,14 +332,16 @@ export async function openDataset(root: string, opts: OpenOptions = {}): Promise
   const lists = await findSplitPaths(abs, '.txt', isFile, layout === 'lists');
   const folders = await findSplitPaths(abs, '', isDirectory, layout === 'folders');
   const choice = chooseLayout(layout, lists, folders);
-  const ds = choice.use === 'lists'
-    ? await openListFiles(abs, await findSplitPaths(abs, '.txt', isFile, true), opts)
-    : await openFolderTree(abs, await findSplitPaths(abs, '', isDirectory, true), opts.classNames ?? null);
+  const ds =
+    choice.use === 'lists'
+      ? await openListFiles(abs, await findSplitPaths(abs, '.txt', isFile, true), opts)
+      : await openFolderTree(abs, await findSplitPaths(abs, '', isDirectory, true), opts.classNames ?? null);
   if (Object.keys(ds.splits).length === 0) {
     const { dirs } = await subfolders(abs);
-    const hint = dirs.length > 0
-      ? ` It has folders (${dirs.slice(0, 3).join(', ')}${dirs.length > 3 ? ', ...' : ''}): if these are classes, run \`alexnet data split ${root}\` to make train/val/test.`
-      : '';
+    const hint =
+      dirs.length > 0
+        ? ` It has folders (${dirs.slice(0, 3).join(', ')}${dirs.length > 3 ? ', ...' : ''}): if these are classes, run \`alexnet data split ${root}\` to make train/val/test.`
+        : '';
     throw new DataError(`${abs}: no train/val/test folders and no train.txt/val.txt/test.txt list files.${hint}`);
   }
   assertUsable(ds);

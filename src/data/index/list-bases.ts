@@ -81,7 +81,8 @@ export async function resolveListPaths(
   const chosen = base;
   const problems: ListProblem[] = [];
   const out = await mapLimit(entries, STAT_CONCURRENCY, async (e) => {
-    if (path.isAbsolute(e.written) || chosen === null) return { ...e, path: path.resolve(e.written), exists: await exists(path.resolve(e.written)) };
+    if (path.isAbsolute(e.written) || chosen === null)
+      return { ...e, path: path.resolve(e.written), exists: await exists(path.resolve(e.written)) };
     const p = path.resolve(chosen.dir, e.written);
     if (await exists(p)) return { ...e, path: p, exists: true };
     for (const other of bases) {
@@ -89,7 +90,9 @@ export async function resolveListPaths(
       const q = path.resolve(other.dir, e.written);
       if (await exists(q)) {
         problems.push({
-          file: listFile, line: e.line, kind: 'bases',
+          file: listFile,
+          line: e.line,
+          kind: 'bases',
           message: `${e.written} exists relative to ${other.dir} (${other.why}), but this file's paths are relative to ${chosen.dir} (${chosen.why}); write every line relative to one folder`,
         });
         break;
@@ -110,5 +113,7 @@ export function describeBases(resolved: readonly { file: string; base: PathBase 
     group.files.push(path.basename(r.file));
     byDir.set(r.base.dir, group);
   }
-  return [...byDir.values()].map((g) => `list files ${g.files.join(', ')}: paths are relative to ${g.base.dir} (${g.base.why})`);
+  return [...byDir.values()].map(
+    (g) => `list files ${g.files.join(', ')}: paths are relative to ${g.base.dir} (${g.base.why})`,
+  );
 }

@@ -51,7 +51,12 @@ function splitLine(line: string): [string, string] | null {
  * Parse a list file's text. `classCount` (from classes.txt) bounds the labels; without it only
  * negative labels are out of range. Never throws: problems are returned with their line.
  */
-export function parseListText(text: string, listFile: string, classCount: number | null, classSource = 'classes.txt'): ParsedList {
+export function parseListText(
+  text: string,
+  listFile: string,
+  classCount: number | null,
+  classSource = 'classes.txt',
+): ParsedList {
   const dir = path.dirname(path.resolve(listFile));
   const entries: ListEntry[] = [];
   const problems: ListProblem[] = [];
@@ -60,12 +65,22 @@ export function parseListText(text: string, listFile: string, classCount: number
     if (raw.trim() === '') return;
     const parts = splitLine(raw.trim());
     if (!parts) {
-      problems.push({ file: listFile, line, kind: 'syntax', message: `expected "path<TAB>label", got ${JSON.stringify(raw)}` });
+      problems.push({
+        file: listFile,
+        line,
+        kind: 'syntax',
+        message: `expected "path<TAB>label", got ${JSON.stringify(raw)}`,
+      });
       return;
     }
     const [rel, labelText] = parts;
     if (!/^[+-]?\d+$/.test(labelText)) {
-      problems.push({ file: listFile, line, kind: 'label', message: `label ${JSON.stringify(labelText)} is not an integer` });
+      problems.push({
+        file: listFile,
+        line,
+        kind: 'label',
+        message: `label ${JSON.stringify(labelText)} is not an integer`,
+      });
       return;
     }
     const label = Number(labelText);
@@ -80,7 +95,11 @@ export function parseListText(text: string, listFile: string, classCount: number
 }
 
 /** Read and parse a list file. */
-export async function readListFile(listFile: string, classCount: number | null, classSource?: string): Promise<ParsedList> {
+export async function readListFile(
+  listFile: string,
+  classCount: number | null,
+  classSource?: string,
+): Promise<ParsedList> {
   return parseListText(await fsp.readFile(listFile, 'utf8'), listFile, classCount, classSource);
 }
 
@@ -98,7 +117,5 @@ export function formatProblems(problems: readonly ListProblem[], limit = 10): st
 
 /** Text of a list file for `samples`, with paths relative to `listDir` (forward slashes). */
 export function formatListText(samples: { path: string; label: number }[], listDir: string): string {
-  return samples
-    .map((s) => `${path.relative(listDir, s.path).split(path.sep).join('/')}\t${s.label}\n`)
-    .join('');
+  return samples.map((s) => `${path.relative(listDir, s.path).split(path.sep).join('/')}\t${s.label}\n`).join('');
 }

@@ -8,7 +8,15 @@ import * as path from 'node:path';
 
 /** Extensions sharp's prebuilt libvips decodes. BMP/PSD/etc. are listed as ignored, with a reason. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([
-  '.jpg', '.jpeg', '.jpe', '.jfif', '.png', '.webp', '.gif', '.tif', '.tiff',
+  '.jpg',
+  '.jpeg',
+  '.jpe',
+  '.jfif',
+  '.png',
+  '.webp',
+  '.gif',
+  '.tif',
+  '.tiff',
 ]);
 
 export interface IgnoredFile {

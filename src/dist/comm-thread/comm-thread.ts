@@ -45,7 +45,12 @@ function threadScript(): string {
   return path.join(dir, 'thread-main.js');
 }
 
-const ERROR_CLASSES: Record<string, new (message: string) => Error> = { CommTimeoutError, ProtocolError, ConfigError, WorkerExitedError };
+const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
+  CommTimeoutError,
+  ProtocolError,
+  ConfigError,
+  WorkerExitedError,
+};
 
 function rebuildError(error: { name: string; message: string }): Error {
   const Class = ERROR_CLASSES[error.name];
@@ -76,7 +81,12 @@ async function inSharedMemory(values: Float32Array, work: (view: SharedView) => 
   values.set(copy);
 }
 
-type WaitAsync = (array: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+type WaitAsync = (
+  array: Int32Array,
+  index: number,
+  value: number,
+  timeoutMs: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
 
 export class CommThread implements SyncCollective {
   /** Set by connect(): the ranks agree on it through the run's config. */
@@ -149,7 +159,18 @@ export class CommThread implements SyncCollective {
       },
       transferList: [requests.port2, replies.port2, abort.port2],
     });
-    const thread = new CommThread(options.rank, options.worldSize, worker, requests.port1, replies.port1, new Int32Array(completed), abort.port1, new Int32Array(aborted), new Float64Array(stats), options);
+    const thread = new CommThread(
+      options.rank,
+      options.worldSize,
+      worker,
+      requests.port1,
+      replies.port1,
+      new Int32Array(completed),
+      abort.port1,
+      new Int32Array(aborted),
+      new Float64Array(stats),
+      options,
+    );
     try {
       const bound = await thread.call({ op: 'bind' });
       thread.endpoint = bound.endpoint ?? '';
@@ -297,14 +318,20 @@ export class CommThread implements SyncCollective {
       this.replies.set(reply.id, reply);
     }
     const reply = this.replies.get(id);
-    if (reply === undefined) throw new Error(`rank ${this.rank}: the communication thread finished request ${id} without answering it`);
+    if (reply === undefined)
+      throw new Error(`rank ${this.rank}: the communication thread finished request ${id} without answering it`);
     this.replies.delete(id);
     if (reply.error !== undefined) throw rebuildError(reply.error);
     return reply;
   }
 
   private stuck(id: number): Error {
-    return this.exited ?? new CommTimeoutError(`rank ${this.rank}: collective ${id} did not finish within ${this.waitLimitMs / 1000} s (the communication thread is stuck)`);
+    return (
+      this.exited ??
+      new CommTimeoutError(
+        `rank ${this.rank}: collective ${id} did not finish within ${this.waitLimitMs / 1000} s (the communication thread is stuck)`,
+      )
+    );
   }
 }
 

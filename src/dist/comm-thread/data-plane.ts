@@ -15,10 +15,17 @@ export type DataPlane = { kind: 'shm'; prefix: string } | { kind: 'zmq'; why: st
  * `unavailable`: why shared memory cannot run here, or null (shmUnavailableReason).
  * `--transport shm` where it cannot run is an error, not a silent fallback.
  */
-export function chooseDataPlane(transport: Transport, shmPrefix: string | null, unavailable: () => string | null): DataPlane {
+export function chooseDataPlane(
+  transport: Transport,
+  shmPrefix: string | null,
+  unavailable: () => string | null,
+): DataPlane {
   if (transport === 'zmq') return { kind: 'zmq', why: '--transport zmq' };
   if (shmPrefix === null) {
-    if (transport === 'shm') throw new ConfigError('--transport shm needs every worker on one host, and this run spans hosts: use --transport auto (shared memory where it can run) or zmq');
+    if (transport === 'shm')
+      throw new ConfigError(
+        '--transport shm needs every worker on one host, and this run spans hosts: use --transport auto (shared memory where it can run) or zmq',
+      );
     return { kind: 'zmq', why: 'the workers run on several hosts' };
   }
   const reason = unavailable();

@@ -43,7 +43,12 @@ async function run(data: CommThreadData, request: CommRequest): Promise<Omit<Com
   const options = { timeoutMs: data.timeoutMs, ...(data.chunkBytes ? { chunkBytes: data.chunkBytes } : {}) };
   switch (request.op) {
     case 'bind':
-      ring = await ZmqRingTransport.bind({ rank: data.rank, worldSize: data.worldSize, bindAddress: data.bindAddress, ...(data.curve ? { curve: data.curve } : {}) });
+      ring = await ZmqRingTransport.bind({
+        rank: data.rank,
+        worldSize: data.worldSize,
+        bindAddress: data.bindAddress,
+        ...(data.curve ? { curve: data.curve } : {}),
+      });
       return { endpoint: ring.endpoint, codec };
     case 'connect':
       if (ring === null) throw new Error('comm thread: connect before bind');

@@ -93,7 +93,8 @@ export function buildClusterConfig(args: CliArgs): Readonly<ClusterConfig> | nul
   const endpoint = parseTcpEndpoint(address, '--rendezvous');
   const keyFile = requireKeyFile(args, `--rendezvous ${address}`);
   checkLocalAddress(endpoint.host, '--rendezvous host');
-  if (args['world-size'] == null) throw new ConfigError('--rendezvous needs --world-size: the number of workers on all hosts together');
+  if (args['world-size'] == null)
+    throw new ConfigError('--rendezvous needs --world-size: the number of workers on all hosts together');
   const worldSize = flagReader(args).count('world-size');
   if (worldSize < 2) throw new ConfigError(`--world-size must be >= 2 for a multi-host run, got ${worldSize}`);
   const ringHost = args['ring-host'] == null ? endpoint.host : String(args['ring-host']);
@@ -105,7 +106,8 @@ export function buildClusterConfig(args: CliArgs): Readonly<ClusterConfig> | nul
     ringHost,
     ringPort: portOption(args, 'ring-port'),
     joinTimeoutSec: joinTimeout(args),
-    rejoinTimeoutSec: args['rejoin-timeout'] == null ? CLUSTER_DEFAULTS.rejoinTimeoutSec : flagReader(args).positive('rejoin-timeout'),
+    rejoinTimeoutSec:
+      args['rejoin-timeout'] == null ? CLUSTER_DEFAULTS.rejoinTimeoutSec : flagReader(args).positive('rejoin-timeout'),
   });
 }
 

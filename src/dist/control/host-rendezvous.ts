@@ -65,7 +65,10 @@ export class HostRendezvous {
   async gather(address: string, until: WaitUntil): Promise<void> {
     const { table, cluster } = this;
     const progress = () => {
-      if (table.missing > 0) this.log.info(`waiting for ${table.missing} more worker(s) to join at ${address} (on each other host: alexnet join ${address} --key-file <this run's key file>)`);
+      if (table.missing > 0)
+        this.log.info(
+          `waiting for ${table.missing} more worker(s) to join at ${address} (on each other host: alexnet join ${address} --key-file <this run's key file>)`,
+        );
     };
     progress();
     const timer = setInterval(progress, JOIN_PROGRESS_EVERY_MS);
@@ -88,7 +91,12 @@ export class HostRendezvous {
     const admitted = this.table.admit(routingId, m);
     if (typeof admitted === 'string') {
       this.log.warn(`refused host ${m.host} (${m.address}, pid ${m.pid}): ${admitted}`);
-      void this.control.send(routingId, { type: MessageType.Dismiss, reason: `the coordinator refused this host: ${admitted}`, failed: true, rejoin: false });
+      void this.control.send(routingId, {
+        type: MessageType.Dismiss,
+        reason: `the coordinator refused this host: ${admitted}`,
+        failed: true,
+        rejoin: false,
+      });
       return;
     }
     this.log.info(`host ${describeHost(admitted)} joined with ${m.workers} worker(s)`);
@@ -97,9 +105,16 @@ export class HostRendezvous {
   /** Every rank has a host now: tells each agent its ranks (and the config) so it starts them. */
   async welcome(config: TrainConfig): Promise<void> {
     for (const host of this.table.hosts) {
-      await this.control.send(host.routingId, { type: MessageType.Welcome, firstRank: host.firstRank, worldSize: this.cluster.worldSize, config: config as unknown as Record<string, unknown> });
+      await this.control.send(host.routingId, {
+        type: MessageType.Welcome,
+        firstRank: host.firstRank,
+        worldSize: this.cluster.worldSize,
+        config: config as unknown as Record<string, unknown>,
+      });
     }
-    this.log.info(`all ${this.cluster.worldSize} workers present: this host ${describeRanks(0, this.localWorkers)}; ${this.table.hosts.map(describeHost).join('; ')}`);
+    this.log.info(
+      `all ${this.cluster.worldSize} workers present: this host ${describeRanks(0, this.localWorkers)}; ${this.table.hosts.map(describeHost).join('; ')}`,
+    );
   }
 
   /**
@@ -107,6 +122,9 @@ export class HostRendezvous {
    * failed); with `rejoin` the run restarts and each agent joins it again.
    */
   dismissAll(reason: string, failed: boolean, rejoin = false): void {
-    for (const host of this.table.hosts) void this.control.send(host.routingId, { type: MessageType.Dismiss, reason, failed, rejoin }).catch(() => undefined);
+    for (const host of this.table.hosts)
+      void this.control
+        .send(host.routingId, { type: MessageType.Dismiss, reason, failed, rejoin })
+        .catch(() => undefined);
   }
 }

@@ -212,11 +212,9 @@ type FieldCheck = (value: unknown) => string | null;
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
 
-const rankField: FieldCheck = (v) =>
-  Number.isInteger(v) && (v as number) >= 0 ? null : 'must be an integer >= 0';
+const rankField: FieldCheck = (v) => (Number.isInteger(v) && (v as number) >= 0 ? null : 'must be an integer >= 0');
 const intField: FieldCheck = (v) => (Number.isInteger(v) ? null : 'must be an integer');
-const numberField: FieldCheck = (v) =>
-  typeof v === 'number' && Number.isFinite(v) ? null : 'must be a finite number';
+const numberField: FieldCheck = (v) => (typeof v === 'number' && Number.isFinite(v) ? null : 'must be a finite number');
 const stringField: FieldCheck = (v) => (typeof v === 'string' ? null : 'must be a string');
 const nullableString: FieldCheck = (v) => (v === null ? null : stringField(v));
 const nullableInt: FieldCheck = (v) => (v === null ? null : intField(v));
@@ -226,7 +224,8 @@ const objectField: FieldCheck = (v) => (isRecord(v) ? null : 'must be an object'
 
 const timingsField: FieldCheck = (v) => {
   if (!isRecord(v)) return 'must be an object of step timings';
-  for (const name of STEP_TIMINGS) if (numberField(v[name]) !== null) return `entry ${JSON.stringify(name)} must be a finite number of ms`;
+  for (const name of STEP_TIMINGS)
+    if (numberField(v[name]) !== null) return `entry ${JSON.stringify(name)} must be a finite number of ms`;
   const extra = Object.keys(v).find((k) => !(STEP_TIMINGS as readonly string[]).includes(k));
   return extra === undefined ? null : `has an unexpected entry ${JSON.stringify(extra)}`;
 };

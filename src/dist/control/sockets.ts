@@ -125,7 +125,8 @@ export class CoordinatorControl {
 
   /** Binds and returns the endpoint actually bound (a tcp port * filled in). */
   async bind(address: string): Promise<string> {
-    if (this.curve && this.zap === null) this.zap = await startZapHandler(this.socket.context, this.curve.allowedClientKeys);
+    if (this.curve && this.zap === null)
+      this.zap = await startZapHandler(this.socket.context, this.curve.allowedClientKeys);
     await this.socket.bind(address);
     return this.socket.lastEndpoint ?? address;
   }
@@ -143,7 +144,10 @@ export class CoordinatorControl {
     return this.queue.run(() => this.socket.send([routingId, bytes]));
   }
 
-  async listen(onMessage: (routingId: Uint8Array, m: ControlMessage) => void, onFault: (routingId: Uint8Array, err: Error) => void): Promise<void> {
+  async listen(
+    onMessage: (routingId: Uint8Array, m: ControlMessage) => void,
+    onFault: (routingId: Uint8Array, err: Error) => void,
+  ): Promise<void> {
     try {
       for await (const [id, raw] of this.socket) {
         try {

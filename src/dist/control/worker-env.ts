@@ -36,7 +36,11 @@ export const WORKER_ENV = {
 } as const;
 
 /** The environment for a worker process: the spawner's plus the bootstrap and the device. */
-export function workerEnvironment(b: WorkerBootstrap, gpuId: string | null, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function workerEnvironment(
+  b: WorkerBootstrap,
+  gpuId: string | null,
+  base: NodeJS.ProcessEnv = process.env,
+): NodeJS.ProcessEnv {
   return {
     ...base,
     [WORKER_ENV.controlAddress]: b.controlAddress,
@@ -57,12 +61,14 @@ export function workerEnvironment(b: WorkerBootstrap, gpuId: string | null, base
 export function readWorkerBootstrap(environment: NodeJS.ProcessEnv = process.env): WorkerBootstrap {
   const get = (name: string): string => {
     const v = environment[name];
-    if (v === undefined || v === '') throw new ConfigError(`${name} is not set: workers are started by the coordinator (alexnet train)`);
+    if (v === undefined || v === '')
+      throw new ConfigError(`${name} is not set: workers are started by the coordinator (alexnet train)`);
     return v;
   };
   const count = (name: string, min: number): number => {
     const n = Number(get(name));
-    if (!Number.isInteger(n) || n < min) throw new ConfigError(`${name} must be a whole number >= ${min}, got '${get(name)}'`);
+    if (!Number.isInteger(n) || n < min)
+      throw new ConfigError(`${name} must be a whole number >= ${min}, got '${get(name)}'`);
     return n;
   };
   return {

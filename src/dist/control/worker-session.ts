@@ -16,7 +16,15 @@ import { ShmGroup } from '../shm/shm-group';
 import { WorkerControl } from './sockets';
 import type { CurveKeys } from '../security/curve-auth';
 import { readKeyFile } from '../security/keyfile';
-import { MessageType, PROTOCOL_VERSION, stepReportMessage, weightsChecksum, type ConfigMessage, type ControlMessage, type StepFacts } from './messages';
+import {
+  MessageType,
+  PROTOCOL_VERSION,
+  stepReportMessage,
+  weightsChecksum,
+  type ConfigMessage,
+  type ControlMessage,
+  type StepFacts,
+} from './messages';
 import { parseRingAddress } from '../ring/ring-address';
 import type { WorkerBootstrap } from './worker-env';
 
@@ -33,13 +41,24 @@ const DONE_ACK_TIMEOUT_MS = 10_000;
  */
 export function workerKeys(boot: WorkerBootstrap): CurveKeys | null {
   if (boot.keyFile !== null) return readKeyFile(boot.keyFile);
-  if (parseRingAddress(boot.ringAddress).kind === 'tcp') throw new ConfigError(`rank ${boot.rank}: a tcp ring (${boot.ringAddress}) needs the cluster key file`);
+  if (parseRingAddress(boot.ringAddress).kind === 'tcp')
+    throw new ConfigError(`rank ${boot.rank}: a tcp ring (${boot.ringAddress}) needs the cluster key file`);
   return null;
 }
 
-function waitForConfig(control: WorkerControl, rank: number, onOther: (m: ControlMessage) => void): Promise<ConfigMessage> {
+function waitForConfig(
+  control: WorkerControl,
+  rank: number,
+  onOther: (m: ControlMessage) => void,
+): Promise<ConfigMessage> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CommTimeoutError(`rank ${rank}: no config from the coordinator within ${CONFIG_TIMEOUT_MS / 1000} s`)), CONFIG_TIMEOUT_MS);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new CommTimeoutError(`rank ${rank}: no config from the coordinator within ${CONFIG_TIMEOUT_MS / 1000} s`),
+        ),
+      CONFIG_TIMEOUT_MS,
+    );
     let configured = false;
     void control.listen(
       (m) => {
@@ -79,7 +98,13 @@ export class WorkerSession {
   /** Binds the ring, says hello, waits for the config and connects the ring to rank + 1. */
   static async open(boot: WorkerBootstrap, control: WorkerControl, keys: CurveKeys | null): Promise<WorkerSession> {
     const { rank, worldSize } = boot;
-    const ring = await CommThread.start({ rank, worldSize, bindAddress: boot.ringAddress, curve: keys, timeoutMs: COLLECTIVE_TIMEOUT_MS });
+    const ring = await CommThread.start({
+      rank,
+      worldSize,
+      bindAddress: boot.ringAddress,
+      curve: keys,
+      timeoutMs: COLLECTIVE_TIMEOUT_MS,
+    });
     try {
       let released: () => void = () => undefined;
       let session: WorkerSession | null = null;
@@ -91,22 +116,37 @@ export class WorkerSession {
         else stopEarly = true;
         released();
       });
-      await control.send({ type: MessageType.Hello, rank, protocolVersion: PROTOCOL_VERSION, pid: process.pid, host: os.hostname(), dataEndpoint: ring.endpoint });
+      await control.send({
+        type: MessageType.Hello,
+        rank,
+        protocolVersion: PROTOCOL_VERSION,
+        pid: process.pid,
+        host: os.hostname(),
+        dataEndpoint: ring.endpoint,
+      });
       const message = await configPromise;
       if (message.rank !== rank || message.worldSize !== worldSize) {
-        throw new ConfigError(`rank ${rank}/${worldSize} was sent the config of rank ${message.rank}/${message.worldSize}`);
+        throw new ConfigError(
+          `rank ${rank}/${worldSize} was sent the config of rank ${message.rank}/${message.worldSize}`,
+        );
       }
       const config = validateTrainConfig(message.config, `rank ${rank}: the config from the coordinator`);
       await ring.connect(message.nextEndpoint, config.wireDtype);
-      const plane = worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix, () => shmUnavailableReason()) : null;
+      const plane =
+        worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix, () => shmUnavailableReason()) : null;
       if (plane?.kind === 'shm') {
         // Blocks until every rank of the host mapped the group's control segment.
-        await ring.useSharedMemory(ShmGroup.create({ rank, worldSize, prefix: plane.prefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }));
+        await ring.useSharedMemory(
+          ShmGroup.create({ rank, worldSize, prefix: plane.prefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }),
+        );
       }
       session = new WorkerSession(boot, control, ring, config, plane);
       session.stopRequested = stopEarly;
       session.shutdownReceived = shutdownReceived;
-      session.heartbeat = setInterval(() => void control.send({ type: MessageType.Heartbeat, rank, timeMs: Date.now() }), HEARTBEAT_MS);
+      session.heartbeat = setInterval(
+        () => void control.send({ type: MessageType.Heartbeat, rank, timeMs: Date.now() }),
+        HEARTBEAT_MS,
+      );
       session.heartbeat.unref();
       return session;
     } catch (err) {
@@ -126,7 +166,12 @@ export class WorkerSession {
 
   /** This rank's weights at a global step, for the coordinator to compare across ranks. */
   reportWeights(weights: Float32Array, globalStep: number): Promise<void> {
-    return this.control.send({ type: MessageType.Checksum, rank: this.boot.rank, step: globalStep, checksum: weightsChecksum(weights) });
+    return this.control.send({
+      type: MessageType.Checksum,
+      rank: this.boot.rank,
+      step: globalStep,
+      checksum: weightsChecksum(weights),
+    });
   }
 
   /**
@@ -148,7 +193,9 @@ export class WorkerSession {
 /** Tells the coordinator why this worker failed (best effort: the coordinator may be gone). */
 export async function reportWorkerError(control: WorkerControl, rank: number, err: unknown): Promise<void> {
   const e = err instanceof Error ? err : new Error(String(err));
-  await control.send({ type: MessageType.Error, rank, name: e.name, message: e.message, stack: e.stack ?? null }).catch(() => undefined);
+  await control
+    .send({ type: MessageType.Error, rank, name: e.name, message: e.message, stack: e.stack ?? null })
+    .catch(() => undefined);
 }
 
 /**

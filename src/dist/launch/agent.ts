@@ -26,7 +26,13 @@ import { WorkerControl } from '../control/sockets';
 import type { CurveKeys } from '../security/curve-auth';
 import { describeDeviceList, type DeviceAssignment } from '../../devices/discover';
 import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit, type LocalWorker } from './local-workers';
-import { MessageType, PROTOCOL_VERSION, type ControlMessage, type DismissMessage, type WelcomeMessage } from '../control/messages';
+import {
+  MessageType,
+  PROTOCOL_VERSION,
+  type ControlMessage,
+  type DismissMessage,
+  type WelcomeMessage,
+} from '../control/messages';
 import { describeRanks } from '../control/rank-blocks';
 import { tcpRingAddress } from '../ring/ring-address';
 
@@ -59,10 +65,14 @@ export interface JoinPlan {
 async function checkHostFiles(welcome: WelcomeMessage, plan: JoinPlan): Promise<void> {
   const config = validateTrainConfig(welcome.config, `the config from the coordinator at ${plan.rendezvous}`);
   if (!fs.existsSync(config.data)) {
-    throw new ConfigError(`dataset ${config.data} does not exist on ${os.hostname()}: every host needs the dataset at the coordinator's path`);
+    throw new ConfigError(
+      `dataset ${config.data} does not exist on ${os.hostname()}: every host needs the dataset at the coordinator's path`,
+    );
   }
   if (config.resume !== null && !fs.existsSync(config.resume)) {
-    throw new ConfigError(`--resume checkpoint ${config.resume} does not exist on ${os.hostname()}: copy it to the same path on every host`);
+    throw new ConfigError(
+      `--resume checkpoint ${config.resume} does not exist on ${os.hostname()}: copy it to the same path on every host`,
+    );
   }
   await plan.prepareData(config);
 }
@@ -117,12 +127,19 @@ export class JoinAgent {
       this.watchCoordinator();
       void this.control.listen(
         (m) => this.onMessage(m),
-        (err) => this.fail(new WorkerExitedError(`the coordinator at ${this.plan.rendezvous} sent a malformed message: ${err.message}`)),
+        (err) =>
+          this.fail(
+            new WorkerExitedError(
+              `the coordinator at ${this.plan.rendezvous} sent a malformed message: ${err.message}`,
+            ),
+          ),
       );
       const welcome = await this.join();
       await checkHostFiles(welcome, this.plan).catch(async (err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
-        await this.control.send({ type: MessageType.HostError, name: e.name, message: e.message }).catch(() => undefined);
+        await this.control
+          .send({ type: MessageType.HostError, name: e.name, message: e.message })
+          .catch(() => undefined);
         throw e;
       });
       if (this.pendingError) throw this.pendingError;
@@ -144,12 +161,28 @@ export class JoinAgent {
     const { rendezvous, devices, ringHost, joinTimeoutMs } = this.plan;
     const welcomed = this.phase(() => undefined);
     const timer = setTimeout(() => {
-      const why = this.handshakeFailures > 0 ? 'the CURVE handshake keeps failing' : 'is it running, and is its port reachable from here?';
-      this.fail(new CommTimeoutError(`no answer from the coordinator at ${rendezvous} within ${joinTimeoutMs / 1000} s (${why})`));
+      const why =
+        this.handshakeFailures > 0
+          ? 'the CURVE handshake keeps failing'
+          : 'is it running, and is its port reachable from here?';
+      this.fail(
+        new CommTimeoutError(
+          `no answer from the coordinator at ${rendezvous} within ${joinTimeoutMs / 1000} s (${why})`,
+        ),
+      );
     }, joinTimeoutMs);
     try {
-      await this.control.send({ type: MessageType.Join, protocolVersion: PROTOCOL_VERSION, host: os.hostname(), address: ringHost, pid: process.pid, workers: devices.worldSize });
-      this.log.info(`offering ${describeDeviceList(devices)} to the coordinator at ${rendezvous}; ring sockets on ${ringHost}`);
+      await this.control.send({
+        type: MessageType.Join,
+        protocolVersion: PROTOCOL_VERSION,
+        host: os.hostname(),
+        address: ringHost,
+        pid: process.pid,
+        workers: devices.worldSize,
+      });
+      this.log.info(
+        `offering ${describeDeviceList(devices)} to the coordinator at ${rendezvous}; ring sockets on ${ringHost}`,
+      );
       return (await welcomed) as WelcomeMessage;
     } finally {
       clearTimeout(timer);
@@ -178,7 +211,8 @@ export class JoinAgent {
       onConnected: () => {
         if (this.lostTimer) clearTimeout(this.lostTimer);
         this.lostTimer = null;
-        if (this.handshakeFailures > 0 || this.workers.length === 0) this.log.info(`connected to the coordinator at ${rendezvous} (CURVE); waiting for the run to start`);
+        if (this.handshakeFailures > 0 || this.workers.length === 0)
+          this.log.info(`connected to the coordinator at ${rendezvous} (CURVE); waiting for the run to start`);
         this.handshakeFailures = 0;
       },
       onRefused: (why) => {
@@ -198,7 +232,9 @@ export class JoinAgent {
 
   private coordinatorLost(): void {
     this.lost = true;
-    this.log.warn(`lost the coordinator at ${this.plan.rendezvous} for ${COORDINATOR_LOST_AFTER_MS / 1000} s: stopping this host's workers`);
+    this.log.warn(
+      `lost the coordinator at ${this.plan.rendezvous} for ${COORDINATOR_LOST_AFTER_MS / 1000} s: stopping this host's workers`,
+    );
     this.killWorkers();
     if (this.workers.length === 0) this.fail(new WorkerExitedError(`lost the coordinator at ${this.plan.rendezvous}`));
   }
@@ -215,7 +251,10 @@ export class JoinAgent {
 
   private onDismiss(m: DismissMessage): void {
     this.dismissal = m;
-    if (this.workers.length === 0) return this.fail(m.rejoin ? new RejoinRequested(`the run restarts: ${m.reason}`) : new WorkerExitedError(m.reason));
+    if (this.workers.length === 0)
+      return this.fail(
+        m.rejoin ? new RejoinRequested(`the run restarts: ${m.reason}`) : new WorkerExitedError(m.reason),
+      );
     if (m.failed) {
       this.log.warn(`the run failed: ${m.reason}`);
       this.killWorkers();
@@ -231,13 +270,25 @@ export class JoinAgent {
 
   private startWorkers(welcome: WelcomeMessage): void {
     const { devices, rendezvous, ringHost, ringPort, keyFile } = this.plan;
-    this.local.start({ devices, firstRank: welcome.firstRank, worldSize: welcome.worldSize, controlAddress: rendezvous, ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i), keyFile, shmPrefix: null });
+    this.local.start({
+      devices,
+      firstRank: welcome.firstRank,
+      worldSize: welcome.worldSize,
+      controlAddress: rendezvous,
+      ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i),
+      keyFile,
+      shmPrefix: null,
+    });
     const ranks = describeRanks(welcome.firstRank, devices.worldSize);
-    this.log.info(`started ${devices.worldSize} workers as ${ranks} of ${welcome.worldSize} (${this.local.describePids()})`);
+    this.log.info(
+      `started ${devices.worldSize} workers as ${ranks} of ${welcome.worldSize} (${this.local.describePids()})`,
+    );
   }
 
   private onWorkerExit(w: LocalWorker): void {
-    void this.control.send({ type: MessageType.WorkerExit, rank: w.rank, code: w.exitCode, signal: w.signal }).catch(() => undefined);
+    void this.control
+      .send({ type: MessageType.WorkerExit, rank: w.rank, code: w.exitCode, signal: w.signal })
+      .catch(() => undefined);
     this.checkFinished();
   }
 
@@ -256,16 +307,26 @@ export class JoinAgent {
     const settle = this.settle;
     this.settle = null;
     const failed = this.workers.find((w) => w.exitCode !== 0);
-    if (this.lost) settle?.reject(new WorkerExitedError(`lost the coordinator at ${this.plan.rendezvous}; this host's workers were stopped`));
+    if (this.lost)
+      settle?.reject(
+        new WorkerExitedError(`lost the coordinator at ${this.plan.rendezvous}; this host's workers were stopped`),
+      );
     else if (this.dismissal?.rejoin) settle?.reject(new RejoinRequested(`the run restarts: ${this.dismissal.reason}`));
     else if (this.dismissal?.failed) settle?.reject(new WorkerExitedError(`the run failed: ${this.dismissal.reason}`));
-    else if (failed) settle?.reject(new WorkerExitedError(`rank ${failed.rank} ${describeExit(failed.exitCode, failed.signal)}; the coordinator's output says why`));
+    else if (failed)
+      settle?.reject(
+        new WorkerExitedError(
+          `rank ${failed.rank} ${describeExit(failed.exitCode, failed.signal)}; the coordinator's output says why`,
+        ),
+      );
     else settle?.resolve(null);
   }
 
   private interrupt(): void {
     if (this.workers.length === 0) {
-      void this.control.send({ type: MessageType.HostError, name: 'Interrupted', message: 'stopped by Ctrl-C before the run started' }).catch(() => undefined);
+      void this.control
+        .send({ type: MessageType.HostError, name: 'Interrupted', message: 'stopped by Ctrl-C before the run started' })
+        .catch(() => undefined);
       this.fail(new WorkerExitedError('interrupted (Ctrl-C) before the run started'));
       return;
     }

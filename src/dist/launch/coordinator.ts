@@ -22,7 +22,15 @@ import type { DeviceAssignment } from '../../devices/discover';
 import { HostRendezvous, type ClusterPlan } from '../control/host-rendezvous';
 import { describeRestart, runWithRestarts, type ResumePoint, type RestartEvent } from './restarts';
 import { COORDINATED_STOP_MESSAGE, LocalWorkers, describeExit } from './local-workers';
-import { MessageType, PROTOCOL_VERSION, type ControlMessage, type HelloMessage, type HostErrorMessage, type StepReportMessage, type WorkerExitMessage } from '../control/messages';
+import {
+  MessageType,
+  PROTOCOL_VERSION,
+  type ControlMessage,
+  type HelloMessage,
+  type HostErrorMessage,
+  type StepReportMessage,
+  type WorkerExitMessage,
+} from '../control/messages';
 import { describeHost } from '../control/rank-blocks';
 import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from './worker-health';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from '../ring/ring-address';
@@ -56,7 +64,13 @@ interface LocalSockets {
 function localSockets(cluster: ClusterPlan | undefined): LocalSockets {
   if (cluster) {
     const { rendezvous, ringHost, ringPort, keyFile } = cluster;
-    return { controlAddress: rendezvous, ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank), keyFile, shmPrefix: null, cleanup: () => undefined };
+    return {
+      controlAddress: rendezvous,
+      ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank),
+      keyFile,
+      shmPrefix: null,
+      cleanup: () => undefined,
+    };
   }
   const dir = createIpcRingDir();
   // Segments are unlinked once every rank attached; the sweep removes what a rank killed in
@@ -96,7 +110,9 @@ export interface CoordinatorOptions {
 }
 
 /** A worker said hello (who and where it is) or sent a heartbeat; timeMs: when the coordinator heard it. */
-export type WorkerSeen = { kind: 'hello'; rank: number; host: string; pid: number; timeMs: number } | { kind: 'heartbeat'; rank: number; timeMs: number };
+export type WorkerSeen =
+  | { kind: 'hello'; rank: number; host: string; pid: number; timeMs: number }
+  | { kind: 'heartbeat'; rank: number; timeMs: number };
 
 /** Rank 0's result, as plain data: the caller knows its shape (src/train's TrainResult). */
 export type RunResult = Record<string, unknown>;
@@ -104,7 +120,9 @@ export type RunResult = Record<string, unknown>;
 export class Coordinator {
   private readonly control: CoordinatorControl;
   private readonly workers: WorkerState[] = [];
-  private readonly localWorkers = new LocalWorkers((w) => this.onWorkerExit(this.workers[w.rank], w.exitCode, w.signal));
+  private readonly localWorkers = new LocalWorkers((w) =>
+    this.onWorkerExit(this.workers[w.rank], w.exitCode, w.signal),
+  );
   /** Multi-host runs only: the other hosts and their rank blocks. */
   private readonly hosts: HostRendezvous | null;
   private readonly worldSize: number;
@@ -144,9 +162,15 @@ export class Coordinator {
       await this.welcomeHosts();
       await this.until(() => this.workers.every((w) => w.routingId !== null), {
         ms: RENDEZVOUS_TIMEOUT_MS,
-        error: () => new WorkerExitedError(`rendezvous: ${this.silentWorkers()} did not say hello within ${RENDEZVOUS_TIMEOUT_MS / 1000} s`),
+        error: () =>
+          new WorkerExitedError(
+            `rendezvous: ${this.silentWorkers()} did not say hello within ${RENDEZVOUS_TIMEOUT_MS / 1000} s`,
+          ),
       });
-      if (this.hosts) this.log.info(`ring: ${this.workers.map((w) => `rank ${w.rank} ${this.endpoints.get(w.rank) ?? '?'}`).join(' -> ')} -> rank 0`);
+      if (this.hosts)
+        this.log.info(
+          `ring: ${this.workers.map((w) => `rank ${w.rank} ${this.endpoints.get(w.rank) ?? '?'}`).join(' -> ')} -> rank 0`,
+        );
       await this.sendConfigs();
       await this.until(() => this.workers.every((w) => w.done));
     } catch (err) {
@@ -180,7 +204,15 @@ export class Coordinator {
 
   private startLocalWorkers(controlAddress: string, sockets: LocalSockets): void {
     const { devices } = this;
-    this.localWorkers.start({ devices, firstRank: 0, worldSize: this.worldSize, controlAddress, ringAddress: (i) => sockets.ringAddress(i), keyFile: sockets.keyFile, shmPrefix: sockets.shmPrefix });
+    this.localWorkers.start({
+      devices,
+      firstRank: 0,
+      worldSize: this.worldSize,
+      controlAddress,
+      ringAddress: (i) => sockets.ringAddress(i),
+      keyFile: sockets.keyFile,
+      shmPrefix: sockets.shmPrefix,
+    });
     for (const w of this.localWorkers.workers) this.workers.push(newWorkerState(w.rank, w, null));
     this.log.info(`started ${devices.worldSize} workers (${this.localWorkers.describePids()})`);
   }
@@ -221,7 +253,9 @@ export class Coordinator {
   }
 
   private rankOf(id: Uint8Array): number | null {
-    const w = this.workers.find((x) => x.routingId !== null && Buffer.compare(Buffer.from(x.routingId), Buffer.from(id)) === 0);
+    const w = this.workers.find(
+      (x) => x.routingId !== null && Buffer.compare(Buffer.from(x.routingId), Buffer.from(id)) === 0,
+    );
     return w ? w.rank : null;
   }
 
@@ -233,9 +267,19 @@ export class Coordinator {
         if (this.stopped) {
           // This attempt is ending: an agent that hurried to rejoin tries again, at the next one.
           const rejoin = this.restarting;
-          void this.control.send(id, { type: MessageType.Dismiss, reason: rejoin ? 'the run is restarting' : 'the run is over', failed: true, rejoin });
+          void this.control.send(id, {
+            type: MessageType.Dismiss,
+            reason: rejoin ? 'the run is restarting' : 'the run is over',
+            failed: true,
+            rejoin,
+          });
         } else if (this.hosts === null) {
-          void this.control.send(id, { type: MessageType.Dismiss, reason: 'the coordinator refused this host: this run takes no other hosts', failed: true, rejoin: false });
+          void this.control.send(id, {
+            type: MessageType.Dismiss,
+            reason: 'the coordinator refused this host: this run takes no other hosts',
+            failed: true,
+            rejoin: false,
+          });
         } else {
           this.hosts.onJoin(id, m);
         }
@@ -248,7 +292,8 @@ export class Coordinator {
         break;
     }
     const rank = this.rankOf(id);
-    if (rank === null || !('rank' in m) || m.rank !== rank) return this.fail(rank, `sent a message for another rank (${m.type})`);
+    if (rank === null || !('rank' in m) || m.rank !== rank)
+      return this.fail(rank, `sent a message for another rank (${m.type})`);
     const w = this.workers[rank];
     w.lastSeenMs = Date.now();
     switch (m.type) {
@@ -284,7 +329,8 @@ export class Coordinator {
     const known = w != null && (w.local !== null ? w.local.child.pid === m.pid : w.host?.host === m.host);
     if (!known) return this.fail(m.rank, `hello from an unknown process (pid ${m.pid} on ${m.host})`);
     if (w.routingId !== null) return this.fail(m.rank, `said hello twice (pid ${m.pid} on ${m.host})`);
-    if (m.protocolVersion !== PROTOCOL_VERSION) return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
+    if (m.protocolVersion !== PROTOCOL_VERSION)
+      return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
     w.routingId = id;
     this.endpoints.set(m.rank, m.dataEndpoint);
     w.lastSeenMs = Date.now();
@@ -305,7 +351,8 @@ export class Coordinator {
 
   private onHostError(id: Uint8Array, m: HostErrorMessage): void {
     const host = this.hosts?.hostOf(id);
-    if (host === undefined) return this.log.warn(`ignored an error report from a host that has not joined: ${m.name}: ${m.message}`);
+    if (host === undefined)
+      return this.log.warn(`ignored an error report from a host that has not joined: ${m.name}: ${m.message}`);
     this.failWith(host.firstRank, `host ${describeHost(host)} cannot take part: ${m.name}: ${m.message}`);
   }
 
@@ -313,7 +360,10 @@ export class Coordinator {
     w.exited = true;
     if (!w.done || code !== 0) {
       // A moment's grace: a worker that reported its error before exiting is named by it.
-      setTimeout(() => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`, w), 300);
+      setTimeout(
+        () => this.fail(w.rank, `${describeExit(code, signal)} at epoch ${w.epoch + 1}, step ${w.step}`, w),
+        300,
+      );
     }
     this.wake();
   }
@@ -323,7 +373,10 @@ export class Coordinator {
     this.checksums ??= new ReplicaChecksums(this.workers.length);
     const diverged = this.checksums.add(rank, step, checksum);
     if (diverged.length > 0) {
-      this.fail(diverged[0], `replicas diverged at global step ${step}: the weights of rank(s) ${diverged.join(', ')} differ from rank 0's`);
+      this.fail(
+        diverged[0],
+        `replicas diverged at global step ${step}: the weights of rank(s) ${diverged.join(', ')} differ from rank 0's`,
+      );
     }
   }
 
@@ -365,7 +418,8 @@ export class Coordinator {
     }
     this.stopRequested = true;
     this.log.info(COORDINATED_STOP_MESSAGE);
-    for (const w of this.workers) if (w.routingId) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason: 'interrupt' });
+    for (const w of this.workers)
+      if (w.routingId) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason: 'interrupt' });
   }
 
   /**
@@ -383,7 +437,11 @@ export class Coordinator {
         const now = Date.now();
         const hung = hungWorker(this.workers, now, this.options.hangTimeoutMs);
         if (hung !== undefined) {
-          this.fail(hung.rank, `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`, hung);
+          this.fail(
+            hung.rank,
+            `stopped responding (no message for ${Math.round((now - hung.lastSeenMs) / 1000)} s) at epoch ${hung.epoch + 1}, step ${hung.step}: hung`,
+            hung,
+          );
           return check();
         }
       };
@@ -406,7 +464,9 @@ export class Coordinator {
   private async shutdown(reason: string, failed: boolean): Promise<void> {
     this.stopped = true;
     this.hosts?.dismissAll(reason, failed, failed && this.restarting);
-    for (const w of this.workers) if (!w.exited && w.routingId && !w.done) void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
+    for (const w of this.workers)
+      if (!w.exited && w.routingId && !w.done)
+        void this.control.send(w.routingId, { type: MessageType.Shutdown, reason }).catch(() => undefined);
     if (failed) this.localWorkers.signalAll('SIGKILL');
     // Remote exits arrive as agent reports: waited for only while a remote worker may still be
     // running (not done), within the grace.
@@ -438,7 +498,12 @@ export interface DataParallelOptions extends Pick<CoordinatorOptions, 'onStepRep
  * dropped, or its replacement, running `alexnet join` again) join within --rejoin-timeout; the
  * world size stays the same. The run directory must then be on storage every host sees.
  */
-export async function runDataParallel(config: TrainConfig, devices: DeviceAssignment, log: Logger, options: DataParallelOptions): Promise<RunResult> {
+export async function runDataParallel(
+  config: TrainConfig,
+  devices: DeviceAssignment,
+  log: Logger,
+  options: DataParallelOptions,
+): Promise<RunResult> {
   await options.prepareData();
   let cluster = options.cluster;
   // A restart listens where the first attempt did (its real port, if it was 0) and gives the

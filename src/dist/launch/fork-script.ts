@@ -32,11 +32,7 @@ export function forkScript(script: string, args: string[] = []): ChildProcess {
 }
 
 /** Resolves with the next IPC message from `child` that satisfies `accept`. */
-export function nextMessage<T>(
-  child: ChildProcess,
-  accept: (m: unknown) => m is T,
-  timeoutMs: number,
-): Promise<T> {
+export function nextMessage<T>(child: ChildProcess, accept: (m: unknown) => m is T, timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`no message from child within ${timeoutMs} ms`)), timeoutMs);
     const onMessage = (m: unknown): void => {

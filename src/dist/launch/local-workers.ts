@@ -9,7 +9,8 @@ import type { DeviceAssignment } from '../../devices/discover';
 import { TEST_WORKER_SCRIPT_ENV, workerEnvironment, type WorkerBootstrap } from '../control/worker-env';
 
 /** What both the coordinator and a join agent say on the first Ctrl-C. */
-export const COORDINATED_STOP_MESSAGE = 'Ctrl-C: all workers stop after the same step; rank 0 saves a checkpoint (Ctrl-C again to kill)';
+export const COORDINATED_STOP_MESSAGE =
+  'Ctrl-C: all workers stop after the same step; rank 0 saves a checkpoint (Ctrl-C again to kill)';
 
 /**
  * The compiled worker entry (workers always run the built JS, also when tests run from .ts).
@@ -18,7 +19,9 @@ export const COORDINATED_STOP_MESSAGE = 'Ctrl-C: all workers stop after the same
 export function workerScript(): string {
   const fixture = process.env[TEST_WORKER_SCRIPT_ENV];
   if (fixture) return fixture;
-  const distSrc = __filename.endsWith('.ts') ? path.resolve(__dirname, '../../../dist/src') : path.resolve(__dirname, '../..');
+  const distSrc = __filename.endsWith('.ts')
+    ? path.resolve(__dirname, '../../../dist/src')
+    : path.resolve(__dirname, '../..');
   return path.join(distSrc, 'worker-main.js');
 }
 

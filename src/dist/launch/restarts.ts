@@ -53,7 +53,10 @@ export interface RestartOptions {
 
 /** "restart 2 of 3: <cause>; continuing from <file> (epoch 1, step 4, global step 4)". */
 export function describeRestart(e: RestartEvent): string {
-  const from = e.resumeFrom === null ? 'the start (no checkpoint yet)' : `${e.resumeFrom.file} (epoch ${e.resumeFrom.epoch + 1}, step ${e.resumeFrom.stepInEpoch}, global step ${e.resumeFrom.globalStep})`;
+  const from =
+    e.resumeFrom === null
+      ? 'the start (no checkpoint yet)'
+      : `${e.resumeFrom.file} (epoch ${e.resumeFrom.epoch + 1}, step ${e.resumeFrom.stepInEpoch}, global step ${e.resumeFrom.globalStep})`;
   return `restart ${e.restart} of ${e.maxRestarts}: ${e.cause}${e.sameStepAgain ? ' (again at the same step)' : ''}; continuing from ${from}`;
 }
 
@@ -74,7 +77,12 @@ export async function runWithRestarts(options: RestartOptions): Promise<Record<s
     } catch (err) {
       if (!(err instanceof WorkerLostError) || options.maxRestarts === 0) throw err;
       if (restart > options.maxRestarts) {
-        throw new WorkerLostError(`${err.message} (gave up after ${options.maxRestarts} restart(s), --max-restarts ${options.maxRestarts})`, err.rank, err.epoch, err.step);
+        throw new WorkerLostError(
+          `${err.message} (gave up after ${options.maxRestarts} restart(s), --max-restarts ${options.maxRestarts})`,
+          err.rank,
+          err.epoch,
+          err.step,
+        );
       }
       resume = options.newestCheckpoint();
       const event: RestartEvent = {

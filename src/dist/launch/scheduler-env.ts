@@ -48,7 +48,8 @@ const isSet = (v: string | undefined): v is string => v !== undefined && v.trim(
 
 function wholeNumber(env: SchedulerEnv, name: SchedulerVariable, min: number): number {
   const raw = env[name] ?? '';
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min) throw new ConfigError(`${name} must be a whole number >= ${min}, got '${raw}'`);
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min)
+    throw new ConfigError(`${name} must be a whole number >= ${min}, got '${raw}'`);
   return Number(raw);
 }
 
@@ -59,12 +60,18 @@ function port(env: SchedulerEnv): number {
 }
 
 /** "MASTER_ADDR is set but WORLD_SIZE and RANK (or NODE_RANK) are not". */
-function requireAll(env: SchedulerEnv, scheduler: string, needed: readonly (SchedulerVariable | readonly SchedulerVariable[])[]): void {
+function requireAll(
+  env: SchedulerEnv,
+  scheduler: string,
+  needed: readonly (SchedulerVariable | readonly SchedulerVariable[])[],
+): void {
   const missing = needed.filter((n) => (typeof n === 'string' ? !isSet(env[n]) : !n.some((m) => isSet(env[m]))));
   if (missing.length === 0) return;
   const set = SCHEDULER_VARIABLES.filter((n) => isSet(env[n]));
   const names = missing.map((n) => (typeof n === 'string' ? n : n.join(' or ')));
-  throw new ConfigError(`a half-set ${scheduler} environment: ${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} set but ${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not (set them all, or pass --rendezvous and its flags)`);
+  throw new ConfigError(
+    `a half-set ${scheduler} environment: ${set.join(', ')} ${set.length === 1 ? 'is' : 'are'} set but ${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} not (set them all, or pass --rendezvous and its flags)`,
+  );
 }
 
 function hostRankWithin(rank: number, hosts: number, name: string): number {
@@ -86,12 +93,23 @@ function slurmLaunch(env: SchedulerEnv): SchedulerLaunch | null {
   const hosts = wholeNumber(env, 'SLURM_JOB_NUM_NODES', 1);
   const hostRank = hostRankWithin(wholeNumber(env, 'SLURM_NODEID', 0), hosts, 'SLURM_NODEID');
   if (isSet(env.SLURM_PROCID) && wholeNumber(env, 'SLURM_PROCID', 0) !== hostRank) {
-    throw new ConfigError(`SLURM_PROCID ${env.SLURM_PROCID} differs from SLURM_NODEID ${hostRank}: run one alexnet task per node (srun --ntasks-per-node=1); it starts a worker per device itself`);
+    throw new ConfigError(
+      `SLURM_PROCID ${env.SLURM_PROCID} differs from SLURM_NODEID ${hostRank}: run one alexnet task per node (srun --ntasks-per-node=1); it starts a worker per device itself`,
+    );
   }
   const nodes = expandSlurmNodelist((env.SLURM_JOB_NODELIST ?? '').trim());
-  if (nodes.length !== hosts) throw new ConfigError(`SLURM_JOB_NODELIST '${env.SLURM_JOB_NODELIST}' names ${nodes.length} hosts, SLURM_JOB_NUM_NODES says ${hosts}`);
+  if (nodes.length !== hosts)
+    throw new ConfigError(
+      `SLURM_JOB_NODELIST '${env.SLURM_JOB_NODELIST}' names ${nodes.length} hosts, SLURM_JOB_NUM_NODES says ${hosts}`,
+    );
   if (hosts === 1) return null;
-  return { scheduler: 'slurm', masterHost: nodes[0], masterPort: isSet(env.MASTER_PORT) ? port(env) : DEFAULT_RENDEZVOUS_PORT, hosts, hostRank };
+  return {
+    scheduler: 'slurm',
+    masterHost: nodes[0],
+    masterPort: isSet(env.MASTER_PORT) ? port(env) : DEFAULT_RENDEZVOUS_PORT,
+    hosts,
+    hostRank,
+  };
 }
 
 /**
@@ -151,7 +169,8 @@ export function expandSlurmNodelist(list: string): string[] {
   });
 }
 
-const lookupAddress = async (host: string): Promise<string> => (await lookup(host, { family: 0, order: 'ipv4first' })).address;
+const lookupAddress = async (host: string): Promise<string> =>
+  (await lookup(host, { family: 0, order: 'ipv4first' })).address;
 
 /**
  * The scheduler's name for the coordinator's host as an IP address (ZeroMQ binds addresses,
@@ -160,19 +179,28 @@ const lookupAddress = async (host: string): Promise<string> => (await lookup(hos
  * loopback answer is refused: the other hosts could not reach it (Debian's /etc/hosts maps
  * the host's own name to 127.0.1.1).
  */
-export async function resolveMasterHost(launch: SchedulerLaunch, retryMs = 120_000, resolve: (host: string) => Promise<string> = lookupAddress): Promise<string> {
+export async function resolveMasterHost(
+  launch: SchedulerLaunch,
+  retryMs = 120_000,
+  resolve: (host: string) => Promise<string> = lookupAddress,
+): Promise<string> {
   const name = launch.scheduler === 'torchrun' ? 'MASTER_ADDR' : 'the first host of SLURM_JOB_NODELIST';
   const started = Date.now();
   for (;;) {
     try {
       const address = await resolve(launch.masterHost);
       if (isLoopbackHost(address) && !isLoopbackHost(launch.masterHost)) {
-        throw new ConfigError(`${name} '${launch.masterHost}' resolves to ${address} here, which the other hosts cannot reach: fix the host's name resolution, or pass --rendezvous tcp://<its IP>:<port> and its flags`);
+        throw new ConfigError(
+          `${name} '${launch.masterHost}' resolves to ${address} here, which the other hosts cannot reach: fix the host's name resolution, or pass --rendezvous tcp://<its IP>:<port> and its flags`,
+        );
       }
       return address;
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      if (Date.now() - started >= retryMs) throw new ConfigError(`cannot resolve ${name} '${launch.masterHost}' (tried for ${Math.round(retryMs / 1000)} s): ${err instanceof Error ? err.message : String(err)}`);
+      if (Date.now() - started >= retryMs)
+        throw new ConfigError(
+          `cannot resolve ${name} '${launch.masterHost}' (tried for ${Math.round(retryMs / 1000)} s): ${err instanceof Error ? err.message : String(err)}`,
+        );
       await new Promise((r) => setTimeout(r, 2000));
     }
   }
@@ -182,14 +210,26 @@ export async function resolveMasterHost(launch: SchedulerLaunch, retryMs = 120_0
  * Host 0's `train` options: the rendezvous at the coordinator's address, and (unless
  * --world-size is given) every host running as many workers as this one.
  */
-export function coordinatorArgs(launch: SchedulerLaunch, masterIp: string, args: CliArgs, localWorkers: number): CliArgs {
-  return { ...args, rendezvous: tcpAddress(masterIp, launch.masterPort), 'world-size': args['world-size'] ?? launch.hosts * localWorkers };
+export function coordinatorArgs(
+  launch: SchedulerLaunch,
+  masterIp: string,
+  args: CliArgs,
+  localWorkers: number,
+): CliArgs {
+  return {
+    ...args,
+    rendezvous: tcpAddress(masterIp, launch.masterPort),
+    'world-size': args['world-size'] ?? launch.hosts * localWorkers,
+  };
 }
 
 /** Another host's `join` options, from its `train` command line: the same key, devices and ring options. */
 export function joinArgs(launch: SchedulerLaunch, masterIp: string, args: CliArgs): CliArgs {
   const kept = ['key-file', 'devices', 'strict-devices', 'ring-host', 'ring-port', 'join-timeout', 'log-level'];
-  return { ...Object.fromEntries(kept.filter((k) => args[k] !== undefined).map((k) => [k, args[k]])), rendezvous: tcpAddress(masterIp, launch.masterPort) };
+  return {
+    ...Object.fromEntries(kept.filter((k) => args[k] !== undefined).map((k) => [k, args[k]])),
+    rendezvous: tcpAddress(masterIp, launch.masterPort),
+  };
 }
 
 /** "Slurm job: host 2 of 4, coordinator gpu-01 (10.0.0.1:29500)". */

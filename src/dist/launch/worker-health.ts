@@ -22,8 +22,24 @@ export interface WorkerState {
   exited: boolean;
 }
 
-export function newWorkerState(rank: number, local: LocalWorker | null, host: JoinedHost | null, nowMs = Date.now()): WorkerState {
-  return { rank, local, host, routingId: null, lastSeenMs: nowMs, step: 0, epoch: 0, longestStepMs: 0, done: false, exited: false };
+export function newWorkerState(
+  rank: number,
+  local: LocalWorker | null,
+  host: JoinedHost | null,
+  nowMs = Date.now(),
+): WorkerState {
+  return {
+    rank,
+    local,
+    host,
+    routingId: null,
+    lastSeenMs: nowMs,
+    step: 0,
+    epoch: 0,
+    longestStepMs: 0,
+    done: false,
+    exited: false,
+  };
 }
 
 /**
@@ -31,8 +47,18 @@ export function newWorkerState(rank: number, local: LocalWorker | null, host: Jo
  * `hangTimeoutMs` or 3x its slowest step (a slow step is not a hang). Before its hello a
  * worker is starting (on another host, checking its data): the rendezvous timeout covers that.
  */
-export function hungWorker(workers: readonly WorkerState[], nowMs: number, hangTimeoutMs: number): WorkerState | undefined {
-  return workers.find((w) => w.routingId !== null && !w.done && !w.exited && nowMs - w.lastSeenMs > Math.max(hangTimeoutMs, 3 * w.longestStepMs));
+export function hungWorker(
+  workers: readonly WorkerState[],
+  nowMs: number,
+  hangTimeoutMs: number,
+): WorkerState | undefined {
+  return workers.find(
+    (w) =>
+      w.routingId !== null &&
+      !w.done &&
+      !w.exited &&
+      nowMs - w.lastSeenMs > Math.max(hangTimeoutMs, 3 * w.longestStepMs),
+  );
 }
 
 /** Collects every rank's weights checksum per global step; once all have reported, compares. */

@@ -110,8 +110,7 @@ export async function ringAllReduce(
   if (n === 1) return;
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   const chunkElems = allReduceChunkElems(buffer.length, n, chunkBytes);
-  const chunksOf = (segment: number): ElemRange[] =>
-    chunkRanges(segmentRange(buffer.length, n, segment), chunkElems);
+  const chunksOf = (segment: number): ElemRange[] => chunkRanges(segmentRange(buffer.length, n, segment), chunkElems);
 
   for (const c of chunksOf(reduceScatterSendSegment(rank, 0, n))) {
     await transport.send(buffer.subarray(c.start, c.end));
@@ -166,9 +165,7 @@ export async function broadcast(
     for (const c of chunks) await transport.send(buffer.subarray(c.start, c.end));
     const token = await recvExpected(transport, 1, timeoutMs, 'broadcast completion token');
     if (token[0] !== chunks.length) {
-      throw new ProtocolError(
-        `rank ${rank}: broadcast token says ${token[0]} chunks, expected ${chunks.length}`,
-      );
+      throw new ProtocolError(`rank ${rank}: broadcast token says ${token[0]} chunks, expected ${chunks.length}`);
     }
     return;
   }
@@ -213,7 +210,8 @@ export async function allReduceScalars(
 export function segmentsOfSizes(sizes: readonly number[]): ElemRange[] {
   let start = 0;
   return sizes.map((size) => {
-    if (!Number.isInteger(size) || size < 0) throw new RangeError(`segment sizes must be whole numbers >= 0, got ${size}`);
+    if (!Number.isInteger(size) || size < 0)
+      throw new RangeError(`segment sizes must be whole numbers >= 0, got ${size}`);
     const range = { start, end: start + size };
     start += size;
     return range;
@@ -221,7 +219,13 @@ export function segmentsOfSizes(sizes: readonly number[]): ElemRange[] {
 }
 
 /** The segments of a gather or scatter, checked: one per rank, and `length` values in all (or in this rank's, `ownOnly`). */
-function checkedSegments(what: string, length: number, sizes: readonly number[], transport: RingTransport, ownOnly: boolean): ElemRange[] {
+function checkedSegments(
+  what: string,
+  length: number,
+  sizes: readonly number[],
+  transport: RingTransport,
+  ownOnly: boolean,
+): ElemRange[] {
   const { rank, worldSize } = transport;
   if (sizes.length !== worldSize) {
     throw new ConfigError(`rank ${rank}: ${sizes.length} segment sizes for ${worldSize} ranks`);
@@ -229,7 +233,9 @@ function checkedSegments(what: string, length: number, sizes: readonly number[],
   const segments = segmentsOfSizes(sizes);
   const expected = ownOnly ? sizes[rank] : segments[worldSize - 1].end;
   if (length !== expected) {
-    throw new ConfigError(`rank ${rank}: ${what} of ${length} values, but ${ownOnly ? 'its segment holds' : 'the segments add up to'} ${expected}`);
+    throw new ConfigError(
+      `rank ${rank}: ${what} of ${length} values, but ${ownOnly ? 'its segment holds' : 'the segments add up to'} ${expected}`,
+    );
   }
   return segments;
 }

@@ -44,17 +44,47 @@ function moduleBytes(): Uint8Array {
   const f32x4Add = [0xfd, 0xe4, 0x01];
   const bump = (i: number): number[] => [...get(i), 0x41, 0x10, 0x6a, ...set(i)]; // += 16
   const body = [
-    0x01, 0x01, 0x7f, // one extra local: i32 $end
-    ...get(0), ...get(2), 0x6a, ...set(3),
-    0x02, 0x40, 0x03, 0x40, // block, loop
-    ...get(0), ...get(3), 0x4f, 0x0d, 0x01, // br_if 1 (dst >= end)
-    ...get(0), ...get(0), ...v128Load, ...get(1), ...v128Load, ...f32x4Add, ...v128Store,
-    ...bump(0), ...bump(1),
-    0x0c, 0x00, 0x0b, 0x0b, 0x0b, // br 0, end loop, end block, end func
+    0x01,
+    0x01,
+    0x7f, // one extra local: i32 $end
+    ...get(0),
+    ...get(2),
+    0x6a,
+    ...set(3),
+    0x02,
+    0x40,
+    0x03,
+    0x40, // block, loop
+    ...get(0),
+    ...get(3),
+    0x4f,
+    0x0d,
+    0x01, // br_if 1 (dst >= end)
+    ...get(0),
+    ...get(0),
+    ...v128Load,
+    ...get(1),
+    ...v128Load,
+    ...f32x4Add,
+    ...v128Store,
+    ...bump(0),
+    ...bump(1),
+    0x0c,
+    0x00,
+    0x0b,
+    0x0b,
+    0x0b, // br 0, end loop, end block, end func
   ];
   const ascii = (s: string): number[] => [s.length, ...Buffer.from(s, 'ascii')];
   return Uint8Array.from([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00, // "\0asm", version 1
     ...section(1, [0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00]), // type: (i32 i32 i32) -> ()
     ...section(3, [0x01, 0x00]), // one function of type 0
     ...section(5, [0x01, 0x01, MEMORY_PAGES, MEMORY_PAGES]), // memory, min = max

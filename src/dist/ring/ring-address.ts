@@ -80,9 +80,7 @@ export function parseRingAddress(address: string): ParsedAddress {
     }
     return { kind: 'tcp', where: tcp[1], port: tcp[2] };
   }
-  throw new ConfigError(
-    `ring address ${JSON.stringify(address)} is not ipc://<path> or tcp://<host>:<port|*>`,
-  );
+  throw new ConfigError(`ring address ${JSON.stringify(address)} is not ipc://<path> or tcp://<host>:<port|*>`);
 }
 
 const TCP_ADDRESS = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\*|\d{1,5})$/;
@@ -119,7 +117,9 @@ export function checkLocalAddress(host: string, what: string, interfaces = os.ne
     throw new ConfigError(`${what} ${host} is not an IP address: give one of this host's interface addresses`);
   }
   if (host === '0.0.0.0' || host === '::') {
-    throw new ConfigError(`${what} ${host} is every interface: give the one address the other hosts reach this host at`);
+    throw new ConfigError(
+      `${what} ${host} is every interface: give the one address the other hosts reach this host at`,
+    );
   }
   const own = Object.values(interfaces).flatMap((list) => (list ?? []).map((i) => i.address));
   if (!isLoopbackHost(host) && !own.includes(host)) {
@@ -174,8 +174,7 @@ export async function checkBindable(address: string): Promise<void> {
   }
   if (fs.existsSync(parsed.where) && (await unixSocketAnswers(parsed.where))) {
     throw new ConfigError(
-      `ipc address ${address} is already in use by another process. Stop it or use ` +
-        'another directory.',
+      `ipc address ${address} is already in use by another process. Stop it or use ` + 'another directory.',
     );
   }
 }
@@ -184,9 +183,7 @@ export async function checkBindable(address: string): Promise<void> {
 export function bindError(address: string, err: unknown): Error {
   const code = err instanceof Error ? (err as Error & { code?: string }).code : undefined;
   if (code === 'EADDRINUSE') {
-    return new ConfigError(
-      `address ${address} is already in use. Pick another port (or port 0 for any free one).`,
-    );
+    return new ConfigError(`address ${address} is already in use. Pick another port (or port 0 for any free one).`);
   }
   if (code === 'EADDRNOTAVAIL' || code === 'ENODEV') {
     return new ConfigError(

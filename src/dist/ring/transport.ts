@@ -35,12 +35,7 @@ export interface RingTransport {
 }
 
 /** The CommTimeoutError every transport raises, so messages read the same everywhere. */
-export function recvTimeoutError(
-  rank: number,
-  worldSize: number,
-  timeoutMs: number,
-  where: string,
-): CommTimeoutError {
+export function recvTimeoutError(rank: number, worldSize: number, timeoutMs: number, where: string): CommTimeoutError {
   const peer = mod(rank - 1, worldSize);
   return new CommTimeoutError(
     `rank ${rank}: no data from rank ${peer} within ${timeoutMs} ms (${where}). ` +
@@ -181,19 +176,13 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 /** One transport per rank, wired into a ring: rank r sends to (r+1) % worldSize. */
-export function createInMemoryRing(
-  worldSize: number,
-  options: InMemoryRingOptions = {},
-): RingTransport[] {
+export function createInMemoryRing(worldSize: number, options: InMemoryRingOptions = {}): RingTransport[] {
   assertInt('worldSize', worldSize, 1);
   const resolved: Required<InMemoryRingOptions> = {
     checkSendHazards: options.checkSendHazards ?? true,
     maxDelayMs: options.maxDelayMs ?? 0,
   };
-  const ranks = Array.from(
-    { length: worldSize },
-    (_, rank) => new InMemoryRingTransport(rank, worldSize, resolved),
-  );
+  const ranks = Array.from({ length: worldSize }, (_, rank) => new InMemoryRingTransport(rank, worldSize, resolved));
   ranks.forEach((t, rank) => (t.next = ranks[mod(rank + 1, worldSize)] ?? null));
   return ranks;
 }

@@ -45,7 +45,8 @@ export function useWireKernels(file: string | null): string {
   try {
     // A computed require: the addon is a build output (and this may run on the comm thread).
     const loaded = require(file) as Partial<WireKernels>;
-    if (typeof loaded.wireEncode !== 'function' || typeof loaded.wireDecode !== 'function') return 'js (the addon predates the wire kernels: make native)';
+    if (typeof loaded.wireEncode !== 'function' || typeof loaded.wireDecode !== 'function')
+      return 'js (the addon predates the wire kernels: make native)';
     kernels = loaded as WireKernels;
     return 'native';
   } catch (err) {
@@ -112,7 +113,8 @@ function fp16Table(): Uint32Array {
     for (let h = 0; h < 65536; h++) {
       if (((h >>> 10) & 0x1f) === 0x1f) {
         // Inf, or a NaN made quiet with its payload shifted into place (as F16C decodes it).
-        fp16DecodeTable[h] = (((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13) | ((h & 0x3ff) !== 0 ? 0x400000 : 0)) >>> 0;
+        fp16DecodeTable[h] =
+          (((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13) | ((h & 0x3ff) !== 0 ? 0x400000 : 0)) >>> 0;
       } else {
         value[0] = fp16ToNumber(h);
         fp16DecodeTable[h] = bits[0];
@@ -135,7 +137,9 @@ function encodeFp16(src: Float32Array, dst: Uint16Array): void {
     if (exponent > 112 && exponent < 142) {
       const rest = b & 0x1fff;
       // Exponents 113..141 stay normal after rounding (a carry reaches at most exponent 30).
-      const h = (((exponent - 112) << 10) | ((b >>> 13) & 0x3ff)) + (rest > 0x1000 || (rest === 0x1000 && ((b >>> 13) & 1) === 1) ? 1 : 0);
+      const h =
+        (((exponent - 112) << 10) | ((b >>> 13) & 0x3ff)) +
+        (rest > 0x1000 || (rest === 0x1000 && ((b >>> 13) & 1) === 1) ? 1 : 0);
       dst[i] = ((b >>> 16) & 0x8000) | h;
     } else {
       dst[i] = fp32BitsToFp16(b);
@@ -147,7 +151,10 @@ function encodeBf16(src: Float32Array, dst: Uint16Array): void {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i];
-    dst[i] = (b & 0x7fffffff) > 0x7f800000 ? ((b >>> 16) & 0x8000) | 0x7fc0 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+    dst[i] =
+      (b & 0x7fffffff) > 0x7f800000
+        ? ((b >>> 16) & 0x8000) | 0x7fc0
+        : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
   }
 }
 
@@ -186,7 +193,7 @@ export function quantizeInPlace(dtype: WireDtype, values: Float32Array): void {
 export function roundTrip(dtype: WireDtype, value: number): number {
   f32[0] = value;
   if (dtype === 'fp32') return f32[0];
-  return dtype === 'fp16' ? fp16ToNumber(fp32BitsToFp16(u32[0])) : (u32[0] = fp32BitsToBf16(u32[0]) << 16, f32[0]);
+  return dtype === 'fp16' ? fp16ToNumber(fp32BitsToFp16(u32[0])) : ((u32[0] = fp32BitsToBf16(u32[0]) << 16), f32[0]);
 }
 
 /**
@@ -229,7 +236,9 @@ export class WireCodecTransport implements RingTransport {
     if (this.dtype === 'fp32') return message;
     const count = new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(0, true);
     if (4 + 2 * count > message.byteLength) {
-      throw new ProtocolError(`rank ${this.rank}: a ${this.dtype} message says ${count} values but has ${message.byteLength - 4} bytes. Do all ranks use the same --wire-dtype?`);
+      throw new ProtocolError(
+        `rank ${this.rank}: a ${this.dtype} message says ${count} values but has ${message.byteLength - 4} bytes. Do all ranks use the same --wire-dtype?`,
+      );
     }
     const values = new Float32Array(count);
     decodeWire(this.dtype, new Uint16Array(message.buffer, message.byteOffset + 4, count), values);

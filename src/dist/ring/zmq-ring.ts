@@ -15,7 +15,13 @@
  */
 import * as zmq from 'zeromq';
 import { ConfigError, ProtocolError, WorkerExitedError } from '../../core/errors';
-import { CurveKeys, applyCurveClient, applyCurveServer, startZapHandler, validateCurveKeys } from '../security/curve-auth';
+import {
+  CurveKeys,
+  applyCurveClient,
+  applyCurveServer,
+  startZapHandler,
+  validateCurveKeys,
+} from '../security/curve-auth';
 import { bindError, checkBindable, parseRingAddress } from './ring-address';
 import { assertInt, mod } from './ring-schedule';
 import { RingTransport, closedTransportError, recvTimeoutError } from './transport';
@@ -233,9 +239,7 @@ export class ZmqRingTransport implements RingTransport {
   /** [magic, version, rank, worldSize] as little-endian uint32s. */
   private controlFrame(magic: number): Buffer {
     const frame = Buffer.alloc(CONTROL_WORDS * 4);
-    [magic, PROTOCOL_WORDS_VERSION, this.rank, this.worldSize].forEach((word, i) =>
-      frame.writeUInt32LE(word, i * 4),
-    );
+    [magic, PROTOCOL_WORDS_VERSION, this.rank, this.worldSize].forEach((word, i) => frame.writeUInt32LE(word, i * 4));
     return frame;
   }
 
@@ -256,9 +260,7 @@ export class ZmqRingTransport implements RingTransport {
     }
     if (frames.length !== 1) {
       this.broken = true;
-      throw new ProtocolError(
-        `rank ${this.rank}: expected a single-frame message, got ${frames.length} frames`,
-      );
+      throw new ProtocolError(`rank ${this.rank}: expected a single-frame message, got ${frames.length} frames`);
     }
     return frames[0];
   }

@@ -45,8 +45,7 @@ export function clusterCurveKeys(): CurveKeys {
   return clusterKeysFrom(zmq.curveKeyPair());
 }
 
-const Z85_ALPHABET =
-  '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
+const Z85_ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
 
 /** Z85 encoding (ZeroMQ RFC 32) of bytes whose length is a multiple of 4. */
 export function z85Encode(bytes: Uint8Array): string {
@@ -91,7 +90,11 @@ const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex
  */
 export function curvePublicKeyOf(secretKey: string): string {
   const raw = z85Decode(secretKey);
-  const privateKey = crypto.createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' });
+  const privateKey = crypto.createPrivateKey({
+    key: Buffer.concat([X25519_PKCS8_PREFIX, raw]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const spki = crypto.createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
   return z85Encode(spki.subarray(spki.length - 32));
 }
@@ -121,10 +124,7 @@ const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
  * Starts a ZAP handler in `context` that admits CURVE clients whose public key is in
  * `allowedKeys`. Returns the router socket; closing it stops the handler.
  */
-export async function startZapHandler(
-  context: zmq.Context,
-  allowedKeys: readonly string[],
-): Promise<zmq.Router> {
+export async function startZapHandler(context: zmq.Context, allowedKeys: readonly string[]): Promise<zmq.Router> {
   const router = new zmq.Router({ context, linger: 0 });
   await router.bind(ZAP_ENDPOINT);
   const allowed = new Set(allowedKeys);

@@ -24,7 +24,12 @@ export const KEY_FILE_VERSION = 1;
 const KEY_FILE_MODE = 0o600;
 
 function keyFileText(pair: CurveKeyPair): string {
-  const contents = { format: KEY_FILE_FORMAT, version: KEY_FILE_VERSION, publicKey: pair.publicKey, secretKey: pair.secretKey };
+  const contents = {
+    format: KEY_FILE_FORMAT,
+    version: KEY_FILE_VERSION,
+    publicKey: pair.publicKey,
+    secretKey: pair.secretKey,
+  };
   return `${JSON.stringify(contents, null, 2)}\n`;
 }
 
@@ -34,7 +39,9 @@ function keyFileText(pair: CurveKeyPair): string {
  */
 export function writeKeyFile(file: string, force: boolean): CurveKeyPair {
   if (fs.existsSync(file) && !force) {
-    throw new ConfigError(`key file ${file} already exists: pass --force to replace it (every host then needs the new file)`);
+    throw new ConfigError(
+      `key file ${file} already exists: pass --force to replace it (every host then needs the new file)`,
+    );
   }
   const dir = path.dirname(path.resolve(file));
   if (!fs.existsSync(dir)) throw new ConfigError(`cannot write key file ${file}: folder ${dir} does not exist`);
@@ -58,7 +65,9 @@ function parseKeyFile(file: string, text: string): CurveKeyPair {
   }
   const record = typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
   if (record.format !== KEY_FILE_FORMAT || record.version !== KEY_FILE_VERSION) {
-    throw new ConfigError(`key file ${file} is not an alexnet cluster key (format '${KEY_FILE_FORMAT}', version ${KEY_FILE_VERSION})`);
+    throw new ConfigError(
+      `key file ${file} is not an alexnet cluster key (format '${KEY_FILE_FORMAT}', version ${KEY_FILE_VERSION})`,
+    );
   }
   const { publicKey, secretKey } = record;
   if (typeof publicKey !== 'string' || typeof secretKey !== 'string') {
@@ -84,7 +93,9 @@ export function readKeyFile(file: string): CurveKeys {
   try {
     stat = fs.statSync(file);
   } catch {
-    throw new ConfigError(`key file ${file} does not exist: make one with 'alexnet keygen --out ${file}' and copy it to every host`);
+    throw new ConfigError(
+      `key file ${file} does not exist: make one with 'alexnet keygen --out ${file}' and copy it to every host`,
+    );
   }
   if ((stat.mode & 0o077) !== 0) {
     const mode = (stat.mode & 0o777).toString(8).padStart(4, '0');
@@ -94,7 +105,9 @@ export function readKeyFile(file: string): CurveKeys {
   const keys = clusterKeysFrom(pair);
   validateCurveKeys(keys);
   if (publicKeyOrNull(pair.secretKey) !== pair.publicKey) {
-    throw new ConfigError(`key file ${file}: publicKey does not belong to secretKey (an edited file?): make a new one with 'alexnet keygen'`);
+    throw new ConfigError(
+      `key file ${file}: publicKey does not belong to secretKey (an edited file?): make a new one with 'alexnet keygen'`,
+    );
   }
   return keys;
 }

@@ -22,15 +22,53 @@ export type ShmDtype = (typeof ShmDtype)[keyof typeof ShmDtype];
 
 export interface ShmAddon extends WireKernels {
   /** Rank 0: creates the segment (O_EXCL, 0600), returns once every rank attached (then it is unlinked). */
-  create(name: string, version: number, worldSize: number, kind: SegmentKind, slotBytes: number, timeoutMs: number): SharedArrayBuffer;
+  create(
+    name: string,
+    version: number,
+    worldSize: number,
+    kind: SegmentKind,
+    slotBytes: number,
+    timeoutMs: number,
+  ): SharedArrayBuffer;
   /** Other ranks: waits for the segment to exist and its header to be complete, checks it, maps it. */
-  attach(name: string, version: number, worldSize: number, kind: SegmentKind, slotBytes: number, rank: number, timeoutMs: number): SharedArrayBuffer;
+  attach(
+    name: string,
+    version: number,
+    worldSize: number,
+    kind: SegmentKind,
+    slotBytes: number,
+    rank: number,
+    timeoutMs: number,
+  ): SharedArrayBuffer;
   /** Byte offset of `rank`'s slot in a segment. */
   slotOffset(segment: SharedArrayBuffer, rank: number): number;
   allReduce(control: SharedArrayBuffer, rank: number, values: Float32Array, dtype: ShmDtype, timeoutMs: number): void;
-  broadcast(control: SharedArrayBuffer, rank: number, values: Float32Array, root: number, dtype: ShmDtype, timeoutMs: number): void;
-  allGather(control: SharedArrayBuffer, rank: number, local: Float32Array, sizes: Uint32Array, out: Float32Array, dtype: ShmDtype, timeoutMs: number): void;
-  reduceScatter(control: SharedArrayBuffer, rank: number, values: Float32Array, sizes: Uint32Array, out: Float32Array, dtype: ShmDtype, timeoutMs: number): void;
+  broadcast(
+    control: SharedArrayBuffer,
+    rank: number,
+    values: Float32Array,
+    root: number,
+    dtype: ShmDtype,
+    timeoutMs: number,
+  ): void;
+  allGather(
+    control: SharedArrayBuffer,
+    rank: number,
+    local: Float32Array,
+    sizes: Uint32Array,
+    out: Float32Array,
+    dtype: ShmDtype,
+    timeoutMs: number,
+  ): void;
+  reduceScatter(
+    control: SharedArrayBuffer,
+    rank: number,
+    values: Float32Array,
+    sizes: Uint32Array,
+    out: Float32Array,
+    dtype: ShmDtype,
+    timeoutMs: number,
+  ): void;
   barrier(control: SharedArrayBuffer, rank: number, timeoutMs: number): void;
   /** Every blocked and later wait of this process (any thread) throws within ~10 ms: the process is exiting. */
   abort(): void;

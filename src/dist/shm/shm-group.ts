@@ -97,7 +97,8 @@ function dtypeOf(options: ShmCollectiveOptions): ShmDtype {
 function checkSizes(sizes: readonly number[], worldSize: number): Uint32Array {
   if (sizes.length !== worldSize) throw new ConfigError(`${sizes.length} segment sizes for ${worldSize} ranks`);
   for (const s of sizes) {
-    if (!Number.isInteger(s) || s < 0 || s > 0xffffffff) throw new RangeError(`segment sizes must be whole numbers >= 0, got ${s}`);
+    if (!Number.isInteger(s) || s < 0 || s > 0xffffffff)
+      throw new RangeError(`segment sizes must be whole numbers >= 0, got ${s}`);
   }
   return Uint32Array.from(sizes);
 }
@@ -127,12 +128,16 @@ export class ShmGroup {
    */
   static create(options: ShmGroupOptions): ShmGroup {
     const { rank, worldSize, prefix, timeoutMs } = options;
-    if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > 64) throw new ConfigError(`worldSize must be 1..64, got ${worldSize}`);
-    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new ConfigError(`rank must be in [0, ${worldSize}), got ${rank}`);
-    if (!PREFIX_PATTERN.test(prefix)) throw new ConfigError(`shared-memory prefix must be alexnet-<32 hex digits>, got '${prefix}'`);
+    if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize > 64)
+      throw new ConfigError(`worldSize must be 1..64, got ${worldSize}`);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize)
+      throw new ConfigError(`rank must be in [0, ${worldSize}), got ${rank}`);
+    if (!PREFIX_PATTERN.test(prefix))
+      throw new ConfigError(`shared-memory prefix must be alexnet-<32 hex digits>, got '${prefix}'`);
     if (!(timeoutMs > 0)) throw new ConfigError(`timeoutMs must be > 0, got ${timeoutMs}`);
     const stagingBytes = options.stagingBytes ?? DEFAULT_STAGING_BYTES;
-    if (!Number.isInteger(stagingBytes) || stagingBytes < 64 || stagingBytes % 4 !== 0) throw new ConfigError(`stagingBytes must be a multiple of 4, >= 64, got ${stagingBytes}`);
+    if (!Number.isInteger(stagingBytes) || stagingBytes < 64 || stagingBytes % 4 !== 0)
+      throw new ConfigError(`stagingBytes must be a multiple of 4, >= 64, got ${stagingBytes}`);
     const addonFile = options.addonFile ?? shmAddonPath();
     const addon = native(() => loadShmAddon(addonFile));
     const version = options.protocolVersion ?? SHM_PROTOCOL_VERSION;
@@ -150,12 +155,29 @@ export class ShmGroup {
   /** The group as a comm thread rebuilds it: same segments, no new mapping. */
   static fromHandle(handle: ShmGroupHandle): ShmGroup {
     const addon = native(() => loadShmAddon(handle.addonFile));
-    return new ShmGroup(handle.rank, handle.worldSize, handle.prefix, handle.timeoutMs, handle.addonFile, addon, SHM_PROTOCOL_VERSION, handle.control, false);
+    return new ShmGroup(
+      handle.rank,
+      handle.worldSize,
+      handle.prefix,
+      handle.timeoutMs,
+      handle.addonFile,
+      addon,
+      SHM_PROTOCOL_VERSION,
+      handle.control,
+      false,
+    );
   }
 
   /** What to post to the comm thread (a SharedArrayBuffer shares the mapping, it is not copied). */
   get handle(): ShmGroupHandle {
-    return { rank: this.rank, worldSize: this.worldSize, prefix: this.prefix, timeoutMs: this.timeoutMs, addonFile: this.addonFile, control: this.ctl() };
+    return {
+      rank: this.rank,
+      worldSize: this.worldSize,
+      prefix: this.prefix,
+      timeoutMs: this.timeoutMs,
+      addonFile: this.addonFile,
+      control: this.ctl(),
+    };
   }
 
   /**
@@ -164,9 +186,13 @@ export class ShmGroup {
    * in it (and their subarrays, at the same offset on every rank) are reduced without copies.
    */
   allocate(length: number): Float32Array {
-    if (!Number.isInteger(length) || length < 0) throw new RangeError(`allocate: length must be a whole number >= 0, got ${length}`);
+    if (!Number.isInteger(length) || length < 0)
+      throw new RangeError(`allocate: length must be a whole number >= 0, got ${length}`);
     this.ctl();
-    if (!this.canAllocate) throw new Error(`rank ${this.rank}: allocate() on a group rebuilt from its handle: allocate where ShmGroup.create ran, then post the arrays`);
+    if (!this.canAllocate)
+      throw new Error(
+        `rank ${this.rank}: allocate() on a group rebuilt from its handle: allocate where ShmGroup.create ran, then post the arrays`,
+      );
     const name = segmentName(this.prefix, this.allocations++);
     const segment = this.map(name, SegmentKind.allocation, length * 4);
     const offset = native(() => this.addon.slotOffset(segment, this.rank));
@@ -181,7 +207,8 @@ export class ShmGroup {
 
   /** Copies `root`'s values into every rank's (same length everywhere); `broadcast`'s bits. */
   broadcast(values: Float32Array, root: number, options: ShmCollectiveOptions = {}): void {
-    if (!Number.isInteger(root) || root < 0 || root >= this.worldSize) throw new ConfigError(`broadcast root must be a rank in [0, ${this.worldSize}), got ${root}`);
+    if (!Number.isInteger(root) || root < 0 || root >= this.worldSize)
+      throw new ConfigError(`broadcast root must be a rank in [0, ${this.worldSize}), got ${root}`);
     const control = this.ctl();
     native(() => this.addon.broadcast(control, this.rank, values, root, dtypeOf(options), this.timeoutMs));
   }
@@ -190,7 +217,10 @@ export class ShmGroup {
   allGather(local: Float32Array, sizes: readonly number[], options: ShmCollectiveOptions = {}): Float32Array {
     const control = this.ctl();
     const checked = checkSizes(sizes, this.worldSize);
-    if (local.length !== checked[this.rank]) throw new ConfigError(`rank ${this.rank}: all-gather of ${local.length} values, but its segment holds ${checked[this.rank]}`);
+    if (local.length !== checked[this.rank])
+      throw new ConfigError(
+        `rank ${this.rank}: all-gather of ${local.length} values, but its segment holds ${checked[this.rank]}`,
+      );
     const out = new Float32Array(checked.reduce((a, b) => a + b, 0));
     native(() => this.addon.allGather(control, this.rank, local, checked, out, dtypeOf(options), this.timeoutMs));
     return out;
@@ -201,7 +231,10 @@ export class ShmGroup {
     const control = this.ctl();
     const checked = checkSizes(sizes, this.worldSize);
     const total = checked.reduce((a, b) => a + b, 0);
-    if (values.length !== total) throw new ConfigError(`rank ${this.rank}: reduce-scatter of ${values.length} values, but the segments add up to ${total}`);
+    if (values.length !== total)
+      throw new ConfigError(
+        `rank ${this.rank}: reduce-scatter of ${values.length} values, but the segments add up to ${total}`,
+      );
     const out = new Float32Array(checked[this.rank]);
     native(() => this.addon.reduceScatter(control, this.rank, values, checked, out, dtypeOf(options), this.timeoutMs));
     return out;

@@ -16,7 +16,10 @@ const CLAIMS = '.bad-files';
 export class BadFileLog {
   private readonly seen = new Set<string>();
 
-  constructor(private readonly runDir: string, private readonly log: Logger) {}
+  constructor(
+    private readonly runDir: string,
+    private readonly log: Logger,
+  ) {}
 
   /** Called by the loaders for every bad file they meet (each loader once per file). */
   report(file: string, reason: string): void {

@@ -14,7 +14,15 @@ import * as path from 'node:path';
 import { writeAtomicAsync } from '../../core/atomic-write';
 import { CheckpointError } from '../../core/errors';
 import type { Logger } from '../../core/log';
-import { LAST_CHECKPOINT, encodeSnapshot, loadCheckpoint, snapshotCheckpoint, readCheckpointSummary, type CheckpointContents, type TrainingPosition } from './checkpoint';
+import {
+  LAST_CHECKPOINT,
+  encodeSnapshot,
+  loadCheckpoint,
+  snapshotCheckpoint,
+  readCheckpointSummary,
+  type CheckpointContents,
+  type TrainingPosition,
+} from './checkpoint';
 
 const STEP_CHECKPOINT = /^step-(\d+)\.ckpt$/;
 
@@ -102,8 +110,11 @@ export class CheckpointStore {
         await this.write(file, chunks);
       } catch (err) {
         const previous = newestCheckpointFile(this.runDir);
-        const kept = previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
-        throw new CheckpointError(`could not write checkpoint ${file} at global step ${globalStep}: ${err instanceof Error ? err.message : String(err)}; ${kept}`);
+        const kept =
+          previous === null ? 'no earlier checkpoint exists' : `the previous checkpoint ${previous} is intact`;
+        throw new CheckpointError(
+          `could not write checkpoint ${file} at global step ${globalStep}: ${err instanceof Error ? err.message : String(err)}; ${kept}`,
+        );
       }
       return { file, bytes, globalStep, snapshotMs, writeMs: now() - writeStart };
     })();
@@ -120,7 +131,8 @@ export class CheckpointStore {
    */
   beginStep(contents: CheckpointContents): Promise<SavedCheckpoint> {
     return this.begin(stepCheckpointName(contents.position.globalStep), contents).then((saved) => {
-      for (const old of checkpointsToPrune(fs.readdirSync(this.runDir), this.keep)) fs.rmSync(path.join(this.runDir, old), { force: true });
+      for (const old of checkpointsToPrune(fs.readdirSync(this.runDir), this.keep))
+        fs.rmSync(path.join(this.runDir, old), { force: true });
       return saved;
     });
   }
@@ -157,7 +169,12 @@ function checkpointCandidates(runDir: string): Candidate[] {
       return { file, position: null };
     }
   });
-  const guess = (c: Candidate): TrainingPosition => c.position ?? { epoch: 0, stepInEpoch: 0, globalStep: STEP_CHECKPOINT.test(path.basename(c.file)) ? stepOf(path.basename(c.file)) : 0 };
+  const guess = (c: Candidate): TrainingPosition =>
+    c.position ?? {
+      epoch: 0,
+      stepInEpoch: 0,
+      globalStep: STEP_CHECKPOINT.test(path.basename(c.file)) ? stepOf(path.basename(c.file)) : 0,
+    };
   return candidates.sort((a, b) => newer(guess(a), guess(b)));
 }
 
@@ -191,7 +208,8 @@ export function loadNewestCheckpoint(runDir: string, log: Logger, writtenSinceMs
  * in a run directory its newest checkpoint that loads.
  */
 export function loadResume(resume: string, log: Logger): LoadedCheckpoint {
-  if (!(fs.existsSync(resume) && fs.statSync(resume).isDirectory())) return { file: resume, contents: loadCheckpoint(resume) };
+  if (!(fs.existsSync(resume) && fs.statSync(resume).isDirectory()))
+    return { file: resume, contents: loadCheckpoint(resume) };
   const newest = loadNewestCheckpoint(resume, log);
   if (newest === null) throw new CheckpointError(`no usable checkpoint in ${resume} (last.ckpt or step-*.ckpt)`);
   return newest;

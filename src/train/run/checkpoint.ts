@@ -69,7 +69,11 @@ interface Header extends Omit<CheckpointContents, 'weights' | 'optimizer'> {
 }
 
 /** JSON has no Infinity/NaN (they become null): keep them as tagged strings, e.g. the schedule's "no best yet". */
-const NON_FINITE = new Map<string, number>([['__Infinity__', Infinity], ['__-Infinity__', -Infinity], ['__NaN__', NaN]]);
+const NON_FINITE = new Map<string, number>([
+  ['__Infinity__', Infinity],
+  ['__-Infinity__', -Infinity],
+  ['__NaN__', NaN],
+]);
 function replaceNonFinite(_key: string, value: unknown): unknown {
   return typeof value === 'number' && !Number.isFinite(value) ? `__${value}__` : value;
 }
@@ -107,7 +111,12 @@ export function snapshotCheckpoint(c: CheckpointContents): CheckpointSnapshot {
     Buffer.from(b.buffer, b.byteOffset, b.byteLength).copy(data, at);
     at += b.byteLength;
   }
-  const header = { ...c, version: 1 as const, weights, optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots } };
+  const header = {
+    ...c,
+    version: 1 as const,
+    weights,
+    optimizer: { name: c.optimizer.name, iterations: c.optimizer.iterations, slots },
+  };
   return { header, data };
 }
 
@@ -161,7 +170,8 @@ function parseHeader(json: Buffer, file: string): Header {
  * that a checkpoint of an older version lacks take today's defaults (their behaviour then).
  */
 function checkpointConfig(saved: unknown, file: string): TrainConfig {
-  if (saved === null || typeof saved !== 'object') throw new CheckpointError(`${file} is corrupt: its header holds no training config`);
+  if (saved === null || typeof saved !== 'object')
+    throw new CheckpointError(`${file} is corrupt: its header holds no training config`);
   try {
     return validateTrainConfig({ ...TRAIN_DEFAULTS, runDir: path.dirname(path.resolve(file)), ...saved }, file);
   } catch (err) {
@@ -184,7 +194,8 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
   const data = new Float32Array(bytes.length - dataStart >= 0 ? (bytes.length - dataStart) >> 2 : 0);
   Buffer.from(data.buffer).set(bytes.subarray(dataStart, dataStart + data.length * 4));
   const read = (e: TensorEntry): Float32Array => {
-    if (e.offset + e.length > data.length) throw new CheckpointError(`${file} is truncated: tensor ${e.name} runs past the end`);
+    if (e.offset + e.length > data.length)
+      throw new CheckpointError(`${file} is truncated: tensor ${e.name} runs past the end`);
     return data.subarray(e.offset, e.offset + e.length);
   };
   const slots: Record<string, Float32Array[]> = {};
@@ -222,11 +233,19 @@ export function readCheckpointSummary(file: string): CheckpointSummary {
   try {
     const prefix = Buffer.alloc(HEADER_START);
     const jsonLen = headerLength(prefix.subarray(0, fs.readSync(fd, prefix, 0, HEADER_START, 0)), file);
-    if (HEADER_START + jsonLen > fs.fstatSync(fd).size) throw new CheckpointError(`${file} is truncated inside its header`);
+    if (HEADER_START + jsonLen > fs.fstatSync(fd).size)
+      throw new CheckpointError(`${file} is truncated inside its header`);
     const json = Buffer.alloc(jsonLen);
     fs.readSync(fd, json, 0, jsonLen, HEADER_START);
     const h = parseHeader(json, file);
-    return { config: h.config, classes: h.classes, position: h.position, schedule: h.schedule, bestValTop1Error: h.bestValTop1Error, rng: h.rng };
+    return {
+      config: h.config,
+      classes: h.classes,
+      position: h.position,
+      schedule: h.schedule,
+      bestValTop1Error: h.bestValTop1Error,
+      rng: h.rng,
+    };
   } finally {
     fs.closeSync(fd);
   }

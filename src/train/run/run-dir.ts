@@ -16,5 +16,7 @@ function resumesInto(runDir: string, resume: string | null): boolean {
 
 export function assertFreshRunDir(runDir: string, resume: string | null, force: boolean): void {
   if (force || resumesInto(runDir, resume) || !isNonEmptyDir(runDir)) return;
-  throw new ConfigError(`--run-dir ${runDir} already holds files: choose a new --run-dir, continue that run with --resume ${runDir}, or pass --force to write into it`);
+  throw new ConfigError(
+    `--run-dir ${runDir} already holds files: choose a new --run-dir, continue that run with --resume ${runDir}, or pass --force to write into it`,
+  );
 }

@@ -89,7 +89,9 @@ export interface RunInfo {
 }
 
 /** One line of workers.jsonl; `timeMs` is the wall clock when the coordinator heard it. */
-export type WorkerRecord = WorkerSeen | { kind: 'step'; rank: number; epoch: number; step: number; timingsMs: Record<StepTiming, number>; timeMs: number };
+export type WorkerRecord =
+  | WorkerSeen
+  | { kind: 'step'; rank: number; epoch: number; step: number; timingsMs: Record<StepTiming, number>; timeMs: number };
 
 /** One line of steps.jsonl (--log-every N): the training metrics of the last N steps. */
 export interface StepRecord {
@@ -173,7 +175,16 @@ function stepRecordOf(v: unknown): StepRecord | null {
   if (!isObject(v)) return null;
   const train = summaryOf(v.train);
   if (typeof v.epochs !== 'number' || train === null) return null;
-  return { epoch: num(v.epoch), step: num(v.step), globalStep: num(v.globalStep), epochs: v.epochs, lr: num(v.lr), train, stepsPerEpoch: num(v.stepsPerEpoch), timeMs: num(v.timeMs) };
+  return {
+    epoch: num(v.epoch),
+    step: num(v.step),
+    globalStep: num(v.globalStep),
+    epochs: v.epochs,
+    lr: num(v.lr),
+    train,
+    stepsPerEpoch: num(v.stepsPerEpoch),
+    timeMs: num(v.timeMs),
+  };
 }
 
 /** The JSON value of `text`; null when it is not JSON (a half-written line or file). */
@@ -218,19 +229,24 @@ export function parseMetricsJsonl(text: string): RunMetrics {
 
 /** The step records of steps.jsonl; unreadable lines (a run still writing) are left out. */
 export function parseStepsJsonl(text: string): StepRecord[] {
-  return jsonLines(text).map(stepRecordOf).filter((r): r is StepRecord => r !== null);
+  return jsonLines(text)
+    .map(stepRecordOf)
+    .filter((r): r is StepRecord => r !== null);
 }
 
 /** A workers.jsonl line as written (its fields are this program's own); null if it is not one. */
 function workerRecordOf(v: unknown): WorkerRecord | null {
   if (!isObject(v) || typeof v.rank !== 'number' || typeof v.timeMs !== 'number') return null;
-  if (v.kind === 'hello' || v.kind === 'heartbeat' || (v.kind === 'step' && isObject(v.timingsMs))) return v as unknown as WorkerRecord;
+  if (v.kind === 'hello' || v.kind === 'heartbeat' || (v.kind === 'step' && isObject(v.timingsMs)))
+    return v as unknown as WorkerRecord;
   return null;
 }
 
 /** The records of workers.jsonl; unreadable lines (a run still writing) are left out. */
 export function parseWorkersJsonl(text: string): WorkerRecord[] {
-  return jsonLines(text).map(workerRecordOf).filter((r): r is WorkerRecord => r !== null);
+  return jsonLines(text)
+    .map(workerRecordOf)
+    .filter((r): r is WorkerRecord => r !== null);
 }
 
 /** run.json back; null when it is not one (a run from before the file, or half written). */
@@ -247,6 +263,14 @@ export function plainTrainResult(result: TrainResult): Record<string, unknown> {
 
 /** A TrainResult back from plain data (rank 0's, relayed by the coordinator). */
 export function trainResultOf(plain: Record<string, unknown>): TrainResult {
-  const epochs = Array.isArray(plain.epochs) ? plain.epochs.map(epochRecordOf).filter((r): r is EpochRecord => r !== null) : [];
-  return { epochs, test: summaryOf(plain.test), stopped: plain.stopped === true, runDir: String(plain.runDir), wallMs: num(plain.wallMs) };
+  const epochs = Array.isArray(plain.epochs)
+    ? plain.epochs.map(epochRecordOf).filter((r): r is EpochRecord => r !== null)
+    : [];
+  return {
+    epochs,
+    test: summaryOf(plain.test),
+    stopped: plain.stopped === true,
+    runDir: String(plain.runDir),
+    wallMs: num(plain.wallMs),
+  };
 }

@@ -27,7 +27,11 @@ export class WorkerLog {
 
   /** A hello is always written (and counts as a heartbeat); a heartbeat only when the rank's last written one is old enough. */
   seen(record: WorkerSeen): void {
-    if (record.kind === 'heartbeat' && record.timeMs - (this.lastHeartbeat.get(record.rank) ?? -Infinity) < HEARTBEAT_RECORD_MS) return;
+    if (
+      record.kind === 'heartbeat' &&
+      record.timeMs - (this.lastHeartbeat.get(record.rank) ?? -Infinity) < HEARTBEAT_RECORD_MS
+    )
+      return;
     this.lastHeartbeat.set(record.rank, record.timeMs);
     this.write(record);
   }

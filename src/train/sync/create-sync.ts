@@ -35,25 +35,39 @@ export interface SyncSetup {
  * the webgpu backend cannot do in Node (its readbacks are async only).
  */
 function refuseAsyncOnlyBackend(what: string): void {
-  if (tf.getBackend() === 'webgpu') throw new ConfigError(`${what} is not available on the webgpu backend: it reads tensors inside the backward pass, and webgpu reads back only asynchronously. Use --parallel data without --overlap there.`);
+  if (tf.getBackend() === 'webgpu')
+    throw new ConfigError(
+      `${what} is not available on the webgpu backend: it reads tensors inside the backward pass, and webgpu reads back only asynchronously. Use --parallel data without --overlap there.`,
+    );
 }
 
 /**
  * The bucketed all-reduce during backward (--overlap), or null: off, or micro-batches (their
  * gradients add up over several passes, so none is final before the last one ends).
  */
-function overlapFor(setup: SyncSetup, collective: SyncCollective, fusion: FusionBuffer, hybrid: boolean): OverlappedReduce | null {
+function overlapFor(
+  setup: SyncSetup,
+  collective: SyncCollective,
+  fusion: FusionBuffer,
+  hybrid: boolean,
+): OverlappedReduce | null {
   const { config, microBatch, log } = setup;
   if (!config.overlap) return null;
   refuseAsyncOnlyBackend('--overlap');
   const isMaster = collective.rank === 0;
   const share = Math.ceil(config.batchSize / collective.worldSize);
   if (!hybrid && microBatch > 0 && microBatch < share) {
-    if (isMaster) log.warn(`--overlap is off: each worker's ${share} images run in micro-batches of ${microBatch}, and no gradient is final before the last one`);
+    if (isMaster)
+      log.warn(
+        `--overlap is off: each worker's ${share} images run in micro-batches of ${microBatch}, and no gradient is final before the last one`,
+      );
     return null;
   }
   const overlap = new OverlappedReduce(fusion, collective, config.bucketMb * 1e6);
-  if (isMaster) log.info(`overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${config.bucketMb} MB`);
+  if (isMaster)
+    log.info(
+      `overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${config.bucketMb} MB`,
+    );
   return overlap;
 }
 
@@ -63,7 +77,9 @@ async function hybridSync(setup: SyncSetup, collective: SyncCollective): Promise
   refuseAsyncOnlyBackend('--parallel hybrid');
   const share = Math.ceil(config.batchSize / collective.worldSize);
   if (collective.rank === 0 && microBatch > 0 && microBatch < share) {
-    log.warn(`--parallel hybrid runs each worker's share of ${share} images in one pass (the FC layers see the whole global batch); micro-batches of ${microBatch} are not used`);
+    log.warn(
+      `--parallel hybrid runs each worker's share of ${share} images in one pass (the FC layers see the whole global batch); micro-batches of ${microBatch} are not used`,
+    );
   }
   const head = await HybridHead.create(setup.model, setup.optimizer, collective);
   return new HybridSync(head, collective, overlapFor(setup, collective, head.fusion, true));

@@ -60,7 +60,8 @@ export class DataParallelSync implements GradientSync {
   }
 
   async compute(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): Promise<LocalGradients> {
-    if (this.overlap === null) return { ...(await localGradients(model, batch, dropoutSeed, microBatch)), inPassCommMs: 0 };
+    if (this.overlap === null)
+      return { ...(await localGradients(model, batch, dropoutSeed, microBatch)), inPassCommMs: 0 };
     // One pass (the trainer turns --overlap off under micro-batches): the hooks copy each
     // gradient into the fusion buffer as backward finishes it and start its bucket.
     const hook = this.overlap.begin();
@@ -86,7 +87,6 @@ export class DataParallelSync implements GradientSync {
   sumTail(tail: StepTail): Promise<StepTail> {
     return sumTailOver(this.collective, tail);
   }
-
 
   /** Packed into the step's fusion buffer, free between steps (no 244 MB allocation per checksum on paper). */
   async replicatedWeights(model: AlexNet): Promise<Float32Array> {

@@ -52,7 +52,8 @@ export class FusionBuffer {
     // Shared memory: a worker's collectives run on a thread of their own
     // (dist/comm-thread/comm-thread.ts) and reduce the buffer where it is, without a copy.
     this.data = allocate(at + TAIL_SLOTS);
-    if (this.data.length !== at + TAIL_SLOTS) throw new Error(`FusionBuffer: ${this.data.length} floats allocated for ${at + TAIL_SLOTS}`);
+    if (this.data.length !== at + TAIL_SLOTS)
+      throw new Error(`FusionBuffer: ${this.data.length} floats allocated for ${at + TAIL_SLOTS}`);
   }
 
   /** Number of parameters. */
@@ -67,7 +68,8 @@ export class FusionBuffer {
 
   /** Copies each tensor (one per parameter, in order) into its place. */
   pack(tensors: readonly tf.Tensor[]): void {
-    if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
+    if (tensors.length !== this.shapes.length)
+      throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
     tensors.forEach((t, i) => this.data.set(t.dataSync() as Float32Array, this.offsets[i]));
   }
 
@@ -77,13 +79,16 @@ export class FusionBuffer {
    */
   async packAsync(tensors: readonly tf.Tensor[]): Promise<void> {
     if (readsSync()) return this.pack(tensors);
-    if (tensors.length !== this.shapes.length) throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
+    if (tensors.length !== this.shapes.length)
+      throw new Error(`FusionBuffer.pack: ${tensors.length} tensors for ${this.shapes.length} parameters`);
     this.data.set(await readConcatenated(tensors), 0);
   }
 
   /** Every parameter's values, as new tensors of their shapes (the caller disposes them). */
   unpack(): tf.Tensor[] {
-    return this.shapes.map((shape, i) => tf.tensor(this.data.subarray(this.offsets[i], (this.offsets[i + 1] ?? this.tailAt)), shape));
+    return this.shapes.map((shape, i) =>
+      tf.tensor(this.data.subarray(this.offsets[i], this.offsets[i + 1] ?? this.tailAt), shape),
+    );
   }
 
   /** The parameter part, one flat view (no copy). */
@@ -97,22 +102,44 @@ export class FusionBuffer {
   }
 
   writeTail(t: StepTail): void {
-    this.data.set([t.sums.count, t.sums.lossSum, t.sums.top1Correct, t.sums.top5Correct, t.skipped, t.stopVotes, t.checkpointVotes ?? 0], this.tailAt);
+    this.data.set(
+      [
+        t.sums.count,
+        t.sums.lossSum,
+        t.sums.top1Correct,
+        t.sums.top5Correct,
+        t.skipped,
+        t.stopVotes,
+        t.checkpointVotes ?? 0,
+      ],
+      this.tailAt,
+    );
   }
 
   readTail(): StepTail {
     const d = this.data.subarray(this.tailAt);
-    return { sums: { count: d[0], lossSum: d[1], top1Correct: d[2], top5Correct: d[3] }, skipped: d[4], stopVotes: d[5], checkpointVotes: d[6] };
+    return {
+      sums: { count: d[0], lossSum: d[1], top1Correct: d[2], top5Correct: d[3] },
+      skipped: d[4],
+      stopVotes: d[5],
+      checkpointVotes: d[6],
+    };
   }
 }
 
 /** A fusion buffer shaped for these parameters (floats from `allocate`, see the constructor). */
 export function fusionFor(params: readonly Param[], allocate?: (length: number) => Float32Array): FusionBuffer {
-  return new FusionBuffer(params.map((p) => p.shape), allocate);
+  return new FusionBuffer(
+    params.map((p) => p.shape),
+    allocate,
+  );
 }
 
 /** The parameters' current values, packed into `into` (or a new buffer): returns the buffer. */
-export async function packWeights(params: readonly Param[], into: FusionBuffer = fusionFor(params)): Promise<FusionBuffer> {
+export async function packWeights(
+  params: readonly Param[],
+  into: FusionBuffer = fusionFor(params),
+): Promise<FusionBuffer> {
   await into.packAsync(params.map((p) => p.variable));
   return into;
 }
@@ -122,7 +149,11 @@ export async function packWeights(params: readonly Param[], into: FusionBuffer =
  * metric sums, votes) always exact, since a 16-bit wire would round counts above 2048. With
  * `overlap`, the values already left in buckets during backward: wait for them, then the tail.
  */
-export async function reduceFusion(collective: Collective, fusion: FusionBuffer, overlap: OverlappedReduce | null = null): Promise<void> {
+export async function reduceFusion(
+  collective: Collective,
+  fusion: FusionBuffer,
+  overlap: OverlappedReduce | null = null,
+): Promise<void> {
   if (overlap) {
     await overlap.settle();
     await collective.allReduce(fusion.tail, { exact: true });

@@ -37,7 +37,11 @@ export class HybridSync implements GradientSync {
     this.collective.takeBlockedMs();
     const g = hybridGradients(model, this.head, batch, dropoutSeed, this.overlap?.begin());
     this.overlap?.finish();
-    return { grads: g.grads, sums: hybridSums(batch, model.numClasses, g), inPassCommMs: this.collective.takeBlockedMs() };
+    return {
+      grads: g.grads,
+      sums: hybridSums(batch, model.numClasses, g),
+      inPassCommMs: this.collective.takeBlockedMs(),
+    };
   }
 
   async reduce(local: LocalGradients, tail: StepTail): Promise<ReducedGradients> {
@@ -55,7 +59,6 @@ export class HybridSync implements GradientSync {
   sumTail(tail: StepTail): Promise<StepTail> {
     return sumTailOver(this.collective, tail);
   }
-
 
   /** The conv layers' weights (the FC slices differ by design), packed into the step's buffer. */
   async replicatedWeights(_model: AlexNet): Promise<Float32Array> {

@@ -26,7 +26,15 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../../data/loader';
 import { readFloats } from '../../backend/readback';
 import { ConfigError } from '../../core/errors';
-import { convFeatures, dense, dropoutPerImage, firstDenseParam, type AlexNet, type Param, type ParamHook } from '../../model/alexnet';
+import {
+  convFeatures,
+  dense,
+  dropoutPerImage,
+  firstDenseParam,
+  type AlexNet,
+  type Param,
+  type ParamHook,
+} from '../../model/alexnet';
 import type { SyncCollective } from '../../dist/collective';
 import { segmentRange, type ElemRange } from '../../dist/collective';
 import { FusionBuffer } from './fusion-buffer';
@@ -52,9 +60,17 @@ export function headLayers(model: AlexNet, worldSize: number): HeadLayer[] {
     const [inputs, units] = model.params[k].shape;
     const name = model.params[k].name.replace(/\/kernel$/, '');
     if (units < worldSize) {
-      throw new ConfigError(`--parallel hybrid splits every FC layer's outputs over the workers, but ${name} has ${units} for ${worldSize} workers: use --parallel data, or fewer workers`);
+      throw new ConfigError(
+        `--parallel hybrid splits every FC layer's outputs over the workers, but ${name} has ${units} for ${worldSize} workers: use --parallel data, or fewer workers`,
+      );
     }
-    layers.push({ name, kernelIndex: k, inputs, units, columns: Array.from({ length: worldSize }, (_, r) => segmentRange(units, worldSize, r)) });
+    layers.push({
+      name,
+      kernelIndex: k,
+      inputs,
+      units,
+      columns: Array.from({ length: worldSize }, (_, r) => segmentRange(units, worldSize, r)),
+    });
   }
   return layers;
 }
@@ -110,7 +126,10 @@ export class HybridHead {
     this.trainParams = trainParams;
     this.replicated = firstDenseParam(model.spec);
     this.optimizer = optimizer;
-    this.fusion = new FusionBuffer(trainParams.slice(0, this.replicated).map((p) => p.shape), (length) => collective.allocate(length));
+    this.fusion = new FusionBuffer(
+      trainParams.slice(0, this.replicated).map((p) => p.shape),
+      (length) => collective.allocate(length),
+    );
   }
 
   /**
@@ -131,11 +150,27 @@ export class HybridHead {
       const bias = model.params[layer.kernelIndex + 1];
       const cut = (data: Float32Array, rows: number) => sliceColumns(data, rows, layer.units, range);
       trainParams.push(
-        { name: kernel.name, shape: [layer.inputs, width], kind: 'weight', variable: tf.variable(tf.tensor2d(cut(await readFloats(kernel.variable), layer.inputs), [layer.inputs, width]), true) },
-        { name: bias.name, shape: [width], kind: 'bias', variable: tf.variable(tf.tensor1d(cut(await readFloats(bias.variable), 1)), true) },
+        {
+          name: kernel.name,
+          shape: [layer.inputs, width],
+          kind: 'weight',
+          variable: tf.variable(
+            tf.tensor2d(cut(await readFloats(kernel.variable), layer.inputs), [layer.inputs, width]),
+            true,
+          ),
+        },
+        {
+          name: bias.name,
+          shape: [width],
+          kind: 'bias',
+          variable: tf.variable(tf.tensor1d(cut(await readFloats(bias.variable), 1)), true),
+        },
       );
       for (const name of Object.keys(full.slots)) {
-        slots[name].push(cut(full.slots[name][layer.kernelIndex], layer.inputs), cut(full.slots[name][layer.kernelIndex + 1], 1));
+        slots[name].push(
+          cut(full.slots[name][layer.kernelIndex], layer.inputs),
+          cut(full.slots[name][layer.kernelIndex + 1], 1),
+        );
       }
     }
     const optimizer = new Optimizer(fullOptimizer.options, trainParams);
@@ -152,10 +187,14 @@ export class HybridHead {
   async materialize(slots: boolean): Promise<OptimizerState | null> {
     const state = slots ? await this.optimizer.getState() : null;
     const fullSlots: Record<string, Float32Array[]> = {};
-    if (state) for (const name of Object.keys(state.slots)) fullSlots[name] = state.slots[name].slice(0, this.replicated);
+    if (state)
+      for (const name of Object.keys(state.slots)) fullSlots[name] = state.slots[name].slice(0, this.replicated);
     for (const [l, layer] of this.layers.entries()) {
       const widths = widthsOf(layer.columns);
-      for (const [part, rows] of [[0, layer.inputs], [1, 1]] as const) {
+      for (const [part, rows] of [
+        [0, layer.inputs],
+        [1, 1],
+      ] as const) {
         const index = this.replicated + 2 * l + part;
         const gather = async (local: Float32Array): Promise<Float32Array> => {
           const sizes = widths.map((w) => w * rows);
@@ -165,7 +204,8 @@ export class HybridHead {
         const target = this.model.params[layer.kernelIndex + part];
         const weights = await gather(await readFloats(this.trainParams[index].variable));
         target.variable.assign(tf.tensor(weights, target.shape));
-        if (state) for (const name of Object.keys(state.slots)) fullSlots[name].push(await gather(state.slots[name][index]));
+        if (state)
+          for (const name of Object.keys(state.slots)) fullSlots[name].push(await gather(state.slots[name][index]));
       }
     }
     return state ? { name: state.name, iterations: state.iterations, slots: fullSlots } : null;
@@ -182,35 +222,64 @@ export class HybridHead {
  * out by `assemble`; backward, the reduce-scatter of the incoming (partial) gradient, cut into the
  * ranks' pieces by `split`, so each rank gets the sum for its own piece.
  */
-function gatherOp(collective: SyncCollective, sizes: readonly number[], localShape: [number, number], assemble: (all: Float32Array) => tf.Tensor2D, split: (dy: Float32Array) => Float32Array): (x: tf.Tensor2D) => tf.Tensor2D {
+function gatherOp(
+  collective: SyncCollective,
+  sizes: readonly number[],
+  localShape: [number, number],
+  assemble: (all: Float32Array) => tf.Tensor2D,
+  split: (dy: Float32Array) => Float32Array,
+): (x: tf.Tensor2D) => tf.Tensor2D {
   return tf.customGrad((...args) => {
     const x = args[0] as tf.Tensor;
     return {
       value: assemble(collective.allGatherSync(x.dataSync() as Float32Array, sizes)),
-      gradFunc: (dy: tf.Tensor) => tf.tensor2d(collective.reduceScatterSync(split(dy.dataSync() as Float32Array), sizes), localShape),
+      gradFunc: (dy: tf.Tensor) =>
+        tf.tensor2d(collective.reduceScatterSync(split(dy.dataSync() as Float32Array), sizes), localShape),
     };
   }) as (x: tf.Tensor2D) => tf.Tensor2D;
 }
 
 /** All-gather of rows: [b_r, width] on each rank -> [B, width], rows in rank order. */
-function gatherRows(collective: SyncCollective, counts: readonly number[], width: number): (x: tf.Tensor2D) => tf.Tensor2D {
+function gatherRows(
+  collective: SyncCollective,
+  counts: readonly number[],
+  width: number,
+): (x: tf.Tensor2D) => tf.Tensor2D {
   const total = counts.reduce((a, b) => a + b, 0);
   const sizes = counts.map((c) => c * width);
-  return gatherOp(collective, sizes, [counts[collective.rank], width], (all) => tf.tensor2d(all, [total, width]), (dy) => dy);
+  return gatherOp(
+    collective,
+    sizes,
+    [counts[collective.rank], width],
+    (all) => tf.tensor2d(all, [total, width]),
+    (dy) => dy,
+  );
 }
 
 /** All-gather of columns: [B, width_r] on each rank -> [B, sum of widths], columns in rank order. */
-function gatherColumns(collective: SyncCollective, rows: number, widths: readonly number[]): (x: tf.Tensor2D) => tf.Tensor2D {
+function gatherColumns(
+  collective: SyncCollective,
+  rows: number,
+  widths: readonly number[],
+): (x: tf.Tensor2D) => tf.Tensor2D {
   const sizes = widths.map((w) => w * rows);
   const cols = widths.reduce((a, b) => a + b, 0);
   const starts = widths.map((_, r) => widths.slice(0, r).reduce((a, b) => a + b, 0));
   // The gradient's columns, rank by rank, one block after another: the reduce-scatter's segments.
   const split = (dy: Float32Array): Float32Array => {
     const flat = new Float32Array(rows * cols);
-    widths.forEach((w, r) => flat.set(sliceColumns(dy, rows, cols, { start: starts[r], end: starts[r] + w }), rows * starts[r]));
+    widths.forEach((w, r) =>
+      flat.set(sliceColumns(dy, rows, cols, { start: starts[r], end: starts[r] + w }), rows * starts[r]),
+    );
     return flat;
   };
-  return gatherOp(collective, sizes, [rows, widths[collective.rank]], (all) => tf.tensor2d(joinColumns(piecesOf(all, sizes), rows, widths), [rows, cols]), split);
+  return gatherOp(
+    collective,
+    sizes,
+    [rows, widths[collective.rank]],
+    (all) => tf.tensor2d(joinColumns(piecesOf(all, sizes), rows, widths), [rows, cols]),
+    split,
+  );
 }
 
 export interface HybridGradients {
@@ -225,11 +294,19 @@ export interface HybridGradients {
  * Forward and backward of one hybrid step. Every rank calls the same collectives in the same
  * order, whatever its image count (a rank with none still joins every gather and scatter).
  */
-export function hybridGradients(model: AlexNet, head: HybridHead, batch: Batch, dropoutSeed: number, convHook?: ParamHook): HybridGradients {
+export function hybridGradients(
+  model: AlexNet,
+  head: HybridHead,
+  batch: Batch,
+  dropoutSeed: number,
+  convHook?: ParamHook,
+): HybridGradients {
   const { collective } = head;
   const { rank, worldSize } = collective;
   const { spec, numClasses } = model;
-  const counts = Array.from(collective.allGatherSync(Float32Array.of(batch.count), new Array<number>(worldSize).fill(1), true));
+  const counts = Array.from(
+    collective.allGatherSync(Float32Array.of(batch.count), new Array<number>(worldSize).fill(1), true),
+  );
   const keyBits = collective.allGatherSync(new Float32Array(Int32Array.from(batch.sampleIndices).buffer), counts, true);
   // The sample indices travelled as raw bits (exact): read them back as integers.
   const keys = new Int32Array(keyBits.buffer, keyBits.byteOffset, keyBits.length);
@@ -249,21 +326,33 @@ export function hybridGradients(model: AlexNet, head: HybridHead, batch: Batch, 
       let next = head.replicated;
       head.layers.forEach((layer, l) => {
         const isLast = l === head.layers.length - 1;
-        const drop = (x: tf.Tensor2D, columns?: { start: number; of: number }) => (rate > 0 ? dropoutPerImage(x, rate, dropoutSeed, l, keys, columns) : x);
+        const drop = (x: tf.Tensor2D, columns?: { start: number; of: number }) =>
+          rate > 0 ? dropoutPerImage(x, rate, dropoutSeed, l, keys, columns) : x;
         if (!isLast && spec.dropoutPlacement === 'before') h = drop(h);
         let z = dense(h, vars[next++] as tf.Tensor2D, vars[next++] as tf.Tensor1D, isLast ? 'linear' : spec.activation);
-        if (!isLast && spec.dropoutPlacement === 'after') z = drop(z, { start: layer.columns[rank].start, of: layer.units });
+        if (!isLast && spec.dropoutPlacement === 'after')
+          z = drop(z, { start: layer.columns[rank].start, of: layer.units });
         h = gatherColumns(collective, total, widthsOf(layer.columns))(z);
       });
       if (batch.count === 0) return tf.mul(tf.sum(h), 0) as tf.Scalar; // joins the backward's scatters
       const own = tf.slice(h, [firstRow, 0], [batch.count, numClasses]);
       logits = tf.keep(own);
-      return tf.losses.softmaxCrossEntropy(tf.oneHot(labels, numClasses), own, undefined, undefined, tf.Reduction.SUM) as tf.Scalar;
+      return tf.losses.softmaxCrossEntropy(
+        tf.oneHot(labels, numClasses),
+        own,
+        undefined,
+        undefined,
+        tf.Reduction.SUM,
+      ) as tf.Scalar;
     }, vars);
     const lossSum = batch.count > 0 ? value.dataSync()[0] : 0;
     value.dispose();
     const logitData = logits ? ((logits as tf.Tensor).dataSync() as Float32Array) : new Float32Array(0);
-    return { grads: head.trainParams.map((p) => grads[p.variable.name] ?? tf.zerosLike(p.variable)), lossSum, logits: logitData };
+    return {
+      grads: head.trainParams.map((p) => grads[p.variable.name] ?? tf.zerosLike(p.variable)),
+      lossSum,
+      logits: logitData,
+    };
   } finally {
     tf.dispose([labels, images, logits as tf.Tensor | null].filter((t): t is tf.Tensor => t != null));
   }

@@ -24,7 +24,6 @@ export class LocalSync implements GradientSync {
     return tail;
   }
 
-
   async replicatedWeights(model: AlexNet): Promise<Float32Array> {
     return (await packWeights(model.params)).params;
   }

@@ -10,7 +10,12 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../../src/core/errors';
 import { convLayer, sgdMomentumStep } from '../../../src/backend/ops';
-import { describeLoadFailure, NATIVE_BACKEND_NAME, registerNativeBackend, versionMismatch } from '../../../src/backend/native/backend';
+import {
+  describeLoadFailure,
+  NATIVE_BACKEND_NAME,
+  registerNativeBackend,
+  versionMismatch,
+} from '../../../src/backend/native/backend';
 import { endPadding } from '../../../src/backend/native/kernels';
 import { poolOf } from '../../../src/backend/native/storage-pool';
 import { patchWasmKernels } from '../../../src/backend/wasm/patches';
@@ -20,7 +25,17 @@ import { Optimizer } from '../../../src/train/optimizer';
 import { trainStep } from '../../../src/train/step';
 import type { Batch } from '../../../src/data/loader';
 import { ensureNativeAddon } from '../../helpers/native-addon';
-import { dedupe, maxRelativeError, presetShapes, rand, randomArray, tfPad, type ConvCase, type LayerCase, type PoolCase } from '../../helpers/kernel-cases';
+import {
+  dedupe,
+  maxRelativeError,
+  presetShapes,
+  rand,
+  randomArray,
+  tfPad,
+  type ConvCase,
+  type LayerCase,
+  type PoolCase,
+} from '../../helpers/kernel-cases';
 
 const TOLERANCE = 1e-4;
 const BATCH = 2;
@@ -52,24 +67,49 @@ async function onBoth(reference: Reference, fn: () => tf.Tensor[]): Promise<{ re
   return { ref: await run(reference), native: await run(NATIVE_BACKEND_NAME) };
 }
 
-async function compare(t: Test, name: string, outputs: string[], fn: () => tf.Tensor[], reference: Reference = 'cpu'): Promise<void> {
+async function compare(
+  t: Test,
+  name: string,
+  outputs: string[],
+  fn: () => tf.Tensor[],
+  reference: Reference = 'cpu',
+): Promise<void> {
   const { ref, native } = await onBoth(reference, fn);
   outputs.forEach((label, i) => {
     const err = native.shapes[i] === ref.shapes[i] ? maxRelativeError(native.data[i], ref.data[i]) : Infinity;
-    t.ok(err <= TOLERANCE, `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`);
+    t.ok(
+      err <= TOLERANCE,
+      `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`,
+    );
   });
 }
 
 // ------------------------------------------------------------------------------------------
 // Shapes of the presets, read from the model's own layer table.
 
-const shapes = [presetShapes(PRESETS.small, 10, BATCH), presetShapes(PRESETS.paper, 1000, BATCH), presetShapes(PRESETS.torchvision, 1000, BATCH)];
+const shapes = [
+  presetShapes(PRESETS.small, 10, BATCH),
+  presetShapes(PRESETS.paper, 1000, BATCH),
+  presetShapes(PRESETS.torchvision, 1000, BATCH),
+];
 
 const genericConvCases: ConvCase[] = [];
 for (const stride of [1, 2, 4]) {
   for (const pad of ['same', 'valid', 1] as const) {
-    genericConvCases.push({ name: `3x3 s${stride} pad ${pad}`, x: [BATCH, 13, 11, 5], filter: [3, 3, 5, 7], stride, pad });
-    genericConvCases.push({ name: `5x5 s${stride} pad ${pad}`, x: [BATCH, 17, 17, 4], filter: [5, 5, 4, 6], stride, pad });
+    genericConvCases.push({
+      name: `3x3 s${stride} pad ${pad}`,
+      x: [BATCH, 13, 11, 5],
+      filter: [3, 3, 5, 7],
+      stride,
+      pad,
+    });
+    genericConvCases.push({
+      name: `5x5 s${stride} pad ${pad}`,
+      x: [BATCH, 17, 17, 4],
+      filter: [5, 5, 4, 6],
+      stride,
+      pad,
+    });
   }
 }
 const presetConvCases = dedupe(shapes.flatMap((s) => s.convs));
@@ -95,9 +135,12 @@ t.test('load failures and version checks are one clear line', async (t) => {
   );
   t.match(describeLoadFailure(new Error('undefined symbol: foo')), /^addon failed to load: undefined symbol: foo$/);
   t.equal(versionMismatch({ compiled: '2.6.3', runtime: '2.6.1' }), null);
-  t.match(versionMismatch({ compiled: '2.6.3', runtime: '3.1.0' }), /built against oneDNN 2\.6\.3 but 3\.1\.0 is installed/);
+  t.match(
+    versionMismatch({ compiled: '2.6.3', runtime: '3.1.0' }),
+    /built against oneDNN 2\.6\.3 but 3\.1\.0 is installed/,
+  );
   t.equal(endPadding(227, 55, 11, 4, 0, 0), 0, "tfjs's own padding when it fits");
-  t.equal(endPadding(8, 3, 3, 3, 0, 0), 1, "ceil rounding: the pixels the last window needs");
+  t.equal(endPadding(8, 3, 3, 3, 0, 0), 1, 'ceil rounding: the pixels the last window needs');
 });
 
 t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t) => {
@@ -125,12 +168,23 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const conv = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
       mode === 'plain'
         ? tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, tfPad(c.pad))
-        : tf.fused.conv2d({ x: xx as tf.Tensor4D, filter: ww as tf.Tensor4D, bias: bb, strides: c.stride, pad: tfPad(c.pad), activation });
+        : tf.fused.conv2d({
+            x: xx as tf.Tensor4D,
+            filter: ww as tf.Tensor4D,
+            bias: bb,
+            strides: c.stride,
+            pad: tfPad(c.pad),
+            activation,
+          });
     const y = conv(x, w, b);
     if (!grads) return [y];
     const g = rand(y.shape, 4);
-    if (mode === 'plain') return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww, b), g)))([x, w])];
-    return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww, bb), g)))([x, w, b])];
+    if (mode === 'plain')
+      return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww, b), g)))([x, w])];
+    return [
+      y,
+      ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(conv(xx, ww, bb), g)))([x, w, b]),
+    ];
   };
 
   t.test('Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter: strides 1/2/4, same/valid/explicit', async (t) => {
@@ -138,10 +192,11 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
   });
 
   t.test('FusedConv2D with bias and relu, and its gradients', async (t) => {
-    for (const c of genericConvCases.filter((_, i) => i % 3 === 0)) await compare(t, c.name, ['y', 'dx', 'dw', 'db'], convOutputs(c, 'fused-relu', true));
+    for (const c of genericConvCases.filter((_, i) => i % 3 === 0))
+      await compare(t, c.name, ['y', 'dx', 'dw', 'db'], convOutputs(c, 'fused-relu', true));
   });
 
-  t.test('the presets\' convolutions (per group)', async (t) => {
+  t.test("the presets' convolutions (per group)", async (t) => {
     for (const c of presetConvCases) {
       await compare(t, c.name, ['y'], convOutputs(c, 'fused-relu', false));
       // The cpu backend's conv backprop takes ~40 s on the big presets' layers: wasm there.
@@ -159,33 +214,52 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const w = rand(c.filter, 6) as tf.Tensor4D;
     const b = rand([c.filter[3]], 7) as tf.Tensor1D;
     const layer = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor): tf.Tensor => {
-      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: c.stride, pad: tfPad(c.pad), groups: c.groups, activation, inputGradient: true });
+      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, {
+        strides: c.stride,
+        pad: tfPad(c.pad),
+        groups: c.groups,
+        activation,
+        inputGradient: true,
+      });
       if (native != null) return native;
       if (tf.getBackend() === NATIVE_BACKEND_NAME) throw new Error('the native backend has no conv layer kernel');
       // (A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.)
       const parts = (v: tf.Tensor, axis: number) => (c.groups === 1 ? [v] : tf.split(v, c.groups, axis));
       const [xs, ws, bs] = [parts(xx, 3), parts(ww, 3), parts(bb, 0)];
-      const ys = xs.map((xg, g) => tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]));
+      const ys = xs.map((xg, g) =>
+        tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]),
+      );
       const y = c.groups === 1 ? ys[0] : tf.concat(ys, 3);
       return activation === 'relu' ? tf.relu(y) : y;
     };
     const y = layer(x, w, b);
     if (!grads) return [y];
     const g = rand(y.shape, 8);
-    return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layer(xx, ww, bb), g)))([x, w, b])];
+    return [
+      y,
+      ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layer(xx, ww, bb), g)))([x, w, b]),
+    ];
   };
 
   t.test('whole conv layers (grouped natively, bias, relu) and their one-op gradient', async (t) => {
     const groupedCases: LayerCase[] = [
       { name: 'groups 2, 3x3 s1 same', x: [BATCH, 9, 8, 6], filter: [3, 3, 3, 8], stride: 1, pad: 'same', groups: 2 },
       { name: 'groups 2, 5x5 s2 pad 2', x: [BATCH, 11, 11, 4], filter: [5, 5, 2, 6], stride: 2, pad: 2, groups: 2 },
-      { name: 'groups 1, 11x11 s4 valid', x: [BATCH, 35, 35, 3], filter: [11, 11, 3, 4], stride: 4, pad: 'valid', groups: 1 },
+      {
+        name: 'groups 1, 11x11 s4 valid',
+        x: [BATCH, 35, 35, 3],
+        filter: [11, 11, 3, 4],
+        stride: 4,
+        pad: 'valid',
+        groups: 1,
+      },
     ];
     for (const c of groupedCases) await compare(t, c.name, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'relu', true));
     for (const c of dedupe(shapes.flatMap((s) => s.layers))) {
       const small = c.name.startsWith('small');
       await compare(t, `${c.name} layer`, small ? ['y', 'dx', 'dw', 'db'] : ['y'], layerOutputs(c, 'relu', small));
-      if (!small) await compare(t, `${c.name} layer, linear`, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'linear', true), 'wasm');
+      if (!small)
+        await compare(t, `${c.name} layer, linear`, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'linear', true), 'wasm');
     }
   });
 
@@ -193,13 +267,25 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     await tf.setBackend(NATIVE_BACKEND_NAME);
     const grads = (inputGradient: boolean) =>
       tf.tidy(() => {
-        const [x, w, b] = [rand([BATCH, 19, 19, 3], 60) as tf.Tensor4D, rand([5, 5, 3, 8], 61) as tf.Tensor4D, rand([8], 62) as tf.Tensor1D];
+        const [x, w, b] = [
+          rand([BATCH, 19, 19, 3], 60) as tf.Tensor4D,
+          rand([5, 5, 3, 8], 61) as tf.Tensor4D,
+          rand([8], 62) as tf.Tensor1D,
+        ];
         const f = (ww: tf.Tensor, bb: tf.Tensor, xx: tf.Tensor) => {
-          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 2, pad: 'valid', groups: 1, activation: 'relu', inputGradient });
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, {
+            strides: 2,
+            pad: 'valid',
+            groups: 1,
+            activation: 'relu',
+            inputGradient,
+          });
           if (y == null) throw new Error('the native backend has no conv layer kernel');
           return tf.sum(tf.mul(y, rand(y.shape, 63)));
         };
-        return tf.grads(f)([w, b, x]).map((g) => g.dataSync() as Float32Array);
+        return tf
+          .grads(f)([w, b, x])
+          .map((g) => g.dataSync() as Float32Array);
       });
     const [full, data] = [grads(true), grads(false)];
     t.same(data[0], full[0], 'dw');
@@ -207,7 +293,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     t.ok(full[2].some((v) => v !== 0) && data[2].every((v) => v === 0), 'dx: computed, then zeros');
   });
 
-  t.test('MatMul: the presets\' FC layers (fused bias + relu) and their gradients', async (t) => {
+  t.test("MatMul: the presets' FC layers (fused bias + relu) and their gradients", async (t) => {
     for (const c of dedupe(shapes.flatMap((s) => s.fcs))) {
       for (const activation of ['relu', 'linear'] as const) {
         // Gradients without relu for the same reason as the convolutions'.
@@ -216,34 +302,63 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
           const x = rand(c.a, 8);
           const w = rand(c.b, 9, 0.05);
           const bias = rand([c.b[1]], 10);
-          const fc = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, bias: bb, activation });
+          const fc = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+            tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, bias: bb, activation });
           const y = fc(x, w, bias);
           if (!withGrads) return [y];
           const g = rand(y.shape, 11);
-          return [y, ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(fc(xx, ww, bb), g)))([x, w, bias])];
+          return [
+            y,
+            ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(fc(xx, ww, bb), g)))([
+              x,
+              w,
+              bias,
+            ]),
+          ];
         });
       }
     }
     await compare(t, 'small fc relu gradients', ['da', 'db'], () => {
       const x = rand([BATCH, 6], 21);
       const w = rand([6, 5], 22);
-      return tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, activation: 'relu' })))([x, w]);
+      return tf.grads((xx: tf.Tensor, ww: tf.Tensor) =>
+        tf.sum(tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, activation: 'relu' })),
+      )([x, w]);
     });
   });
 
   t.test('BatchMatMul: every transposition, batched and broadcast', async (t) => {
-    for (const [aShape, bShape] of [[[7, 5], [5, 3]], [[3, 7, 5], [3, 5, 4]], [[3, 7, 5], [1, 5, 4]], [[1, 7, 5], [2, 5, 4]]]) {
+    for (const [aShape, bShape] of [
+      [
+        [7, 5],
+        [5, 3],
+      ],
+      [
+        [3, 7, 5],
+        [3, 5, 4],
+      ],
+      [
+        [3, 7, 5],
+        [1, 5, 4],
+      ],
+      [
+        [1, 7, 5],
+        [2, 5, 4],
+      ],
+    ]) {
       for (const ta of [false, true]) {
         for (const tb of [false, true]) {
           const sa = ta ? [...aShape.slice(0, -2), aShape[aShape.length - 1], aShape[aShape.length - 2]] : aShape;
           const sb = tb ? [...bShape.slice(0, -2), bShape[bShape.length - 1], bShape[bShape.length - 2]] : bShape;
-          await compare(t, `[${sa}]${ta ? 'ᵀ' : ''} x [${sb}]${tb ? 'ᵀ' : ''}`, ['y'], () => [tf.matMul(rand(sa, 12), rand(sb, 13), ta, tb)]);
+          await compare(t, `[${sa}]${ta ? 'ᵀ' : ''} x [${sb}]${tb ? 'ᵀ' : ''}`, ['y'], () => [
+            tf.matMul(rand(sa, 12), rand(sb, 13), ta, tb),
+          ]);
         }
       }
     }
   });
 
-  t.test('MaxPool and MaxPoolGrad: the presets\' overlapping 3/2, and same padding', async (t) => {
+  t.test("MaxPool and MaxPoolGrad: the presets' overlapping 3/2, and same padding", async (t) => {
     const cases: PoolCase[] = [
       ...dedupe(shapes.flatMap((s) => s.pools)),
       { name: '3/2 same', x: [BATCH, 12, 9, 5], window: 3, stride: 2, pad: 'same' },
@@ -272,7 +387,12 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
       { depthRadius: 0, bias: 1, alpha: 0.5, beta: 0.6, scale: 1 },
       { depthRadius: 12, bias: 1, alpha: 0.1, beta: 0.75, scale: 1 },
     ];
-    const cases = [...dedupe(shapes.flatMap((s) => s.lrns)).map((c) => ({ ...c, p: params[0] })), ...params.slice(1).map((p) => ({ name: `r${p.depthRadius} k${p.bias} a${p.alpha} b${p.beta}`, x: [BATCH, 5, 4, 9], p }))];
+    const cases = [
+      ...dedupe(shapes.flatMap((s) => s.lrns)).map((c) => ({ ...c, p: params[0] })),
+      ...params
+        .slice(1)
+        .map((p) => ({ name: `r${p.depthRadius} k${p.bias} a${p.alpha} b${p.beta}`, x: [BATCH, 5, 4, 9], p })),
+    ];
     for (const c of cases) {
       const { depthRadius, bias, alpha, beta, scale } = c.p;
       await compare(t, c.name, ['y', 'dx'], () => {
@@ -288,14 +408,36 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
   t.test('the fast paths: element-wise ops with broadcasts, bias-gradient sum, channel split/concat', async (t) => {
     const x = [BATCH, 5, 4, 6];
     await compare(t, 'add same shape', ['y'], () => [tf.add(rand(x, 30), rand(x, 31))]);
-    await compare(t, 'add bias [C] and [1, C]', ['y', 'y'], () => [tf.add(rand(x, 32), rand([6], 33)), tf.add(rand([1, 6], 34), rand([3, 6], 35))]);
+    await compare(t, 'add bias [C] and [1, C]', ['y', 'y'], () => [
+      tf.add(rand(x, 32), rand([6], 33)),
+      tf.add(rand([1, 6], 34), rand([3, 6], 35)),
+    ]);
     await compare(t, 'add other broadcast (stock)', ['y'], () => [tf.add(rand(x, 36), rand([5, 1, 1], 37))]);
-    await compare(t, 'multiply, relu, step', ['mul', 'relu', 'step'], () => [tf.mul(rand(x, 38), rand(x, 39)), tf.relu(rand(x, 40)), tf.step(rand(x, 41), 0.25)]);
-    await compare(t, 'sub and div, every broadcast', ['same', 'scalar right', 'scalar left', 'vector right', 'vector left', 'div'], () => {
-      const v = rand(x, 45);
-      return [tf.sub(v, rand(x, 46)), tf.sub(v, 0.3), tf.sub(0.3, v), tf.sub(v, rand([6], 47)), tf.sub(rand([1, 6], 48), v), tf.div(v, tf.add(rand(x, 49), 2))];
-    });
-    await compare(t, 'sqrt and square', ['sqrt', 'square'], () => [tf.sqrt(tf.abs(rand(x, 50))), tf.square(rand(x, 51))]);
+    await compare(t, 'multiply, relu, step', ['mul', 'relu', 'step'], () => [
+      tf.mul(rand(x, 38), rand(x, 39)),
+      tf.relu(rand(x, 40)),
+      tf.step(rand(x, 41), 0.25),
+    ]);
+    await compare(
+      t,
+      'sub and div, every broadcast',
+      ['same', 'scalar right', 'scalar left', 'vector right', 'vector left', 'div'],
+      () => {
+        const v = rand(x, 45);
+        return [
+          tf.sub(v, rand(x, 46)),
+          tf.sub(v, 0.3),
+          tf.sub(0.3, v),
+          tf.sub(v, rand([6], 47)),
+          tf.sub(rand([1, 6], 48), v),
+          tf.div(v, tf.add(rand(x, 49), 2)),
+        ];
+      },
+    );
+    await compare(t, 'sqrt and square', ['sqrt', 'square'], () => [
+      tf.sqrt(tf.abs(rand(x, 50))),
+      tf.square(rand(x, 51)),
+    ]);
     await compare(t, 'sum', ['leading', 'trailing', 'keepDims', 'middle (stock)', 'all'], () => {
       const v = rand(x, 42);
       return [tf.sum(v, [0, 1, 2]), tf.sum(v, [2, 3]), tf.sum(v, [0, 1], true), tf.sum(v, [1, 3]), tf.sum(v)];
@@ -317,7 +459,10 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
           { name: 'w', kind: 'weight', shape: W, variable: tf.variable(rand(W, 55), true) },
           { name: 'b', kind: 'bias', shape: [5], variable: tf.variable(rand([5], 56), true) },
         ];
-        const optimizer = new Optimizer({ name, momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, params);
+        const optimizer = new Optimizer(
+          { name, momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+          params,
+        );
         const storage: object[] = [];
         for (let s = 0; s < 4; s++) {
           optimizer.apply([rand(W, 57 + s), rand([5], 60 + s)], 0.01, 0.25);
@@ -326,7 +471,11 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         // On native the first update writes fresh buffers (the initial weights came from outside the
         // pool), the later ones the same buffers in place; on cpu every update is a new tensor.
         const inPlace = storage[1] === storage[2] && storage[2] === storage[3];
-        t.equal(inPlace, tf.getBackend() === NATIVE_BACKEND_NAME, `${name} updates in place on ${tf.getBackend()}: ${inPlace}`);
+        t.equal(
+          inPlace,
+          tf.getBackend() === NATIVE_BACKEND_NAME,
+          `${name} updates in place on ${tf.getBackend()}: ${inPlace}`,
+        );
         const [slots] = optimizer.slotVariables();
         const out = [...params.map((p) => p.variable.clone()), slots[0].clone(), slots[1].clone()];
         optimizer.dispose();
@@ -343,13 +492,59 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const fx = tf.zeros([1, 5, 5, 2]) as tf.Tensor4D;
     const fw = tf.zeros([3, 3, 2, 2]) as tf.Tensor4D;
     // tf.conv2d casts to float32 before the kernel: run the kernel itself with int32 tensors.
-    t.throws(() => tf.engine().runKernel(tf.Conv2D, { x, filter: w }, { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1 }), NativeBackendError, 'int32 conv');
+    t.throws(
+      () =>
+        tf
+          .engine()
+          .runKernel(tf.Conv2D, { x, filter: w }, { strides: 1, pad: 'same', dataFormat: 'NHWC', dilations: 1 }),
+      NativeBackendError,
+      'int32 conv',
+    );
     t.throws(() => tf.conv2d(fx, fw, 1, 'same', 'NHWC', 2), /dilations other than 1 are not supported/);
-    t.throws(() => tf.fused.conv2d({ x: fx, filter: fw, strides: 1, pad: 'same', activation: 'elu' }), /activation 'elu' is not supported/);
-    t.throws(() => tf.fused.matMul({ a: tf.zeros([2, 3]) as tf.Tensor2D, b: tf.zeros([3, 4]) as tf.Tensor2D, bias: tf.zeros([2, 4]) }), /bias of shape \[2, 4\] is not supported/);
-    t.throws(() => a.maxPool(Int32Array.from([1, 4, 4, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0]), new Float32Array(16), new Float32Array(3)), /y has 3 elements, expected 4/);
-    t.throws(() => a.matMul(Int32Array.from([1, 1, 2, 3, 4, 0, 0]), new Float32Array(6), new Float32Array(12), null, new Float32Array(8)), /Int32Array of length 8/);
-    t.throws(() => a.conv2dForward(Int32Array.from([1, 5, 5, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0]), new Float32Array(50), new Float32Array(36), null, new Float32Array(50)), /groups/);
+    t.throws(
+      () => tf.fused.conv2d({ x: fx, filter: fw, strides: 1, pad: 'same', activation: 'elu' }),
+      /activation 'elu' is not supported/,
+    );
+    t.throws(
+      () =>
+        tf.fused.matMul({
+          a: tf.zeros([2, 3]) as tf.Tensor2D,
+          b: tf.zeros([3, 4]) as tf.Tensor2D,
+          bias: tf.zeros([2, 4]),
+        }),
+      /bias of shape \[2, 4\] is not supported/,
+    );
+    t.throws(
+      () =>
+        a.maxPool(
+          Int32Array.from([1, 4, 4, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0]),
+          new Float32Array(16),
+          new Float32Array(3),
+        ),
+      /y has 3 elements, expected 4/,
+    );
+    t.throws(
+      () =>
+        a.matMul(
+          Int32Array.from([1, 1, 2, 3, 4, 0, 0]),
+          new Float32Array(6),
+          new Float32Array(12),
+          null,
+          new Float32Array(8),
+        ),
+      /Int32Array of length 8/,
+    );
+    t.throws(
+      () =>
+        a.conv2dForward(
+          Int32Array.from([1, 5, 5, 2, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 3, 0]),
+          new Float32Array(50),
+          new Float32Array(36),
+          null,
+          new Float32Array(50),
+        ),
+      /groups/,
+    );
     tf.dispose([x, w, fx, fw]);
   });
 
@@ -366,20 +561,36 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const step = () =>
       tf.tidy(() => {
         const f = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, ww2: tf.Tensor, ww3: tf.Tensor) => {
-          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, { strides: 1, pad: 'same', groups: 2, activation: 'relu', inputGradient: true });
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, {
+            strides: 1,
+            pad: 'same',
+            groups: 2,
+            activation: 'relu',
+            inputGradient: true,
+          });
           if (y == null) throw new Error('the native backend has no conv layer kernel');
-          const z = tf.localResponseNormalization(tf.maxPool(tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same'), 3, 2, 'valid'), 2, 2, 1e-4, 0.75);
+          const z = tf.localResponseNormalization(
+            tf.maxPool(tf.conv2d(y, ww2 as tf.Tensor4D, 1, 'same'), 3, 2, 'valid'),
+            2,
+            2,
+            1e-4,
+            0.75,
+          );
           return tf.sum(tf.matMul(tf.reshape(z, [2, 100]), ww3 as tf.Tensor2D));
         };
         const grads = tf.grads(f)([x, w, b, w2, w3]);
         grads.forEach((g) => g.dataSync());
-        if (!sgdMomentumStep(wv, v, grads[1], { momentum: 0.9, lrScaled: 0.01, decayLr: 0 })) throw new Error('the native backend has no SGD kernel');
+        if (!sgdMomentumStep(wv, v, grads[1], { momentum: 0.9, lrScaled: 0.01, decayLr: 0 }))
+          throw new Error('the native backend has no SGD kernel');
       });
     for (let i = 0; i < 100; i++) step();
     const tensors = tf.memory().numTensors;
     const primitives = a.cacheSize();
     // Else the kernel comparisons could be the copied cpu kernels against the cpu backend.
-    t.ok(primitives > 0, `the step ran oneDNN primitives (${primitives} cached): the native kernels replaced the cpu ones`);
+    t.ok(
+      primitives > 0,
+      `the step ran oneDNN primitives (${primitives} cached): the native kernels replaced the cpu ones`,
+    );
     const rss = process.memoryUsage().rss;
     for (let i = 0; i < 1000; i++) step();
     const grownMb = (process.memoryUsage().rss - rss) / 2 ** 20;
@@ -390,7 +601,11 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     tf.dispose([x, w, b, w2, w3, wv, v]);
   });
 
-  for (const [preset, count] of [['small', 4], ['paper', 2], ['torchvision', 2]] as const) {
+  for (const [preset, count] of [
+    ['small', 4],
+    ['paper', 2],
+    ['torchvision', 2],
+  ] as const) {
     t.test(`one training step of the ${preset} preset: native equals wasm`, async (t) => {
       // He initialisation (as the default run): with the paper's N(0, 0.01) the deep activations
       // are so small that every backend's update is the weight decay alone.
@@ -409,7 +624,10 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
       const stepOn = async (backend: string) => {
         await tf.setBackend(backend);
         const model = createAlexNet(spec, classes, 7);
-        const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+        const optimizer = new Optimizer(
+          { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+          model.params,
+        );
         const result = await trainStep(model, optimizer, batch, { lr: 0.01, dropoutSeed: 5, stopVote: false });
         // The velocity is the update itself, in float32 and not rounded to the weights' ulps.
         const deltas = (await optimizer.getState()).slots['velocity'];

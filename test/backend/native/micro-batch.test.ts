@@ -9,12 +9,16 @@ import { maxRelativeDifference } from '../../helpers/weights';
 const { addon, skipReason } = ensureNativeAddon();
 
 for (const dropout of [0, 0.5]) {
-  t.test(`native: micro-batches equal the whole batch of 6, dropout ${dropout}`, { skip: addon == null ? skipReason : false }, async (t) => {
-    await initBackend('native', false);
-    const whole = await stepWithMicroBatch(0, dropout);
-    for (const micro of [2, 4]) {
-      const rel = maxRelativeDifference(whole.weights, (await stepWithMicroBatch(micro, dropout)).weights);
-      t.ok(rel <= 1e-4, `--micro-batch ${micro}: max relative weight difference ${rel.toExponential(2)}`);
-    }
-  });
+  t.test(
+    `native: micro-batches equal the whole batch of 6, dropout ${dropout}`,
+    { skip: addon == null ? skipReason : false },
+    async (t) => {
+      await initBackend('native', false);
+      const whole = await stepWithMicroBatch(0, dropout);
+      for (const micro of [2, 4]) {
+        const rel = maxRelativeDifference(whole.weights, (await stepWithMicroBatch(micro, dropout)).weights);
+        t.ok(rel <= 1e-4, `--micro-batch ${micro}: max relative weight difference ${rel.toExponential(2)}`);
+      }
+    },
+  );
 }

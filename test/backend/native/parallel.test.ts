@@ -23,20 +23,56 @@ function config(argv: string[]): TrainConfig {
   return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
 }
 
-t.test('2 native workers at global batch 12 = 1 native worker at batch 12 (dropout off)', { skip: addon == null ? skipReason : false }, async (t) => {
-  const root = tempDir(t);
-  const data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
-  const run = (dir: string, extra: string[]) =>
-    config(['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--backend', 'native', '--seed', '5',
-      '--max-steps', '3', '--dropout', '0', '--epochs', '1', '--run-dir', path.join(root, dir), ...extra]);
-  const info = await initBackend('native', false);
-  t.equal(info.active, 'native');
-  await new Trainer(run('one', []), { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
-  // An explicit --backend: a worker that cannot start native fails the run, it does not fall back.
-  await trainDataParallel(run('two', ['--checksum-every', '1']), { kind: 'cpu', worldSize: 2, gpuIds: [], note: null }, memoryLogger());
-  const a = loadCheckpoint(path.join(root, 'one'));
-  const b = loadCheckpoint(path.join(root, 'two'));
-  t.same(b.position, a.position);
-  const maxRel = maxRelativeDifference(a.weights, b.weights);
-  t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
-});
+t.test(
+  '2 native workers at global batch 12 = 1 native worker at batch 12 (dropout off)',
+  { skip: addon == null ? skipReason : false },
+  async (t) => {
+    const root = tempDir(t);
+    const data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
+    const run = (dir: string, extra: string[]) =>
+      config([
+        '--data',
+        data,
+        '--preset',
+        'small',
+        '--init',
+        'he',
+        '--batch-size',
+        '12',
+        '--lr',
+        '0.01',
+        '--backend',
+        'native',
+        '--seed',
+        '5',
+        '--max-steps',
+        '3',
+        '--dropout',
+        '0',
+        '--epochs',
+        '1',
+        '--run-dir',
+        path.join(root, dir),
+        ...extra,
+      ]);
+    const info = await initBackend('native', false);
+    t.equal(info.active, 'native');
+    await new Trainer(run('one', []), {
+      log: memoryLogger(),
+      tty: false,
+      collective: null,
+      shouldStop: () => false,
+    }).run();
+    // An explicit --backend: a worker that cannot start native fails the run, it does not fall back.
+    await trainDataParallel(
+      run('two', ['--checksum-every', '1']),
+      { kind: 'cpu', worldSize: 2, gpuIds: [], note: null },
+      memoryLogger(),
+    );
+    const a = loadCheckpoint(path.join(root, 'one'));
+    const b = loadCheckpoint(path.join(root, 'two'));
+    t.same(b.position, a.position);
+    const maxRel = maxRelativeDifference(a.weights, b.weights);
+    t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
+  },
+);

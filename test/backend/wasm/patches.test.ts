@@ -39,7 +39,8 @@ function convGrads(c: ConvCase): { dx: Float32Array; dw: Float32Array } {
     const w = tf.tensor4d(randomArray(c.filter, 2), c.filter);
     const yShape = tf.conv2d(x, w, c.stride, c.pad).shape;
     const g = tf.tensor(randomArray(yShape, 3), yShape);
-    const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), g));
+    const f = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad), g));
     const [dx, dw] = tf.grads(f)([x, w]);
     return { dx: dx.dataSync() as Float32Array, dw: dw.dataSync() as Float32Array };
   });
@@ -100,7 +101,10 @@ const lrnShapes: [number, number, number, number][] = [
 
 function lrnGrads(shape: [number, number, number, number], beta: number): { y: Float32Array; dx: Float32Array } {
   return tf.tidy(() => {
-    const x = tf.tensor4d(randomArray(shape, 4).map((v) => v * 40), shape);
+    const x = tf.tensor4d(
+      randomArray(shape, 4).map((v) => v * 40),
+      shape,
+    );
     const g = tf.tensor4d(randomArray(shape, 5), shape);
     const f = (a: tf.Tensor) => tf.localResponseNormalization(a as tf.Tensor4D, 2, 2, 1e-4 * 50, beta);
     const y = f(x).dataSync() as Float32Array;
@@ -137,7 +141,9 @@ for (const c of poolCases) {
         const x = tf.tensor4d(randomArray(c.x, 6), c.x);
         const yShape = tf.maxPool(x, c.window, c.stride, c.pad).shape;
         const g = tf.tensor(randomArray(yShape, 7), yShape);
-        const [dx] = tf.grads((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, c.window, c.stride, c.pad), g)))([x]);
+        const [dx] = tf.grads((a: tf.Tensor) =>
+          tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, c.window, c.stride, c.pad), g)),
+        )([x]);
         return dx.dataSync() as Float32Array;
       });
     await tf.setBackend('cpu');

@@ -12,7 +12,16 @@ import '@tensorflow/tfjs-backend-wasm';
 import { loadWebgpu, oversizeTensors, webgpuAdapter } from '../../../src/backend/webgpu/backend';
 import { patchWasmKernels } from '../../../src/backend/wasm/patches';
 import { PRESETS } from '../../../src/model/presets';
-import { dedupe, maxRelativeError, presetShapes, rand, tfPad, type ConvCase, type LayerCase, type PresetShapes } from '../../helpers/kernel-cases';
+import {
+  dedupe,
+  maxRelativeError,
+  presetShapes,
+  rand,
+  tfPad,
+  type ConvCase,
+  type LayerCase,
+  type PresetShapes,
+} from '../../helpers/kernel-cases';
 import { adapterLine, requireWebgpu } from '../../helpers/webgpu';
 
 const TOLERANCE = 1e-4;
@@ -39,12 +48,21 @@ async function runOn(backend: string, fn: () => tf.Tensor[]): Promise<Outputs> {
   return { data, shapes };
 }
 
-async function compare(t: Test, name: string, labels: string[], fn: () => tf.Tensor[], reference: Reference = 'cpu'): Promise<void> {
+async function compare(
+  t: Test,
+  name: string,
+  labels: string[],
+  fn: () => tf.Tensor[],
+  reference: Reference = 'cpu',
+): Promise<void> {
   const ref = await runOn(reference, fn);
   const gpu = await runOn('webgpu', fn);
   labels.forEach((label, i) => {
     const err = gpu.shapes[i] === ref.shapes[i] ? maxRelativeError(gpu.data[i], ref.data[i]) : Infinity;
-    t.ok(err <= TOLERANCE, `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`);
+    t.ok(
+      err <= TOLERANCE,
+      `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`,
+    );
   });
 }
 
@@ -61,14 +79,23 @@ function convLayer(c: LayerCase, activation: 'relu' | 'linear') {
     // A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.
     const parts = (v: tf.Tensor, axis: number) => (c.groups === 1 ? [v] : tf.split(v, c.groups, axis));
     const [xs, ws, bs] = [parts(xx, 3), parts(ww, 3), parts(bb, 0)];
-    const ys = xs.map((xg, g) => tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]));
+    const ys = xs.map((xg, g) =>
+      tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]),
+    );
     const y = c.groups === 1 ? ys[0] : tf.concat(ys, 3);
     return activation === 'relu' ? tf.relu(y) : y;
   };
 }
 
 function fusedConv(c: ConvCase) {
-  return (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.fused.conv2d({ x: xx as tf.Tensor4D, filter: ww as tf.Tensor4D, bias: bb, strides: c.stride, pad: tfPad(c.pad) });
+  return (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+    tf.fused.conv2d({
+      x: xx as tf.Tensor4D,
+      filter: ww as tf.Tensor4D,
+      bias: bb,
+      strides: c.stride,
+      pad: tfPad(c.pad),
+    });
 }
 
 async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<void> {
@@ -83,16 +110,28 @@ async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<
     if (seen.has(key)) continue;
     seen.add(key);
     const inputs = () => [rand(c.x, 5), rand(c.filter, 6), rand([c.filter[3]], 7)];
-    await compare(t, `${c.name} layer (groups ${c.groups}, relu)`, ['y'], () => [convLayer(c, 'relu')(...(inputs() as [tf.Tensor, tf.Tensor, tf.Tensor]))]);
+    await compare(t, `${c.name} layer (groups ${c.groups}, relu)`, ['y'], () => [
+      convLayer(c, 'relu')(...(inputs() as [tf.Tensor, tf.Tensor, tf.Tensor])),
+    ]);
     const f = c.groups === 1 ? fusedConv(s.convs[i]) : convLayer(c, 'linear');
-    await compare(t, `${c.name} layer (groups ${c.groups})`, ['y', 'dx', 'dw', 'db'], () => withGrads(f, inputs(), 8), ref);
+    await compare(
+      t,
+      `${c.name} layer (groups ${c.groups})`,
+      ['y', 'dx', 'dw', 'db'],
+      () => withGrads(f, inputs(), 8),
+      ref,
+    );
   }
   for (const c of dedupe(s.pools)) {
-    await compare(t, `${c.name} MaxPool`, ['y', 'dx'], () => withGrads((x) => tf.maxPool(x as tf.Tensor4D, c.window, c.stride, c.pad), [rand(c.x, 14)], 15));
+    await compare(t, `${c.name} MaxPool`, ['y', 'dx'], () =>
+      withGrads((x) => tf.maxPool(x as tf.Tensor4D, c.window, c.stride, c.pad), [rand(c.x, 14)], 15),
+    );
   }
   for (const c of dedupe(s.lrns)) {
     // Scaled so that alpha * sum(x^2) is not negligible next to the bias.
-    await compare(t, `${c.name} LRN`, ['y', 'dx'], () => withGrads((x) => tf.localResponseNormalization(x as tf.Tensor4D, 2, 2, 1e-4, 0.75), [rand(c.x, 16, 40)], 17));
+    await compare(t, `${c.name} LRN`, ['y', 'dx'], () =>
+      withGrads((x) => tf.localResponseNormalization(x as tf.Tensor4D, 2, 2, 1e-4, 0.75), [rand(c.x, 16, 40)], 17),
+    );
   }
   for (const c of dedupe(s.fcs)) {
     // A weight over the adapter's binding limit (lavapipe: 128 MiB; the big presets' fc6 is
@@ -100,12 +139,19 @@ async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<
     const adapter = webgpuAdapter();
     const refusal = adapter === null ? null : oversizeTensors(adapter, [{ name: c.name, shape: c.b }]);
     if (refusal !== null) {
-      t.match(refusal, new RegExp(`binds at most \\d+ MiB per tensor, and ${c.name}`), `${c.name}: over this adapter's binding limit, refused before training (${refusal})`);
+      t.match(
+        refusal,
+        new RegExp(`binds at most \\d+ MiB per tensor, and ${c.name}`),
+        `${c.name}: over this adapter's binding limit, refused before training (${refusal})`,
+      );
       continue;
     }
-    const fc = (activation: 'relu' | 'linear') => (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) => tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation });
+    const fc = (activation: 'relu' | 'linear') => (a: tf.Tensor, b: tf.Tensor, bias: tf.Tensor) =>
+      tf.fused.matMul({ a: a as tf.Tensor2D, b: b as tf.Tensor2D, bias, activation });
     const inputs = () => [rand(c.a, 8), rand(c.b, 9, 0.05), rand([c.b[1]], 10)];
-    await compare(t, `${c.name} FC relu`, ['y'], () => [fc('relu')(...(inputs() as [tf.Tensor, tf.Tensor, tf.Tensor]))]);
+    await compare(t, `${c.name} FC relu`, ['y'], () => [
+      fc('relu')(...(inputs() as [tf.Tensor, tf.Tensor, tf.Tensor])),
+    ]);
     await compare(t, `${c.name} FC`, ['y', 'da', 'db', 'dbias'], () => withGrads(fc('linear'), inputs(), 11));
   }
 }
@@ -118,18 +164,31 @@ t.test('webgpu kernels vs the cpu backend', async (t) => {
 
   t.test('small preset (batch 2)', async (t) => presetKernels(t, presetShapes(PRESETS.small, 10, 2), true));
   t.test('paper preset (batch 1)', async (t) => presetKernels(t, presetShapes(PRESETS.paper, 1000, 1), false));
-  t.test('torchvision preset (batch 1)', async (t) => presetKernels(t, presetShapes(PRESETS.torchvision, 1000, 1), false));
+  t.test('torchvision preset (batch 1)', async (t) =>
+    presetKernels(t, presetShapes(PRESETS.torchvision, 1000, 1), false),
+  );
 
   t.test('relu and its gradient, dropout mask ops, softmax cross-entropy and its gradient', async (t) => {
     const x = [2, 5, 4, 6];
     await compare(t, 'relu', ['y', 'dx'], () => withGrads((v) => tf.relu(v), [rand(x, 40)], 41));
     await compare(t, 'mul, step, sub, div, sqrt, square', ['mul', 'step', 'sub', 'div', 'sqrt', 'square'], () => {
       const v = rand(x, 45);
-      return [tf.mul(v, rand(x, 46)), tf.step(v, 0.25), tf.sub(v, rand([6], 47)), tf.div(v, tf.add(rand(x, 49), 2)), tf.sqrt(tf.abs(v)), tf.square(v)];
+      return [
+        tf.mul(v, rand(x, 46)),
+        tf.step(v, 0.25),
+        tf.sub(v, rand([6], 47)),
+        tf.div(v, tf.add(rand(x, 49), 2)),
+        tf.sqrt(tf.abs(v)),
+        tf.square(v),
+      ];
     });
     await compare(t, 'softmax cross-entropy (sum)', ['loss', 'dlogits'], () => {
       const labels = tf.oneHot(tf.tensor1d([3, 0, 9, 5], 'int32'), 10);
-      return withGrads((logits) => tf.losses.softmaxCrossEntropy(labels, logits, undefined, undefined, tf.Reduction.SUM), [rand([4, 10], 50, 4)], 51);
+      return withGrads(
+        (logits) => tf.losses.softmaxCrossEntropy(labels, logits, undefined, undefined, tf.Reduction.SUM),
+        [rand([4, 10], 50, 4)],
+        51,
+      );
     });
   });
 });

@@ -28,12 +28,23 @@ const STEP_INPUT_PX = 99;
 const CLASSES = 10;
 
 /** Each parameter's change over one SGD step from the same model, and the step's loss sum. */
-async function oneStep(backend: string, spec: ModelSpec, images: number): Promise<{ deltas: Float32Array[]; loss: number }> {
+async function oneStep(
+  backend: string,
+  spec: ModelSpec,
+  images: number,
+): Promise<{ deltas: Float32Array[]; loss: number }> {
   await tf.setBackend(backend);
   const model = createAlexNet(spec, CLASSES, 7);
   const before = await Promise.all(model.params.map(async (p) => (await p.variable.data()) as Float32Array));
-  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
-  const result = await trainStep(model, optimizer, randomBatch(model, images, 3), { lr: 0.01, dropoutSeed: 5, stopVote: false });
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
+  const result = await trainStep(model, optimizer, randomBatch(model, images, 3), {
+    lr: 0.01,
+    dropoutSeed: 5,
+    stopVote: false,
+  });
   const after = await Promise.all(model.params.map(async (p) => (await p.variable.data()) as Float32Array));
   optimizer.dispose();
   disposeModel(model);
@@ -75,7 +86,8 @@ t.test('webgpu training', async (t) => {
     const model = createAlexNet(spec, 1000, 1);
     const shapes = model.params.map((p) => ({ name: p.name, shape: p.shape }));
     disposeModel(model);
-    if (adapter.maxBindingBytes < 4 * 9216 * 4096) t.throws(() => assertFitsBackend(shapes), { name: 'ConfigError', message: /fc6/ });
+    if (adapter.maxBindingBytes < 4 * 9216 * 4096)
+      t.throws(() => assertFitsBackend(shapes), { name: 'ConfigError', message: /fc6/ });
     else t.doesNotThrow(() => assertFitsBackend(shapes));
   });
 
@@ -87,7 +99,10 @@ t.test('webgpu training', async (t) => {
       const ref = await oneStep('wasm', spec, images);
       const gpu = await oneStep('webgpu', spec, images);
       const worst = Math.max(...ref.deltas.map((d, i) => maxRelativeError(gpu.deltas[i], d)));
-      t.ok(worst <= 1e-4, `${preset} (${note}, ${images} images): largest relative difference of an update ${worst.toExponential(2)} <= 1e-4`);
+      t.ok(
+        worst <= 1e-4,
+        `${preset} (${note}, ${images} images): largest relative difference of an update ${worst.toExponential(2)} <= 1e-4`,
+      );
       t.ok(Math.abs(gpu.loss - ref.loss) <= 1e-4 * Math.abs(ref.loss), `loss sum ${gpu.loss} vs ${ref.loss}`);
     });
   }
@@ -118,12 +133,25 @@ t.test('webgpu training', async (t) => {
     const tiny: ModelSpec = {
       ...buildSpec('small', { ...TRAIN_DEFAULTS.model, init: 'he' }),
       convs: buildSpec('small').convs.map((c) => ({ ...c, filters: 4 })),
-      hidden: [{ name: 'fc6', units: 8, biasInit: 0.1 }, { name: 'fc7', units: 8, biasInit: 0.1 }],
+      hidden: [
+        { name: 'fc6', units: 8, biasInit: 0.1 },
+        { name: 'fc7', units: 8, biasInit: 0.1 },
+      ],
     };
     const model: AlexNet = createAlexNet(tiny, 4, 3);
-    const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+    const optimizer = new Optimizer(
+      { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+      model.params,
+    );
     const fusion = new FusionBuffer(model.params.map((p) => p.shape));
-    const collective: Collective = { worldSize: 1, rank: 0, wireDtype: 'fp32', allReduce: async () => {}, broadcast: async () => {}, bytesSent: () => 0 };
+    const collective: Collective = {
+      worldSize: 1,
+      rank: 0,
+      wireDtype: 'fp32',
+      allReduce: async () => {},
+      broadcast: async () => {},
+      bytesSent: () => 0,
+    };
     const sync = new DataParallelSync(collective, optimizer, fusion);
     const batch = randomBatch(model, 2, 9);
     const memory: { numTensors: number; numBytes: number }[] = [];
@@ -134,8 +162,16 @@ t.test('webgpu training', async (t) => {
       if (step === 9 || step === MEMORY_STEPS - 1) memory.push(tf.memory());
     }
     const seconds = (performance.now() - started) / 1000;
-    t.equal(memory[1].numTensors, memory[0].numTensors, `tensors after step 10 and ${MEMORY_STEPS}: ${memory[0].numTensors}, ${memory[1].numTensors} (${seconds.toFixed(0)} s)`);
-    t.equal(memory[1].numBytes, memory[0].numBytes, `bytes after step 10 and ${MEMORY_STEPS}: ${memory[0].numBytes}, ${memory[1].numBytes}`);
+    t.equal(
+      memory[1].numTensors,
+      memory[0].numTensors,
+      `tensors after step 10 and ${MEMORY_STEPS}: ${memory[0].numTensors}, ${memory[1].numTensors} (${seconds.toFixed(0)} s)`,
+    );
+    t.equal(
+      memory[1].numBytes,
+      memory[0].numBytes,
+      `bytes after step 10 and ${MEMORY_STEPS}: ${memory[0].numBytes}, ${memory[1].numBytes}`,
+    );
     optimizer.dispose();
     disposeModel(model);
   });

@@ -24,8 +24,14 @@ async function messyDataset(root: string): Promise<void> {
 
 async function runData(args: string[]): Promise<string[]> {
   const lines: string[] = [];
-  await yargs(['data', ...args]).command(makeDataCommand((l) => lines.push(l))).strict().exitProcess(false)
-    .fail((msg, err) => { throw err ?? new Error(msg); }).parseAsync();
+  await yargs(['data', ...args])
+    .command(makeDataCommand((l) => lines.push(l)))
+    .strict()
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? new Error(msg);
+    })
+    .parseAsync();
   return lines;
 }
 
@@ -41,7 +47,13 @@ t.test('checkDataset lists each bad file with its reason, and the balance', asyn
     'pixel.png': /too small: 1x1/,
   });
   t.equal(report.bad.length, 4);
-  t.same(report.balance.map((b) => [b.split, b.valid, b.listed]), [['train', [5, 3], [6, 5]], ['val', [1, 1], [1, 2]]]);
+  t.same(
+    report.balance.map((b) => [b.split, b.valid, b.listed]),
+    [
+      ['train', [5, 3], [6, 5]],
+      ['val', [1, 1], [1, 2]],
+    ],
+  );
   t.notOk(isUnusable(report));
   const text = formatCheckReport(report);
   t.match(text, /\| train \| train\/cat\/cut\.jpg\s+\| truncated or corrupt/);
@@ -53,9 +65,18 @@ t.test('preflight: DataError when nothing decodes', async (t) => {
   const root = tempDir(t);
   const bad = ['a.jpg', 'b.png'].map((n) => path.join(root, n));
   for (const f of bad) writeFileSync(f, 'x');
-  await t.rejects(preflight(bad.map((p) => ({ path: p, label: 0 })), { sizePx: 8 }), { name: 'DataError', message: /none of 2 probed images/ });
+  await t.rejects(
+    preflight(
+      bad.map((p) => ({ path: p, label: 0 })),
+      { sizePx: 8 },
+    ),
+    { name: 'DataError', message: /none of 2 probed images/ },
+  );
   const good = await solidImage(path.join(root, 'ok.png'), [1, 2, 3]);
-  await preflight([...bad, good].map((p) => ({ path: p, label: 0 })), { sizePx: 8 });
+  await preflight(
+    [...bad, good].map((p) => ({ path: p, label: 0 })),
+    { sizePx: 8 },
+  );
   await t.rejects(preflight([], { sizePx: 8 }), DataError);
 });
 
@@ -64,13 +85,20 @@ t.test('prepare writes a clean resized copy in the same tree', async (t) => {
   await messyDataset(root);
   const dst = path.join(tempDir(t), 'small');
   const skipped: string[] = [];
-  const r = await prepareDataset(root, dst, { sizePx: 8, format: 'png', onSkip: (p) => skipped.push(path.basename(p)) });
+  const r = await prepareDataset(root, dst, {
+    sizePx: 8,
+    format: 'png',
+    onSkip: (p) => skipped.push(path.basename(p)),
+  });
   t.equal(r.written, 10);
   t.same(skipped.sort(), ['cut.jpg', 'pixel.png', 'readme.png', 'zero.jpg']);
   const ds = await openDataset(dst);
   t.same(ds.classes, ['cat', 'dog']);
   t.equal(ds.splits.train?.samples.length, 8);
-  t.ok(ds.splits.train?.samples.some((s) => s.path === path.join(dst, 'train', 'cat', 'photo.png')), 'same relative path, new extension');
+  t.ok(
+    ds.splits.train?.samples.some((s) => s.path === path.join(dst, 'train', 'cat', 'photo.png')),
+    'same relative path, new extension',
+  );
   const orig = await decodeFile(path.join(root, 'train', 'cat', 'img001.png'), { sizePx: 8 });
   const copy = await decodeFile(path.join(dst, 'train', 'cat', 'img001.png'), { sizePx: 8 });
   t.same(copy.ok && [...copy.pixels], orig.ok && [...orig.pixels], 'lossless copy decodes to the same square');

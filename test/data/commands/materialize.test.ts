@@ -28,13 +28,19 @@ function idxBytes(dims: number[], data: Uint8Array): Buffer {
 }
 
 t.test('encodePng: sharp reads back the exact pixels', async (t) => {
-  for (const [w, h, c] of [[28, 28, 1], [5, 3, 3], [100, 70, 3]] as const) {
+  for (const [w, h, c] of [
+    [28, 28, 1],
+    [5, 3, 3],
+    [100, 70, 3],
+  ] as const) {
     const pixels = randomBytes(w * h * c, w);
     const png = encodePng(pixels, w, h, c);
     const meta = await sharp(png).metadata();
     t.same([meta.width, meta.height, meta.channels], [w, h, c], `${w}x${h}x${c} geometry`);
     // sharp outputs sRGB unless told to keep one grey band
-    const { data } = await (c === 1 ? sharp(png).toColourspace('b-w') : sharp(png)).raw().toBuffer({ resolveWithObject: true });
+    const { data } = await (c === 1 ? sharp(png).toColourspace('b-w') : sharp(png))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     t.ok(Buffer.from(pixels).equals(data), `${w}x${h}x${c} pixels identical`);
   }
   const big = randomBytes(70_000, 9);
@@ -58,10 +64,15 @@ t.test('IDX: parse, gzip, errors', async (t) => {
 });
 
 t.test('dedupeByContent: keeps one copy, drops contents with two labels', async (t) => {
-  const a = Uint8Array.from([1, 2]), b = Uint8Array.from([3, 4]), c = Uint8Array.from([5, 6]);
+  const a = Uint8Array.from([1, 2]),
+    b = Uint8Array.from([3, 4]),
+    c = Uint8Array.from([5, 6]);
   const r = dedupeByContent([
-    { pixels: a, label: 0 }, { pixels: b, label: 1 }, { pixels: Uint8Array.from(a), label: 0 },
-    { pixels: c, label: 2 }, { pixels: Uint8Array.from(c), label: 3 },
+    { pixels: a, label: 0 },
+    { pixels: b, label: 1 },
+    { pixels: Uint8Array.from(a), label: 0 },
+    { pixels: c, label: 2 },
+    { pixels: Uint8Array.from(c), label: 3 },
   ]);
   t.same(r, { kept: [0, 1], duplicateCopies: 1, conflicting: [3, 4] });
 });
@@ -77,7 +88,9 @@ t.test('buildImageTree: atomic, replaces its own tree, never a foreign folder', 
   t.same((await fsp.readdir(root)).sort(), ['tree'], 'no staging folders left');
   const foreign = path.join(root, 'mine');
   mkdirSync(foreign);
-  await t.rejects(buildImageTree(foreign, [img], { widthPx: 2, heightPx: 2, channels: 1 }, {}), { message: /not made by this tool/ });
+  await t.rejects(buildImageTree(foreign, [img], { widthPx: 2, heightPx: 2, channels: 1 }, {}), {
+    message: /not made by this tool/,
+  });
 });
 
 t.test('materializeFashionMnist on a small fake package: dedupe, split, idempotent', async (t) => {
@@ -98,7 +111,9 @@ t.test('materializeFashionMnist on a small fake package: dedupe, split, idempote
   const ds = await openDataset(out);
   t.same(ds.classes, [...FASHION_MNIST_CLASSES].sort());
   t.same(classCounts(ds.splits.test?.samples ?? [], 10), new Array(10).fill(4), 'test is stratified');
-  const png = await sharp(path.join(out, 'train', 'bag', (await fsp.readdir(path.join(out, 'train', 'bag')))[0])).metadata();
+  const png = await sharp(
+    path.join(out, 'train', 'bag', (await fsp.readdir(path.join(out, 'train', 'bag')))[0]),
+  ).metadata();
   t.same([png.width, png.height, png.channels, png.format], [28, 28, 1, 'png'], '28x28 grayscale PNG');
   const again = await materializeFashionMnist({ outDir: out, test: 40, val: 20, seed: 1, packageDir: pkg });
   t.ok(again.alreadyComplete, 'second run is a no-op');

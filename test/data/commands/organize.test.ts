@@ -20,12 +20,20 @@ t.test('apportion: exact totals, proportional, capped', async (t) => {
 t.test('stratifiedSplit: exact counts, per-class proportions, seeded', async (t) => {
   const labels = [...new Array(700).fill(0), ...new Array(200).fill(1), ...new Array(100).fill(2)];
   const a = stratifiedSplit(labels, { val: 0.1, test: 150 }, 4);
-  const count = (split: string, label?: number) => a.filter((s, i) => s === split && (label === undefined || labels[i] === label)).length;
+  const count = (split: string, label?: number) =>
+    a.filter((s, i) => s === split && (label === undefined || labels[i] === label)).length;
   t.equal(count('test'), 150);
   t.equal(count('val'), 100);
   t.equal(count('train'), 750);
-  t.same([0, 1, 2].map((c) => count('test', c)), [105, 30, 15], 'test share follows class sizes');
-  t.same([0, 1, 2].map((c) => count('val', c)), [70, 20, 10]);
+  t.same(
+    [0, 1, 2].map((c) => count('test', c)),
+    [105, 30, 15],
+    'test share follows class sizes',
+  );
+  t.same(
+    [0, 1, 2].map((c) => count('val', c)),
+    [70, 20, 10],
+  );
   t.same(stratifiedSplit(labels, { val: 0.1, test: 150 }, 4), a, 'same seed, same split');
   t.notSame(stratifiedSplit(labels, { val: 0.1, test: 150 }, 5), a, 'another seed, another split');
   t.throws(() => stratifiedSplit(labels, { val: 0.6, test: 0.5 }, 1), ConfigError);
@@ -49,8 +57,14 @@ t.test('data split: list files beside the class folders; link tree', async (t) =
   t.same(classCounts(tree.splits.test?.samples ?? [], 2), [2, 2]);
   const linked = tree.splits.train?.samples[0].path ?? '';
   t.equal(statSync(linked).nlink, 2, 'hard link, no copy');
-  t.same(tree.splits.test?.samples.map((s) => path.basename(s.path)), ds.splits.test?.samples.map((s) => path.basename(s.path)), 'same split as the list files');
-  await t.rejects(splitFolder(src, { spec: { val: 0.1, test: 0.1 }, seed: 1, materialize: 'copy' }), { message: /--out is required/ });
+  t.same(
+    tree.splits.test?.samples.map((s) => path.basename(s.path)),
+    ds.splits.test?.samples.map((s) => path.basename(s.path)),
+    'same split as the list files',
+  );
+  await t.rejects(splitFolder(src, { spec: { val: 0.1, test: 0.1 }, seed: 1, materialize: 'copy' }), {
+    message: /--out is required/,
+  });
 });
 
 t.test('data index: list files reproduce the folder tree', async (t) => {
@@ -61,7 +75,10 @@ t.test('data index: list files reproduce the folder tree', async (t) => {
   const r = await indexDataset(root, out);
   t.same(r.counts, { train: 5, val: 2 });
   t.ok(existsSync(path.join(out, 'classes.txt')));
-  t.equal((await fsp.readFile(path.join(out, 'train.txt'), 'utf8')).split('\n')[0], `${path.relative(out, root)}/train/a/img000.png\t0`);
+  t.equal(
+    (await fsp.readFile(path.join(out, 'train.txt'), 'utf8')).split('\n')[0],
+    `${path.relative(out, root)}/train/a/img000.png\t0`,
+  );
   const lists = await openDataset(out);
   t.equal(lists.source, 'lists');
   t.same(lists.splits, tree.splits);
@@ -69,7 +86,10 @@ t.test('data index: list files reproduce the folder tree', async (t) => {
   const again = await indexDataset(root, out);
   t.same(again.counts, { train: 5, val: 2 }, 're-indexing into its own output is allowed');
   writeFileSync(path.join(out, 'train.txt'), 'x\tbad\n');
-  await t.rejects(indexDataset(root, out), { name: 'DataError', message: /train.txt already exists and was not written by alexnet: choose another --out, or pass --force/ });
+  await t.rejects(indexDataset(root, out), {
+    name: 'DataError',
+    message: /train.txt already exists and was not written by alexnet: choose another --out, or pass --force/,
+  });
   t.equal(await fsp.readFile(path.join(out, 'train.txt'), 'utf8'), 'x\tbad\n', 'the edited file is kept');
   await indexDataset(root, out, { force: true });
   t.not(await fsp.readFile(path.join(out, 'train.txt'), 'utf8'), 'x\tbad\n', '--force replaces it');

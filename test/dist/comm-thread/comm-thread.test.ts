@@ -16,7 +16,11 @@ import { builtFile } from '../../helpers/repo';
 
 async function pair(t: Test, wireDtype: WireDtype = 'fp32', timeoutMs = 10_000): Promise<CommThread[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'comm-thread-'));
-  const threads = await Promise.all([0, 1].map((rank) => CommThread.start({ rank, worldSize: 2, bindAddress: `ipc://${dir}/r${rank}.sock`, timeoutMs })));
+  const threads = await Promise.all(
+    [0, 1].map((rank) =>
+      CommThread.start({ rank, worldSize: 2, bindAddress: `ipc://${dir}/r${rank}.sock`, timeoutMs }),
+    ),
+  );
   await Promise.all(threads.map((th, r) => th.connect(threads[(r + 1) % 2].endpoint, wireDtype)));
   t.teardown(async () => {
     await Promise.all(threads.map((th) => th.close()));
@@ -48,7 +52,10 @@ t.test('all-reduce in shared memory, broadcast, and blocking gathers/scatters', 
 
 t.test('started all-reduces run while the main thread works, and settle', async (t) => {
   const [a, b] = await pair(t, 'bf16');
-  const parts = [[sharedFloats(1000).fill(1.5), sharedFloats(10).fill(-2)], [sharedFloats(1000).fill(0.25), sharedFloats(10).fill(4)]];
+  const parts = [
+    [sharedFloats(1000).fill(1.5), sharedFloats(10).fill(-2)],
+    [sharedFloats(1000).fill(0.25), sharedFloats(10).fill(4)],
+  ];
   parts[1].forEach((p) => b.allReduceStart(p));
   parts[0].forEach((p) => a.allReduceStart(p));
   await Promise.all([a.settle(), b.settle()]);
@@ -70,7 +77,9 @@ t.test('a process that exits mid-collective exits with its own code (no SIGABRT 
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
+    child.on('exit', (c, s) => resolve([c, s])),
+  );
   t.equal(signal, null, `no signal (stderr: ${stderr.trim() || 'empty'})`);
   t.equal(code, 3);
 });

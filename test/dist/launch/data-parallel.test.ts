@@ -28,7 +28,24 @@ function config(argv: string[]): TrainConfig {
   return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
 }
 
-const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', backend, '--seed', '5'];
+const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => [
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--lr',
+  '0.01',
+  '--run-dir',
+  runDir,
+  '--backend',
+  backend,
+  '--seed',
+  '5',
+];
 const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
 
 /** Running (a zombie waiting for its reaper counts as gone: it has exited). */
@@ -48,7 +65,8 @@ function isAlive(pid: number): boolean {
 /** The worker pids from the coordinator's "started N workers (pids a, b)" line; throws without it. */
 function workerPids(lines: string[]): number[] {
   const line = lines.find((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l));
-  if (line === undefined) throw new Error(`no "started N workers (pids ...)" line in the coordinator's log:\n${lines.join('\n')}`);
+  if (line === undefined)
+    throw new Error(`no "started N workers (pids ...)" line in the coordinator's log:\n${lines.join('\n')}`);
   return [...line.matchAll(/\d+/g)].map(Number).slice(1);
 }
 
@@ -67,38 +85,78 @@ t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', asyn
   const a = loadCheckpoint(path.join(root, 'one'));
   const b = loadCheckpoint(path.join(root, 'two'));
   t.same(b.position, a.position);
-  t.same(b.weights.map((w) => w.name), a.weights.map((w) => w.name), 'the same tensors on both sides');
+  t.same(
+    b.weights.map((w) => w.name),
+    a.weights.map((w) => w.name),
+    'the same tensors on both sides',
+  );
   const maxRel = maxRelativeDifference(a.weights, b.weights);
   t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
 });
 
-t.test('skipped images are counted over all ranks: the same per epoch for 1 and 2 workers, each file named once', async (t) => {
-  // The stripes plus a truncated PNG and an empty file in the training split.
-  const broken = path.join(root, 'broken');
-  await fs.promises.cp(data, broken, { recursive: true });
-  const good = fs.readFileSync(path.join(broken, 'train', 'checker', fs.readdirSync(path.join(broken, 'train', 'checker'))[0]));
-  fs.writeFileSync(path.join(broken, 'train', 'checker', 'truncated.png'), good.subarray(0, Math.floor(good.length / 2)));
-  fs.writeFileSync(path.join(broken, 'train', 'vertical', 'empty.png'), Buffer.alloc(0));
-  const args = (runDir: string) => [...common(runDir).map((a) => (a === data ? broken : a)), '--epochs', '2'];
-  const skippedPerEpoch = (runDir: string) =>
-    parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).epochs.map((e) => e.skippedImages);
-  const oneLog = memoryLogger();
-  await new Trainer(config(args(path.join(root, 'skip-one'))), { log: oneLog, tty: false, collective: null, shouldStop: () => false }).run();
-  const twoLog = memoryLogger();
-  await trainDataParallel(config(args(path.join(root, 'skip-two'))), cpu(2), twoLog);
-  t.same(skippedPerEpoch(path.join(root, 'skip-one')), [2, 2], '1 worker: both bad files in each epoch');
-  t.same(skippedPerEpoch(path.join(root, 'skip-two')), [2, 2], '2 workers: the same counts, summed over the ranks');
-  const namedIn = (dir: string) => fs.readFileSync(path.join(root, dir, 'bad-files.tsv'), 'utf8').trim().split('\n').filter((l) => /truncated\.png|empty\.png/.test(l)).length;
-  t.equal(namedIn('skip-one'), 2, 'bad-files.tsv names each file once (1 worker)');
-  t.equal(namedIn('skip-two'), 2, 'bad-files.tsv names each file once (2 workers)');
-  t.equal(oneLog.lines.filter((l) => l.includes('truncated.png')).length, 1, 'one warning for the truncated file over 2 epochs');
-});
+t.test(
+  'skipped images are counted over all ranks: the same per epoch for 1 and 2 workers, each file named once',
+  async (t) => {
+    // The stripes plus a truncated PNG and an empty file in the training split.
+    const broken = path.join(root, 'broken');
+    await fs.promises.cp(data, broken, { recursive: true });
+    const good = fs.readFileSync(
+      path.join(broken, 'train', 'checker', fs.readdirSync(path.join(broken, 'train', 'checker'))[0]),
+    );
+    fs.writeFileSync(
+      path.join(broken, 'train', 'checker', 'truncated.png'),
+      good.subarray(0, Math.floor(good.length / 2)),
+    );
+    fs.writeFileSync(path.join(broken, 'train', 'vertical', 'empty.png'), Buffer.alloc(0));
+    const args = (runDir: string) => [...common(runDir).map((a) => (a === data ? broken : a)), '--epochs', '2'];
+    const skippedPerEpoch = (runDir: string) =>
+      parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).epochs.map((e) => e.skippedImages);
+    const oneLog = memoryLogger();
+    await new Trainer(config(args(path.join(root, 'skip-one'))), {
+      log: oneLog,
+      tty: false,
+      collective: null,
+      shouldStop: () => false,
+    }).run();
+    const twoLog = memoryLogger();
+    await trainDataParallel(config(args(path.join(root, 'skip-two'))), cpu(2), twoLog);
+    t.same(skippedPerEpoch(path.join(root, 'skip-one')), [2, 2], '1 worker: both bad files in each epoch');
+    t.same(skippedPerEpoch(path.join(root, 'skip-two')), [2, 2], '2 workers: the same counts, summed over the ranks');
+    const namedIn = (dir: string) =>
+      fs
+        .readFileSync(path.join(root, dir, 'bad-files.tsv'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => /truncated\.png|empty\.png/.test(l)).length;
+    t.equal(namedIn('skip-one'), 2, 'bad-files.tsv names each file once (1 worker)');
+    t.equal(namedIn('skip-two'), 2, 'bad-files.tsv names each file once (2 workers)');
+    t.equal(
+      oneLog.lines.filter((l) => l.includes('truncated.png')).length,
+      1,
+      'one warning for the truncated file over 2 epochs',
+    );
+  },
+);
 
 t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
   const runDir = path.join(root, 'killed');
   const log = memoryLogger();
   // --max-restarts 0: the run ends at the first failure (fault-tolerance.test.ts tests restarts).
-  const run = trainDataParallel(config([...common(runDir), '--epochs', '3', '--checkpoint-every', '1', '--hang-timeout', '60', '--max-restarts', '0']), cpu(2), log);
+  const run = trainDataParallel(
+    config([
+      ...common(runDir),
+      '--epochs',
+      '3',
+      '--checkpoint-every',
+      '1',
+      '--hang-timeout',
+      '60',
+      '--max-restarts',
+      '0',
+    ]),
+    cpu(2),
+    log,
+  );
   // Wait for a checkpoint (so some steps ran), then kill rank 1.
   const started = Date.now();
   const checkpointed = () => fs.existsSync(runDir) && fs.readdirSync(runDir).some((n) => n.endsWith('.ckpt'));
@@ -114,7 +172,11 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   if (newest === null) throw new Error(`no loadable checkpoint in ${runDir}`);
   const ckpt = newest.contents;
   t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
-  const resumed = await trainDataParallel(config([...common(runDir), '--epochs', '3', '--resume', runDir]), cpu(2), memoryLogger());
+  const resumed = await trainDataParallel(
+    config([...common(runDir), '--epochs', '3', '--resume', runDir]),
+    cpu(2),
+    memoryLogger(),
+  );
   t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
 });
 
@@ -124,7 +186,12 @@ for (const [kind, what, pattern, backend] of [
   ['crash', 'crashes', /rank 1 exited with code 3/, 'wasm'],
   ['hang', 'hangs', /rank 1 stopped responding .*hung/, 'wasm'],
   ['garbage', 'sends garbage', /rank 1 sent a malformed control message/, 'wasm'],
-  ['segfault', 'dies of SIGSEGV on the native backend', /rank 1 crashed with SIGSEGV \(a fault in native code: .*--backend wasm/, 'native'],
+  [
+    'segfault',
+    'dies of SIGSEGV on the native backend',
+    /rank 1 crashed with SIGSEGV \(a fault in native code: .*--backend wasm/,
+    'native',
+  ],
 ] as const) {
   const skip = backend === 'native' && nativeAddon.addon == null ? nativeAddon.skipReason : false;
   t.test(`a worker that ${what} is named and every worker stops`, { skip }, async (t) => {
@@ -135,7 +202,22 @@ for (const [kind, what, pattern, backend] of [
     });
     const log = memoryLogger();
     const started = Date.now();
-    await t.rejects(trainDataParallel(config([...common(path.join(root, kind), backend), '--epochs', '2', '--hang-timeout', '3', '--max-restarts', '0']), cpu(2), log), pattern);
+    await t.rejects(
+      trainDataParallel(
+        config([
+          ...common(path.join(root, kind), backend),
+          '--epochs',
+          '2',
+          '--hang-timeout',
+          '3',
+          '--max-restarts',
+          '0',
+        ]),
+        cpu(2),
+        log,
+      ),
+      pattern,
+    );
     t.ok(Date.now() - started < 60_000, `ended in ${Date.now() - started} ms`);
     const pids = workerPids(log.lines);
     t.equal(pids.length, 2, `worker pids ${pids.join(', ')}`);
@@ -145,7 +227,11 @@ for (const [kind, what, pattern, backend] of [
 
 t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit code 130', async (t) => {
   const runDir = path.join(root, 'sigint');
-  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(runDir), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [path.resolve('dist/src/cli.js'), 'train', ...common(runDir), '--epochs', '50', '--devices', 'cpu:2'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -164,8 +250,24 @@ t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit cod
  * coordinator with SIGKILL and returns how long its workers outlived it (Infinity: past 30 s;
  * any survivor is then killed here so the suite leaves no orphans either).
  */
-async function killCoordinatorWhen(runName: string, ready: (output: string) => boolean, waitMs: number): Promise<{ output: string; workerCount: number; workersGoneMs: number }> {
-  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(path.join(root, runName)), '--epochs', '50', '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function killCoordinatorWhen(
+  runName: string,
+  ready: (output: string) => boolean,
+  waitMs: number,
+): Promise<{ output: string; workerCount: number; workersGoneMs: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      path.resolve('dist/src/cli.js'),
+      'train',
+      ...common(path.join(root, runName)),
+      '--epochs',
+      '50',
+      '--devices',
+      'cpu:2',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -179,7 +281,11 @@ async function killCoordinatorWhen(runName: string, ready: (output: string) => b
   while (pids.some(isAlive) && Date.now() - killedAt < 30_000) await new Promise((r) => setTimeout(r, 100));
   const survivors = pids.filter(isAlive);
   for (const pid of survivors) process.kill(pid, 'SIGKILL');
-  return { output: seenAtKill, workerCount: pids.length, workersGoneMs: survivors.length > 0 ? Infinity : Date.now() - killedAt };
+  return {
+    output: seenAtKill,
+    workerCount: pids.length,
+    workersGoneMs: survivors.length > 0 ? Infinity : Date.now() - killedAt,
+  };
 }
 
 t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) => {
@@ -191,7 +297,11 @@ t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) =
 t.test('a coordinator killed while its workers are still starting leaves no orphans', async (t) => {
   // The window the orphan guard used to miss: the workers are loading tfjs and zeromq when the
   // coordinator dies, so by the time their guard starts their parent is already init (or tap).
-  const { output, workerCount, workersGoneMs } = await killCoordinatorWhen('orphans-start', (out) => /started \d+ workers \(pids \d+, \d+\)/.test(out), 60_000);
+  const { output, workerCount, workersGoneMs } = await killCoordinatorWhen(
+    'orphans-start',
+    (out) => /started \d+ workers \(pids \d+, \d+\)/.test(out),
+    60_000,
+  );
   t.equal(workerCount, 2, 'both worker pids printed');
   t.notOk(/backend:/.test(output), 'killed before the workers reported their backend');
   t.ok(workersGoneMs < 30_000, `workers gone ${workersGoneMs} ms after the coordinator`);

@@ -34,13 +34,38 @@ function config(argv: string[]): TrainConfig {
 }
 
 const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) => [
-  '--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir,
-  '--backend', 'wasm', '--seed', '11', '--epochs', String(epochs), '--checksum-every', '1', '--hang-timeout', String(hangTimeoutSec),
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--lr',
+  '0.01',
+  '--run-dir',
+  runDir,
+  '--backend',
+  'wasm',
+  '--seed',
+  '11',
+  '--epochs',
+  String(epochs),
+  '--checksum-every',
+  '1',
+  '--hang-timeout',
+  String(hangTimeoutSec),
 ];
 const cpu2 = { kind: 'cpu' as const, worldSize: 2, gpuIds: [], note: null };
 
 /** `kills` distinct global steps in 2 .. total-1, ascending, each with the rank to kill. */
-export function chaosSchedule(seed: number, kills: number, total: number, worldSize: number): { globalStep: number; rank: number }[] {
+export function chaosSchedule(
+  seed: number,
+  kills: number,
+  total: number,
+  worldSize: number,
+): { globalStep: number; rank: number }[] {
   const rng = mulberry32(seed); // seeded: the chaos schedule is the same on every run of the test
   const rnd = () => rng.nextFloat();
   const steps = new Set<number>();
@@ -50,7 +75,9 @@ export function chaosSchedule(seed: number, kills: number, total: number, worldS
 
 /** The worker pids of each attempt, from the coordinator's "started N workers (pids a, b)" lines. */
 function attemptPids(lines: string[]): number[][] {
-  return lines.filter((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l)).map((l) => [...l.matchAll(/\d+/g)].map(Number).slice(1));
+  return lines
+    .filter((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l))
+    .map((l) => [...l.matchAll(/\d+/g)].map(Number).slice(1));
 }
 
 /** Every tensor of two checkpoints (weights and optimizer slots), compared bit for bit. */
@@ -95,7 +122,12 @@ t.test('workers SIGKILLed 3 times at seeded random steps: 3 restarts, bit-identi
     const next = schedule[killed.length];
     const attempts = attemptPids(log.lines);
     // One kill per attempt: reports of a group already failing do not count.
-    if (next === undefined || attempts.length - 1 === killedInAttempt || m.epoch * STEPS_PER_EPOCH + m.step < next.globalStep) return;
+    if (
+      next === undefined ||
+      attempts.length - 1 === killedInAttempt ||
+      m.epoch * STEPS_PER_EPOCH + m.step < next.globalStep
+    )
+      return;
     const pid = attempts[attempts.length - 1][next.rank];
     killedInAttempt = attempts.length - 1;
     killed.push({ ...next, pid });
@@ -103,42 +135,88 @@ t.test('workers SIGKILLed 3 times at seeded random steps: 3 restarts, bit-identi
   };
   const started = Date.now();
   // Step checkpoints every 2 steps, and by time every 0.2 s (they interleave at random).
-  const cfg = config([...common(runDir), '--max-restarts', '3', '--checkpoint-every', '2', '--checkpoint-every-min', String(0.2 / 60), '--keep-checkpoints', '2']);
+  const cfg = config([
+    ...common(runDir),
+    '--max-restarts',
+    '3',
+    '--checkpoint-every',
+    '2',
+    '--checkpoint-every-min',
+    String(0.2 / 60),
+    '--keep-checkpoints',
+    '2',
+  ]);
   const result = await trainDataParallel(cfg, cpu2, log, { onStepReport });
-  t.equal(killed.length, 3, `killed ${killed.map((k) => `rank ${k.rank} (pid ${k.pid}) at step ${k.globalStep}`).join(', ')}`);
+  t.equal(
+    killed.length,
+    3,
+    `killed ${killed.map((k) => `rank ${k.rank} (pid ${k.pid}) at step ${k.globalStep}`).join(', ')}`,
+  );
   t.equal(result.epochs.length > 0, true, 'rank 0 reported its result');
   const events = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events;
   const restarts = events.filter((e): e is RestartEventRecord => e.event === 'restart');
   t.equal(restarts.length, 3, 'three restart events in metrics.jsonl');
   restarts.forEach((r, i) => {
-    t.match(r.cause, new RegExp(`rank ${killed[i].rank} was killed by SIGKILL`), `restart ${i + 1} names rank ${killed[i].rank} and SIGKILL`);
+    t.match(
+      r.cause,
+      new RegExp(`rank ${killed[i].rank} was killed by SIGKILL`),
+      `restart ${i + 1} names rank ${killed[i].rank} and SIGKILL`,
+    );
     const failedAt = (r.epoch - 1) * STEPS_PER_EPOCH + r.step;
     const lost = failedAt - (r.resumeFrom?.globalStep ?? 0);
-    t.comment(`restart ${r.restart}: ${r.cause}; resumed from ${r.resumeFrom ? path.basename(r.resumeFrom.file) : 'the start'} (global step ${r.resumeFrom?.globalStep ?? 0}): ${lost} step(s) lost`);
+    t.comment(
+      `restart ${r.restart}: ${r.cause}; resumed from ${r.resumeFrom ? path.basename(r.resumeFrom.file) : 'the start'} (global step ${r.resumeFrom?.globalStep ?? 0}): ${lost} step(s) lost`,
+    );
   });
-  t.ok(log.lines.some((l) => /warn: restart 1 of 3: worker rank \d was killed by SIGKILL/.test(l)), 'each restart is logged with its cause');
+  t.ok(
+    log.lines.some((l) => /warn: restart 1 of 3: worker rank \d was killed by SIGKILL/.test(l)),
+    'each restart is logged with its cause',
+  );
   const stalls = events.filter((e) => e.event === 'checkpoint').map((e) => (e.event === 'checkpoint' ? e.stallMs : 0));
-  t.ok(stalls.length > 0, `${stalls.length} step checkpoints, stall per checkpoint ${Math.min(...stalls).toFixed(1)} .. ${Math.max(...stalls).toFixed(1)} ms`);
+  t.ok(
+    stalls.length > 0,
+    `${stalls.length} step checkpoints, stall per checkpoint ${Math.min(...stalls).toFixed(1)} .. ${Math.max(...stalls).toFixed(1)} ms`,
+  );
   const steps = fs.readdirSync(runDir).filter((n) => /^step-\d+\.ckpt$/.test(n));
   t.ok(steps.length <= 2, `the newest 2 step checkpoints kept: ${steps.join(', ')}`);
   const final = loadCheckpoint(runDir);
   t.same(final.position, { epoch: EPOCHS, stepInEpoch: 0, globalStep: TOTAL_STEPS });
-  t.same(bitDifferences(reference as CheckpointContents, final), [], 'weights and momentum bit-identical to the undisturbed run');
-  const trainMetrics = (dir: string) => parseMetricsJsonl(fs.readFileSync(path.join(dir, METRICS_FILE), 'utf8')).epochs.map((e) => [e.train, e.val, e.skippedImages]);
-  t.same(trainMetrics(runDir), trainMetrics(path.join(root, 'undisturbed')), 'every epoch record equals the undisturbed run (train and val metrics)');
+  t.same(
+    bitDifferences(reference as CheckpointContents, final),
+    [],
+    'weights and momentum bit-identical to the undisturbed run',
+  );
+  const trainMetrics = (dir: string) =>
+    parseMetricsJsonl(fs.readFileSync(path.join(dir, METRICS_FILE), 'utf8')).epochs.map((e) => [
+      e.train,
+      e.val,
+      e.skippedImages,
+    ]);
+  t.same(
+    trainMetrics(runDir),
+    trainMetrics(path.join(root, 'undisturbed')),
+    'every epoch record equals the undisturbed run (train and val metrics)',
+  );
   t.comment(`chaos run: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
 
 t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', async (t) => {
   const runDir = path.join(root, 'coordinator-killed');
   const argv = [...common(runDir), '--checkpoint-every', '2'];
-  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...argv, '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...argv, '--devices', 'cpu:2'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const started = Date.now();
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-  while (!fs.existsSync(path.join(runDir, 'step-00000006.ckpt')) && Date.now() - started < 120_000 && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  while (
+    !fs.existsSync(path.join(runDir, 'step-00000006.ckpt')) &&
+    Date.now() - started < 120_000 &&
+    child.exitCode === null
+  )
+    await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGKILL');
   await exited;
   const pids = attemptPids(output.split('\n')).flat();
@@ -154,18 +232,34 @@ t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', 
   };
   while (pids.some(alive) && Date.now() - gone < 30_000) await new Promise((r) => setTimeout(r, 100));
   t.notOk(pids.some(alive), 'the workers left with their coordinator');
-  const newest = fs.readdirSync(runDir).filter((n) => /^step-\d+\.ckpt$/.test(n)).sort().pop();
+  const newest = fs
+    .readdirSync(runDir)
+    .filter((n) => /^step-\d+\.ckpt$/.test(n))
+    .sort()
+    .pop();
   t.comment(`coordinator killed after ${newest ?? 'no step checkpoint'}`);
   const resumed = await trainDataParallel(config([...argv, '--resume', runDir]), cpu2, memoryLogger());
   t.ok(resumed.epochs.length < EPOCHS, `resumed mid-run: ${resumed.epochs.length} of ${EPOCHS} epochs left to run`);
   const final = loadCheckpoint(runDir);
   t.same(final.position, { epoch: EPOCHS, stepInEpoch: 0, globalStep: TOTAL_STEPS });
-  t.same(bitDifferences(reference as CheckpointContents, final), [], 'weights and momentum bit-identical to the undisturbed run');
+  t.same(
+    bitDifferences(reference as CheckpointContents, final),
+    [],
+    'weights and momentum bit-identical to the undisturbed run',
+  );
 });
 
 for (const [kind, maxRestarts, pattern] of [
-  ['crash', 2, /worker rank 1 exited with code 3 at epoch 1, step \d \(gave up after 2 restart\(s\), --max-restarts 2\)/],
-  ['hang', 1, /worker rank 1 stopped responding \(no message for \d+ s\) at epoch 1, step \d: hung \(gave up after 1 restart\(s\), --max-restarts 1\)/],
+  [
+    'crash',
+    2,
+    /worker rank 1 exited with code 3 at epoch 1, step \d \(gave up after 2 restart\(s\), --max-restarts 2\)/,
+  ],
+  [
+    'hang',
+    1,
+    /worker rank 1 stopped responding \(no message for \d+ s\) at epoch 1, step \d: hung \(gave up after 1 restart\(s\), --max-restarts 1\)/,
+  ],
 ] as const) {
   t.test(`a ${kind} that recurs at the same step uses up the restarts, then ends the run`, async (t) => {
     const faultEnv = faultyWorkerEnv(1, 2, kind);
@@ -176,25 +270,44 @@ for (const [kind, maxRestarts, pattern] of [
     const runDir = path.join(root, `recurring-${kind}`);
     const log = memoryLogger();
     // No step checkpoints: each restart begins again and meets the fault at the same step.
-    const cfg = config([...common(runDir, { epochs: 1, hangTimeoutSec: 3 }), '--max-restarts', String(maxRestarts), '--checkpoint-every-min', '0']);
+    const cfg = config([
+      ...common(runDir, { epochs: 1, hangTimeoutSec: 3 }),
+      '--max-restarts',
+      String(maxRestarts),
+      '--checkpoint-every-min',
+      '0',
+    ]);
     await t.rejects(trainDataParallel(cfg, cpu2, log), pattern);
-    const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter((e): e is RestartEventRecord => e.event === 'restart');
+    const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter(
+      (e): e is RestartEventRecord => e.event === 'restart',
+    );
     // (Whether the coordinator saw the same step twice depends on whether the dying worker's last
     // report arrived before its exit, so sameStepAgain is shown, not asserted.)
-    t.same(restarts.map((r) => [r.restart, r.rank, r.resumeFrom]), Array.from({ length: maxRestarts }, (_, i) => [i + 1, 1, null]), `${maxRestarts} restart(s) of rank 1, from the start (no checkpoint yet)`);
-    t.comment(restarts.map((r) => `restart ${r.restart}: ${r.cause}${r.sameStepAgain ? ' (same step again)' : ''}`).join('; '));
+    t.same(
+      restarts.map((r) => [r.restart, r.rank, r.resumeFrom]),
+      Array.from({ length: maxRestarts }, (_, i) => [i + 1, 1, null]),
+      `${maxRestarts} restart(s) of rank 1, from the start (no checkpoint yet)`,
+    );
+    t.comment(
+      restarts.map((r) => `restart ${r.restart}: ${r.cause}${r.sameStepAgain ? ' (same step again)' : ''}`).join('; '),
+    );
   });
 }
 
 t.test('a second Ctrl-C kills the workers and ends the run: no restart', async (t) => {
   const runDir = path.join(root, 'double-interrupt');
-  const child = spawn(process.execPath, [path.resolve('dist/src/cli.js'), 'train', ...common(runDir, { epochs: 50 }), '--devices', 'cpu:2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [path.resolve('dist/src/cli.js'), 'train', ...common(runDir, { epochs: 50 }), '--devices', 'cpu:2'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const started = Date.now();
-  while (!/Epoch 1\/50|epoch 1:/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 50));
+  while (!/Epoch 1\/50|epoch 1:/.test(output) && Date.now() - started < 90_000)
+    await new Promise((r) => setTimeout(r, 50));
   child.kill('SIGINT');
   await new Promise((r) => setTimeout(r, 20));
   child.kill('SIGINT');

@@ -42,7 +42,8 @@ function startCli(args: string[], env: NodeJS.ProcessEnv = process.env): CliProc
     for (;;) {
       const m = pattern.exec(output);
       if (m !== null) return m;
-      if (exited || Date.now() - started > timeoutMs) throw new Error(`no ${pattern} in the output of alexnet ${args[0]}:\n${output}`);
+      if (exited || Date.now() - started > timeoutMs)
+        throw new Error(`no ${pattern} in the output of alexnet ${args[0]}:\n${output}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
@@ -55,12 +56,42 @@ function startCli(args: string[], env: NodeJS.ProcessEnv = process.env): CliProc
 /** A few steps of the small preset; `length` makes a run that lasts until it is killed. */
 const SHORT = ['--epochs', '1', '--max-steps', '3'];
 const LONG = ['--epochs', '50'];
-const common = (runDir: string, length = SHORT): string[] =>
-  ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--dropout', '0', '--backend', 'wasm', '--seed', '5', ...length, '--run-dir', runDir];
+const common = (runDir: string, length = SHORT): string[] => [
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--lr',
+  '0.01',
+  '--dropout',
+  '0',
+  '--backend',
+  'wasm',
+  '--seed',
+  '5',
+  ...length,
+  '--run-dir',
+  runDir,
+];
 
 /** The coordinator host's half of a 2-worker run: 1 local worker, 1 to join. */
-const coordinatorArgs = (runDir: string, extra: string[] = [], length = SHORT): string[] =>
-  ['train', ...common(runDir, length), '--devices', 'cpu:1', '--rendezvous', 'tcp://127.0.0.1:0', '--world-size', '2', '--key-file', clusterKey, ...extra];
+const coordinatorArgs = (runDir: string, extra: string[] = [], length = SHORT): string[] => [
+  'train',
+  ...common(runDir, length),
+  '--devices',
+  'cpu:1',
+  '--rendezvous',
+  'tcp://127.0.0.1:0',
+  '--world-size',
+  '2',
+  '--key-file',
+  clusterKey,
+  ...extra,
+];
 
 const ADDRESS = /waiting for 1 more worker\(s\) to join at (tcp:\/\/127\.0\.0\.1:\d+)/;
 
@@ -68,7 +99,12 @@ function sameWeights(a: string, b: string): string[] {
   const x = loadCheckpoint(a);
   const y = loadCheckpoint(b);
   return x.weights
-    .filter((w, i) => !Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength).equals(Buffer.from(y.weights[i].data.buffer, y.weights[i].data.byteOffset, y.weights[i].data.byteLength)))
+    .filter(
+      (w, i) =>
+        !Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength).equals(
+          Buffer.from(y.weights[i].data.buffer, y.weights[i].data.byteOffset, y.weights[i].data.byteLength),
+        ),
+    )
     .map((w) => w.name);
 }
 
@@ -83,7 +119,13 @@ function isAlive(pid: number): boolean {
 }
 
 const trainLosses = (runDir: string): number[] =>
-  fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { train?: { loss: number } }).filter((r) => r.train).map((r) => r.train?.loss ?? NaN);
+  fs
+    .readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { train?: { loss: number } })
+    .filter((r) => r.train)
+    .map((r) => r.train?.loss ?? NaN);
 
 /** Peers that try their luck without the cluster's secret key: none, or a keypair of their own. */
 function intruders(clusterPublicKey: string): zmq.Dealer[] {
@@ -121,39 +163,56 @@ t.before(async () => {
   writeKeyFile(otherKey, false);
 });
 
-t.test('a joined 2-host run equals a 2-worker run; keyless peers on the control plane and the ring get nowhere', async (t) => {
-  const reference = path.join(root, 'reference');
-  const single = startCli(['train', ...common(reference), '--devices', 'cpu:2']);
-  t.equal(await single.exitCode, 0, 'the 2-worker reference run finished');
+t.test(
+  'a joined 2-host run equals a 2-worker run; keyless peers on the control plane and the ring get nowhere',
+  async (t) => {
+    const reference = path.join(root, 'reference');
+    const single = startCli(['train', ...common(reference), '--devices', 'cpu:2']);
+    t.equal(await single.exitCode, 0, 'the 2-worker reference run finished');
 
-  const runDir = path.join(root, 'joined');
-  const coordinator = startCli(coordinatorArgs(runDir, ['--checksum-every', '1', '--join-timeout', '60']));
-  const address = (await coordinator.waitFor(ADDRESS))[1];
-  const publicKey = (JSON.parse(fs.readFileSync(clusterKey, 'utf8')) as { publicKey: string }).publicKey;
-  const sockets: zmq.Socket[] = intruders(publicKey);
-  t.teardown(() => sockets.forEach((s) => s.close()));
-  // Each says hello as a joining host with exactly the one worker the run is missing: if either
-  // got through it would take the free rank, and the real host below would be turned away.
-  for (const s of sockets as zmq.Dealer[]) {
-    s.connect(address);
-    void s.send(encodeMessage({ type: MessageType.Join, protocolVersion: PROTOCOL_VERSION, host: 'intruder', address: '127.0.0.1', pid: 1, workers: 1 })).catch(() => undefined);
-  }
-  await coordinator.waitFor(/refused a connection to tcp:\/\/127\.0\.0\.1:\d+: (it has no CURVE key|its key is not the cluster key)/, 30_000);
+    const runDir = path.join(root, 'joined');
+    const coordinator = startCli(coordinatorArgs(runDir, ['--checksum-every', '1', '--join-timeout', '60']));
+    const address = (await coordinator.waitFor(ADDRESS))[1];
+    const publicKey = (JSON.parse(fs.readFileSync(clusterKey, 'utf8')) as { publicKey: string }).publicKey;
+    const sockets: zmq.Socket[] = intruders(publicKey);
+    t.teardown(() => sockets.forEach((s) => s.close()));
+    // Each says hello as a joining host with exactly the one worker the run is missing: if either
+    // got through it would take the free rank, and the real host below would be turned away.
+    for (const s of sockets as zmq.Dealer[]) {
+      s.connect(address);
+      void s
+        .send(
+          encodeMessage({
+            type: MessageType.Join,
+            protocolVersion: PROTOCOL_VERSION,
+            host: 'intruder',
+            address: '127.0.0.1',
+            pid: 1,
+            workers: 1,
+          }),
+        )
+        .catch(() => undefined);
+    }
+    await coordinator.waitFor(
+      /refused a connection to tcp:\/\/127\.0\.0\.1:\d+: (it has no CURVE key|its key is not the cluster key)/,
+      30_000,
+    );
 
-  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1']);
-  const ring = await coordinator.waitFor(/ring: rank 0 (tcp:\S+) -> rank 1 (tcp:\S+) -> rank 0/);
-  attackRing(ring[1], 1, publicKey, sockets as zmq.Push[]);
-  attackRing(ring[2], 0, publicKey, sockets as zmq.Push[]);
+    const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1']);
+    const ring = await coordinator.waitFor(/ring: rank 0 (tcp:\S+) -> rank 1 (tcp:\S+) -> rank 0/);
+    attackRing(ring[1], 1, publicKey, sockets as zmq.Push[]);
+    attackRing(ring[2], 0, publicKey, sockets as zmq.Push[]);
 
-  const [coordinatorCode, joinerCode] = await Promise.all([coordinator.exitCode, joiner.exitCode]);
-  t.equal(coordinatorCode, 0, 'the coordinator finished');
-  t.equal(joinerCode, 0, 'the joining host finished');
-  t.equal(coordinator.output().match(/joined with/g)?.length, 1, 'exactly one host joined');
-  t.notMatch(coordinator.output(), /intruder/, 'the intruders never reached the coordinator');
-  t.match(joiner.output(), /started 1 workers as rank 1 of 2/);
-  t.same(sameWeights(reference, runDir), [], 'the same weights, bit for bit');
-  t.same(trainLosses(runDir), trainLosses(reference), 'the same training loss');
-});
+    const [coordinatorCode, joinerCode] = await Promise.all([coordinator.exitCode, joiner.exitCode]);
+    t.equal(coordinatorCode, 0, 'the coordinator finished');
+    t.equal(joinerCode, 0, 'the joining host finished');
+    t.equal(coordinator.output().match(/joined with/g)?.length, 1, 'exactly one host joined');
+    t.notMatch(coordinator.output(), /intruder/, 'the intruders never reached the coordinator');
+    t.match(joiner.output(), /started 1 workers as rank 1 of 2/);
+    t.same(sameWeights(reference, runDir), [], 'the same weights, bit for bit');
+    t.same(trainLosses(runDir), trainLosses(reference), 'the same training loss');
+  },
+);
 
 t.test('a host with another key file is refused; the coordinator times out with a clear message', async (t) => {
   const coordinator = startCli(coordinatorArgs(path.join(root, 'wrong-key'), ['--join-timeout', '8']));
@@ -165,17 +224,25 @@ t.test('a host with another key file is refused; the coordinator times out with 
   t.equal(await coordinator.exitCode, 1, 'the coordinator gives up');
   // Which side gives up first is timing: the coordinator sees a failed decryption, or (on a
   // loaded machine) the client hanging up mid-handshake; either is logged as a refusal.
-  t.match(coordinator.output(), /refused a connection to tcp:\S+: (it does not hold the cluster key|the peer hung up during the handshake)/);
+  t.match(
+    coordinator.output(),
+    /refused a connection to tcp:\S+: (it does not hold the cluster key|the peer hung up during the handshake)/,
+  );
   t.match(coordinator.output(), /rendezvous: only 1 of 2 workers joined at tcp:\S+ within 8 s\. Start 'alexnet join/);
   t.notMatch(coordinator.output(), /\n\s+at /, 'no stack trace');
 });
 
-t.test("a worker that crashes on the joined host is named with its host; every process stops", async (t) => {
+t.test('a worker that crashes on the joined host is named with its host; every process stops', async (t) => {
   // --max-restarts 0: the run ends at the first failure (rejoin.test.ts tests restarts across hosts).
-  const coordinator = startCli(coordinatorArgs(path.join(root, 'crash'), ['--join-timeout', '60', '--max-restarts', '0']));
+  const coordinator = startCli(
+    coordinatorArgs(path.join(root, 'crash'), ['--join-timeout', '60', '--max-restarts', '0']),
+  );
   const address = (await coordinator.waitFor(ADDRESS))[1];
   // The fault hook reaches the joined host's worker through its agent's environment.
-  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1'], { ...process.env, ...faultyWorkerEnv(1, 2, 'crash') });
+  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1'], {
+    ...process.env,
+    ...faultyWorkerEnv(1, 2, 'crash'),
+  });
   const [coordinatorCode, joinerCode] = await Promise.all([coordinator.exitCode, joiner.exitCode]);
   t.equal(coordinatorCode, 1);
   t.match(coordinator.output(), /alexnet: worker rank 1 \(on \S+\) exited with code 3 at epoch 1, step \d+/);
@@ -204,7 +271,18 @@ t.test('a rendezvous port in use is a one-line error naming it, exit 2', async (
   await busy.bind('tcp://127.0.0.1:*');
   t.teardown(() => busy.close());
   const taken = busy.lastEndpoint as string;
-  const coordinator = startCli(['train', ...common(path.join(root, 'busy')), '--devices', 'cpu:1', '--rendezvous', taken, '--world-size', '2', '--key-file', clusterKey]);
+  const coordinator = startCli([
+    'train',
+    ...common(path.join(root, 'busy')),
+    '--devices',
+    'cpu:1',
+    '--rendezvous',
+    taken,
+    '--world-size',
+    '2',
+    '--key-file',
+    clusterKey,
+  ]);
   t.equal(await coordinator.exitCode, 2);
   t.match(coordinator.output(), new RegExp(`alexnet: address ${taken.replace(/[.*]/g, '\\$&')} is already in use`));
   t.notMatch(coordinator.output(), /\n\s+at /, 'no stack trace');

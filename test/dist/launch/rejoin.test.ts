@@ -24,12 +24,37 @@ const root = tempDir(t, 'alexnet-rejoin-');
 const key = path.join(root, 'cluster.key');
 let data = '';
 
-const training = (runDir: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--backend', 'wasm', '--seed', '9', '--epochs', '3', '--checkpoint-every', '2', '--run-dir', runDir];
+const training = (runDir: string) => [
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--backend',
+  'wasm',
+  '--seed',
+  '9',
+  '--epochs',
+  '3',
+  '--checkpoint-every',
+  '2',
+  '--run-dir',
+  runDir,
+];
 
 /** `alexnet` in namespace `ns`; output collected, killed at teardown if still running. */
-function inHost(t: { teardown: (fn: () => void) => void }, ns: string, args: string[]): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
+function inHost(
+  t: { teardown: (fn: () => void) => void },
+  ns: string,
+  args: string[],
+): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
   // `ip netns exec` execs node in place: the child's pid is the alexnet process itself.
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -61,12 +86,31 @@ t.test('a joined host SIGKILLed mid-run rejoins (a replacement agent); the run e
   }
   const [h1, h2] = hosts;
   const reference = path.join(root, 'reference');
-  const config = buildTrainConfig(trainOptions(yargs([...training(reference), '--max-restarts', '0'])).parseSync() as CliArgs) as TrainConfig;
+  const config = buildTrainConfig(
+    trainOptions(yargs([...training(reference), '--max-restarts', '0'])).parseSync() as CliArgs,
+  ) as TrainConfig;
   await trainDataParallel(config, { kind: 'cpu', worldSize: 2, gpuIds: [], note: null }, memoryLogger());
 
   const runDir = path.join(root, 'dropped');
   const rendezvous = `tcp://${HOST_ADDRESSES[0]}:29531`;
-  const coordinator = inHost(t, h1, ['train', ...training(runDir), '--devices', 'cpu:1', '--rendezvous', rendezvous, '--world-size', '2', '--key-file', key, '--hang-timeout', '5', '--rejoin-timeout', '60', '--max-restarts', '2']);
+  const coordinator = inHost(t, h1, [
+    'train',
+    ...training(runDir),
+    '--devices',
+    'cpu:1',
+    '--rendezvous',
+    rendezvous,
+    '--world-size',
+    '2',
+    '--key-file',
+    key,
+    '--hang-timeout',
+    '5',
+    '--rejoin-timeout',
+    '60',
+    '--max-restarts',
+    '2',
+  ]);
   const first = inHost(t, h2, ['join', rendezvous, '--key-file', key, '--devices', 'cpu:1']);
   await until(() => fs.existsSync(path.join(runDir, 'step-00000004.ckpt')), 'the step 4 checkpoint');
   first.child.kill('SIGKILL'); // the whole host's agent; its worker notices its parent is gone
@@ -76,14 +120,22 @@ t.test('a joined host SIGKILLed mid-run rejoins (a replacement agent); the run e
   const [coordinatorCode, replacementCode] = await Promise.all([coordinator.exit, replacement.exit]);
   t.equal(coordinatorCode, 0, 'the coordinator finished the run');
   t.equal(replacementCode, 0, 'the replacement host finished');
-  const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter((e): e is RestartEventRecord => e.event === 'restart');
+  const restarts = parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).events.filter(
+    (e): e is RestartEventRecord => e.event === 'restart',
+  );
   t.equal(restarts.length, 1, 'one restart recorded');
-  t.comment(`${restarts[0]?.cause}; resumed from ${restarts[0]?.resumeFrom ? path.basename(restarts[0].resumeFrom.file) : 'the start'}`);
+  t.comment(
+    `${restarts[0]?.cause}; resumed from ${restarts[0]?.resumeFrom ? path.basename(restarts[0].resumeFrom.file) : 'the start'}`,
+  );
   const a = loadCheckpoint(reference);
   const b = loadCheckpoint(runDir);
   t.same(b.position, a.position);
   const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
-  t.same(a.weights.filter((w, i) => !bytes(w.data).equals(bytes(b.weights[i].data))).map((w) => w.name), [], 'weights bit-identical to the undisturbed run');
+  t.same(
+    a.weights.filter((w, i) => !bytes(w.data).equals(bytes(b.weights[i].data))).map((w) => w.name),
+    [],
+    'weights bit-identical to the undisturbed run',
+  );
 });
 
 t.test("a worker lost on the coordinator's host: the other host's agent is told to rejoin and does", async (t) => {
@@ -95,20 +147,50 @@ t.test("a worker lost on the coordinator's host: the other host's agent is told 
   const [h1, h2] = hosts;
   const runDir = path.join(root, 'local-loss');
   const rendezvous = `tcp://${HOST_ADDRESSES[0]}:29532`;
-  const coordinator = inHost(t, h1, ['train', ...training(runDir), '--devices', 'cpu:1', '--rendezvous', rendezvous, '--world-size', '2', '--key-file', key, '--hang-timeout', '30', '--max-restarts', '1']);
+  const coordinator = inHost(t, h1, [
+    'train',
+    ...training(runDir),
+    '--devices',
+    'cpu:1',
+    '--rendezvous',
+    rendezvous,
+    '--world-size',
+    '2',
+    '--key-file',
+    key,
+    '--hang-timeout',
+    '30',
+    '--max-restarts',
+    '1',
+  ]);
   const agent = inHost(t, h2, ['join', rendezvous, '--key-file', key, '--devices', 'cpu:1']);
   await until(() => fs.existsSync(path.join(runDir, 'step-00000004.ckpt')), 'the step 4 checkpoint');
   const pid = Number(/started 1 workers \(pids? (\d+)\)/.exec(coordinator.output())?.[1]);
   t.ok(pid > 0, `rank 0's worker: pid ${pid}`);
   process.kill(pid, 'SIGKILL');
   const timeout = new Promise<null>((r) => setTimeout(() => r(null), 60_000));
-  const [coordinatorCode, agentCode] = await Promise.all([Promise.race([coordinator.exit, timeout]), Promise.race([agent.exit, timeout])]);
-  if (coordinatorCode !== 0 || agentCode !== 0) t.comment(`coordinator:\n${coordinator.output()}\nagent:\n${agent.output()}`);
+  const [coordinatorCode, agentCode] = await Promise.all([
+    Promise.race([coordinator.exit, timeout]),
+    Promise.race([agent.exit, timeout]),
+  ]);
+  if (coordinatorCode !== 0 || agentCode !== 0)
+    t.comment(`coordinator:\n${coordinator.output()}\nagent:\n${agent.output()}`);
   t.equal(coordinatorCode, 0, 'the coordinator finished the run');
   t.equal(agentCode, 0, 'the same agent finished it too');
-  t.match(agent.output(), /the run restarts: worker rank 0 was killed by SIGKILL.*joining the restarted run/, 'the agent rejoined by itself');
-  t.same(loadCheckpoint(runDir).weights.map((w) => w.data.length), loadCheckpoint(path.join(root, 'reference')).weights.map((w) => w.data.length));
+  t.match(
+    agent.output(),
+    /the run restarts: worker rank 0 was killed by SIGKILL.*joining the restarted run/,
+    'the agent rejoined by itself',
+  );
+  t.same(
+    loadCheckpoint(runDir).weights.map((w) => w.data.length),
+    loadCheckpoint(path.join(root, 'reference')).weights.map((w) => w.data.length),
+  );
   const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
   const [a, b] = [loadCheckpoint(path.join(root, 'reference')), loadCheckpoint(runDir)];
-  t.same(a.weights.filter((w, i) => !bytes(w.data).equals(bytes(b.weights[i].data))).map((w) => w.name), [], 'weights bit-identical to the undisturbed run');
+  t.same(
+    a.weights.filter((w, i) => !bytes(w.data).equals(bytes(b.weights[i].data))).map((w) => w.name),
+    [],
+    'weights bit-identical to the undisturbed run',
+  );
 });

@@ -19,8 +19,13 @@ const key = path.join(root, 'cluster.key');
 let data = '';
 
 /** Runs `alexnet` (in namespace `ns`, if given) with `env` added; resolves with its exit code and output. */
-function alexnet(args: string[], env: Record<string, string>, ns: string | null = null): Promise<{ code: number | null; output: string }> {
-  const [cmd, argv] = ns === null ? [process.execPath, [cli, ...args]] : ['ip', ['netns', 'exec', ns, process.execPath, cli, ...args]];
+function alexnet(
+  args: string[],
+  env: Record<string, string>,
+  ns: string | null = null,
+): Promise<{ code: number | null; output: string }> {
+  const [cmd, argv] =
+    ns === null ? [process.execPath, [cli, ...args]] : ['ip', ['netns', 'exec', ns, process.execPath, cli, ...args]];
   const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -29,7 +34,31 @@ function alexnet(args: string[], env: Record<string, string>, ns: string | null 
   return new Promise((resolve) => child.on('exit', (code) => (clearTimeout(timer), resolve({ code, output }))));
 }
 
-const trainArgs = (runDir: string) => ['train', '--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--backend', 'wasm', '--seed', '5', '--epochs', '1', '--max-steps', '3', '--run-dir', runDir, '--devices', 'cpu:1', '--key-file', key];
+const trainArgs = (runDir: string) => [
+  'train',
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--backend',
+  'wasm',
+  '--seed',
+  '5',
+  '--epochs',
+  '1',
+  '--max-steps',
+  '3',
+  '--run-dir',
+  runDir,
+  '--devices',
+  'cpu:1',
+  '--key-file',
+  key,
+];
 
 t.before(async () => {
   data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
@@ -37,8 +66,20 @@ t.before(async () => {
 });
 
 const JOBS: [string, (rank: number) => Record<string, string>][] = [
-  ['torchrun / PyTorchJob', (rank) => ({ MASTER_ADDR: '10.200.77.1', MASTER_PORT: '29517', WORLD_SIZE: '2', RANK: String(rank) })],
-  ['Slurm', (rank) => ({ SLURM_JOB_NUM_NODES: '2', SLURM_NODEID: String(rank), SLURM_PROCID: String(rank), SLURM_JOB_NODELIST: '10.200.77.[1-2]', MASTER_PORT: '29518' })],
+  [
+    'torchrun / PyTorchJob',
+    (rank) => ({ MASTER_ADDR: '10.200.77.1', MASTER_PORT: '29517', WORLD_SIZE: '2', RANK: String(rank) }),
+  ],
+  [
+    'Slurm',
+    (rank) => ({
+      SLURM_JOB_NUM_NODES: '2',
+      SLURM_NODEID: String(rank),
+      SLURM_PROCID: String(rank),
+      SLURM_JOB_NODELIST: '10.200.77.[1-2]',
+      MASTER_PORT: '29518',
+    }),
+  ],
 ];
 
 for (const [scheduler, envOf] of JOBS) {
@@ -49,25 +90,47 @@ for (const [scheduler, envOf] of JOBS) {
       return;
     }
     const runDir = path.join(root, scheduler.replace(/\W+/g, '-'));
-    const [coordinator, joiner] = await Promise.all(hosts.map((ns, rank) => alexnet(trainArgs(runDir), envOf(rank), ns)));
+    const [coordinator, joiner] = await Promise.all(
+      hosts.map((ns, rank) => alexnet(trainArgs(runDir), envOf(rank), ns)),
+    );
     t.equal(coordinator.code, 0, 'host 0 finished');
     t.equal(joiner.code, 0, 'host 1 finished');
-    t.match(coordinator.output, /job: host 0 of 2 runs the coordinator at 10\.200\.77\.1 \(tcp:\/\/10\.200\.77\.1:295\d\d\)/);
+    t.match(
+      coordinator.output,
+      /job: host 0 of 2 runs the coordinator at 10\.200\.77\.1 \(tcp:\/\/10\.200\.77\.1:295\d\d\)/,
+    );
     t.match(joiner.output, /job: host 1 of 2 joins the coordinator/);
-    t.match(coordinator.output, /ring: rank 0 tcp:\/\/10\.200\.77\.1:\d+ -> rank 1 tcp:\/\/10\.200\.77\.2:\d+ -> rank 0/, 'one rank on each host');
+    t.match(
+      coordinator.output,
+      /ring: rank 0 tcp:\/\/10\.200\.77\.1:\d+ -> rank 1 tcp:\/\/10\.200\.77\.2:\d+ -> rank 0/,
+      'one rank on each host',
+    );
     t.equal(loadCheckpoint(runDir).position.globalStep, 3);
   });
 }
 
 t.test('a half-set environment is a one-line error naming what is missing', async (t) => {
-  const { code, output } = await alexnet(trainArgs(path.join(root, 'half')), { MASTER_ADDR: '10.200.77.1', WORLD_SIZE: '2' });
+  const { code, output } = await alexnet(trainArgs(path.join(root, 'half')), {
+    MASTER_ADDR: '10.200.77.1',
+    WORLD_SIZE: '2',
+  });
   t.equal(code, 2);
-  t.match(output, /^alexnet: a half-set torchrun environment: MASTER_ADDR, WORLD_SIZE are set but MASTER_PORT, NODE_RANK or RANK are not/m);
+  t.match(
+    output,
+    /^alexnet: a half-set torchrun environment: MASTER_ADDR, WORLD_SIZE are set but MASTER_PORT, NODE_RANK or RANK are not/m,
+  );
   t.notOk(fs.existsSync(path.join(root, 'half')), 'nothing started');
 });
 
 t.test('explicit flags win: with --rendezvous the environment is not read', async (t) => {
-  const { code, output } = await alexnet([...trainArgs(path.join(root, 'flags')), '--rendezvous', 'tcp://127.0.0.1:0'], { MASTER_ADDR: '10.200.77.1', WORLD_SIZE: '2' });
+  const { code, output } = await alexnet(
+    [...trainArgs(path.join(root, 'flags')), '--rendezvous', 'tcp://127.0.0.1:0'],
+    { MASTER_ADDR: '10.200.77.1', WORLD_SIZE: '2' },
+  );
   t.equal(code, 2);
-  t.match(output, /^alexnet: --rendezvous needs --world-size/m, 'the flags are checked, the half-set environment is not');
+  t.match(
+    output,
+    /^alexnet: --rendezvous needs --world-size/m,
+    'the flags are checked, the half-set environment is not',
+  );
 });

@@ -34,9 +34,38 @@ const ourSegments = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.s
  * A 3-step run on `transport`: its weights, and the bytes its ranks put on a socket (the step
  * reports: none when shared memory carried everything).
  */
-async function train(name: string, workers: number, transport: 'shm' | 'zmq', extra: string[]): Promise<{ weights: Float32Array[]; socketBytes: number }> {
+async function train(
+  name: string,
+  workers: number,
+  transport: 'shm' | 'zmq',
+  extra: string[],
+): Promise<{ weights: Float32Array[]; socketBytes: number }> {
   const runDir = path.join(root, `${name}-${transport}`);
-  const cfg = config(['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5', '--max-steps', '3', '--epochs', '1', '--transport', transport, ...extra]);
+  const cfg = config([
+    '--data',
+    data,
+    '--preset',
+    'small',
+    '--init',
+    'he',
+    '--batch-size',
+    '12',
+    '--lr',
+    '0.01',
+    '--run-dir',
+    runDir,
+    '--backend',
+    'wasm',
+    '--seed',
+    '5',
+    '--max-steps',
+    '3',
+    '--epochs',
+    '1',
+    '--transport',
+    transport,
+    ...extra,
+  ]);
   let socketBytes = 0;
   await trainDataParallel(cfg, cpu(workers), memoryLogger(), { onStepReport: (m) => (socketBytes += m.wireBytes) });
   return { weights: loadCheckpoint(runDir).weights.map((w) => w.data), socketBytes };
@@ -44,7 +73,8 @@ async function train(name: string, workers: number, transport: 'shm' | 'zmq', ex
 
 function firstDifference(a: Float32Array[], b: Float32Array[]): string | null {
   for (let k = 0; k < a.length; k++) {
-    for (let i = 0; i < a[k].length; i++) if (!Object.is(a[k][i], b[k][i])) return `tensor ${k} element ${i}: ${a[k][i]} vs ${b[k][i]}`;
+    for (let i = 0; i < a[k].length; i++)
+      if (!Object.is(a[k][i], b[k][i])) return `tensor ${k} element ${i}: ${a[k][i]} vs ${b[k][i]}`;
   }
   return null;
 }
@@ -65,14 +95,18 @@ const CASES: { name: string; workers: number; extra: string[] }[] = [
 ];
 
 for (const c of CASES) {
-  t.test(`${c.name} at ${c.workers} workers: shared memory = the ZeroMQ ring, bit for bit`, { skip: unavailable ?? false }, async (t) => {
-    const shm = await train(c.name, c.workers, 'shm', c.extra);
-    const zmq = await train(c.name, c.workers, 'zmq', c.extra);
-    t.equal(shm.socketBytes, 0, 'shared memory: no byte on a socket');
-    t.ok(zmq.socketBytes > 0, `the ring: ${zmq.socketBytes} bytes on its sockets`);
-    t.equal(firstDifference(shm.weights, zmq.weights), null, 'every weight has the same bits');
-    t.same(ourSegments(), [], 'no segment left in /dev/shm');
-  });
+  t.test(
+    `${c.name} at ${c.workers} workers: shared memory = the ZeroMQ ring, bit for bit`,
+    { skip: unavailable ?? false },
+    async (t) => {
+      const shm = await train(c.name, c.workers, 'shm', c.extra);
+      const zmq = await train(c.name, c.workers, 'zmq', c.extra);
+      t.equal(shm.socketBytes, 0, 'shared memory: no byte on a socket');
+      t.ok(zmq.socketBytes > 0, `the ring: ${zmq.socketBytes} bytes on its sockets`);
+      t.equal(firstDifference(shm.weights, zmq.weights), null, 'every weight has the same bits');
+      t.same(ourSegments(), [], 'no segment left in /dev/shm');
+    },
+  );
 }
 
 t.test('the comparison can fail: another dropout rate gives other bits', { skip: unavailable ?? false }, async (t) => {
@@ -83,10 +117,28 @@ t.test('the comparison can fail: another dropout rate gives other bits', { skip:
 
 t.test('choosing the data plane: auto falls back with its reason, shm refuses where it cannot run', async (t) => {
   const prefix = 'alexnet-0123456789abcdef0123456789abcdef';
-  t.same(chooseDataPlane('auto', prefix, () => null), { kind: 'shm', prefix });
-  t.same(chooseDataPlane('auto', prefix, () => 'alexnet_shm.node not built (make shm)'), { kind: 'zmq', why: 'alexnet_shm.node not built (make shm)' });
-  t.same(chooseDataPlane('auto', null, () => null), { kind: 'zmq', why: 'the workers run on several hosts' });
-  t.same(chooseDataPlane('zmq', prefix, () => null), { kind: 'zmq', why: '--transport zmq' });
-  t.throws(() => chooseDataPlane('shm', prefix, () => 'no /dev/shm'), { name: 'ConfigError', message: /--transport shm: shared memory cannot run here: no \/dev\/shm/ });
-  t.throws(() => chooseDataPlane('shm', null, () => null), { name: 'ConfigError', message: /needs every worker on one host/ });
+  t.same(
+    chooseDataPlane('auto', prefix, () => null),
+    { kind: 'shm', prefix },
+  );
+  t.same(
+    chooseDataPlane('auto', prefix, () => 'alexnet_shm.node not built (make shm)'),
+    { kind: 'zmq', why: 'alexnet_shm.node not built (make shm)' },
+  );
+  t.same(
+    chooseDataPlane('auto', null, () => null),
+    { kind: 'zmq', why: 'the workers run on several hosts' },
+  );
+  t.same(
+    chooseDataPlane('zmq', prefix, () => null),
+    { kind: 'zmq', why: '--transport zmq' },
+  );
+  t.throws(() => chooseDataPlane('shm', prefix, () => 'no /dev/shm'), {
+    name: 'ConfigError',
+    message: /--transport shm: shared memory cannot run here: no \/dev\/shm/,
+  });
+  t.throws(() => chooseDataPlane('shm', null, () => null), {
+    name: 'ConfigError',
+    message: /needs every worker on one host/,
+  });
 });

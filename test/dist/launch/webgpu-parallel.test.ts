@@ -25,16 +25,51 @@ const root = tempDir(t);
 t.test('2 webgpu workers at global batch 8 = 1 at batch 8 (dropout off)', async (t) => {
   if (!(await requireWebgpu(t, 'webgpu data-parallel test'))) return;
   const data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 2, test: 2 });
-  const args = (runDir: string, devices: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '8', '--lr', '0.01', '--seed', '5', '--max-steps', '2', '--dropout', '0', '--epochs', '1', '--run-dir', runDir, '--devices', devices, '--checksum-every', '1'];
-  const one = buildTrainConfig(trainOptions(yargs(args(path.join(root, 'one'), 'webgpu:1'))).parseSync() as CliArgs) as TrainConfig;
+  const args = (runDir: string, devices: string) => [
+    '--data',
+    data,
+    '--preset',
+    'small',
+    '--init',
+    'he',
+    '--batch-size',
+    '8',
+    '--lr',
+    '0.01',
+    '--seed',
+    '5',
+    '--max-steps',
+    '2',
+    '--dropout',
+    '0',
+    '--epochs',
+    '1',
+    '--run-dir',
+    runDir,
+    '--devices',
+    devices,
+    '--checksum-every',
+    '1',
+  ];
+  const one = buildTrainConfig(
+    trainOptions(yargs(args(path.join(root, 'one'), 'webgpu:1'))).parseSync() as CliArgs,
+  ) as TrainConfig;
   await initBackend('webgpu', true, { allowSoftwareGpu: true });
   await new Trainer(one, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
 
   const cli = path.resolve('dist/src/cli.js');
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, 'train', ...args(path.join(root, 'two'), 'webgpu:2')], { encoding: 'utf8', timeout: 300_000 });
+  const { stdout, stderr } = await promisify(execFile)(
+    process.execPath,
+    [cli, 'train', ...args(path.join(root, 'two'), 'webgpu:2')],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
   const out = `${stdout}\n${stderr}`;
   t.match(out, /devices: 2 webgpu worker\(s\) sharing whatever adapter Dawn picks/, 'the device line');
-  t.match(out, /backend: webgpu \[tfjs [\d.]+, webgpu; adapter .+ \((software|hardware)\)\]/, 'the backend line names the adapter');
+  t.match(
+    out,
+    /backend: webgpu \[tfjs [\d.]+, webgpu; adapter .+ \((software|hardware)\)\]/,
+    'the backend line names the adapter',
+  );
   const a = loadCheckpoint(path.join(root, 'one'));
   const b = loadCheckpoint(path.join(root, 'two'));
   t.same(b.position, a.position);
@@ -44,7 +79,22 @@ t.test('2 webgpu workers at global batch 8 = 1 at batch 8 (dropout off)', async 
   // eval and predict read back asynchronously on webgpu: the same figures as on wasm.
   const evalLine = async (backend: string) => {
     const extra = backend === 'webgpu' ? ['--allow-software-gpu'] : [];
-    const r = await promisify(execFile)(process.execPath, [cli, 'eval', path.join(root, 'two'), '--split', 'val', '--backend', backend, ...extra, '--out', path.join(root, `eval-${backend}`)], { encoding: 'utf8', timeout: 120_000 });
+    const r = await promisify(execFile)(
+      process.execPath,
+      [
+        cli,
+        'eval',
+        path.join(root, 'two'),
+        '--split',
+        'val',
+        '--backend',
+        backend,
+        ...extra,
+        '--out',
+        path.join(root, `eval-${backend}`),
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
     const line = /val \(\d+ images, centre crop\): top-1 error .*, loss [\d.]+/.exec(r.stdout);
     if (line === null) throw new Error(`no result line in eval's output:\n${r.stdout}\n${r.stderr}`);
     return line[0];
@@ -52,6 +102,21 @@ t.test('2 webgpu workers at global batch 8 = 1 at batch 8 (dropout off)', async 
   t.equal(await evalLine('webgpu'), await evalLine('wasm'), 'alexnet eval: webgpu = wasm');
   const image = path.join(data, 'val', 'checker', fs.readdirSync(path.join(data, 'val', 'checker'))[0]);
   const predict = async (backend: string) =>
-    (await promisify(execFile)(process.execPath, [cli, 'predict', '--model', path.join(root, 'two', 'final-model'), '--backend', backend, ...(backend === 'webgpu' ? ['--allow-software-gpu'] : []), image], { encoding: 'utf8', timeout: 120_000 })).stdout;
+    (
+      await promisify(execFile)(
+        process.execPath,
+        [
+          cli,
+          'predict',
+          '--model',
+          path.join(root, 'two', 'final-model'),
+          '--backend',
+          backend,
+          ...(backend === 'webgpu' ? ['--allow-software-gpu'] : []),
+          image,
+        ],
+        { encoding: 'utf8', timeout: 120_000 },
+      )
+    ).stdout;
   t.equal(await predict('webgpu'), await predict('wasm'), 'alexnet predict: webgpu = wasm');
 });

@@ -9,7 +9,18 @@ t.test('a worker is hung when silent past the timeout or 3x its slowest step, on
   t.equal(hungWorker([a, b, starting], 31_000, 30_000)?.rank, 0, 'rank 0 silent 31 s > 30 s');
   t.equal(hungWorker([b, starting], 149_000, 30_000), undefined, 'a 50 s step allows 150 s of silence');
   t.equal(hungWorker([b, starting], 151_000, 30_000)?.rank, 1);
-  t.equal(hungWorker([{ ...a, done: true }, { ...b, exited: true }], 1e9, 1), undefined, 'finished or exited workers are not hung');
+  t.equal(
+    hungWorker(
+      [
+        { ...a, done: true },
+        { ...b, exited: true },
+      ],
+      1e9,
+      1,
+    ),
+    undefined,
+    'finished or exited workers are not hung',
+  );
 });
 
 t.test('replica checksums are compared once every rank has reported that step', async (t) => {

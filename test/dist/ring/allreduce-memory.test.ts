@@ -9,15 +9,9 @@ import { allReduceScalars, broadcast, ringAllReduce } from '../../../src/dist/ri
 import { RingTransport, createInMemoryRing } from '../../../src/dist/ring/transport';
 import { expectedRingSum, float64Sum, rankData, sameBits } from '../fixtures/ring';
 
-async function allReduceAll(
-  ring: RingTransport[],
-  length: number,
-  chunkBytes: number,
-): Promise<Float32Array[]> {
+async function allReduceAll(ring: RingTransport[], length: number, chunkBytes: number): Promise<Float32Array[]> {
   const buffers = ring.map((tr) => rankData(tr.rank, length));
-  await Promise.all(
-    ring.map((tr, rank) => ringAllReduce(buffers[rank], tr, rank, ring.length, { chunkBytes })),
-  );
+  await Promise.all(ring.map((tr, rank) => ringAllReduce(buffers[rank], tr, rank, ring.length, { chunkBytes })));
   return buffers;
 }
 
@@ -51,7 +45,10 @@ t.test('horovod-style: identical inputs sum to x * size', async (t) => {
   const ring = createInMemoryRing(4);
   const buffers = ring.map(() => Float32Array.from({ length: 101 }, (_, i) => i * 0.5));
   await Promise.all(ring.map((tr, r) => ringAllReduce(buffers[r], tr, r, 4, { chunkBytes: 40 })));
-  t.same(Array.from(buffers[2]), Array.from({ length: 101 }, (_, i) => i * 2));
+  t.same(
+    Array.from(buffers[2]),
+    Array.from({ length: 101 }, (_, i) => i * 2),
+  );
 });
 
 t.test('the hazard checker catches a sender that overwrites before delivery', async (t) => {
@@ -116,9 +113,7 @@ t.test('broadcast copies the root buffer everywhere', async (t) => {
 t.test('allReduceScalars sums float64 exactly, same on every rank', async (t) => {
   for (const worldSize of [1, 2, 3, 4]) {
     const ring = createInMemoryRing(worldSize);
-    const sums = await Promise.all(
-      ring.map((tr) => allReduceScalars([0.1 * (tr.rank + 1), 2 ** 40 + tr.rank, 1], tr)),
-    );
+    const sums = await Promise.all(ring.map((tr) => allReduceScalars([0.1 * (tr.rank + 1), 2 ** 40 + tr.rank, 1], tr)));
     const want = [0, 0, 0];
     for (let r = 0; r < worldSize; r++) {
       want[0] += 0.1 * (r + 1);

@@ -7,7 +7,18 @@ import { ConfigError, ProtocolError } from '../../../src/core/errors';
 import { ringAllGather, ringAllReduce, ringReduceScatter, segmentsOfSizes } from '../../../src/dist/ring/allreduce';
 import { createInMemoryRing, type RingTransport } from '../../../src/dist/ring/transport';
 import { shmAddonPath, shmUnavailableReason } from '../../../src/dist/shm/addon';
-import { WireCodecTransport, decodeWire, encodeWire, useWireKernels, fp16ToNumber, fp32BitsToBf16, fp32BitsToFp16, quantizeInPlace, roundTrip, type WireDtype } from '../../../src/dist/ring/wire-codec';
+import {
+  WireCodecTransport,
+  decodeWire,
+  encodeWire,
+  useWireKernels,
+  fp16ToNumber,
+  fp32BitsToBf16,
+  fp32BitsToFp16,
+  quantizeInPlace,
+  roundTrip,
+  type WireDtype,
+} from '../../../src/dist/ring/wire-codec';
 
 /** Deterministic, distinct values per rank (no two ranks share a value). */
 function values(rank: number, length: number): Float32Array {
@@ -44,7 +55,8 @@ t.test('reduce-scatter: each rank gets its segment of the sum', async (t) => {
       t.equal(out.length, sizes[r], `sizes ${sizes}: rank ${r}'s length`);
       for (let i = 0; i < out.length; i++) {
         const exact = inputs.reduce((sum, b) => sum + b[segments[r].start + i], 0);
-        if (Math.abs(out[i] - exact) > 1e-5 * (1 + Math.abs(exact))) t.fail(`sizes ${sizes}: rank ${r} value ${i}: ${out[i]} vs ${exact}`);
+        if (Math.abs(out[i] - exact) > 1e-5 * (1 + Math.abs(exact)))
+          t.fail(`sizes ${sizes}: rank ${r} value ${i}: ${out[i]} vs ${exact}`);
       }
     });
     inputs.forEach((b, r) => t.same([...b], [...before[r]], `sizes ${sizes}: rank ${r}'s input untouched`));
@@ -142,7 +154,10 @@ t.test('16-bit wire: sums in fp32, identical bits on every rank, half the bytes'
       t.ok(worst <= n * ulp, `${dtype} n=${n}: worst relative error ${worst.toExponential(2)} <= ${n} ulps`);
       const sent = ring[0].bytesSent;
       const fp32Bytes = ((2 * (n - 1)) / n) * length * 4;
-      t.ok(sent < 0.52 * fp32Bytes && sent > 0.45 * fp32Bytes, `${dtype} n=${n}: ${sent} bytes vs ${fp32Bytes} in fp32`);
+      t.ok(
+        sent < 0.52 * fp32Bytes && sent > 0.45 * fp32Bytes,
+        `${dtype} n=${n}: ${sent} bytes vs ${fp32Bytes} in fp32`,
+      );
     }
   }
 });
@@ -159,48 +174,57 @@ t.test('all-gather on a 16-bit wire: the owner keeps the rounded values too', as
 t.test('a rank on another wire dtype is a clear error, not garbage', async (t) => {
   const [a, b] = createInMemoryRing(2);
   const ring: RingTransport[] = [new WireCodecTransport(a, 'fp32'), new WireCodecTransport(b, 'fp16')];
-  const results = await Promise.allSettled(ring.map((tr) => ringAllReduce(values(tr.rank, 64), tr, tr.rank, 2, { timeoutMs: 500 })));
-  t.ok(results.some((r) => r.status === 'rejected' && (r.reason instanceof ProtocolError)), 'ProtocolError');
+  const results = await Promise.allSettled(
+    ring.map((tr) => ringAllReduce(values(tr.rank, 64), tr, tr.rank, 2, { timeoutMs: 500 })),
+  );
+  t.ok(
+    results.some((r) => r.status === 'rejected' && r.reason instanceof ProtocolError),
+    'ProtocolError',
+  );
 });
 
 // The native conversions come from the shared-memory addon (g++ only); test/dist/shm/wire-kernels.test.ts
 // holds them to the JS loops on edge values.
 const shmUnavailable = shmUnavailableReason();
 
-t.test("the native wire kernels equal the JS loops bit for bit on random values", { skip: shmUnavailable ?? false }, async (t) => {
-  const n = 1 << 21;
-  const src = new Float32Array(n);
-  const bits = new Uint32Array(src.buffer);
-  let seed = 99;
-  for (let i = 0; i < n; i++) {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-    // Half the values at fp16's exponents (normal, subnormal, overflow), half anywhere (NaN, Inf too).
-    bits[i] = i % 2 === 0 ? (seed & 0x807fffff) | ((95 + (seed % 60)) << 23) : seed;
-  }
-  const halves = Uint16Array.from({ length: 65536 }, (_, h) => h);
-  for (const dtype of ['fp16', 'bf16'] as const) {
-    const js = new Uint16Array(n);
-    t.match(useWireKernels(null), /^js/);
-    const tJs = performance.now();
-    encodeWire(dtype, src, js);
-    const jsMs = performance.now() - tJs;
-    const jsDecoded = new Float32Array(65536);
-    decodeWire(dtype, halves, jsDecoded);
-    t.equal(useWireKernels(shmAddonPath()), 'native');
-    const native = new Uint16Array(n);
-    const tNative = performance.now();
-    encodeWire(dtype, src, native);
-    const nativeMs = performance.now() - tNative;
-    const nativeDecoded = new Float32Array(65536);
-    decodeWire(dtype, halves, nativeDecoded);
-    useWireKernels(null);
-    let bad = 0;
-    for (let i = 0; i < n; i++) if (js[i] !== native[i]) bad++;
-    t.equal(bad, 0, `${dtype} encode: the same bits`);
-    const u = (a: Float32Array) => new Uint32Array(a.buffer);
-    let badDecode = 0;
-    for (let h = 0; h < 65536; h++) if (u(jsDecoded)[h] !== u(nativeDecoded)[h]) badDecode++;
-    t.equal(badDecode, 0, `${dtype} decode: every 16-bit pattern the same`);
-    t.comment(`${dtype} encode of ${n} values: JS ${jsMs.toFixed(1)} ms, native ${nativeMs.toFixed(1)} ms`);
-  }
-});
+t.test(
+  'the native wire kernels equal the JS loops bit for bit on random values',
+  { skip: shmUnavailable ?? false },
+  async (t) => {
+    const n = 1 << 21;
+    const src = new Float32Array(n);
+    const bits = new Uint32Array(src.buffer);
+    let seed = 99;
+    for (let i = 0; i < n; i++) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      // Half the values at fp16's exponents (normal, subnormal, overflow), half anywhere (NaN, Inf too).
+      bits[i] = i % 2 === 0 ? (seed & 0x807fffff) | ((95 + (seed % 60)) << 23) : seed;
+    }
+    const halves = Uint16Array.from({ length: 65536 }, (_, h) => h);
+    for (const dtype of ['fp16', 'bf16'] as const) {
+      const js = new Uint16Array(n);
+      t.match(useWireKernels(null), /^js/);
+      const tJs = performance.now();
+      encodeWire(dtype, src, js);
+      const jsMs = performance.now() - tJs;
+      const jsDecoded = new Float32Array(65536);
+      decodeWire(dtype, halves, jsDecoded);
+      t.equal(useWireKernels(shmAddonPath()), 'native');
+      const native = new Uint16Array(n);
+      const tNative = performance.now();
+      encodeWire(dtype, src, native);
+      const nativeMs = performance.now() - tNative;
+      const nativeDecoded = new Float32Array(65536);
+      decodeWire(dtype, halves, nativeDecoded);
+      useWireKernels(null);
+      let bad = 0;
+      for (let i = 0; i < n; i++) if (js[i] !== native[i]) bad++;
+      t.equal(bad, 0, `${dtype} encode: the same bits`);
+      const u = (a: Float32Array) => new Uint32Array(a.buffer);
+      let badDecode = 0;
+      for (let h = 0; h < 65536; h++) if (u(jsDecoded)[h] !== u(nativeDecoded)[h]) badDecode++;
+      t.equal(badDecode, 0, `${dtype} decode: every 16-bit pattern the same`);
+      t.comment(`${dtype} encode of ${n} values: JS ${jsMs.toFixed(1)} ms, native ${nativeMs.toFixed(1)} ms`);
+    }
+  },
+);

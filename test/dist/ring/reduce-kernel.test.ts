@@ -13,7 +13,21 @@ t.test('wasm SIMD is available on node 20', async (t) => {
 
 t.test('addInPlace equals the JS loop bit for bit, at every length and offset', async (t) => {
   const special = [0, -0, 1e-45, -1e-45, 1.1754942e-38, 3.4028235e38, -3.4028235e38, Infinity, -Infinity];
-  for (const length of [0, 1, 3, 4, 5, 255, 256, 257, 1023, BLOCK_ELEMS - 1, BLOCK_ELEMS, BLOCK_ELEMS + 5, 3 * BLOCK_ELEMS + 2]) {
+  for (const length of [
+    0,
+    1,
+    3,
+    4,
+    5,
+    255,
+    256,
+    257,
+    1023,
+    BLOCK_ELEMS - 1,
+    BLOCK_ELEMS,
+    BLOCK_ELEMS + 5,
+    3 * BLOCK_ELEMS + 2,
+  ]) {
     for (const offset of [0, 1, 3]) {
       const src = new Float32Array(length + offset);
       const dst = new Float32Array(length + offset);

@@ -111,7 +111,13 @@ t.test('bandwidth helpers match nccl-tests', async (t) => {
 
 t.test('the test fixture inverts segmentRange', async (t) => {
   const { segmentOf } = await import('../fixtures/ring');
-  for (const [length, n] of [[10, 4], [1, 4], [7, 3], [1000, 7], [61_100_840, 2]]) {
+  for (const [length, n] of [
+    [10, 4],
+    [1, 4],
+    [7, 3],
+    [1000, 7],
+    [61_100_840, 2],
+  ]) {
     for (let k = 0; k < n; k++) {
       const r = segmentRange(length, n, k);
       if (r.end > r.start && (segmentOf(length, n, r.start) !== k || segmentOf(length, n, r.end - 1) !== k)) {

@@ -22,7 +22,12 @@ for (const kind of ['ipc', 'tcp'] as const) {
       const ring = await connectZmqRing(worldSize, kind);
       t.teardown(ring.close);
       // 1 element, lengths not divisible by n, and one with several chunks per segment.
-      for (const [length, chunkBytes] of [[1, 4096], [7, 4096], [1001, 4096], [100_003, 4096]]) {
+      for (const [length, chunkBytes] of [
+        [1, 4096],
+        [7, 4096],
+        [1001, 4096],
+        [100_003, 4096],
+      ]) {
         const buffers = ring.transports.map((tr) => rankData(tr.rank, length));
         await Promise.all(
           ring.transports.map((tr, r) =>
@@ -30,7 +35,10 @@ for (const kind of ['ipc', 'tcp'] as const) {
           ),
         );
         const label = `${kind} n=${worldSize} len=${length}`;
-        t.ok(buffers.every((b) => sameBits(b, buffers[0])), `${label}: bit-identical`);
+        t.ok(
+          buffers.every((b) => sameBits(b, buffers[0])),
+          `${label}: bit-identical`,
+        );
         let exact = true;
         let close = true;
         for (let i = 0; i < length; i++) {
@@ -44,10 +52,11 @@ for (const kind of ['ipc', 'tcp'] as const) {
       // The same transports carry the other collectives afterwards.
       const weights = ring.transports.map((tr) => rankData(tr.rank, 5000));
       const want = weights[0].slice();
-      await Promise.all(
-        ring.transports.map((tr, r) => broadcast(weights[r], tr, 0, { chunkBytes: 1024 })),
+      await Promise.all(ring.transports.map((tr, r) => broadcast(weights[r], tr, 0, { chunkBytes: 1024 })));
+      t.ok(
+        weights.every((w) => sameBits(w, want)),
+        `${kind} n=${worldSize}: broadcast`,
       );
-      t.ok(weights.every((w) => sameBits(w, want)), `${kind} n=${worldSize}: broadcast`);
       const sums = await Promise.all(ring.transports.map((tr) => allReduceScalars([tr.rank, 1], tr)));
       t.same(Array.from(sums[worldSize - 1]), [(worldSize * (worldSize - 1)) / 2, worldSize]);
       await ring.close();
@@ -60,9 +69,7 @@ for (const kind of ['ipc', 'tcp'] as const) {
     // Rank 1 hangs after the handshake: rank 2 waits for its data and gives up.
     const buffer = rankData(2, 1000);
     const started = Date.now();
-    const err = await ringAllReduce(buffer, ring.transports[2], 2, 3, { timeoutMs: 300 }).catch(
-      (e: unknown) => e,
-    );
+    const err = await ringAllReduce(buffer, ring.transports[2], 2, 3, { timeoutMs: 300 }).catch((e: unknown) => e);
     t.type(err, CommTimeoutError);
     t.match(String(err), /rank 2: no data from rank 1 within 300 ms/);
     t.ok(Date.now() - started < 3000, 'reported promptly');

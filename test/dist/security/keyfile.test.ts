@@ -31,7 +31,12 @@ t.test('keygen writes a 0600 JSON key file and refuses to overwrite it without f
   const contents = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   t.same(contents, { format: KEY_FILE_FORMAT, version: 1, publicKey: pair.publicKey, secretKey: pair.secretKey });
   const keys = readKeyFile(file);
-  t.same(keys, { publicKey: pair.publicKey, secretKey: pair.secretKey, serverPublicKey: pair.publicKey, allowedClientKeys: [pair.publicKey] });
+  t.same(keys, {
+    publicKey: pair.publicKey,
+    secretKey: pair.secretKey,
+    serverPublicKey: pair.publicKey,
+    allowedClientKeys: [pair.publicKey],
+  });
 
   t.throws(() => writeKeyFile(file, false), { name: 'ConfigError', message: /already exists: pass --force/ });
   t.equal(readKeyFile(file).secretKey, pair.secretKey, 'the refused keygen left the file alone');
@@ -59,7 +64,11 @@ t.test('a key file that is missing, readable by others, malformed or mismatched 
     [write('text.key', 'not json'), /is not JSON/],
     [write('foreign.key', JSON.stringify({ format: 'zmq-cert', ...a })), /is not an alexnet cluster key/],
     [write('short.key', json({ publicKey: 'abc', secretKey: a.secretKey })), /publicKey is not a 40-character Z85 key/],
-    [write('mixed.key', json({ publicKey: a.publicKey, secretKey: b.secretKey })), /publicKey does not belong to secretKey/],
+    [
+      write('mixed.key', json({ publicKey: a.publicKey, secretKey: b.secretKey })),
+      /publicKey does not belong to secretKey/,
+    ],
   ];
-  for (const [file, pattern] of cases) t.throws(() => readKeyFile(file), { constructor: ConfigError, message: pattern }, path.basename(file));
+  for (const [file, pattern] of cases)
+    t.throws(() => readKeyFile(file), { constructor: ConfigError, message: pattern }, path.basename(file));
 });

@@ -12,12 +12,16 @@ import type { WireDtype } from '../../../src/dist/ring/wire-codec';
 import { reference, type Case } from './fixtures/cases';
 import { RANK_SCRIPT, runRanks } from './fixtures/processes';
 
-const unavailable = shmUnavailableReason() ?? (fs.existsSync(RANK_SCRIPT) ? null : `${RANK_SCRIPT} not built (npx tsc -p tsconfig.json)`);
+const unavailable =
+  shmUnavailableReason() ?? (fs.existsSync(RANK_SCRIPT) ? null : `${RANK_SCRIPT} not built (npx tsc -p tsconfig.json)`);
 
 function casesFor(n: number): Case[] {
   const cases: Case[] = [];
   let seed = 100 * n;
-  const sizes = [Array.from({ length: n }, (_, r) => 5 * r + 3), Array.from({ length: n }, (_, r) => (r === 1 ? 0 : 700 + r))];
+  const sizes = [
+    Array.from({ length: n }, (_, r) => 5 * r + 3),
+    Array.from({ length: n }, (_, r) => (r === 1 ? 0 : 700 + r)),
+  ];
   for (const dtype of ['fp32', 'fp16', 'bf16'] as WireDtype[]) {
     for (const length of [n - 1, 4099]) {
       for (const inSegment of [true, false]) cases.push({ op: 'allReduce', dtype, length, inSegment, seed: seed++ });
@@ -32,14 +36,23 @@ function casesFor(n: number): Case[] {
   return cases;
 }
 
-const label = (c: Case): string => `${c.op} ${c.dtype} ${c.sizes ? `sizes ${c.sizes.join(',')}` : `${c.length} floats`}${c.inSegment ? ' in a segment' : ''}`;
+const label = (c: Case): string =>
+  `${c.op} ${c.dtype} ${c.sizes ? `sizes ${c.sizes.join(',')}` : `${c.length} floats`}${c.inSegment ? ' in a segment' : ''}`;
 
 for (const n of [2, 3, 4]) {
   t.test(`${n} ranks: bit-identical to the ring`, { skip: unavailable ?? false }, async (t) => {
     const cases = casesFor(n);
     const prefix = newShmPrefix();
     // 1 KiB staging: the 4099-float buffers move in several chunks.
-    const plans = Array.from({ length: n }, (_, rank) => ({ rank, worldSize: n, prefix, timeoutMs: 10_000, stagingBytes: 1024, allocate: 4099, cases }));
+    const plans = Array.from({ length: n }, (_, rank) => ({
+      rank,
+      worldSize: n,
+      prefix,
+      timeoutMs: 10_000,
+      stagingBytes: 1024,
+      allocate: 4099,
+      cases,
+    }));
     const reports = await runRanks(plans);
     for (const [rank, rs] of reports.entries()) {
       const errors = rs.filter((r) => r.kind === 'error');
@@ -49,10 +62,19 @@ for (const n of [2, 3, 4]) {
       const want = await reference(c, n);
       const ok = want.every((w, rank) => {
         const got = reports[rank].find((r) => r.kind === 'result' && r.index === index);
-        return got !== undefined && got.kind === 'result' && got.bits.length === w.length && got.bits.every((b, i) => b === new Uint32Array(w.buffer, w.byteOffset, w.length)[i]);
+        return (
+          got !== undefined &&
+          got.kind === 'result' &&
+          got.bits.length === w.length &&
+          got.bits.every((b, i) => b === new Uint32Array(w.buffer, w.byteOffset, w.length)[i])
+        );
       });
       t.ok(ok, label(c));
     }
-    t.same(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix)), [], 'no segment left');
+    t.same(
+      fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix)),
+      [],
+      'no segment left',
+    );
   });
 }

@@ -11,59 +11,85 @@ import { newShmPrefix, segmentName, sweepSegments } from '../../../src/dist/shm/
 import type { Plan, Report } from './fixtures/rank';
 import { RANK_SCRIPT, runRanks, startRanks } from './fixtures/processes';
 
-const unavailable = shmUnavailableReason() ?? (fs.existsSync(RANK_SCRIPT) ? null : `${RANK_SCRIPT} not built (npx tsc -p tsconfig.json)`);
+const unavailable =
+  shmUnavailableReason() ?? (fs.existsSync(RANK_SCRIPT) ? null : `${RANK_SCRIPT} not built (npx tsc -p tsconfig.json)`);
 const ours = (prefix: string): string[] => fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix));
-const plans = (n: number, prefix: string, extra: Partial<Plan> = {}): Plan[] => Array.from({ length: n }, (_, rank) => ({ rank, worldSize: n, prefix, timeoutMs: 1500, ...extra }));
-const errorOf = (rs: Report[]): Extract<Report, { kind: 'error' }> | undefined => rs.find((r): r is Extract<Report, { kind: 'error' }> => r.kind === 'error');
+const plans = (n: number, prefix: string, extra: Partial<Plan> = {}): Plan[] =>
+  Array.from({ length: n }, (_, rank) => ({ rank, worldSize: n, prefix, timeoutMs: 1500, ...extra }));
+const errorOf = (rs: Report[]): Extract<Report, { kind: 'error' }> | undefined =>
+  rs.find((r): r is Extract<Report, { kind: 'error' }> => r.kind === 'error');
 
-t.test('a rank killed inside a collective: the others throw CommTimeoutError naming it, in time', { skip: unavailable ?? false }, async (t) => {
-  const prefix = newShmPrefix();
-  const timeoutMs = 1500;
-  // Rank 2 allocates, then is killed before it joins the all-reduce that ranks 0 and 1 are in.
-  const ranks = startRanks(plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true, retryAfterError: true }));
-  await Promise.all([0, 1, 2].map((r) => ranks.next(r, 'allocated')));
-  ranks.children[2].kill('SIGKILL');
-  const killedAt = Date.now();
-  const errors = await Promise.all([0, 1].map((r) => ranks.next(r, 'error')));
-  const waitedMs = Date.now() - killedAt;
-  await ranks.exited;
-  for (const e of errors) {
-    t.equal(e.kind === 'error' && e.name, 'CommTimeoutError', `rank ${e.rank}: CommTimeoutError`);
-    t.match(e.kind === 'error' ? e.message : '', /rank 2/, `rank ${e.rank}: names rank 2`);
-  }
-  t.ok(waitedMs < timeoutMs + 3000, `both gave up within the timeout + 3 s (${waitedMs} ms)`);
-  // The group is broken on every rank now: a later collective fails at once, not after a timeout.
-  for (const rank of [0, 1]) {
-    const retry = ranks.reports[rank].filter((r) => r.kind === 'error')[1];
-    t.equal(retry?.kind === 'error' && retry.name, 'CommTimeoutError', `rank ${rank}: a later barrier fails too`);
-    t.ok(retry?.kind === 'error' && retry.ms < 500 && /rank 2/.test(retry.message), `rank ${rank}: at once, naming rank 2 (${retry?.kind === 'error' ? `${retry.ms} ms: ${retry.message}` : 'none'})`);
-  }
-  t.same(ours(prefix), [], 'no segment left');
-});
+t.test(
+  'a rank killed inside a collective: the others throw CommTimeoutError naming it, in time',
+  { skip: unavailable ?? false },
+  async (t) => {
+    const prefix = newShmPrefix();
+    const timeoutMs = 1500;
+    // Rank 2 allocates, then is killed before it joins the all-reduce that ranks 0 and 1 are in.
+    const ranks = startRanks(
+      plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true, retryAfterError: true }),
+    );
+    await Promise.all([0, 1, 2].map((r) => ranks.next(r, 'allocated')));
+    ranks.children[2].kill('SIGKILL');
+    const killedAt = Date.now();
+    const errors = await Promise.all([0, 1].map((r) => ranks.next(r, 'error')));
+    const waitedMs = Date.now() - killedAt;
+    await ranks.exited;
+    for (const e of errors) {
+      t.equal(e.kind === 'error' && e.name, 'CommTimeoutError', `rank ${e.rank}: CommTimeoutError`);
+      t.match(e.kind === 'error' ? e.message : '', /rank 2/, `rank ${e.rank}: names rank 2`);
+    }
+    t.ok(waitedMs < timeoutMs + 3000, `both gave up within the timeout + 3 s (${waitedMs} ms)`);
+    // The group is broken on every rank now: a later collective fails at once, not after a timeout.
+    for (const rank of [0, 1]) {
+      const retry = ranks.reports[rank].filter((r) => r.kind === 'error')[1];
+      t.equal(retry?.kind === 'error' && retry.name, 'CommTimeoutError', `rank ${rank}: a later barrier fails too`);
+      t.ok(
+        retry?.kind === 'error' && retry.ms < 500 && /rank 2/.test(retry.message),
+        `rank ${rank}: at once, naming rank 2 (${retry?.kind === 'error' ? `${retry.ms} ms: ${retry.message}` : 'none'})`,
+      );
+    }
+    t.same(ours(prefix), [], 'no segment left');
+  },
+);
 
-t.test('every rank SIGKILLed after attaching: /dev/shm holds nothing of ours', { skip: unavailable ?? false }, async (t) => {
-  const prefix = newShmPrefix();
-  const ranks = startRanks(plans(2, prefix, { timeoutMs: 60_000, allocate: 1 << 18, finalAllReduce: false, cases: [] }).map((p, r) => (r === 1 ? { ...p, allocate: undefined } : p)));
-  // Rank 1 never allocates: rank 0 sits in allocate() with the allocation's segment created but not yet attached by rank 1.
-  await Promise.all([0, 1].map((r) => ranks.next(r, 'joined')));
-  for (let i = 0; i < 200 && ours(prefix).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-  t.same(ours(prefix).length, 1, 'only the half-made allocation exists (control segment unlinked once both attached)');
-  ranks.children.forEach((c) => c.kill('SIGKILL'));
-  await ranks.exited;
-  t.same(ours(prefix).length, 1, 'a rank killed before its peers attached leaves that segment...');
-  t.same(sweepSegments(prefix).length, 1, '...which sweepSegments (the coordinator, at the end of the run) removes');
-  t.same(ours(prefix), []);
+t.test(
+  'every rank SIGKILLed after attaching: /dev/shm holds nothing of ours',
+  { skip: unavailable ?? false },
+  async (t) => {
+    const prefix = newShmPrefix();
+    const ranks = startRanks(
+      plans(2, prefix, { timeoutMs: 60_000, allocate: 1 << 18, finalAllReduce: false, cases: [] }).map((p, r) =>
+        r === 1 ? { ...p, allocate: undefined } : p,
+      ),
+    );
+    // Rank 1 never allocates: rank 0 sits in allocate() with the allocation's segment created but not yet attached by rank 1.
+    await Promise.all([0, 1].map((r) => ranks.next(r, 'joined')));
+    for (let i = 0; i < 200 && ours(prefix).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    t.same(
+      ours(prefix).length,
+      1,
+      'only the half-made allocation exists (control segment unlinked once both attached)',
+    );
+    ranks.children.forEach((c) => c.kill('SIGKILL'));
+    await ranks.exited;
+    t.same(ours(prefix).length, 1, 'a rank killed before its peers attached leaves that segment...');
+    t.same(sweepSegments(prefix).length, 1, '...which sweepSegments (the coordinator, at the end of the run) removes');
+    t.same(ours(prefix), []);
 
-  const again = newShmPrefix();
-  const all = startRanks(plans(3, again, { timeoutMs: 60_000, allocate: 1 << 18 }));
-  await Promise.all([0, 1, 2].map((r) => all.next(r, 'allocated')));
-  all.children.forEach((c) => c.kill('SIGKILL'));
-  await all.exited;
-  t.same(ours(again), [], 'killed after attaching: nothing left');
-});
+    const again = newShmPrefix();
+    const all = startRanks(plans(3, again, { timeoutMs: 60_000, allocate: 1 << 18 }));
+    await Promise.all([0, 1, 2].map((r) => all.next(r, 'allocated')));
+    all.children.forEach((c) => c.kill('SIGKILL'));
+    await all.exited;
+    t.same(ours(again), [], 'killed after attaching: nothing left');
+  },
+);
 
 t.test('segments are 0600, and a process of another uid cannot attach', { skip: unavailable ?? false }, async (t) => {
-  const nobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'true']).status === 0 || process.getuid?.() === 0;
+  const nobody =
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'true']).status === 0 ||
+    process.getuid?.() === 0;
   const prefix = newShmPrefix();
   // Rank 0 of 2 creates the control segment and waits for rank 1.
   const ranks = startRanks([plans(2, prefix, { timeoutMs: 20_000 })[0]]);
@@ -83,7 +109,11 @@ t.test('segments are 0600, and a process of another uid cannot attach', { skip: 
   }
   const [rank1] = await runRanks([plans(2, prefix, { timeoutMs: 20_000 })[1]]);
   await ranks.exited;
-  t.same(rank1.filter((r) => r.kind === 'error'), [], 'the real rank 1 still attaches');
+  t.same(
+    rank1.filter((r) => r.kind === 'error'),
+    [],
+    'the real rank 1 still attaches',
+  );
   t.same(ours(prefix), [], 'unlinked once both attached');
 });
 
@@ -102,7 +132,11 @@ t.test('header mismatches are clear errors before the first step', { skip: unava
   const prefix = newShmPrefix();
   const [p0, p1] = plans(2, prefix, { timeoutMs: 5000, allocate: 100 });
   const [r0, r1] = await runRanks([p0, { ...p1, allocate: 120 }]);
-  t.match(errorOf(r1)?.message ?? '', /buffer of 400 bytes per rank, this rank expects .*buffer of 480 bytes/, 'length: says what differs');
+  t.match(
+    errorOf(r1)?.message ?? '',
+    /buffer of 400 bytes per rank, this rank expects .*buffer of 480 bytes/,
+    'length: says what differs',
+  );
   t.equal(errorOf(r0)?.name, 'ProtocolError', 'length: rank 0 hears of it');
   t.same(ours(prefix), []);
 });

@@ -22,7 +22,7 @@ t.test('names', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-sweep-'));
   fs.writeFileSync(path.join(dir, `${prefix}-a0`), '');
   fs.writeFileSync(path.join(dir, `${newShmPrefix()}-a0`), '');
-  t.same(sweepSegments(prefix, dir), [`${prefix}-a0`], 'removes that run\'s segments only');
+  t.same(sweepSegments(prefix, dir), [`${prefix}-a0`], "removes that run's segments only");
   t.equal(fs.readdirSync(dir).length, 1);
   fs.rmSync(dir, { recursive: true });
 });
@@ -41,17 +41,29 @@ t.test('bad options are ConfigErrors', { skip: unavailable ?? false }, async (t)
   t.throws(() => ShmGroup.create({ rank: 0, worldSize: 1, prefix, timeoutMs: 0 }), ConfigError);
 });
 
-t.test('a group of one: the collectives leave values as the ring does for N = 1', { skip: unavailable ?? false }, async (t) => {
-  const prefix = newShmPrefix();
-  const group = ShmGroup.create({ rank: 0, worldSize: 1, prefix, timeoutMs: 1000 });
-  t.same(fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix)), [], 'unlinked at once');
-  const values = group.allocate(5);
-  values.set([1.0001, 2, 3, 4, 5]);
-  group.allReduce(values, { wireDtype: 'fp16' });
-  t.equal(values[0], Math.fround(1.0001), 'N = 1: no rounding, as the ring');
-  t.same(Array.from(group.allGather(Float32Array.of(1.0001), [1], { wireDtype: 'bf16' })), [1], 'the gather rounds its own copy, as the ring');
-  t.same(Array.from(group.reduceScatter(Float32Array.of(7, 8), [2])), [7, 8]);
-  t.throws(() => group.broadcast(values, 1), ConfigError);
-  group.close();
-  t.throws(() => group.allReduce(values), /after close/);
-});
+t.test(
+  'a group of one: the collectives leave values as the ring does for N = 1',
+  { skip: unavailable ?? false },
+  async (t) => {
+    const prefix = newShmPrefix();
+    const group = ShmGroup.create({ rank: 0, worldSize: 1, prefix, timeoutMs: 1000 });
+    t.same(
+      fs.readdirSync('/dev/shm').filter((f) => f.startsWith(prefix)),
+      [],
+      'unlinked at once',
+    );
+    const values = group.allocate(5);
+    values.set([1.0001, 2, 3, 4, 5]);
+    group.allReduce(values, { wireDtype: 'fp16' });
+    t.equal(values[0], Math.fround(1.0001), 'N = 1: no rounding, as the ring');
+    t.same(
+      Array.from(group.allGather(Float32Array.of(1.0001), [1], { wireDtype: 'bf16' })),
+      [1],
+      'the gather rounds its own copy, as the ring',
+    );
+    t.same(Array.from(group.reduceScatter(Float32Array.of(7, 8), [2])), [7, 8]);
+    t.throws(() => group.broadcast(values, 1), ConfigError);
+    group.close();
+    t.throws(() => group.allReduce(values), /after close/);
+  },
+);

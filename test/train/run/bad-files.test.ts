@@ -22,5 +22,8 @@ t.test('two ranks meeting the same bad files in different epochs name each once'
   t.equal(all.length, 2, 'two warnings for two files');
   t.match(rank0.lines, [/^warn: skipping \/d\/x.jpg: empty file \(0 bytes\) \(named once/]);
   t.match(rank1.lines, [/^warn: skipping \/d\/y.jpg: truncated/]);
-  t.same(readFileSync(path.join(runDir, BAD_FILES), 'utf8').split('\n').filter(Boolean).sort(), ['/d/x.jpg\tempty file (0 bytes)', '/d/y.jpg\ttruncated']);
+  t.same(readFileSync(path.join(runDir, BAD_FILES), 'utf8').split('\n').filter(Boolean).sort(), [
+    '/d/x.jpg\tempty file (0 bytes)',
+    '/d/y.jpg\ttruncated',
+  ]);
 });

@@ -8,7 +8,14 @@ import { trainConfig } from '../../../src/core/config';
 import { memoryLogger } from '../../../src/core/log';
 import { temporaryPathFor, writeAtomicAsync } from '../../../src/core/atomic-write';
 import { LAST_CHECKPOINT, loadCheckpoint, type CheckpointContents } from '../../../src/train/run/checkpoint';
-import { CheckpointStore, CheckpointTimer, checkpointsToPrune, loadNewestCheckpoint, loadResume, stepCheckpointName } from '../../../src/train/run/checkpoint-store';
+import {
+  CheckpointStore,
+  CheckpointTimer,
+  checkpointsToPrune,
+  loadNewestCheckpoint,
+  loadResume,
+  stepCheckpointName,
+} from '../../../src/train/run/checkpoint-store';
 import { tempDir } from '../../data/fixtures/images';
 
 function contents(runDir: string, globalStep: number, epoch = 0): CheckpointContents {
@@ -42,7 +49,10 @@ const faultyWrite: Record<'ENOSPC' | 'EIO', (file: string, chunks: readonly Buff
 
 t.test('the timer: every N steps, or M minutes since the last checkpoint', async (t) => {
   const timer = new CheckpointTimer(5, 0.5, 0);
-  t.same([1, 4, 5, 10].map((s) => timer.due(s, 1000)), [false, false, true, true]);
+  t.same(
+    [1, 4, 5, 10].map((s) => timer.due(s, 1000)),
+    [false, false, true, true],
+  );
   t.ok(timer.due(3, 30_000), '30 s passed');
   timer.saved(30_000);
   t.notOk(timer.due(3, 59_000));
@@ -53,13 +63,23 @@ t.test('the timer: every N steps, or M minutes since the last checkpoint', async
 
 t.test('names sort by step; the newest K step checkpoints are kept (written in the background)', async (t) => {
   t.equal(stepCheckpointName(120), 'step-00000120.ckpt');
-  const names = [stepCheckpointName(30), 'last.ckpt', stepCheckpointName(4), 'best.ckpt', stepCheckpointName(100), 'x.tmp'];
+  const names = [
+    stepCheckpointName(30),
+    'last.ckpt',
+    stepCheckpointName(4),
+    'best.ckpt',
+    stepCheckpointName(100),
+    'x.tmp',
+  ];
   t.same(checkpointsToPrune(names, 2), [stepCheckpointName(4)]);
   const dir = tempDir(t);
   const store = new CheckpointStore(dir, 2);
   for (const step of [2, 4, 6]) {
     const saved = await store.beginStep(contents(dir, step));
-    t.ok(saved.snapshotMs >= 0 && saved.writeMs >= 0 && saved.bytes > 0, `step ${step}: ${saved.bytes} bytes, snapshot ${saved.snapshotMs.toFixed(2)} ms, write ${saved.writeMs.toFixed(2)} ms`);
+    t.ok(
+      saved.snapshotMs >= 0 && saved.writeMs >= 0 && saved.bytes > 0,
+      `step ${step}: ${saved.bytes} bytes, snapshot ${saved.snapshotMs.toFixed(2)} ms, write ${saved.writeMs.toFixed(2)} ms`,
+    );
   }
   t.same(fs.readdirSync(dir).sort(), [stepCheckpointName(4), stepCheckpointName(6)]);
 });
@@ -72,11 +92,17 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     const store = new CheckpointStore(dir, 3, faultyWrite[code]);
     await t.rejects(store.save(LAST_CHECKPOINT, contents(dir, 8)), {
       name: 'CheckpointError',
-      message: new RegExp(`could not write checkpoint .*last\\.ckpt at global step 8: ${code}: .*; the previous checkpoint .*last\\.ckpt is intact`),
+      message: new RegExp(
+        `could not write checkpoint .*last\\.ckpt at global step 8: ${code}: .*; the previous checkpoint .*last\\.ckpt is intact`,
+      ),
     });
     t.ok(fs.readFileSync(path.join(dir, LAST_CHECKPOINT)).equals(before), 'last.ckpt unchanged, byte for byte');
     t.equal(loadCheckpoint(dir).position.globalStep, 4);
-    t.same(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'no temporary file (or link) left');
+    t.same(
+      fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')),
+      [],
+      'no temporary file (or link) left',
+    );
   });
 }
 
@@ -96,7 +122,11 @@ t.test('a truncated or damaged newest checkpoint is refused by name; the one bef
   t.match(log.lines.join('\n'), new RegExp(`refusing checkpoint ${six}: .*truncated.*trying the previous one`));
   t.match(log.lines.join('\n'), new RegExp(`refusing checkpoint ${four}: .*corrupt: its tensor bytes do not match`));
   t.equal(loadResume(dir, memoryLogger()).file, path.join(dir, stepCheckpointName(2)), '--resume <run dir> too');
-  t.throws(() => loadResume(six, memoryLogger()), { name: 'CheckpointError', message: new RegExp(`${six} is truncated`) }, 'a file named by --resume is not replaced');
+  t.throws(
+    () => loadResume(six, memoryLogger()),
+    { name: 'CheckpointError', message: new RegExp(`${six} is truncated`) },
+    'a file named by --resume is not replaced',
+  );
   t.equal(loadNewestCheckpoint(dir, log, Date.now() + 60_000), null, 'files older than the run are left out');
   const empty = tempDir(t);
   t.throws(() => loadResume(empty, memoryLogger()), /no usable checkpoint in/);
@@ -116,5 +146,9 @@ t.test('the snapshot is taken at once: changing the tensors during the backgroun
   const written = new CheckpointStore(dir, 3).beginStep(c);
   c.weights[0].data.fill(-1);
   await written;
-  t.equal(loadCheckpoint(path.join(dir, stepCheckpointName(3))).weights[0].data[1], 3.5, 'the weights as they were at the snapshot');
+  t.equal(
+    loadCheckpoint(path.join(dir, stepCheckpointName(3))).weights[0].data[1],
+    3.5,
+    'the weights as they were at the snapshot',
+  );
 });

@@ -10,7 +10,14 @@ import { HEARTBEAT_RECORD_MS, WorkerLog } from '../../../src/train/run/worker-lo
 import { tempDir } from '../../data/fixtures/images';
 
 const report = (rank: number, step: number): StepReportMessage => ({
-  type: MessageType.StepReport, rank, epoch: 0, step, stepMs: 10, images: 12, peakRssMb: 100, wireBytes: 0,
+  type: MessageType.StepReport,
+  rank,
+  epoch: 0,
+  step,
+  stepMs: 10,
+  images: 12,
+  peakRssMb: 100,
+  wireBytes: 0,
   timingsMs: { dataWaitMs: 1, computeMs: 5, copyMs: 1, reduceMs: 2, updateMs: 1 },
 });
 
@@ -25,12 +32,26 @@ t.test('hellos always, heartbeats thinned per rank, step timings at the logged s
   }
   for (let step = 1; step <= 7; step++) log.step(report(0, step), 20_000 + step);
   const records = parseWorkersJsonl(fs.readFileSync(path.join(runDir, WORKERS_FILE), 'utf8'));
-  t.same(records.filter((r) => r.kind === 'hello').map((r) => r.rank), [0, 1]);
+  t.same(
+    records.filter((r) => r.kind === 'hello').map((r) => r.rank),
+    [0, 1],
+  );
   const beats = (rank: number) => records.filter((r) => r.kind === 'heartbeat' && r.rank === rank).map((r) => r.timeMs);
-  t.same(beats(0), [HEARTBEAT_RECORD_MS, 2 * HEARTBEAT_RECORD_MS], 'one per 5 s of rank 0 (its hello at 0 counts as one)');
+  t.same(
+    beats(0),
+    [HEARTBEAT_RECORD_MS, 2 * HEARTBEAT_RECORD_MS],
+    'one per 5 s of rank 0 (its hello at 0 counts as one)',
+  );
   t.same(beats(1), [5500, 10_500], 'rank 1 on its own clock');
   const steps = records.filter((r) => r.kind === 'step');
-  t.same(steps.map((r) => (r.kind === 'step' ? [r.epoch, r.step, r.timingsMs.reduceMs] : null)), [[1, 3, 2], [1, 6, 2]], 'steps 3 and 6 of --log-every 3, epoch 1-based');
+  t.same(
+    steps.map((r) => (r.kind === 'step' ? [r.epoch, r.step, r.timingsMs.reduceMs] : null)),
+    [
+      [1, 3, 2],
+      [1, 6, 2],
+    ],
+    'steps 3 and 6 of --log-every 3, epoch 1-based',
+  );
 });
 
 t.test('--log-every 0: no step timings', async (t) => {

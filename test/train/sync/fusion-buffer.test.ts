@@ -18,7 +18,14 @@ const tail = (base: number): StepTail => ({
 t.test('layout: parameters back to back, then the 7-slot tail, in shared memory', async (t) => {
   const f = new FusionBuffer(SHAPES);
   t.equal(f.count, 3);
-  t.same([0, 1, 2].map((i) => f.rangeOf(i)), [{ start: 0, end: 6 }, { start: 6, end: 9 }, { start: 9, end: 13 }]);
+  t.same(
+    [0, 1, 2].map((i) => f.rangeOf(i)),
+    [
+      { start: 0, end: 6 },
+      { start: 6, end: 9 },
+      { start: 9, end: 13 },
+    ],
+  );
   t.equal(f.tailAt, 13);
   t.equal(f.data.length, 20);
   t.equal(f.params.length, 13);
@@ -38,7 +45,12 @@ t.test('pack and unpack round-trip every parameter exactly; a wrong count is ref
     t.same(b.shape, SHAPES[i]);
     t.same(Array.from(b.dataSync()), Array.from(tensors[i].dataSync()), `parameter ${i}`);
   });
-  await f.packAsync(tensors.slice().reverse().map((x, i) => (i === 1 ? x : tf.zeros(SHAPES[2 - i]))));
+  await f.packAsync(
+    tensors
+      .slice()
+      .reverse()
+      .map((x, i) => (i === 1 ? x : tf.zeros(SHAPES[2 - i]))),
+  );
   t.same(Array.from(f.data.subarray(6, 9)), Array.from(tensors[1].dataSync()), 'packAsync writes in place too');
   t.throws(() => f.pack(tensors.slice(1)), /2 tensors for 3 parameters/);
   tf.dispose([...tensors, ...back]);
@@ -62,13 +74,22 @@ for (const wireDtype of ['fp32', 'fp16'] as const) {
     });
     await Promise.all(collectives.map((c, r) => reduceFusion(c, buffers[r])));
     for (const f of buffers) {
-      t.same(Array.from(f.params), Array.from({ length: 13 }, (_, i) => 300 + 3 * i));
+      t.same(
+        Array.from(f.params),
+        Array.from({ length: 13 }, (_, i) => 300 + 3 * i),
+      );
       t.same(f.readTail().sums, { count: 9, lossSum: 13.5, top1Correct: 6, top5Correct: 9 });
       t.equal(f.readTail().checkpointVotes, 3);
     }
     // fp32: one collective for everything; 16 bits: the values in the wire dtype, the tail exact
     // (counts above 2048 would round in fp16).
-    const want = wireDtype === 'fp32' ? [{ op: 'allReduce', length: 20, exact: false }] : [{ op: 'allReduce', length: 13, exact: false }, { op: 'allReduce', length: 7, exact: true }];
+    const want =
+      wireDtype === 'fp32'
+        ? [{ op: 'allReduce', length: 20, exact: false }]
+        : [
+            { op: 'allReduce', length: 13, exact: false },
+            { op: 'allReduce', length: 7, exact: true },
+          ];
     t.same(collectives[0].calls, want);
   });
 }

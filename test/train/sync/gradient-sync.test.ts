@@ -33,10 +33,14 @@ const STEPS = 2;
 const TINY: ModelSpec = {
   ...buildSpec('small', { ...TRAIN_DEFAULTS.model, init: 'he' }),
   convs: buildSpec('small').convs.map((c) => ({ ...c, filters: 4 })),
-  hidden: [{ name: 'fc6', units: 8, biasInit: 0.1 }, { name: 'fc7', units: 8, biasInit: 0.1 }],
+  hidden: [
+    { name: 'fc6', units: 8, biasInit: 0.1 },
+    { name: 'fc7', units: 8, biasInit: 0.1 },
+  ],
 };
 
-const config = (changes: Partial<TrainConfig> = {}): Readonly<TrainConfig> => trainConfig({ runDir: '/nonexistent', batchSize: IMAGES, bucketMb: 0.001, ...changes });
+const config = (changes: Partial<TrainConfig> = {}): Readonly<TrainConfig> =>
+  trainConfig({ runDir: '/nonexistent', batchSize: IMAGES, bucketMb: 0.001, ...changes });
 
 interface Replica {
   model: AlexNet;
@@ -45,7 +49,10 @@ interface Replica {
 
 function replica(): Replica {
   const model = createAlexNet(TINY, CLASSES, 5);
-  const optimizer = new Optimizer({ name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, model.params);
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
   return { model, optimizer };
 }
 
@@ -55,7 +62,13 @@ function share(batch: Batch, rank: number, worldSize: number, imageSize: number)
   const from = Math.min(rank * per, batch.count);
   const n = Math.min(per, batch.count - from);
   const px = imageSize * imageSize * 3;
-  return { ...batch, images: batch.images.slice(from * px, (from + n) * px), labels: batch.labels.slice(from, from + n), sampleIndices: batch.sampleIndices.slice(from, from + n), count: n };
+  return {
+    ...batch,
+    images: batch.images.slice(from * px, (from + n) * px),
+    labels: batch.labels.slice(from, from + n),
+    sampleIndices: batch.sampleIndices.slice(from, from + n),
+    count: n,
+  };
 }
 
 async function weightsOf(model: AlexNet): Promise<Float32Array[]> {
@@ -68,7 +81,12 @@ async function train(ranks: { replica: Replica; sync: GradientSync }[]): Promise
     const batch = randomBatch(ranks[0].replica.model, IMAGES, 40 + step);
     await Promise.all(
       ranks.map(({ replica: r, sync }) =>
-        trainStep(r.model, sync.optimizer, share(batch, sync.rank, sync.worldSize, TINY.inputSize), { lr: 0.05, dropoutSeed: 3 + step, sync, stopVote: false }),
+        trainStep(r.model, sync.optimizer, share(batch, sync.rank, sync.worldSize, TINY.inputSize), {
+          lr: 0.05,
+          dropoutSeed: 3 + step,
+          sync,
+          stopVote: false,
+        }),
       ),
     );
   }
@@ -89,20 +107,44 @@ t.before(async () => {
 });
 
 for (const overlap of [false, true]) {
-  t.test(`data-parallel over 2 in-memory ranks${overlap ? ' with --overlap' : ''} = one process on the whole batch`, async (t) => {
-    const collectives = memoryCollectives(2);
-    const replicas = [replica(), replica()];
-    const syncs = await Promise.all(collectives.map((c, r) => createGradientSync({ config: config({ overlap }), collective: c, model: replicas[r].model, optimizer: replicas[r].optimizer, microBatch: 0, log: memoryLogger() })));
-    t.ok(syncs.every((s) => s instanceof DataParallelSync), 'the data-parallel strategy');
-    const [w0, w1] = await train(replicas.map((r, i) => ({ replica: r, sync: syncs[i] })));
-    t.ok(w0.every((w, i) => w.every((v, j) => Object.is(v, w1[i][j]))), 'the two replicas are bit-identical');
-    const worst = worstDifference(w0, reference);
-    t.ok(worst <= 1e-4, `largest relative difference from one process ${worst.toExponential(2)} <= 1e-4`);
-    const ops = collectives[0].calls.map((c) => c.op);
-    t.equal(ops[0], 'broadcast', "rank 0's weights first");
-    t.equal(ops.includes('allReduceStart'), overlap, overlap ? 'buckets started during backward' : 'one all-reduce after backward');
-    replicas.forEach((r) => disposeModel(r.model));
-  });
+  t.test(
+    `data-parallel over 2 in-memory ranks${overlap ? ' with --overlap' : ''} = one process on the whole batch`,
+    async (t) => {
+      const collectives = memoryCollectives(2);
+      const replicas = [replica(), replica()];
+      const syncs = await Promise.all(
+        collectives.map((c, r) =>
+          createGradientSync({
+            config: config({ overlap }),
+            collective: c,
+            model: replicas[r].model,
+            optimizer: replicas[r].optimizer,
+            microBatch: 0,
+            log: memoryLogger(),
+          }),
+        ),
+      );
+      t.ok(
+        syncs.every((s) => s instanceof DataParallelSync),
+        'the data-parallel strategy',
+      );
+      const [w0, w1] = await train(replicas.map((r, i) => ({ replica: r, sync: syncs[i] })));
+      t.ok(
+        w0.every((w, i) => w.every((v, j) => Object.is(v, w1[i][j]))),
+        'the two replicas are bit-identical',
+      );
+      const worst = worstDifference(w0, reference);
+      t.ok(worst <= 1e-4, `largest relative difference from one process ${worst.toExponential(2)} <= 1e-4`);
+      const ops = collectives[0].calls.map((c) => c.op);
+      t.equal(ops[0], 'broadcast', "rank 0's weights first");
+      t.equal(
+        ops.includes('allReduceStart'),
+        overlap,
+        overlap ? 'buckets started during backward' : 'one all-reduce after backward',
+      );
+      replicas.forEach((r) => disposeModel(r.model));
+    },
+  );
 }
 
 t.test('the comparison can fail: a different learning rate gives different weights', async (t) => {
@@ -121,7 +163,10 @@ t.test('the hybrid strategy at one rank = one process (conv gradients reduced, F
   await sync.materialize(false);
   const worst = worstDifference(await weightsOf(r.model), reference);
   t.ok(worst <= 1e-4, `largest relative difference ${worst.toExponential(2)} <= 1e-4`);
-  t.ok(c.calls.some((call) => call.op === 'allGather'), 'the FC layers gathered their inputs');
+  t.ok(
+    c.calls.some((call) => call.op === 'allGather'),
+    'the FC layers gathered their inputs',
+  );
   head.dispose();
   disposeModel(r.model);
 });
@@ -129,14 +174,29 @@ t.test('the hybrid strategy at one rank = one process (conv gradients reduced, F
 t.test('the factory: one process, data, and --overlap that micro-batches turn off', async (t) => {
   const r = replica();
   const setup = { model: r.model, optimizer: r.optimizer, microBatch: 0, log: memoryLogger() };
-  t.ok((await createGradientSync({ ...setup, config: config(), collective: null })) instanceof LocalSync, 'no collective: local');
+  t.ok(
+    (await createGradientSync({ ...setup, config: config(), collective: null })) instanceof LocalSync,
+    'no collective: local',
+  );
   const [one] = memoryCollectives(1);
-  t.ok((await createGradientSync({ ...setup, config: config({ parallel: 'hybrid' }), collective: one })) instanceof LocalSync, 'a world of one: local, whatever the mode');
+  t.ok(
+    (await createGradientSync({ ...setup, config: config({ parallel: 'hybrid' }), collective: one })) instanceof
+      LocalSync,
+    'a world of one: local, whatever the mode',
+  );
   const pair = memoryCollectives(2);
   const logs = [memoryLogger(), memoryLogger()];
-  const syncs = await Promise.all(pair.map((c: SyncCollective, i) => createGradientSync({ ...setup, config: config({ overlap: true }), collective: c, microBatch: 1, log: logs[i] })));
+  const syncs = await Promise.all(
+    pair.map((c: SyncCollective, i) =>
+      createGradientSync({ ...setup, config: config({ overlap: true }), collective: c, microBatch: 1, log: logs[i] }),
+    ),
+  );
   t.ok(syncs.every((s) => s instanceof DataParallelSync));
-  t.match(logs[0].lines.join('\n'), /--overlap is off: each worker's 3 images run in micro-batches of 1/, 'said once, by rank 0');
+  t.match(
+    logs[0].lines.join('\n'),
+    /--overlap is off: each worker's 3 images run in micro-batches of 1/,
+    'said once, by rank 0',
+  );
   t.equal(logs[1].lines.length, 0);
   disposeModel(r.model);
 });

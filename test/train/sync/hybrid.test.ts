@@ -28,7 +28,24 @@ function config(argv: string[]): TrainConfig {
   return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
 }
 
-const common = (runDir: string) => ['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01', '--run-dir', runDir, '--backend', 'wasm', '--seed', '5'];
+const common = (runDir: string) => [
+  '--data',
+  data,
+  '--preset',
+  'small',
+  '--init',
+  'he',
+  '--batch-size',
+  '12',
+  '--lr',
+  '0.01',
+  '--run-dir',
+  runDir,
+  '--backend',
+  'wasm',
+  '--seed',
+  '5',
+];
 const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
 
 /** Every worker's step reports of each multi-worker run, by run name. */
@@ -39,7 +56,8 @@ async function train(name: string, workers: number, extra: string[]): Promise<Re
   const runDir = path.join(root, name);
   const cfg = config([...common(runDir), ...extra]);
   const reports: StepReportMessage[] = [];
-  if (workers === 1) await new Trainer(cfg, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
+  if (workers === 1)
+    await new Trainer(cfg, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
   else await trainDataParallel(cfg, cpu(workers), memoryLogger(), { onStepReport: (m) => reports.push(m) });
   stepReports.set(name, reports);
   return loadCheckpoint(runDir);
@@ -56,7 +74,9 @@ function sharedRun(name: string, workers: number, extra: string[]): Promise<Retu
 }
 
 function slotsOf(ckpt: ReturnType<typeof loadCheckpoint>): { name: string; shape: number[]; data: Float32Array }[] {
-  return Object.entries(ckpt.optimizer.slots).flatMap(([slot, arrays]) => arrays.map((a, i) => ({ name: `${slot}/${i}`, shape: [a.length], data: a })));
+  return Object.entries(ckpt.optimizer.slots).flatMap(([slot, arrays]) =>
+    arrays.map((a, i) => ({ name: `${slot}/${i}`, shape: [a.length], data: a })),
+  );
 }
 
 t.before(async () => {
@@ -66,13 +86,28 @@ t.before(async () => {
 
 t.test('column slices: pure helpers and the layer split', async (t) => {
   const m = Float32Array.from({ length: 12 }, (_, i) => i); // 3 x 4
-  const parts = [{ start: 0, end: 2 }, { start: 2, end: 3 }, { start: 3, end: 4 }].map((r) => sliceColumns(m, 3, 4, r));
+  const parts = [
+    { start: 0, end: 2 },
+    { start: 2, end: 3 },
+    { start: 3, end: 4 },
+  ].map((r) => sliceColumns(m, 3, 4, r));
   t.same([...parts[0]], [0, 1, 4, 5, 8, 9]);
   t.same([...joinColumns(parts, 3, [2, 1, 1])], [...m], 'join undoes slice');
   const model = createAlexNet(buildSpec('small', {}), 10, 0);
   const layers = headLayers(model, 3);
-  t.same(layers.map((l) => [l.name, l.units]), [['fc6', 256], ['fc7', 256], ['fc8', 10]]);
-  t.same(layers[2].columns.map((c) => c.end - c.start), [4, 3, 3], 'fc8 split 4/3/3');
+  t.same(
+    layers.map((l) => [l.name, l.units]),
+    [
+      ['fc6', 256],
+      ['fc7', 256],
+      ['fc8', 10],
+    ],
+  );
+  t.same(
+    layers[2].columns.map((c) => c.end - c.start),
+    [4, 3, 3],
+    'fc8 split 4/3/3',
+  );
   t.throws(() => headLayers(model, 11), /fc8 has 10 for 11 workers/);
 });
 
@@ -109,13 +144,38 @@ t.test('a hybrid checkpoint resumes in data mode on another worker count, and th
   const base = ['--max-steps', '2', '--dropout', '0'];
   const straight = await train('straight', 1, [...base, '--epochs', '2']);
   // A step checkpoint every step: rank 0's timer votes through the tail, every rank gathers its slices.
-  await train('h-then-d', 2, [...base, '--epochs', '1', '--parallel', 'hybrid', '--checkpoint-every', '1', '--keep-checkpoints', '5']);
+  await train('h-then-d', 2, [
+    ...base,
+    '--epochs',
+    '1',
+    '--parallel',
+    'hybrid',
+    '--checkpoint-every',
+    '1',
+    '--keep-checkpoints',
+    '5',
+  ]);
   const stepCheckpoints = fs.readdirSync(path.join(root, 'h-then-d')).filter((n) => /^step-.*\.ckpt$/.test(n));
-  t.equal(stepCheckpoints.length, 2, `hybrid wrote a step checkpoint after each of its 2 steps (${stepCheckpoints.join(', ')})`);
+  t.equal(
+    stepCheckpoints.length,
+    2,
+    `hybrid wrote a step checkpoint after each of its 2 steps (${stepCheckpoints.join(', ')})`,
+  );
   const hd = await train('h-then-d', 1, [...base, '--epochs', '2', '--resume', path.join(root, 'h-then-d')]);
   await train('d-then-h', 1, [...base, '--epochs', '1']);
-  const dh = await train('d-then-h', 3, [...base, '--epochs', '2', '--parallel', 'hybrid', '--resume', path.join(root, 'd-then-h')]);
-  for (const [name, ckpt] of [['hybrid x2 -> 1 worker', hd], ['1 worker -> hybrid x3', dh]] as const) {
+  const dh = await train('d-then-h', 3, [
+    ...base,
+    '--epochs',
+    '2',
+    '--parallel',
+    'hybrid',
+    '--resume',
+    path.join(root, 'd-then-h'),
+  ]);
+  for (const [name, ckpt] of [
+    ['hybrid x2 -> 1 worker', hd],
+    ['1 worker -> hybrid x3', dh],
+  ] as const) {
     t.same(ckpt.position, straight.position, `${name}: same position`);
     const w = maxRelativeDifference(straight.weights, ckpt.weights);
     t.ok(w <= 1e-4, `${name}: ${w.toExponential(2)} <= 1e-4 against an uninterrupted run`);
@@ -126,7 +186,10 @@ t.test('overlap: buckets all-reduced during backward give the same weights (data
   // 0.002 MB buckets: the small preset's 28 parameters go out in many buckets, in order.
   const steps = [...STEPS, '--overlap', '--bucket-mb', '0.002', '--checksum-every', '1'];
   const one = await sharedRun('one', 1, []);
-  for (const [name, n, extra] of [['data x2', 2, []], ['hybrid x3', 3, ['--parallel', 'hybrid']]] as const) {
+  for (const [name, n, extra] of [
+    ['data x2', 2, []],
+    ['hybrid x3', 3, ['--parallel', 'hybrid']],
+  ] as const) {
     const ckpt = await train(`ov-${n}`, n, [...steps, ...extra]);
     const w = maxRelativeDifference(one.weights, ckpt.weights);
     t.ok(w <= 1e-4, `${name} with --overlap: ${w.toExponential(2)} <= 1e-4`);
@@ -144,15 +207,22 @@ t.test('16-bit wire: fp16 and bf16 runs stay close to fp32 and train the same po
     return Math.sqrt(diff / norm);
   };
   const seen: Record<string, number> = {};
-  for (const [dtype, bound] of [['fp16', 1e-3], ['bf16', 1e-2]] as const) {
+  for (const [dtype, bound] of [
+    ['fp16', 1e-3],
+    ['bf16', 1e-2],
+  ] as const) {
     for (const mode of ['data', 'hybrid']) {
       const ckpt = await sharedRun(`w-${dtype}-${mode}`, 2, ['--parallel', mode, '--wire-dtype', dtype]);
       t.same(ckpt.position, fp32.position);
       const d = (seen[`${mode}/${dtype}`] = distance(fp32.weights, ckpt.weights));
-      t.ok(d > 0 && d <= bound, `${mode} on ${dtype}: relative L2 distance ${d.toExponential(2)} from fp32 in (0, ${bound}]`);
+      t.ok(
+        d > 0 && d <= bound,
+        `${mode} on ${dtype}: relative L2 distance ${d.toExponential(2)} from fp32 in (0, ${bound}]`,
+      );
     }
   }
-  for (const mode of ['data', 'hybrid']) t.ok(seen[`${mode}/fp16`] < seen[`${mode}/bf16`], `${mode}: fp16 (11-bit mantissa) lands closer than bf16 (8-bit)`);
+  for (const mode of ['data', 'hybrid'])
+    t.ok(seen[`${mode}/fp16`] < seen[`${mode}/bf16`], `${mode}: fp16 (11-bit mantissa) lands closer than bf16 (8-bit)`);
 });
 
 t.test('bytes on the wire: what the comm thread counts each step matches the model in wire-bytes.ts', async (t) => {
@@ -170,7 +240,10 @@ t.test('bytes on the wire: what the comm thread counts each step matches the mod
     t.equal(reports.length, 6, `${mode}/${dtype}: 3 steps x 2 ranks reported`);
     for (const r of reports) {
       const off = Math.abs(r.wireBytes - expected) / expected;
-      t.ok(off < 0.02, `${mode}/${dtype} rank ${r.rank} step ${r.step}: ${r.wireBytes} bytes, model ${Math.round(expected)} (${(off * 100).toFixed(2)}% off)`);
+      t.ok(
+        off < 0.02,
+        `${mode}/${dtype} rank ${r.rank} step ${r.step}: ${r.wireBytes} bytes, model ${Math.round(expected)} (${(off * 100).toFixed(2)}% off)`,
+      );
     }
   });
 });
