@@ -8,7 +8,7 @@
  *
  *   npx tsc -p tsconfig.json && node dist/bench/train.js [--quick] [--out train.json]
  *       [--presets small,paper,torchvision] [--workers 1,2] [--batch 32] [--reps 5] [--no-torch]
- *       [--backend wasm|native|webgpu] [--threads N] [--gpus]
+ *       [--backend wasm|native|webgpu] [--threads N] [--gpus] [--transport auto|shm|zmq]
  *
  * --backend webgpu runs `webgpu:N` workers on whatever adapter exists (here: Mesa's software
  * Vulkan device, lavapipe); with --gpus, one worker per hardware GPU, each pinned to its own
@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { countParams } from '../src/model/alexnet';
-import { PRESET_NAMES, type BackendChoice, type PresetName } from '../src/core/config';
+import { PRESET_NAMES, TRANSPORTS, type BackendChoice, type PresetName, type Transport } from '../src/core/config';
 import { buildSpec } from '../src/model/presets';
 import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
 import {
@@ -81,6 +81,8 @@ interface Options {
   threads: number;
   /** webgpu on hardware GPUs, one pinned worker each (else `webgpu:N`, software adapters too). */
   gpus: boolean;
+  /** --transport of our runs: the data plane between the workers (auto: shared memory where it runs). */
+  transport: Transport;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -97,6 +99,7 @@ function parseArgs(argv: string[]): Options {
     backend: (flagValue(argv, '--backend') ?? 'wasm') as BackendChoice,
     threads: Number(flagValue(argv, '--threads') ?? 1),
     gpus: argv.includes('--gpus'),
+    transport: (flagValue(argv, '--transport') ?? 'auto') as Transport,
   };
   const bad =
     options.presets.some((p) => !(PRESET_NAMES as readonly string[]).includes(p)) ||
@@ -108,7 +111,8 @@ function parseArgs(argv: string[]): Options {
     !Number.isInteger(options.threads) ||
     options.threads < 1 ||
     !['wasm', 'native', 'webgpu'].includes(options.backend) ||
-    (options.gpus && options.backend !== 'webgpu');
+    (options.gpus && options.backend !== 'webgpu') ||
+    !(TRANSPORTS as readonly string[]).includes(options.transport);
   if (bad) throw new Error(`bad arguments: ${argv.join(' ')} (see the header of bench/train.ts)`);
   return options;
 }
@@ -226,6 +230,7 @@ async function benchPreset(preset: PresetName, options: Options, torchNote: stri
           backend: options.backend,
           threads: options.threads,
           gpus: options.gpus,
+          extraArgs: ['--transport', options.transport],
         },
         plan,
       );

@@ -18,7 +18,7 @@ export interface WorkerBootstrap {
   keyFile: string | null;
   /**
    * The prefix of the run's shared-memory segments when every rank is on this host (the data
-   * plane may then be shared memory: data-plane.ts), else null.
+   * plane may then be shared memory: dist/comm-thread/data-plane.ts), else null.
    */
   shmPrefix: string | null;
 }

@@ -58,7 +58,7 @@ export interface LocalWorkerPlan {
   /** The ring address of this host's i-th worker. */
   ringAddress: (localIndex: number) => string;
   keyFile: string | null;
-  /** The run's shared-memory prefix when every rank is on this host, else null (worker-env.ts). */
+  /** The run's shared-memory prefix when every rank is on this host, else null (dist/control/worker-env.ts). */
   shmPrefix: string | null;
 }
 

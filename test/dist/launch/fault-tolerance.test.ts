@@ -200,6 +200,17 @@ t.test('workers SIGKILLed 3 times at seeded random steps: 3 restarts, bit-identi
   t.comment(`chaos run: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 });
 
+/** ALEXNET_SHM_PREFIX from a running worker's environment (null: no such process or variable). */
+function shmPrefixOf(pid: number | undefined): string | null {
+  if (pid === undefined) return null;
+  try {
+    const vars = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    return vars.find((v) => v.startsWith('ALEXNET_SHM_PREFIX='))?.slice('ALEXNET_SHM_PREFIX='.length) || null;
+  } catch {
+    return null;
+  }
+}
+
 t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', async (t) => {
   const runDir = path.join(root, 'coordinator-killed');
   const argv = [...common(runDir), '--checkpoint-every', '2'];
@@ -217,6 +228,8 @@ t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', 
     child.exitCode === null
   )
     await new Promise((r) => setTimeout(r, 50));
+  // The run's shared-memory segments are named after the prefix in its workers' environment.
+  const prefix = shmPrefixOf(attemptPids(output.split('\n')).flat()[0]);
   child.kill('SIGKILL');
   await exited;
   const pids = attemptPids(output.split('\n')).flat();
@@ -232,6 +245,12 @@ t.test('a coordinator SIGKILLed mid-run, then --resume: bit-identical weights', 
   };
   while (pids.some(alive) && Date.now() - gone < 30_000) await new Promise((r) => setTimeout(r, 100));
   t.notOk(pids.some(alive), 'the workers left with their coordinator');
+  t.ok(prefix, `the workers ran with segment prefix ${prefix}`);
+  t.same(
+    fs.readdirSync('/dev/shm').filter((n) => prefix !== null && n.startsWith(prefix)),
+    [],
+    'no shared-memory segment outlived the SIGKILLed run',
+  );
   const newest = fs
     .readdirSync(runDir)
     .filter((n) => /^step-\d+\.ckpt$/.test(n))

@@ -10,7 +10,7 @@ import yargs from 'yargs';
 import { initBackend } from '../../../src/backend/select';
 import { trainOptions } from '../../../src/cli';
 import { trainDataParallel } from '../../../src/command-handlers';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
+import { buildTrainConfig, type CliArgs, type TrainConfig, type Transport } from '../../../src/core/config';
 import { memoryLogger } from '../../../src/core/log';
 import { chooseDataPlane } from '../../../src/dist/comm-thread/data-plane';
 import { shmUnavailableReason } from '../../../src/dist/shm/addon';
@@ -37,7 +37,7 @@ const ourSegments = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.s
 async function train(
   name: string,
   workers: number,
-  transport: 'shm' | 'zmq',
+  transport: Transport,
   extra: string[],
 ): Promise<{ weights: Float32Array[]; socketBytes: number }> {
   const runDir = path.join(root, `${name}-${transport}`);
@@ -141,4 +141,37 @@ t.test('choosing the data plane: auto falls back with its reason, shm refuses wh
     name: 'ConfigError',
     message: /needs every worker on one host/,
   });
+});
+
+t.test('without the addon (as where g++ is missing), auto runs the ring and --transport shm is refused', async (t) => {
+  const saved = process.env.ALEXNET_SHM_ADDON;
+  process.env.ALEXNET_SHM_ADDON = path.join(root, 'no-such-addon.node'); // the workers inherit it
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.ALEXNET_SHM_ADDON;
+    else process.env.ALEXNET_SHM_ADDON = saved;
+  });
+  const auto = await train('no-addon-auto', 2, 'auto', []);
+  t.ok(auto.socketBytes > 0, `auto: the ring carried the gradients (${auto.socketBytes} bytes)`);
+  const cfg = config([
+    '--data',
+    data,
+    '--preset',
+    'small',
+    '--batch-size',
+    '12',
+    '--run-dir',
+    path.join(root, 'no-addon-shm'),
+    '--backend',
+    'wasm',
+    '--max-steps',
+    '1',
+    '--epochs',
+    '1',
+    '--transport',
+    'shm',
+  ]);
+  await t.rejects(
+    trainDataParallel(cfg, cpu(2), memoryLogger()),
+    /--transport shm: shared memory cannot run here: no-such-addon.node not built/,
+  );
 });
