@@ -48,6 +48,8 @@ import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/run/checkpoint-store';
 import { assertFreshRunDir } from './train/run/run-dir';
 import { chooseCpuLayout } from './train/cpu-layout';
+import { chooseDataPlane } from './dist/comm-thread/data-plane';
+import { shmUnavailableReason } from './dist/shm/addon';
 import { wireBytesPerStep } from './train/wire-bytes';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
@@ -251,11 +253,14 @@ function autoCpuLayout(
     worldSize: n,
     batchPerWorker: Math.ceil(config.batchSize / n),
   });
+  // The workers would all run on this host: shared memory carries their bytes where it can.
+  const plane = chooseDataPlane(config.transport, true, () => shmUnavailableReason()).kind;
   const layout = chooseCpuLayout({
     cores: n,
     globalBatch: config.batchSize,
     wireBytes: wire.total,
     forwardFlopsPerImage: forwardFlopsPerImage(spec, classes),
+    plane,
   });
   log.info(`--devices auto: ${layout.reason}`);
   return {

@@ -4,21 +4,22 @@
  * process with N threads (no all-reduce, but threads that do not scale perfectly).
  *
  * A model of the two, with costs measured on our 2-core machines:
- *   data parallel: step = compute(B / N) x (1 + skew) + the bytes each worker sends / rate + per-step cost
+ *   data parallel: step = compute(B / N) x slowdown x (1 + skew) + the bytes each worker sends / rate + per-step cost
  *   threads:       step = compute(B) / (N x efficiency)
- * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate. At 32 images per
- * core threads win for both presets: the paper's all-reduce is large, and the small preset's
- * steps are so short that the all-reduce's latency, the wait for the slower rank and the
- * loader's share of the core outweigh its tiny gradients. At 64 paper images per core the
- * all-reduce is amortised and the model picks workers (docs/benchmarks.md, "One worker with two
- * threads or two workers"). The bytes come from the run's --parallel mode and --wire-dtype
- * (wire-bytes.ts): hybrid mode's 1/17 of data mode's bytes tips the paper preset towards workers.
+ * compute(n images) = n x 3 x forward FLOPs / the core's training FLOP rate; slowdown is how much
+ * the worker processes slow each other's compute. On the 2-core AMD EPYC machines that is 2x (a
+ * paper step's forward+backward: 885 ms alone, 1,784 ms beside another worker; two threads of
+ * one process lose only 20%), so threads win whatever the data plane. Where cores compute
+ * independently (slowdown 1), the plane decides: shared memory's cheap all-reduce tips the paper
+ * preset at 32 images per core to workers, the ZeroMQ ring's does not (docs/benchmarks.md, "One
+ * worker with two threads or two workers"). The bytes come from the run's --parallel mode and
+ * --wire-dtype (wire-bytes.ts).
  */
 
 export interface CpuCosts {
   /** Training FLOPs (3 x forward) one core runs per second, measured on the paper preset. */
   coreTrainFlopsPerSec: number;
-  /** Bytes a worker sends per second through the ring, copies into and out of the fusion buffer included. */
+  /** Bytes a worker sends per second through the data plane, copies into and out of the fusion buffer included. */
   allReduceBytesPerSec: number;
   /** A data-parallel step's fixed cost: the all-reduce's latency and the loader's time on the core. */
   stepOverheadSec: number;
@@ -26,18 +27,34 @@ export interface CpuCosts {
   skewFraction: number;
   /** Speed-up of one process per added thread, as a fraction of perfect. */
   threadEfficiency: number;
+  /**
+   * How much longer a worker's forward+backward takes while the other workers compute beside it
+   * (1: cores that compute independently). Processes share the memory system and caches, and on
+   * some machines they slow each other far more than threads of one process do.
+   */
+  concurrentSlowdown: number;
 }
 
+/** The data planes a layout can run on (dist/comm-thread/data-plane.ts). */
+export type PlaneKind = 'shm' | 'zmq';
+
 /**
- * Measured 2026-12-01 on the 2-core machine, native backend; the figures behind each value are
- * in docs/measurements.md, "CPU layout costs".
+ * Measured on the 2-core machines, native backend; the figures behind each value are in
+ * docs/measurements.md, "CPU layout costs".
  */
-export const CPU_COSTS: CpuCosts = {
+const ZMQ_COSTS: CpuCosts = {
   coreTrainFlopsPerSec: 140e9,
   allReduceBytesPerSec: 0.9e9,
   stepOverheadSec: 0.015,
   skewFraction: 0.05,
   threadEfficiency: 0.8,
+  concurrentSlowdown: 2.0,
+};
+
+export const CPU_COSTS: Record<PlaneKind, CpuCosts> = {
+  zmq: ZMQ_COSTS,
+  // The copy into the segment, the reduction and the unpacking: memory speed, and no socket latency.
+  shm: { ...ZMQ_COSTS, allReduceBytesPerSec: 3e9, stepOverheadSec: 0.012 },
 };
 
 export interface CpuLayout {
@@ -54,27 +71,33 @@ export interface LayoutInput {
   /** Bytes one worker would send per step in the workers layout (wire-bytes.ts). */
   wireBytes: number;
   forwardFlopsPerImage: number;
+  /** What would carry the workers' bytes. */
+  plane: PlaneKind;
 }
 
 /**
- * What data parallelism adds to one worker's step (all-reduce, skew, fixed costs) as a fraction
- * of its compute. Threads are faster exactly when it exceeds what the threads lose: writing a
- * for the addition, c for one worker's compute (B / N images), N workers against N threads of
- * efficiency e, N e / (N c) > 1 / (c + a) holds iff a / c > (1 - e) / e.
+ * What data parallelism adds to one worker's step (the others' interference s, skew k, the
+ * all-reduce and fixed costs a) as a fraction of its compute c (B / N images alone): the step
+ * takes c s (1 + k) + a. Threads are faster exactly when it exceeds what the threads lose: N
+ * threads of efficiency e take c / e, and c s (1 + k) + a > c / e iff s (1 + k) - 1 + a / c >
+ * (1 - e) / e.
  */
-export function dataParallelOverhead(input: LayoutInput, costs: CpuCosts = CPU_COSTS): number {
+export function dataParallelOverhead(input: LayoutInput, costs: CpuCosts = CPU_COSTS[input.plane]): number {
   const { cores: n, globalBatch: b, wireBytes, forwardFlopsPerImage: f } = input;
   const computeSec = ((b / n) * 3 * f) / costs.coreTrainFlopsPerSec;
-  return (wireBytes / costs.allReduceBytesPerSec + costs.stepOverheadSec) / computeSec + costs.skewFraction;
+  const addedSec = wireBytes / costs.allReduceBytesPerSec + costs.stepOverheadSec;
+  return costs.concurrentSlowdown * (1 + costs.skewFraction) - 1 + addedSec / computeSec;
 }
 
-export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS): CpuLayout {
+export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS[input.plane]): CpuLayout {
   const n = input.cores;
   if (n <= 1) return { workers: 1, threadsPerWorker: 1, reason: 'one core: one process, one thread' };
   const share = dataParallelOverhead(input, costs);
   const threadLoss = (1 - costs.threadEfficiency) / costs.threadEfficiency;
   const pct = (x: number): string => `${(100 * x).toFixed(x < 0.1 ? 1 : 0)}%`;
-  const why = `sending ${(input.wireBytes / 1e6).toFixed(1)} MB per worker every step would add ~${pct(share)} to each worker's compute, ${n} threads in one process lose ~${pct(threadLoss)}`;
+  const plane = input.plane === 'shm' ? 'shared memory' : 'the ZeroMQ ring';
+  const mb = (input.wireBytes / 1e6).toFixed(1);
+  const why = `${n} workers would each take ~${pct(share)} longer than one computing alone (each other's compute beside them, the wait for the slower one, ${mb} MB per step through ${plane}), ${n} threads in one process lose ~${pct(threadLoss)}`;
   return share > threadLoss
     ? { workers: 1, threadsPerWorker: n, reason: `1 worker with ${n} oneDNN threads: ${why}` }
     : { workers: n, threadsPerWorker: 1, reason: `${n} workers with 1 oneDNN thread each: ${why}` };

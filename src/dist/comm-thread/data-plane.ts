@@ -8,20 +8,16 @@
 import type { Transport } from '../../core/config';
 import { ConfigError } from '../../core/errors';
 
-export type DataPlane = { kind: 'shm'; prefix: string } | { kind: 'zmq'; why: string };
+export type DataPlane = { kind: 'shm' } | { kind: 'zmq'; why: string };
 
 /**
- * `shmPrefix`: the coordinator's segment prefix, null when ranks run on several hosts.
+ * `oneHost`: every rank runs on this host (the coordinator then hands out a segment prefix).
  * `unavailable`: why shared memory cannot run here, or null (shmUnavailableReason).
  * `--transport shm` where it cannot run is an error, not a silent fallback.
  */
-export function chooseDataPlane(
-  transport: Transport,
-  shmPrefix: string | null,
-  unavailable: () => string | null,
-): DataPlane {
+export function chooseDataPlane(transport: Transport, oneHost: boolean, unavailable: () => string | null): DataPlane {
   if (transport === 'zmq') return { kind: 'zmq', why: '--transport zmq' };
-  if (shmPrefix === null) {
+  if (!oneHost) {
     if (transport === 'shm')
       throw new ConfigError(
         '--transport shm needs every worker on one host, and this run spans hosts: use --transport auto (shared memory where it can run) or zmq',
@@ -33,7 +29,7 @@ export function chooseDataPlane(
     if (transport === 'shm') throw new ConfigError(`--transport shm: shared memory cannot run here: ${reason}`);
     return { kind: 'zmq', why: reason };
   }
-  return { kind: 'shm', prefix: shmPrefix };
+  return { kind: 'shm' };
 }
 
 /** The start-up line that says which plane runs, and why not shared memory where it does not. */

@@ -133,11 +133,11 @@ export class WorkerSession {
       const config = validateTrainConfig(message.config, `rank ${rank}: the config from the coordinator`);
       await ring.connect(message.nextEndpoint, config.wireDtype);
       const plane =
-        worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix, () => shmUnavailableReason()) : null;
-      if (plane?.kind === 'shm') {
+        worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix !== null, () => shmUnavailableReason()) : null;
+      if (plane?.kind === 'shm' && boot.shmPrefix !== null) {
         // Blocks until every rank of the host mapped the group's control segment.
         await ring.useSharedMemory(
-          ShmGroup.create({ rank, worldSize, prefix: plane.prefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }),
+          ShmGroup.create({ rank, worldSize, prefix: boot.shmPrefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }),
         );
       }
       session = new WorkerSession(boot, control, ring, config, plane);

@@ -125,28 +125,27 @@ t.test('the comparison can fail: the runs above differ from each other', { skip:
 });
 
 t.test('choosing the data plane: auto falls back with its reason, shm refuses where it cannot run', async (t) => {
-  const prefix = 'alexnet-0123456789abcdef0123456789abcdef';
   t.same(
-    chooseDataPlane('auto', prefix, () => null),
-    { kind: 'shm', prefix },
+    chooseDataPlane('auto', true, () => null),
+    { kind: 'shm' },
   );
   t.same(
-    chooseDataPlane('auto', prefix, () => 'alexnet_shm.node not built (make shm)'),
+    chooseDataPlane('auto', true, () => 'alexnet_shm.node not built (make shm)'),
     { kind: 'zmq', why: 'alexnet_shm.node not built (make shm)' },
   );
   t.same(
-    chooseDataPlane('auto', null, () => null),
+    chooseDataPlane('auto', false, () => null),
     { kind: 'zmq', why: 'the workers run on several hosts' },
   );
   t.same(
-    chooseDataPlane('zmq', prefix, () => null),
+    chooseDataPlane('zmq', true, () => null),
     { kind: 'zmq', why: '--transport zmq' },
   );
-  t.throws(() => chooseDataPlane('shm', prefix, () => 'no /dev/shm'), {
+  t.throws(() => chooseDataPlane('shm', true, () => 'no /dev/shm'), {
     name: 'ConfigError',
     message: /--transport shm: shared memory cannot run here: no \/dev\/shm/,
   });
-  t.throws(() => chooseDataPlane('shm', null, () => null), {
+  t.throws(() => chooseDataPlane('shm', false, () => null), {
     name: 'ConfigError',
     message: /needs every worker on one host/,
   });
