@@ -6,7 +6,7 @@
  *   node dist/bench/parallel.js wire                      # bytes per step per worker, every preset (the model, wire-bytes.ts)
  *   node dist/bench/parallel.js host [--preset paper] [--batch 32] [--reps 3] [--backend native]
  *   node dist/bench/parallel.js hosts [--rates 10gbit,1gbit] [--preset paper] [--batch 32] [--steps 4]   # root: two network namespaces
- *   node dist/bench/parallel.js gpu [--step-ms 25] [--batch 128] [--workers 2,4,8] [--steps 8]      # a projection, see below
+ *   node dist/bench/parallel.js gpu [--step-ms 25] [--batch 128] [--workers 2,4,8] [--steps 8] [--transport zmq|shm]  # a projection, see below
  *   ... [--out result.json]
  *
  * host: one machine, 2 worker processes against 1 at the same batch per worker, each a real
@@ -25,8 +25,8 @@ import * as path from 'node:path';
 import type { BackendChoice, ParallelMode, PresetName, WireDtype } from '../src/core/config';
 import { layerForwardFlops, layerShapes } from '../src/model/alexnet';
 import { buildSpec, type ModelSpec } from '../src/model/presets';
-import { sharedFloats } from '../src/dist/collective';
 import { CommThread } from '../src/dist/comm-thread/comm-thread';
+import { newShmPrefix, ShmGroup, sweepSegments } from '../src/dist/shm/shm-group';
 import { forkScript, nextMessage } from '../src/dist/launch/fork-script';
 import { writeKeyFile } from '../src/dist/security/keyfile';
 import { segmentRange } from '../src/dist/ring/ring-schedule';
@@ -413,6 +413,8 @@ interface GpuRankSpec {
   stepMs: number;
   steps: number;
   config: Config;
+  /** The shared-memory group's segment prefix (--transport shm), or null: the ZeroMQ ring. */
+  shmPrefix: string | null;
 }
 
 type GpuReply = { kind: 'done'; stepMs: number[] } | { kind: 'failed'; message: string };
@@ -509,10 +511,16 @@ async function gpuRank(s: GpuRankSpec): Promise<number[]> {
   });
   try {
     await thread.connect(`ipc://${s.dir}/rank-${(s.rank + 1) % s.worldSize}`, s.config.dtype);
+    if (s.shmPrefix !== null) {
+      await thread.useSharedMemory(
+        ShmGroup.create({ rank: s.rank, worldSize: s.worldSize, prefix: s.shmPrefix, timeoutMs: 60_000 }),
+      );
+    }
     const spec = buildSpec(s.preset);
     const { convParams, fcParams } = modelParts(spec, CLASSES);
-    const fusion = sharedFloats(convParams + fcParams);
-    const convFusion = sharedFloats(convParams);
+    // In the shared-memory segment with --transport shm (reduced in place), as the trainer allocates them.
+    const fusion = thread.allocate(convParams + fcParams);
+    const convFusion = thread.allocate(convParams);
     const times: number[] = [];
     for (let step = 0; step < s.steps; step++) {
       const started = performance.now();
@@ -533,6 +541,8 @@ async function gpuProjection(argv: string[]): Promise<string> {
   const batchPerWorker = Number(flagValue(argv, '--batch') ?? 128);
   const workerCounts = (flagValue(argv, '--workers') ?? '2,4,8').split(',').map(Number);
   const steps = Number(flagValue(argv, '--steps') ?? 8);
+  const transport = flagValue(argv, '--transport') ?? 'zmq';
+  if (transport !== 'zmq' && transport !== 'shm') throw new Error(`--transport shm or zmq, got ${transport}`);
   const preset = (flagValue(argv, '--preset') ?? 'paper') as PresetName;
   const configs = CONFIGS.filter((c) =>
     ['data fp32', 'data fp32 overlap', 'data fp16', 'hybrid fp32', 'hybrid fp16'].includes(c.label),
@@ -542,6 +552,7 @@ async function gpuProjection(argv: string[]): Promise<string> {
     const cells: string[] = [];
     for (const config of configs) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-gpu-proj-'));
+      const shmPrefix = transport === 'shm' ? newShmPrefix() : null;
       try {
         const children = Array.from({ length: n }, (_, rank) =>
           forkScript(__filename, [
@@ -555,6 +566,7 @@ async function gpuProjection(argv: string[]): Promise<string> {
               stepMs,
               steps,
               config,
+              shmPrefix,
             } satisfies GpuRankSpec),
           ]),
         );
@@ -569,6 +581,7 @@ async function gpuProjection(argv: string[]): Promise<string> {
         console.log(`${config.label} x${n}: step ${step.toFixed(1)} ms`);
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
+        if (shmPrefix !== null) sweepSegments(shmPrefix);
       }
     }
     rows.push([String(n), ((n * batchPerWorker * 1000) / stepMs).toFixed(0), ...cells]);
@@ -578,7 +591,7 @@ async function gpuProjection(argv: string[]): Promise<string> {
     'right',
     ...configs.map(() => 'right' as const),
   ]);
-  return `PROJECTION: ${preset}, ${batchPerWorker} images per GPU, forward+backward replaced by a ${stepMs} ms wait; real comm threads and rings over ipc on this ${os.cpus().length}-core machine\n\n${table}`;
+  return `PROJECTION: ${preset}, ${batchPerWorker} images per GPU, forward+backward replaced by a ${stepMs} ms wait; real comm threads and ${transport === 'shm' ? 'shared memory' : 'rings over ipc'} on this ${os.cpus().length}-core machine\n\n${table}`;
 }
 
 // ---------------------------------------------------------------- main
