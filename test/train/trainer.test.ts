@@ -3,13 +3,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
+import { trainConfigOf as config } from '../helpers/train-config';
 import * as tf from '@tensorflow/tfjs';
-import yargs from 'yargs';
 import { initBackend } from '../../src/backend/select';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/core/config';
+import type { TrainConfig } from '../../src/core/config';
 import { BatchLoader } from '../../src/data/loader';
 import { loadExportedModel } from '../../src/model/export';
-import { trainOptions } from '../../src/cli';
 import { loadCheckpoint, encodeCheckpoint, decodeCheckpoint } from '../../src/train/run/checkpoint';
 import { buildRunState } from '../../src/train/setup';
 import { trainStep } from '../../src/train/step';
@@ -18,10 +17,6 @@ import { Trainer } from '../../src/train/trainer';
 import { memoryLogger } from '../../src/core/log';
 import { tempDir } from '../data/fixtures/images';
 import { makeStripeDataset } from '../helpers/stripes';
-
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
 
 async function train(cfg: TrainConfig, stopAfterSteps = Infinity) {
   let steps = 0;

@@ -4,10 +4,8 @@
 // the same equivalence on wasm). Workers run the compiled dist/ (npm test builds it first).
 import * as path from 'node:path';
 import t from 'tap';
-import yargs from 'yargs';
+import { trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
-import { trainOptions } from '../../../src/cli';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
 import { Trainer } from '../../../src/train/trainer';
@@ -18,10 +16,6 @@ import { ensureNativeAddon } from '../../helpers/native-addon';
 import { maxRelativeDifference } from '../../helpers/weights';
 
 const { addon, skipReason } = ensureNativeAddon();
-
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
 
 t.test(
   '2 native workers at global batch 12 = 1 native worker at batch 12 (dropout off)',

@@ -5,10 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import yargs from 'yargs';
+import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
-import { trainOptions } from '../../../src/cli';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { faultyWorkerEnv } from '../fixtures/faulty-worker';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
@@ -23,10 +21,6 @@ import { maxRelativeDifference } from '../../helpers/weights';
 
 const root = tempDir(t);
 let data = '';
-
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
 
 const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => [
   '--data',
@@ -46,7 +40,7 @@ const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => [
   '--seed',
   '5',
 ];
-const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+const cpu = cpuDevices;
 
 /** Running (a zombie waiting for its reaper counts as gone: it has exited). */
 function isAlive(pid: number): boolean {

@@ -8,9 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import yargs from 'yargs';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
-import { trainOptions } from '../../../src/cli';
+import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { memoryLogger } from '../../../src/core/log';
 import type { StepReportMessage } from '../../../src/dist/control/messages';
@@ -28,10 +26,6 @@ let data = '';
 const STEPS_PER_EPOCH = 4;
 const EPOCHS = 3;
 const TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS;
-
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
 
 const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) => [
   '--data',
@@ -57,7 +51,7 @@ const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) =
   '--hang-timeout',
   String(hangTimeoutSec),
 ];
-const cpu2 = { kind: 'cpu' as const, worldSize: 2, gpuIds: [], note: null };
+const cpu2 = cpuDevices(2);
 
 /** `kills` distinct global steps in 2 .. total-1, ascending, each with the rank to kill. */
 export function chaosSchedule(

@@ -6,11 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import yargs from 'yargs';
+import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
-import { trainOptions } from '../../../src/cli';
 import { trainDataParallel } from '../../../src/command-handlers';
-import { buildTrainConfig, type CliArgs, type TrainConfig, type Transport } from '../../../src/core/config';
+import type { Transport } from '../../../src/core/config';
 import { memoryLogger } from '../../../src/core/log';
 import { chooseDataPlane } from '../../../src/dist/comm-thread/data-plane';
 import { shmUnavailableReason } from '../../../src/dist/shm/addon';
@@ -21,11 +20,7 @@ import { makeStripeDataset } from '../../helpers/stripes';
 const root = tempDir(t);
 let data = '';
 
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
-
-const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+const cpu = cpuDevices;
 
 /** Our segments in /dev/shm (a run's are unlinked once every rank attached). */
 const ourSegments = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.startsWith('alexnet-'));

@@ -4,10 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import yargs from 'yargs';
+import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
-import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../../src/core/config';
-import { trainOptions } from '../../../src/cli';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
 import { Trainer } from '../../../src/train/trainer';
@@ -23,10 +21,6 @@ import { maxRelativeDifference } from '../../helpers/weights';
 
 const root = tempDir(t);
 let data = '';
-
-function config(argv: string[]): TrainConfig {
-  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
-}
 
 const common = (runDir: string) => [
   '--data',
@@ -46,7 +40,7 @@ const common = (runDir: string) => [
   '--seed',
   '5',
 ];
-const cpu = (n: number) => ({ kind: 'cpu' as const, worldSize: n, gpuIds: [], note: null });
+const cpu = cpuDevices;
 
 /** Every worker's step reports of each multi-worker run, by run name. */
 const stepReports = new Map<string, StepReportMessage[]>();

@@ -1,0 +1,18 @@
+/**
+ * What the launch tests share: a TrainConfig from `alexnet train` arguments, parsed and
+ * validated as the CLI does, and CPU-simulated devices for trainDataParallel.
+ */
+import yargs from 'yargs';
+import { trainOptions } from '../../src/cli';
+import { buildTrainConfig, type CliArgs, type TrainConfig } from '../../src/core/config';
+import type { DeviceAssignment } from '../../src/devices/discover';
+
+/** The config `alexnet train <argv>` would run. */
+export function trainConfigOf(argv: string[]): TrainConfig {
+  return buildTrainConfig(trainOptions(yargs(argv)).parseSync() as CliArgs) as TrainConfig;
+}
+
+/** `n` CPU-simulated devices (one worker process each). */
+export function cpuDevices(n: number): DeviceAssignment {
+  return { kind: 'cpu', worldSize: n, gpuIds: [], note: null };
+}
