@@ -16,3 +16,18 @@ export function trainConfigOf(argv: string[]): TrainConfig {
 export function cpuDevices(n: number): DeviceAssignment {
   return { kind: 'cpu', worldSize: n, gpuIds: [], note: null };
 }
+
+/**
+ * The launch tests' run: the small preset (He init) on a stripes dataset, 12 images a step at
+ * lr 0.01, seeded; more flags go after it (a flag may appear once: the parser reads two as a list).
+ */
+export function smallRunArgs(
+  data: string,
+  runDir: string,
+  { backend = 'wasm', seed = 5 }: { backend?: 'wasm' | 'native'; seed?: number } = {},
+): string[] {
+  return [
+    ...['--data', data, '--preset', 'small', '--init', 'he', '--batch-size', '12', '--lr', '0.01'],
+    ...['--run-dir', runDir, '--backend', backend, '--seed', String(seed)],
+  ];
+}

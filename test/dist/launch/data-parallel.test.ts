@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
+import { cpuDevices, smallRunArgs, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { faultyWorkerEnv } from '../fixtures/faulty-worker';
@@ -22,24 +22,7 @@ import { maxRelativeDifference } from '../../helpers/weights';
 const root = tempDir(t);
 let data = '';
 
-const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => [
-  '--data',
-  data,
-  '--preset',
-  'small',
-  '--init',
-  'he',
-  '--batch-size',
-  '12',
-  '--lr',
-  '0.01',
-  '--run-dir',
-  runDir,
-  '--backend',
-  backend,
-  '--seed',
-  '5',
-];
+const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => smallRunArgs(data, runDir, { backend });
 const cpu = cpuDevices;
 
 /** Running (a zombie waiting for its reaper counts as gone: it has exited). */

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
+import { cpuDevices, smallRunArgs, trainConfigOf as config } from '../../helpers/train-config';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { memoryLogger } from '../../../src/core/log';
 import type { StepReportMessage } from '../../../src/dist/control/messages';
@@ -28,28 +28,8 @@ const EPOCHS = 3;
 const TOTAL_STEPS = STEPS_PER_EPOCH * EPOCHS;
 
 const common = (runDir: string, { epochs = EPOCHS, hangTimeoutSec = 60 } = {}) => [
-  '--data',
-  data,
-  '--preset',
-  'small',
-  '--init',
-  'he',
-  '--batch-size',
-  '12',
-  '--lr',
-  '0.01',
-  '--run-dir',
-  runDir,
-  '--backend',
-  'wasm',
-  '--seed',
-  '11',
-  '--epochs',
-  String(epochs),
-  '--checksum-every',
-  '1',
-  '--hang-timeout',
-  String(hangTimeoutSec),
+  ...smallRunArgs(data, runDir, { seed: 11 }),
+  ...['--epochs', String(epochs), '--checksum-every', '1', '--hang-timeout', String(hangTimeoutSec)],
 ];
 const cpu2 = cpuDevices(2);
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
+import { cpuDevices, smallRunArgs, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
 import { trainDataParallel } from '../../../src/command-handlers';
 import type { Transport } from '../../../src/core/config';
@@ -37,28 +37,8 @@ async function train(
 ): Promise<{ weights: Float32Array[]; socketBytes: number }> {
   const runDir = path.join(root, `${name}-${transport}`);
   const cfg = config([
-    '--data',
-    data,
-    '--preset',
-    'small',
-    '--init',
-    'he',
-    '--batch-size',
-    '12',
-    '--lr',
-    '0.01',
-    '--run-dir',
-    runDir,
-    '--backend',
-    'wasm',
-    '--seed',
-    '5',
-    '--max-steps',
-    '3',
-    '--epochs',
-    '1',
-    '--transport',
-    transport,
+    ...smallRunArgs(data, runDir),
+    ...['--max-steps', '3', '--epochs', '1', '--transport', transport],
     ...extra,
   ]);
   let socketBytes = 0;

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { cpuDevices, trainConfigOf as config } from '../../helpers/train-config';
+import { cpuDevices, smallRunArgs, trainConfigOf as config } from '../../helpers/train-config';
 import { initBackend } from '../../../src/backend/select';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
@@ -22,24 +22,7 @@ import { maxRelativeDifference } from '../../helpers/weights';
 const root = tempDir(t);
 let data = '';
 
-const common = (runDir: string) => [
-  '--data',
-  data,
-  '--preset',
-  'small',
-  '--init',
-  'he',
-  '--batch-size',
-  '12',
-  '--lr',
-  '0.01',
-  '--run-dir',
-  runDir,
-  '--backend',
-  'wasm',
-  '--seed',
-  '5',
-];
+const common = (runDir: string) => smallRunArgs(data, runDir);
 const cpu = cpuDevices;
 
 /** Every worker's step reports of each multi-worker run, by run name. */
