@@ -189,7 +189,7 @@ Mapping createSegment(const std::string &name, uint32_t version, uint32_t n, uin
     close(fd);
     shm_unlink(name.c_str());
     errno = saved;
-    if (saved == ENOSPC) fail("SHM_CONFIG", "no room in /dev/shm for " + std::to_string(bytes >> 20) + " MiB (" + name + "): enlarge it (docker --shm-size)");
+    if (saved == ENOSPC) fail("SHM_CONFIG", "no room in /dev/shm for " + std::to_string(bytes >> 20) + " MiB (" + name + "): enlarge it (docker --shm-size), or run with --transport zmq");
     failSys(what);
   };
   // fchmod: the umask may only take bits away, never add; we want exactly 0600.
