@@ -46,7 +46,7 @@ export function useWireKernels(file: string | null): string {
     // A computed require: the addon is a build output (and this may run on the comm thread).
     const loaded = require(file) as Partial<WireKernels>;
     if (typeof loaded.wireEncode !== 'function' || typeof loaded.wireDecode !== 'function')
-      return 'js (the addon predates the wire kernels: make native)';
+      return 'js (the addon predates the wire kernels: make shm)';
     kernels = loaded as WireKernels;
     return 'native';
   } catch (err) {

@@ -10,8 +10,8 @@
 namespace shm {
 
 // ---------------------------------------------------------------------------------------------
-// 16-bit wire formats: the same code as src/backend/native/dnnl_addon.cc (held bit for bit to
-// src/dist/ring/wire-codec.ts's JS reference by the tests). fp16 rounds to nearest even
+// 16-bit wire formats, held bit for bit to src/dist/ring/wire-codec.ts's JS reference by the
+// tests (the only native copy: the comm thread loads them from this addon). fp16 rounds to nearest even
 // (F. Giesen's float_to_half_fast3_rtne); a NaN stays a quiet NaN with its top payload bits,
 // as F16C does, which converts 8 at a time where the CPU has it.
 
