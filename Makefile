@@ -40,7 +40,7 @@ ARGS ?=
 all: build
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 
 install: $(NODE_STAMP)
 
@@ -84,6 +84,7 @@ TESTS ?=
 test: build lint
 	@scripts/ensure-browser.sh
 	@scripts/ensure-vulkan.sh
+	@scripts/ensure-python.sh
 	npx tap $(patsubst %.ts,dist/%.js,$(TESTS))
 
 # Formatting (prettier, 120 columns, .prettierrc.json): `make lint` checks, `make format` rewrites.

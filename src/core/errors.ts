@@ -59,3 +59,11 @@ export class ProtocolError extends UserError {}
  * version), or one of its kernels was given a tensor it does not support (dtype, rank, option).
  */
 export class NativeBackendError extends UserError {}
+
+/**
+ * A model file (ONNX, an exported model) that cannot be read, uses an operator or attribute this
+ * project does not support, or whose layers fit no preset. Exit code 2: the input is wrong.
+ */
+export class ModelFileError extends UserError {
+  override readonly exitCode = 2;
+}
