@@ -7,6 +7,7 @@
  *   node dist/src/cli.js report runs/<run>
  *   node dist/src/cli.js dashboard runs/                       (or train ... --dashboard)
  *   node dist/src/cli.js predict --model runs/<run>/final-model image.png
+ *   node dist/src/cli.js export runs/<run> --format onnx         (writes runs/<run>/best.onnx)
  *   node dist/src/cli.js data check <root>
  *   node dist/src/cli.js keygen --out cluster.key            (multi-host runs: README)
  *   node dist/src/cli.js join tcp://10.0.0.1:29500 --key-file cluster.key
@@ -16,7 +17,14 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BACKEND_CHOICES, EVAL_OPTIONS, PRESET_NAMES, TRAIN_OPTIONS, type CliArgs } from './core/config';
+import {
+  BACKEND_CHOICES,
+  EVAL_OPTIONS,
+  EXPORT_OPTIONS,
+  PRESET_NAMES,
+  TRAIN_OPTIONS,
+  type CliArgs,
+} from './core/config';
 import { cliOption, type OptionTable } from './core/field-reader';
 import { CLUSTER_DEFAULTS } from './dist/control/cluster-config';
 import { datasetOptions } from './data/cli-options';
@@ -212,6 +220,22 @@ export function buildCli(rawArgv: string[]): Argv {
         },
       )
       .command(
+        'export <run>',
+        'write a checkpoint (file or run directory) as a model other programs run: a tfjs graph model folder, or an ONNX file',
+        (y: Argv): Argv =>
+          tableOptions(
+            y.positional('run', {
+              type: 'string',
+              demandOption: true,
+              describe: 'checkpoint file, or a run directory (uses best.ckpt, else last.ckpt)',
+            }),
+            EXPORT_OPTIONS,
+          ),
+        async (a) => {
+          await (await handlers()).runExport(a as CliArgs);
+        },
+      )
+      .command(
         'report <run-dir>',
         "redraw a run's curves.svg, curves.png and report.md from its metrics.jsonl and checkpoint",
         (y: Argv): Argv =>
@@ -279,7 +303,10 @@ export function buildCli(rawArgv: string[]): Argv {
         async (a) => (await handlers()).runSummary(a as CliArgs),
       )
       .command(dataCommand)
-      .demandCommand(1, 'name a command: train, join, keygen, eval, report, dashboard, predict, summary or data')
+      .demandCommand(
+        1,
+        'name a command: train, join, keygen, eval, export, report, dashboard, predict, summary or data',
+      )
       .strict()
       .recommendCommands()
       .help()

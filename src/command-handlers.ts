@@ -11,6 +11,7 @@ import { loadAddon } from './backend/native/backend';
 import { readFloats } from './backend/readback';
 import {
   buildEvalConfig,
+  buildExportConfig,
   buildTrainConfig,
   env,
   type BackendChoice,
@@ -21,7 +22,7 @@ import {
 import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/augment';
 import { openDataset, problemWarnings, type SplitName } from './data/index/dataset';
 import { assertMayReplace, recordWritten } from './data/commands/owned';
-import { findStats } from './data/stats';
+import { findStats, STATS_FILE } from './data/stats';
 import { decodeFile } from './data/decode';
 import { CheckpointError, ConfigError, DataError } from './core/errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
@@ -29,7 +30,8 @@ import { evaluateWithConfusion } from './eval/evaluate';
 import { defaultEvalDir, EVAL_FILE_NAMES } from './eval/file-names';
 import { perClassTable, writeEvalOutputs, type EvalFiles } from './eval/outputs';
 import { createAlexNet, forwardFlopsPerImage } from './model/alexnet';
-import { loadExportedModel } from './model/export';
+import { exportGraphModel, loadExportedModel, MODEL_JSON, type ExportMetadata } from './model/export';
+import { exportOnnx } from './model/onnx/write-onnx';
 import { buildSpec, type ModelSpec } from './model/presets';
 import { formatSummary } from './model/summary';
 import { writeRunReport, writeRunReportSafely, type RunReportFiles } from './report/report';
@@ -499,4 +501,80 @@ export function runSummary(args: CliArgs): void {
   const classes = Number(args['classes']);
   if (!Number.isInteger(classes) || classes < 1) throw new ConfigError('--classes must be a whole number >= 1');
   process.stdout.write(`${formatSummary(buildSpec(args['preset'] as PresetName), classes)}\n`);
+}
+
+/** Where `export` writes by default: beside the checkpoint, named after it. */
+export function defaultExportPath(checkpoint: string, format: 'tfjs' | 'onnx'): string {
+  const name = path.basename(checkpoint).replace(/\.ckpt$/, '');
+  return path.join(path.dirname(checkpoint), format === 'onnx' ? `${name}.onnx` : `${name}-tfjs`);
+}
+
+/**
+ * The colour statistics the checkpoint's run trained with (the input's mean and std): where
+ * training looked for them, else the metadata of a model the run exported; null if none.
+ */
+async function runColourStats(
+  file: string,
+  config: TrainConfig,
+): Promise<Pick<ExportMetadata, 'meanRgb' | 'stdRgb'> | null> {
+  const runDir = path.dirname(file);
+  const spec = buildSpec(config.preset, config.model);
+  const places = fs.existsSync(config.data)
+    ? statsPlaces(
+        config.data,
+        (await openDataset(config.data, { layout: config.dataLayout, classNames: config.classNames })).splits.train
+          ?.samples ?? [],
+        spec.resizeSize,
+        runDir,
+      )
+    : [path.join(runDir, STATS_FILE)];
+  const found = await findStats(places);
+  if (found != null) return { meanRgb: found.stats.meanRgb, stdRgb: found.stats.stdRgb };
+  for (const folder of ['final-model', 'best-model']) {
+    const json = path.join(runDir, folder, MODEL_JSON);
+    if (!fs.existsSync(json)) continue;
+    const meta = (JSON.parse(fs.readFileSync(json, 'utf8')) as { userDefinedMetadata?: { alexnet?: ExportMetadata } })
+      .userDefinedMetadata?.alexnet;
+    if (meta != null) return { meanRgb: meta.meanRgb, stdRgb: meta.stdRgb };
+  }
+  return null;
+}
+
+/** `alexnet export <run>`: a checkpoint as a tfjs graph model folder or an ONNX file. Returns what it wrote. */
+export async function runExport(args: CliArgs, log: Logger = consoleLogger({ level: 'info' })): Promise<string> {
+  const { run, format, out, force } = buildExportConfig(args);
+  const file = checkpointFile(run);
+  const ckpt = loadCheckpoint(file);
+  const target = out ?? defaultExportPath(file, format);
+  if (fs.existsSync(target) && !force)
+    throw new ConfigError(`${target} exists: pass --force to replace it, or --out to write elsewhere`);
+  const stats = await runColourStats(file, ckpt.config);
+  if (stats === null)
+    throw new DataError(
+      `no colour statistics for ${file}: its dataset ${ckpt.config.data} is gone and its run exported no model; put the dataset back at that path`,
+    );
+  await initBackend('cpu', false);
+  const spec = buildSpec(ckpt.config.preset, ckpt.config.model);
+  const model = createAlexNet(spec, ckpt.classes.length, 0);
+  setWeights(model, ckpt.weights, file);
+  const meta: ExportMetadata = {
+    classes: ckpt.classes,
+    inputSize: spec.inputSize,
+    resizeSize: spec.resizeSize,
+    ...stats,
+    preset: ckpt.config.preset,
+  };
+  if (format === 'onnx') {
+    const bytes = exportOnnx(model, meta, target);
+    log.result(
+      `wrote ${target} (${(bytes / 1e6).toFixed(1)} MB): ONNX opset 13, input 'input' [batch, 3, ${spec.inputSize}, ${spec.inputSize}] (NCHW, RGB), outputs 'logits' and 'probabilities'; classes and preprocessing in metadata_props`,
+    );
+  } else {
+    await exportGraphModel(model, meta, target);
+    log.result(
+      `wrote ${target}/${MODEL_JSON}: a tfjs graph model (tf.loadGraphModel), outputs 'logits' and 'probabilities'`,
+    );
+  }
+  for (const p of model.params) p.variable.dispose();
+  return target;
 }

@@ -272,6 +272,14 @@ export const TRAIN_OPTIONS = optionTable({
     check: is.optionalString,
     describe: 'continue from a checkpoint file, or a run directory (its newest checkpoint that loads)',
   },
+  initFrom: {
+    flag: 'init-from',
+    type: 'string',
+    default: null,
+    check: is.optionalString,
+    describe:
+      "start from the weights of a checkpoint, an exported model folder or an ONNX file of an AlexNet (torchvision's too): a new run from epoch 1 with fresh optimizer state; fc8 is replaced when the class count differs; the preset is inferred from the file unless --preset is given",
+  },
   checkpointEverySteps: {
     flag: 'checkpoint-every',
     type: 'number',
@@ -496,6 +504,7 @@ export function buildTrainConfig(args: CliArgs): Readonly<TrainConfig> {
     data: existingPath(config.data, 'dataset'),
     runDir: path.resolve(config.runDir),
     resume: config.resume === null ? null : existingPath(config.resume, '--resume checkpoint'),
+    initFrom: config.initFrom === null ? null : existingPath(config.initFrom, '--init-from file'),
   });
 }
 
@@ -570,6 +579,51 @@ export function buildEvalConfig(args: CliArgs): Readonly<EvalConfig> {
     ...readFields(EVAL_OPTIONS, r),
     classNames: classNamesFromArgs(args),
   });
+}
+
+export const EXPORT_FORMATS = ['tfjs', 'onnx'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+/** Every option of `alexnet export`, as TRAIN_OPTIONS is for `train`. */
+export const EXPORT_OPTIONS = optionTable({
+  format: {
+    flag: 'format',
+    type: EXPORT_FORMATS,
+    default: 'tfjs',
+    check: is.oneOf(EXPORT_FORMATS),
+    describe:
+      'tfjs: a TensorFlow.js graph-model folder (model.json + weights.bin); onnx: one .onnx file (opset 13, NCHW input) for onnxruntime, PyTorch and other ONNX tools',
+  },
+  out: {
+    flag: 'out',
+    type: 'string',
+    default: null,
+    check: is.optionalString,
+    describe: 'where to write (default: beside the checkpoint, <name>.onnx or <name>-tfjs/)',
+  },
+  force: {
+    flag: 'force',
+    type: 'boolean',
+    default: false,
+    check: is.bool,
+    describe: 'replace what --out names if it exists',
+  },
+});
+
+/** `alexnet export`: a checkpoint written as a model other programs run. */
+export interface ExportConfig extends FieldsOf<typeof EXPORT_OPTIONS> {
+  /** A checkpoint file, or a run directory (its best.ckpt, else last.ckpt): the command's positional. */
+  run: string;
+}
+
+export const EXPORT_DEFAULTS: Readonly<Omit<ExportConfig, 'run'>> = deepFreeze(defaultsOf(EXPORT_OPTIONS));
+
+export const EXPORT_FLAGS = { run: 'run', ...flagsOf(EXPORT_OPTIONS) } as const;
+
+/** Parsed `export` options into a frozen ExportConfig. */
+export function buildExportConfig(args: CliArgs): Readonly<ExportConfig> {
+  const r = readerOfArgs(EXPORT_FLAGS, EXPORT_DEFAULTS, args);
+  return deepFreeze({ run: r.string('run'), ...readFields(EXPORT_OPTIONS, r) });
 }
 
 /** Environment facts of the user's terminal and devices, read here only. */
