@@ -45,9 +45,18 @@ function tableOptions(y: Argv, table: OptionTable, declaredElsewhere: readonly s
     .reduce((options, [, spec]) => options.option(spec.flag, cliOption(spec)), y);
 }
 
-/** Every `train` option of TRAIN_OPTIONS, but --layout: datasetOptions declares it for every command that opens a dataset. */
+/**
+ * Every `train` option of TRAIN_OPTIONS, but --layout: datasetOptions declares it for every
+ * command that opens a dataset. --preset gets no parser default (buildTrainConfig fills it in),
+ * so that `--init-from` can tell a preset the user chose from the default.
+ */
 export function trainOptions(y: Argv): Argv {
-  return tableOptions(y, TRAIN_OPTIONS, ['dataLayout']);
+  const preset = cliOption(TRAIN_OPTIONS.preset);
+  return tableOptions(y, TRAIN_OPTIONS, ['dataLayout']).option('preset', {
+    ...preset,
+    default: undefined,
+    defaultDescription: String(preset.default),
+  });
 }
 
 /** `train --dashboard [port]`: the live page of this run (README "Dashboard", docs/dashboard.md). */

@@ -55,6 +55,7 @@ import { shmUnavailableReason } from './dist/shm/addon';
 import { wireBytesPerStep } from './train/wire-bytes';
 import { openTrainingData, setWeights, statsPlaces } from './train/setup';
 import { Trainer } from './train/trainer';
+import { resolveInitFrom } from './train/init-from';
 import { consoleLogger, type Logger } from './core/log';
 import { formatPercent } from './core/text-format';
 import { resolveDevices, describeDevices, type DeviceAssignment } from './devices/discover';
@@ -175,7 +176,9 @@ export async function runTrain(args: CliArgs): Promise<void> {
     );
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
-  const asked = buildTrainConfig(args);
+  // Not given: --preset has no parser default, so that --init-from may take the file's.
+  const parsed = buildTrainConfig(args);
+  const asked = await resolveInitFrom(parsed, args['preset'] !== undefined, consoleLogger({ level: parsed.logLevel }));
   const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const log = consoleLogger({ level: asked.logLevel });
   // GPU discovery runs nvidia-smi: once.

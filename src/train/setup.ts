@@ -26,6 +26,7 @@ import type { Logger } from '../core/log';
 import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './run/checkpoint';
 import { emptySums } from './metrics';
 import { loadResume } from './run/checkpoint-store';
+import { applyInitFrom, readInitSource } from './init-from';
 import { Optimizer } from './optimizer';
 import { initialScheduleState, type ScheduleOptions, type ScheduleState } from './schedule';
 import * as tf from '@tensorflow/tfjs';
@@ -160,6 +161,11 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
     epochSoFar: { sums: emptySums(), skipped: 0 },
     bestValTop1Error: Infinity,
   };
+  // A restart of a fine-tune resumes from its own checkpoint: --init-from counts only at the start.
+  if (config.initFrom != null && config.resume == null) {
+    const line = applyInitFrom(model, await readInitSource(config.initFrom));
+    if (canWrite) log.info(line);
+  }
   if (config.resume != null) {
     // A run directory resumes from its newest checkpoint that loads (a damaged one is named and skipped).
     const { file, contents: ckpt } = loadResume(config.resume, log);
