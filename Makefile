@@ -6,7 +6,8 @@
 #   make train ARGS="--epochs 3"   # any extra `alexnet train` option
 #   make format              # rewrite the sources in the project's format (make test checks it)
 #   make test                # the test suite (tap; TESTS="test/x.test.ts ..." for some files), a few minutes (installs chromium for the browser test, and
-#                            # Mesa's software Vulkan device for the webgpu tests: scripts/ensure-vulkan.sh)
+#                            # Mesa's software Vulkan device for the webgpu tests: scripts/ensure-vulkan.sh, and
+#                            # Debian's python3-onnx/-torch/-torchvision for the ONNX tests: scripts/ensure-python.sh)
 #   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
 #   make gpu-bundle          # what gpu-check needs in one 23 MB file, for a GPU machine without npm
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
@@ -39,6 +40,8 @@ ARGS ?=
 
 all: build
 
+# onnxruntime-node (a devDependency of the ONNX tests) ships its CPU binary in the npm tarball;
+# its install script would only fetch the CUDA provider from nuget.org (and fail offline).
 $(NODE_STAMP): package.json package-lock.json
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 
