@@ -131,3 +131,45 @@ export function tfPad(
       ]
     : pad;
 }
+
+/** The position of the largest value in each window of a 'valid' max pool over NHWC `x` (first on ties). */
+function poolArgmax(x: Float32Array, shape: readonly number[], window: number, stride: number): Int32Array {
+  const [n, h, w, c] = shape;
+  const oh = Math.floor((h - window) / stride) + 1;
+  const ow = Math.floor((w - window) / stride) + 1;
+  const out = new Int32Array(n * oh * ow * c);
+  let o = 0;
+  for (let b = 0; b < n; b++)
+    for (let oy = 0; oy < oh; oy++)
+      for (let ox = 0; ox < ow; ox++)
+        for (let ch = 0; ch < c; ch++) {
+          let best = -1;
+          for (let ky = 0; ky < window; ky++)
+            for (let kx = 0; kx < window; kx++) {
+              const i = ((b * h + oy * stride + ky) * w + ox * stride + kx) * c + ch;
+              if (best < 0 || x[i] > x[best]) best = i;
+            }
+          // A window of zeros (after relu) routes its gradient to a zero, which relu's mask drops on every backend.
+          out[o++] = x[best] > 0 ? best : -1;
+        }
+  return out;
+}
+
+/**
+ * How many windows of a 'valid' max pool pick a different maximum in `a` than in `b` (the same
+ * layer's input on two backends). Where a window's two largest values are closer than the
+ * backends' rounding, each may pick another, and MaxPoolGrad routes that window's gradient to
+ * another pixel: a whole-network comparison then measures that jump, not the kernels.
+ */
+export function poolArgmaxFlips(
+  a: Float32Array,
+  b: Float32Array,
+  shape: readonly number[],
+  window: number,
+  stride: number,
+): number {
+  const [pa, pb] = [poolArgmax(a, shape, window, stride), poolArgmax(b, shape, window, stride)];
+  let flips = 0;
+  for (let i = 0; i < pa.length; i++) if (pa[i] !== pb[i]) flips++;
+  return flips;
+}

@@ -1,8 +1,8 @@
 // The 'native' backend's oneDNN kernels against tfjs's pure-JS cpu backend, on random inputs
 // covering every conv, pool, LRN and FC shape of the three presets (batch 2), plus strides
 // 1/2/4 with same/valid/explicit padding and every transposition of the matrix products;
-// forward and gradients, relative error <= 1e-4. Then one training step of each preset,
-// native against wasm, bad inputs, and leaks.
+// forward and gradients, relative error <= 1e-4. Then one training step of each preset (the big
+// ones at 99 px), native against wasm, bad inputs, and leaks.
 //
 // Skipped (with the build script's reason) only when the addon cannot be built here.
 import t, { type Test } from 'tap';
@@ -28,6 +28,7 @@ import { ensureNativeAddon } from '../../helpers/native-addon';
 import {
   dedupe,
   maxRelativeError,
+  poolArgmaxFlips,
   presetShapes,
   rand,
   randomArray,
@@ -115,6 +116,48 @@ for (const stride of [1, 2, 4]) {
 const presetConvCases = dedupe(shapes.flatMap((s) => s.convs));
 
 // ------------------------------------------------------------------------------------------
+
+interface MaxPoolInput {
+  x: Float32Array;
+  shape: number[];
+  window: number;
+  stride: number;
+}
+
+/**
+ * Runs `fn` with a copy of every input `backend`'s MaxPool kernel sees (square windows and
+ * strides, as the model's). Reads the cpu-style storage of the native and wasm backends.
+ */
+async function recordingMaxPoolInputs<T>(
+  backend: string,
+  fn: () => Promise<T>,
+): Promise<{ result: T; inputs: MaxPoolInput[] }> {
+  const original = tf.getKernel(tf.MaxPool, backend);
+  if (original === undefined) throw new Error(`the ${backend} backend has no MaxPool kernel`);
+  const inputs: MaxPoolInput[] = [];
+  tf.unregisterKernel(tf.MaxPool, backend);
+  tf.registerKernel({
+    ...original,
+    kernelFunc: (args) => {
+      const x = args.inputs['x'] as tf.TensorInfo;
+      const attrs = args.attrs as unknown as { filterSize: number | number[]; strides: number | number[] };
+      const first = (v: number | number[]) => (Array.isArray(v) ? v[0] : v);
+      inputs.push({
+        x: ((args.backend as tf.KernelBackend).readSync(x.dataId) as Float32Array).slice(),
+        shape: x.shape,
+        window: first(attrs.filterSize),
+        stride: first(attrs.strides),
+      });
+      return original.kernelFunc(args);
+    },
+  });
+  try {
+    return { result: await fn(), inputs };
+  } finally {
+    tf.unregisterKernel(tf.MaxPool, backend);
+    tf.registerKernel(original);
+  }
+}
 
 const { addon, skipReason } = ensureNativeAddon();
 
@@ -601,18 +644,20 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     tf.dispose([x, w, b, w2, w3, wv, v]);
   });
 
-  for (const [preset, count] of [
-    ['small', 4],
-    ['paper', 2],
-    ['torchvision', 2],
+  // The big presets at 99 px, the smallest input whose last maps are still 2x2: the kernels at
+  // the real sizes are checked one by one above; this checks the composition, at a fifth of the cost.
+  for (const [preset, count, inputSize] of [
+    ['small', 4, PRESETS.small.inputSize],
+    ['paper', 2, 99],
+    ['torchvision', 2, 99],
   ] as const) {
     t.test(`one training step of the ${preset} preset: native equals wasm`, async (t) => {
       // He initialisation (as the default run): with the paper's N(0, 0.01) the deep activations
       // are so small that every backend's update is the weight decay alone.
-      const spec: ModelSpec = { ...PRESETS[preset], weightInitStd: 'he' };
+      const spec: ModelSpec = { ...PRESETS[preset], inputSize, weightInitStd: 'he' };
       const classes = 10;
-      const batch: Batch = {
-        images: randomArray([count, spec.inputSize, spec.inputSize, 3], 20, 2),
+      const batchOf = (seed: number): Batch => ({
+        images: randomArray([count, spec.inputSize, spec.inputSize, 3], seed, 2),
         labels: Int32Array.from({ length: count }, (_, i) => i % classes),
         count,
         skipped: 0,
@@ -620,8 +665,8 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         globalPlanned: count,
         cropsPerImage: 1,
         sampleIndices: Int32Array.from({ length: count }, (_, i) => i),
-      };
-      const stepOn = async (backend: string) => {
+      });
+      const stepOn = async (backend: string, batch: Batch) => {
         await tf.setBackend(backend);
         const model = createAlexNet(spec, classes, 7);
         const optimizer = new Optimizer(
@@ -635,13 +680,29 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         optimizer.dispose();
         return { deltas, loss: result.sums.lossSum, names: model.params.map((p) => p.name) };
       };
-      const wasm = await stepOn('wasm');
-      const native = await stepOn(NATIVE_BACKEND_NAME);
-
+      // Max pooling's gradient jumps where a window's two largest values swap places. Where the
+      // backends' rounding swaps them, the comparison would measure that jump, not the kernels:
+      // such images are passed over for the next seed (rare at these sizes; seen on an AVX2 host).
+      const tries = [];
+      for (let seed = 20; seed < 25; seed++) {
+        const native = await recordingMaxPoolInputs(NATIVE_BACKEND_NAME, () =>
+          stepOn(NATIVE_BACKEND_NAME, batchOf(seed)),
+        );
+        const wasm = await recordingMaxPoolInputs('wasm', () => stepOn('wasm', batchOf(seed)));
+        const flips = native.inputs.reduce(
+          (n, p, i) => n + poolArgmaxFlips(p.x, wasm.inputs[i].x, p.shape, p.window, p.stride),
+          0,
+        );
+        tries.push({ native: native.result, wasm: wasm.result, flips, seed });
+        if (flips === 0) break;
+        t.comment(`image seed ${seed}: ${flips} pool window(s) pick another maximum on the two backends; next seed`);
+      }
+      const { native, wasm, flips, seed } = tries[tries.length - 1];
+      t.equal(flips, 0, `a seed whose pools pick the same maxima on both backends (${tries.length} tried)`);
       t.ok(Math.abs(native.loss - wasm.loss) <= TOLERANCE * Math.abs(wasm.loss), `loss ${native.loss} vs ${wasm.loss}`);
       wasm.deltas.forEach((d, i) => {
         const err = maxRelativeError(native.deltas[i], d);
-        t.ok(err <= TOLERANCE, `${wasm.names[i]} update: relative error ${err.toExponential(2)}`);
+        t.ok(err <= TOLERANCE, `${wasm.names[i]} update: relative error ${err.toExponential(2)} (image seed ${seed})`);
       });
     });
   }

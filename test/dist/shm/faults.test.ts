@@ -25,9 +25,12 @@ t.test(
   async (t) => {
     const prefix = newShmPrefix();
     const timeoutMs = 1500;
-    // Rank 2 allocates, then is killed before it joins the all-reduce that ranks 0 and 1 are in.
+    // Rank 2 allocates, then is killed before it joins the all-reduce that ranks 0 and 1 are in
+    // (it holds there: a kill that came after it joined would let the all-reduce finish).
     const ranks = startRanks(
-      plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true, retryAfterError: true }),
+      plans(3, prefix, { timeoutMs, allocate: 1 << 20, finalAllReduce: true, retryAfterError: true }).map((p) =>
+        p.rank === 2 ? { ...p, holdBeforeFinal: true } : p,
+      ),
     );
     await Promise.all([0, 1, 2].map((r) => ranks.next(r, 'allocated')));
     ranks.children[2].kill('SIGKILL');
