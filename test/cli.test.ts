@@ -19,6 +19,11 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     [['train', '--batch-size', '0', '--data', '.'], /--batch-size must be a whole number >= 1/],
     [['train', '--data', '/no/such/dataset'], /dataset '\/no\/such\/dataset' does not exist/],
     [['train', '--data', '.', '--tta', '3'], /--tta must be 1/],
+    [
+      ['train', '--data', '.', '--freeze', 'conv1-conv9'],
+      /--freeze: unknown layer 'conv9'; the layers are conv1, conv2/,
+    ],
+    [['train', '--data', '.', '--lr-mult', 'fc8=ten'], /--lr-mult: the factor of fc8 must be a positive finite number/],
     [['train', '--data', '.', '--no-such-option'], /Unknown argument/],
     [['eval', '/no/such.ckpt'], /no checkpoint at/],
     [['report', '/no/such/run'], /run directory '\/no\/such\/run' does not exist/],

@@ -67,6 +67,97 @@ export type Layout = (typeof LAYOUTS)[number];
 export const LOG_LEVELS = ['quiet', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/**
+ * The layers with parameters, in order, as every preset names them (src/model/presets.ts; a
+ * test holds the presets to it): what --freeze and --lr-mult accept.
+ */
+export const LAYER_NAMES = ['conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc6', 'fc7', 'fc8'] as const;
+export type LayerName = (typeof LAYER_NAMES)[number];
+
+/** The layer a parameter belongs to: 'conv3/kernel' -> 'conv3'. */
+export function layerOfParam(paramName: string): string {
+  return paramName.split('/')[0];
+}
+
+function layerName(text: string, flag: string): LayerName {
+  const name = text.trim();
+  if (!(LAYER_NAMES as readonly string[]).includes(name))
+    throw new ConfigError(`${flag}: unknown layer '${name}'; the layers are ${LAYER_NAMES.join(', ')}`);
+  return name as LayerName;
+}
+
+/** 'conv1-conv3,fc6' -> ['conv1', 'conv2', 'conv3', 'fc6'], in the network's order, each once. */
+export function parseLayerList(text: string, flag: string): LayerName[] {
+  const picked = new Set<LayerName>();
+  for (const item of text.split(',')) {
+    const [from, to, extra] = item.split('-');
+    if (extra !== undefined) throw new ConfigError(`${flag}: '${item}' is not a layer or a range like conv1-conv5`);
+    const a = LAYER_NAMES.indexOf(layerName(from, flag));
+    const b = to === undefined ? a : LAYER_NAMES.indexOf(layerName(to, flag));
+    if (b < a) throw new ConfigError(`${flag}: the range '${item}' runs backwards; write it first layer first`);
+    for (let i = a; i <= b; i++) picked.add(LAYER_NAMES[i]);
+  }
+  return LAYER_NAMES.filter((l) => picked.has(l));
+}
+
+/** 'fc8=10,fc7=2' -> { fc7: 2, fc8: 10 }: each a known layer, once, with a positive finite factor. */
+export function parseLrMult(text: string, flag: string): Partial<Record<LayerName, number>> {
+  const mult: Partial<Record<LayerName, number>> = {};
+  for (const item of text.split(',')) {
+    const [name, value, extra] = item.split('=');
+    if (value === undefined || extra !== undefined)
+      throw new ConfigError(`${flag}: '${item}' is not layer=factor (e.g. fc8=10)`);
+    const layer = layerName(name, flag);
+    const factor = value.trim() === '' ? NaN : Number(value);
+    if (!Number.isFinite(factor) || factor <= 0)
+      throw new ConfigError(`${flag}: the factor of ${layer} must be a positive finite number, got '${value}'`);
+    if (layer in mult) throw new ConfigError(`${flag}: ${layer} is given twice`);
+    mult[layer] = factor;
+  }
+  return mult;
+}
+
+/** --freeze, checked and written out ('conv1-conv3' -> 'conv1,conv2,conv3'); null: nothing frozen. */
+function frozenLayerList(r: FieldReader, key: string): string | null {
+  const text = r.optionalString(key);
+  if (text === null) return null;
+  const layers = parseLayerList(text, r.name(key));
+  if (layers.length === LAYER_NAMES.length)
+    throw new ConfigError(`${r.name(key)} freezes every layer: leave at least one to train`);
+  return layers.join(',');
+}
+
+/** --reinit: the layers, checked and written out like --freeze's; null: none. */
+function layerList(r: FieldReader, key: string): string | null {
+  const text = r.optionalString(key);
+  return text === null ? null : parseLayerList(text, r.name(key)).join(',');
+}
+
+/** --lr-mult, checked and written out in the network's order ('fc8=10,fc7=2' -> 'fc7=2,fc8=10'); null: none. */
+function lrMultList(r: FieldReader, key: string): string | null {
+  const text = r.optionalString(key);
+  if (text === null) return null;
+  const mult = parseLrMult(text, r.name(key));
+  return LAYER_NAMES.filter((l) => l in mult)
+    .map((l) => `${l}=${mult[l]}`)
+    .join(',');
+}
+
+/** The layers a run trains without updating (--freeze). */
+export function frozenLayers(config: Pick<TrainConfig, 'freeze'>): ReadonlySet<string> {
+  return new Set(config.freeze === null ? [] : parseLayerList(config.freeze, '--freeze'));
+}
+
+/** The layers --init-from leaves at their fresh initialisation (--reinit). */
+export function reinitLayers(config: Pick<TrainConfig, 'reinit'>): ReadonlySet<string> {
+  return new Set(config.reinit === null ? [] : parseLayerList(config.reinit, '--reinit'));
+}
+
+/** Each layer's learning-rate multiplier (--lr-mult); a layer not named has 1. */
+export function lrMultipliers(config: Pick<TrainConfig, 'lrMult'>): Readonly<Record<string, number>> {
+  return config.lrMult === null ? {} : parseLrMult(config.lrMult, '--lr-mult');
+}
+
 /** The bundled dataset that `make train` writes. */
 export const DEFAULT_DATA = 'data/fashion-mnist';
 
@@ -279,6 +370,30 @@ export const TRAIN_OPTIONS = optionTable({
     check: is.optionalString,
     describe:
       "start from the weights of a checkpoint, an exported model folder or an ONNX file of an AlexNet (torchvision's too): a new run from epoch 1 with fresh optimizer state; fc8 is replaced when the class count differs; the preset is inferred from the file unless --preset is given",
+  },
+  freeze: {
+    flag: 'freeze',
+    type: 'string',
+    default: null,
+    check: frozenLayerList,
+    describe:
+      'layers not trained: a range (conv1-conv5) or a list (conv1,conv2,fc6) of conv1..conv5, fc6, fc7, fc8; they get no gradients, no optimizer state, no weight decay and no all-reduce, and checkpoints still hold them',
+  },
+  lrMult: {
+    flag: 'lr-mult',
+    type: 'string',
+    default: null,
+    check: lrMultList,
+    describe:
+      "per-layer learning-rate multipliers, Caffe's lr_mult: fc8=10[,fc7=2]; the layer's kernel and bias alike (its weight decay step too)",
+  },
+  reinit: {
+    flag: 'reinit',
+    type: 'string',
+    default: null,
+    check: layerList,
+    describe:
+      'with --init-from: layers that keep their fresh initialisation instead, as a range or a list (fc8: a new head for a task with as many classes as the file has, but other ones)',
   },
   checkpointEverySteps: {
     flag: 'checkpoint-every',

@@ -9,11 +9,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { readScalarAnd } from '../backend/readback';
 import type { Batch } from '../data/loader';
-import { forward, type AlexNet, type ParamHook } from '../model/alexnet';
+import { forward, type AlexNet, type Param, type ParamHook } from '../model/alexnet';
 import { microBatchSizes } from './memory';
 import { addSums, batchSums, emptySums, type MetricSums } from './metrics';
 
-/** Gradients (one per parameter) and this rank's metric sums. */
+/** Gradients (one per trained parameter) and this rank's metric sums. */
 export interface Gradients {
   grads: tf.Tensor[];
   sums: MetricSums;
@@ -39,12 +39,16 @@ function sliceBatch(batch: Batch, imageSize: number, from: number, n: number): B
 }
 
 /**
- * Forward + backward of one (micro-)batch. Each image's dropout masks are keyed by its sample
- * index (model/alexnet.ts), so they do not depend on how the batch is cut into micro-batches or shared
- * among ranks. `paramHook` wraps each parameter in the forward pass (--overlap's bucket hooks).
+ * Forward + backward of one (micro-)batch, the gradients of `params` (the trained ones, in the
+ * model's order): tfjs prunes the backward pass to what leads to them, so a frozen layer's
+ * weight gradients, and a frozen stem's whole backward, are not computed. Each image's dropout
+ * masks are keyed by its sample index (model/alexnet.ts), so they do not depend on how the batch
+ * is cut into micro-batches or shared among ranks. `paramHook` wraps each parameter in the
+ * forward pass (--overlap's bucket hooks).
  */
 export async function microGradients(
   model: AlexNet,
+  params: readonly Param[],
   batch: Batch,
   dropoutSeed: number,
   paramHook?: ParamHook,
@@ -53,7 +57,7 @@ export async function microGradients(
   const labels = tf.tensor1d(batch.labels, 'int32');
   const x = imagesTensor(model, batch);
   try {
-    const vars = model.params.map((p) => p.variable);
+    const vars = params.map((p) => p.variable);
     const { value, grads } = tf.variableGrads(() => {
       const out = forward(model, x, { training: true, dropoutSeed, dropoutKeys: batch.sampleIndices, paramHook });
       logits = tf.keep(out);
@@ -63,32 +67,33 @@ export async function microGradients(
     // The loss and the logits in one readback (a GPU sync point on webgpu).
     const read = await readScalarAnd(value, logits as unknown as tf.Tensor).finally(() => value.dispose());
     const sums = batchSums(read.values, batch.labels, model.numClasses, read.scalar);
-    return { grads: model.params.map((p) => grads[p.variable.name]), sums };
+    return { grads: params.map((p) => grads[p.variable.name]), sums };
   } finally {
     tf.dispose([x, labels, logits as tf.Tensor | null].filter((t): t is tf.Tensor => t != null));
   }
 }
 
 /**
- * Forward + backward on this rank's images, `microBatch` images at a time (0: all at once). The
+ * Forward + backward on this rank's images (the gradients of `params`), `microBatch` images at a time (0: all at once). The
  * sum over micro-batches is the gradient of the whole share (up to float rounding), and so are
  * the metric sums. Only one micro-batch's activations are alive at a time.
  */
 export async function localGradients(
   model: AlexNet,
+  params: readonly Param[],
   batch: Batch,
   dropoutSeed: number,
   microBatch: number,
 ): Promise<Gradients> {
   if (batch.count === 0) {
-    return { grads: model.params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
+    return { grads: params.map((p) => tf.zerosLike(p.variable)), sums: emptySums() };
   }
   let grads: tf.Tensor[] = [];
   let sums = emptySums();
   let offset = 0;
   for (const n of microBatchSizes(batch.count, microBatch > 0 ? microBatch : batch.count)) {
     const part = n === batch.count ? batch : sliceBatch(batch, model.spec.inputSize, offset, n);
-    const local = await microGradients(model, part, dropoutSeed);
+    const local = await microGradients(model, params, part, dropoutSeed);
     if (offset === 0) {
       grads = local.grads;
     } else {

@@ -6,9 +6,14 @@
  *   v <- momentum * v - weightDecay * lr * w - lr * g ;  w <- w + v
  * Weight decay applies to weights, not biases (cuda-convnet's config; biases start at 1 to
  * keep ReLUs alive, decaying them would undo that).
+ *
+ * An optimizer trains the params it is given and keeps state for those only: a frozen layer's
+ * (--freeze) are left out, so they get no slots, no update and no decay. --lr-mult scales a
+ * layer's learning rate as Caffe's lr_mult does: the whole step of its kernel and bias, decay
+ * included.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { OptimizerName } from '../core/config';
+import { layerOfParam, type OptimizerName } from '../core/config';
 import type { Param } from '../model/alexnet';
 import { adamStep, sgdMomentumStep } from '../backend/ops';
 import { readFloats } from '../backend/readback';
@@ -21,6 +26,8 @@ export interface OptimizerOptions {
   beta1: number;
   beta2: number;
   epsilon: number;
+  /** Learning-rate multipliers by layer name (--lr-mult); a layer not named has 1. */
+  lrMult?: Readonly<Record<string, number>>;
 }
 
 /** Named state tensors, one list per parameter, in the params' order: what a checkpoint holds. */
@@ -30,6 +37,11 @@ export interface OptimizerState {
   iterations: number;
   /** slots[slotName][paramIndex] */
   slots: Record<string, Float32Array[]>;
+  /**
+   * The names of the params the slots belong to, in slot order. Absent (older checkpoints):
+   * every param of the model, in its order.
+   */
+  params?: string[];
 }
 
 /** The paper's update on plain numbers: the reference the tests hold the tensor code to. */
@@ -49,12 +61,16 @@ export class Optimizer {
   readonly options: OptimizerOptions;
   private iterations = 0;
   private readonly slots: Record<string, tf.Variable[]>;
+  /** Each param's learning-rate multiplier, in the params' order. */
+  private readonly lrScale: number[];
 
+  /** Trains `params` (a frozen layer's are not among them) and keeps state for them only. */
   constructor(
     options: OptimizerOptions,
-    private readonly params: Param[],
+    readonly params: readonly Param[],
   ) {
     this.options = options;
+    this.lrScale = params.map((p) => options.lrMult?.[layerOfParam(p.name)] ?? 1);
     const zeros = () => params.map((p) => tf.variable(tf.zerosLike(p.variable), false));
     this.slots = options.name === 'sgd' ? { velocity: zeros() } : { m: zeros(), v: zeros() };
   }
@@ -71,11 +87,12 @@ export class Optimizer {
     });
   }
 
-  private applySgd(grads: tf.Tensor[], lr: number, gradScale: number): void {
+  private applySgd(grads: tf.Tensor[], baseLr: number, gradScale: number): void {
     const { momentum, weightDecay } = this.options;
     this.params.forEach((p, i) => {
       const v = this.slots.velocity[i];
       const decay = p.kind === 'weight' ? weightDecay : 0;
+      const lr = baseLr * this.lrScale[i];
       if (sgdMomentumStep(p.variable, v, grads[i], { momentum, lrScaled: lr * gradScale, decayLr: decay * lr })) return;
       let vNext = tf.sub(tf.mul(v, momentum), tf.mul(grads[i], lr * gradScale));
       if (decay > 0) vNext = tf.sub(vNext, tf.mul(p.variable, decay * lr));
@@ -88,8 +105,9 @@ export class Optimizer {
   private applyAdam(grads: tf.Tensor[], lr: number, gradScale: number): void {
     const { beta1, beta2, epsilon, weightDecay } = this.options;
     const t = this.iterations;
-    const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+    const baseStep = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     this.params.forEach((p, i) => {
+      const stepSize = baseStep * this.lrScale[i];
       const decay = p.kind === 'weight' ? weightDecay : 0;
       const m = this.slots.m[i];
       const v = this.slots.v[i];
@@ -111,17 +129,27 @@ export class Optimizer {
     const slots: Record<string, Float32Array[]> = {};
     for (const [name, vars] of Object.entries(this.slots))
       slots[name] = await Promise.all(vars.map((v) => readFloats(v)));
-    return { name: this.options.name, iterations: this.iterations, slots };
+    return { name: this.options.name, iterations: this.iterations, slots, params: this.params.map((p) => p.name) };
   }
 
+  /**
+   * Takes a saved state, matched to this optimizer's params by name: a param the state has no
+   * slots for (a layer frozen when it was saved, trained now) starts from zero, and slots of
+   * params not trained here (frozen now) are left out.
+   */
   setState(state: OptimizerState): void {
     if (state.name !== this.options.name)
       throw new Error(`optimizer state is for ${state.name}, this run uses ${this.options.name}`);
+    const names = state.params ?? this.params.map((p) => p.name);
+    const at = new Map(names.map((name, i) => [name, i]));
     for (const [name, vars] of Object.entries(this.slots)) {
       const saved = state.slots[name];
-      if (saved == null || saved.length !== vars.length)
+      if (saved == null || saved.length !== names.length)
         throw new Error(`optimizer state has no complete '${name}' slot`);
-      vars.forEach((v, i) => v.assign(tf.tensor(saved[i], v.shape)));
+      this.params.forEach((p, i) => {
+        const k = at.get(p.name);
+        vars[i].assign(k === undefined ? tf.zerosLike(vars[i]) : tf.tensor(saved[k], vars[i].shape));
+      });
     }
     this.iterations = state.iterations;
   }

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import type { TrainConfig } from '../core/config';
-import { env } from '../core/config';
+import { env, frozenLayers, layerOfParam, lrMultipliers, reinitLayers } from '../core/config';
 import { DataError } from '../core/errors';
 import { preflight } from '../data/commands/check';
 import { openDataset, type Dataset, type Sample } from '../data/index/dataset';
@@ -20,7 +20,7 @@ import {
   type DatasetStats,
 } from '../data/stats';
 import { assertFitsBackend } from '../backend/select';
-import { createAlexNet, type AlexNet } from '../model/alexnet';
+import { createAlexNet, type AlexNet, type Param } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../core/log';
 import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './run/checkpoint';
@@ -132,6 +132,12 @@ export function setWeights(model: AlexNet, weights: CheckpointContents['weights'
   }
 }
 
+/** The params a run trains: every layer's but those --freeze names. */
+export function trainedParams(model: AlexNet, config: Pick<TrainConfig, 'freeze'>): Param[] {
+  const frozen = frozenLayers(config);
+  return model.params.filter((p) => !frozen.has(layerOfParam(p.name)));
+}
+
 export async function buildRunState(config: TrainConfig, canWrite: boolean, log: Logger): Promise<RunState> {
   const { dataset, train, stats } = await openTrainingData(config, canWrite, log);
   const spec = buildSpec(config.preset, config.model);
@@ -145,8 +151,9 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
       beta1: 0.9,
       beta2: 0.999,
       epsilon: 1e-8,
+      lrMult: lrMultipliers(config),
     },
-    model.params,
+    trainedParams(model, config),
   );
   const scheduleOptions = scheduleOptionsOf(config);
   const state: RunState = {
@@ -163,7 +170,7 @@ export async function buildRunState(config: TrainConfig, canWrite: boolean, log:
   };
   // A restart of a fine-tune resumes from its own checkpoint: --init-from counts only at the start.
   if (config.initFrom != null && config.resume == null) {
-    const line = applyInitFrom(model, await readInitSource(config.initFrom));
+    const line = applyInitFrom(model, await readInitSource(config.initFrom), reinitLayers(config));
     if (canWrite) log.info(line);
   }
   if (config.resume != null) {

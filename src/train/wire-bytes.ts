@@ -32,6 +32,11 @@ export interface WirePlan {
   dtype: WireDtype;
   worldSize: number;
   batchPerWorker: number;
+  /**
+   * Layers not trained (--freeze): no gradients to all-reduce, and in hybrid mode no gradient
+   * to reduce-scatter for an activation that no trained layer lies below.
+   */
+  frozen?: ReadonlySet<string>;
 }
 
 const TAIL_VALUES = 7;
@@ -53,21 +58,39 @@ export function modelParts(
   };
 }
 
+/** Each layer with parameters, in order: its name ('conv2', 'fc6'), parameter count and whether it is a conv layer. */
+function paramLayers(spec: ModelSpec, numClasses: number): { name: string; params: number; conv: boolean }[] {
+  const rows = layerShapes(spec, numClasses);
+  const firstDense = rows.findIndex((r) => r.outputShape.length === 1);
+  return rows
+    .map((r, i) => ({ name: r.layer.split(' ')[0], params: r.params, conv: i < firstDense }))
+    .filter((r) => r.params > 0);
+}
+
 export function wireBytesPerStep(plan: WirePlan): WireBytes {
   const n = plan.worldSize;
   if (n <= 1) return { gradients: 0, activations: 0, control: 0, total: 0 };
   const w = plan.dtype === 'fp32' ? 4 : 2;
   const share = (n - 1) / n;
-  const { convParams, fcParams, features, fcUnits } = modelParts(plan.spec, plan.numClasses);
+  const { features, fcUnits } = modelParts(plan.spec, plan.numClasses);
+  const layers = paramLayers(plan.spec, plan.numClasses);
+  const trained = layers.map((l) => !plan.frozen?.has(l.name));
+  const trainedParams = (conv: boolean) =>
+    layers.reduce((sum, l, i) => sum + (trained[i] && (l.conv || !conv) ? l.params : 0), 0);
   const tail = 2 * share * TAIL_VALUES * 4;
   if (plan.mode === 'data') {
-    const gradients = 2 * share * (convParams + fcParams) * w;
+    const gradients = 2 * share * trainedParams(false) * w;
     return { gradients, activations: 0, control: tail, total: gradients + tail };
   }
   const batch = plan.batchPerWorker * n;
-  const gradients = 2 * share * convParams * w;
-  const gathered = features + fcUnits.reduce((a, b) => a + b, 0);
-  const activations = 2 * share * batch * gathered * w;
+  const gradients = 2 * share * trainedParams(true) * w;
+  // Forward gathers every activation; backward reduce-scatters an activation's gradient only
+  // when a trained layer lies below it (tfjs prunes the rest of the backward pass).
+  const convCount = layers.filter((l) => l.conv).length;
+  const below = (layer: number) => trained.slice(0, layer + 1).some(Boolean);
+  const widths = [features, ...fcUnits];
+  const owners = [convCount - 1, ...fcUnits.map((_, k) => convCount + k)];
+  const activations = widths.reduce((sum, width, k) => sum + share * batch * width * w * (below(owners[k]) ? 2 : 1), 0);
   const control = tail + share * (n + batch) * 4;
   return { gradients, activations, control, total: gradients + activations + control };
 }

@@ -7,16 +7,20 @@ import {
   EVAL_DEFAULTS,
   EVAL_FLAGS,
   EVAL_OPTIONS,
+  LAYER_NAMES,
   TRAIN_DEFAULTS,
   TRAIN_FLAGS,
   TRAIN_OPTIONS,
   buildEvalConfig,
   buildTrainConfig,
+  frozenLayers,
+  lrMultipliers,
   trainConfig,
   validateTrainConfig,
   type CliArgs,
 } from '../../src/core/config';
 import { datasetOptions } from '../../src/data/cli-options';
+import { PRESETS } from '../../src/model/presets';
 import { defaultNow, FieldReader, type OptionTable } from '../../src/core/field-reader';
 import { SRC } from '../helpers/repo';
 
@@ -192,4 +196,40 @@ t.test('the defaults and validator of eval cover exactly its table', async (t) =
       `the validator checks ${field}`,
     );
   }
+});
+
+t.test('--freeze takes a range and a list of the layers; --lr-mult layer=factor pairs', async (t) => {
+  const c = parse(['--data', DATA, '--freeze', 'conv1-conv3,fc6', '--lr-mult', 'fc8=10,fc7=0.5']);
+  t.equal(c.freeze, 'conv1,conv2,conv3,fc6', 'written out in the network order');
+  t.same([...frozenLayers(c)], ['conv1', 'conv2', 'conv3', 'fc6']);
+  t.equal(c.lrMult, 'fc7=0.5,fc8=10');
+  t.same(lrMultipliers(c), { fc7: 0.5, fc8: 10 });
+  const d = parse(['--data', DATA]);
+  t.equal(d.freeze, null, 'nothing frozen by default');
+  t.same([...frozenLayers(d)], []);
+  t.same(lrMultipliers(d), {});
+  t.equal(parse(['--data', DATA, '--freeze', 'conv1-conv5']).freeze, 'conv1,conv2,conv3,conv4,conv5');
+  const bad: [string[], RegExp][] = [
+    [
+      ['--freeze', 'conv6'],
+      /^--freeze: unknown layer 'conv6'; the layers are conv1, conv2, conv3, conv4, conv5, fc6, fc7, fc8$/,
+    ],
+    [['--freeze', 'conv5-conv1'], /runs backwards/],
+    [['--freeze', 'conv1-fc8'], /freezes every layer/],
+    [['--lr-mult', 'fc9=2'], /--lr-mult: unknown layer 'fc9'; the layers are conv1/],
+    [['--lr-mult', 'fc8=0'], /--lr-mult: the factor of fc8 must be a positive finite number, got '0'/],
+    [['--lr-mult', 'fc8=-1'], /positive finite/],
+    [['--lr-mult', 'fc8=Infinity'], /positive finite/],
+    [['--lr-mult', 'fc8'], /is not layer=factor/],
+    [['--lr-mult', 'fc8=2,fc8=3'], /fc8 is given twice/],
+  ];
+  for (const [args, message] of bad)
+    t.throws(() => parse(['--data', DATA, ...args]), { name: 'ConfigError', message }, args.join(' '));
+  const good = trainConfig({ data: DATA, runDir: '/tmp/r' });
+  t.throws(() => validateTrainConfig({ ...good, freeze: 'fc9' }, 'rank 1'), { message: /unknown layer 'fc9'/ });
+});
+
+t.test('every preset names its layers LAYER_NAMES, the names --freeze and --lr-mult accept', async (t) => {
+  for (const [name, spec] of Object.entries(PRESETS))
+    t.same([...spec.convs.map((c) => c.name), ...spec.hidden.map((h) => h.name), 'fc8'], LAYER_NAMES, name);
 });

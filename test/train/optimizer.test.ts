@@ -82,3 +82,65 @@ t.test('state round trip: a restored optimizer continues identically', async (t)
   const fresh = new Optimizer(sgd, [param('w', 'weight', [1])]);
   t.throws(() => fresh.setState({ name: 'adam', iterations: 1, slots: {} }), /adam/);
 });
+
+t.test('--lr-mult scales exactly its layer: kernel and bias, SGD (decay too) and Adam', async (t) => {
+  for (const name of ['sgd', 'adam'] as const) {
+    const make = () => [
+      param('fc7/kernel', 'weight', [0.5, -1]),
+      param('fc7/bias', 'bias', [0.1, 0.2]),
+      param('fc8/kernel', 'weight', [0.3, 0.7]),
+      param('fc8/bias', 'bias', [-0.2, 0.4]),
+    ];
+    const grads = () =>
+      [
+        [0.2, -0.1],
+        [0.05, 0.3],
+        [-0.4, 0.25],
+        [0.15, -0.05],
+      ].map((g) => tf.tensor1d(g));
+    const update = (lrMult?: Record<string, number>): number[][] => {
+      const params = make();
+      const before = params.map((p) => Array.from(p.variable.dataSync()));
+      new Optimizer({ ...sgd, name, lrMult }, params).apply(grads(), 0.01, 0.5);
+      return params.map((p, i) => Array.from(p.variable.dataSync()).map((w, k) => w - before[i][k]));
+    };
+    const base = update();
+    const scaled = update({ fc8: 10 });
+    for (const [i, label] of ['fc7/kernel', 'fc7/bias', 'fc8/kernel', 'fc8/bias'].entries()) {
+      const factor = label.startsWith('fc8') ? 10 : 1;
+      base[i].forEach((d, k) => {
+        t.ok(d !== 0, `${name} ${label}[${k}] moves`);
+        const ratio = scaled[i][k] / d;
+        t.ok(
+          Math.abs(ratio - factor) < 1e-4 * factor,
+          `${name} ${label}[${k}]: update x${ratio.toFixed(6)}, want x${factor}`,
+        );
+      });
+    }
+  }
+});
+
+t.test(
+  'state is matched by param name: a param without saved slots starts at zero, extra slots are left out',
+  async (t) => {
+    const a = param('conv1/kernel', 'weight', [1, 2]);
+    const b = param('fc8/kernel', 'weight', [3, 4]);
+    const onlyB = new Optimizer(sgd, [b]); // conv1 frozen
+    onlyB.apply([tf.tensor1d([1, 1])], 0.1);
+    const saved = await onlyB.getState();
+    t.same(saved.params, ['fc8/kernel'], 'slots for the trained param only');
+    t.equal(saved.slots.velocity.length, 1);
+    const both = new Optimizer(sgd, [a, b]); // conv1 unfrozen on resume
+    both.setState(saved);
+    const [va, vb] = both.slotVariables()[0].map((v) => Array.from(v.dataSync()));
+    t.same(va, [0, 0], 'conv1: fresh slots');
+    t.same(vb, Array.from(saved.slots.velocity[0]), 'fc8: its saved velocity');
+    const onlyA = new Optimizer(sgd, [a]);
+    onlyA.setState({ ...saved, params: ['fc8/kernel'] });
+    t.same(
+      Array.from(onlyA.slotVariables()[0][0].dataSync()),
+      [0, 0],
+      'a saved slot of a param not trained here is left out',
+    );
+  },
+);

@@ -101,9 +101,12 @@ export function snapshotCheckpoint(c: CheckpointContents): CheckpointSnapshot {
     return e;
   };
   const weights = c.weights.map((w) => entry(w.name, w.shape, w.data));
+  // Slots exist for the trained params only (a frozen layer has none): each entry is named by its param.
+  const slotParams = c.optimizer.params ?? c.weights.map((w) => w.name);
+  const shapeOf = new Map(c.weights.map((w) => [w.name, w.shape]));
   const slots: Record<string, TensorEntry[]> = {};
   for (const [slot, arrays] of Object.entries(c.optimizer.slots)) {
-    slots[slot] = arrays.map((a, i) => entry(`${c.weights[i].name}/${slot}`, c.weights[i].shape, a));
+    slots[slot] = arrays.map((a, i) => entry(`${slotParams[i]}/${slot}`, shapeOf.get(slotParams[i]) ?? [a.length], a));
   }
   const data = Buffer.alloc(offset * 4);
   let at = 0;
@@ -199,7 +202,11 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
     return data.subarray(e.offset, e.offset + e.length);
   };
   const slots: Record<string, Float32Array[]> = {};
-  for (const [slot, entries] of Object.entries(header.optimizer.slots)) slots[slot] = entries.map(read);
+  let slotParams: string[] = [];
+  for (const [slot, entries] of Object.entries(header.optimizer.slots)) {
+    slots[slot] = entries.map(read);
+    slotParams = entries.map((e) => e.name.slice(0, e.name.length - slot.length - 1));
+  }
   return {
     config: header.config,
     classes: header.classes,
@@ -209,7 +216,7 @@ export function decodeCheckpoint(bytes: Buffer, file: string): CheckpointContent
     rng: header.rng,
     epochSoFar: header.epochSoFar,
     weights: header.weights.map((e) => ({ name: e.name, shape: e.shape, data: read(e) })),
-    optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots },
+    optimizer: { name: header.optimizer.name, iterations: header.optimizer.iterations, slots, params: slotParams },
   };
 }
 

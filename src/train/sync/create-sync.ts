@@ -8,7 +8,7 @@ import type { TrainConfig } from '../../core/config';
 import { ConfigError } from '../../core/errors';
 import type { Logger } from '../../core/log';
 import type { SyncCollective } from '../../dist/collective';
-import type { AlexNet } from '../../model/alexnet';
+import type { AlexNet, Param } from '../../model/alexnet';
 import type { Optimizer } from '../optimizer';
 import { broadcastParams, DataParallelSync } from './data-parallel-sync';
 import { fusionFor, type FusionBuffer } from './fusion-buffer';
@@ -43,12 +43,14 @@ function refuseAsyncOnlyBackend(what: string): void {
 
 /**
  * The bucketed all-reduce during backward (--overlap), or null: off, or micro-batches (their
- * gradients add up over several passes, so none is final before the last one ends).
+ * gradients add up over several passes, so none is final before the last one ends). `fused`:
+ * the params whose gradients the fusion buffer holds, in its order (the trained ones).
  */
 function overlapFor(
   setup: SyncSetup,
   collective: SyncCollective,
   fusion: FusionBuffer,
+  fused: readonly Param[],
   hybrid: boolean,
 ): OverlappedReduce | null {
   const { config, microBatch, log } = setup;
@@ -63,7 +65,8 @@ function overlapFor(
       );
     return null;
   }
-  const overlap = new OverlappedReduce(fusion, collective, config.bucketMb * 1e6);
+  const modelIndices = fused.map((p) => setup.model.params.indexOf(p));
+  const overlap = new OverlappedReduce(fusion, collective, config.bucketMb * 1e6, modelIndices);
   if (isMaster)
     log.info(
       `overlapping the all-reduce with the backward pass: ${overlap.bucketCount} buckets of about ${config.bucketMb} MB`,
@@ -82,7 +85,8 @@ async function hybridSync(setup: SyncSetup, collective: SyncCollective): Promise
     );
   }
   const head = await HybridHead.create(setup.model, setup.optimizer, collective);
-  return new HybridSync(head, collective, overlapFor(setup, collective, head.fusion, true));
+  const fused = head.trainParams.slice(0, head.replicated);
+  return new HybridSync(head, collective, overlapFor(setup, collective, head.fusion, fused, true));
 }
 
 /**
@@ -95,7 +99,14 @@ export async function createGradientSync(setup: SyncSetup): Promise<GradientSync
   if (collective === null || collective.worldSize === 1) return new LocalSync(setup.optimizer);
   await broadcastParams(collective, setup.model.params);
   if (config.parallel === 'hybrid') return hybridSync(setup, collective);
-  // In the host's shared-memory segment when the ranks share one: reduced there, no copy.
-  const fusion = fusionFor(setup.model.params, (length) => collective.allocate(length));
-  return new DataParallelSync(collective, setup.optimizer, fusion, overlapFor(setup, collective, fusion, false));
+  // The trained params' gradients only (a frozen layer sends none), in the host's shared-memory
+  // segment when the ranks share one: reduced there, no copy.
+  const trained = setup.optimizer.params;
+  const fusion = fusionFor(trained, (length) => collective.allocate(length));
+  return new DataParallelSync(
+    collective,
+    setup.optimizer,
+    fusion,
+    overlapFor(setup, collective, fusion, trained, false),
+  );
 }

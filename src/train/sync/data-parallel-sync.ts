@@ -48,7 +48,10 @@ export class DataParallelSync implements GradientSync {
   readonly rank: number;
   readonly worldSize: number;
 
-  /** `fusion` must be shaped for the model's parameters; `overlap`, if given, reduces into it. */
+  /**
+   * `fusion` must be shaped for the optimizer's parameters (the trained ones: a frozen layer
+   * neither computes nor sends gradients); `overlap`, if given, reduces into it.
+   */
   constructor(
     private readonly collective: Collective,
     readonly optimizer: Optimizer,
@@ -61,13 +64,16 @@ export class DataParallelSync implements GradientSync {
 
   async compute(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): Promise<LocalGradients> {
     if (this.overlap === null)
-      return { ...(await localGradients(model, batch, dropoutSeed, microBatch)), inPassCommMs: 0 };
+      return {
+        ...(await localGradients(model, this.optimizer.params, batch, dropoutSeed, microBatch)),
+        inPassCommMs: 0,
+      };
     // One pass (the trainer turns --overlap off under micro-batches): the hooks copy each
     // gradient into the fusion buffer as backward finishes it and start its bucket.
     const hook = this.overlap.begin();
     let sums = emptySums();
     if (batch.count > 0) {
-      const g = await microGradients(model, batch, dropoutSeed, hook);
+      const g = await microGradients(model, this.optimizer.params, batch, dropoutSeed, hook);
       tf.dispose(g.grads);
       sums = g.sums;
     }
@@ -88,9 +94,13 @@ export class DataParallelSync implements GradientSync {
     return sumTailOver(this.collective, tail);
   }
 
-  /** Packed into the step's fusion buffer, free between steps (no 244 MB allocation per checksum on paper). */
-  async replicatedWeights(model: AlexNet): Promise<Float32Array> {
-    return (await packWeights(model.params, this.fusion)).params;
+  /**
+   * The trained weights, packed into the step's fusion buffer, free between steps (no 244 MB
+   * allocation per checksum on paper). Frozen ones are left out: they were broadcast at the
+   * start and nothing changes them.
+   */
+  async replicatedWeights(_model: AlexNet): Promise<Float32Array> {
+    return (await packWeights(this.optimizer.params, this.fusion)).params;
   }
 
   async materialize(_slots: boolean): Promise<OptimizerState | null> {

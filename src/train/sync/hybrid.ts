@@ -104,27 +104,36 @@ function piecesOf(all: Float32Array, sizes: readonly number[]): Float32Array[] {
   return sizes.map((n) => all.subarray(at, (at += n)));
 }
 
-/** The parameters of a rank in hybrid mode: the model's conv params, then its FC slices. */
+/**
+ * The parameters of a rank in hybrid mode: the model's conv params, then its FC slices; and of
+ * those the trained ones (a frozen layer's are used in the pass but get no gradient, no slots
+ * and, for conv layers, no place in the all-reduce).
+ */
 export class HybridHead {
   readonly layers: HeadLayer[];
-  /** Conv params (the model's own variables), then each FC layer's kernel and bias slices. */
+  /** What the forward pass uses: the conv params (the model's own variables), then each FC layer's kernel and bias slices. */
+  readonly forwardParams: Param[];
+  /** The trained ones of forwardParams, in order: what the optimizer updates and the step computes gradients of. */
   readonly trainParams: Param[];
-  /** trainParams[0, replicated) are the same on every rank and all-reduced. */
+  /** trainParams[0, replicated) are conv params, the same on every rank and all-reduced. */
   readonly replicated: number;
   readonly optimizer: Optimizer;
-  /** The conv gradients and the step's tail travel in this. */
+  /** The trained conv gradients and the step's tail travel in this. */
   readonly fusion: FusionBuffer;
 
   private constructor(
     private readonly model: AlexNet,
     readonly collective: SyncCollective,
     layers: HeadLayer[],
+    forwardParams: Param[],
     trainParams: Param[],
     optimizer: Optimizer,
   ) {
     this.layers = layers;
+    this.forwardParams = forwardParams;
     this.trainParams = trainParams;
-    this.replicated = firstDenseParam(model.spec);
+    const convs = new Set(model.params.slice(0, firstDenseParam(model.spec)));
+    this.replicated = trainParams.filter((p) => convs.has(p)).length;
     this.optimizer = optimizer;
     this.fusion = new FusionBuffer(
       trainParams.slice(0, this.replicated).map((p) => p.shape),
@@ -134,86 +143,87 @@ export class HybridHead {
 
   /**
    * Cuts this rank's slices out of the full model and the full optimizer state (a fresh start
-   * or a checkpoint of either mode). The full optimizer is disposed: the head's replaces it.
+   * or a checkpoint of either mode). The full optimizer's params say which are trained. It is
+   * disposed: the head's replaces it.
    */
   static async create(model: AlexNet, fullOptimizer: Optimizer, collective: SyncCollective): Promise<HybridHead> {
     const { rank, worldSize } = collective;
     const layers = headLayers(model, worldSize);
     const full = await fullOptimizer.getState();
-    const trainParams = model.params.slice(0, firstDenseParam(model.spec));
-    const slots: Record<string, Float32Array[]> = {};
-    for (const name of Object.keys(full.slots)) slots[name] = full.slots[name].slice(0, trainParams.length);
+    const trained = new Set(fullOptimizer.params.map((p) => p.name));
+    const fullAt = new Map(fullOptimizer.params.map((p, i) => [p.name, i]));
+    const slotNames = Object.keys(full.slots);
+    const slots: Record<string, Float32Array[]> = Object.fromEntries(slotNames.map((name) => [name, []]));
+    const forwardParams = model.params.slice(0, firstDenseParam(model.spec));
+    const trainParams = forwardParams.filter((p) => trained.has(p.name));
+    for (const p of trainParams) for (const name of slotNames) slots[name].push(full.slots[name][fullAt.get(p.name)!]);
     for (const layer of layers) {
       const range = layer.columns[rank];
       const width = range.end - range.start;
-      const kernel = model.params[layer.kernelIndex];
-      const bias = model.params[layer.kernelIndex + 1];
       const cut = (data: Float32Array, rows: number) => sliceColumns(data, rows, layer.units, range);
-      trainParams.push(
-        {
-          name: kernel.name,
-          shape: [layer.inputs, width],
-          kind: 'weight',
-          variable: tf.variable(
-            tf.tensor2d(cut(await readFloats(kernel.variable), layer.inputs), [layer.inputs, width]),
-            true,
-          ),
-        },
-        {
-          name: bias.name,
-          shape: [width],
-          kind: 'bias',
-          variable: tf.variable(tf.tensor1d(cut(await readFloats(bias.variable), 1)), true),
-        },
-      );
-      for (const name of Object.keys(full.slots)) {
-        slots[name].push(
-          cut(full.slots[name][layer.kernelIndex], layer.inputs),
-          cut(full.slots[name][layer.kernelIndex + 1], 1),
-        );
+      for (const [part, rows, shape] of [
+        [0, layer.inputs, [layer.inputs, width]],
+        [1, 1, [width]],
+      ] as const) {
+        const whole = model.params[layer.kernelIndex + part];
+        const slice: Param = {
+          name: whole.name,
+          shape: [...shape],
+          kind: whole.kind,
+          variable: tf.variable(tf.tensor(cut(await readFloats(whole.variable), rows), [...shape]), true),
+        };
+        forwardParams.push(slice);
+        if (!trained.has(whole.name)) continue;
+        trainParams.push(slice);
+        for (const name of slotNames) slots[name].push(cut(full.slots[name][fullAt.get(whole.name)!], rows));
       }
     }
     const optimizer = new Optimizer(fullOptimizer.options, trainParams);
-    optimizer.setState({ name: full.name, iterations: full.iterations, slots });
+    optimizer.setState({ name: full.name, iterations: full.iterations, slots, params: trainParams.map((p) => p.name) });
     fullOptimizer.dispose();
-    return new HybridHead(model, collective, layers, trainParams, optimizer);
+    return new HybridHead(model, collective, layers, forwardParams, trainParams, optimizer);
   }
 
   /**
-   * Gathers every rank's FC slices into the model's full variables (every rank), so the model
-   * evaluates, checkpoints and exports as in data mode. With `slots`, also returns the full
-   * optimizer state for a checkpoint. Every rank must call this at the same point.
+   * Gathers every rank's slices of the trained FC layers into the model's full variables (every
+   * rank), so the model evaluates, checkpoints and exports as in data mode; a frozen layer's
+   * full variables never went stale. With `slots`, also returns the full optimizer state for a
+   * checkpoint. Every rank must call this at the same point.
    */
   async materialize(slots: boolean): Promise<OptimizerState | null> {
     const state = slots ? await this.optimizer.getState() : null;
     const fullSlots: Record<string, Float32Array[]> = {};
+    const names = this.trainParams.slice(0, this.replicated).map((p) => p.name);
     if (state)
       for (const name of Object.keys(state.slots)) fullSlots[name] = state.slots[name].slice(0, this.replicated);
-    for (const [l, layer] of this.layers.entries()) {
+    let index = this.replicated;
+    for (const layer of this.layers) {
       const widths = widthsOf(layer.columns);
       for (const [part, rows] of [
         [0, layer.inputs],
         [1, 1],
       ] as const) {
-        const index = this.replicated + 2 * l + part;
+        const target = this.model.params[layer.kernelIndex + part];
+        if (this.trainParams[index]?.name !== target.name) continue; // frozen
         const gather = async (local: Float32Array): Promise<Float32Array> => {
           const sizes = widths.map((w) => w * rows);
           const all = await this.collective.allGather(local, sizes, true);
           return joinColumns(piecesOf(all, sizes), rows, widths);
         };
-        const target = this.model.params[layer.kernelIndex + part];
         const weights = await gather(await readFloats(this.trainParams[index].variable));
         target.variable.assign(tf.tensor(weights, target.shape));
+        names.push(target.name);
         if (state)
           for (const name of Object.keys(state.slots)) fullSlots[name].push(await gather(state.slots[name][index]));
+        index++;
       }
     }
-    return state ? { name: state.name, iterations: state.iterations, slots: fullSlots } : null;
+    return state ? { name: state.name, iterations: state.iterations, slots: fullSlots, params: names } : null;
   }
 
   dispose(): void {
     this.optimizer.dispose();
-    for (const p of this.trainParams.slice(this.replicated)) p.variable.dispose();
+    for (const p of this.forwardParams.slice(firstDenseParam(this.model.spec))) p.variable.dispose();
   }
 }
 
@@ -315,6 +325,7 @@ export function hybridGradients(
   const featureSize = head.layers[0].inputs;
   const rate = spec.dropoutRate;
   const vars = head.trainParams.map((p) => p.variable);
+  const used = head.forwardParams.map((p) => p.variable);
   const labels = tf.tensor1d(batch.labels, 'int32');
   const size = spec.inputSize;
   const images = batch.count > 0 ? tf.tensor4d(batch.images, [batch.count, size, size, 3]) : null;
@@ -323,13 +334,13 @@ export function hybridGradients(
     const { value, grads } = tf.variableGrads(() => {
       const features = images ? convFeatures(model, images, convHook) : (tf.zeros([0, featureSize]) as tf.Tensor2D);
       let h = gatherRows(collective, counts, featureSize)(features);
-      let next = head.replicated;
+      let next = firstDenseParam(spec);
       head.layers.forEach((layer, l) => {
         const isLast = l === head.layers.length - 1;
         const drop = (x: tf.Tensor2D, columns?: { start: number; of: number }) =>
           rate > 0 ? dropoutPerImage(x, rate, dropoutSeed, l, keys, columns) : x;
         if (!isLast && spec.dropoutPlacement === 'before') h = drop(h);
-        let z = dense(h, vars[next++] as tf.Tensor2D, vars[next++] as tf.Tensor1D, isLast ? 'linear' : spec.activation);
+        let z = dense(h, used[next++] as tf.Tensor2D, used[next++] as tf.Tensor1D, isLast ? 'linear' : spec.activation);
         if (!isLast && spec.dropoutPlacement === 'after')
           z = drop(z, { start: layer.columns[rank].start, of: layer.units });
         h = gatherColumns(collective, total, widthsOf(layer.columns))(z);

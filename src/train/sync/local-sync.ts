@@ -13,7 +13,7 @@ export class LocalSync implements GradientSync {
   constructor(readonly optimizer: Optimizer) {}
 
   async compute(model: AlexNet, batch: Batch, dropoutSeed: number, microBatch: number): Promise<LocalGradients> {
-    return { ...(await localGradients(model, batch, dropoutSeed, microBatch)), inPassCommMs: 0 };
+    return { ...(await localGradients(model, this.optimizer.params, batch, dropoutSeed, microBatch)), inPassCommMs: 0 };
   }
 
   async reduce(local: LocalGradients, tail: StepTail): Promise<ReducedGradients> {

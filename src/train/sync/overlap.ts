@@ -42,12 +42,21 @@ export class OverlappedReduce {
   /** Buckets start strictly in order, so every rank posts the same sequence to the ring. */
   private nextBucket = 0;
 
-  /** All-reduces parameters [0, fusion.count) of `fusion` in buckets of about `bucketBytes`. */
+  /** The fusion slot of each hooked parameter, by its index in model.params (a frozen one has none). */
+  private readonly slotOf: Map<number, number>;
+
+  /**
+   * All-reduces parameters [0, fusion.count) of `fusion` in buckets of about `bucketBytes`.
+   * `modelIndices[k]`: the index in model.params of the parameter in slot k (default: k), so
+   * that the hooks, which see every parameter of the pass, skip the frozen ones.
+   */
   constructor(
     private readonly fusion: FusionBuffer,
     private readonly collective: SyncCollective,
     bucketBytes: number,
+    modelIndices: readonly number[] = Array.from({ length: fusion.count }, (_, k) => k),
   ) {
+    this.slotOf = new Map(modelIndices.map((index, k) => [index, k]));
     const sizes = Array.from({ length: fusion.count }, (_, i) => fusion.rangeOf(i).end - fusion.rangeOf(i).start);
     this.buckets = planBuckets(sizes, bucketBytes);
     this.bucketOf = new Array<number>(fusion.count);
@@ -63,7 +72,10 @@ export class OverlappedReduce {
     this.missing = this.buckets.map((b) => b.length);
     this.nextBucket = 0;
     this.arrived = new Array<boolean>(this.fusion.count).fill(false);
-    return (index, variable) => this.identity(index)(variable);
+    return (index, variable) => {
+      const slot = this.slotOf.get(index);
+      return slot === undefined ? variable : this.identity(slot)(variable);
+    };
   }
 
   /**
