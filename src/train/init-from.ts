@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { PRESET_NAMES, validateTrainConfig, type PresetName, type TrainConfig } from '../core/config';
+import { layerOfParam, PRESET_NAMES, validateTrainConfig, type PresetName, type TrainConfig } from '../core/config';
 import { ConfigError, ModelFileError } from '../core/errors';
 import type { Logger } from '../core/log';
 import type { AlexNet } from '../model/alexnet';
@@ -167,9 +167,10 @@ export function initPreset(
 
 /**
  * Sets the model's weights from the source; fc8 keeps its fresh initialisation when the file's
- * class count differs from the model's. Returns the one line to log.
+ * class count differs from the model's, and so does every layer in `reinit` (--reinit). Returns
+ * the one line to log.
  */
-export function applyInitFrom(model: AlexNet, source: InitSource): string {
+export function applyInitFrom(model: AlexNet, source: InitSource, reinit: ReadonlySet<string> = new Set()): string {
   const mismatch = source.mismatch(model.spec);
   if (mismatch !== null) throw new ModelFileError(`--init-from ${source.file} does not fit this model: ${mismatch}`);
   const weights = source.weights(model.spec);
@@ -177,20 +178,23 @@ export function applyInitFrom(model: AlexNet, source: InitSource): string {
   const replaceHead = fileClasses !== model.numClasses;
   tf.tidy(() => {
     for (const p of model.params) {
-      if (replaceHead && p.name.startsWith('fc8/')) continue;
+      if ((replaceHead && p.name.startsWith('fc8/')) || reinit.has(layerOfParam(p.name))) continue;
       const w = weights.get(p.name);
       if (w === undefined) throw new ModelFileError(`--init-from ${source.file}: ${p.name} is missing`);
       p.variable.assign(tf.tensor(w.data, p.shape));
     }
   });
   const loaded = `weights from ${source.file} (${source.format})`;
-  return replaceHead
-    ? `${loaded}; fc8 replaced: the file has ${fileClasses} classes, the dataset ${model.numClasses}, so fc8 starts fresh with ${model.numClasses} outputs`
-    : `${loaded}, fc8 included (${fileClasses} classes)`;
+  const fresh = reinit.size > 0 ? `; fresh (--reinit): ${[...reinit].join(', ')}` : '';
+  if (replaceHead)
+    return `${loaded}; fc8 replaced: the file has ${fileClasses} classes, the dataset ${model.numClasses}, so fc8 starts fresh with ${model.numClasses} outputs${fresh}`;
+  return reinit.has('fc8') ? `${loaded}${fresh}` : `${loaded}, fc8 included (${fileClasses} classes)${fresh}`;
 }
 
 /** `alexnet train` with --init-from: the config with the file's preset, and the line that says so. */
 export async function resolveInitFrom(config: TrainConfig, presetGiven: boolean, log: Logger): Promise<TrainConfig> {
+  if (config.reinit !== null && config.initFrom === null)
+    throw new ConfigError('--reinit names layers that --init-from leaves fresh: it needs --init-from');
   if (config.initFrom === null) return config;
   if (config.resume !== null)
     throw new ConfigError(

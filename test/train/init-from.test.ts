@@ -11,8 +11,9 @@ import { createAlexNet, disposeModel } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 import { exportOnnx, namedWeights } from '../../src/model/onnx/write-onnx';
 import { loadCheckpoint } from '../../src/train/run/checkpoint';
-import { initPreset, readInitSource } from '../../src/train/init-from';
-import { trainConfig } from '../../src/core/config';
+import { applyInitFrom, initPreset, readInitSource, resolveInitFrom } from '../../src/train/init-from';
+import { reinitLayers, trainConfig } from '../../src/core/config';
+import { memoryLogger } from '../../src/core/log';
 import { makeStripeDataset } from '../helpers/stripes';
 import { builtFile } from '../helpers/repo';
 import { writeModelCheckpoint } from '../helpers/model-checkpoint';
@@ -89,4 +90,29 @@ t.test('a checkpoint as --init-from: its recorded preset, checked against --pres
     () => initPreset(config, source, true),
     /does not fit --preset paper: conv1\/kernel: the file's is \[5, 5, 3, 32\], preset paper's is \[11, 11, 3, 96\]/,
   );
+});
+
+t.test('--reinit fc8: a new head at the same class count (the file has 3 classes, so does the dataset)', async (t) => {
+  await tf.setBackend('cpu');
+  const trained = createAlexNet(buildSpec('small'), 3, 7);
+  const file = await writeModelCheckpoint(path.join(root, 'reinit-src'), trained, ['x', 'y', 'z']);
+  const source = await readInitSource(file);
+  const fresh = () => createAlexNet(buildSpec('small'), 3, 8);
+  const values = (m: ReturnType<typeof fresh>, name: string) =>
+    Array.from(m.params.find((p) => p.name === name)?.variable.dataSync() ?? []);
+  const kept = fresh();
+  t.match(applyInitFrom(kept, source), /fc8 included \(3 classes\)/);
+  t.same(values(kept, 'fc8/kernel'), values(trained, 'fc8/kernel'), "without --reinit: the file's fc8");
+  const model = fresh();
+  const reference = fresh();
+  const config = trainConfig({ runDir: path.join(root, 'r4'), initFrom: file, reinit: 'fc8' });
+  t.match(applyInitFrom(model, source, reinitLayers(config)), /fresh \(--reinit\): fc8/);
+  t.same(values(model, 'fc8/kernel'), values(reference, 'fc8/kernel'), 'fc8 keeps its fresh initialisation');
+  t.same(values(model, 'fc8/bias'), values(reference, 'fc8/bias'));
+  t.same(values(model, 'fc7/kernel'), values(trained, 'fc7/kernel'), "fc7 is the file's");
+  await t.rejects(
+    resolveInitFrom(trainConfig({ runDir: path.join(root, 'r5'), reinit: 'fc8' }), false, memoryLogger()),
+    { name: 'ConfigError', message: /--reinit .* needs --init-from/ },
+  );
+  for (const m of [trained, kept, model, reference]) disposeModel(m);
 });
