@@ -15,6 +15,7 @@
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
 #   make reproduce           # the paper's recipe vs a PyTorch reference (~45 min); docs/reproduction.md
 #   make ablations           # ReLU/tanh, LRN, pooling, dropout (~40 min); docs/reproduction.md
+#   make fine-tune           # pretrain on 5 classes, fine-tune on the other 5 vs scratch; docs/fine-tuning.md
 
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json
@@ -36,7 +37,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build native shm data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations clean
+.PHONY: all install build native shm data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations fine-tune clean
 
 all: build
 
@@ -142,6 +143,11 @@ reproduce: build
 
 ablations: build
 	node dist/scripts/reproduce.js ablations
+
+# Pretrain on Fashion-MNIST classes 0-4, fine-tune on classes 5-9 vs scratch (~15 min on 2 cores);
+# refreshes the table in docs/fine-tuning.md.
+fine-tune: build data
+	node dist/scripts/fine-tune.js
 
 clean:
 	rm -rf dist .tap
