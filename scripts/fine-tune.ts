@@ -3,12 +3,13 @@
  * learn another from few labels better than one trained from scratch at the same budget?
  *
  *   make fine-tune                          # = node dist/scripts/fine-tune.js (after make build data)
- *   node dist/scripts/fine-tune.js [--per-class 100,1000] [--pretrain-epochs 3] [--epochs 8] [--force]
+ *   node dist/scripts/fine-tune.js [--per-class 100,500] [--val-per-class 100] [--pretrain-epochs 3] [--epochs 6] [--force]
  *
  * Tasks, both built from the bundled Fashion-MNIST tree (data/fashion-mnist) as list files:
  *   pretrain: classes 0-4 (t-shirt/top, trouser, pullover, dress, coat), every training image;
  *   target:   classes 5-9 (sandal, shirt, sneaker, bag, ankle boot), relabelled 0-4, a seeded
- *             N images per class for training; scored on all of their held-out test images.
+ *             N images per class for training and 100 for validation; scored on all of their
+ *             held-out test images.
  * The target's images and classes are never seen in pretraining. Pretraining uses the default
  * run's recipe (Makefile DEFAULT_TRAIN_ARGS), fewer epochs. Then, for each N, the same budget
  * (epochs, batch, optimizer) for: scratch; fine-tune every layer; fine-tune with conv1-conv5
@@ -67,8 +68,12 @@ const VARIANTS: Variant[] = [
   },
 ];
 
-/** One task as list files (absolute paths): classes `from`..`from + 4` of the source, relabelled 0-4. */
-function writeTask(name: string, from: number, trainPerClass: number | null, seed: number): string {
+/**
+ * One task as list files (absolute paths): classes `from`..`from + 4` of the source, relabelled
+ * 0-4; a seeded subset of each class's training and validation images where given (the test
+ * split always whole).
+ */
+function writeTask(name: string, from: number, perClass: { train?: number; val?: number }, seed: number): string {
   const dir = path.resolve(TASKS, name);
   const classes = FASHION_MNIST_CLASSES.slice(from, from + 5);
   fs.mkdirSync(dir, { recursive: true });
@@ -77,7 +82,8 @@ function writeTask(name: string, from: number, trainPerClass: number | null, see
     const lines = classes.flatMap((cls, label) => {
       const folder = path.resolve(SOURCE, split, cls);
       const files = fs.readdirSync(folder).sort();
-      const picked = split === 'train' && trainPerClass !== null ? seededSubset(files, trainPerClass, seed) : files;
+      const limit = split === 'train' ? perClass.train : split === 'val' ? perClass.val : undefined;
+      const picked = limit === undefined ? files : seededSubset(files, limit, seed);
       return picked.map((f) => `${path.join(folder, f)}\t${label}`);
     });
     fs.writeFileSync(path.join(dir, `${split}.txt`), `${lines.join('\n')}\n`);
@@ -154,16 +160,17 @@ const seconds = (s: number) => (s < 60 ? `${s.toFixed(0)} s` : `${Math.floor(s /
 
 async function main(): Promise<void> {
   const opts = await yargs(process.argv.slice(2))
-    .option('per-class', { type: 'string', default: '100,1000', describe: 'target training images per class' })
+    .option('per-class', { type: 'string', default: '100,500', describe: 'target training images per class' })
+    .option('val-per-class', { type: 'number', default: 100, describe: 'target validation images per class' })
     .option('pretrain-epochs', { type: 'number', default: 3 })
-    .option('epochs', { type: 'number', default: 8, describe: 'epochs of every target run' })
+    .option('epochs', { type: 'number', default: 6, describe: 'epochs of every target run' })
     .option('force', { type: 'boolean', default: false })
     .strict()
     .parseAsync();
   process.chdir(repoRoot());
   if (!fs.existsSync(path.join(SOURCE, '.complete.json')))
     throw new Error(`${SOURCE} is not there: run make data first`);
-  const pretrainTask = writeTask('pretrain-0-4', 0, null, 0);
+  const pretrainTask = writeTask('pretrain-0-4', 0, {}, 0);
   const pretrainDir = path.resolve(RUNS, 'pretrain');
   const pretrain = await ensureTrain(
     pretrainDir,
@@ -173,7 +180,7 @@ async function main(): Promise<void> {
   const rows: string[][] = [];
   const commands: string[] = [`alexnet ${pretrain.command.join(' ')}`];
   for (const perClass of opts['per-class'].split(',').map(Number)) {
-    const task = writeTask(`target-5-9-${perClass}`, 5, perClass, 0);
+    const task = writeTask(`target-5-9-${perClass}`, 5, { train: perClass, val: opts['val-per-class'] }, 0);
     for (const v of VARIANTS) {
       const args = ['--data', task, ...RECIPE, '--epochs', String(opts.epochs), ...v.args(pretrainDir)];
       // A later flag wins (lastFlagWins), so a variant's --lr replaces the recipe's.
