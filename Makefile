@@ -144,7 +144,7 @@ reproduce: build
 ablations: build
 	node dist/scripts/reproduce.js ablations
 
-# Pretrain on Fashion-MNIST classes 0-4, fine-tune on classes 5-9 vs scratch (~15 min on 2 cores);
+# Pretrain on Fashion-MNIST classes 0-4, fine-tune on classes 5-9 vs scratch (~25 min on 2 busy cores);
 # refreshes the table in docs/fine-tuning.md.
 fine-tune: build data
 	node dist/scripts/fine-tune.js
