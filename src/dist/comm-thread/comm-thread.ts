@@ -21,11 +21,17 @@ import type { CommReply, CommRequest, SharedView } from './requests';
 import type { CurveKeys } from '../security/curve-auth';
 import type { WireDtype } from '../ring/wire-codec';
 import type { ShmGroup } from '../shm/shm-group';
+import type { HierarchicalLayout } from '../shm/hierarchical';
 
 export interface CommThreadOptions {
   rank: number;
   worldSize: number;
   bindAddress: string;
+  /**
+   * Multi-host runs: where the cross-ring socket binds (the hierarchical plane's ring between
+   * hosts). Bound at start so its endpoint can go in the hello; unused if the plane is flat.
+   */
+  crossBindAddress?: string | null;
   curve?: CurveKeys | null;
   /** How long a peer may stay silent inside a collective (the thread's receive timeout). */
   timeoutMs: number;
@@ -98,6 +104,8 @@ export class CommThread implements SyncCollective {
   private blockedMs = 0;
   private readonly waitLimitMs: number;
   endpoint = '';
+  /** Where the cross-ring socket is bound (crossBindAddress given), else null. */
+  crossEndpoint: string | null = null;
   /** Which 16-bit conversions the thread uses: 'native', or 'js' with the reason. */
   codec = 'js';
 
@@ -147,6 +155,7 @@ export class CommThread implements SyncCollective {
         rank: options.rank,
         worldSize: options.worldSize,
         bindAddress: options.bindAddress,
+        crossBindAddress: options.crossBindAddress ?? null,
         curve: options.curve ?? null,
         timeoutMs: options.timeoutMs,
         chunkBytes: options.chunkBytes ?? null,
@@ -174,6 +183,7 @@ export class CommThread implements SyncCollective {
     try {
       const bound = await thread.call({ op: 'bind' });
       thread.endpoint = bound.endpoint ?? '';
+      thread.crossEndpoint = bound.crossEndpoint ?? null;
       thread.codec = bound.codec ?? 'js';
     } catch (err) {
       await worker.terminate();
@@ -198,6 +208,17 @@ export class CommThread implements SyncCollective {
   async useSharedMemory(group: ShmGroup): Promise<void> {
     await this.call({ op: 'useShm', handle: group.handle });
     this.shm = group;
+  }
+
+  /**
+   * From now on all-reduces are hierarchical (shm/hierarchical.ts): sums in `host` (this host's
+   * ranks), then over cross ring `layout.localRank`, whose next member is bound at `crossNext`.
+   * Broadcasts, gathers and scatters stay on the flat ring. Buffers from allocate() then live in
+   * the host's segment. Resolves once the cross ring's hellos went round.
+   */
+  async useHierarchical(host: ShmGroup, layout: HierarchicalLayout, crossNext: string): Promise<void> {
+    await this.call({ op: 'useHierarchical', handle: host.handle, layout, crossNext });
+    this.shm = host;
   }
 
   allocate(length: number): Float32Array {

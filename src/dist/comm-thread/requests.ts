@@ -3,12 +3,15 @@ import type { MessagePort } from 'node:worker_threads';
 import type { CurveKeys } from '../security/curve-auth';
 import type { WireDtype } from '../ring/wire-codec';
 import type { ShmGroupHandle } from '../shm/shm-group';
+import type { HierarchicalLayout } from '../shm/hierarchical';
 
 /** What the thread is started with. */
 export interface CommThreadData {
   rank: number;
   worldSize: number;
   bindAddress: string;
+  /** Where the cross-ring socket binds (multi-host runs: the hierarchical plane may need it), or null. */
+  crossBindAddress: string | null;
   curve: CurveKeys | null;
   timeoutMs: number;
   chunkBytes: number | null;
@@ -35,6 +38,11 @@ type RequestBody =
   | { op: 'connect'; next: string; wireDtype: WireDtype }
   /** From now on the collectives run in this shared-memory group, not on the ring. */
   | { op: 'useShm'; handle: ShmGroupHandle }
+  /**
+   * From now on all-reduces are hierarchical (shm/hierarchical.ts): `handle` is the host's group,
+   * the cross-ring socket connects to `crossNext`. The flat ring stays for the other collectives.
+   */
+  | { op: 'useHierarchical'; handle: ShmGroupHandle; layout: HierarchicalLayout; crossNext: string }
   /** `exact`: fp32 whatever the wire dtype (counts, keys, the metric tail). */
   | { op: 'allReduce'; buffer: SharedView; exact: boolean }
   | { op: 'broadcast'; buffer: SharedView; root: number }
@@ -49,6 +57,8 @@ export interface CommReply {
   id: number;
   error?: { name: string; message: string };
   endpoint?: string;
+  /** bind's answer in a multi-host run: where the cross-ring socket is bound. */
+  crossEndpoint?: string;
   /** bind's answer: which wire conversions the thread uses ('native', or 'js' and why). */
   codec?: string;
   values?: Float32Array;

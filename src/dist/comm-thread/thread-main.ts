@@ -10,7 +10,8 @@ import type { MessagePort } from 'node:worker_threads';
 import { broadcast, ringAllGather, ringAllReduce, ringReduceScatter } from '../ring/allreduce';
 import type { CommRequest, CommReply, CommThreadData, SharedView } from './requests';
 import { WireCodecTransport, useWireKernels, type WireDtype } from '../ring/wire-codec';
-import { ZmqRingTransport } from '../ring/zmq-ring';
+import { ZmqRingTransport, bindRingSockets, type BoundRingSockets } from '../ring/zmq-ring';
+import { hierarchicalAllReduce, type HierarchicalLayout } from '../shm/hierarchical';
 import { shmAddonPath, shmUnavailableReason } from '../shm/addon';
 import { ShmGroup } from '../shm/shm-group';
 
@@ -25,6 +26,16 @@ let exact: WireCodecTransport | null = null;
 let wire: WireCodecTransport | null = null;
 /** The ranks of this host in shared memory, once the main thread chose it (data-plane.ts): the collectives run there. */
 let shm: ShmGroup | null = null;
+/** The cross-ring socket, bound at start in a multi-host run; placed in a ring by useHierarchical, else closed unused. */
+let crossBound: BoundRingSockets | null = null;
+/** The hierarchical plane, once chosen: the host's group and this rank's cross ring (both dtypes, both count bytes). */
+let hier: {
+  host: ShmGroup;
+  layout: HierarchicalLayout;
+  ring: ZmqRingTransport;
+  exact: WireCodecTransport;
+  wire: WireCodecTransport;
+} | null = null;
 let wireDtype: WireDtype = 'fp32';
 /** The first failure: the ring is broken after it, so every later request fails the same way. */
 let broken: { name: string; message: string } | null = null;
@@ -49,7 +60,12 @@ async function run(data: CommThreadData, request: CommRequest): Promise<Omit<Com
         bindAddress: data.bindAddress,
         ...(data.curve ? { curve: data.curve } : {}),
       });
-      return { endpoint: ring.endpoint, codec };
+      if (data.crossBindAddress !== null)
+        crossBound = await bindRingSockets({
+          bindAddress: data.crossBindAddress,
+          ...(data.curve ? { curve: data.curve } : {}),
+        });
+      return { endpoint: ring.endpoint, codec, ...(crossBound ? { crossEndpoint: crossBound.endpoint } : {}) };
     case 'connect':
       if (ring === null) throw new Error('comm thread: connect before bind');
       await ring.connect(request.next);
@@ -60,7 +76,29 @@ async function run(data: CommThreadData, request: CommRequest): Promise<Omit<Com
     case 'useShm':
       shm = ShmGroup.fromHandle(request.handle);
       return {};
+    case 'useHierarchical': {
+      if (crossBound === null) throw new Error('comm thread: a hierarchical plane without a bound cross-ring socket');
+      const { layout } = request;
+      const cross = ZmqRingTransport.fromBound(crossBound, layout.hostIndex, layout.hosts);
+      crossBound = null;
+      hier = {
+        host: ShmGroup.fromHandle(request.handle),
+        layout,
+        ring: cross,
+        exact: new WireCodecTransport(cross, 'fp32'),
+        wire: new WireCodecTransport(cross, wireDtype),
+      };
+      await cross.connect(request.crossNext);
+      return {};
+    }
     case 'allReduce': {
+      if (hier) {
+        const exactSum = request.exact;
+        const shmOptions = { wireDtype, exact: exactSum };
+        const cross = exactSum ? hier.exact : hier.wire;
+        await hierarchicalAllReduce(view(request.buffer), hier.host, cross, hier.layout, shmOptions, options);
+        return {};
+      }
       // Shared memory: one blocking call, with the ring's sum order and rounding (docs/shm.md).
       if (shm) {
         shm.allReduce(view(request.buffer), { wireDtype, exact: request.exact });
@@ -87,9 +125,15 @@ async function run(data: CommThreadData, request: CommRequest): Promise<Omit<Com
       if (shm) return { values: shm.reduceScatter(request.values, request.sizes, { wireDtype }) };
       return { values: await ringReduceScatter(request.values, request.sizes, transports().wire, options) };
     case 'close':
-      await ring?.close();
+      crossBound?.close();
+      await Promise.all([ring?.close(), hier?.ring.close()]);
       return {};
   }
+}
+
+/** Bytes put on every ring so far (shared memory puts none on a wire). */
+function bytesSent(): number {
+  return (exact?.bytesSent ?? 0) + (wire?.bytesSent ?? 0) + (hier?.exact.bytesSent ?? 0) + (hier?.wire.bytesSent ?? 0);
 }
 
 function serve(data: CommThreadData, port: MessagePort, replies: MessagePort): void {
@@ -107,7 +151,7 @@ function serve(data: CommThreadData, port: MessagePort, replies: MessagePort): v
           reply = { id: request.id, error: broken };
         }
       }
-      stats[0] = (exact?.bytesSent ?? 0) + (wire?.bytesSent ?? 0);
+      stats[0] = bytesSent();
       // Results are fresh arrays that nothing else holds: moved, not copied.
       replies.postMessage(reply, reply.values ? [reply.values.buffer as ArrayBuffer] : []);
       Atomics.add(completed, 0, 1);
@@ -126,6 +170,8 @@ function serveAbort(data: CommThreadData, port: MessagePort): void {
   port.on('message', () => {
     try {
       ring?.abort();
+      hier?.ring.abort();
+      crossBound?.close();
     } finally {
       Atomics.store(aborted, 0, 1);
       Atomics.notify(aborted, 0);

@@ -63,6 +63,91 @@ function errorCode(err: unknown): string | undefined {
   return err instanceof Error ? (err as Error & { code?: string }).code : undefined;
 }
 
+function checkPosition(rank: number, worldSize: number): void {
+  assertInt('worldSize', worldSize, 2);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new ConfigError(`rank must be in [0, ${worldSize}), got ${rank}`);
+  }
+}
+
+interface RingSockets {
+  endpoint: string;
+  pull: zmq.Pull;
+  push: zmq.Push;
+  zap: zmq.Router | null;
+  lingerMs: number;
+}
+
+/**
+ * A ring member's sockets, bound but not yet in a ring: the receiving socket listens at
+ * `endpoint`. ZmqRingTransport.fromBound takes them over (once); close() frees them if never.
+ */
+export class BoundRingSockets {
+  private sockets: RingSockets | null;
+
+  constructor(sockets: RingSockets) {
+    this.sockets = sockets;
+  }
+
+  /** The address actually bound (the port filled in for tcp://host:*). */
+  get endpoint(): string {
+    if (this.sockets === null) throw new Error('bound ring sockets used after they were taken or closed');
+    return this.sockets.endpoint;
+  }
+
+  /** Hands the sockets over to a transport, which owns (and closes) them from now on. */
+  take(): RingSockets {
+    const sockets = this.sockets;
+    if (sockets === null) throw new Error('bound ring sockets placed in a ring twice, or after close()');
+    this.sockets = null;
+    return sockets;
+  }
+
+  /** Closes sockets no transport took (a flat-ring run never uses the cross socket). */
+  close(): void {
+    const sockets = this.sockets;
+    this.sockets = null;
+    if (sockets === null) return;
+    sockets.push.linger = 0;
+    sockets.pull.close();
+    sockets.push.close();
+    sockets.zap?.close();
+  }
+}
+
+/** Creates a ring member's sockets and binds the receiving one; ConfigError if the address is bad/busy. */
+export async function bindRingSockets(options: Omit<ZmqRingOptions, 'rank' | 'worldSize'>): Promise<BoundRingSockets> {
+  const { bindAddress, curve } = options;
+  await checkBindable(bindAddress);
+  if (curve !== undefined) validateCurveKeys(curve);
+  const bufferBytes = options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+  // A context per transport: each needs its own ZAP handler, and tests run several ranks
+  // in one process.
+  const context = new zmq.Context();
+  const zap = curve === undefined ? null : await startZapHandler(context, curve.allowedClientKeys);
+  // High-water marks 0 (unlimited): a collective never has more than one buffer in flight,
+  // and a bounded queue could block every rank in send() at once (a ring deadlock).
+  const pull = new zmq.Pull({ context, receiveHighWaterMark: 0, linger: 0 });
+  const push = new zmq.Push({ context, sendHighWaterMark: 0 });
+  const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
+  push.linger = lingerMs;
+  pull.receiveBufferSize = bufferBytes;
+  push.sendBufferSize = bufferBytes;
+  if (curve !== undefined) {
+    applyCurveServer(pull, curve);
+    applyCurveClient(push, curve);
+  }
+  try {
+    await pull.bind(bindAddress);
+  } catch (err) {
+    pull.close();
+    push.close();
+    zap?.close();
+    throw bindError(bindAddress, err);
+  }
+  return new BoundRingSockets({ endpoint: pull.lastEndpoint ?? bindAddress, pull, push, zap, lingerMs });
+}
+
 export class ZmqRingTransport implements RingTransport {
   private connected = false;
   private closed = false;
@@ -82,39 +167,19 @@ export class ZmqRingTransport implements RingTransport {
 
   /** Creates the sockets and binds the receiving one; ConfigError if the address is bad/busy. */
   static async bind(options: ZmqRingOptions): Promise<ZmqRingTransport> {
-    const { rank, worldSize, bindAddress, curve } = options;
-    assertInt('worldSize', worldSize, 2);
-    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw new ConfigError(`rank must be in [0, ${worldSize}), got ${rank}`);
-    }
-    await checkBindable(bindAddress);
-    if (curve !== undefined) validateCurveKeys(curve);
-    const bufferBytes = options.socketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
-    // A context per transport: each needs its own ZAP handler, and tests run several ranks
-    // in one process.
-    const context = new zmq.Context();
-    const zap = curve === undefined ? null : await startZapHandler(context, curve.allowedClientKeys);
-    // High-water marks 0 (unlimited): a collective never has more than one buffer in flight,
-    // and a bounded queue could block every rank in send() at once (a ring deadlock).
-    const pull = new zmq.Pull({ context, receiveHighWaterMark: 0, linger: 0 });
-    const push = new zmq.Push({ context, sendHighWaterMark: 0 });
-    const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
-    push.linger = lingerMs;
-    pull.receiveBufferSize = bufferBytes;
-    push.sendBufferSize = bufferBytes;
-    if (curve !== undefined) {
-      applyCurveServer(pull, curve);
-      applyCurveClient(push, curve);
-    }
-    try {
-      await pull.bind(bindAddress);
-    } catch (err) {
-      pull.close();
-      push.close();
-      zap?.close();
-      throw bindError(bindAddress, err);
-    }
-    const endpoint = pull.lastEndpoint ?? bindAddress;
+    const { rank, worldSize } = options;
+    checkPosition(rank, worldSize);
+    return ZmqRingTransport.fromBound(await bindRingSockets(options), rank, worldSize);
+  }
+
+  /**
+   * Places sockets bound earlier (bindRingSockets) in a ring as `rank` of `worldSize`: for a
+   * ring whose members are only known after the bind (the hierarchical plane's cross rings,
+   * whose endpoints travel in the worker's hello, before the config says who is in them).
+   */
+  static fromBound(bound: BoundRingSockets, rank: number, worldSize: number): ZmqRingTransport {
+    checkPosition(rank, worldSize);
+    const { endpoint, pull, push, zap, lingerMs } = bound.take();
     return new ZmqRingTransport(rank, worldSize, endpoint, pull, push, zap, lingerMs);
   }
 
