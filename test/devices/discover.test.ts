@@ -139,6 +139,7 @@ t.test('each worker is pinned through the environment its Vulkan loader reads', 
     ringAddress: 'ipc:///y',
     keyFile: null,
     shmPrefix: null,
+    crossRingAddress: null,
   };
   const env = workerEnvironment(boot, 'vulkan:pci-0000_2a_00_0', { PATH: '/bin' });
   t.equal(env.DRI_PRIME, 'pci-0000_2a_00_0', 'the worker environment carries the pin');

@@ -15,7 +15,7 @@ import { ProtocolError } from '../../core/errors';
  * Bump when a message's fields change; Hello and Join carry it and the coordinator compares
  * (hosts of a multi-host run may have different builds installed).
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 export enum MessageType {
   /** worker -> coordinator: started; here is my ring endpoint. */
@@ -56,7 +56,28 @@ export interface HelloMessage {
   host: string;
   /** Where this rank's ring socket is bound (port filled in). */
   dataEndpoint: string;
+  /** Multi-host runs: where its cross-ring socket is bound (the hierarchical plane), else null. */
+  crossEndpoint: string | null;
+  /** Why shared memory cannot run on this rank's host (shmUnavailableReason), or null: it can. */
+  shmUnavailable: string | null;
 }
+
+/**
+ * The data plane the coordinator chose for one rank of a multi-host run (every rank must
+ * agree, so it is decided centrally): hierarchical, with the rank's place in it and the next
+ * member of its cross ring, or the flat ring, with the reason.
+ */
+export type PlaneAssignment =
+  | {
+      kind: 'hierarchical';
+      localRank: number;
+      localSize: number;
+      hostIndex: number;
+      hosts: number;
+      crossNextEndpoint: string;
+    }
+  | { kind: 'zmq'; why: string };
+
 export interface ConfigMessage {
   type: MessageType.Config;
   rank: number;
@@ -65,6 +86,8 @@ export interface ConfigMessage {
   nextEndpoint: string;
   /** The frozen TrainConfig; validated by src/core/config.ts, opaque here. */
   config: Record<string, unknown>;
+  /** Multi-host runs: the data plane the coordinator chose; null on one host (each rank chooses alike). */
+  plane: PlaneAssignment | null;
 }
 export interface ReadyMessage {
   type: MessageType.Ready;
@@ -222,6 +245,28 @@ const booleanField: FieldCheck = (v) => (typeof v === 'boolean' ? null : 'must b
 const countField: FieldCheck = (v) => (Number.isInteger(v) && (v as number) >= 1 ? null : 'must be an integer >= 1');
 const objectField: FieldCheck = (v) => (isRecord(v) ? null : 'must be an object');
 
+const PLANE_FIELDS: Record<string, FieldCheck> = {
+  localRank: rankField,
+  localSize: countField,
+  hostIndex: rankField,
+  hosts: countField,
+  crossNextEndpoint: stringField,
+};
+
+const planeField: FieldCheck = (v) => {
+  if (v === null) return null;
+  if (!isRecord(v)) return 'must be null or a data-plane assignment';
+  const fields: Record<string, FieldCheck> =
+    v.kind === 'zmq' ? { why: stringField } : v.kind === 'hierarchical' ? PLANE_FIELDS : {};
+  if (Object.keys(fields).length === 0) return `has an unknown kind ${JSON.stringify(v.kind)}`;
+  for (const [name, check] of Object.entries(fields)) {
+    const problem = check(v[name]);
+    if (problem !== null) return `entry ${JSON.stringify(name)} ${problem}`;
+  }
+  const extra = Object.keys(v).find((k) => k !== 'kind' && !(k in fields));
+  return extra === undefined ? null : `has an unexpected entry ${JSON.stringify(extra)}`;
+};
+
 const timingsField: FieldCheck = (v) => {
   if (!isRecord(v)) return 'must be an object of step timings';
   for (const name of STEP_TIMINGS)
@@ -241,12 +286,15 @@ const SCHEMAS: Schemas = {
     pid: intField,
     host: stringField,
     dataEndpoint: stringField,
+    crossEndpoint: nullableString,
+    shmUnavailable: nullableString,
   },
   [MessageType.Config]: {
     rank: rankField,
     worldSize: rankField,
     nextEndpoint: stringField,
     config: objectField,
+    plane: planeField,
   },
   [MessageType.Ready]: { rank: rankField },
   [MessageType.StepReport]: {

@@ -17,10 +17,16 @@ export interface WorkerBootstrap {
   /** The cluster key file (multi-host runs: CURVE on every socket), or null on one host. */
   keyFile: string | null;
   /**
-   * The prefix of the run's shared-memory segments when every rank is on this host (the data
-   * plane may then be shared memory: dist/comm-thread/data-plane.ts), else null.
+   * The prefix of this host's shared-memory segments (fresh per attempt): on one host the data
+   * plane may then be shared memory, across hosts the hierarchical plane
+   * (dist/comm-thread/data-plane.ts). Null where the spawner hands out none.
    */
   shmPrefix: string | null;
+  /**
+   * Multi-host runs: where this worker's cross-ring socket binds (the hierarchical plane's ring
+   * between hosts: the host's ring port + L + local index, docs/allreduce.md), else null.
+   */
+  crossRingAddress: string | null;
 }
 
 export const WORKER_ENV = {
@@ -31,6 +37,7 @@ export const WORKER_ENV = {
   ringAddress: 'ALEXNET_RING_ADDRESS',
   keyFile: 'ALEXNET_KEY_FILE',
   shmPrefix: 'ALEXNET_SHM_PREFIX',
+  crossRingAddress: 'ALEXNET_CROSS_RING_ADDRESS',
   /** The pid of the process that spawned the worker: its orphan guard compares its parent with it. */
   parentPid: 'ALEXNET_PARENT_PID',
 } as const;
@@ -50,6 +57,7 @@ export function workerEnvironment(
     [WORKER_ENV.ringAddress]: b.ringAddress,
     [WORKER_ENV.keyFile]: b.keyFile ?? '',
     [WORKER_ENV.shmPrefix]: b.shmPrefix ?? '',
+    [WORKER_ENV.crossRingAddress]: b.crossRingAddress ?? '',
     [WORKER_ENV.parentPid]: String(process.pid),
     // One GPU per process, chosen through the environment before any GPU library starts
     // (docs/architecture.md, "Processes").
@@ -79,6 +87,7 @@ export function readWorkerBootstrap(environment: NodeJS.ProcessEnv = process.env
     ringAddress: get(WORKER_ENV.ringAddress),
     keyFile: environment[WORKER_ENV.keyFile] || null,
     shmPrefix: environment[WORKER_ENV.shmPrefix] || null,
+    crossRingAddress: environment[WORKER_ENV.crossRingAddress] || null,
   };
 }
 

@@ -14,6 +14,7 @@ import { chooseDataPlane, type DataPlane } from '../comm-thread/data-plane';
 import { shmUnavailableReason } from '../shm/addon';
 import { ShmGroup } from '../shm/shm-group';
 import { WorkerControl } from './sockets';
+import { planeOf } from './cluster-plane';
 import type { CurveKeys } from '../security/curve-auth';
 import { readKeyFile } from '../security/keyfile';
 import {
@@ -22,6 +23,7 @@ import {
   stepReportMessage,
   weightsChecksum,
   type ConfigMessage,
+  type PlaneAssignment,
   type ControlMessage,
   type StepFacts,
 } from './messages';
@@ -78,6 +80,44 @@ function waitForConfig(
   });
 }
 
+/**
+ * Puts the comm thread on its data plane: the coordinator's choice in a multi-host run
+ * (`assigned`), else this rank's own (the same on every rank of one host). Null: a world of one.
+ */
+async function useDataPlane(
+  boot: WorkerBootstrap,
+  ring: CommThread,
+  config: Readonly<TrainConfig>,
+  assigned: PlaneAssignment | null,
+): Promise<DataPlane | null> {
+  const { rank, worldSize, shmPrefix } = boot;
+  if (worldSize === 1) return null;
+  const plane =
+    assigned !== null
+      ? planeOf(assigned)
+      : chooseDataPlane(config.transport, shmPrefix !== null, () => shmUnavailableReason());
+  if (plane.kind === 'zmq') return plane;
+  if (shmPrefix === null) throw new ConfigError(`rank ${rank}: a shared-memory plane without a segment prefix`);
+  if (plane.kind === 'shm') {
+    // Blocks until every rank of the host mapped the group's control segment.
+    await ring.useSharedMemory(
+      ShmGroup.create({ rank, worldSize, prefix: shmPrefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }),
+    );
+    return plane;
+  }
+  if (assigned?.kind !== 'hierarchical') throw new Error(`rank ${rank}: a hierarchical plane without an assignment`);
+  const { localRank, localSize, hostIndex, hosts, crossNextEndpoint } = assigned;
+  // Blocks until every rank of this host mapped the group's control segment.
+  const host = ShmGroup.create({
+    rank: localRank,
+    worldSize: localSize,
+    prefix: shmPrefix,
+    timeoutMs: COLLECTIVE_TIMEOUT_MS,
+  });
+  await ring.useHierarchical(host, { localRank, localSize, hostIndex, hosts }, crossNextEndpoint);
+  return plane;
+}
+
 export class WorkerSession {
   /** Set by the coordinator's shutdown (Ctrl-C) or a signal: every rank stops after the same step. */
   stopRequested = false;
@@ -102,6 +142,7 @@ export class WorkerSession {
       rank,
       worldSize,
       bindAddress: boot.ringAddress,
+      crossBindAddress: boot.crossRingAddress,
       curve: keys,
       timeoutMs: COLLECTIVE_TIMEOUT_MS,
     });
@@ -123,6 +164,8 @@ export class WorkerSession {
         pid: process.pid,
         host: os.hostname(),
         dataEndpoint: ring.endpoint,
+        crossEndpoint: ring.crossEndpoint,
+        shmUnavailable: shmUnavailableReason(),
       });
       const message = await configPromise;
       if (message.rank !== rank || message.worldSize !== worldSize) {
@@ -132,14 +175,7 @@ export class WorkerSession {
       }
       const config = validateTrainConfig(message.config, `rank ${rank}: the config from the coordinator`);
       await ring.connect(message.nextEndpoint, config.wireDtype);
-      const plane =
-        worldSize > 1 ? chooseDataPlane(config.transport, boot.shmPrefix !== null, () => shmUnavailableReason()) : null;
-      if (plane?.kind === 'shm' && boot.shmPrefix !== null) {
-        // Blocks until every rank of the host mapped the group's control segment.
-        await ring.useSharedMemory(
-          ShmGroup.create({ rank, worldSize, prefix: boot.shmPrefix, timeoutMs: COLLECTIVE_TIMEOUT_MS }),
-        );
-      }
+      const plane = await useDataPlane(boot, ring, config, message.plane);
       session = new WorkerSession(boot, control, ring, config, plane);
       session.stopRequested = stopEarly;
       session.shutdownReceived = shutdownReceived;

@@ -35,6 +35,7 @@ import {
 } from '../control/messages';
 import { describeRanks } from '../control/rank-blocks';
 import { tcpRingAddress } from '../ring/ring-address';
+import { newShmPrefix, sweepSegments } from '../shm/shm-group';
 
 /** Consecutive failed CURVE handshakes after which the key is taken to be wrong. */
 const HANDSHAKE_FAILURES_TO_GIVE_UP = 3;
@@ -99,6 +100,8 @@ export async function runJoinAgent(plan: JoinPlan, log: Logger): Promise<void> {
 export class JoinAgent {
   private readonly control: WorkerControl;
   private readonly local = new LocalWorkers((w) => this.onWorkerExit(w));
+  /** This host's shared-memory prefix for this attempt (an agent serves one attempt), swept when it ends. */
+  private readonly shmPrefix = newShmPrefix();
   private dismissal: DismissMessage | null = null;
   private lost = false;
   private interrupted = false;
@@ -153,6 +156,9 @@ export class JoinAgent {
       if (this.verdictTimer) clearTimeout(this.verdictTimer);
       this.killWorkers();
       this.control.close();
+      // Killed workers may leave segments behind (docs/shm.md, "Segments").
+      await this.local.killAll();
+      sweepSegments(this.shmPrefix);
     }
   }
 
@@ -276,8 +282,10 @@ export class JoinAgent {
       worldSize: welcome.worldSize,
       controlAddress: rendezvous,
       ringAddress: (i) => tcpRingAddress(ringHost, ringPort, i),
+      // The cross-ring sockets take the ports after the ring sockets' (docs/allreduce.md).
+      crossRingAddress: (i) => tcpRingAddress(ringHost, ringPort, devices.worldSize + i),
       keyFile,
-      shmPrefix: null,
+      shmPrefix: this.shmPrefix,
     });
     const ranks = describeRanks(welcome.firstRank, devices.worldSize);
     this.log.info(

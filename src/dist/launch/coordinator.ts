@@ -28,6 +28,7 @@ import {
   type ControlMessage,
   type HelloMessage,
   type HostErrorMessage,
+  type PlaneAssignment,
   type StepReportMessage,
   type WorkerExitMessage,
 } from '../control/messages';
@@ -35,6 +36,8 @@ import { describeHost } from '../control/rank-blocks';
 import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from './worker-health';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from '../ring/ring-address';
 import { newShmPrefix, sweepSegments } from '../shm/shm-group';
+import { chooseClusterPlane } from '../comm-thread/data-plane';
+import { planeAssignments } from '../control/cluster-plane';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
@@ -54,31 +57,39 @@ interface LocalSockets {
   controlAddress: string;
   ringAddress(rank: number): string;
   keyFile: string | null;
-  /** The shared-memory segments' prefix when every rank is on this host (fresh per attempt), else null. */
+  /** This host's shared-memory segments' prefix (fresh per attempt). */
   shmPrefix: string | null;
+  /** Multi-host runs: where this host's i-th worker binds its cross-ring socket; null on one host. */
+  crossRingAddress: ((localIndex: number) => string) | null;
   /** Removes what was made for the sockets (the private ipc folder) and any segment left behind. */
   cleanup(): void;
 }
 
-/** One host: ipc in a fresh 0700 folder. Several: tcp on this host's interface, with CURVE. */
-function localSockets(cluster: ClusterPlan | undefined): LocalSockets {
+/**
+ * One host: ipc in a fresh 0700 folder. Several: tcp on this host's interface, with CURVE; the
+ * `localWorkers` ring sockets take ports P.., their cross-ring sockets the next ones (P+L..).
+ * Either way a fresh shared-memory prefix for this host.
+ */
+function localSockets(cluster: ClusterPlan | undefined, localWorkers: number): LocalSockets {
+  // Segments are unlinked once every rank attached; the sweep removes what a rank killed in
+  // between left (docs/shm.md, "Segments").
+  const shmPrefix = newShmPrefix();
   if (cluster) {
     const { rendezvous, ringHost, ringPort, keyFile } = cluster;
     return {
       controlAddress: rendezvous,
       ringAddress: (rank) => tcpRingAddress(ringHost, ringPort, rank),
+      crossRingAddress: (i) => tcpRingAddress(ringHost, ringPort, localWorkers + i),
       keyFile,
-      shmPrefix: null,
-      cleanup: () => undefined,
+      shmPrefix,
+      cleanup: () => void sweepSegments(shmPrefix),
     };
   }
   const dir = createIpcRingDir();
-  // Segments are unlinked once every rank attached; the sweep removes what a rank killed in
-  // between left (docs/shm.md, "Segments").
-  const shmPrefix = newShmPrefix();
   return {
     controlAddress: `ipc://${path.join(dir, 'control.sock')}`,
     ringAddress: (rank) => ipcRingAddress(dir, rank),
+    crossRingAddress: null,
     keyFile: null,
     shmPrefix,
     cleanup: () => {
@@ -134,6 +145,8 @@ export class Coordinator {
   private stopped = false;
   /** Each rank's bound ring endpoint, from its hello. */
   private readonly endpoints = new Map<number, string>();
+  /** Each rank's hello, for the plane of a multi-host run (its cross-ring endpoint, whether shm runs there). */
+  private readonly hellos = new Map<number, HelloMessage>();
   private wake: () => void = () => undefined;
 
   constructor(
@@ -149,7 +162,7 @@ export class Coordinator {
   }
 
   async run(): Promise<RunResult> {
-    const sockets = localSockets(this.options.cluster);
+    const sockets = localSockets(this.options.cluster, this.devices.worldSize);
     const onSigint = () => this.interrupt();
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigint);
@@ -212,6 +225,7 @@ export class Coordinator {
       ringAddress: (i) => sockets.ringAddress(i),
       keyFile: sockets.keyFile,
       shmPrefix: sockets.shmPrefix,
+      crossRingAddress: sockets.crossRingAddress,
     });
     for (const w of this.localWorkers.workers) this.workers.push(newWorkerState(w.rank, w, null));
     this.log.info(`started ${devices.worldSize} workers (${this.localWorkers.describePids()})`);
@@ -229,9 +243,29 @@ export class Coordinator {
     await this.hosts.welcome(this.config);
   }
 
+  /**
+   * Multi-host runs: each rank's data plane, chosen here once so that every host agrees
+   * (ConfigError for --transport shm where the hierarchical plane cannot run). Null on one host.
+   */
+  private planes(): PlaneAssignment[] | null {
+    if (this.hosts === null) return null;
+    const hostSizes = [this.devices.worldSize, ...this.hosts.hosts.map((h) => h.workers)];
+    const hellos = this.workers.map((w) => this.hellos.get(w.rank));
+    const plane = chooseClusterPlane(
+      this.config.transport,
+      hostSizes,
+      hellos.map((h) => h?.shmUnavailable ?? null),
+    );
+    return planeAssignments(
+      plane,
+      hellos.map((h) => h?.crossEndpoint ?? null),
+    );
+  }
+
   private async sendConfigs(): Promise<void> {
     const n = this.workers.length;
     const endpoints = this.workers.map((w) => this.endpoints.get(w.rank) as string);
+    const planes = this.planes();
     await Promise.all(
       this.workers.map((w) =>
         this.control.send(w.routingId as Uint8Array, {
@@ -240,6 +274,7 @@ export class Coordinator {
           worldSize: n,
           nextEndpoint: endpoints[(w.rank + 1) % n],
           config: this.config as unknown as Record<string, unknown>,
+          plane: planes?.[w.rank] ?? null,
         }),
       ),
     );
@@ -333,6 +368,7 @@ export class Coordinator {
       return this.fail(m.rank, `speaks protocol ${m.protocolVersion}, the coordinator ${PROTOCOL_VERSION}`);
     w.routingId = id;
     this.endpoints.set(m.rank, m.dataEndpoint);
+    this.hellos.set(m.rank, m);
     w.lastSeenMs = Date.now();
     this.options.onWorkerSeen?.({ kind: 'hello', rank: m.rank, host: m.host, pid: m.pid, timeMs: w.lastSeenMs });
     this.wake();

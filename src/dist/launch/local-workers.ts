@@ -58,8 +58,10 @@ export interface LocalWorkerPlan {
   /** The ring address of this host's i-th worker. */
   ringAddress: (localIndex: number) => string;
   keyFile: string | null;
-  /** The run's shared-memory prefix when every rank is on this host, else null (dist/control/worker-env.ts). */
+  /** This host's shared-memory prefix for this attempt, or null (dist/control/worker-env.ts). */
   shmPrefix: string | null;
+  /** Multi-host runs: the cross-ring address of this host's i-th worker; null on one host. */
+  crossRingAddress: ((localIndex: number) => string) | null;
 }
 
 /** This host's worker processes: started together, each exit reported, killed together. */
@@ -81,6 +83,7 @@ export class LocalWorkers {
         ringAddress: plan.ringAddress(i),
         keyFile: plan.keyFile,
         shmPrefix: plan.shmPrefix,
+        crossRingAddress: plan.crossRingAddress?.(i) ?? null,
       };
       const child = spawn(process.execPath, [workerScript()], {
         env: workerEnvironment(boot, devices.kind === 'gpu' ? devices.gpuIds[i] : null),

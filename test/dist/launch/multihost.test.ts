@@ -214,6 +214,44 @@ t.test(
   },
 );
 
+t.test(
+  '2 hosts x 2 workers run the hierarchical plane (shared memory per host, cross rings); replicas agree',
+  async (t) => {
+    const runDir = path.join(root, 'hierarchical');
+    const coordinator = startCli([
+      'train',
+      ...common(runDir),
+      '--devices',
+      'cpu:2',
+      '--rendezvous',
+      'tcp://127.0.0.1:0',
+      '--world-size',
+      '4',
+      '--key-file',
+      clusterKey,
+      '--checksum-every',
+      '1',
+      '--join-timeout',
+      '60',
+    ]);
+    const address = (
+      await coordinator.waitFor(/waiting for 2 more worker\(s\) to join at (tcp:\/\/127\.0\.0\.1:\d+)/)
+    )[1];
+    const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:2']);
+    const [coordinatorCode, joinerCode] = await Promise.all([coordinator.exitCode, joiner.exitCode]);
+    t.equal(coordinatorCode, 0, `the coordinator finished:\n${coordinator.output()}`);
+    t.equal(joinerCode, 0, `the joining host finished:\n${joiner.output()}`);
+    t.match(
+      coordinator.output(),
+      /data plane: hierarchical \(shared memory inside each of 2 hosts x 2 workers, 2 ZeroMQ cross rings of 2 between hosts\)/,
+    );
+    // --checksum-every 1: the coordinator compared every rank's weights after each step.
+    t.notMatch(coordinator.output(), /diverged/);
+    t.equal(trainLosses(runDir).length, 1, 'the epoch reported its loss');
+    t.ok(trainLosses(runDir).every(Number.isFinite), `loss ${trainLosses(runDir).join(', ')}`);
+  },
+);
+
 t.test('a host with another key file is refused; the coordinator times out with a clear message', async (t) => {
   const coordinator = startCli(coordinatorArgs(path.join(root, 'wrong-key'), ['--join-timeout', '8']));
   const address = (await coordinator.waitFor(ADDRESS))[1];

@@ -11,7 +11,8 @@ import { initBackend } from '../../../src/backend/select';
 import { trainDataParallel } from '../../../src/command-handlers';
 import type { Transport } from '../../../src/core/config';
 import { memoryLogger } from '../../../src/core/log';
-import { chooseDataPlane } from '../../../src/dist/comm-thread/data-plane';
+import { chooseClusterPlane, chooseDataPlane } from '../../../src/dist/comm-thread/data-plane';
+import { planeAssignments } from '../../../src/dist/control/cluster-plane';
 import { shmUnavailableReason } from '../../../src/dist/shm/addon';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
 import { tempDir } from '../../data/fixtures/images';
@@ -122,8 +123,42 @@ t.test('choosing the data plane: auto falls back with its reason, shm refuses wh
   });
   t.throws(() => chooseDataPlane('shm', false, () => null), {
     name: 'ConfigError',
-    message: /needs every worker on one host/,
+    message: /across hosts needs the coordinator/,
   });
+});
+
+t.test('across hosts the coordinator chooses: hierarchical where every host has L >= 2 workers and shm', async (t) => {
+  t.same(chooseClusterPlane('auto', [2, 2, 2], [null, null, null, null, null, null]), {
+    kind: 'hierarchical',
+    localSize: 2,
+    hosts: 3,
+  });
+  t.same(chooseClusterPlane('shm', [2, 2], [null, null, null, null]), { kind: 'hierarchical', localSize: 2, hosts: 2 });
+  t.same(chooseClusterPlane('zmq', [2, 2], [null, null, null, null]), { kind: 'zmq', why: '--transport zmq' });
+  t.match(chooseClusterPlane('auto', [2, 1], [null, null, null]), {
+    kind: 'zmq',
+    why: /different numbers of workers \(2, 1\)/,
+  });
+  t.match(chooseClusterPlane('auto', [1, 1], [null, null]), { kind: 'zmq', why: /one worker per host/ });
+  t.match(chooseClusterPlane('auto', [2, 2], [null, null, 'no /dev/shm', null]), {
+    kind: 'zmq',
+    why: /shared memory cannot run on rank 2's host: no \/dev\/shm/,
+  });
+  t.throws(() => chooseClusterPlane('shm', [2, 1], [null, null, null]), {
+    name: 'ConfigError',
+    message: /--transport shm across hosts means the hierarchical plane, which cannot run: the hosts run different/,
+  });
+  const planes = planeAssignments({ kind: 'hierarchical', localSize: 2, hosts: 2 }, ['x0', 'x1', 'x2', 'x3']);
+  t.same(
+    planes.map((p) => (p.kind === 'hierarchical' ? [p.localRank, p.hostIndex, p.crossNextEndpoint] : p.why)),
+    [
+      [0, 0, 'x2'],
+      [1, 0, 'x3'],
+      [0, 1, 'x0'],
+      [1, 1, 'x1'],
+    ],
+    "rank r = h * L + l; cross ring l links the hosts' rank l",
+  );
 });
 
 t.test('without the addon (as where g++ is missing), auto runs the ring and --transport shm is refused', async (t) => {
