@@ -5,14 +5,16 @@
  *   npx tsc -p tsconfig.json
  *   node dist/bench/parallel.js wire                      # bytes per step per worker, every preset (the model, wire-bytes.ts)
  *   node dist/bench/parallel.js host [--preset paper] [--batch 32] [--reps 3] [--backend native]
- *   node dist/bench/parallel.js hosts [--rates 10gbit,1gbit] [--preset paper] [--batch 32] [--steps 4]   # root: two network namespaces
+ *   node dist/bench/parallel.js hosts [--rates 10gbit,1gbit] [--preset paper] [--batch 32] [--steps 4] [--configs 'data fp32,...']   # root: two network namespaces
  *   node dist/bench/parallel.js gpu [--step-ms 25] [--batch 128] [--workers 2,4,8] [--steps 8] [--transport zmq|shm]  # a projection, see below
  *   ... [--out result.json]
  *
  * host: one machine, 2 worker processes against 1 at the same batch per worker, each a real
  * `alexnet train` (bench/train-run.ts); scaling efficiency = 2-worker img/s / (2 x 1-worker).
  * hosts: a coordinator in one network namespace and `alexnet join` in another, joined by a veth
- * pair shaped with tc tbf, over CURVE tcp; img/s from steps.jsonl's time stamps.
+ * pair shaped with tc tbf, over CURVE tcp; first bytes per host per step on the link with
+ * 2 hosts x 2 workers, flat ring vs hierarchical plane, then img/s (1 worker per host) from
+ * steps.jsonl's time stamps for --configs ('none': bytes only).
  * gpu: a projection, not a measurement. N local processes each run the real comm thread and
  * ring with the real message sizes, but forward+backward is replaced by a wait of the GPU step
  * time (split over layers by FLOPs), so the figures say what the communication would cost
@@ -23,7 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BackendChoice, ParallelMode, PresetName, WireDtype } from '../src/core/config';
-import { layerForwardFlops, layerShapes } from '../src/model/alexnet';
+import { countParams, layerForwardFlops, layerShapes } from '../src/model/alexnet';
 import { buildSpec, type ModelSpec } from '../src/model/presets';
 import { CommThread } from '../src/dist/comm-thread/comm-thread';
 import { newShmPrefix, ShmGroup, sweepSegments } from '../src/dist/shm/shm-group';
@@ -219,7 +221,7 @@ function ip(...args: string[]): void {
 }
 
 /** Two namespaces joined by a veth pair, each side shaped to `rate`; returns them and a cleanup. */
-function shapedHosts(rate: string): { hosts: [string, string]; cleanup: () => void } {
+function shapedHosts(rate: string): { hosts: [string, string]; devices: [string, string]; cleanup: () => void } {
   const tag = `pb${process.pid % 100000}`;
   const hosts: [string, string] = [`${tag}h1`, `${tag}h2`];
   const cleanup = () => hosts.forEach((h) => execFileSync('ip', ['netns', 'del', h], { stdio: 'ignore' }));
@@ -263,7 +265,14 @@ function shapedHosts(rate: string): { hosts: [string, string]; cleanup: () => vo
     }
     throw err;
   }
-  return { hosts, cleanup };
+  return { hosts, devices: [`${tag}v1`, `${tag}v2`], cleanup };
+}
+
+/** Bytes namespace `ns` has sent on its veth `dev` so far (counted from the namespace's creation). */
+function txBytes(ns: string, dev: string): number {
+  return Number(
+    execFileSync('ip', ['netns', 'exec', ns, 'cat', `/sys/class/net/${dev}/statistics/tx_bytes`]).toString(),
+  );
 }
 
 /** Runs `alexnet <args>` inside namespace `ns`; resolves with its output when it exits. */
@@ -371,12 +380,15 @@ async function hostsSection(argv: string[]): Promise<string> {
   const preset = (flagValue(argv, '--preset') ?? 'paper') as PresetName;
   const batchPerWorker = Number(flagValue(argv, '--batch') ?? 32);
   const steps = Number(flagValue(argv, '--steps') ?? 4);
-  const configs = CONFIGS.filter((c) => ['data fp32', 'data fp16', 'hybrid fp32', 'hybrid fp16'].includes(c.label));
+  const chosen = (flagValue(argv, '--configs') ?? 'data fp32,data fp16,hybrid fp32,hybrid fp16').split(',');
+  const configs = CONFIGS.filter((c) => chosen.includes(c.label));
   const spec = buildSpec(preset);
   const data = await ensureDataset(spec.resizeSize, 2 * batchPerWorker * steps);
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'alexnet-bench-hosts-'));
   const rows: string[][] = [];
+  let bytes = '';
   try {
+    bytes = await linkBytesTable(preset, batchPerWorker, steps, scratch);
     for (const rate of rates) {
       const results = new Map<string, number>();
       for (const config of configs) {
@@ -399,7 +411,97 @@ async function hostsSection(argv: string[]): Promise<string> {
     ...configs.map(() => 'right' as const),
     'right',
   ]);
-  return `${preset}, ${batchPerWorker} images per worker, 1 native worker per host, tcp + CURVE over a tbf-shaped veth pair\n\n${table}`;
+  const speed =
+    configs.length === 0
+      ? ''
+      : `\n\n${preset}, ${batchPerWorker} images per worker, 1 native worker per host, tcp + CURVE over a tbf-shaped veth pair\n\n${table}`;
+  return `${bytes}${speed}`;
+}
+
+/**
+ * Bytes each host sends on the link in one run of 2 hosts x `perHost` workers (data fp32) on
+ * `transport` (zmq: the flat ring; auto: the hierarchical plane), `steps` steps of one epoch.
+ */
+async function linkBytesRun(
+  transport: 'zmq' | 'auto',
+  perHost: number,
+  preset: PresetName,
+  batchPerWorker: number,
+  steps: number,
+  data: string,
+  scratch: string,
+): Promise<{ bytes: number[]; plane: string }> {
+  const { hosts, devices, cleanup } = shapedHosts('10gbit');
+  try {
+    const key = path.join(scratch, 'cluster.key');
+    if (!fs.existsSync(key)) writeKeyFile(key, false);
+    const runDir = path.join(scratch, `bytes-${transport}-${steps}`);
+    const join: { run: Promise<{ code: number | null; output: string }> | null } = { run: null };
+    const devicesArg = ['--devices', `cpu:${perHost}`];
+    const args = [
+      'train',
+      ...['--data', data, '--preset', preset, '--batch-size', String(2 * perHost * batchPerWorker)],
+      ...['--epochs', '1', '--max-steps', String(steps), '--backend', 'native', '--transport', transport],
+      ...[...devicesArg, '--rendezvous', 'tcp://10.200.78.1:0', '--world-size', String(2 * perHost)],
+      ...['--key-file', key, '--run-dir', runDir],
+    ];
+    const coordinator = inNamespace(hosts[0], args, (out) => {
+      const m = /to join at (tcp:\/\/[\d.]+:\d+)/.exec(out);
+      if (m && join.run === null)
+        join.run = inNamespace(hosts[1], ['join', m[1], '--key-file', key, ...devicesArg], () => undefined);
+    });
+    const result = await coordinator;
+    const joined = join.run ? await join.run : null;
+    if (result.code !== 0)
+      throw new Error(
+        `link bytes (${transport}) failed:\n${result.output.slice(-2000)}\njoin:\n${joined?.output.slice(-2000) ?? 'not started'}`,
+      );
+    const plane = /data plane: ([^\n(]+)/.exec(result.output)?.[1].trim() ?? '?';
+    return { bytes: hosts.map((h, i) => txBytes(h, devices[i])), plane };
+  } finally {
+    cleanup();
+  }
+}
+
+/**
+ * Bytes per host per step on the link between the hosts, flat ring vs hierarchical, against
+ * 2(H-1)/H x the gradient buffer: each plane runs `steps` and 2 x `steps` steps, and the
+ * difference / `steps` cancels start-up (the weights broadcast), evaluation and checkpoints.
+ */
+async function linkBytesTable(
+  preset: PresetName,
+  batchPerWorker: number,
+  steps: number,
+  scratch: string,
+): Promise<string> {
+  const perHost = 2;
+  const hostsCount = 2;
+  const spec = buildSpec(preset);
+  const bufferBytes = countParams(spec, CLASSES) * 4;
+  const ideal = ((2 * (hostsCount - 1)) / hostsCount) * bufferBytes;
+  const data = await ensureDataset(spec.resizeSize, 2 * perHost * batchPerWorker * 2 * steps);
+  const rows: string[][] = [];
+  for (const transport of ['zmq', 'auto'] as const) {
+    const short = await linkBytesRun(transport, perHost, preset, batchPerWorker, steps, data, scratch);
+    const long = await linkBytesRun(transport, perHost, preset, batchPerWorker, 2 * steps, data, scratch);
+    const perStep = short.bytes.map((b, h) => (long.bytes[h] - b) / steps);
+    console.log(`${long.plane}: ${perStep.map((b) => (b / MB).toFixed(2)).join(', ')} MB per host per step`);
+    rows.push([
+      long.plane,
+      ...perStep.map((b) => (b / MB).toFixed(2)),
+      (ideal / MB).toFixed(2),
+      `${(perStep.reduce((a, b) => a + b, 0) / perStep.length / ideal).toFixed(2)}x`,
+    ]);
+  }
+  const table = formatTable(
+    ['plane', 'host 1 MB/step', 'host 2 MB/step', '2(H-1)/H x buffer MB', 'measured / that'],
+    rows,
+    ['left', 'right', 'right', 'right', 'right'],
+  );
+  return (
+    `${preset} (${(bufferBytes / MB).toFixed(2)} MB of fp32 gradients), ${hostsCount} hosts x ${perHost} native workers, ` +
+    `data fp32, tcp + CURVE; bytes sent on each host's veth per step ((2s - s steps) / s, s = ${steps})\n\n${table}`
+  );
 }
 
 // ---------------------------------------------------------------- gpu projection
