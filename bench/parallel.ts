@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { BackendChoice, ParallelMode, PresetName, WireDtype } from '../src/core/config';
-import { countParams, layerForwardFlops, layerShapes } from '../src/model/alexnet';
+import { layerForwardFlops, layerShapes } from '../src/model/alexnet';
 import { buildSpec, type ModelSpec } from '../src/model/presets';
 import { CommThread } from '../src/dist/comm-thread/comm-thread';
 import { newShmPrefix, ShmGroup, sweepSegments } from '../src/dist/shm/shm-group';
@@ -430,7 +430,7 @@ async function linkBytesRun(
   steps: number,
   data: string,
   scratch: string,
-): Promise<{ bytes: number[]; plane: string }> {
+): Promise<{ bytes: number[]; plane: string; params: number }> {
   const { hosts, devices, cleanup } = shapedHosts('10gbit');
   try {
     const key = path.join(scratch, 'cluster.key');
@@ -457,7 +457,9 @@ async function linkBytesRun(
         `link bytes (${transport}) failed:\n${result.output.slice(-2000)}\njoin:\n${joined?.output.slice(-2000) ?? 'not started'}`,
       );
     const plane = /data plane: ([^\n(]+)/.exec(result.output)?.[1].trim() ?? '?';
-    return { bytes: hosts.map((h, i) => txBytes(h, devices[i])), plane };
+    // The model's size as the run built it (the class count is the dataset's, not CLASSES).
+    const params = Number(/Total params: ([\d,]+)/.exec(result.output)?.[1].replace(/,/g, '') ?? NaN);
+    return { bytes: hosts.map((h, i) => txBytes(h, devices[i])), plane, params };
   } finally {
     cleanup();
   }
@@ -477,13 +479,14 @@ async function linkBytesTable(
   const perHost = 2;
   const hostsCount = 2;
   const spec = buildSpec(preset);
-  const bufferBytes = countParams(spec, CLASSES) * 4;
-  const ideal = ((2 * (hostsCount - 1)) / hostsCount) * bufferBytes;
   const data = await ensureDataset(spec.resizeSize, 2 * perHost * batchPerWorker * 2 * steps);
   const rows: string[][] = [];
+  let bufferBytes = NaN;
   for (const transport of ['zmq', 'auto'] as const) {
     const short = await linkBytesRun(transport, perHost, preset, batchPerWorker, steps, data, scratch);
     const long = await linkBytesRun(transport, perHost, preset, batchPerWorker, 2 * steps, data, scratch);
+    bufferBytes = long.params * 4;
+    const ideal = ((2 * (hostsCount - 1)) / hostsCount) * bufferBytes;
     const perStep = short.bytes.map((b, h) => (long.bytes[h] - b) / steps);
     console.log(`${long.plane}: ${perStep.map((b) => (b / MB).toFixed(2)).join(', ')} MB per host per step`);
     rows.push([
@@ -500,7 +503,8 @@ async function linkBytesTable(
   );
   return (
     `${preset} (${(bufferBytes / MB).toFixed(2)} MB of fp32 gradients), ${hostsCount} hosts x ${perHost} native workers, ` +
-    `data fp32, tcp + CURVE; bytes sent on each host's veth per step ((2s - s steps) / s, s = ${steps})\n\n${table}`
+    `data fp32, tcp + CURVE; bytes sent on each host's veth per step ((2s - s steps) / s, s = ${steps}); ` +
+    `the flat ring's ideal is 2(N-1)/N x buffer = ${((2 * (hostsCount * perHost - 1)) / (hostsCount * perHost)).toFixed(2)}x\n\n${table}`
   );
 }
 

@@ -82,7 +82,7 @@ const FORCE_RUN_DIR = {
 const KEY_FILE_HELP =
   "the cluster's CURVE key file from 'alexnet keygen', the same file on every host (required: runs across hosts are always encrypted and authenticated)";
 const RING_PORT_HELP =
-  "port of this host's first ring socket, +1 for each further worker (default 0: any free port; the other hosts must be able to reach it)";
+  "port of this host's first ring socket, +1 for each further worker; with L workers, their cross-ring sockets (hierarchical plane) take the next L ports (default 0: any free port; the other hosts must be able to reach them)";
 
 /** The `train` options of a multi-host run (README "Multi-host runs"). */
 export function clusterOptions(y: Argv): Argv {

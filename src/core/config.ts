@@ -500,7 +500,7 @@ export const TRAIN_OPTIONS = optionTable({
     default: 'auto',
     check: is.oneOf(TRANSPORTS),
     describe:
-      'data plane between the workers of one host: shm (shared memory), zmq (the ZeroMQ ipc ring); auto: shm where its addon is built',
+      'data plane between the workers of one host: shm (shared memory), zmq (the ZeroMQ ring); auto: shm where its addon is built. Across hosts shm/auto mean the hierarchical plane (shm inside each host, rings between hosts)',
   },
   // DDP/Horovod style.
   overlap: {
