@@ -211,7 +211,7 @@ export class CommThread implements SyncCollective {
   }
 
   /**
-   * From now on all-reduces are hierarchical (shm/hierarchical.ts): sums in `host` (this host's
+   * From now on all-reduces are hierarchical (dist/shm/hierarchical.ts): sums in `host` (this host's
    * ranks), then over cross ring `layout.localRank`, whose next member is bound at `crossNext`.
    * Broadcasts, gathers and scatters stay on the flat ring. Buffers from allocate() then live in
    * the host's segment. Resolves once the cross ring's hellos went round.

@@ -39,7 +39,7 @@ type RequestBody =
   /** From now on the collectives run in this shared-memory group, not on the ring. */
   | { op: 'useShm'; handle: ShmGroupHandle }
   /**
-   * From now on all-reduces are hierarchical (shm/hierarchical.ts): `handle` is the host's group,
+   * From now on all-reduces are hierarchical (dist/shm/hierarchical.ts): `handle` is the host's group,
    * the cross-ring socket connects to `crossNext`. The flat ring stays for the other collectives.
    */
   | { op: 'useHierarchical'; handle: ShmGroupHandle; layout: HierarchicalLayout; crossNext: string }

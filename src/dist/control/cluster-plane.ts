@@ -4,7 +4,8 @@
  * hellos said, and each rank is told its place in it.
  */
 import { ProtocolError } from '../../core/errors';
-import type { DataPlane } from '../comm-thread/data-plane';
+import type { Transport } from '../../core/config';
+import { chooseClusterPlane, type DataPlane } from '../comm-thread/data-plane';
 import { crossRingRanks, layoutOf } from '../shm/hierarchical';
 import type { PlaneAssignment } from './messages';
 
@@ -25,6 +26,32 @@ export function planeAssignments(plane: DataPlane, crossEndpoints: readonly (str
       throw new ProtocolError(`rank ${next} said hello without a cross-ring endpoint, in a multi-host run`);
     return { kind: 'hierarchical', ...layout, crossNextEndpoint: endpoint };
   });
+}
+
+/** What the coordinator knows of one rank from its hello. */
+export interface RankHello {
+  crossEndpoint: string | null;
+  shmUnavailable: string | null;
+}
+
+/**
+ * Every rank's assignment in a run of hosts with `hostSizes` workers each (rank order), from the
+ * ranks' hellos; ConfigError for --transport shm where the hierarchical plane cannot run.
+ */
+export function clusterPlanes(
+  transport: Transport,
+  hostSizes: readonly number[],
+  hellos: readonly RankHello[],
+): PlaneAssignment[] {
+  const plane = chooseClusterPlane(
+    transport,
+    hostSizes,
+    hellos.map((h) => h.shmUnavailable),
+  );
+  return planeAssignments(
+    plane,
+    hellos.map((h) => h.crossEndpoint),
+  );
 }
 
 /** The plane a rank runs, from its assignment (for its start-up line). */

@@ -36,8 +36,7 @@ import { describeHost } from '../control/rank-blocks';
 import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from './worker-health';
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from '../ring/ring-address';
 import { newShmPrefix, sweepSegments } from '../shm/shm-group';
-import { chooseClusterPlane } from '../comm-thread/data-plane';
-import { planeAssignments } from '../control/cluster-plane';
+import { clusterPlanes } from '../control/cluster-plane';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
@@ -250,16 +249,8 @@ export class Coordinator {
   private planes(): PlaneAssignment[] | null {
     if (this.hosts === null) return null;
     const hostSizes = [this.devices.worldSize, ...this.hosts.hosts.map((h) => h.workers)];
-    const hellos = this.workers.map((w) => this.hellos.get(w.rank));
-    const plane = chooseClusterPlane(
-      this.config.transport,
-      hostSizes,
-      hellos.map((h) => h?.shmUnavailable ?? null),
-    );
-    return planeAssignments(
-      plane,
-      hellos.map((h) => h?.crossEndpoint ?? null),
-    );
+    const hellos = this.workers.map((w) => this.hellos.get(w.rank) ?? { crossEndpoint: null, shmUnavailable: null });
+    return clusterPlanes(this.config.transport, hostSizes, hellos);
   }
 
   private async sendConfigs(): Promise<void> {
