@@ -84,11 +84,15 @@ train: build data
 # installed here where they can be. In CI (CI=true) the webgpu tests fail instead of skipping.
 # The suite runs the compiled tests under tap without its TypeScript loader (seconds less per
 # file). One file or a few: make test TESTS="test/train/step.test.ts test/core/config.test.ts".
+# The system packages (apt: chromium, Mesa, python3-onnx/-torch) install while npm ci and tsc
+# run, a minute or two less on a fresh machine; scripts/apt-get-locked.sh keeps the apt-gets
+# (the native addon's libdnnl-dev among them) one at a time.
 TESTS ?=
-test: build lint
-	@scripts/ensure-browser.sh
-	@scripts/ensure-vulkan.sh
-	@scripts/ensure-python.sh
+test:
+	@{ scripts/ensure-browser.sh chromium; scripts/ensure-vulkan.sh; scripts/ensure-python.sh; } & packages=$$!; \
+	  $(MAKE) --no-print-directory build lint; built=$$?; \
+	  wait $$packages; exit $$built
+	@scripts/ensure-browser.sh playwright
 	npx tap $(patsubst %.ts,dist/%.js,$(TESTS))
 
 # Formatting (prettier, 120 columns, .prettierrc.json): `make lint` checks, `make format` rewrites.

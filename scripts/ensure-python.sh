@@ -9,10 +9,10 @@ PY=${ALEXNET_PYTHON:-/usr/bin/python3}
 if ! "$PY" -c 'import onnx, torch, torchvision' >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "ensure-python: installing Debian's python3-onnx, python3-torch and python3-torchvision for the ONNX tests (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
     pkgs="python3-onnx python3-torch python3-torchvision"
-    apt-get install -y --no-install-recommends $pkgs >/dev/null 2>&1 \
-      || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends $pkgs >/dev/null 2>&1; } \
+    apt="$(dirname "$0")/apt-get-locked.sh"
+    $apt install -y --no-install-recommends $pkgs >/dev/null 2>&1 \
+      || { $apt update >/dev/null 2>&1 && $apt install -y --no-install-recommends $pkgs >/dev/null 2>&1; } \
       || echo "ensure-python: WARNING: could not install $pkgs: the ONNX checker and torchvision tests will be skipped"
   else
     echo "ensure-python: WARNING: $PY cannot import onnx, torch and torchvision, and installing them needs root and apt-get: the ONNX checker and torchvision tests will be skipped"

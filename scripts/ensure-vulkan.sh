@@ -9,6 +9,7 @@
 set -u
 cd "$(dirname "$0")/.."
 MIN_MESA=24
+apt=scripts/apt-get-locked.sh
 
 mesa_version() { dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true; }
 
@@ -39,8 +40,7 @@ fi
 if [ "$codename" != bookworm ]; then
   # Newer Debian releases ship a recent enough Mesa in their own suite.
   echo "ensure-vulkan: installing mesa-vulkan-drivers (apt-get, $codename) for the webgpu tests"
-  export DEBIAN_FRONTEND=noninteractive
-  { apt-get update >/dev/null 2>&1 && apt-get install -y mesa-vulkan-drivers >/dev/null 2>&1; } \
+  { $apt update >/dev/null 2>&1 && $apt install -y mesa-vulkan-drivers >/dev/null 2>&1; } \
     || echo "ensure-vulkan: WARNING: could not install mesa-vulkan-drivers: the webgpu tests will be skipped"
   mesa_ok || echo "ensure-vulkan: WARNING: mesa-vulkan-drivers $(mesa_version) is older than $MIN_MESA: the webgpu tests will be skipped"
   exit 0
@@ -57,8 +57,7 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
   printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$archive" >"$list"
 fi
 echo "ensure-vulkan: installing mesa-vulkan-drivers from bookworm-backports (apt-get) for the webgpu tests"
-export DEBIAN_FRONTEND=noninteractive
-{ apt-get update >/dev/null 2>&1 && apt-get install -y -t bookworm-backports mesa-vulkan-drivers >/dev/null 2>&1; } \
+{ $apt update >/dev/null 2>&1 && $apt install -y -t bookworm-backports mesa-vulkan-drivers >/dev/null 2>&1; } \
   || echo "ensure-vulkan: WARNING: could not install mesa-vulkan-drivers from bookworm-backports: the webgpu tests will be skipped"
 mesa_ok || echo "ensure-vulkan: WARNING: mesa-vulkan-drivers is $(mesa_version), older than $MIN_MESA: the webgpu tests will be skipped"
 exit 0

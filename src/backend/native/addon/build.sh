@@ -31,7 +31,9 @@ if [ ! -f "$dnnl_header" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "native: installing libdnnl-dev (oneDNN) with apt-get"
     mkdir -p "$(dirname "$out")"
-    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libdnnl-dev; } >"$log" 2>&1; then
+    # The project's apt-get lock: make test may be installing its own packages meanwhile.
+    apt="$(dirname "$0")/../../../../scripts/apt-get-locked.sh"
+    if ! { $apt update && $apt install -y libdnnl-dev; } >"$log" 2>&1; then
       skip "apt-get install libdnnl-dev failed (see $log)"
     fi
   else
