@@ -51,11 +51,10 @@ function tableOptions(y: Argv, table: OptionTable, declaredElsewhere: readonly s
  * so that `--init-from` can tell a preset the user chose from the default.
  */
 export function trainOptions(y: Argv): Argv {
-  const preset = cliOption(TRAIN_OPTIONS.preset);
+  // Declared again without its choices: yargs appends a repeated option's choices to the first list.
   return tableOptions(y, TRAIN_OPTIONS, ['dataLayout']).option('preset', {
-    ...preset,
     default: undefined,
-    defaultDescription: String(preset.default),
+    defaultDescription: String(cliOption(TRAIN_OPTIONS.preset).default),
   });
 }
 

@@ -98,6 +98,12 @@ t.test('--help explains every train option with its default', async (t) => {
   for (const opt of ['--preset', '--batch-size', '--lr', '--weight-decay', '--devices', '--resume', '--tta'])
     t.match(r.stdout, opt);
   t.match(r.stdout, /default: 128/);
+  // --preset is declared twice (no parser default, for --init-from): its choices must still show once.
+  t.match(
+    r.stdout,
+    /\[choices: "paper", "torchvision", "small"\] \[default: paper\]/,
+    '--preset: choices once, default paper',
+  );
 });
 
 t.test('--help of the multi-host options and commands gives their defaults', async (t) => {
