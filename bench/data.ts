@@ -1,11 +1,14 @@
 /**
- * Data pipeline throughput: BatchLoader (sharp decode + resize 256 + random 224 crop + flip +
- * PCA lighting + mean/std, into Float32Array batches of 64) on 500x375 JPEGs, pinned to 1 and
- * to 2 cores with taskset, plus the same on `data prepare`d 256x256 JPEGs. The reference is
- * PIL/torchvision in one process on one core (bench/data_torchvision.py), run side by side when
- * Debian's python3-torchvision is installed.
+ * Data pipeline throughput: BatchLoader (decode + resize + random crop + flip + PCA lighting +
+ * mean/std, into Float32Array batches of 64), pinned to 1 and to 2 cores with taskset, on
+ *   - 500x375 JPEGs -> 256 -> 224 crops (the paper's ImageNet pipeline, sharp),
+ *   - the same JPEGs `data prepare`d to 256x256,
+ *   - 28x28 gray PNGs as `make data` writes them -> 32 -> 28 crops (the default run; decoded in JS).
+ * The reference is PIL/torchvision with the same transforms in one process on one core
+ * (bench/data_torchvision.py), run side by side when Debian's python3-torchvision is installed.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/data.js [--images 256] [--epochs 3] [--rounds 3] [--out data-bench.json] [--no-torch]
+ *   npx tsc -p tsconfig.json && node dist/bench/data.js [--images 256] [--png-images 8192] [--epochs 3] [--rounds 3]
+ *       [--out data-bench.json] [--no-torch]
  *
  * Each measurement is a fresh process; its first epoch is a warm-up (page cache, JIT, libvips
  * caches), the median of the remaining epochs is taken, and the best of --rounds interleaved
@@ -19,6 +22,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import { decodeFile } from '../src/data/decode';
 import { BatchLoader } from '../src/data/loader';
+import { encodePng } from '../src/data/png';
 import { DatasetStats } from '../src/data/stats';
 import { formatTable } from '../src/core/text-format';
 import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './harness';
@@ -38,8 +42,19 @@ const IMAGENET_STATS: DatasetStats = {
   imageCount: 1,
 };
 
+/** One input set and its transform, run by our loader and by torchvision alike. */
+interface Pipeline {
+  name: string;
+  dir: string;
+  ext: '.jpg' | '.png';
+  resizeSize: number;
+  cropSize: number;
+}
+
 export interface Row {
   pipeline: string;
+  /** The input whose PIL/torchvision figure this row is compared with (absent in older results). */
+  reference?: string;
   cores: number;
   imagesPerSec: number;
   perCore: number;
@@ -64,16 +79,35 @@ async function ensurePrepared(src: string, dst: string): Promise<void> {
   }
 }
 
+/** `count` 28x28 gray PNGs written as `make data` writes Fashion-MNIST (smooth shapes plus noise). */
+function ensureSmallPngs(dir: string, count: number): void {
+  mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < count; i++) {
+    const file = path.join(dir, `${String(i).padStart(5, '0')}.png`);
+    if (existsSync(file)) continue;
+    const gray = new Uint8Array(28 * 28);
+    for (let p = 0; p < gray.length; p++) {
+      const x = p % 28;
+      const y = Math.floor(p / 28);
+      gray[p] = Math.max(
+        0,
+        Math.min(255, Math.round(120 + 100 * Math.sin((x + i) / 4) * Math.cos(y / 5)) + ((p * 7919 + i) % 23)),
+      );
+    }
+    writeFileSync(file, encodePng(gray, 28, 28, 1));
+  }
+}
+
 /** Worker mode: run the loader over `dir` for `epochs` epochs; print the median img/s of epochs 2.. as JSON. */
-async function worker(dir: string, epochs: number, concurrency: number): Promise<void> {
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.jpg'))
+async function worker(p: Pipeline, epochs: number, concurrency: number): Promise<void> {
+  const files = readdirSync(p.dir)
+    .filter((f) => f.endsWith(p.ext))
     .sort();
-  const samples = files.map((f, i) => ({ path: path.join(dir, f), label: i % 10 }));
+  const samples = files.map((f, i) => ({ path: path.join(p.dir, f), label: i % 10 }));
   const loader = new BatchLoader({
     samples,
-    resizeSize: 256,
-    cropSize: 224,
+    resizeSize: p.resizeSize,
+    cropSize: p.cropSize,
     globalBatchSize: 64,
     rank: 0,
     worldSize: 1,
@@ -101,7 +135,7 @@ async function worker(dir: string, epochs: number, concurrency: number): Promise
 }
 
 /** Run this script in worker mode pinned to the first `cores` CPUs. */
-function measure(dir: string, cores: number, epochs: number): { imagesPerSec: number; cpuMsPerImage: number } {
+function measure(p: Pipeline, cores: number, epochs: number): { imagesPerSec: number; cpuMsPerImage: number } {
   const threads = 2 * cores;
   const self = __filename.endsWith('.ts')
     ? [require.resolve('ts-node/dist/bin.js'), '--transpile-only', __filename]
@@ -115,7 +149,7 @@ function measure(dir: string, cores: number, epochs: number): { imagesPerSec: nu
       process.execPath,
       ...self,
       '--worker',
-      dir,
+      JSON.stringify(p),
       '--epochs',
       String(epochs),
       '--concurrency',
@@ -130,9 +164,20 @@ function measure(dir: string, cores: number, epochs: number): { imagesPerSec: nu
   return JSON.parse(r.stdout) as { imagesPerSec: number; cpuMsPerImage: number };
 }
 
-function torchvision(dir: string, epochs: number): number | string {
+function torchvision(p: Pipeline, epochs: number): number | string {
   const r = runPythonJson<{ imagesPerSec: number }>(
-    [benchScript('data_torchvision.py'), dir, '--epochs', String(epochs)],
+    [
+      benchScript('data_torchvision.py'),
+      p.dir,
+      '--ext',
+      p.ext,
+      '--resize',
+      String(p.resizeSize),
+      '--crop',
+      String(p.cropSize),
+      '--epochs',
+      String(epochs),
+    ],
     ['taskset', '-c', '0'],
   );
   return typeof r === 'string' ? `not run: ${r}` : r.imagesPerSec;
@@ -141,19 +186,36 @@ function torchvision(dir: string, epochs: number): number | string {
 async function main(argv: string[]): Promise<void> {
   const epochs = Number(flag(argv, '--epochs', '3'));
   if (argv.includes('--worker')) {
-    await worker(flag(argv, '--worker', ''), epochs, Number(flag(argv, '--concurrency', '4')));
+    await worker(JSON.parse(flag(argv, '--worker', '')) as Pipeline, epochs, Number(flag(argv, '--concurrency', '4')));
     return;
   }
   const count = Number(flag(argv, '--images', '256'));
+  const pngCount = Number(flag(argv, '--png-images', '8192'));
   const base = path.join(os.tmpdir(), `alexnet-bench-data-${count}`);
   const photos = path.join(base, '500x375');
   const prepared = path.join(base, 'prepared-256');
+  const pngs = path.join(os.tmpdir(), `alexnet-bench-png-${pngCount}`);
   await writeNoisyJpegs(
     Array.from({ length: count }, (_, i) => path.join(photos, `${String(i).padStart(4, '0')}.jpg`)),
     500,
     375,
   );
   await ensurePrepared(photos, prepared);
+  ensureSmallPngs(pngs, pngCount);
+  const jpeg: Pipeline = {
+    name: '500x375 JPEG -> 256 -> 224',
+    dir: photos,
+    ext: '.jpg',
+    resizeSize: 256,
+    cropSize: 224,
+  };
+  const png: Pipeline = { name: '28x28 PNG -> 32 -> 28', dir: pngs, ext: '.png', resizeSize: 32, cropSize: 28 };
+  // Prepared JPEGs are another route to the same training input: compared with torchvision on the originals.
+  const pipelines: { ours: Pipeline; reference: Pipeline }[] = [
+    { ours: jpeg, reference: jpeg },
+    { ours: { ...jpeg, name: 'prepared 256 JPEG -> 224', dir: prepared }, reference: jpeg },
+    { ours: png, reference: png },
+  ];
   // Rounds interleave the pipelines and the best round counts: on a shared machine, other
   // processes only ever make a run slower, so the fastest round is the least disturbed one.
   const rounds = Number(flag(argv, '--rounds', '3'));
@@ -162,22 +224,27 @@ async function main(argv: string[]): Promise<void> {
     const key = `${row.pipeline}/${row.cores}`;
     if ((best.get(key)?.imagesPerSec ?? 0) < row.imagesPerSec) best.set(key, row);
   };
-  let torch: number | string = argv.includes('--no-torch') ? 'skipped (--no-torch)' : 'not run';
+  const torch = new Map<string, number | string>();
   for (let round = 0; round < rounds; round++) {
-    if (!argv.includes('--no-torch')) {
-      const r = torchvision(photos, epochs);
-      if (typeof r === 'number')
-        keep({ pipeline: 'PIL/torchvision, 500x375 JPEG', cores: 1, imagesPerSec: r, perCore: r, cpuMsPerImage: null });
-      torch = typeof r === 'number' ? Math.max(r, typeof torch === 'number' ? torch : 0) : r;
-    }
-    for (const [name, dir] of [
-      ['sharp BatchLoader, 500x375 JPEG', photos],
-      ['sharp BatchLoader, prepared 256 JPEG', prepared],
-    ] as const) {
+    for (const { ours, reference } of pipelines) {
+      if (ours === reference && !argv.includes('--no-torch')) {
+        const r = torchvision(ours, epochs);
+        if (typeof r === 'number') {
+          keep({
+            pipeline: `PIL/torchvision, ${ours.name}`,
+            cores: 1,
+            imagesPerSec: r,
+            perCore: r,
+            cpuMsPerImage: null,
+          });
+          torch.set(ours.name, Math.max(r, Number(torch.get(ours.name)) || 0));
+        } else if (!torch.has(ours.name)) torch.set(ours.name, r);
+      }
       for (const cores of [1, 2]) {
-        const m = measure(dir, cores, epochs);
+        const m = measure(ours, cores, epochs);
         keep({
-          pipeline: name,
+          pipeline: `BatchLoader, ${ours.name}`,
+          reference: reference.name,
           cores,
           imagesPerSec: m.imagesPerSec,
           perCore: m.imagesPerSec / cores,
@@ -188,10 +255,12 @@ async function main(argv: string[]): Promise<void> {
   }
   const result: DataBenchJson = {
     images: count,
+    pngImages: pngCount,
     epochs,
     rounds,
     loadAverage: os.loadavg(),
-    torchvision: torch,
+    torchvision: argv.includes('--no-torch') ? 'skipped (--no-torch)' : (torch.get(jpeg.name) ?? 'not run'),
+    references: Object.fromEntries(torch),
     rows: [...best.values()],
   };
   console.log(dataMarkdown(result));
@@ -204,36 +273,48 @@ async function main(argv: string[]): Promise<void> {
 
 export interface DataBenchJson {
   images: number;
+  /** 28x28 PNGs in the small-image pipeline (absent in results from before it existed). */
+  pngImages?: number;
   epochs: number;
   rounds: number;
   loadAverage: number[];
-  /** PIL/torchvision img/s, or why it did not run. */
+  /** PIL/torchvision img/s on the 500x375 JPEGs, or why it did not run. */
   torchvision: number | string;
+  /** PIL/torchvision img/s (or why not run) per input, keyed like Row.reference. */
+  references?: Record<string, number | string>;
   rows: Row[];
 }
 
 /** The context line, the table, and a note when the reference did not run. */
 export function dataMarkdown(r: DataBenchJson): string {
-  const ref = typeof r.torchvision === 'number' ? r.torchvision : TORCHVISION_REFERENCE;
+  const fallback = typeof r.torchvision === 'number' ? r.torchvision : TORCHVISION_REFERENCE;
+  const referenceOf = (row: Row): number => {
+    const measured = row.reference === undefined ? undefined : r.references?.[row.reference];
+    return typeof measured === 'number' ? measured : fallback;
+  };
   const table = formatTable(
-    ['pipeline', 'cores', 'img/s', 'img/s per core', 'CPU ms/img', `per core vs torchvision ${ref.toFixed(0)}`],
+    ['pipeline', 'cores', 'img/s', 'img/s per core', 'CPU ms/img', 'per core vs PIL/torchvision (same input)'],
     r.rows.map((x) => [
       x.pipeline,
       x.cores,
       x.imagesPerSec.toFixed(0),
       x.perCore.toFixed(0),
       x.cpuMsPerImage?.toFixed(2) ?? '-',
-      `${(x.perCore / ref).toFixed(2)}x`,
+      `${(x.perCore / referenceOf(x)).toFixed(2)}x`,
     ]),
     ['left', 'right', 'right', 'right', 'right', 'right'],
   );
+  const notRun = Object.entries(r.references ?? { '500x375 JPEG': r.torchvision }).filter(
+    ([, v]) => typeof v !== 'number',
+  );
   return [
-    `${r.images} images, 256 -> random 224 crop + flip + PCA lighting + normalise, batch 64, median of ${r.epochs - 1} epoch(s) after a warm-up, best of ${r.rounds} rounds; load average ${r.loadAverage[0].toFixed(2)}`,
+    `${r.images} JPEGs and ${r.pngImages ?? 0} PNGs; random crop + flip + PCA lighting + normalise, batch 64, median of ${r.epochs - 1} epoch(s) after a warm-up, best of ${r.rounds} rounds; load average ${r.loadAverage[0].toFixed(2)}`,
     '',
     table,
-    ...(typeof r.torchvision === 'number'
-      ? []
-      : [`torchvision: ${r.torchvision}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier instead`]),
+    ...notRun.map(
+      ([input, why]) =>
+        `torchvision on ${input}: ${why}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier on 500x375 JPEGs instead`,
+    ),
   ].join('\n');
 }
 

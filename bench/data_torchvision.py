@@ -1,10 +1,10 @@
-"""Reference for bench/data.ts: PIL + torchvision on the same JPEGs, one process, one thread.
+"""Reference for bench/data.ts: PIL + torchvision on the same images, one process, one thread.
 
-Resize(256) + RandomCrop(224) + RandomHorizontalFlip + ToTensor + Normalize, stacked into
-batches of 64, as the data loader of pytorch/examples' imagenet/main.py does per worker.
-Run with Debian's interpreter (it sees python3-torchvision):
+Resize(256) + RandomCrop(224) + RandomHorizontalFlip + ToTensor + Normalize (other sizes with
+--resize/--crop), stacked into batches of 64, as the data loader of pytorch/examples'
+imagenet/main.py does per worker. Run with Debian's interpreter (it sees python3-torchvision):
 
-    /usr/bin/python3 bench/data_torchvision.py <folder of .jpg> [--epochs 2] [--batch 64]
+    /usr/bin/python3 bench/data_torchvision.py <folder> [--ext .jpg] [--resize 256] [--crop 224] [--epochs 2] [--batch 64]
 
 Prints one JSON line: {"imagesPerSec": ..., "images": ..., "seconds": ...} for the last epoch.
 """
@@ -23,12 +23,15 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--ext", default=".jpg")
+    parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--crop", type=int, default=224)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    files = sorted(os.path.join(args.folder, f) for f in os.listdir(args.folder) if f.endswith(".jpg"))
+    files = sorted(os.path.join(args.folder, f) for f in os.listdir(args.folder) if f.endswith(args.ext))
     tf = transforms.Compose([
-        transforms.Resize(256),
-        transforms.RandomCrop(224),
+        transforms.Resize(args.resize),
+        transforms.RandomCrop(args.crop),
         transforms.RandomHorizontalFlip(),
         transforms.ToTensor(),
         transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),

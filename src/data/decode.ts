@@ -8,13 +8,25 @@
  * white paper/web pages, so white is what a person labelling them saw); GIF/WebP/TIFF: first
  * frame/page only.
  *
+ * Plain 8-bit PNGs (gray, RGB or palette, no alpha or colour profile) are decoded and resized in
+ * JS (src/data/png.ts, src/data/resample.ts): libvips' fixed cost per image is ~1 ms, most of
+ * the work for a small image. Their resize is PIL's bilinear, pixel for pixel; sharp's 'linear'
+ * agrees when shrinking but its enlargements sit about half an output pixel right and down
+ * (docs/measurements.md, "Decoding small PNGs"). Every other file goes through sharp.
+ *
  * sharp runs each pipeline on a libuv worker thread (sharp.concurrency() threads inside it,
  * 1 on glibc by default), so several decodes in flight use several cores. libuv's pool has
  * UV_THREADPOOL_SIZE threads (default 4), shared with fs: it caps parallel decodes per process.
  */
-import { promises as fsp } from 'node:fs';
+import { readFile } from 'node:fs';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { sniffImageSize } from './header';
+import { ImageSize, sniffImageSize } from './header';
+import { decodePlainPng } from './png';
+import { resizeCoverToRgb } from './resample';
+
+/** The callback readFile: fewer trips through libuv's pool than fs.promises.readFile, half its CPU per small file. */
+const readFileAsync = promisify(readFile);
 
 /** sharp's resampling kernels (sharp.KernelEnum, spelled out: its ESM typings hide the namespace). */
 export type ResizeKernel =
@@ -88,29 +100,45 @@ export function geometryProblem(widthPx: number, heightPx: number, opts: DecodeO
   return null;
 }
 
-/** Header dimensions: sniffed in JS for PNG/JPEG/GIF, else from sharp (one more pool trip). */
-async function inputSize(
-  input: Buffer,
-  image: ReturnType<typeof sharp>,
-): Promise<{ widthPx: number; heightPx: number }> {
-  const sniffed = sniffImageSize(input);
-  if (sniffed) return sniffed;
+/** Dimensions from sharp's header read, for formats header.ts does not sniff (one more pool trip). */
+async function sharpHeaderSize(image: ReturnType<typeof sharp>): Promise<ImageSize> {
   const meta = await image.metadata();
   return { widthPx: meta.width ?? 0, heightPx: meta.height ?? 0 };
+}
+
+/**
+ * The JS path for plain PNGs, or null to use sharp. It resamples with the bilinear filter only,
+ * so another kernel choice goes through sharp unless the image needs no resize.
+ */
+function decodePlainPngSquare(input: Buffer, opts: DecodeOptions): Uint8Array | null {
+  const image = decodePlainPng(input);
+  if (!image) return null;
+  const needsResize = image.widthPx !== opts.sizePx || image.heightPx !== opts.sizePx;
+  if (needsResize && (opts.kernel ?? DEFAULT_KERNEL) !== 'linear') return null;
+  return resizeCoverToRgb(image, opts.sizePx);
 }
 
 /** Decode an in-memory encoded image. Never throws for bad data: returns { ok: false, reason }. */
 export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<DecodeResult> {
   if (input.length === 0) return { ok: false, reason: 'empty file (0 bytes)' };
+  // The pixel limit is enforced on the header before any pixel is decoded (the protection of
+  // sharp's limitInputPixels, with a message that can give the size).
+  const sniffed = sniffImageSize(input);
+  if (sniffed) {
+    const problem = geometryProblem(sniffed.widthPx, sniffed.heightPx, opts);
+    if (problem) return { ok: false, reason: problem };
+    const pixels = decodePlainPngSquare(input, opts);
+    if (pixels) return { ok: true, pixels };
+  }
   try {
     // failOn 'error': truncated/corrupt pixel data is refused (it would decode to a grey
     // band), while benign warnings (extraneous bytes, odd EXIF) that abound in scraped JPEGs are not.
-    // The pixel limit is enforced by geometryProblem on the header before any pixel is decoded
-    // (same protection as sharp's limitInputPixels, but the message can give the size).
     const image = sharp(input, { failOn: 'error', limitInputPixels: false, autoOrient: true });
-    const size = await inputSize(input, image);
-    const problem = geometryProblem(size.widthPx, size.heightPx, opts);
-    if (problem) return { ok: false, reason: problem };
+    if (!sniffed) {
+      const size = await sharpHeaderSize(image);
+      const problem = geometryProblem(size.widthPx, size.heightPx, opts);
+      if (problem) return { ok: false, reason: problem };
+    }
     const data = await image
       .flatten({ background: WHITE }) // applied only when the image has alpha
       .resize(opts.sizePx, opts.sizePx, { fit: 'cover', position: 'centre', kernel: opts.kernel ?? DEFAULT_KERNEL })
@@ -134,7 +162,7 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
 export async function decodeFile(file: string, opts: DecodeOptions): Promise<DecodeResult> {
   let input: Buffer;
   try {
-    input = await fsp.readFile(file);
+    input = await readFileAsync(file);
   } catch (err) {
     return { ok: false, reason: readFailureReason(err) };
   }

@@ -5,6 +5,7 @@
  * (docs/measurements.md, "Image headers in JS").
  * Other formats (WebP, TIFF) return null and go through sharp.metadata().
  */
+import { PNG_SIGNATURE } from './png';
 
 export interface ImageSize {
   widthPx: number;
@@ -12,8 +13,7 @@ export interface ImageSize {
 }
 
 function pngSize(b: Uint8Array): ImageSize | null {
-  const sig = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-  if (b.length < 24 || !sig.every((v, i) => b[i] === v)) return null;
+  if (b.length < 24 || !PNG_SIGNATURE.every((v, i) => b[i] === v)) return null;
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   return { widthPx: view.getUint32(16), heightPx: view.getUint32(20) };
 }
