@@ -1,7 +1,7 @@
 /**
- * The batch loader each rank runs: its contiguous share of every global batch, decoded with
- * sharp on libuv threads while the training step runs on the main thread, augmented and
- * normalised into one Float32Array per batch (NHWC).
+ * The batch loader each rank runs: its contiguous share of every global batch, decoded on
+ * decode threads (src/data/decode-pool.ts) while the training step runs on the main thread,
+ * augmented and normalised into one Float32Array per batch (NHWC).
  *
  * Bad files: a sample that cannot be read or decoded is left out of its batch (the batch is
  * just smaller and `count` says how many images it really holds), reported once through
@@ -24,7 +24,8 @@ import {
   writeTenCrops,
 } from './augment';
 import { Sample } from './index/dataset';
-import { DecodeOptions, decodeFile } from './decode';
+import { DecodeOptions, DecodeResult, decodeFile } from './decode';
+import { DecodePool, sharedDecodePool } from './decode-pool';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
 import { rngFor, RngStream } from './rng';
 import { batchesPerEpoch, epochOrder, planEpoch, RankBatchPlan } from './shard';
@@ -77,7 +78,12 @@ export interface LoaderOptions {
   cacheDecoded?: boolean;
   /** Memory cap of the decoded cache; images beyond it are decoded every epoch. Default 2 GiB. */
   cacheMaxBytes?: number;
-  /** sharp jobs in flight; match UV_THREADPOOL_SIZE. Default 4. */
+  /**
+   * Decode on the process's decode threads (default), or false: on the main thread, with
+   * `decodeConcurrency` reads and sharp jobs in flight (what runs from TypeScript sources).
+   */
+  decodeThreads?: boolean;
+  /** Main-thread decoding only: reads and sharp jobs in flight; match UV_THREADPOOL_SIZE. Default 4. */
   decodeConcurrency?: number;
   /** Limits and filter passed to decode (maxInputPixels, minSidePx, kernel). */
   decode?: Omit<DecodeOptions, 'sizePx'>;
@@ -109,6 +115,7 @@ function validate(o: LoaderOptions): void {
 export class BatchLoader {
   private readonly opts: LoaderOptions;
   private readonly limiter: Limiter;
+  private readonly pool: DecodePool | null;
   private readonly cache = new Map<number, Uint8Array>();
   private cacheBytes = 0;
   private readonly bad = new Map<number, string>();
@@ -117,6 +124,7 @@ export class BatchLoader {
     validate(opts);
     this.opts = opts;
     this.limiter = new Limiter(opts.decodeConcurrency ?? DEFAULT_DECODE_CONCURRENCY);
+    this.pool = opts.decodeThreads === false ? null : sharedDecodePool();
   }
 
   /** Batches per epoch, the same on every rank. */
@@ -156,13 +164,24 @@ export class BatchLoader {
     }
   }
 
-  /** Decoded square of one sample, or null when it is bad (reported once). */
-  private async pixels(index: number): Promise<Uint8Array | null> {
-    const cached = this.cache.get(index);
-    if (cached) return cached;
-    if (this.bad.has(index)) return null;
+  /** Decoded squares of `indices` (cached ones from the cache), null for a bad one (reported once). */
+  private async pixels(indices: Uint32Array): Promise<(Uint8Array | null)[]> {
+    const out: (Uint8Array | null)[] = Array.from(indices, (i) => this.cache.get(i) ?? null);
+    const todo = [...indices.keys()].filter((k) => out[k] === null && !this.bad.has(indices[k]));
+    const results = await this.decodeFiles(todo.map((k) => this.opts.samples[indices[k]].path));
+    todo.forEach((k, j) => (out[k] = this.keep(indices[k], results[j])));
+    return out;
+  }
+
+  private decodeFiles(files: string[]): Promise<DecodeResult[]> {
+    const opts = { ...this.opts.decode, sizePx: this.opts.resizeSize };
+    if (this.pool) return this.pool.decode(files, opts);
+    return Promise.all(files.map((file) => this.limiter.run(() => decodeFile(file, opts))));
+  }
+
+  /** Record a decode: a bad file once, good pixels in the cache while it has room. */
+  private keep(index: number, r: DecodeResult): Uint8Array | null {
     const o = this.opts;
-    const r = await this.limiter.run(() => decodeFile(o.samples[index].path, { ...o.decode, sizePx: o.resizeSize }));
     if (!r.ok) {
       this.bad.set(index, r.reason);
       o.onSkip?.(o.samples[index].path, r.reason);
@@ -176,7 +195,7 @@ export class BatchLoader {
   }
 
   private async loadBatch(epoch: number, plan: RankBatchPlan): Promise<Batch> {
-    const decoded = await Promise.all(Array.from(plan.sampleIndices, (i) => this.pixels(i)));
+    const decoded = await this.pixels(plan.sampleIndices);
     const kept: { index: number; pixels: Uint8Array }[] = [];
     decoded.forEach((pixels, k) => {
       if (pixels) kept.push({ index: plan.sampleIndices[k], pixels });

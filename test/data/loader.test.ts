@@ -207,6 +207,28 @@ t.test('bad files are skipped once each, counted every epoch, never thrown', asy
   );
 });
 
+t.test('decode threads and the main thread give the same batches and the same skips', async (t) => {
+  const dir = tempDir(t);
+  const samples = await makeSamples(dir, 9);
+  writeFileSync(samples[4].path, 'garbage');
+  const run = async (decodeThreads: boolean): Promise<{ batches: Batch[]; skips: string[] }> => {
+    const skips: string[] = [];
+    const l = loader(samples, { decodeThreads, onSkip: (p, reason) => skips.push(`${path.basename(p)}: ${reason}`) });
+    return { batches: await collect(l, 1), skips };
+  };
+  const threads = await run(true);
+  const main = await run(false);
+  t.same(threads.skips, main.skips, `skips: ${main.skips.join(', ')}`);
+  t.same(
+    threads.batches.map((b) => [...b.sampleIndices]),
+    main.batches.map((b) => [...b.sampleIndices]),
+  );
+  t.ok(
+    threads.batches.every((b, i) => b.images.every((v, k) => v === main.batches[i].images[k])),
+    'identical pixels',
+  );
+});
+
 t.test('a file deleted mid-epoch is skipped', async (t) => {
   const samples = await makeSamples(tempDir(t), 8);
   const l = loader(samples, { prefetchBatches: 0, mode: 'center' });
