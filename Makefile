@@ -69,7 +69,10 @@ SHM_ADDON := dist/native/alexnet_shm.node
 shm:
 	@src/dist/shm/addon/build.sh $(SHM_ADDON)
 
-build: $(BUILD_STAMP) native shm
+# The addons need neither node_modules nor tsc: they build (and libdnnl-dev installs) while
+# npm ci and tsc run, ~20 s less on a fresh clone.
+build:
+	@$(MAKE) --no-print-directory -j3 $(BUILD_STAMP) native shm
 
 $(DATA_STAMP): | $(BUILD_STAMP)
 	node dist/scripts/make-fashion-mnist.js --out $(DATA_DIR)
