@@ -243,6 +243,16 @@ export const TRAIN_OPTIONS = optionTable({
     check: is.countOrZero,
     describe: 'use a seeded subset of this many training images (0: all)',
   },
+  // Decoded squares kept between epochs; a dataset beyond it decodes the rest every epoch (on
+  // decode threads, src/data/decode-pool.ts). 2 GiB holds ~11,000 paper-size (256 px) images.
+  decodeCacheMb: {
+    flag: 'decode-cache-mb',
+    type: 'number',
+    default: 2048,
+    check: is.countOrZero,
+    describe:
+      'memory for decoded images kept between epochs, per split and worker, in MiB; images beyond it are decoded every epoch (0: no cache)',
+  },
 
   optimizer: {
     flag: 'optimizer',

@@ -193,7 +193,8 @@ export class Trainer {
       stats,
       dropLast: mode === 'train' ? this.config.dropLast : false,
       augment: this.config.augment,
-      cacheDecoded: true,
+      cacheDecoded: this.config.decodeCacheMb > 0,
+      cacheMaxBytes: this.config.decodeCacheMb * 2 ** 20,
       onSkip: (file, reason) => this.badFiles.report(file, reason),
     });
   }

@@ -31,9 +31,9 @@ async function train(cfg: TrainConfig, stopAfterSteps = Infinity) {
 }
 
 let data = '';
-const common = (runDir: string, preset = 'small') => [
+const common = (runDir: string, preset = 'small', dataset = data) => [
   '--data',
-  data,
+  dataset,
   '--preset',
   preset,
   '--init',
@@ -78,6 +78,34 @@ t.test('the loss falls and the run writes metrics, checkpoints and models', asyn
   const x = tf.randomNormal([2, 28, 28, 3], 0, 1, 'float32', 1);
   const probs = (model.execute(x, 'probabilities') as tf.Tensor).arraySync() as number[][];
   for (const row of probs) t.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-4, 'softmax rows sum to 1');
+});
+
+t.test('--decode-cache-mb: cached images are not read again; 0 reads every epoch', async (t) => {
+  // A training image deleted after epoch 1: only a run without the cache meets it missing.
+  const skippedPerEpoch = async (cacheMb: string): Promise<number[]> => {
+    const copy = path.join(tempDir(t), 'data');
+    fs.cpSync(data, copy, { recursive: true });
+    const cfg = config([
+      ...common(path.join(copy, 'run'), 'small', copy),
+      '--epochs',
+      '2',
+      '--decode-cache-mb',
+      cacheMb,
+    ]);
+    let steps = 0;
+    const result = await new Trainer(cfg, {
+      log: memoryLogger(),
+      tty: false,
+      collective: null,
+      shouldStop: () => {
+        if (++steps === 2) fs.rmSync(path.join(copy, 'train', 'checker', '0.png')); // epoch 1 is 16 images, 2 steps
+        return false;
+      },
+    }).run();
+    return result.epochs.map((e: EpochRecord) => e.skippedImages);
+  };
+  t.same(await skippedPerEpoch('2048'), [0, 0], 'cached: epoch 2 does not read the file');
+  t.same(await skippedPerEpoch('0'), [0, 1], 'no cache: epoch 2 reads it, finds it gone, skips it');
 });
 
 t.test('--log-every writes windows of steps that add up to each epoch', async (t) => {
