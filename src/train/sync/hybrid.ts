@@ -301,6 +301,17 @@ export interface HybridGradients {
 }
 
 /**
+ * The conv features of a rank with no images this step: [0, width], but computed from a trained
+ * conv parameter (times 0), as real features are. tfjs runs an op's gradient only on the path
+ * from the trained variables, and the row gather's gradient is a collective that the ranks with
+ * images run: without that path this rank would skip it and the ranks would disagree.
+ */
+function noFeatures(width: number, head: HybridHead, vars: tf.Variable[]): tf.Tensor2D {
+  const empty = tf.zeros([0, width]) as tf.Tensor2D;
+  return head.replicated > 0 ? tf.mul(empty, tf.sum(vars[0])) : empty;
+}
+
+/**
  * Forward and backward of one hybrid step. Every rank calls the same collectives in the same
  * order, whatever its image count (a rank with none still joins every gather and scatter).
  */
@@ -332,7 +343,7 @@ export function hybridGradients(
   let logits: tf.Tensor | null = null;
   try {
     const { value, grads } = tf.variableGrads(() => {
-      const features = images ? convFeatures(model, images, convHook) : (tf.zeros([0, featureSize]) as tf.Tensor2D);
+      const features = images ? convFeatures(model, images, convHook) : noFeatures(featureSize, head, vars);
       let h = gatherRows(collective, counts, featureSize)(features);
       let next = firstDenseParam(spec);
       head.layers.forEach((layer, l) => {

@@ -224,3 +224,38 @@ t.test('bytes on the wire: what the comm thread counts each step matches the mod
     }
   });
 });
+
+t.test(
+  'a rank whose whole share of a step is bad files still joins every collective (hybrid, overlap = data mode)',
+  async (t) => {
+    // 2 images a step on 2 workers: the step that meets the broken file leaves one rank with none.
+    const broken = path.join(root, 'stripes-broken');
+    fs.cpSync(data, broken, { recursive: true });
+    fs.writeFileSync(path.join(broken, 'train', 'checker', '0.png'), 'not an image');
+    const run = async (name: string, extra: string[]) => {
+      const runDir = path.join(root, name);
+      const cfg = config([
+        ...['--data', broken, '--preset', 'small', '--init', 'he', '--batch-size', '2', '--lr', '0.01'],
+        ...['--run-dir', runDir, '--backend', 'wasm', '--seed', '5', '--epochs', '1', '--dropout', '0'],
+        ...extra,
+      ]);
+      await trainDataParallel(cfg, cpu(2), memoryLogger());
+      const metrics = fs.readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+      return {
+        ckpt: loadCheckpoint(runDir),
+        skipped: (JSON.parse(metrics[0]) as { skippedImages: number }).skippedImages,
+      };
+    };
+    const dataMode = await run('broken-data', []);
+    t.equal(dataMode.skipped, 1, 'the broken image is skipped');
+    for (const [name, extra] of [
+      ['hybrid', ['--parallel', 'hybrid']],
+      ['overlap', ['--overlap']],
+    ] as const) {
+      const other = await run(`broken-${name}`, [...extra]);
+      t.same(other.ckpt.position, dataMode.ckpt.position, `${name}: ran the whole epoch`);
+      const w = maxRelativeDifference(dataMode.ckpt.weights, other.ckpt.weights);
+      t.ok(w <= 1e-4, `${name} vs data mode: ${w.toExponential(2)} <= 1e-4`);
+    }
+  },
+);
