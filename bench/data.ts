@@ -313,7 +313,7 @@ export function dataMarkdown(r: DataBenchJson): string {
     table,
     ...notRun.map(
       ([input, why]) =>
-        `torchvision on ${input}: ${why}; compared with the ${TORCHVISION_REFERENCE} img/s measured earlier on 500x375 JPEGs instead`,
+        `torchvision on ${input}: ${why}; compared with ${fallback.toFixed(0)} img/s instead (PIL/torchvision on 500x375 JPEGs${typeof r.torchvision === 'number' ? ', this run' : ', measured earlier'})`,
     ),
   ].join('\n');
 }
