@@ -9,9 +9,9 @@
  * have work (ref/unref), so a finished run exits without closing the pool.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { coresOfThisProcess } from '../core/cores';
 import type { DecodeOptions, DecodeResult } from './decode';
 
 export interface DecodeRequest {
@@ -28,9 +28,12 @@ export interface DecodeReply {
 /** The compiled thread script; absent when running from TypeScript sources (ts-node). */
 const WORKER_SCRIPT = path.join(__dirname, 'decode-worker.js');
 
-/** Threads by default: a decode thread per core, up to 4 (beyond that the disk or sharp's own pool limits). */
+/**
+ * Threads by default: one per core of this process (its launcher's share when several workers
+ * share the host), up to 4 (beyond that the disk or sharp's own pool limits).
+ */
 export function defaultDecodeThreads(): number {
-  return Math.min(4, os.availableParallelism());
+  return Math.min(4, coresOfThisProcess());
 }
 
 interface Thread {

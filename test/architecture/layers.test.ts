@@ -15,6 +15,7 @@ const CORE = [
   'class-names',
   'field-reader',
   'project-root',
+  'cores',
 ].map((f) => `core/${f}`);
 
 /** unit -> the other units it may import. Entry points may import anything. */
@@ -47,6 +48,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   'core/errors': [],
   'core/atomic-write': [],
   'core/project-root': [],
+  'core/cores': [],
   'core/text-format': [],
 };
 

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { DeviceAssignment } from '../../devices/discover';
+import { coreShareEnvironment } from '../../core/cores';
 import { TEST_WORKER_SCRIPT_ENV, workerEnvironment, type WorkerBootstrap } from '../control/worker-env';
 
 /** What both the coordinator and a join agent say on the first Ctrl-C. */
@@ -86,7 +87,10 @@ export class LocalWorkers {
         crossRingAddress: plan.crossRingAddress?.(i) ?? null,
       };
       const child = spawn(process.execPath, [workerScript()], {
-        env: workerEnvironment(boot, devices.kind === 'gpu' ? devices.gpuIds[i] : null),
+        env: {
+          ...workerEnvironment(boot, devices.kind === 'gpu' ? devices.gpuIds[i] : null),
+          ...coreShareEnvironment(devices.worldSize),
+        },
         stdio: ['ignore', 'inherit', 'inherit'],
       });
       const w: LocalWorker = { rank, child, exited: false, exitCode: null, signal: null };
