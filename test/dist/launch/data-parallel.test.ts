@@ -213,7 +213,9 @@ t.test('Ctrl-C on `alexnet train` stops all workers after a checkpoint; exit cod
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const started = Date.now();
-  while (!/epoch 1:/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 100));
+  // The first step's progress line: training is under way (waiting for the whole first epoch
+  // and its evaluation cost 3 more steps on each worker and tested nothing more).
+  while (!/Epoch 1\/50 \[/.test(output) && Date.now() - started < 90_000) await new Promise((r) => setTimeout(r, 100));
   child.kill('SIGINT');
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   t.equal(code, 130, 'exit code 130');
@@ -266,7 +268,12 @@ async function killCoordinatorWhen(
 }
 
 t.test('a coordinator killed with SIGKILL leaves no orphan workers', async (t) => {
-  const { workerCount, workersGoneMs } = await killCoordinatorWhen('orphans', (out) => /epoch 1:/.test(out), 90_000);
+  // Killed once the first step's progress line shows the workers training.
+  const { workerCount, workersGoneMs } = await killCoordinatorWhen(
+    'orphans',
+    (out) => /Epoch 1\/50 \[/.test(out),
+    90_000,
+  );
   t.equal(workerCount, 2, 'both worker pids printed');
   t.ok(workersGoneMs < 30_000, `workers gone ${workersGoneMs} ms after the coordinator`);
 });
