@@ -92,8 +92,12 @@ t.test('dashboard: a port in use is a one-line error', async (t) => {
   t.notOk(fs.existsSync(runDir), 'no run directory made');
 });
 
+/** `train --help`, spawned once for the two tests that read it. */
+let trainHelpRun: ReturnType<typeof run> | null = null;
+const trainHelp = (): ReturnType<typeof run> => (trainHelpRun ??= run('train', '--help'));
+
 t.test('--help explains every train option with its default', async (t) => {
-  const r = run('train', '--help');
+  const r = trainHelp();
   t.equal(r.code, 0);
   for (const opt of ['--preset', '--batch-size', '--lr', '--weight-decay', '--devices', '--resume', '--tta'])
     t.match(r.stdout, opt);
@@ -107,7 +111,7 @@ t.test('--help explains every train option with its default', async (t) => {
 });
 
 t.test('--help of the multi-host options and commands gives their defaults', async (t) => {
-  const train = run('train', '--help');
+  const train = trainHelp();
   for (const opt of ['--rendezvous', '--world-size', '--key-file', '--ring-host', '--ring-port', '--join-timeout'])
     t.match(train.stdout, opt);
   t.match(train.stdout, /default: 600/);
