@@ -62,8 +62,8 @@ export class DecodePool {
    */
   async decode(files: readonly string[], opts: DecodeOptions): Promise<DecodeResult[]> {
     if (files.length === 0) return [];
-    const runs = Math.min(this.size, files.length);
-    const per = Math.ceil(files.length / runs);
+    const per = Math.ceil(files.length / this.size);
+    const runs = Math.ceil(files.length / per); // 5 files on 4 threads: 3 runs of 2, 2 and 1
     const parts = await Promise.all(
       Array.from({ length: runs }, (_, k) => this.send(files.slice(k * per, (k + 1) * per), opts)),
     );
