@@ -2,8 +2,9 @@
  * Per-kernel speed inside a real training step on the native backend: every kernel call of one
  * step (forward, backward, update) from tf.profile, with its FLOPs where it is a convolution or
  * a matrix product, its GFLOP/s, the share of the core's fp32 peak, and oneDNN's own figure
- * for the same op (standalone C++, no tfjs) where one was measured. Where the step's time
- * goes, so the next bottleneck is visible.
+ * for the same op: bench/onednn_probe.cc (standalone C++, no tfjs), compiled on demand and run
+ * on the same layers after the profiled steps; constants from another machine only where it
+ * cannot be built. Where the step's time goes, so the next bottleneck is visible.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/kernels.js [--preset paper] [--batch 32] [--reps 3]
  *       [--out kernels.json]
@@ -15,19 +16,31 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/select';
 import { PRESET_NAMES, type PresetName } from '../src/core/config';
-import { createAlexNet, disposeModel, layerShapes, type LayerShape } from '../src/model/alexnet';
-import { buildSpec } from '../src/model/presets';
+import { createAlexNet, disposeModel, layerShapes } from '../src/model/alexnet';
+import { buildSpec, type ModelSpec } from '../src/model/presets';
 import { formatTable } from '../src/core/text-format';
 import { Optimizer } from '../src/train/optimizer';
 import { trainStep } from '../src/train/step';
 import { flagValue, loadAverage, machineLine, median } from './harness';
+import {
+  convBwdLabel,
+  convFwdLabel,
+  fcLabel,
+  fcLayersOf,
+  probeLines,
+  runProbe,
+  type FcLayer,
+  type FcPass,
+} from './onednn-probe';
 
-/** A core's fp32 peak here: AVX-512, two FMA units, ~3.7 GHz (docs/benchmarks.md). */
+/** A core's fp32 peak on the machine of docs/benchmarks.md: AVX-512, two FMA units, ~3.7 GHz. */
 export const CORE_PEAK_GFLOPS = 235;
 
 /**
- * oneDNN 2.6.3 alone (standalone C++, 1 thread, batch 32, NHWC, best of 5; measured 2026-12-01
- * on this machine type): the upper end of each range, GFLOP/s. Keyed like kernelRows' labels.
+ * The fallback when the probe (bench/onednn_probe.cc) cannot be built: oneDNN 2.6.3 alone
+ * (standalone C++, 1 thread, batch 32, NHWC, best of 5) for the paper preset, measured
+ * 2026-12-01 on ANOTHER machine (AVX-512; docs/benchmarks.md), the upper end of each range,
+ * GFLOP/s. Keyed like kernelRows' labels.
  */
 export const ONEDNN_ALONE_GFLOPS: Readonly<Record<string, number>> = {
   'conv1 fwd': 205,
@@ -75,22 +88,6 @@ export function convFlops(yShape: number[], wShape: number[]): number {
   return (2 * size(yShape) * size(wShape)) / wShape[wShape.length - 1];
 }
 
-/** An FC layer: its name and weight shape [inputs, outputs]. */
-export interface FcLayer {
-  name: string;
-  weight: [number, number];
-}
-
-/** The FC layers of a model, from its layer table (an FC row's input is the previous row's output). */
-export function fcLayersOf(rows: readonly LayerShape[]): FcLayer[] {
-  const layers: FcLayer[] = [];
-  rows.forEach((row, i) => {
-    if (row.outputShape.length === 1 && i > 0)
-      layers.push({ name: row.layer, weight: [size(rows[i - 1].outputShape), row.outputShape[0]] });
-  });
-  return layers;
-}
-
 /**
  * Labels and FLOPs for one step's calls, in order: conv layers are numbered as they come
  * (forward in order, backward in reverse); a matrix product is an FC layer's by its weight
@@ -107,7 +104,7 @@ export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs:
   return kernels.map((c): KernelRow => {
     if (c.name === 'AlexnetConvLayer') {
       convFwd++;
-      return { label: `conv${convFwd} fwd`, ms: c.ms, gflop: convFlops(c.outputShapes[0], c.inputShapes[1]) / 1e9 };
+      return { label: convFwdLabel(convFwd), ms: c.ms, gflop: convFlops(c.outputShapes[0], c.inputShapes[1]) / 1e9 };
     }
     if (c.name === 'AlexnetConvLayerGrad') {
       const n = convBwd--;
@@ -115,7 +112,7 @@ export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs:
       const withData = n > 1;
       const one = convFlops(c.inputShapes[2], c.inputShapes[1]);
       return {
-        label: `conv${n} bwd (${withData ? 'data + weights' : 'weights'})`,
+        label: convBwdLabel(n, withData),
         ms: c.ms,
         gflop: (withData ? 2 * one : one) / 1e9,
       };
@@ -126,10 +123,10 @@ export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs:
         [dims(c.inputShapes[1]), dims(c.outputShapes[0])].includes(f.weight.join('x')),
       );
       if (layer < 0) return { label: 'other matmul', ms: c.ms, gflop };
-      const role =
+      const role: FcPass =
         dims(c.outputShapes[0]) === fcs[layer].weight.join('x') ? 'dW' : forwardSeen.has(layer) ? 'dx' : 'fwd';
       forwardSeen.add(layer);
-      return { label: `${fcs[layer].name} ${role}`, ms: c.ms, gflop };
+      return { label: fcLabel(fcs[layer].name, role), ms: c.ms, gflop };
     }
     return { label: c.name, ms: c.ms, gflop: 0 };
   });
@@ -154,6 +151,106 @@ async function profiledStep(step: () => Promise<void>): Promise<KernelCall[]> {
       outputShapes: k.outputShapes,
       ms: Number(await k.kernelTimeMs) || 0,
     })),
+  );
+}
+
+/** What a row is compared with: oneDNN alone's GFLOP/s, the way it got them, and its figure in our layouts. */
+export interface AloneFigure {
+  gflops: number;
+  how: string;
+  /** null where unknown (the constants). */
+  oursGflops: number | null;
+}
+
+export interface AloneFigures {
+  /** Where the figures come from, for the report. */
+  source: string;
+  byLabel: ReadonlyMap<string, AloneFigure>;
+}
+
+/** The probe's figures for this preset and batch, or (paper, batch 32 only) the constants, saying why. */
+function aloneFigures(spec: ModelSpec, classes: number, batch: number, reps: number): AloneFigures {
+  const probe = runProbe(probeLines(spec, classes, batch), 1, reps);
+  if (typeof probe !== 'string') {
+    const byLabel = Object.entries(probe.rows).map(([label, r]): [string, AloneFigure] => [
+      label,
+      { gflops: r.best.gflops, how: r.best.how, oursGflops: r.ours.gflops },
+    ]);
+    return {
+      source: `oneDNN ${probe.oneDNN} alone on this machine (bench/onednn_probe.cc: ${probe.isa}, ${probe.threads} thread, best of ${probe.reps}, run after the profiled steps)`,
+      byLabel: new Map(byLabel),
+    };
+  }
+  const constants = spec.preset === 'paper' && batch === 32 ? Object.entries(ONEDNN_ALONE_GFLOPS) : [];
+  return {
+    source: `the probe did not run (${probe}); oneDNN alone from constants measured on ANOTHER machine (AVX-512)${constants.length > 0 ? '' : ', none for this preset and batch'}`,
+    byLabel: new Map(
+      constants.map(([label, gflops]): [string, AloneFigure] => [label, { gflops, how: 'constant', oursGflops: null }]),
+    ),
+  };
+}
+
+/** The step's conv and FC kernel time against oneDNN alone's for the same rows (those with a figure). */
+export function stepVersusAlone(
+  rows: readonly KernelRow[],
+  alone: ReadonlyMap<string, AloneFigure>,
+): { oursMs: number; aloneMs: number; aloneOursMs: number | null } {
+  let oursMs = 0;
+  let aloneMs = 0;
+  let aloneOursMs: number | null = 0;
+  for (const r of rows) {
+    const f = alone.get(r.label);
+    if (f === undefined || r.gflop <= 0) continue;
+    oursMs += r.ms;
+    aloneMs += (1000 * r.gflop) / f.gflops;
+    aloneOursMs = f.oursGflops === null || aloneOursMs === null ? null : aloneOursMs + (1000 * r.gflop) / f.oursGflops;
+  }
+  return { oursMs, aloneMs, aloneOursMs };
+}
+
+/** The per-kernel table: ours, and oneDNN alone's figure where there is one. */
+function kernelTable(rows: readonly KernelRow[], stepMs: number, alone: AloneFigures['byLabel']): string {
+  return formatTable(
+    [
+      'kernel',
+      'ms',
+      'share of step',
+      'GFLOP',
+      'GFLOP/s',
+      '% of core peak',
+      'oneDNN alone GFLOP/s',
+      'its way',
+      'alone, our layouts',
+      'ours / oneDNN alone',
+    ],
+    rows.map((r) => {
+      const gflops = r.gflop > 0 ? r.gflop / (r.ms / 1000) : NaN;
+      const f = alone.get(r.label);
+      return [
+        r.label,
+        r.ms.toFixed(1),
+        `${((100 * r.ms) / stepMs).toFixed(1)}%`,
+        r.gflop > 0 ? r.gflop.toFixed(2) : '-',
+        Number.isFinite(gflops) ? gflops.toFixed(0) : '-',
+        Number.isFinite(gflops) ? `${((100 * gflops) / CORE_PEAK_GFLOPS).toFixed(0)}%` : '-',
+        f !== undefined ? f.gflops.toFixed(0) : '-',
+        f?.how ?? '-',
+        f?.oursGflops != null ? f.oursGflops.toFixed(0) : '-',
+        f !== undefined && Number.isFinite(gflops) ? `${(gflops / f.gflops).toFixed(2)}` : '-',
+      ];
+    }),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'left', 'right', 'right'],
+  );
+}
+
+/** The whole-step line: conv + FC kernel time against oneDNN alone's, and the step's speed. */
+function stepLine(rows: readonly KernelRow[], alone: AloneFigures['byLabel'], batch: number, stepMs: number): string {
+  const s = stepVersusAlone(rows, alone);
+  if (s.oursMs === 0) return 'Conv + FC kernels: no oneDNN-alone figures to compare with.';
+  const inOurs = s.aloneOursMs !== null ? ` (${s.aloneOursMs.toFixed(0)} ms in our layouts)` : '';
+  return (
+    `Conv + FC kernels: ${s.oursMs.toFixed(0)} ms in the step, ${s.aloneMs.toFixed(0)} ms for oneDNN alone${inOurs}: ` +
+    `${(s.aloneMs / s.oursMs).toFixed(2)} of oneDNN alone's speed; the step ${((batch / stepMs) * 1000).toFixed(1)} img/s.`
   );
 }
 
@@ -211,50 +308,23 @@ async function main(argv: string[]): Promise<void> {
   const kernelMs = rows.reduce((a, r) => a + r.ms, 0);
   const step1 = median(stepMs);
   const shown = rows.filter((r) => r.gflop > 0 || r.ms >= 0.5);
-  // oneDNN's standalone figures were measured for this shape only.
-  const aloneFor = (label: string): number | undefined =>
-    preset === 'paper' && batch === 32 ? ONEDNN_ALONE_GFLOPS[label] : undefined;
-  const table = formatTable(
-    [
-      'kernel',
-      'ms',
-      'share of step',
-      'GFLOP',
-      'GFLOP/s',
-      '% of core peak',
-      'oneDNN alone GFLOP/s',
-      'ours / oneDNN alone',
-    ],
-    shown.map((r) => {
-      const gflops = r.gflop > 0 ? r.gflop / (r.ms / 1000) : NaN;
-      const alone = aloneFor(r.label);
-      return [
-        r.label,
-        r.ms.toFixed(1),
-        `${((100 * r.ms) / step1).toFixed(1)}%`,
-        r.gflop > 0 ? r.gflop.toFixed(2) : '-',
-        Number.isFinite(gflops) ? gflops.toFixed(0) : '-',
-        Number.isFinite(gflops) ? `${((100 * gflops) / CORE_PEAK_GFLOPS).toFixed(0)}%` : '-',
-        alone !== undefined ? String(alone) : '-',
-        alone !== undefined && Number.isFinite(gflops) ? `${(gflops / alone).toFixed(2)}` : '-',
-      ];
-    }),
-    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
-  );
+  const alone = aloneFigures(spec, classes, batch, reps);
   const totalGflop = rows.reduce((a, r) => a + r.gflop, 0);
   const lines = [
     `# per-kernel time in one ${preset} training step (${machineLine()}; ${new Date().toISOString()})`,
     '',
     `\`node dist/bench/kernels.js ${argv.join(' ')}\`: native backend, 1 thread, batch ${batch}, ${classes} classes, median of ${reps} profiled steps; 1-minute load average ${load[0].toFixed(1)}-${load[1].toFixed(1)}.`,
-    `Step ${step1.toFixed(0)} ms (${((batch / step1) * 1000).toFixed(1)} img/s) under the profiler, of which ${kernelMs.toFixed(0)} ms in kernels; ${totalGflop.toFixed(1)} GFLOP in convolutions and products, ${(totalGflop / (step1 / 1000)).toFixed(0)} GFLOP/s over the whole step (core peak ~${CORE_PEAK_GFLOPS}). Kernels under 0.5 ms are left out.`,
+    `Step ${step1.toFixed(0)} ms (${((batch / step1) * 1000).toFixed(1)} img/s) under the profiler, of which ${kernelMs.toFixed(0)} ms in kernels; ${totalGflop.toFixed(1)} GFLOP in convolutions and products, ${(totalGflop / (step1 / 1000)).toFixed(0)} GFLOP/s over the whole step (core peak ~${CORE_PEAK_GFLOPS} on the AVX-512 machine of docs/benchmarks.md). Kernels under 0.5 ms are left out.`,
+    `Compared with ${alone.source}; "its way": how oneDNN alone got its best figure (conv: nhwc, or any = its own blocked layouts; FC: inner_product, matmul or sgemm), "alone, our layouts": its best without a reorder of our buffers.`,
+    stepLine(rows, alone.byLabel, batch, step1),
     '',
-    table,
+    kernelTable(shown, step1, alone.byLabel),
   ];
   console.log(lines.join('\n'));
   if (outPath !== null)
     fs.writeFileSync(
       outPath,
-      `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, markdown: lines.join('\n') }, null, 2)}\n`,
+      `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, alone: { source: alone.source, rows: Object.fromEntries(alone.byLabel) }, markdown: lines.join('\n') }, null, 2)}\n`,
     );
   disposeModel(model);
   optimizer.dispose();

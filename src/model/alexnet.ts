@@ -145,7 +145,8 @@ export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number)
   return { spec, numClasses, params };
 }
 
-function tfPad(
+/** A preset's padding as tfjs's conv2d takes it (a number is that many pixels on each side). */
+export function tfPad(
   pad: ConvPad,
 ): 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] {
   if (typeof pad !== 'number') return pad;

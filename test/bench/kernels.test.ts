@@ -1,7 +1,8 @@
 // The per-kernel benchmark's arithmetic on hand-made profiler records: FLOPs from shapes, and
 // which layer and pass each kernel call is.
 import t from 'tap';
-import { convFlops, fcLayersOf, kernelRows, matMulFlops, mergeRows, type KernelCall } from '../../bench/kernels';
+import { convFlops, kernelRows, matMulFlops, mergeRows, stepVersusAlone, type KernelCall } from '../../bench/kernels';
+import { fcLayersOf, probeLines } from '../../bench/onednn-probe';
 import { layerShapes } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
@@ -121,4 +122,31 @@ t.test("a step's calls are named by layer and pass", async (t) => {
   t.equal(rows[5].gflop, 2 * conv2, 'backward data and weights: twice the forward');
   t.equal(rows[6].gflop, convFlops([32, 55, 55, 96], [11, 11, 3, 96]) / 1e9, 'conv1: weights only');
   t.equal(rows[7].ms, 0.75, 'same-label calls summed');
+});
+
+t.test("the probe's layer lines carry the addon's conv parameters and the FC shapes", async (t) => {
+  const lines = probeLines(buildSpec('paper'), 1000, 32).map((l) => l.split('\t'));
+  t.same(lines[0], ['conv', 'conv1 fwd', 'conv1 bwd (weights)', '32 227 227 3 55 55 96 11 11 4 4 0 0 0 0 1 1 0']);
+  t.same(lines[1].slice(1, 3), ['conv2 fwd', 'conv2 bwd (data + weights)']);
+  t.match(lines[1][3], /^32 27 27 96 27 27 256 5 5 1 1 2 2 2 2 2 1 1$/, 'conv2: grouped, padded 2, input gradient');
+  t.same(lines.slice(5), [
+    ['fc', 'fc6 fwd', 'fc6 dx', 'fc6 dW', '32 9216 4096 1'],
+    ['fc', 'fc7 fwd', 'fc7 dx', 'fc7 dW', '32 4096 4096 1'],
+    ['fc', 'fc8 fwd', 'fc8 dx', 'fc8 dW', '32 4096 1000 0'],
+  ]);
+});
+
+t.test('the whole step against oneDNN alone counts only the rows with a figure', async (t) => {
+  const rows = [
+    { label: 'conv1 fwd', ms: 20, gflop: 2 },
+    { label: 'fc6 fwd', ms: 10, gflop: 1 },
+    { label: 'LRN', ms: 5, gflop: 0 },
+  ];
+  const alone = new Map([
+    ['conv1 fwd', { gflops: 200, how: 'any', oursGflops: 100 }],
+    ['fc6 fwd', { gflops: 200, how: 'sgemm', oursGflops: 200 }],
+  ]);
+  t.same(stepVersusAlone(rows, alone), { oursMs: 30, aloneMs: 15, aloneOursMs: 25 });
+  const constants = new Map([['conv1 fwd', { gflops: 100, how: 'constant', oursGflops: null }]]);
+  t.same(stepVersusAlone(rows, constants), { oursMs: 20, aloneMs: 20, aloneOursMs: null });
 });

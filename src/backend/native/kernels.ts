@@ -160,7 +160,7 @@ export function convParams(info: Conv2DInfo, groups: number, activation: Activat
   ]);
 }
 
-interface ConvOptions {
+export interface ConvOptions {
   strides: Conv2DAttrs['strides'];
   pad: Conv2DAttrs['pad'];
   dataFormat: Conv2DAttrs['dataFormat'];
@@ -169,7 +169,13 @@ interface ConvOptions {
 }
 
 /** tfjs's geometry of a convolution; with groups, the filter is [KH, KW, IC / G, OC]. */
-function convInfo(kernel: string, xShape: number[], filterShape: number[], o: ConvOptions, groups = 1): Conv2DInfo {
+export function convInfo(
+  kernel: string,
+  xShape: number[],
+  filterShape: number[],
+  o: ConvOptions,
+  groups = 1,
+): Conv2DInfo {
   if (o.dataFormat === 'NCHW') fail(kernel, 'NCHW is not supported (NHWC only)');
   if (!isOne(o.dilations)) fail(kernel, 'dilations other than 1 are not supported');
   if (xShape.length !== 4 || filterShape.length !== 4) fail(kernel, 'input and filter must be rank 4');
