@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <iostream>
+#include <list>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -48,11 +49,22 @@ dnnl::stream &strm() {
 
 int gReps = 3;
 
+/**
+ * Evicts the caches (L3 here: 32 MiB) before each timed call: in a training step a layer's
+ * weights were last touched by the previous step's update, tens of megabytes of activations ago,
+ * so a warm-cache figure would flatter oneDNN for the layers that fit (fc8's 16 MB).
+ */
+void evictCaches() {
+  static std::vector<char> junk(64 << 20);
+  for (size_t i = 0; i < junk.size(); i += 64) junk[i]++;
+}
+
 /** Best-of-gReps milliseconds of `run`, after one untimed call (JIT, page faults). */
 double bestMs(const std::function<void()> &run) {
   run();
   double best = 1e300;
   for (int r = 0; r < gReps; r++) {
+    evictCaches();
     const auto t0 = std::chrono::steady_clock::now();
     run();
     best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -67,23 +79,38 @@ double timePrimitive(const dnnl::primitive &prim, const Args &args) {
   });
 }
 
-/** A buffer of `md` holding small pseudo-random values (zeros would let no kernel take a shortcut, but denormals might). */
-memory filled(const memory::desc &md) {
-  memory m(md, eng());
-  float *p = static_cast<float *>(m.get_data_handle());
-  uint32_t s = 12345;
-  for (size_t i = 0; i < md.get_size() / sizeof(float); i++) {
-    s = s * 1664525u + 1013904223u;
-    p[i] = static_cast<float>(s >> 9) / 8388608.f - 0.5f;
-  }
-  return m;
+/**
+ * The buffers of the layer being timed, from malloc as tfjs's are (V8's ArrayBuffers come from
+ * glibc's calloc: a large one is mmap'd at a page + 16 bytes). Placement alone changes speed:
+ * fc6's forward product (150 MB of weights, a row every 16 KiB) ran ~1.5x faster there than at
+ * oneDNN's own 64-byte-aligned allocation on this EPYC. So every way gets the addon's kind of
+ * buffer, and the ways differ only in how they compute.
+ */
+std::list<std::vector<float>> &arena() {
+  static std::list<std::vector<float>> buffers;
+  return buffers;
 }
 
-std::vector<float> filledVector(size_t n) {
-  memory m = filled(memory::desc({static_cast<int64_t>(n)}, dt::f32, tag::x));
-  const float *p = static_cast<const float *>(m.get_data_handle());
-  return std::vector<float>(p, p + n);
+/** `n` small pseudo-random floats (zeros could let a kernel take shortcuts). */
+float *filledFloats(size_t n) {
+  std::vector<float> &v = arena().emplace_back(n);
+  uint32_t s = 12345;
+  for (auto &x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = static_cast<float>(s >> 9) / 8388608.f - 0.5f;
+  }
+  return v.data();
 }
+
+memory filled(const memory::desc &md) { return memory(md, eng(), filledFloats(md.get_size() / sizeof(float))); }
+
+/** Frees the arena when one way has been timed: fc6's ways together would hold gigabytes. */
+struct ArenaScope {
+  ArenaScope() = default;
+  ArenaScope(const ArenaScope &) = delete;
+  ArenaScope &operator=(const ArenaScope &) = delete;
+  ~ArenaScope() { arena().clear(); }
+};
 
 dnnl::primitive_attr reluAttr(bool relu) {
   dnnl::primitive_attr attr;
@@ -127,6 +154,7 @@ struct Conv {
 
 /** Forward, and backward (data + weights) milliseconds, with activations in layout `t`. */
 std::pair<double, double> timeConv(const Conv &c, tag t) {
+  const ArenaScope scope;
   const auto src = c.act(c.ic, c.ih, c.iw, t), dst = c.act(c.oc, c.oh, c.ow, t);
   const memory::desc bias({c.oc}, dt::f32, tag::x);
   const dims strides{c.sh, c.sw}, padL{c.pt, c.pl}, padR{c.pb, c.pr};
@@ -193,6 +221,7 @@ struct FcTimes {
 };
 
 FcTimes timeInnerProduct(const Fc &f, tag weightsTag) {
+  const ArenaScope scope;
   const memory::desc src({f.m, f.k}, dt::f32, tag::nc), dst({f.m, f.n}, dt::f32, tag::nc);
   const memory::desc w({f.n, f.k}, dt::f32, weightsTag), bias({f.n}, dt::f32, tag::x);
   const dnnl::inner_product_forward::primitive_desc fwd(
@@ -217,6 +246,7 @@ FcTimes timeInnerProduct(const Fc &f, tag weightsTag) {
 
 double timeMatMul(const memory::desc &a, const memory::desc &b, const memory::desc *bias, const memory::desc &c,
                   bool relu) {
+  const ArenaScope scope;
   const auto d = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
   const dnnl::matmul::primitive_desc pd(d, reluAttr(relu), eng());
   Args args{{DNNL_ARG_SRC, filled(a)}, {DNNL_ARG_WEIGHTS, filled(b)}, {DNNL_ARG_DST, filled(c)}};
@@ -235,10 +265,12 @@ FcTimes timeStridedMatMul(const Fc &f) {
 
 /** sgemm, row-major; the forward adds the bias and applies the relu in a second pass. */
 FcTimes timeSgemm(const Fc &f) {
-  std::vector<float> x = filledVector(f.m * f.k), w = filledVector(f.k * f.n), b = filledVector(f.n);
-  std::vector<float> y = filledVector(f.m * f.n), dy = filledVector(f.m * f.n), dx(f.m * f.k), dw(f.k * f.n);
+  const ArenaScope scope;
+  float *x = filledFloats(f.m * f.k), *w = filledFloats(f.k * f.n), *b = filledFloats(f.n);
+  float *y = filledFloats(f.m * f.n), *dy = filledFloats(f.m * f.n), *dx = filledFloats(f.m * f.k);
+  float *dw = filledFloats(f.k * f.n);
   const auto fwd = [&] {
-    dnnl::sgemm('N', 'N', f.m, f.n, f.k, 1.f, x.data(), f.k, w.data(), f.n, 0.f, y.data(), f.n);
+    dnnl::sgemm('N', 'N', f.m, f.n, f.k, 1.f, x, f.k, w, f.n, 0.f, y, f.n);
     for (int64_t i = 0; i < f.m; i++)
       for (int64_t j = 0; j < f.n; j++) {
         const float v = y[i * f.n + j] + b[j];
@@ -247,8 +279,8 @@ FcTimes timeSgemm(const Fc &f) {
   };
   return {
       bestMs(fwd),
-      bestMs([&] { dnnl::sgemm('N', 'T', f.m, f.k, f.n, 1.f, dy.data(), f.n, w.data(), f.n, 0.f, dx.data(), f.k); }),
-      bestMs([&] { dnnl::sgemm('T', 'N', f.k, f.n, f.m, 1.f, x.data(), f.k, dy.data(), f.n, 0.f, dw.data(), f.n); }),
+      bestMs([&] { dnnl::sgemm('N', 'T', f.m, f.k, f.n, 1.f, dy, f.n, w, f.n, 0.f, dx, f.k); }),
+      bestMs([&] { dnnl::sgemm('T', 'N', f.k, f.n, f.m, 1.f, x, f.k, dy, f.n, 0.f, dw, f.n); }),
   };
 }
 
