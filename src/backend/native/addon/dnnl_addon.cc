@@ -16,6 +16,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -379,33 +380,25 @@ void convLayerBackward(napi_env env, napi_value *argv) {
 // ---------------------------------------------------------------------------------------------
 // Matrix products, batched: C[b] = op(A[b]) op(B[b]) (+ bias, relu).
 // Parameters: [BA, BB, M, K, N, TRANSPOSE_A, TRANSPOSE_B, RELU]; a batch of 1 broadcasts.
+//
+// oneDNN's sgemm, row-major, with the transposes as its 'T' flags: no primitive to build or
+// cache per shape, no strided memory descriptors. The FC layers' three products (forward,
+// dx = dy W^T, dW = x^T dy) ran as fast or faster through it than through the matmul
+// primitive (bench/onednn_probe.cc times both). The bias and relu of _FusedMatMul are one pass
+// over C afterwards (M x N, small next to the product's K x N weights).
 
 constexpr size_t kMatMulParams = 8;
 
-struct MatMulOp : Op {
-  dnnl::matmul::primitive_desc pd;
-  dnnl::matmul prim;
-  MatMulOp(const memory::desc &a, const memory::desc &b, const memory::desc *bias, const memory::desc &c, bool relu)
-      : pd(makePd(a, b, bias, c, relu)), prim(pd) {}
-
-  static dnnl::matmul::primitive_desc makePd(const memory::desc &a, const memory::desc &b, const memory::desc *bias,
-                                             const memory::desc &c, bool relu) {
-    dnnl::primitive_attr attr;
-    if (relu) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
-      attr.set_post_ops(ops);
-    }
-    auto d = bias ? dnnl::matmul::desc(a, b, *bias, c) : dnnl::matmul::desc(a, b, c);
-    return dnnl::matmul::primitive_desc(d, attr, cpuEngine());
+/** c[r][j] = act(c[r][j] + bias[j]) over `rows` rows of `n`; bias may be null. */
+void biasRelu(float *c, size_t rows, size_t n, const float *bias, bool relu) {
+  for (size_t r = 0; r < rows; r++) {
+    float *row = c + r * n;
+    if (bias != nullptr)
+      for (size_t j = 0; j < n; j++) row[j] += bias[j];
+    if (relu)
+      // max(0, x) keeping NaN, as the unary relu.
+      for (size_t j = 0; j < n; j++) row[j] = row[j] < 0.f ? 0.f : row[j];
   }
-};
-
-/** A row-major [batch, rows, cols] buffer read as [batch, r, c] (transposed when asked). */
-memory::desc matrixDesc(int64_t batch, int64_t rows, int64_t cols, bool transposed) {
-  // Logical dims are what the product sees; strides say where the row-major buffer has them.
-  if (!transposed) return memory::desc({batch, rows, cols}, dt::f32, dims{rows * cols, cols, 1});
-  return memory::desc({batch, cols, rows}, dt::f32, dims{rows * cols, 1, cols});
 }
 
 /** matMul(params, a, b, bias | null, c) */
@@ -415,26 +408,26 @@ void matMul(napi_env env, napi_value *argv) {
   const bool ta = p[5] != 0, tb = p[6] != 0, relu = p[7] != 0;
   if (ba != bb && ba != 1 && bb != 1) throw CallError("batch sizes must match or be 1");
   const int64_t batch = ba > bb ? ba : bb;
-  // Stored shapes: A is [ba, m, k] or, transposed, [ba, k, m]; B is [bb, k, n] or [bb, n, k].
-  const memory::desc aMd = ta ? matrixDesc(ba, k, m, true) : matrixDesc(ba, m, k, false);
-  const memory::desc bMd = tb ? matrixDesc(bb, n, k, true) : matrixDesc(bb, k, n, false);
-  const memory::desc cMd({batch, m, n}, dt::f32, dims{m * n, n, 1});
-  const memory::desc biasMd({1, 1, n}, dt::f32, dims{n, n, 1});
   Floats a = floatsArg(env, argv[1], product({ba, m, k}), "a");
   Floats b = floatsArg(env, argv[2], product({bb, k, n}), "b");
   Floats bias = floatsArg(env, argv[3], n, "bias", true);
   Floats c = floatsArg(env, argv[4], product({batch, m, n}), "c");
-  const bool withBias = bias.data != nullptr;
-  auto &op = cached<MatMulOp>(keyOf("matmul", p, {withBias}), [&] {
-    return std::make_unique<MatMulOp>(aMd, bMd, withBias ? &biasMd : nullptr, cMd, relu);
-  });
-  std::unordered_map<int, memory> args{
-      {DNNL_ARG_SRC, memory(aMd, cpuEngine(), a.data)},
-      {DNNL_ARG_WEIGHTS, memory(bMd, cpuEngine(), b.data)},
-      {DNNL_ARG_DST, memory(cMd, cpuEngine(), c.data)},
-  };
-  if (withBias) args.emplace(DNNL_ARG_BIAS, memory(biasMd, cpuEngine(), bias.data));
-  execute(op.prim, args);
+  // Stored row-major: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k]. A row's length
+  // is the leading dimension.
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    // An empty sum (sgemm rejects a leading dimension of 0).
+    std::fill(c.data, c.data + c.length, 0.f);
+  }
+  for (int64_t i = 0; i < batch && k > 0; i++) {
+    const float *ai = a.data + (ba == 1 ? 0 : i) * m * k;
+    const float *bi = b.data + (bb == 1 ? 0 : i) * k * n;
+    const auto status = dnnl::sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.f, ai, lda, bi, ldb, 0.f,
+                                    c.data + i * m * n, n);
+    if (status != dnnl::status::success) throw CallError("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(status)) + ")");
+  }
+  if (bias.data != nullptr || relu) biasRelu(c.data, static_cast<size_t>(batch * m), static_cast<size_t>(n), bias.data, relu);
 }
 
 // ---------------------------------------------------------------------------------------------
