@@ -48,8 +48,17 @@ export interface DnnlAddon extends ElementwiseAddon {
     db: Float32Array,
   ): void;
   matMul(params: Int32Array, a: Float32Array, b: Float32Array, bias: Float32Array | null, c: Float32Array): void;
-  maxPool(params: Int32Array, x: Float32Array, y: Float32Array): void;
-  maxPoolGrad(params: Int32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /** Writes the argmax workspace into `workspace` (maxPoolWorkspaceBytes long) when one is passed. */
+  maxPool(params: Int32Array, x: Float32Array, y: Float32Array, workspace: Uint8Array | null): void;
+  /** With maxPool's workspace for this x, the backward alone; with null, the forward again first. */
+  maxPoolGrad(
+    params: Int32Array,
+    x: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    workspace: Uint8Array | null,
+  ): void;
+  maxPoolWorkspaceBytes(params: Int32Array): number;
   lrn(params: Int32Array, constants: Float32Array, x: Float32Array, y: Float32Array): void;
   lrnGrad(params: Int32Array, constants: Float32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
   sgdMomentum(
@@ -458,7 +467,23 @@ export function poolParams(
   };
 }
 
-function makeMaxPool(addon: DnnlAddon): KernelFunc {
+/** A MaxPool's argmax workspace, the input it was computed from, and its parameters. */
+interface PoolWorkspace {
+  input: TensorInfo['dataId'];
+  params: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * MaxPool's workspaces for MaxPoolGrad, keyed by the forward's output, which tfjs hands back to
+ * the gradient as `output`: the backward then skips re-running the forward. Safe because a
+ * tensor's data does not change while its dataId lives (no kernel writes an activation in place),
+ * and a MaxPoolGrad whose input or parameters differ from the forward's recomputes. A WeakMap, so
+ * a workspace goes with its output tensor.
+ */
+type PoolWorkspaces = WeakMap<TensorInfo['dataId'], PoolWorkspace>;
+
+function makeMaxPool(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
   const kernel = tf.MaxPool;
   return ({ inputs, backend, attrs }) => {
     const { x } = inputs as { x: TensorInfo };
@@ -466,22 +491,26 @@ function makeMaxPool(addon: DnnlAddon): KernelFunc {
     const p = poolParams(kernel, x.shape, attrs as unknown as MaxPoolAttrs);
     const xs = values(kernel, 'x', x, b);
     const out = outputOf(b, p.outShape);
-    addon.maxPool(p.params, xs, out.data);
+    const bytes = new Uint8Array(addon.maxPoolWorkspaceBytes(p.params));
+    addon.maxPool(p.params, xs, out.data, bytes);
+    workspaces.set(out.info.dataId, { input: x.dataId, params: p.params.join(), bytes });
     return out.info;
   };
 }
 
-function makeMaxPoolGrad(addon: DnnlAddon): KernelFunc {
+function makeMaxPoolGrad(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
   const kernel = tf.MaxPoolGrad;
   return ({ inputs, backend, attrs }) => {
-    const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
+    const { dy, input, output } = inputs as { dy: TensorInfo; input: TensorInfo; output?: TensorInfo };
     const b = backend as unknown as CpuStorageBackend;
     const p = poolParams(kernel, input.shape, attrs as unknown as MaxPoolAttrs);
     expectShape(kernel, 'dy', dy, p.outShape);
     const xs = values(kernel, 'input', input, b);
     const dys = values(kernel, 'dy', dy, b);
     const out = outputOf(b, input.shape);
-    addon.maxPoolGrad(p.params, xs, dys, out.data);
+    const saved = output != null ? workspaces.get(output.dataId) : undefined;
+    const fits = saved !== undefined && saved.input === input.dataId && saved.params === p.params.join();
+    addon.maxPoolGrad(p.params, xs, dys, out.data, fits ? saved.bytes : null);
     return out.info;
   };
 }
@@ -663,6 +692,7 @@ export function inPlaceUpdates(addon: DnnlAddon): InPlaceUpdates {
 
 /** The kernels the addon provides, for the given backend name. */
 export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): KernelConfig[] {
+  const poolWorkspaces: PoolWorkspaces = new WeakMap();
   const kernels: [string, KernelFunc][] = [
     [tf.Conv2D, makeConv2D(tf.Conv2D, addon)],
     [tf.FusedConv2D, makeConv2D(tf.FusedConv2D, addon)],
@@ -670,8 +700,8 @@ export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): Kern
     [tf.Conv2DBackpropFilter, makeConv2DBackpropFilter(addon)],
     [tf.BatchMatMul, makeMatMul(tf.BatchMatMul, addon)],
     [tf._FusedMatMul, makeMatMul(tf._FusedMatMul, addon)],
-    [tf.MaxPool, makeMaxPool(addon)],
-    [tf.MaxPoolGrad, makeMaxPoolGrad(addon)],
+    [tf.MaxPool, makeMaxPool(addon, poolWorkspaces)],
+    [tf.MaxPoolGrad, makeMaxPoolGrad(addon, poolWorkspaces)],
     [tf.LRN, makeLrn(addon)],
     [tf.LRNGrad, makeLrnGrad(addon)],
     [SGD_MOMENTUM_KERNEL, makeSgdMomentum(addon)],

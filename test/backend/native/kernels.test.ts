@@ -417,6 +417,17 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         return [y, dx];
       });
     }
+    // The native MaxPoolGrad reuses the forward's argmax only for the very output and input it
+    // was computed from; any other pair recomputes it.
+    await compare(t, 'MaxPoolGrad, not after its forward', ['dx (a copy of the output)', 'dx (another input)'], () => {
+      const attrs = { filterSize: 3, strides: 2, pad: 'valid' };
+      const x = rand([BATCH, 9, 9, 4], 14);
+      const y = tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid');
+      const dy = rand(y.shape, 15);
+      const grad = (input: tf.Tensor, output: tf.Tensor) =>
+        tf.engine().runKernel(tf.MaxPoolGrad, { dy, input, output }, attrs) as tf.Tensor;
+      return [grad(x, tf.tensor(y.dataSync(), y.shape)), grad(rand(x.shape, 16), y)];
+    });
   });
 
   t.test('LRN and LRNGrad: tfjs semantics (alpha not divided by n)', async (t) => {
@@ -563,8 +574,19 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
           Int32Array.from([1, 4, 4, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0]),
           new Float32Array(16),
           new Float32Array(3),
+          null,
         ),
       /y has 3 elements, expected 4/,
+    );
+    t.throws(
+      () =>
+        a.maxPool(
+          Int32Array.from([1, 4, 4, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0]),
+          new Float32Array(16),
+          new Float32Array(4),
+          new Uint8Array(1),
+        ),
+      /workspace has 1 elements, expected/,
     );
     t.throws(
       () =>

@@ -85,25 +85,35 @@ Ints intsArg(napi_env env, napi_value value, size_t expected) {
   return {static_cast<const int32_t *>(data), length};
 }
 
-/** A Float32Array of exactly `expected` elements, or (when `optional`) null/undefined. */
-Floats floatsArg(napi_env env, napi_value value, size_t expected, const char *name, bool optional = false) {
+/**
+ * The data of a typed array of type `type` (called `typeName` in messages) with exactly
+ * `expected` elements, or (when `optional`) nullptr for null/undefined.
+ */
+void *typedArg(napi_env env, napi_value value, napi_typedarray_type type, const char *typeName, size_t expected,
+               const char *name, bool optional) {
   napi_valuetype vt;
   check(napi_typeof(env, value, &vt), "typeof");
-  if (optional && (vt == napi_null || vt == napi_undefined)) return {nullptr, 0};
+  if (optional && (vt == napi_null || vt == napi_undefined)) return nullptr;
   bool isTyped = false;
   check(napi_is_typedarray(env, value, &isTyped), "is_typedarray");
-  if (!isTyped) throw CallError(std::string(name) + " must be a Float32Array");
-  napi_typedarray_type type;
+  if (!isTyped) throw CallError(std::string(name) + " must be a " + typeName);
+  napi_typedarray_type actual;
   size_t length;
   void *data;
   napi_value buffer;
   size_t offset;
-  check(napi_get_typedarray_info(env, value, &type, &length, &data, &buffer, &offset), "typedarray_info");
-  if (type != napi_float32_array) throw CallError(std::string(name) + " must be a Float32Array");
+  check(napi_get_typedarray_info(env, value, &actual, &length, &data, &buffer, &offset), "typedarray_info");
+  if (actual != type) throw CallError(std::string(name) + " must be a " + typeName);
   if (length != expected) {
     throw CallError(std::string(name) + " has " + std::to_string(length) + " elements, expected " + std::to_string(expected));
   }
-  return {static_cast<float *>(data), length};
+  return data;
+}
+
+/** A Float32Array of exactly `expected` elements, or (when `optional`) null/undefined. */
+Floats floatsArg(napi_env env, napi_value value, size_t expected, const char *name, bool optional = false) {
+  void *data = typedArg(env, value, napi_float32_array, "Float32Array", expected, name, optional);
+  return {static_cast<float *>(data), data != nullptr ? expected : 0};
 }
 
 size_t product(const dims &d) {
@@ -432,8 +442,9 @@ void matMul(napi_env env, napi_value *argv) {
 
 // ---------------------------------------------------------------------------------------------
 // Max pooling. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
-// tfjs's MaxPoolGrad has no workspace input, so the backward pass reruns the forward pass
-// (memory-bound, a fraction of the backward's cost) to get oneDNN's argmax workspace.
+// oneDNN's backward needs the forward's argmax workspace, which tfjs's MaxPoolGrad does not pass.
+// The JS side keeps it (a Uint8Array of maxPoolWorkspaceBytes, filled by maxPool and handed to
+// maxPoolGrad: see kernels.ts); where it has none, the backward reruns the forward to get it.
 
 constexpr size_t kPoolParams = 14;
 
@@ -476,21 +487,44 @@ struct PoolBwdOp : Op {
         prim(pd) {}
 };
 
-/** maxPool(params, x, y) */
+PoolFwdOp &poolForward(const Ints &p, const PoolGeometry &g) {
+  return cached<PoolFwdOp>(keyOf("poolF", p), [&] { return std::make_unique<PoolFwdOp>(g); });
+}
+
+/** The caller's workspace buffer (a Uint8Array of the forward's workspace size), or the op's own when it passes null. */
+memory workspaceOf(napi_env env, napi_value value, PoolFwdOp &op) {
+  const memory::desc &md = op.pd.workspace_desc();
+  void *bytes = typedArg(env, value, napi_uint8_array, "Uint8Array", md.get_size(), "workspace", true);
+  return bytes != nullptr ? memory(md, cpuEngine(), bytes) : op.workspace;
+}
+
+/** maxPoolWorkspaceBytes(params): the size of the workspace maxPool fills. */
+napi_value maxPoolWorkspaceBytes(napi_env env, napi_value *argv) {
+  const Ints p = intsArg(env, argv[0], kPoolParams);
+  napi_value v;
+  check(napi_create_double(env, static_cast<double>(poolForward(p, PoolGeometry(p)).pd.workspace_desc().get_size()), &v),
+        "create_double");
+  return v;
+}
+
+/** maxPool(params, x, y, workspace | null) */
 void maxPool(napi_env env, napi_value *argv) {
   const Ints p = intsArg(env, argv[0], kPoolParams);
   const PoolGeometry g(p);
   Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
   Floats y = floatsArg(env, argv[2], g.dstSize(), "y");
-  auto &op = cached<PoolFwdOp>(keyOf("poolF", p), [&] { return std::make_unique<PoolFwdOp>(g); });
+  auto &op = poolForward(p, g);
   execute(op.prim, {
                        {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
                        {DNNL_ARG_DST, memory(g.dst(), cpuEngine(), y.data)},
-                       {DNNL_ARG_WORKSPACE, op.workspace},
+                       {DNNL_ARG_WORKSPACE, workspaceOf(env, argv[3], op)},
                    });
 }
 
-/** maxPoolGrad(params, x, dy, dx) */
+/**
+ * maxPoolGrad(params, x, dy, dx, workspace | null): with the workspace maxPool filled for this
+ * x, the backward alone; without, the forward first, to get it.
+ */
 void maxPoolGrad(napi_env env, napi_value *argv) {
   const Ints p = intsArg(env, argv[0], kPoolParams);
   const PoolGeometry g(p);
@@ -498,14 +532,17 @@ void maxPoolGrad(napi_env env, napi_value *argv) {
   Floats dy = floatsArg(env, argv[2], g.dstSize(), "dy");
   Floats dx = floatsArg(env, argv[3], g.srcSize(), "dx");
   auto &op = cached<PoolBwdOp>(keyOf("poolB", p), [&] { return std::make_unique<PoolBwdOp>(g); });
-  execute(op.fwd.prim, {
-                           {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
-                           {DNNL_ARG_DST, op.scratchDst},
-                           {DNNL_ARG_WORKSPACE, op.fwd.workspace},
-                       });
+  memory workspace = workspaceOf(env, argv[4], op.fwd);
+  if (workspace.get_data_handle() == op.fwd.workspace.get_data_handle()) {
+    execute(op.fwd.prim, {
+                             {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
+                             {DNNL_ARG_DST, op.scratchDst},
+                             {DNNL_ARG_WORKSPACE, workspace},
+                         });
+  }
   execute(op.prim, {
                        {DNNL_ARG_DIFF_DST, memory(g.dst(), cpuEngine(), dy.data)},
-                       {DNNL_ARG_WORKSPACE, op.fwd.workspace},
+                       {DNNL_ARG_WORKSPACE, workspace},
                        {DNNL_ARG_DIFF_SRC, memory(g.src(), cpuEngine(), dx.data)},
                    });
 }
@@ -816,16 +853,17 @@ napi_value cacheSize(napi_env env, napi_callback_info) {
 }
 
 using Body = void (*)(napi_env, napi_value *);
+using ValueBody = napi_value (*)(napi_env, napi_value *);
 
-/** Runs a kernel body with its arguments, turning every C++ exception into a JS Error. */
-template <Body body, size_t argc>
-napi_value guarded(napi_env env, napi_callback_info info) {
+/** Runs a body with its arguments and returns its value, turning every C++ exception into a JS Error. */
+template <ValueBody body, size_t argc>
+napi_value guardedValue(napi_env env, napi_callback_info info) {
   napi_value argv[argc];
   size_t n = argc;
   try {
     check(napi_get_cb_info(env, info, &n, argv, nullptr, nullptr), "get_cb_info");
     if (n < argc) throw CallError("expected " + std::to_string(argc) + " arguments, got " + std::to_string(n));
-    body(env, argv);
+    return body(env, argv);
   } catch (const dnnl::error &e) {
     napi_throw_error(env, "ERR_DNNL", (std::string("oneDNN: ") + e.what() + " (status " + std::to_string(e.status) + ")").c_str());
   } catch (const std::exception &e) {
@@ -836,6 +874,18 @@ napi_value guarded(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+template <Body body>
+napi_value returningUndefined(napi_env env, napi_value *argv) {
+  body(env, argv);
+  return nullptr;
+}
+
+/** A kernel body (it writes its outputs, returns nothing), guarded as guardedValue. */
+template <Body body, size_t argc>
+napi_value guarded(napi_env env, napi_callback_info info) {
+  return guardedValue<returningUndefined<body>, argc>(env, info);
+}
+
 napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"conv2dForward", nullptr, guarded<conv2dForward, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
@@ -843,8 +893,9 @@ napi_value init(napi_env env, napi_value exports) {
       {"conv2dBackwardFilter", nullptr, guarded<conv2dBackwardFilter, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"convLayerBackward", nullptr, guarded<convLayerBackward, 8>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matMul", nullptr, guarded<matMul, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"maxPool", nullptr, guarded<maxPool, 3>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPool", nullptr, guarded<maxPool, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolGrad", nullptr, guarded<maxPoolGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"maxPoolWorkspaceBytes", nullptr, guardedValue<maxPoolWorkspaceBytes, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrn", nullptr, guarded<lrn, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrnGrad", nullptr, guarded<lrnGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
