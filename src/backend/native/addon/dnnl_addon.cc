@@ -332,6 +332,18 @@ void conv2dBackwardFilter(napi_env env, napi_value *argv) {
 }
 
 /**
+ * g = dy where y > 0, else 0: relu's gradient. dy is loaded whether or not it is kept, so the
+ * select has no branch and the loop vectorises: written `y > 0 ? dy : 0` (a conditional load)
+ * it stayed scalar and branchy, ~50 ms for conv1's 9.3M elements of random sign, ~7 ms now.
+ */
+void reluGrad(const float *__restrict y, const float *__restrict dy, float *__restrict g, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float d = dy[i];
+    g[i] = y[i] > 0.f ? d : 0.f;
+  }
+}
+
+/**
  * convLayerBackward(params, x, w, y, dy, dx | null, dw, db): the gradients of a whole conv layer
  * y = act(conv(x, w) + b) (params as conv2dForward's; RELU says act). The relu's mask (y > 0)
  * is applied to dy here, the bias gradient summed here, then oneDNN's two backward passes:
@@ -356,7 +368,7 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   const float *g = dy.data;
   if (c.relu) {
     if (masked.size() < n) masked.resize(n);
-    for (size_t i = 0; i < n; i++) masked[i] = y.data[i] > 0.f ? dy.data[i] : 0.f;
+    reluGrad(y.data, dy.data, masked.data(), n);
     g = masked.data();
   }
   std::vector<double> bias(oc, 0.0);
