@@ -3,7 +3,7 @@
  * step (forward, backward, update) from tf.profile, with its FLOPs where it is a convolution or
  * a matrix product, its GFLOP/s, the share of the core's fp32 peak, and oneDNN's own figure
  * for the same op: bench/onednn_probe.cc (standalone C++, no tfjs), compiled on demand and run
- * on the same layers after the profiled steps; constants from another machine only where it
+ * on the same layers after each profiled step; constants from another machine only where it
  * cannot be built. Where the step's time goes, so the next bottleneck is visible.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/kernels.js [--preset paper] [--batch 32] [--reps 3]
@@ -30,8 +30,10 @@ import {
   convFwdLabel,
   fcLabel,
   fcLayersOf,
+  mergeProbeResults,
   probeLines,
   runProbe,
+  type ProbeResult,
   type FcLayer,
   type FcPass,
 } from './onednn-probe';
@@ -172,15 +174,17 @@ export interface AloneFigures {
 }
 
 /** The probe's figures for this preset and batch, or (paper, batch 32 only) the constants, saying why. */
-function aloneFigures(spec: ModelSpec, classes: number, batch: number, reps: number): AloneFigures {
-  const probe = runProbe(probeLines(spec, classes, batch), 1, reps);
+/** The probe's runs merged, or the constants (paper, batch 32 only) saying why there are no runs. */
+function aloneFigures(spec: ModelSpec, batch: number, runs: ReadonlyArray<ProbeResult | string>): AloneFigures {
+  const failed = runs.find((r): r is string => typeof r === 'string');
+  const probe = failed ?? (runs.length > 0 ? mergeProbeResults(runs as ProbeResult[]) : 'no probe runs');
   if (typeof probe !== 'string') {
     const byLabel = Object.entries(probe.rows).map(([label, r]): [string, AloneFigure] => [
       label,
       { gflops: r.best.gflops, how: r.best.how, oursGflops: r.ours.gflops },
     ]);
     return {
-      source: `oneDNN ${probe.oneDNN} alone on this machine (bench/onednn_probe.cc: ${probe.isa}, ${probe.threads} thread, best of ${probe.reps}, run after the profiled steps)`,
+      source: `oneDNN ${probe.oneDNN} alone on this machine (bench/onednn_probe.cc: ${probe.isa}, ${probe.threads} thread, best of ${probe.reps} calls over ${runs.length} runs, one after each profiled step)`,
       byLabel: new Map(byLabel),
     };
   }
@@ -295,11 +299,16 @@ async function main(argv: string[]): Promise<void> {
   const stepMs: number[] = [];
   const perRep: KernelRow[][] = [];
   const fcs = fcLayersOf(layerShapes(spec, classes));
+  // oneDNN alone runs between the profiled steps, one timed call per way each time: on a shared
+  // machine both sides then see the same stretch of load, and both take their fastest.
+  const layerLines = probeLines(spec, classes, batch);
+  const probeRuns: (ProbeResult | string)[] = [];
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
     const calls = await profiledStep(step);
     stepMs.push(performance.now() - t0);
     perRep.push(mergeRows(kernelRows(calls, spec.convs.length, fcs)));
+    if (typeof probeRuns[0] !== 'string') probeRuns.push(runProbe(layerLines, 1, 1));
   }
   const load = [loadBefore, loadAverage()];
   const labels = perRep[0].map((r) => r.label);
@@ -311,7 +320,7 @@ async function main(argv: string[]): Promise<void> {
   const kernelMs = rows.reduce((a, r) => a + r.ms, 0);
   const step1 = median(stepMs);
   const shown = rows.filter((r) => r.gflop > 0 || r.ms >= 0.5);
-  const alone = aloneFigures(spec, classes, batch, reps);
+  const alone = aloneFigures(spec, batch, probeRuns);
   const totalGflop = rows.reduce((a, r) => a + r.gflop, 0);
   const lines = [
     `# per-kernel time in one ${preset} training step (${machineLine()}; ${new Date().toISOString()})`,

@@ -126,3 +126,27 @@ export function runProbe(lines: readonly string[], threads: number, reps: number
   if (run.status !== 0) return `probe failed: ${lastLine(run.stderr) || run.error?.message || `exit ${run.status}`}`;
   return JSON.parse(lastLine(run.stdout)) as ProbeResult;
 }
+
+/**
+ * Several probe runs as one: per row the fastest `best` and the fastest `ours` of any run (the
+ * minimum over runs of a minimum over ways is the minimum over ways of their minima), and every
+ * way's fastest time; `reps` counts the timed calls of all runs.
+ */
+export function mergeProbeResults(results: readonly ProbeResult[]): ProbeResult {
+  const [first, ...rest] = results;
+  const faster = (a: ProbeWay, b: ProbeWay): ProbeWay => (b.ms < a.ms ? b : a);
+  const rows: Record<string, ProbeRow> = {};
+  for (const [label, row] of Object.entries(first.rows)) {
+    const others = rest.map((r) => r.rows[label]).filter((r): r is ProbeRow => r !== undefined);
+    const ways = { ...row.ways };
+    for (const o of others)
+      for (const [how, ms] of Object.entries(o.ways)) ways[how] = Math.min(ways[how] ?? Infinity, ms);
+    rows[label] = {
+      gflop: row.gflop,
+      best: others.reduce((w, o) => faster(w, o.best), row.best),
+      ours: others.reduce((w, o) => faster(w, o.ours), row.ours),
+      ways,
+    };
+  }
+  return { ...first, reps: results.reduce((n, r) => n + r.reps, 0), rows };
+}

@@ -2,7 +2,7 @@
 // which layer and pass each kernel call is.
 import t from 'tap';
 import { convFlops, kernelRows, matMulFlops, mergeRows, stepVersusAlone, type KernelCall } from '../../bench/kernels';
-import { fcLayersOf, probeLines } from '../../bench/onednn-probe';
+import { fcLayersOf, mergeProbeResults, probeLines, type ProbeResult } from '../../bench/onednn-probe';
 import { layerShapes } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
@@ -149,4 +149,26 @@ t.test('the whole step against oneDNN alone counts only the rows with a figure',
   t.same(stepVersusAlone(rows, alone), { oursMs: 30, aloneMs: 15, aloneOursMs: 25 });
   const constants = new Map([['conv1 fwd', { gflops: 100, how: 'constant', oursGflops: null }]]);
   t.same(stepVersusAlone(rows, constants), { oursMs: 20, aloneMs: 20, aloneOursMs: null });
+});
+
+t.test('probe runs merge to the fastest figures of any run', async (t) => {
+  const run = (bestMs: number, oursMs: number, wayMs: number): ProbeResult => ({
+    oneDNN: '2.6.3',
+    isa: 'avx2',
+    threads: 1,
+    reps: 1,
+    rows: {
+      'fc6 fwd': {
+        gflop: 2,
+        best: { how: 'sgemm', ms: bestMs, gflops: 2000 / bestMs },
+        ours: { how: 'matmul', ms: oursMs, gflops: 2000 / oursMs },
+        ways: { sgemm: bestMs, matmul: oursMs, other: wayMs },
+      },
+    },
+  });
+  const merged = mergeProbeResults([run(10, 20, 30), run(8, 25, 28), run(12, 18, 40)]);
+  t.equal(merged.reps, 3);
+  t.equal(merged.rows['fc6 fwd'].best.ms, 8);
+  t.equal(merged.rows['fc6 fwd'].ours.ms, 18);
+  t.same(merged.rows['fc6 fwd'].ways, { sgemm: 8, matmul: 18, other: 28 });
 });
