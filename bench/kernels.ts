@@ -147,7 +147,45 @@ export function mergeRows(rows: readonly KernelRow[]): KernelRow[] {
   return [...byLabel.values()];
 }
 
-async function profiledStep(step: () => Promise<void>): Promise<KernelCall[]> {
+/** A training step on synthetic images (SGD with momentum), and what frees its model. */
+export function syntheticStep(
+  spec: ModelSpec,
+  classes: number,
+  batch: number,
+): { step: () => Promise<void>; dispose: () => void } {
+  const model = createAlexNet(spec, classes, 1);
+  const optimizer = new Optimizer(
+    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+    model.params,
+  );
+  const s = spec.inputSize;
+  let seed = 1;
+  const images = Float32Array.from(
+    { length: batch * s * s * 3 },
+    () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5,
+  );
+  const batchData = {
+    images,
+    labels: Int32Array.from({ length: batch }, (_, i) => i % classes),
+    sampleIndices: Int32Array.from({ length: batch }, (_, i) => i),
+    count: batch,
+    skipped: 0,
+    index: 0,
+    globalPlanned: batch,
+    cropsPerImage: 1,
+  };
+  return {
+    step: async () => {
+      await trainStep(model, optimizer, batchData, { lr: 0.01, dropoutSeed: 1, stopVote: false });
+    },
+    dispose: () => {
+      disposeModel(model);
+      optimizer.dispose();
+    },
+  };
+}
+
+export async function profiledStep(step: () => Promise<void>): Promise<KernelCall[]> {
   const info = await tf.profile(step);
   return Promise.all(
     info.kernels.map(async (k) => ({
@@ -270,30 +308,7 @@ async function main(argv: string[]): Promise<void> {
   await initBackend('native', false, { threads: 1 });
   const classes = 1000;
   const spec = buildSpec(preset);
-  const model = createAlexNet(spec, classes, 1);
-  const optimizer = new Optimizer(
-    { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
-    model.params,
-  );
-  const s = spec.inputSize;
-  let seed = 1;
-  const images = Float32Array.from(
-    { length: batch * s * s * 3 },
-    () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5,
-  );
-  const batchData = {
-    images,
-    labels: Int32Array.from({ length: batch }, (_, i) => i % classes),
-    sampleIndices: Int32Array.from({ length: batch }, (_, i) => i),
-    count: batch,
-    skipped: 0,
-    index: 0,
-    globalPlanned: batch,
-    cropsPerImage: 1,
-  };
-  const step = async (): Promise<void> => {
-    await trainStep(model, optimizer, batchData, { lr: 0.01, dropoutSeed: 1, stopVote: false });
-  };
+  const { step, dispose } = syntheticStep(spec, classes, batch);
   const loadBefore = loadAverage();
   for (let i = 0; i < 2; i++) await step();
   const stepMs: number[] = [];
@@ -338,8 +353,7 @@ async function main(argv: string[]): Promise<void> {
       outPath,
       `${JSON.stringify({ preset, batch, reps, stepMs: step1, rows, load, alone: { source: alone.source, rows: Object.fromEntries(alone.byLabel) }, markdown: lines.join('\n') }, null, 2)}\n`,
     );
-  disposeModel(model);
-  optimizer.dispose();
+  dispose();
 }
 
 if (require.main === module) {

@@ -214,9 +214,11 @@ struct ConvGeometry {
   /**
    * Whether the primitives get their activations in the layout they choose (oneDNN's blocked
    * nChw8c on AVX2), reordered from and to tfjs's NHWC around each call: where every group's
-   * channels fill whole 8-channel blocks. Measured on the paper layers (same process, caches
-   * evicted): conv3-5 forward and conv2-5 backward ran 10-25% faster with the reorders paid,
-   * conv2's forward 2-15% slower; conv1's 3 input channels would be padded to 8, so it stays NHWC.
+   * channels fill whole 8-channel blocks. Measured on the paper layers, reorders paid: alone
+   * (caches evicted) conv3-5 forward and conv2-5 backward ran 10-25% faster; inside training steps
+   * (bench/kernels-ab.ts against the NHWC build) conv3-5 forward 6-13% and conv2's backward 8%
+   * faster, conv2's forward 4% and conv3-5's backward 1-3% slower: a small net gain (~30 ms of a
+   * 2 s step's conv + FC time). conv1's 3 input channels would be padded to 8: it stays NHWC.
    */
   bool blocked() const { return (ic / g) % 8 == 0 && (oc / g) % 8 == 0; }
   memory::desc srcAct() const { return memory::desc({n, ic, ih, iw}, dt::f32, blocked() ? tag::any : tag::nhwc); }
