@@ -23,7 +23,7 @@ import { centerCropBox, channelAffine, cropElements, writeCrop } from './data/au
 import { openDataset, problemWarnings, type SplitName } from './data/index/dataset';
 import { assertMayReplace, recordWritten } from './data/commands/owned';
 import { findStats, STATS_FILE } from './data/stats';
-import { decodeFile } from './data/decode';
+import { decodeFile } from './data/decode/decode';
 import { CheckpointError, ConfigError, DataError } from './core/errors';
 import { perClassAccuracy, type ClassAccuracy } from './eval/confusion';
 import { evaluateWithConfusion } from './eval/evaluate';

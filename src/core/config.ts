@@ -244,7 +244,7 @@ export const TRAIN_OPTIONS = optionTable({
     describe: 'use a seeded subset of this many training images (0: all)',
   },
   // Decoded squares kept between epochs; a dataset beyond it decodes the rest every epoch (on
-  // decode threads, src/data/decode-pool.ts). 2 GiB holds ~11,000 paper-size (256 px) images.
+  // decode threads, src/data/decode/decode-pool.ts). 2 GiB holds ~11,000 paper-size (256 px) images.
   decodeCacheMb: {
     flag: 'decode-cache-mb',
     type: 'number',

@@ -1,7 +1,7 @@
 /**
  * How many cores this process may use. A launcher that starts several worker processes on one
  * host gives each its share through the environment, so that per-process thread pools (the
- * decode threads of src/data/decode-pool.ts) add up to the machine instead of a multiple of it.
+ * decode threads of src/data/decode/decode-pool.ts) add up to the machine instead of a multiple of it.
  */
 import * as os from 'node:os';
 

@@ -1,6 +1,6 @@
 /**
  * Augmentation and normalisation as pure functions on uint8 HWC squares (the output of
- * decode.ts). Pixel units: values are scaled to [0, 1] (pixel / 255) before the PCA lighting
+ * decode/decode.ts). Pixel units: values are scaled to [0, 1] (pixel / 255) before the PCA lighting
  * and the mean/std normalisation, so DatasetStats are in [0, 1] units too.
  *
  * Krizhevsky et al. 2012: random crops + horizontal flips; PCA lighting adds

@@ -1,6 +1,6 @@
 /**
  * The batch loader each rank runs: its contiguous share of every global batch, decoded on
- * decode threads (src/data/decode-pool.ts) while the training step runs on the main thread,
+ * decode threads (src/data/decode/decode-pool.ts) while the training step runs on the main thread,
  * augmented and normalised into one Float32Array per batch (NHWC).
  *
  * Bad files: a sample that cannot be read or decoded is left out of its batch (the batch is
@@ -24,8 +24,8 @@ import {
   writeTenCrops,
 } from './augment';
 import { Sample } from './index/dataset';
-import { DecodeOptions, DecodeResult, decodeFile } from './decode';
-import { DecodePool, sharedDecodePool } from './decode-pool';
+import { DecodeOptions, DecodeResult, decodeFile } from './decode/decode';
+import { DecodePool, sharedDecodePool } from './decode/decode-pool';
 import { DEFAULT_DECODE_CONCURRENCY, Limiter } from './pool';
 import { rngFor, RngStream } from './rng';
 import { batchesPerEpoch, epochOrder, planEpoch, RankBatchPlan } from './shard';

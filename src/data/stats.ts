@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../core/errors';
 import { Sample } from './index/dataset';
-import { DecodeOptions, decodeFile } from './decode';
+import { DecodeOptions, decodeFile } from './decode/decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from './pool';
 import { seededSubset } from './rng';
 import { writeAtomic } from '../core/atomic-write';

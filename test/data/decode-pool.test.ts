@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { decodeFile } from '../../src/data/decode';
-import { DecodePool } from '../../src/data/decode-pool';
-import { encodePng } from '../../src/data/png';
+import { decodeFile } from '../../src/data/decode/decode';
+import { DecodePool } from '../../src/data/decode/decode-pool';
+import { encodePng } from '../../src/data/decode/png';
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
 
 t.test('decode threads give decodeFile results, in order, for every kind of file', async (t) => {

@@ -9,8 +9,8 @@ import {
   geometryProblem,
   readFailureReason,
   VAGUE_DECODE_FAILURE,
-} from '../../src/data/decode';
-import { sniffImageSize } from '../../src/data/header';
+} from '../../src/data/decode/decode';
+import { sniffImageSize } from '../../src/data/decode/header';
 import { fromRaw, noisyJpeg, rawImage, solidImage, tempDir } from './fixtures/images';
 
 const SIZE = 16;

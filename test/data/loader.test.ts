@@ -12,7 +12,7 @@ import {
 } from '../../src/data/augment';
 import { rngFor, RngStream } from '../../src/data/rng';
 import { Sample } from '../../src/data/index/dataset';
-import { decodeFile } from '../../src/data/decode';
+import { decodeFile } from '../../src/data/decode/decode';
 import { Batch, BatchLoader, batchesPerEpoch, LoaderOptions } from '../../src/data/loader';
 import { epochOrder, planEpoch, shardRange } from '../../src/data/shard';
 import { DatasetStats } from '../../src/data/stats';

@@ -1,8 +1,8 @@
 import * as zlib from 'node:zlib';
 import sharp from 'sharp';
 import t from 'tap';
-import { decodeBuffer } from '../../src/data/decode';
-import { decodePlainPng, encodePng, unfilter } from '../../src/data/png';
+import { decodeBuffer } from '../../src/data/decode/decode';
+import { decodePlainPng, encodePng, unfilter } from '../../src/data/decode/png';
 import { fromRaw, rawImage } from './fixtures/images';
 
 /** Smooth colours with noise on top: every PNG filter type wins somewhere in such an image. */

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { centreSquare, resampleTaps, resizeCoverToRgb, grayToRgb } from '../../src/data/resample';
+import { centreSquare, resampleTaps, resizeCoverToRgb, grayToRgb } from '../../src/data/decode/resample';
 import { DEBIAN_PYTHON, missingPythonModules } from '../helpers/python';
 import { rawImage } from './fixtures/images';
 

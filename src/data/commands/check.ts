@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { DataError } from '../../core/errors';
 import { classCounts, Dataset, Sample, SPLIT_NAMES, SplitName } from '../index/dataset';
-import { DecodeOptions, decodeFile, VAGUE_DECODE_FAILURE } from '../decode';
+import { DecodeOptions, decodeFile, VAGUE_DECODE_FAILURE } from '../decode/decode';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from '../pool';
 import { type ListProblem, problemWhere } from '../index/listfile';
 import { IgnoredFile } from '../index/scan';

@@ -18,7 +18,7 @@ import { classOptions, datasetOptions, openOptionsFromArgs } from '../cli-option
 import { type Dataset, openDataset, SPLIT_NAMES, SplitName } from '../index/dataset';
 import { FATAL_PROBLEMS } from '../index/listfile';
 import { assertMayReplace, recordWritten } from './owned';
-import { DEFAULT_MIN_SIDE_PX } from '../decode';
+import { DEFAULT_MIN_SIDE_PX } from '../decode/decode';
 import { indexDataset, IndexResult, Materialize, splitFolder } from './organize';
 import { DEFAULT_DECODE_CONCURRENCY } from '../pool';
 import { prepareDataset, PreparedFormat } from './prepare';

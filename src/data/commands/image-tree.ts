@@ -8,7 +8,7 @@ import { promises as fsp, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../../core/errors';
 import { SplitName } from '../index/dataset';
-import { encodePng } from '../png';
+import { encodePng } from '../decode/png';
 
 export interface TreeImage {
   split: SplitName;

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { DataError } from '../../core/errors';
 import { openDataset, type OpenOptions, Sample, SPLIT_NAMES, SplitName } from '../index/dataset';
 import { isNonEmptyDir, recordWritten, WRITTEN_RECORD } from './owned';
-import { DecodeOptions, decodeFile } from '../decode';
+import { DecodeOptions, decodeFile } from '../decode/decode';
 import { isFile } from '../index/scan';
 import { writeListFiles, SplitSamples } from './organize';
 import { DEFAULT_DECODE_CONCURRENCY, mapLimit } from '../pool';

@@ -6,7 +6,7 @@ import { DataError } from '../../../src/core/errors';
 import { checkDataset, formatCheckReport, isUnusable, preflight } from '../../../src/data/commands/check';
 import { makeDataCommand } from '../../../src/data/commands/commands';
 import { openDataset } from '../../../src/data/index/dataset';
-import { decodeFile } from '../../../src/data/decode';
+import { decodeFile } from '../../../src/data/decode/decode';
 import { prepareDataset } from '../../../src/data/commands/prepare';
 import { loadStats } from '../../../src/data/stats';
 import { imageTree, noisyJpeg, solidImage, tempDir } from '../fixtures/images';

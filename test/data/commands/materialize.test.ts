@@ -9,7 +9,7 @@ import { dedupeByContent } from '../../../src/data/commands/dedupe';
 import { FASHION_MNIST_CLASSES, materializeFashionMnist } from '../../../src/data/commands/fashion-mnist';
 import { idxImages, parseIdx, readIdxFile } from '../../../src/data/commands/idx';
 import { buildImageTree, COMPLETE_MARKER } from '../../../src/data/commands/image-tree';
-import { encodePng, zlibStored } from '../../../src/data/png';
+import { encodePng, zlibStored } from '../../../src/data/decode/png';
 import { mulberry32 } from '../../../src/data/rng';
 import { tempDir } from '../fixtures/images';
 

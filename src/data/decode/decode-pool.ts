@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { coresOfThisProcess } from '../core/cores';
+import { coresOfThisProcess } from '../../core/cores';
 import type { DecodeOptions, DecodeResult } from './decode';
 
 export interface DecodeRequest {

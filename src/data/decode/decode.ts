@@ -9,7 +9,7 @@
  * frame/page only.
  *
  * Plain 8-bit PNGs (gray, RGB or palette, no alpha or colour profile) are decoded and resized in
- * JS (src/data/png.ts, src/data/resample.ts): libvips' fixed cost per image is ~1 ms, most of
+ * JS (src/data/decode/png.ts, src/data/decode/resample.ts): libvips' fixed cost per image is ~1 ms, most of
  * the work for a small image. Their resize is PIL's bilinear, pixel for pixel; sharp's 'linear'
  * agrees when shrinking but its enlargements sit about half an output pixel right and down
  * (docs/measurements.md, "Decoding small PNGs"). Every other file goes through sharp.
@@ -170,7 +170,7 @@ export async function decodeFile(file: string, opts: DecodeOptions): Promise<Dec
 }
 
 /**
- * decodeFile with a blocking read: for decode threads (src/data/decode-worker.ts), where a
+ * decodeFile with a blocking read: for decode threads (src/data/decode/decode-worker.ts), where a
  * blocking read stalls no one and costs a fifth of the asynchronous one's CPU for a small file.
  */
 export async function decodeFileBlocking(file: string, opts: DecodeOptions): Promise<DecodeResult> {

@@ -1,6 +1,6 @@
 /**
  * Separable resampling of an 8-bit gray or RGB image to the paper's square, in JS, for the images the
- * JS PNG path decodes (src/data/png.ts): shorter side to `sizePx`, centre square kept, as
+ * JS PNG path decodes (src/data/decode/png.ts): shorter side to `sizePx`, centre square kept, as
  * sharp's `fit: 'cover'` does.
  *
  * The filter is the triangle (bilinear) one, widened by the scale when shrinking so that every

@@ -1,5 +1,5 @@
 /**
- * A decode thread of DecodePool (src/data/decode-pool.ts): reads and decodes the files of each
+ * A decode thread of DecodePool (src/data/decode/decode-pool.ts): reads and decodes the files of each
  * request and answers with their results, in order. Reads block this thread only. Two files are
  * in flight, so that while sharp decodes one on libuv's pool this thread reads the next: with
  * one, a thread per core left the cores idle between a JPEG's decode and the next read.
@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { decodeFileBlocking } from './decode';
 import type { DecodeReply, DecodeRequest } from './decode-pool';
-import { mapLimit } from './pool';
+import { mapLimit } from '../pool';
 
 const IN_FLIGHT_PER_THREAD = 2;
 
