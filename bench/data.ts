@@ -232,6 +232,7 @@ async function main(argv: string[]): Promise<void> {
         if (typeof r === 'number') {
           keep({
             pipeline: `PIL/torchvision, ${ours.name}`,
+            reference: ours.name,
             cores: 1,
             imagesPerSec: r,
             perCore: r,
