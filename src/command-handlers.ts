@@ -167,7 +167,7 @@ function clusterPlan(cluster: ClusterConfig, devices: DeviceAssignment): Cluster
  * launched (torchrun-style or Slurm variables), host 0 runs the coordinator and every other
  * host joins it: the same command line on every host. Explicit flags win over the environment.
  */
-export async function runTrain(args: CliArgs): Promise<void> {
+export async function runTrain(args: CliArgs, parsed = buildTrainConfig(args)): Promise<void> {
   const launch = args['rendezvous'] == null ? schedulerLaunch(env.variables(SCHEDULER_VARIABLES)) : null;
   const masterIp = launch === null ? null : await resolveMasterHost(launch);
   if (launch !== null && masterIp !== null) {
@@ -177,7 +177,6 @@ export async function runTrain(args: CliArgs): Promise<void> {
     if (launch.hostRank > 0) return runJoin(joinArgs(launch, masterIp, args));
   }
   // Not given: --preset has no parser default, so that --init-from may take the file's.
-  const parsed = buildTrainConfig(args);
   const asked = await resolveInitFrom(parsed, args['preset'] !== undefined, consoleLogger({ level: parsed.logLevel }));
   const dashboardConfig = buildDashboardConfig(args, TRAIN_DASHBOARD_FLAGS);
   const log = consoleLogger({ level: asked.logLevel });
