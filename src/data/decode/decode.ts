@@ -155,14 +155,15 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
   }
 }
 
-/**
- * Read and decode one file. The file is read by Node (not libvips) so that a missing file,
- * a permission problem and bad pixel data get distinct reasons.
- */
-export async function decodeFile(file: string, opts: DecodeOptions): Promise<DecodeResult> {
+/** Read `file` with `read`, then decode it; a failed read gets its own reason (readFailureReason). */
+async function readAndDecode(
+  file: string,
+  opts: DecodeOptions,
+  read: (file: string) => Buffer | Promise<Buffer>,
+): Promise<DecodeResult> {
   let input: Buffer;
   try {
-    input = await readFileAsync(file);
+    input = await read(file);
   } catch (err) {
     return { ok: false, reason: readFailureReason(err) };
   }
@@ -170,15 +171,17 @@ export async function decodeFile(file: string, opts: DecodeOptions): Promise<Dec
 }
 
 /**
+ * Read and decode one file. The file is read by Node (not libvips) so that a missing file,
+ * a permission problem and bad pixel data get distinct reasons.
+ */
+export function decodeFile(file: string, opts: DecodeOptions): Promise<DecodeResult> {
+  return readAndDecode(file, opts, readFileAsync);
+}
+
+/**
  * decodeFile with a blocking read: for decode threads (src/data/decode/decode-worker.ts), where a
  * blocking read stalls no one and costs a fifth of the asynchronous one's CPU for a small file.
  */
-export async function decodeFileBlocking(file: string, opts: DecodeOptions): Promise<DecodeResult> {
-  let input: Buffer;
-  try {
-    input = readFileSync(file);
-  } catch (err) {
-    return { ok: false, reason: readFailureReason(err) };
-  }
-  return decodeBuffer(input, opts);
+export function decodeFileBlocking(file: string, opts: DecodeOptions): Promise<DecodeResult> {
+  return readAndDecode(file, opts, readFileSync);
 }
