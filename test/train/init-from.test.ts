@@ -2,8 +2,6 @@
 // preset, replaces the head (one log line), starts at epoch 1 and keeps the file's other
 // weights; a file that does not fit --preset is refused naming the layer and both shapes.
 import t from 'tap';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
@@ -17,9 +15,9 @@ import { memoryLogger } from '../../src/core/log';
 import { makeStripeDataset } from '../helpers/stripes';
 import { builtFile } from '../helpers/repo';
 import { writeModelCheckpoint } from '../helpers/model-checkpoint';
+import { tempDir } from '../data/fixtures/images';
 
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'init-from-'));
-t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+const root = tempDir(t, 'init-from-');
 
 function train(args: string[]): { code: number | null; stderr: string } {
   const r = spawnSync(process.execPath, [builtFile('src/cli.ts'), 'train', ...args], {

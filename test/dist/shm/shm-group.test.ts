@@ -3,12 +3,12 @@
  * a group of one (every collective is the ring's N = 1 result).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
 import { shmUnavailableReason } from '../../../src/dist/shm/addon';
 import { ShmGroup, newShmPrefix, segmentName, sweepSegments } from '../../../src/dist/shm/shm-group';
 import { ConfigError } from '../../../src/core/errors';
+import { tempDir } from '../../data/fixtures/images';
 
 const unavailable = shmUnavailableReason();
 
@@ -19,17 +19,16 @@ t.test('names', async (t) => {
   t.equal(segmentName(prefix, 'control'), `/${prefix}-c`);
   t.equal(segmentName(prefix, 3), `/${prefix}-a3`);
   t.throws(() => sweepSegments('../etc'), ConfigError, 'sweepSegments only takes our prefixes');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-sweep-'));
+  const dir = tempDir(t, 'shm-sweep-');
   fs.writeFileSync(path.join(dir, `${prefix}-a0`), '');
   fs.writeFileSync(path.join(dir, `${newShmPrefix()}-a0`), '');
   t.same(sweepSegments(prefix, dir), [`${prefix}-a0`], "removes that run's segments only");
   t.equal(fs.readdirSync(dir).length, 1);
-  fs.rmSync(dir, { recursive: true });
 });
 
 t.test('the start-up line says why the addon cannot be used', async (t) => {
   t.match(shmUnavailableReason('/nonexistent/alexnet_shm.node'), /not built \(make shm\)/);
-  const bogus = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'shm-addon-')), 'alexnet_shm.node');
+  const bogus = path.join(tempDir(t, 'shm-addon-'), 'alexnet_shm.node');
   fs.writeFileSync(bogus, 'not an ELF file');
   t.match(shmUnavailableReason(bogus), /does not load: /);
 });

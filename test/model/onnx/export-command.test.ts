@@ -2,7 +2,6 @@
 // that the ONNX file's metadata carries the run's classes and colour statistics.
 import t from 'tap';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { main } from '../../../src/cli';
@@ -10,9 +9,9 @@ import { createAlexNet, disposeModel } from '../../../src/model/alexnet';
 import { buildSpec } from '../../../src/model/presets';
 import { decodeModel } from '../../../src/model/onnx/onnx-proto';
 import { writeModelCheckpoint, TEST_STATS } from '../../helpers/model-checkpoint';
+import { tempDir } from '../../data/fixtures/images';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-export-cli-'));
-t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'onnx-export-cli-');
 
 t.test('export writes best.onnx beside the checkpoint, then refuses to replace it without --force', async (t) => {
   await tf.setBackend('cpu');

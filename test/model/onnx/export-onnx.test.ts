@@ -3,7 +3,6 @@
 // onnx checker (full_check: shape inference too) accepts it.
 import t from 'tap';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
@@ -16,13 +15,13 @@ import { exportOnnx, namedWeights } from '../../../src/model/onnx/write-onnx';
 import { decodeModel } from '../../../src/model/onnx/onnx-proto';
 import { transpose4d } from '../../../src/model/onnx/layouts';
 import { missingPythonModules, runPython } from '../../helpers/python';
+import { tempDir } from '../../data/fixtures/images';
 
 t.before(async () => {
   await tf.setBackend('cpu');
 });
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-export-'));
-t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'onnx-export-');
 
 function metaOf(model: AlexNet): ExportMetadata {
   return {

@@ -4,7 +4,6 @@
 // by torch 1.13, runs in our model with torch's logits.
 import t from 'tap';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { createAlexNet, disposeModel, forward } from '../../../src/model/alexnet';
@@ -19,13 +18,13 @@ import { applyInitFrom, readInitSource } from '../../../src/train/init-from';
 import { DEBIAN_PYTHON, missingPythonModules } from '../../helpers/python';
 import { REPO } from '../../helpers/repo';
 import { spawnSync } from 'node:child_process';
+import { tempDir } from '../../data/fixtures/images';
 
 t.before(async () => {
   await tf.setBackend('cpu');
 });
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-import-'));
-t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = tempDir(t, 'onnx-import-');
 
 const META = {
   classes: ['a', 'b', 'c'],
