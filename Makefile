@@ -93,8 +93,10 @@ shm:
 
 # The addons need neither node_modules nor tsc: they build (and libdnnl-dev installs) while
 # npm ci and tsc run, ~20 s less on a fresh clone.
+BUILD_PARTS := $(BUILD_STAMP) native shm
+
 build:
-	@$(MAKE) --no-print-directory -j3 $(BUILD_STAMP) native shm
+	@$(MAKE) --no-print-directory -j3 $(BUILD_PARTS)
 
 runtime-build:
 	@$(MAKE) --no-print-directory -j3 $(RUNTIME_BUILD_STAMP) native shm
@@ -114,11 +116,14 @@ train: runtime-build data
 # file). One file or a few: make test TESTS="test/train/step.test.ts test/core/config.test.ts".
 # The system packages (apt: chromium, Mesa, python3-onnx/-torch) install while npm ci and tsc
 # run, a minute or two less on a fresh machine; scripts/apt-get-locked.sh keeps the apt-gets
-# (the native addon's libdnnl-dev among them) one at a time.
+# (the native addon's libdnnl-dev among them) one at a time, and say how long they took, apart
+# from the suite's own time. The format check (lint) runs beside tsc: each uses one core.
 TESTS ?=
 test:
-	@{ scripts/ensure-browser.sh chromium; scripts/ensure-vulkan.sh; scripts/ensure-python.sh; } & packages=$$!; \
-	  $(MAKE) --no-print-directory build lint; built=$$?; \
+	@{ start=$$(date +%s); scripts/ensure-browser.sh chromium; scripts/ensure-vulkan.sh; scripts/ensure-python.sh; \
+	   echo "make test: system packages (chromium, Mesa's Vulkan, python3-onnx/-torch) checked, and installed where missing, in $$(( $$(date +%s) - start )) s"; } & \
+	  packages=$$!; \
+	  $(MAKE) --no-print-directory -j3 $(BUILD_PARTS) lint; built=$$?; \
 	  wait $$packages; exit $$built
 	@scripts/ensure-browser.sh playwright
 	npx tap $(patsubst %.ts,dist/%.js,$(TESTS))

@@ -33,9 +33,11 @@ if [ ! -f "$dnnl_header" ]; then
     mkdir -p "$(dirname "$out")"
     # The project's apt-get lock: make test may be installing its own packages meanwhile.
     apt="$(dirname "$0")/../../../../scripts/apt-get-locked.sh"
+    started=$(date +%s)
     if ! { $apt update && $apt install -y libdnnl-dev; } >"$log" 2>&1; then
       skip "apt-get install libdnnl-dev failed (see $log)"
     fi
+    echo "native: libdnnl-dev installed in $(($(date +%s) - started)) s"
   else
     skip "oneDNN headers missing: apt-get install libdnnl-dev (as root)"
   fi
