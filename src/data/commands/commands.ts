@@ -7,22 +7,23 @@
  *   alexnet data prepare ./ds ./ds-256 --size 256                 # resized copy, decoded once
  *   alexnet data stats ./ds-256                                   # mean/std/PCA of train -> the cache folder
  *   alexnet data check ./ds-256                                   # bad files + class balance
+ *
+ * check, prepare and stats decode with sharp: each handler loads its module when it runs, so the
+ * CLI's other commands, --help and a mistyped flag start without sharp (~60 ms of CPU).
  */
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { env } from '../../core/config';
 import { DataError } from '../../core/errors';
-import { checkDataset, formatCheckReport, isUnusable } from './check';
 import { classNamesFromArgs } from '../../core/class-names';
 import { classOptions, datasetOptions, openOptionsFromArgs } from '../cli-options';
 import { type Dataset, openDataset, SPLIT_NAMES, SplitName } from '../index/dataset';
 import { FATAL_PROBLEMS } from '../index/listfile';
 import { assertMayReplace, recordWritten } from './owned';
-import { DEFAULT_MIN_SIDE_PX } from '../decode/decode';
+import { DEFAULT_MIN_SIDE_PX } from '../decode/header';
 import { indexDataset, IndexResult, Materialize, splitFolder } from './organize';
 import { DEFAULT_DECODE_CONCURRENCY } from '../pool';
-import { prepareDataset, PreparedFormat } from './prepare';
-import { cachedStatsPath, computeStats, saveStatsFile } from '../stats';
+import type { PreparedFormat } from './prepare';
 
 export type Print = (line: string) => void;
 
@@ -179,6 +180,7 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
         })
         .option('concurrency', concurrencyOption),
     handler: async (a) => {
+      const { prepareDataset } = await import('./prepare');
       const r = await prepareDataset(a.src, a.dst, {
         sizePx: a.size,
         format: a.format,
@@ -210,6 +212,7 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
         .option('seed', { type: 'number', default: 0 })
         .option('concurrency', concurrencyOption),
     handler: async (a) => {
+      const { cachedStatsPath, computeStats, saveStatsFile } = await import('../stats');
       const ds = await openDataset(a.root, openOptionsFromArgs(a));
       printNotes(ds, print);
       const samples = ds.splits[a.split]?.samples;
@@ -249,6 +252,7 @@ export function makeDataCommand(print: Print = console.log): CommandModule {
         })
         .option('concurrency', concurrencyOption),
     handler: async (a) => {
+      const { checkDataset, formatCheckReport, isUnusable } = await import('./check');
       // Not strict: every problem of the list files is reported, not just the first kind that stops training.
       const ds = await openDataset(a.root, { ...openOptionsFromArgs(a), strict: false });
       printNotes(ds, print);

@@ -21,7 +21,7 @@
 import { readFile, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { ImageSize, sniffImageSize } from './header';
+import { DEFAULT_MIN_SIDE_PX, ImageSize, sniffImageSize } from './header';
 import { decodePlainPng } from './png';
 import { resizeCoverToRgb } from './resample';
 
@@ -46,7 +46,6 @@ export interface DecodeOptions {
 export type DecodeResult = { ok: true; pixels: Uint8Array } | { ok: false; reason: string };
 
 export const DEFAULT_MAX_INPUT_PIXELS = 268_402_689;
-export const DEFAULT_MIN_SIDE_PX = 8;
 /**
  * Bilinear with antialiasing when shrinking, as PIL/torchvision's Resize does; the paper does
  * not name a filter. It is also measurably cheaper than lanczos3 (bench/data.ts).

@@ -7,6 +7,9 @@
  */
 import { PNG_SIGNATURE } from './png';
 
+/** Images whose shorter side is below this are refused (decode.ts): here, so `data check --help` needs no sharp. */
+export const DEFAULT_MIN_SIDE_PX = 8;
+
 export interface ImageSize {
   widthPx: number;
   heightPx: number;
