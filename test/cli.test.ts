@@ -1,5 +1,5 @@
 // The CLI as a user runs it (compiled dist/): one-line errors with exit code 2, help, summary.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -89,6 +89,24 @@ t.test('bad options: one line on stderr, exit code 2, no stack trace', async (t)
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
 });
+
+t.test(
+  'a flag is checked before sharp, TensorFlow.js or ZeroMQ load: the command loads them when it runs',
+  async (t) => {
+    // The half second those packages take would be paid by --help and every mistyped flag.
+    const script = `require(${JSON.stringify(cli)}).main(['train', '--data', '/no/such']).then((code) =>
+    process.stdout.write(JSON.stringify({ code, loaded: Object.keys(require.cache) })));`;
+    const r = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', stdio: 'pipe' })) as {
+      code: number;
+      loaded: string[];
+    };
+    t.equal(r.code, 2, 'the flag was checked');
+    const loads = (pkg: string): boolean =>
+      r.loaded.some((f) => f.includes(`${path.sep}node_modules${path.sep}${pkg}`));
+    t.ok(loads('yargs'), 'the check sees packages: yargs was loaded');
+    for (const pkg of ['sharp', '@tensorflow', 'zeromq']) t.notOk(loads(pkg), `${pkg} not loaded`);
+  },
+);
 
 t.test('dashboard: a port in use is a one-line error', async (t) => {
   const busy = net.createServer();
