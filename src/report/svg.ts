@@ -2,7 +2,7 @@
  * The few SVG pieces the charts and the heat map share, as strings: no chart library, and no
  * DOM. Coordinates are rounded to 0.1 px, enough for a raster and short in the file.
  */
-import sharp from 'sharp';
+import { loadSharp } from '../core/sharp';
 import { writeAtomic } from '../core/atomic-write';
 
 /** Text and attribute values: class names may hold <, & or quotes. */
@@ -51,7 +51,7 @@ export function svgDocument(widthPx: number, heightPx: number, body: string[]): 
  * atomically so a viewer refreshing the image mid-training never reads half a file.
  */
 export async function writeSvgAndPng(svg: string, svgFile: string | null, pngFile: string): Promise<void> {
-  const png = await sharp(Buffer.from(svg)).png().toBuffer();
+  const png = await loadSharp()(Buffer.from(svg)).png().toBuffer();
   if (svgFile != null) writeAtomic(svgFile, svg);
   writeAtomic(pngFile, png);
 }

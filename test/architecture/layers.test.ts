@@ -16,6 +16,7 @@ const CORE = [
   'field-reader',
   'project-root',
   'cores',
+  'sharp',
 ].map((f) => `core/${f}`);
 
 /** unit -> the other units it may import. Entry points may import anything. */
@@ -49,6 +50,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   'core/atomic-write': [],
   'core/project-root': [],
   'core/cores': [],
+  'core/sharp': [],
   'core/text-format': [],
 };
 

@@ -20,7 +20,8 @@
  */
 import { readFile, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import sharp from 'sharp';
+import type Sharp from 'sharp';
+import { loadSharp } from '../../core/sharp';
 import { DEFAULT_MIN_SIDE_PX, ImageSize, sniffImageSize } from './header';
 import { decodePlainPng } from './png';
 import { resizeCoverToRgb } from './resample';
@@ -100,7 +101,7 @@ export function geometryProblem(widthPx: number, heightPx: number, opts: DecodeO
 }
 
 /** Dimensions from sharp's header read, for formats header.ts does not sniff (one more pool trip). */
-async function sharpHeaderSize(image: ReturnType<typeof sharp>): Promise<ImageSize> {
+async function sharpHeaderSize(image: ReturnType<typeof Sharp>): Promise<ImageSize> {
   const meta = await image.metadata();
   return { widthPx: meta.width ?? 0, heightPx: meta.height ?? 0 };
 }
@@ -132,7 +133,7 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
   try {
     // failOn 'error': truncated/corrupt pixel data is refused (it would decode to a grey
     // band), while benign warnings (extraneous bytes, odd EXIF) that abound in scraped JPEGs are not.
-    const image = sharp(input, { failOn: 'error', limitInputPixels: false, autoOrient: true });
+    const image = loadSharp()(input, { failOn: 'error', limitInputPixels: false, autoOrient: true });
     if (!sniffed) {
       const size = await sharpHeaderSize(image);
       const problem = geometryProblem(size.widthPx, size.heightPx, opts);
