@@ -9,6 +9,7 @@ import { cpuDevices, smallRunArgs, trainConfigOf as config } from '../../helpers
 import { initBackend } from '../../../src/backend/select';
 import { trainDataParallel } from '../../../src/command-handlers';
 import { faultyWorkerEnv } from '../fixtures/faulty-worker';
+import { attemptPids, isAlive } from '../fixtures/pids';
 import { loadCheckpoint } from '../../../src/train/run/checkpoint';
 import { METRICS_FILE, parseMetricsJsonl } from '../../../src/train/run/run-log';
 import { loadNewestCheckpoint } from '../../../src/train/run/checkpoint-store';
@@ -25,26 +26,12 @@ let data = '';
 const common = (runDir: string, backend: 'wasm' | 'native' = 'wasm') => smallRunArgs(data, runDir, { backend });
 const cpu = cpuDevices;
 
-/** Running (a zombie waiting for its reaper counts as gone: it has exited). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** The worker pids from the coordinator's "started N workers (pids a, b)" line; throws without it. */
 function workerPids(lines: string[]): number[] {
-  const line = lines.find((l) => /started \d+ workers \(pids [\d, ]+\)/.test(l));
-  if (line === undefined)
+  const [first] = attemptPids(lines);
+  if (first === undefined)
     throw new Error(`no "started N workers (pids ...)" line in the coordinator's log:\n${lines.join('\n')}`);
-  return [...line.matchAll(/\d+/g)].map(Number).slice(1);
+  return first;
 }
 
 t.before(async () => {
@@ -52,40 +39,22 @@ t.before(async () => {
   data = await makeStripeDataset(path.join(root, 'stripes'), { train: 16, val: 3, test: 3 });
 });
 
-t.test('2 workers at global batch 12 = 1 worker at batch 12 (dropout off)', async (t) => {
-  const steps = ['--max-steps', '3', '--dropout', '0', '--epochs', '1'];
-  const one = config([...common(path.join(root, 'one')), ...steps]);
-  await new Trainer(one, { log: memoryLogger(), tty: false, collective: null, shouldStop: () => false }).run();
-  const two = config([...common(path.join(root, 'two')), ...steps, '--checksum-every', '1']);
-  const result = await trainDataParallel(two, cpu(2), memoryLogger());
-  t.equal(result.epochs.length, 1, 'rank 0 reported its result');
-  const a = loadCheckpoint(path.join(root, 'one'));
-  const b = loadCheckpoint(path.join(root, 'two'));
-  t.same(b.position, a.position);
-  t.same(
-    b.weights.map((w) => w.name),
-    a.weights.map((w) => w.name),
-    'the same tensors on both sides',
-  );
-  const maxRel = maxRelativeDifference(a.weights, b.weights);
-  t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
-});
-
 t.test(
-  'skipped images are counted over all ranks: the same per epoch for 1 and 2 workers, each file named once',
+  '2 workers at global batch 12 = 1 worker at batch 12 (dropout off), with bad files: skipped images are counted over all ranks, each file named once',
   async (t) => {
-    // The stripes plus a truncated PNG and an empty file in the training split.
-    const broken = path.join(root, 'broken');
-    await fs.promises.cp(data, broken, { recursive: true });
-    const good = fs.readFileSync(
-      path.join(broken, 'train', 'checker', fs.readdirSync(path.join(broken, 'train', 'checker'))[0]),
-    );
+    // 4 stripes a class plus a truncated PNG and an empty file in the training split: 14 files, so
+    // each epoch has a full step of 12 and one of 2 (1 a rank), and the bad files land in either.
+    const broken = await makeStripeDataset(path.join(root, 'broken'), { train: 4, val: 1, test: 1 });
+    const good = fs.readFileSync(path.join(broken, 'train', 'checker', '0.png'));
     fs.writeFileSync(
       path.join(broken, 'train', 'checker', 'truncated.png'),
       good.subarray(0, Math.floor(good.length / 2)),
     );
     fs.writeFileSync(path.join(broken, 'train', 'vertical', 'empty.png'), Buffer.alloc(0));
-    const args = (runDir: string) => [...common(runDir).map((a) => (a === data ? broken : a)), '--epochs', '2'];
+    const args = (runDir: string) => [
+      ...common(runDir).map((a) => (a === data ? broken : a)),
+      ...['--epochs', '2', '--dropout', '0'],
+    ];
     const skippedPerEpoch = (runDir: string) =>
       parseMetricsJsonl(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8')).epochs.map((e) => e.skippedImages);
     const oneLog = memoryLogger();
@@ -96,7 +65,12 @@ t.test(
       shouldStop: () => false,
     }).run();
     const twoLog = memoryLogger();
-    await trainDataParallel(config(args(path.join(root, 'skip-two'))), cpu(2), twoLog);
+    const result = await trainDataParallel(
+      config([...args(path.join(root, 'skip-two')), '--checksum-every', '1']),
+      cpu(2),
+      twoLog,
+    );
+    t.equal(result.epochs.length, 2, 'rank 0 reported its result');
     t.same(skippedPerEpoch(path.join(root, 'skip-one')), [2, 2], '1 worker: both bad files in each epoch');
     t.same(skippedPerEpoch(path.join(root, 'skip-two')), [2, 2], '2 workers: the same counts, summed over the ranks');
     const namedIn = (dir: string) =>
@@ -112,6 +86,16 @@ t.test(
       1,
       'one warning for the truncated file over 2 epochs',
     );
+    const a = loadCheckpoint(path.join(root, 'skip-one'));
+    const b = loadCheckpoint(path.join(root, 'skip-two'));
+    t.same(b.position, a.position);
+    t.same(
+      b.weights.map((w) => w.name),
+      a.weights.map((w) => w.name),
+      'the same tensors on both sides',
+    );
+    const maxRel = maxRelativeDifference(a.weights, b.weights);
+    t.ok(maxRel <= 1e-4, `max relative weight difference ${maxRel.toExponential(2)} <= 1e-4`);
   },
 );
 
@@ -123,7 +107,7 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
     config([
       ...common(runDir),
       '--epochs',
-      '3',
+      '2',
       '--checkpoint-every',
       '1',
       '--hang-timeout',
@@ -150,18 +134,18 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   const ckpt = newest.contents;
   t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
   const resumed = await trainDataParallel(
-    config([...common(runDir), '--epochs', '3', '--resume', runDir]),
+    config([...common(runDir), '--epochs', '2', '--resume', runDir]),
     cpu(2),
     memoryLogger(),
   );
-  t.equal(resumed.epochs.length, 3 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
+  t.equal(resumed.epochs.length, 2 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
 });
 
 const nativeAddon = ensureNativeAddon();
 
+// A crash and a hang: fault-tolerance.test.ts, whose runs end the same way once their restarts
+// are used up, and check the same (the rank named, no orphan worker) for every attempt.
 for (const [kind, what, pattern, backend] of [
-  ['crash', 'crashes', /rank 1 exited with code 3/, 'wasm'],
-  ['hang', 'hangs', /rank 1 stopped responding .*hung/, 'wasm'],
   ['garbage', 'sends garbage', /rank 1 sent a malformed control message/, 'wasm'],
   [
     'segfault',
@@ -245,7 +229,8 @@ async function killCoordinatorWhen(
       '--devices',
       'cpu:2',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    // A SIGKILLed coordinator cannot remove its ipc folder (alexnet-ring-*): it goes into root, which tap removes.
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: root } },
   );
   let output = '';
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));

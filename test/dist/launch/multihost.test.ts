@@ -13,6 +13,7 @@ import { loadCheckpoint } from '../../../src/train/run/checkpoint';
 import { tempDir } from '../../data/fixtures/images';
 import { makeStripeDataset } from '../../helpers/stripes';
 import { faultyWorkerEnv } from '../fixtures/faulty-worker';
+import { isAlive } from '../fixtures/pids';
 
 const cli = path.resolve('dist/src/cli.js');
 const root = tempDir(t, 'alexnet-multihost-');
@@ -106,16 +107,6 @@ function sameWeights(a: string, b: string): string[] {
         ),
     )
     .map((w) => w.name);
-}
-
-/** Running (a zombie waiting for its reaper counts as gone). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 const trainLosses = (runDir: string): number[] =>
