@@ -38,7 +38,7 @@ const training = (runDir: string) => [
   '--seed',
   '9',
   '--epochs',
-  '3',
+  '2',
   '--checkpoint-every',
   '2',
   '--run-dir',
@@ -168,7 +168,11 @@ t.test("a worker lost on the coordinator's host: the other host's agent is told 
   const pid = Number(/started 1 workers \(pids? (\d+)\)/.exec(coordinator.output())?.[1]);
   t.ok(pid > 0, `rank 0's worker: pid ${pid}`);
   process.kill(pid, 'SIGKILL');
-  const timeout = new Promise<null>((r) => setTimeout(() => r(null), 60_000));
+  // Cleared at the end: a pending timer kept the test process (and a slot of the suite) for the rest of the minute.
+  const timeout = new Promise<null>((r) => {
+    const timer = setTimeout(() => r(null), 60_000);
+    t.teardown(() => clearTimeout(timer));
+  });
   const [coordinatorCode, agentCode] = await Promise.all([
     Promise.race([coordinator.exit, timeout]),
     Promise.race([agent.exit, timeout]),
