@@ -1,5 +1,5 @@
 // Data-parallel training with real worker processes and real ZeroMQ sockets, on CPU-simulated
-// devices (wasm workers): same answer as one worker, faults end the run cleanly, resume works.
+// devices (wasm workers): same answer as one worker, faults end the run cleanly.
 // Workers run the compiled dist/ (npm test builds it first).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -99,7 +99,7 @@ t.test(
   },
 );
 
-t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume continues', async (t) => {
+t.test('a worker killed with SIGKILL mid-run ends the run with its rank; its checkpoint loads', async (t) => {
   const runDir = path.join(root, 'killed');
   const log = memoryLogger();
   // --max-restarts 0: the run ends at the first failure (fault-tolerance.test.ts tests restarts).
@@ -133,12 +133,8 @@ t.test('a worker killed with SIGKILL mid-run ends the run with its rank; resume 
   if (newest === null) throw new Error(`no loadable checkpoint in ${runDir}`);
   const ckpt = newest.contents;
   t.ok(ckpt.position.globalStep >= 1, `checkpoint loadable at global step ${ckpt.position.globalStep}`);
-  const resumed = await trainDataParallel(
-    config([...common(runDir), '--epochs', '2', '--resume', runDir]),
-    cpu(2),
-    memoryLogger(),
-  );
-  t.equal(resumed.epochs.length, 2 - ckpt.position.epoch, 'resumed and finished the remaining epochs');
+  // Resuming from such a checkpoint: fault-tolerance.test.ts (restarts after worker SIGKILLs, and
+  // --resume after a coordinator's), bit-identical to an undisturbed run.
 });
 
 const nativeAddon = ensureNativeAddon();
