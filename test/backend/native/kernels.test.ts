@@ -49,25 +49,34 @@ const BATCH = 2;
  */
 type Reference = 'cpu' | 'wasm';
 
-/** Runs `fn` on the reference backend and on the native one; returns each output's data. */
+/** Each output's data and shape. */
 interface Outputs {
   data: Float32Array[];
   shapes: string[];
 }
 
-async function onBoth(reference: Reference, fn: () => tf.Tensor[]): Promise<{ ref: Outputs; native: Outputs }> {
-  const run = async (backend: string): Promise<Outputs> => {
-    await tf.setBackend(backend);
-    // Read outside tidy: tidy walks its result, element by element for a typed array.
-    const outputs = tf.tidy(fn);
-    const data = outputs.map((x) => x.dataSync() as Float32Array);
-    const shapes = outputs.map((x) => x.shape.join('x'));
-    tf.dispose(outputs);
-    return { data, shapes };
-  };
-  return { ref: await run(reference), native: await run(NATIVE_BACKEND_NAME) };
+async function outputsOn(backend: string, fn: () => tf.Tensor[]): Promise<Outputs> {
+  await tf.setBackend(backend);
+  // Read outside tidy: tidy walks its result, element by element for a typed array.
+  const outputs = tf.tidy(fn);
+  const data = outputs.map((x) => x.dataSync() as Float32Array);
+  const shapes = outputs.map((x) => x.shape.join('x'));
+  tf.dispose(outputs);
+  return { data, shapes };
 }
 
+/** One assertion per output: the native backend's against the reference's. */
+function check(t: Test, name: string, labels: string[], ref: Outputs, native: Outputs, reference: Reference): void {
+  labels.forEach((label, i) => {
+    const err = native.shapes[i] === ref.shapes[i] ? maxRelativeError(native.data[i], ref.data[i]) : Infinity;
+    t.ok(
+      err <= TOLERANCE,
+      `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`,
+    );
+  });
+}
+
+/** Runs `fn` on the reference backend, then on the native one, and checks each output. */
 async function compare(
   t: Test,
   name: string,
@@ -75,14 +84,8 @@ async function compare(
   fn: () => tf.Tensor[],
   reference: Reference = 'cpu',
 ): Promise<void> {
-  const { ref, native } = await onBoth(reference, fn);
-  outputs.forEach((label, i) => {
-    const err = native.shapes[i] === ref.shapes[i] ? maxRelativeError(native.data[i], ref.data[i]) : Infinity;
-    t.ok(
-      err <= TOLERANCE,
-      `${name} ${label} [${ref.shapes[i]}] (vs ${reference}): relative error ${err.toExponential(2)}`,
-    );
-  });
+  const ref = await outputsOn(reference, fn);
+  check(t, name, outputs, ref, await outputsOn(NATIVE_BACKEND_NAME, fn), reference);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -113,7 +116,6 @@ for (const stride of [1, 2, 4]) {
     });
   }
 }
-const presetConvCases = dedupe(shapes.flatMap((s) => s.convs));
 
 // ------------------------------------------------------------------------------------------
 
@@ -195,19 +197,13 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     t.equal(v.compiled, v.runtime);
   });
 
-  type ConvMode = 'plain' | 'fused-relu' | 'fused-linear';
+  type ConvMode = 'plain' | 'fused-relu';
 
-  /**
-   * y = conv(x, w) and, with `grads`, the gradients of sum(y * g). Fused: with a bias (and db).
-   * The preset shapes' gradients use no relu: over hundreds of terms, pre-activations within
-   * rounding of 0 flip the relu mask between any two backends, a difference of the data, not
-   * of the kernels (the relu's own gradient is checked on the small cases).
-   */
+  /** y = conv(x, w) and, with `grads`, the gradients of sum(y * g). Fused: with a bias (and db). */
   const convOutputs = (c: ConvCase, mode: ConvMode, grads: boolean) => (): tf.Tensor[] => {
     const x = rand(c.x, 1);
     const w = rand(c.filter, 2);
     const b = rand([c.filter[3]], 3);
-    const activation = mode === 'fused-relu' ? 'relu' : 'linear';
     const conv = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
       mode === 'plain'
         ? tf.conv2d(xx as tf.Tensor4D, ww as tf.Tensor4D, c.stride, tfPad(c.pad))
@@ -217,7 +213,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
             bias: bb,
             strides: c.stride,
             pad: tfPad(c.pad),
-            activation,
+            activation: 'relu',
           });
     const y = conv(x, w, b);
     if (!grads) return [y];
@@ -239,53 +235,73 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
       await compare(t, c.name, ['y', 'dx', 'dw', 'db'], convOutputs(c, 'fused-relu', true));
   });
 
-  t.test("the presets' convolutions (per group)", async (t) => {
-    for (const c of presetConvCases) {
-      await compare(t, c.name, ['y'], convOutputs(c, 'fused-relu', false));
-      // The cpu backend's conv backprop takes ~40 s on the big presets' layers: wasm there.
-      const reference = c.name.startsWith('small') ? 'cpu' : 'wasm';
-      await compare(t, c.name, ['y', 'dx', 'dw', 'db'], convOutputs(c, 'fused-linear', true), reference);
-    }
-  });
-
   /**
-   * A whole conv layer: convLayer (one native op, grouped natively) on the native backend, and
-   * on the reference the split / conv / bias / activation / concat the model composes there.
+   * How a conv layer runs: 'one op' is convLayer (grouped natively, its own gradient; the
+   * native backend's training path), 'per group' the split / FusedConv2D / concat the model
+   * composes on the other backends (FusedConv2D at each group's shape).
    */
-  const layerOutputs = (c: LayerCase, activation: 'relu' | 'linear', grads: boolean) => (): tf.Tensor[] => {
-    const x = rand(c.x, 5) as tf.Tensor4D;
-    const w = rand(c.filter, 6) as tf.Tensor4D;
-    const b = rand([c.filter[3]], 7) as tf.Tensor1D;
-    const layer = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor): tf.Tensor => {
-      const native = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, {
-        strides: c.stride,
-        pad: tfPad(c.pad),
-        groups: c.groups,
-        activation,
-        inputGradient: true,
-      });
-      if (native != null) return native;
-      if (tf.getBackend() === NATIVE_BACKEND_NAME) throw new Error('the native backend has no conv layer kernel');
-      // (A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.)
-      const parts = (v: tf.Tensor, axis: number) => (c.groups === 1 ? [v] : tf.split(v, c.groups, axis));
-      const [xs, ws, bs] = [parts(xx, 3), parts(ww, 3), parts(bb, 0)];
-      const ys = xs.map((xg, g) =>
-        tf.add(tf.conv2d(xg as tf.Tensor4D, ws[g] as tf.Tensor4D, c.stride, tfPad(c.pad)), bs[g]),
-      );
-      const y = c.groups === 1 ? ys[0] : tf.concat(ys, 3);
-      return activation === 'relu' ? tf.relu(y) : y;
+  type LayerPath = 'one op' | 'per group';
+
+  /** A whole conv layer, y = act(conv(x, w; groups) + b), and with `grads` the gradients of sum(y * g). */
+  const layerOutputs =
+    (c: LayerCase, activation: 'relu' | 'linear', grads: boolean, path: LayerPath) => (): tf.Tensor[] => {
+      const x = rand(c.x, 5) as tf.Tensor4D;
+      const w = rand(c.filter, 6) as tf.Tensor4D;
+      const b = rand([c.filter[3]], 7) as tf.Tensor1D;
+      const layer = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor): tf.Tensor => {
+        if (path === 'one op') {
+          const y = convLayer(xx as tf.Tensor4D, ww as tf.Tensor4D, bb as tf.Tensor1D, {
+            strides: c.stride,
+            pad: tfPad(c.pad),
+            groups: c.groups,
+            activation,
+            inputGradient: true,
+          });
+          if (y == null) throw new Error(`the ${tf.getBackend()} backend has no conv layer kernel`);
+          return y;
+        }
+        // (A split into one part has no gradient in tfjs: groups 1 goes without, as in the model.)
+        const parts = (v: tf.Tensor, axis: number) => (c.groups === 1 ? [v] : tf.split(v, c.groups, axis));
+        const [xs, ws, bs] = [parts(xx, 3), parts(ww, 3), parts(bb, 0)];
+        const ys = xs.map((xg, g) =>
+          tf.fused.conv2d({
+            x: xg as tf.Tensor4D,
+            filter: ws[g] as tf.Tensor4D,
+            bias: bs[g],
+            strides: c.stride,
+            pad: tfPad(c.pad),
+            activation,
+          }),
+        );
+        return c.groups === 1 ? ys[0] : tf.concat(ys, 3);
+      };
+      const y = layer(x, w, b);
+      if (!grads) return [y];
+      const g = rand(y.shape, 8);
+      return [
+        y,
+        ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layer(xx, ww, bb), g)))([x, w, b]),
+      ];
     };
-    const y = layer(x, w, b);
-    if (!grads) return [y];
-    const g = rand(y.shape, 8);
-    return [
-      y,
-      ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(layer(xx, ww, bb), g)))([x, w, b]),
-    ];
+
+  /** Both native paths of a layer against one reference run: the reference's costs most, by far. */
+  const compareLayer = async (
+    t: Test,
+    c: LayerCase,
+    activation: 'relu' | 'linear',
+    grads: boolean,
+    reference: Reference,
+  ): Promise<void> => {
+    const labels = grads ? ['y', 'dx', 'dw', 'db'] : ['y'];
+    const ref = await outputsOn(reference, layerOutputs(c, activation, grads, 'per group'));
+    for (const path of ['one op', 'per group'] as const) {
+      const native = await outputsOn(NATIVE_BACKEND_NAME, layerOutputs(c, activation, grads, path));
+      check(t, `${c.name} ${activation}, ${path}`, labels, ref, native, reference);
+    }
   };
 
-  t.test('whole conv layers (grouped natively, bias, relu) and their one-op gradient', async (t) => {
-    const groupedCases: LayerCase[] = [
+  t.test('conv layers, one op and per group (grouped, bias, relu), and their gradients', async (t) => {
+    const cases: LayerCase[] = [
       { name: 'groups 2, 3x3 s1 same', x: [BATCH, 9, 8, 6], filter: [3, 3, 3, 8], stride: 1, pad: 'same', groups: 2 },
       { name: 'groups 2, 5x5 s2 pad 2', x: [BATCH, 11, 11, 4], filter: [5, 5, 2, 6], stride: 2, pad: 2, groups: 2 },
       {
@@ -297,12 +313,20 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         groups: 1,
       },
     ];
-    for (const c of groupedCases) await compare(t, c.name, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'relu', true));
+    for (const c of cases) await compareLayer(t, c, 'relu', true, 'cpu');
+  });
+
+  t.test("the presets' conv layers, one op and per group, and their gradients", async (t) => {
     for (const c of dedupe(shapes.flatMap((s) => s.layers))) {
-      const small = c.name.startsWith('small');
-      await compare(t, `${c.name} layer`, small ? ['y', 'dx', 'dw', 'db'] : ['y'], layerOutputs(c, 'relu', small));
-      if (!small)
-        await compare(t, `${c.name} layer, linear`, ['y', 'dx', 'dw', 'db'], layerOutputs(c, 'linear', true), 'wasm');
+      if (c.name.startsWith('small')) {
+        await compareLayer(t, c, 'relu', true, 'cpu');
+        continue;
+      }
+      // The cpu backend's conv backprop takes ~40 s per layer here: the gradients are held to
+      // wasm, and with no relu: over hundreds of terms, pre-activations within rounding of 0 flip
+      // the relu mask between any two backends, a difference of the data, not of the kernels.
+      await compareLayer(t, c, 'relu', false, 'cpu');
+      await compareLayer(t, c, 'linear', true, 'wasm');
     }
   });
 
@@ -338,28 +362,27 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
 
   t.test("MatMul: the presets' FC layers (fused bias + relu) and their gradients", async (t) => {
     for (const c of dedupe(shapes.flatMap((s) => s.fcs))) {
-      for (const activation of ['relu', 'linear'] as const) {
-        // Gradients without relu for the same reason as the convolutions'.
-        const withGrads = activation === 'linear';
-        await compare(t, `${c.name} ${activation}`, withGrads ? ['y', 'da', 'db', 'dbias'] : ['y'], () => {
-          const x = rand(c.a, 8);
-          const w = rand(c.b, 9, 0.05);
-          const bias = rand([c.b[1]], 10);
-          const fc = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
-            tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, bias: bb, activation });
-          const y = fc(x, w, bias);
-          if (!withGrads) return [y];
-          const g = rand(y.shape, 11);
-          return [
-            y,
-            ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(fc(xx, ww, bb), g)))([
-              x,
-              w,
-              bias,
-            ]),
-          ];
-        });
-      }
+      // One run for both activations: the inputs (fc6's weights are 38M values) are made once per backend.
+      // Gradients without relu for the same reason as the convolutions'.
+      const labels = ['relu y', 'linear y', 'linear da', 'linear db', 'linear dbias'];
+      await compare(t, c.name, labels, () => {
+        const x = rand(c.a, 8);
+        const w = rand(c.b, 9, 0.05);
+        const bias = rand([c.b[1]], 10);
+        const fc = (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor, activation: 'relu' | 'linear') =>
+          tf.fused.matMul({ a: xx as tf.Tensor2D, b: ww as tf.Tensor2D, bias: bb, activation });
+        const y = fc(x, w, bias, 'linear');
+        const g = rand(y.shape, 11);
+        return [
+          fc(x, w, bias, 'relu'),
+          y,
+          ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(fc(xx, ww, bb, 'linear'), g)))([
+            x,
+            w,
+            bias,
+          ]),
+        ];
+      });
     }
     await compare(t, 'small fc relu gradients', ['da', 'db'], () => {
       const x = rand([BATCH, 6], 21);
