@@ -31,3 +31,9 @@ if (nodeOptions != null) {
 // cores, where a spinning thread takes the core the other file needs (the native kernel test's
 // leak check: 17 CPU s spinning, 4.6 s passive). libgomp reads it when the addon loads.
 process.env.OMP_WAIT_POLICY ??= 'passive';
+
+// 3. Mesa's software Vulkan device (lavapipe, the webgpu tests' adapter where there is no GPU)
+// compiles and runs its shaders 4 floats wide instead of the CPU's widest (8 with AVX2): the
+// webgpu kernel test took 117 CPU s instead of 201 with Mesa's shader cache empty, as on a fresh
+// machine, and 62 instead of 72 with it warm (AMD EPYC, Mesa 25.0). A real GPU ignores it.
+process.env.LP_NATIVE_VECTOR_WIDTH ??= '128';
