@@ -37,6 +37,8 @@ import { ReplicaChecksums, hungWorker, newWorkerState, type WorkerState } from '
 import { bindError, createIpcRingDir, ipcRingAddress, removeIpcRingDir, tcpRingAddress } from '../ring/ring-address';
 import { newShmPrefix, sweepSegments } from '../shm/shm-group';
 import { clusterPlanes } from '../control/cluster-plane';
+import { chooseDataPlane } from '../comm-thread/data-plane';
+import { shmUnavailableReason } from '../shm/addon';
 
 const RENDEZVOUS_TIMEOUT_MS = 120_000;
 const EXIT_GRACE_MS = 5000;
@@ -531,6 +533,10 @@ export async function runDataParallel(
   log: Logger,
   options: DataParallelOptions,
 ): Promise<RunResult> {
+  // On one host every rank makes this choice from the same inputs: --transport shm where shared
+  // memory cannot run is refused here, before any worker starts, with the error they would give.
+  if (options.cluster === undefined && devices.worldSize > 1 && config.transport === 'shm')
+    chooseDataPlane(config.transport, true, () => shmUnavailableReason());
   await options.prepareData();
   let cluster = options.cluster;
   // A restart listens where the first attempt did (its real port, if it was 0) and gives the

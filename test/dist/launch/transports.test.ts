@@ -188,8 +188,13 @@ t.test('without the addon (as where g++ is missing), auto runs the ring and --tr
     '--transport',
     'shm',
   ]);
+  const log = memoryLogger();
   await t.rejects(
-    trainDataParallel(cfg, cpu(2), memoryLogger()),
+    trainDataParallel(cfg, cpu(2), log),
     /--transport shm: shared memory cannot run here: no-such-addon.node not built/,
+  );
+  t.notOk(
+    log.lines.some((l) => /started \d+ workers/.test(l)),
+    'refused by the coordinator, before any worker started',
   );
 });
