@@ -27,8 +27,9 @@ const cpu = cpuDevices;
 const ourSegments = (): string[] => fs.readdirSync('/dev/shm').filter((n) => n.startsWith('alexnet-'));
 
 /**
- * A 3-step run on `transport`: its weights, and the bytes its ranks put on a socket (the step
- * reports: none when shared memory carried everything).
+ * A 2-step run on `transport` (the second update already carries the first's momentum): its
+ * weights, and the bytes its ranks put on a socket (the step reports: none when shared memory
+ * carried everything).
  */
 async function train(
   name: string,
@@ -39,7 +40,7 @@ async function train(
   const runDir = path.join(root, `${name}-${transport}`);
   const cfg = config([
     ...smallRunArgs(data, runDir),
-    ...['--max-steps', '3', '--epochs', '1', '--transport', transport],
+    ...['--max-steps', '2', '--epochs', '1', '--transport', transport],
     ...extra,
   ]);
   let socketBytes = 0;
