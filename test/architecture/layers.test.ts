@@ -40,7 +40,7 @@ export const ALLOWED: Record<string, readonly string[] | 'any'> = {
   'dist/ring': ['dist/security', ...CORE],
   'dist/shm': ['dist/ring', ...CORE],
   'dist/comm-thread': ['dist', 'dist/ring', 'dist/shm', 'dist/security', ...CORE],
-  'dist/launch': ['dist/control', 'dist/ring', 'dist/shm', 'dist/security', 'devices', ...CORE],
+  'dist/launch': ['dist/control', 'dist/comm-thread', 'dist/ring', 'dist/shm', 'dist/security', 'devices', ...CORE],
   'dist/control': ['dist/comm-thread', 'dist/ring', 'dist/shm', 'dist/security', 'devices', ...CORE],
   'core/config': ['core/errors', 'core/class-names', 'core/field-reader'],
   'core/field-reader': ['core/errors'],
