@@ -112,34 +112,57 @@ function initWeight(shape: number[], std: number | 'he', fanIn: number, seed: nu
   return tf.randomNormal(shape, 0, s, 'float32', tfSeed(seed));
 }
 
+/** A parameter before it exists: its name, shape, kind and (biases) initial value. */
+export interface ParamShape {
+  name: string;
+  shape: number[];
+  kind: Param['kind'];
+  biasInit: number;
+}
+
+/**
+ * Every parameter's shape, in the model's order (pure: a run checks that they fit the backend
+ * before it allocates them).
+ */
+export function paramShapes(spec: ModelSpec, numClasses: number): ParamShape[] {
+  const out: ParamShape[] = [];
+  let channels = 3;
+  for (const c of spec.convs) {
+    out.push({
+      name: `${c.name}/kernel`,
+      shape: [c.kernel, c.kernel, channels / c.groups, c.filters],
+      kind: 'weight',
+      biasInit: 0,
+    });
+    out.push({ name: `${c.name}/bias`, shape: [c.filters], kind: 'bias', biasInit: c.biasInit });
+    channels = c.filters;
+  }
+  const shapes = layerShapes(spec, numClasses);
+  // The first fully connected layer sees the flattened output of the last conv-stage row.
+  const firstDense = shapes.findIndex((r) => r.outputShape.length === 1);
+  let units = shapes[firstDense - 1].outputShape.reduce((a, b) => a * b, 1);
+  for (const h of [...spec.hidden, { name: 'fc8', units: numClasses, biasInit: 0 }]) {
+    out.push({ name: `${h.name}/kernel`, shape: [units, h.units], kind: 'weight', biasInit: 0 });
+    out.push({ name: `${h.name}/bias`, shape: [h.units], kind: 'bias', biasInit: h.biasInit });
+    units = h.units;
+  }
+  return out;
+}
+
 /** Creates the variables with the paper's initialisation (or He's, when the spec says so). */
 export function createAlexNet(spec: ModelSpec, numClasses: number, seed: number): AlexNet {
   const params: Param[] = [];
-  let channels = 3;
-  let layerIndex = 0;
-  const add = (name: string, kind: Param['kind'], value: tf.Tensor) => {
-    // tfjs variable names are global to the process: leave them unique (auto), keep ours in `name`.
-    params.push({ name, shape: value.shape, kind, variable: tf.variable(value, true) });
-  };
+  let weightIndex = 0;
   tf.tidy(() => {
-    for (const c of spec.convs) {
-      const shape = [c.kernel, c.kernel, channels / c.groups, c.filters];
-      add(
-        `${c.name}/kernel`,
-        'weight',
-        initWeight(shape, spec.weightInitStd, shape[0] * shape[1] * shape[2], seed + layerIndex++),
-      );
-      add(`${c.name}/bias`, 'bias', tf.fill([c.filters], c.biasInit));
-      channels = c.filters;
-    }
-    const shapes = layerShapes(spec, numClasses);
-    // The first fully connected layer sees the flattened output of the last conv-stage row.
-    const firstDense = shapes.findIndex((r) => r.outputShape.length === 1);
-    let units = shapes[firstDense - 1].outputShape.reduce((a, b) => a * b, 1);
-    for (const h of [...spec.hidden, { name: 'fc8', units: numClasses, biasInit: 0 }]) {
-      add(`${h.name}/kernel`, 'weight', initWeight([units, h.units], spec.weightInitStd, units, seed + layerIndex++));
-      add(`${h.name}/bias`, 'bias', tf.fill([h.units], h.biasInit));
-      units = h.units;
+    for (const { name, shape, kind, biasInit } of paramShapes(spec, numClasses)) {
+      // A weight's fan-in is every dimension but its last (the output channels or units).
+      const fanIn = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+      const value =
+        kind === 'weight'
+          ? initWeight(shape, spec.weightInitStd, fanIn, seed + weightIndex++)
+          : tf.fill(shape, biasInit);
+      // tfjs variable names are global to the process: leave them unique (auto), keep ours in `name`.
+      params.push({ name, shape: value.shape, kind, variable: tf.variable(value, true) });
     }
   });
   return { spec, numClasses, params };

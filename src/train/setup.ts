@@ -20,7 +20,7 @@ import {
   type DatasetStats,
 } from '../data/stats';
 import { assertFitsBackend } from '../backend/select';
-import { createAlexNet, type AlexNet, type Param } from '../model/alexnet';
+import { createAlexNet, paramShapes, type AlexNet, type Param } from '../model/alexnet';
 import { buildSpec } from '../model/presets';
 import type { Logger } from '../core/log';
 import { checkCompatible, type CheckpointContents, type EpochSoFar, type TrainingPosition } from './run/checkpoint';
@@ -141,8 +141,9 @@ export function trainedParams(model: AlexNet, config: Pick<TrainConfig, 'freeze'
 export async function buildRunState(config: TrainConfig, canWrite: boolean, log: Logger): Promise<RunState> {
   const { dataset, train, stats } = await openTrainingData(config, canWrite, log);
   const spec = buildSpec(config.preset, config.model);
+  // Checked before allocating: the paper preset's fc6 alone is 144 MiB.
+  assertFitsBackend(paramShapes(spec, dataset.classes.length));
   const model = createAlexNet(spec, dataset.classes.length, config.seed);
-  assertFitsBackend(model.params);
   const optimizer = new Optimizer(
     {
       name: config.optimizer,
