@@ -33,15 +33,34 @@ const MEMORY_STEPS = 25;
 const STEP_INPUT_PX = 99;
 const CLASSES = 10;
 
-/** Each parameter's change over one SGD step from the same model, and the step's loss sum. */
+/**
+ * Each parameter's change over one SGD step and the step's loss sum, from `start`'s weights or,
+ * when null, from createAlexNet's (returned as `start`: the second backend starts there rather
+ * than drawing the big presets' 22M weights again).
+ */
 async function oneStep(
   backend: string,
   spec: ModelSpec,
   images: number,
-): Promise<{ deltas: Float32Array[]; loss: number }> {
+  start: Float32Array[] | null,
+): Promise<{ start: Float32Array[]; deltas: Float32Array[]; loss: number }> {
   await tf.setBackend(backend);
-  const model = createAlexNet(spec, CLASSES, 7);
-  const before = await Promise.all(model.params.map(async (p) => (await p.variable.data()) as Float32Array));
+  const model: AlexNet =
+    start === null
+      ? createAlexNet(spec, CLASSES, 7)
+      : {
+          spec,
+          numClasses: CLASSES,
+          params: tf.tidy(() =>
+            paramShapes(spec, CLASSES).map(({ name, shape, kind }, i) => ({
+              name,
+              shape,
+              kind,
+              variable: tf.variable(tf.tensor(start[i], shape), true),
+            })),
+          ),
+        };
+  const before = start ?? (await Promise.all(model.params.map(async (p) => (await p.variable.data()) as Float32Array)));
   const optimizer = new Optimizer(
     { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     model.params,
@@ -54,7 +73,12 @@ async function oneStep(
   const after = await Promise.all(model.params.map(async (p) => (await p.variable.data()) as Float32Array));
   optimizer.dispose();
   disposeModel(model);
-  return { deltas: after.map((a, i) => a.map((v, k) => v - before[i][k])), loss: result.sums.lossSum };
+  const deltas = after.map((a, i) => {
+    const d = new Float32Array(a.length);
+    for (let k = 0; k < a.length; k++) d[k] = a[k] - before[i][k];
+    return d;
+  });
+  return { start: before, deltas, loss: result.sums.lossSum };
 }
 
 /**
@@ -100,8 +124,8 @@ t.test('webgpu training', async (t) => {
       await tf.setBackend('webgpu');
       const { spec, note } = stepSpec(preset);
       const images = preset === 'small' ? 4 : 1;
-      const ref = await oneStep('wasm', spec, images);
-      const gpu = await oneStep('webgpu', spec, images);
+      const ref = await oneStep('wasm', spec, images, null);
+      const gpu = await oneStep('webgpu', spec, images, ref.start);
       const worst = Math.max(...ref.deltas.map((d, i) => maxRelativeError(gpu.deltas[i], d)));
       t.ok(
         worst <= 1e-4,
