@@ -138,6 +138,12 @@ function joinOptions(y: Argv): Argv {
       default: CLUSTER_DEFAULTS.joinTimeoutSec,
       describe: 'seconds to wait for the coordinator to answer and the run to start',
     })
+    .option('coordinator-timeout', {
+      type: 'number',
+      default: CLUSTER_DEFAULTS.coordinatorTimeoutSec,
+      describe:
+        'once the run started, seconds the coordinator may stay unreachable before this host stops its workers and exits',
+    })
     .option('log-level', cliOption(TRAIN_OPTIONS.logLevel));
 }
 

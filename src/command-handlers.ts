@@ -332,6 +332,7 @@ export async function runJoin(args: CliArgs): Promise<void> {
     ringHost,
     ringPort: join.ringPort,
     joinTimeoutMs: join.joinTimeoutSec * 1000,
+    coordinatorTimeoutMs: join.coordinatorTimeoutSec * 1000,
     prepareData: async (config: TrainConfig) => void (await openTrainingData(config, true, log)),
   };
   await runJoinAgent(plan, log);

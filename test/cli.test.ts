@@ -166,6 +166,7 @@ t.test('--help of the multi-host options and commands gives their defaults', asy
   for (const opt of ['--key-file', '--devices', '--ring-host', '--ring-port', '--join-timeout'])
     t.match(join.stdout, opt);
   t.match(join.stdout, /default: "auto"/);
+  t.match(join.stdout, /--coordinator-timeout[\s\S]*?\[default: 10\]/);
   const keygen = run('keygen', '--help');
   t.match(keygen.stdout, /default: "cluster.key"/);
 });

@@ -40,6 +40,8 @@ export interface JoinConfig {
   ringPort: number;
   /** How long to wait for the coordinator and for the run to start. */
   joinTimeoutSec: number;
+  /** How long the coordinator may stay disconnected before this host stops its workers. */
+  coordinatorTimeoutSec: number;
   logLevel: LogLevel;
 }
 
@@ -48,6 +50,8 @@ export const CLUSTER_DEFAULTS = deepFreeze({
   ringPort: 0,
   joinTimeoutSec: 600,
   rejoinTimeoutSec: 300,
+  // ZeroMQ reconnects a blip by itself; a coordinator gone this long has crashed or been killed.
+  coordinatorTimeoutSec: 10,
   devices: TRAIN_DEFAULTS.devices,
   strictDevices: TRAIN_DEFAULTS.strictDevices,
   logLevel: TRAIN_DEFAULTS.logLevel,
@@ -127,6 +131,10 @@ export function buildJoinConfig(args: CliArgs): Readonly<JoinConfig> {
     ringHost,
     ringPort: portOption(args, 'ring-port'),
     joinTimeoutSec: joinTimeout(args),
+    coordinatorTimeoutSec:
+      args['coordinator-timeout'] == null
+        ? CLUSTER_DEFAULTS.coordinatorTimeoutSec
+        : flagReader(args).positive('coordinator-timeout'),
     logLevel: args['log-level'] == null ? CLUSTER_DEFAULTS.logLevel : flagReader(args).oneOf('log-level', LOG_LEVELS),
   });
 }

@@ -39,8 +39,6 @@ import { newShmPrefix, sweepSegments } from '../shm/shm-group';
 
 /** Consecutive failed CURVE handshakes after which the key is taken to be wrong. */
 const HANDSHAKE_FAILURES_TO_GIVE_UP = 3;
-/** A coordinator that stays disconnected this long is gone (ZeroMQ reconnects blips by itself). */
-const COORDINATOR_LOST_AFTER_MS = 10_000;
 const HEARTBEAT_MS = 2000;
 const EXIT_GRACE_MS = 5000;
 
@@ -55,6 +53,8 @@ export interface JoinPlan {
   ringHost: string;
   ringPort: number;
   joinTimeoutMs: number;
+  /** A coordinator that stays disconnected this long is gone (ZeroMQ reconnects blips by itself). */
+  coordinatorTimeoutMs: number;
   /**
    * Once welcomed, before this host's workers start: opens this host's copy of the dataset
    * (and computes its statistics once for the workers). A failure is reported as a HostError.
@@ -231,7 +231,7 @@ export class JoinAgent {
       },
       onDisconnected: () => {
         if (this.dismissal !== null || this.lostTimer !== null) return;
-        this.lostTimer = setTimeout(() => this.coordinatorLost(), COORDINATOR_LOST_AFTER_MS);
+        this.lostTimer = setTimeout(() => this.coordinatorLost(), this.plan.coordinatorTimeoutMs);
       },
     });
   }
@@ -239,7 +239,7 @@ export class JoinAgent {
   private coordinatorLost(): void {
     this.lost = true;
     this.log.warn(
-      `lost the coordinator at ${this.plan.rendezvous} for ${COORDINATOR_LOST_AFTER_MS / 1000} s: stopping this host's workers`,
+      `lost the coordinator at ${this.plan.rendezvous} for ${this.plan.coordinatorTimeoutMs / 1000} s: stopping this host's workers`,
     );
     this.killWorkers();
     if (this.workers.length === 0) this.fail(new WorkerExitedError(`lost the coordinator at ${this.plan.rendezvous}`));

@@ -285,13 +285,24 @@ t.test('a worker that crashes on the joined host is named with its host; every p
 t.test('a coordinator killed with SIGKILL: the joined host stops its workers and exits', async (t) => {
   const coordinator = startCli(coordinatorArgs(path.join(root, 'killed'), [], LONG));
   const address = (await coordinator.waitFor(ADDRESS))[1];
-  const joiner = startCli(['join', address, '--key-file', clusterKey, '--devices', 'cpu:1']);
+  // 1 s instead of the default 10: the test waits out the whole timeout.
+  const joiner = startCli([
+    'join',
+    address,
+    '--key-file',
+    clusterKey,
+    '--devices',
+    'cpu:1',
+    '--coordinator-timeout',
+    '1',
+  ]);
   // The first step's progress line: both hosts' workers are training (a whole epoch tested nothing more).
   await coordinator.waitFor(/Epoch 1\/50 \[/, 90_000);
   const remote = Number((await joiner.waitFor(/as rank 1 of 2 \(pids (\d+)\)/))[1]);
   coordinator.child.kill('SIGKILL');
   const killedAt = Date.now();
   t.equal(await joiner.exitCode, 1);
+  t.match(joiner.output(), /lost the coordinator at tcp:\S+ for 1 s: stopping this host's workers/);
   t.match(joiner.output(), /lost the coordinator at tcp:\S+; this host's workers were stopped/);
   t.notOk(isAlive(remote), `the joined host's worker is gone ${Date.now() - killedAt} ms after the coordinator`);
 });
