@@ -101,6 +101,9 @@ function fusedConv(c: ConvCase) {
     });
 }
 
+/** The FC cases already checked, by shape, across the presets (the key as dedupe's). */
+const fcsChecked = new Map<string, string>();
+
 async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<void> {
   // Gradients are taken without relu (as native.test.ts explains): pre-activations within
   // rounding of 0 flip the mask between any two backends; relu's gradient has its own case.
@@ -142,6 +145,13 @@ async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<
     );
   }
   for (const c of dedupe(s.fcs)) {
+    // torchvision's fc7 and fc8 are paper's, at the same batch: the same shaders on the same shapes.
+    const key = JSON.stringify({ ...c, name: '' });
+    if (fcsChecked.has(key)) {
+      t.comment(`${c.name}: the same shapes as ${fcsChecked.get(key)}, checked there`);
+      continue;
+    }
+    fcsChecked.set(key, c.name);
     // A weight over the adapter's binding limit (lavapipe: 128 MiB; the big presets' fc6 is
     // 144 MiB) computes zeros in tfjs: training refuses such a model (oversizeTensors), checked here.
     const adapter = webgpuAdapter();
