@@ -11,6 +11,7 @@
 #   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
 #   make gpu-bundle          # what gpu-check needs in one 23 MB file, for a GPU machine without npm
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
+#   make jpeg                # the JPEG decoder addon (libjpeg-turbo; installs libjpeg62-turbo-dev as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
 #   make reproduce           # the paper's recipe vs a PyTorch reference (~45 min); docs/reproduction.md
@@ -40,7 +41,7 @@ GPUS ?=
 DEVICES := $(if $(GPUS),--devices $(GPUS),)
 ARGS ?=
 
-.PHONY: all install build runtime-build native shm data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations fine-tune clean
+.PHONY: all install build runtime-build native shm jpeg data train test lint format gpu-check gpu-bundle bench bench-quick bench-parallel reproduce ablations fine-tune clean
 
 all: build
 
@@ -91,15 +92,23 @@ SHM_ADDON := dist/native/alexnet_shm.node
 shm:
 	@src/dist/shm/addon/build.sh $(SHM_ADDON)
 
+# The JPEG fast path of the decode threads (src/data/decode/addon/build.sh): libjpeg-turbo
+# (libjpeg62-turbo-dev, installed as root when missing). Optional: without it sharp decodes every JPEG.
+JPEG_ADDON := dist/native/alexnet_jpeg.node
+
+jpeg:
+	@src/data/decode/addon/build.sh $(JPEG_ADDON)
+
 # The addons need neither node_modules nor tsc: they build (and libdnnl-dev installs) while
 # npm ci and tsc run, ~20 s less on a fresh clone.
-BUILD_PARTS := $(BUILD_STAMP) native shm
+ADDONS := native shm jpeg
+BUILD_PARTS := $(BUILD_STAMP) $(ADDONS)
 
 build:
 	@$(MAKE) --no-print-directory -j3 $(BUILD_PARTS)
 
 runtime-build:
-	@$(MAKE) --no-print-directory -j3 $(RUNTIME_BUILD_STAMP) native shm
+	@$(MAKE) --no-print-directory -j3 $(RUNTIME_BUILD_STAMP) $(ADDONS)
 
 $(DATA_STAMP): | $(RUNTIME_BUILD_STAMP)
 	node dist/scripts/make-fashion-mnist.js --out $(DATA_DIR)

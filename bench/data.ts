@@ -1,7 +1,8 @@
 /**
  * Data pipeline throughput: BatchLoader (decode + resize + random crop + flip + PCA lighting +
  * mean/std, into Float32Array batches of 64), pinned to 1 and to 2 cores with taskset, on
- *   - 500x375 JPEGs -> 256 -> 224 crops (the paper's ImageNet pipeline, sharp),
+ *   - 500x375 JPEGs -> 256 -> 224 crops (the paper's ImageNet pipeline; the JPEG addon, and
+ *     sharp alone as where the addon is not built),
  *   - the same JPEGs `data prepare`d to 256x256,
  *   - 28x28 gray PNGs as `make data` writes them -> 32 -> 28 crops (the default run; decoded in JS).
  * The reference is PIL/torchvision with the same transforms in one process on one core
@@ -49,6 +50,8 @@ interface Pipeline {
   ext: '.jpg' | '.png';
   resizeSize: number;
   cropSize: number;
+  /** Decode every JPEG with sharp, as where the JPEG addon is not built (the addon's A/B). */
+  sharpOnly?: boolean;
 }
 
 export interface Row {
@@ -157,7 +160,11 @@ function measure(p: Pipeline, cores: number, epochs: number): { imagesPerSec: nu
     ],
     {
       encoding: 'utf8',
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(threads) },
+      env: {
+        ...process.env,
+        UV_THREADPOOL_SIZE: String(threads),
+        ...(p.sharpOnly ? { ALEXNET_JPEG_ADDON: '/nonexistent/alexnet_jpeg.node' } : {}),
+      },
     },
   );
   if (r.status !== 0) throw new Error(`worker failed: ${r.error?.message ?? r.stderr}`);
@@ -213,6 +220,7 @@ async function main(argv: string[]): Promise<void> {
   // Prepared JPEGs are another route to the same training input: compared with torchvision on the originals.
   const pipelines: { ours: Pipeline; reference: Pipeline }[] = [
     { ours: jpeg, reference: jpeg },
+    { ours: { ...jpeg, name: '500x375 JPEG -> 256 -> 224, sharp only', sharpOnly: true }, reference: jpeg },
     { ours: { ...jpeg, name: 'prepared 256 JPEG -> 224', dir: prepared }, reference: jpeg },
     { ours: png, reference: png },
   ];

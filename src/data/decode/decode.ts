@@ -12,7 +12,10 @@
  * JS (src/data/decode/png.ts, src/data/decode/resample.ts): libvips' fixed cost per image is ~1 ms, most of
  * the work for a small image. Their resize is PIL's bilinear, pixel for pixel; sharp's 'linear'
  * agrees when shrinking but its enlargements sit about half an output pixel right and down
- * (docs/measurements.md, "Decoding small PNGs"). Every other file goes through sharp.
+ * (docs/measurements.md, "Decoding small PNGs"). Plain JPEGs (8-bit gray or YCbCr, no colour
+ * profile, no EXIF rotation, no damage) are decoded by libjpeg-turbo in the JPEG addon and
+ * resampled with the same taps, at under half of sharp's CPU (src/data/decode/jpeg-addon.ts).
+ * Every other file goes through sharp.
  *
  * sharp runs each pipeline on a libuv worker thread (sharp.concurrency() threads inside it,
  * 1 on glibc by default), so several decodes in flight use several cores. libuv's pool has
@@ -22,9 +25,10 @@ import { readFile, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type Sharp from 'sharp';
 import { loadSharp } from '../../core/sharp';
-import { DEFAULT_MIN_SIDE_PX, ImageSize, sniffImageSize } from './header';
+import { DEFAULT_MIN_SIDE_PX, ImageSize, isJpeg, sniffImageSize } from './header';
+import { decodeJpegSquare, loadJpegAddon } from './jpeg-addon';
 import { decodePlainPng } from './png';
-import { resizeCoverToRgb } from './resample';
+import { resizeCoverToRgb, squareTaps } from './resample';
 
 /** The callback readFile: fewer trips through libuv's pool than fs.promises.readFile, half its CPU per small file. */
 const readFileAsync = promisify(readFile);
@@ -118,7 +122,43 @@ function decodePlainPngSquare(input: Buffer, opts: DecodeOptions): Uint8Array | 
   return resizeCoverToRgb(image, opts.sizePx);
 }
 
-/** Decode an in-memory encoded image. Never throws for bad data: returns { ok: false, reason }. */
+/**
+ * The scales libjpeg-turbo decodes at with SIMD (1/8, 2/8, 4/8 and the full size); its other
+ * M/8 scales are scalar and cost more than a full decode (docs/measurements.md, "JPEGs").
+ */
+const JPEG_SCALES = [1, 2, 4] as const;
+const FULL_SCALE = 8;
+
+/** A side after decoding at `scale`/8, rounded up as libjpeg does. */
+const scaledSide = (px: number, scale: number): number => Math.ceil((px * scale) / FULL_SCALE);
+
+/** The smallest decode scale whose shorter side still covers `sizePx` (the full size when none does). */
+export function jpegDecodeScale(size: ImageSize, sizePx: number): number {
+  const covers = (m: number): boolean => Math.min(scaledSide(size.widthPx, m), scaledSide(size.heightPx, m)) >= sizePx;
+  return JPEG_SCALES.find(covers) ?? FULL_SCALE;
+}
+
+/**
+ * The native path for plain JPEGs (src/data/decode/jpeg-addon.ts), or null to use sharp: the
+ * addon is not built, another kernel than bilinear was asked for, or the file needs what only
+ * sharp does (colour profiles, CMYK, EXIF rotation, refusing or tolerating damaged data).
+ */
+function decodePlainJpegSquare(input: Buffer, size: ImageSize, opts: DecodeOptions): Uint8Array | null {
+  if (!isJpeg(input) || (opts.kernel ?? DEFAULT_KERNEL) !== 'linear') return null;
+  const addon = loadJpegAddon();
+  if (!addon) return null;
+  const scale = jpegDecodeScale(size, opts.sizePx);
+  const scaled = { widthPx: scaledSide(size.widthPx, scale), heightPx: scaledSide(size.heightPx, scale) };
+  const taps = squareTaps(scaled.widthPx, scaled.heightPx, opts.sizePx);
+  const out = new Uint8Array(opts.sizePx * opts.sizePx * 3);
+  return decodeJpegSquare(addon, input, scale, scaled, taps, out) === null ? out : null;
+}
+
+/**
+ * Decode an in-memory encoded image. Never throws for bad data: returns { ok: false, reason }.
+ * Plain PNGs and JPEGs decode synchronously on the calling thread (training decodes on decode
+ * threads), so that training, evaluation, `predict` and `data prepare` see the same pixels.
+ */
 export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<DecodeResult> {
   if (input.length === 0) return { ok: false, reason: 'empty file (0 bytes)' };
   // The pixel limit is enforced on the header before any pixel is decoded (the protection of
@@ -127,7 +167,7 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
   if (sniffed) {
     const problem = geometryProblem(sniffed.widthPx, sniffed.heightPx, opts);
     if (problem) return { ok: false, reason: problem };
-    const pixels = decodePlainPngSquare(input, opts);
+    const pixels = decodePlainPngSquare(input, opts) ?? decodePlainJpegSquare(input, sniffed, opts);
     if (pixels) return { ok: true, pixels };
   }
   try {

@@ -31,8 +31,13 @@ function isStartOfFrame(marker: number): boolean {
   return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
 }
 
+/** The JPEG signature: start of image, then a marker. */
+export function isJpeg(b: Uint8Array): boolean {
+  return b.length >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+}
+
 function jpegSize(b: Uint8Array): ImageSize | null {
-  if (b.length < 4 || b[0] !== 0xff || b[1] !== 0xd8) return null;
+  if (!isJpeg(b)) return null;
   let i = 2;
   while (i + 9 < b.length) {
     if (b[i] !== 0xff) return null; // lost sync: let sharp judge the file

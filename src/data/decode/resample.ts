@@ -64,6 +64,39 @@ function cachedTaps(inSize: number, from: number, span: number, outSize: number)
   return taps;
 }
 
+/** One axis' taps in flat arrays, for a native kernel: position o reads weights[offset[o]..offset[o + 1]) from first[o]. */
+export interface FlatTaps {
+  first: Int32Array;
+  offset: Int32Array;
+  weights: Float64Array;
+}
+
+function flatten(taps: readonly Taps[]): FlatTaps {
+  const offset = new Int32Array(taps.length + 1);
+  taps.forEach((t, o) => (offset[o + 1] = offset[o] + t.weights.length));
+  const weights = new Float64Array(offset[taps.length]);
+  taps.forEach((t, o) => weights.set(t.weights, offset[o]));
+  return { first: Int32Array.from(taps, (t) => t.first), offset, weights };
+}
+
+const squareTapsCache = new Map<string, { across: FlatTaps; down: FlatTaps }>();
+
+/** Both axes' taps of resizeCoverToRgb's square for a `widthPx` x `heightPx` image, flat (cached). */
+export function squareTaps(widthPx: number, heightPx: number, sizePx: number): { across: FlatTaps; down: FlatTaps } {
+  const key = `${widthPx},${heightPx},${sizePx}`;
+  let taps = squareTapsCache.get(key);
+  if (!taps) {
+    if (squareTapsCache.size >= TAPS_CACHE_ENTRIES) squareTapsCache.clear();
+    const [x0, y0, side] = centreSquare(widthPx, heightPx);
+    taps = {
+      across: flatten(cachedTaps(widthPx, x0, side, sizePx)),
+      down: flatten(cachedTaps(heightPx, y0, side, sizePx)),
+    };
+    squareTapsCache.set(key, taps);
+  }
+  return taps;
+}
+
 /** An 8-bit image, row-major, interleaved: 1 channel (gray) or 3 (RGB). */
 export interface PixelImage {
   widthPx: number;

@@ -1,0 +1,337 @@
+/**
+ * The JPEG fast path of the decode threads (typed in src/data/decode/jpeg-addon.ts, used by
+ * decode.ts): libjpeg-turbo decodes at the smallest M/8 scale whose shorter side still covers
+ * the square (its DCT-domain scaling, which libvips uses only for 2x and more), then the
+ * square is resampled with taps the caller computed (src/data/decode/resample.ts), in the
+ * same order and in the same double arithmetic as resample.ts, so both give the same bytes.
+ *
+ * It takes only the plain files: 8-bit, gray or YCbCr/RGB, no ICC profile, no EXIF rotation,
+ * no decoder warning. For anything else it returns a reason and decode.ts uses sharp, which
+ * then decides (colour management, orientation, truncated data refused, benign warnings kept).
+ * Synchronous: it runs on a decode thread, where blocking stalls no one.
+ */
+#include <node_api.h>
+
+#include <algorithm>
+#include <csetjmp>
+#include <cstdint>
+#include <cstdio>  // jpeglib.h needs FILE
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <jpeglib.h>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// libjpeg with errors as a return value: its error_exit longjmps back here. Nothing between
+// setjmp and the libjpeg calls owns a destructor (longjmp would skip it).
+
+struct Decoder {
+  jpeg_decompress_struct cinfo;
+  jpeg_error_mgr err;
+  jmp_buf escape;
+  int warnings = 0;
+  char message[JMSG_LENGTH_MAX] = {0};
+};
+
+void onError(j_common_ptr cinfo) {
+  Decoder *d = reinterpret_cast<Decoder *>(cinfo->client_data);
+  (*cinfo->err->format_message)(cinfo, d->message);
+  longjmp(d->escape, 1);
+}
+
+void onMessage(j_common_ptr cinfo, int level) {
+  if (level < 0) reinterpret_cast<Decoder *>(cinfo->client_data)->warnings++;  // corrupt data, not trace output
+}
+
+// EXIF orientation (tag 0x0112 of IFD0) from an APP1 "Exif\0\0" payload: 1 when absent,
+// 0 when the payload cannot be read (then sharp decides).
+int exifOrientation(const uint8_t *p, size_t n) {
+  if (n < 14 || std::memcmp(p, "Exif\0\0", 6) != 0) return 1;
+  const uint8_t *t = p + 6;
+  const size_t len = n - 6;
+  const bool little = t[0] == 'I' && t[1] == 'I';
+  if (!little && !(t[0] == 'M' && t[1] == 'M')) return 0;
+  auto u16 = [&](size_t at) -> uint32_t { return little ? t[at] | t[at + 1] << 8 : t[at] << 8 | t[at + 1]; };
+  auto u32 = [&](size_t at) -> uint32_t {
+    return little ? u16(at) | u16(at + 2) << 16 : u16(at) << 16 | u16(at + 2);
+  };
+  const uint32_t ifd = u32(4);
+  if (ifd + 2 > len) return 0;
+  const uint32_t entries = u16(ifd);
+  for (uint32_t e = 0; e < entries; e++) {
+    const size_t at = ifd + 2 + 12 * size_t(e);
+    if (at + 12 > len) return 0;
+    if (u16(at) == 0x0112) return u16(at + 2) == 3 ? int(u16(at + 8)) : 0;  // type SHORT
+  }
+  return 1;
+}
+
+// Why sharp must take this file, or nullptr when the fast path can.
+const char *unsupported(const jpeg_decompress_struct &c) {
+  if (c.data_precision != 8) return "not 8-bit";
+  const bool gray = c.num_components == 1 && c.jpeg_color_space == JCS_GRAYSCALE;
+  const bool colour = c.num_components == 3 && (c.jpeg_color_space == JCS_YCbCr || c.jpeg_color_space == JCS_RGB);
+  if (!gray && !colour) return "not gray, YCbCr or RGB (CMYK/YCCK need colour management)";
+  for (jpeg_saved_marker_ptr m = c.marker_list; m; m = m->next) {
+    if (m->marker == JPEG_APP0 + 2 && m->data_length >= 12 && std::memcmp(m->data, "ICC_PROFILE\0", 12) == 0)
+      return "has an ICC profile";
+    if (m->marker == JPEG_APP0 + 1 && exifOrientation(m->data, m->data_length) != 1) return "EXIF orientation";
+  }
+  return nullptr;
+}
+
+// The resample's loops, not inlined (GCC 12 drops restrict when it inlines them, and leaves them
+// scalar), and on x86-64 compiled twice, for AVX2 and for the baseline, chosen at load time: the
+// addon is built without -march, for any x86-64. Without FMA contraction both give the same bytes.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NOINLINE_SIMD __attribute__((noinline, target_clones("avx2", "default")))
+#else
+#define NOINLINE_SIMD __attribute__((noinline))
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// The separable resample, as resample.ts's resampleSquare: a horizontal pass (over the source
+// rows the vertical pass reads) into doubles, then the vertical pass, rounded half up.
+
+struct Taps {
+  const int32_t *first;   // first source index of each output position
+  const int32_t *offset;  // start of each position's weights in `weights`; offset[n] = total
+  const double *weights;
+  size_t count;  // output positions
+};
+
+// One source row through the horizontal taps. Each channel's sum runs over k in order, as in
+// JS; the three sums of RGB are separate variables so that they stay in registers. The row is
+// widened to doubles first (exact), once per source pixel rather than once per tap.
+NOINLINE_SIMD void widen(const uint8_t *__restrict row, size_t n, double *__restrict out) {
+  for (size_t i = 0; i < n; i++) out[i] = row[i];
+}
+
+// One output pixel's three sums over `taps` taps (a constant for the common counts, so the
+// loop unrolls and no branch is left per tap).
+template <int Taps>
+inline void rgbTaps(const double *s, const double *w, int taps, double *m) {
+  const int n = Taps > 0 ? Taps : taps;
+  double r = 0, g = 0, b = 0;
+  for (int k = 0; k < n; k++) {
+    r += s[3 * k] * w[k];
+    g += s[3 * k + 1] * w[k];
+    b += s[3 * k + 2] * w[k];
+  }
+  m[0] = r;
+  m[1] = g;
+  m[2] = b;
+}
+
+void resampleRowRgb(const double *row, const Taps &across, double *m) {
+  for (size_t x = 0; x < across.count; x++) {
+    const double *s = row + size_t(across.first[x]) * 3;
+    const double *w = across.weights + across.offset[x];
+    const int taps = across.offset[x + 1] - across.offset[x];
+    switch (taps) {  // shrinking 1x-2x: 2-3 taps, 2x-2.5x: 4-5
+      case 2: rgbTaps<2>(s, w, taps, m + 3 * x); break;
+      case 3: rgbTaps<3>(s, w, taps, m + 3 * x); break;
+      case 4: rgbTaps<4>(s, w, taps, m + 3 * x); break;
+      case 5: rgbTaps<5>(s, w, taps, m + 3 * x); break;
+      default: rgbTaps<0>(s, w, taps, m + 3 * x);
+    }
+  }
+}
+
+void resampleRowGray(const double *row, const Taps &across, double *m) {
+  for (size_t x = 0; x < across.count; x++) {
+    const double *s = row + across.first[x];
+    const double *w = across.weights + across.offset[x];
+    const int taps = across.offset[x + 1] - across.offset[x];
+    double v = 0;
+    for (int k = 0; k < taps; k++) v += s[k] * w[k];
+    m[x] = v;
+  }
+}
+
+// One output row of the vertical pass: acc = sum over k, in order, of mid row k times w[k]
+// (restrict: the rows, the sums and the output do not overlap, so the loops vectorise).
+NOINLINE_SIMD void resampleColumnRow(const double *__restrict m0, size_t rowElems,
+                                                 const double *__restrict w, int taps, double *__restrict acc) {
+  const double w0 = w[0];
+  for (size_t e = 0; e < rowElems; e++) acc[e] = 0.0 + m0[e] * w0;
+  for (int k = 1; k < taps; k++) {
+    const double *__restrict m = m0 + size_t(k) * rowElems;
+    const double wk = w[k];
+    for (size_t e = 0; e < rowElems; e++) acc[e] += m[e] * wk;
+  }
+}
+
+// Rounded half up (the sums are >= 0) and clamped: min(v + 0.5, 255.5) truncates to
+// v + 0.5 >= 256 ? 255 : int(v + 0.5), without a branch.
+NOINLINE_SIMD void roundToBytes(const double *__restrict acc, size_t n, uint8_t *__restrict out) {
+  for (size_t e = 0; e < n; e++) out[e] = uint8_t(int32_t(std::min(acc[e] + 0.5, 255.5)));
+}
+
+void resample(const uint8_t *src, int width, int channels, const Taps &across, const Taps &down, int rowFirst,
+              int rowLast, uint8_t *out) {
+  const size_t size = across.count;
+  const size_t rowElems = size * channels;
+  // Reused per thread: a fresh 2 MB buffer per image costs its page faults.
+  static thread_local std::vector<double> mid, acc, wide;
+  static thread_local std::vector<uint8_t> gray;
+  mid.resize(size_t(rowLast - rowFirst) * rowElems);
+  acc.resize(rowElems);
+  wide.resize(size_t(width) * channels);
+  for (int y = rowFirst; y < rowLast; y++) {
+    widen(src + size_t(y) * width * channels, wide.size(), wide.data());
+    double *m = mid.data() + size_t(y - rowFirst) * rowElems;
+    if (channels == 3)
+      resampleRowRgb(wide.data(), across, m);
+    else
+      resampleRowGray(wide.data(), across, m);
+  }
+  if (channels == 1) gray.resize(rowElems);
+  for (size_t y = 0; y < down.count; y++) {
+    const int taps = down.offset[y + 1] - down.offset[y];
+    const double *m0 = mid.data() + size_t(down.first[y] - rowFirst) * rowElems;
+    resampleColumnRow(m0, rowElems, down.weights + down.offset[y], taps, acc.data());
+    uint8_t *o = out + y * size * 3;
+    if (channels == 3) {
+      roundToBytes(acc.data(), rowElems, o);
+    } else {
+      roundToBytes(acc.data(), rowElems, gray.data());  // gray: resampled once, expanded after
+      for (size_t x = 0; x < size; x++) o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = gray[x];
+    }
+  }
+}
+
+// Decodes `input` at scale/8 into `pixels` (grown to fit); returns the reason sharp must take
+// it, or nullptr with *width, *height, *channels set.
+const char *decode(const uint8_t *input, size_t length, int scale, Decoder &d, std::vector<uint8_t> &pixels,
+                   int *width, int *height, int *channels) {
+  jpeg_decompress_struct &c = d.cinfo;
+  c.err = jpeg_std_error(&d.err);
+  d.err.error_exit = onError;
+  d.err.emit_message = onMessage;
+  if (setjmp(d.escape)) {
+    jpeg_destroy_decompress(&c);
+    return d.message;
+  }
+  jpeg_create_decompress(&c);
+  c.client_data = &d;
+  jpeg_mem_src(&c, input, static_cast<unsigned long>(length));
+  jpeg_save_markers(&c, JPEG_APP0 + 1, 0xffff);
+  jpeg_save_markers(&c, JPEG_APP0 + 2, 0xffff);
+  jpeg_read_header(&c, TRUE);
+  if (const char *why = unsupported(c)) {
+    jpeg_destroy_decompress(&c);
+    return why;
+  }
+  c.out_color_space = c.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  c.scale_num = scale;
+  c.scale_denom = 8;
+  jpeg_start_decompress(&c);
+  *width = int(c.output_width);
+  *height = int(c.output_height);
+  *channels = c.output_components;
+  const size_t stride = size_t(*width) * *channels;
+  if (pixels.size() < stride * *height) pixels.resize(stride * *height);
+  while (c.output_scanline < c.output_height) {
+    JSAMPROW row = pixels.data() + stride * c.output_scanline;
+    jpeg_read_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_decompress(&c);
+  jpeg_destroy_decompress(&c);
+  return d.warnings > 0 ? "decoder warnings (corrupt or truncated data)" : nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JS binding: decodeSquare(input, scale, width, height, acrossFirst, acrossOffset, acrossWeights,
+// downFirst, downOffset, downWeights, out) -> null, or the reason the caller must use sharp.
+// width/height: the scaled size the taps were computed for (a mismatch is a reason, not an error).
+
+template <typename T>
+bool typedArray(napi_env env, napi_value v, napi_typedarray_type want, T **data, size_t *length) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type type;
+  void *raw;
+  if (napi_get_typedarray_info(env, v, &type, length, &raw, nullptr, nullptr) != napi_ok || type != want)
+    return false;
+  *data = static_cast<T *>(raw);
+  return true;
+}
+
+napi_value reason(napi_env env, const std::string &text) {
+  napi_value s;
+  napi_create_string_utf8(env, text.c_str(), text.size(), &s);
+  return s;
+}
+
+napi_value fail(napi_env env, const char *message) {
+  napi_throw_type_error(env, "JPEG_ADDON", message);
+  return nullptr;
+}
+
+// A decode thread decodes one file at a time: its scratch buffer is reused.
+thread_local std::vector<uint8_t> scratch;
+
+napi_value decodeSquare(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  if (argc != 11) return fail(env, "decodeSquare: expected 11 arguments");
+  const uint8_t *input;
+  size_t inputLength, n[6], outLength;
+  int32_t scale, expectWidth, expectHeight;
+  const int32_t *acrossFirst, *acrossOffset, *downFirst, *downOffset;
+  const double *acrossWeights, *downWeights;
+  uint8_t *out;
+  if (!typedArray(env, argv[0], napi_uint8_array, const_cast<uint8_t **>(&input), &inputLength) ||
+      napi_get_value_int32(env, argv[1], &scale) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &expectWidth) != napi_ok ||
+      napi_get_value_int32(env, argv[3], &expectHeight) != napi_ok ||
+      !typedArray(env, argv[4], napi_int32_array, const_cast<int32_t **>(&acrossFirst), &n[0]) ||
+      !typedArray(env, argv[5], napi_int32_array, const_cast<int32_t **>(&acrossOffset), &n[1]) ||
+      !typedArray(env, argv[6], napi_float64_array, const_cast<double **>(&acrossWeights), &n[2]) ||
+      !typedArray(env, argv[7], napi_int32_array, const_cast<int32_t **>(&downFirst), &n[3]) ||
+      !typedArray(env, argv[8], napi_int32_array, const_cast<int32_t **>(&downOffset), &n[4]) ||
+      !typedArray(env, argv[9], napi_float64_array, const_cast<double **>(&downWeights), &n[5]) ||
+      !typedArray(env, argv[10], napi_uint8_array, &out, &outLength))
+    return fail(env, "decodeSquare: bad argument types");
+  const size_t size = n[0];
+  const Taps across{acrossFirst, acrossOffset, acrossWeights, size};
+  const Taps down{downFirst, downOffset, downWeights, n[3]};
+  const bool consistent = size > 0 && n[3] == size && n[1] == size + 1 && n[4] == size + 1 &&
+                          size_t(acrossOffset[size]) == n[2] && size_t(downOffset[size]) == n[5] &&
+                          outLength == size * size * 3 && scale >= 1 && scale <= 16;
+  if (!consistent) return fail(env, "decodeSquare: taps and output sizes disagree");
+
+  Decoder d;
+  int width = 0, height = 0, channels = 0;
+  if (const char *why = decode(input, inputLength, scale, d, scratch, &width, &height, &channels))
+    return reason(env, why);
+  if (width != expectWidth || height != expectHeight)
+    return reason(env, "decoded " + std::to_string(width) + "x" + std::to_string(height) + ", expected " +
+                           std::to_string(expectWidth) + "x" + std::to_string(expectHeight));
+  // Every tap must read inside the decoded image (the taps were computed for this size).
+  for (size_t o = 0; o < size; o++) {
+    if (acrossFirst[o] < 0 || acrossFirst[o] + acrossOffset[o + 1] - acrossOffset[o] > width ||
+        downFirst[o] < 0 || downFirst[o] + downOffset[o + 1] - downOffset[o] > height)
+      return fail(env, "decodeSquare: taps read outside the image");
+  }
+  const int rowFirst = downFirst[0];
+  const int rowLast = downFirst[size - 1] + (downOffset[size] - downOffset[size - 1]);
+  resample(scratch.data(), width, channels, across, down, rowFirst, rowLast, out);
+  napi_value undefined;
+  napi_get_null(env, &undefined);
+  return undefined;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT(/* env, exports */) {
+  napi_value fn;
+  napi_create_function(env, "decodeSquare", NAPI_AUTO_LENGTH, decodeSquare, nullptr, &fn);
+  napi_set_named_property(env, exports, "decodeSquare", fn);
+  return exports;
+}
