@@ -5,11 +5,25 @@
  * one, a thread per core left the cores idle between a JPEG's decode and the next read.
  */
 import { parentPort } from 'node:worker_threads';
-import { decodeFileBlocking } from './decode';
+import { DecodeResult, decodeFileBlocking } from './decode';
 import type { DecodeReply, DecodeRequest } from './decode-pool';
 import { mapLimit } from '../pool';
 
 const IN_FLIGHT_PER_THREAD = 2;
+
+/**
+ * The pixel buffers to move to the loader's thread rather than copy (a 256 px square is 192 KiB):
+ * those whose array spans its whole buffer, so nothing else is moved along.
+ */
+function ownBuffers(results: readonly DecodeResult[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const r of results) {
+    const { buffer, byteOffset, byteLength } = r.ok ? r.pixels : new Uint8Array(0);
+    if (byteLength > 0 && byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer)
+      buffers.add(buffer);
+  }
+  return [...buffers];
+}
 
 if (!parentPort) throw new Error('decode-worker.ts runs as a worker thread of DecodePool');
 const port = parentPort;
@@ -20,6 +34,6 @@ port.on('message', (request: DecodeRequest) => {
       decodeFileBlocking(file, request.opts),
     );
     const reply: DecodeReply = { id: request.id, results };
-    port.postMessage(reply);
+    port.postMessage(reply, ownBuffers(results));
   })();
 });
