@@ -29,21 +29,29 @@ addon_node_include() {
   addon_skip "Node's headers ($*) not found: apt-get install libnode-dev"
 }
 
-# addon_apt_install HEADER PACKAGE LOG: installs PACKAGE with apt-get when HEADER is missing and
-# we are root (npm 11 does not run unapproved install scripts, so make does this), or skips.
+# addon_apt_install HEADER LOG PACKAGE...: installs the first PACKAGE apt knows (Debian's and
+# Ubuntu's names differ) with apt-get when HEADER is missing and we are root (npm 11 does not
+# run unapproved install scripts, so make does this), or skips.
 addon_apt_install() {
-  local header="$1" package="$2" log="$3" started
+  local header="$1" log="$2" package="$3" started candidate
+  shift 2
   [ -f "$header" ] && return
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     addon_skip "$(basename "$header") missing: apt-get install $package (as root)"
   fi
+  for candidate in "$@"; do
+    if apt-cache show "$candidate" >/dev/null 2>&1; then
+      package="$candidate"
+      break
+    fi
+  done
   echo "$ADDON: installing $package with apt-get"
   mkdir -p "$(dirname "$log")"
   # The project's apt-get lock: make test may be installing its own packages meanwhile.
   local apt
   apt="$(dirname "${BASH_SOURCE[0]}")/apt-get-locked.sh"
   started=$(date +%s)
-  if ! { $apt update && $apt install -y "$package"; } >"$log" 2>&1; then
+  if ! { "$apt" update && "$apt" install -y "$package"; } >"$log" 2>&1; then
     addon_skip "apt-get install $package failed (see $log)"
   fi
   echo "$ADDON: $package installed in $(($(date +%s) - started)) s"
@@ -55,6 +63,13 @@ addon_up_to_date() {
   shift
   [ -f "$out" ] || return 1
   for f in "$@"; do [ "$out" -nt "$f" ] || return 1; done
+}
+
+# addon_package_of FILE: the Debian package that installed FILE, and its version ('?' when unknown).
+addon_package_of() {
+  local package
+  package="$(dpkg-query -S "$1" 2>/dev/null | head -1 | cut -d: -f1)"
+  echo "${package:-?} $(dpkg-query -W -f='${Version}' "$package" 2>/dev/null || echo '?')"
 }
 
 # addon_compile OUT LOG DESCRIPTION G++-ARGUMENTS...: compiles into OUT.tmp, then moves it into place.

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import sharp from 'sharp';
 import t from 'tap';
 import { decodeFile, DecodeResult, DecodeOptions, jpegDecodeScale } from '../../src/data/decode/decode';
+import { jpegOrientation, sniffImageSize } from '../../src/data/decode/header';
 import { JPEG_ADDON_FILE, jpegAddonPath, loadJpegAddon } from '../../src/data/decode/jpeg-addon';
 import { resizeCoverToRgb, squareTaps } from '../../src/data/decode/resample';
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
@@ -33,9 +34,9 @@ function pixelsOf(t: tap.Test, r: DecodeResult, what: string): Uint8Array {
   return r.ok ? r.pixels : new Uint8Array(0);
 }
 
-/** The reference: sharp's full-size decode (libjpeg-turbo too), resampled by resample.ts. */
+/** The reference: sharp's full-size decode (libjpeg-turbo too), turned upright, resampled by resample.ts. */
 async function jsResampleOfFullDecode(file: string, sizePx: number): Promise<Uint8Array> {
-  const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await sharp(file, { autoOrient: true }).raw().toBuffer({ resolveWithObject: true });
   const channels = info.channels as 1 | 3;
   return resizeCoverToRgb({ widthPx: info.width, heightPx: info.height, channels, data: new Uint8Array(data) }, sizePx);
 }
@@ -52,6 +53,32 @@ function difference(a: Uint8Array, b: Uint8Array): { count: number; max: number;
     sum += d;
   }
   return { count, max, mean: sum / a.length };
+}
+
+/** An IFD entry: tag, type, count and a 16-bit value. */
+type IfdEntry = [tag: number, type: number, count: number, value: number];
+
+/**
+ * `jpeg` with an APP1 EXIF block (IFD0 holding `entries`, at offset `ifd`) right after its start
+ * of image: an orientation without the sRGB profile that sharp's withMetadata adds.
+ */
+function withExif(jpeg: Buffer, little: boolean, entries: IfdEntry[], ifd = 8): Buffer {
+  const tiff = Buffer.alloc(8 + 2 + 12 * entries.length + 4);
+  const u16 = (v: number, at: number): number => (little ? tiff.writeUInt16LE(v, at) : tiff.writeUInt16BE(v, at));
+  const u32 = (v: number, at: number): number => (little ? tiff.writeUInt32LE(v, at) : tiff.writeUInt32BE(v, at));
+  tiff.write(little ? 'II' : 'MM', 0, 'latin1');
+  u16(42, 2);
+  u32(ifd, 4);
+  u16(entries.length, 8);
+  entries.forEach(([tag, type, count, value], e) => {
+    u16(tag, 10 + 12 * e);
+    u16(type, 12 + 12 * e);
+    u32(count, 14 + 12 * e);
+    u16(value, 18 + 12 * e);
+  });
+  const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const header = Buffer.from([0xff, 0xe1, (payload.length + 2) >> 8, (payload.length + 2) & 0xff]);
+  return Buffer.concat([jpeg.subarray(0, 2), header, payload, jpeg.subarray(2)]);
 }
 
 t.test('the decode scale: the smallest of 1/8, 2/8, 4/8 that still covers the square, else full size', async (t) => {
@@ -134,6 +161,91 @@ t.test('a large JPEG decodes at 1/8 scale, close to a full decode', { skip: addo
   t.ok(d.count > 0, 'and not the full decode itself (the scaled decode ran)');
 });
 
+t.test('every EXIF orientation: the upright image, byte for byte', { skip: addon ? false : said }, async (t) => {
+  const dir = tempDir(t);
+  const photo = await noisyJpeg(path.join(dir, 'photo.jpg'), 61, 41, 4);
+  for (let orientation = 1; orientation <= 8; orientation++) {
+    const file = path.join(dir, `o${orientation}.jpg`);
+    const bytes = withExif(await fsp.readFile(photo), orientation % 2 === 0, [[0x0112, 3, 1, orientation]]);
+    writeFileSync(file, bytes);
+    t.equal(jpegOrientation(bytes), orientation, `orientation ${orientation}: read from the file`);
+    const got = pixelsOf(t, await decodeFile(file, { sizePx: 32 }), `orientation ${orientation}`);
+    const want = await jsResampleOfFullDecode(file, 32);
+    t.same(difference(got, want), { count: 0, max: 0, mean: 0 }, `orientation ${orientation}: sharp's upright image`);
+    const [w, h] = orientation >= 5 ? [41, 61] : [61, 41];
+    t.equal(
+      addon?.decodeSquare(
+        new Uint8Array(bytes),
+        8,
+        orientation,
+        w,
+        h,
+        ...flatTaps(w, h, 32),
+        new Uint8Array(32 * 32 * 3),
+      ),
+      null,
+      `orientation ${orientation}: the addon decodes it (${w}x${h} upright)`,
+    );
+  }
+  // Scaled and turned: a smooth 640x400 photo shown upright at 400x640, decoded at 2/8.
+  const smooth = rawImage(640, 400, 3, (x, y) => [Math.round((x / 640) * 220), Math.round((y / 400) * 220), 90]);
+  const turned = path.join(dir, 'turned.jpg');
+  writeFileSync(
+    turned,
+    withExif(await fromRaw(smooth, 640, 400, 3).jpeg({ quality: 92 }).toBuffer(), true, [[0x0112, 3, 1, 6]]),
+  );
+  t.equal(jpegDecodeScale({ widthPx: 640, heightPx: 400 }, 64), 2, '2/8: 160x100 (1/8 gives 50 rows < 64)');
+  const got = pixelsOf(t, await decodeFile(turned, { sizePx: 64 }), 'turned.jpg');
+  const d = difference(got, await jsResampleOfFullDecode(turned, 64));
+  t.ok(
+    d.mean < 1 && d.max <= 8,
+    `against sharp's full upright decode: mean |diff| ${d.mean.toFixed(3)} < 1, max ${d.max}`,
+  );
+  t.ok(d.count > 0, 'and not the full decode itself (the scaled decode ran)');
+});
+
+t.test('jpegOrientation reads the first EXIF block, and gives up on what it cannot read', async (t) => {
+  const jpeg = await fromRaw(
+    rawImage(16, 16, 3, () => [9, 99, 199]),
+    16,
+    16,
+    3,
+  )
+    .jpeg()
+    .toBuffer();
+  t.equal(jpegOrientation(jpeg), 1, 'no EXIF: upright');
+  t.equal(jpegOrientation(withExif(jpeg, true, [[0x0112, 3, 1, 6]])), 6, 'little-endian (II)');
+  t.equal(jpegOrientation(withExif(jpeg, false, [[0x0112, 3, 1, 8]])), 8, 'big-endian (MM)');
+  t.equal(
+    jpegOrientation(
+      withExif(jpeg, false, [
+        [0x010f, 2, 4, 0],
+        [0x0112, 3, 1, 3],
+      ]),
+    ),
+    3,
+    'after another tag',
+  );
+  t.equal(jpegOrientation(withExif(jpeg, true, [[0x010f, 2, 4, 0]])), 1, 'EXIF without the tag: upright');
+  t.equal(
+    jpegOrientation(withExif(jpeg, true, [[0x0112, 4, 1, 6]])),
+    null,
+    'a LONG where a SHORT belongs: sharp decides',
+  );
+  t.equal(jpegOrientation(withExif(jpeg, true, [[0x0112, 3, 1, 9]])), null, 'value 9: sharp decides');
+  t.equal(jpegOrientation(withExif(jpeg, true, [[0x0112, 3, 1, 6]], 0xfffffffe)), null, 'IFD0 offset past the block');
+  t.equal(jpegOrientation(withExif(jpeg, true, [[0x0112, 3, 1, 6]], 30)), null, 'entries past the block');
+  const twice = withExif(jpeg, true, [[0x0112, 3, 1, 6]]);
+  const second = withExif(jpeg, true, [[0x0112, 3, 1, 3]]);
+  const app1 = second.subarray(2, second.length - jpeg.length + 2);
+  t.equal(
+    jpegOrientation(Buffer.concat([twice.subarray(0, 2), app1, twice.subarray(2)])),
+    3,
+    'the first EXIF block counts',
+  );
+  t.equal(sniffImageSize(withExif(jpeg, true, [[0x0112, 3, 1, 6]]))?.widthPx, 16, 'the size is still found after it');
+});
+
 t.test("files the addon does not take get sharp's result", { skip: addon ? false : said }, async (t) => {
   const dir = tempDir(t);
   const halves = rawImage(64, 32, 3, (x) => (x < 32 ? [255, 0, 0] : [0, 0, 255]));
@@ -145,10 +257,6 @@ t.test("files the addon does not take get sharp's result", { skip: addon ? false
   };
   const files: [string, string][] = [
     ['CMYK', await write('cmyk.jpg', fromRaw(halves, 64, 32, 3).toColourspace('cmyk').jpeg())],
-    [
-      'EXIF orientation 6',
-      await write('rotated.jpg', fromRaw(halves, 64, 32, 3).jpeg().withMetadata({ orientation: 6 })),
-    ],
     ['an ICC profile (Display P3)', await write('p3.jpg', sharp(photo).withIccProfile('p3').jpeg())],
   ];
   for (const [what, file] of files) {
@@ -156,24 +264,19 @@ t.test("files the addon does not take get sharp's result", { skip: addon ? false
     const bySharp = pixelsOf(t, await decodeWithSharp(file, { sizePx: 32 }), what);
     t.same(difference(got, bySharp), { count: 0, max: 0, mean: 0 }, `${what}: sharp's pixels`);
     t.equal(
-      addon?.decodeSquare(new Uint8Array(await fsp.readFile(file)), 8, 1, 1, ...flatTaps(1, 1, 1), new Uint8Array(3)),
-      what.startsWith('CMYK')
-        ? 'not gray, YCbCr or RGB (CMYK/YCCK need colour management)'
-        : what.startsWith('EXIF')
-          ? 'EXIF orientation'
-          : 'has an ICC profile',
+      addon?.decodeSquare(
+        new Uint8Array(await fsp.readFile(file)),
+        8,
+        1,
+        1,
+        1,
+        ...flatTaps(1, 1, 1),
+        new Uint8Array(3),
+      ),
+      what.startsWith('CMYK') ? 'not gray, YCbCr or RGB (CMYK/YCCK need colour management)' : 'has an ICC profile',
       `${what}: the addon says why it leaves the file to sharp`,
     );
   }
-  const orientationOne = await write('upright.jpg', fromRaw(halves, 64, 32, 3).jpeg().withMetadata({ orientation: 1 }));
-  t.same(
-    difference(
-      pixelsOf(t, await decodeFile(orientationOne, { sizePx: 32 }), 'upright'),
-      await jsResampleOfFullDecode(orientationOne, 32),
-    ).count,
-    0,
-    'EXIF orientation 1 (upright) stays on the addon',
-  );
 
   // Damaged data: refused for sharp's reason (the addon leaves the verdict to sharp).
   const damaged: [string, Buffer][] = [
@@ -203,30 +306,41 @@ t.test('decodeSquare checks its arguments', { skip: addon ? false : said }, asyn
   const dir = tempDir(t);
   const input = new Uint8Array(await fsp.readFile(await noisyJpeg(path.join(dir, 'a.jpg'), 40, 30)));
   const out = new Uint8Array(16 * 16 * 3);
-  t.equal(addon?.decodeSquare(input, 8, 40, 30, ...flatTaps(40, 30, 16), out), null, 'a plain JPEG decodes');
+  t.equal(addon?.decodeSquare(input, 8, 1, 40, 30, ...flatTaps(40, 30, 16), out), null, 'a plain JPEG decodes');
   t.equal(
-    addon?.decodeSquare(input, 8, 41, 30, ...flatTaps(41, 30, 16), out),
-    'decoded 40x30, expected 41x30',
+    addon?.decodeSquare(input, 8, 1, 41, 30, ...flatTaps(41, 30, 16), out),
+    'decoded 40x30 upright, expected 41x30',
     'taps for another size: a reason, not pixels',
   );
   t.throws(
-    () => addon?.decodeSquare(input, 8, 40, 30, ...flatTaps(40, 30, 16), new Uint8Array(10)),
+    () => addon?.decodeSquare(input, 8, 1, 40, 30, ...flatTaps(40, 30, 16), new Uint8Array(10)),
     /taps and output sizes disagree/,
     'an output of the wrong size',
   );
   const wrongType = new Float32Array(3) as unknown as Int32Array;
   const [, offset, weights, ...down] = flatTaps(40, 30, 16);
   t.throws(
-    () => addon?.decodeSquare(input, 8, 40, 30, wrongType, offset, weights, ...down, out),
+    () => addon?.decodeSquare(input, 8, 1, 40, 30, wrongType, offset, weights, ...down, out),
     /bad argument types/,
     'a Float32Array where Int32Array belongs',
   );
   const [first] = flatTaps(40, 30, 16);
   const outside = Int32Array.from(first, (v) => v + 30);
   t.throws(
-    () => addon?.decodeSquare(input, 8, 40, 30, outside, offset, weights, ...down, out),
+    () => addon?.decodeSquare(input, 8, 1, 40, 30, outside, offset, weights, ...down, out),
     /taps read outside the image/,
     'taps that would read past the row',
+  );
+  const noTaps = Int32Array.from(offset, () => 0);
+  t.throws(
+    () => addon?.decodeSquare(input, 8, 1, 40, 30, first, noTaps, new Float64Array(0), ...down, out),
+    /taps read outside the image/,
+    'outputs without a single tap',
+  );
+  t.throws(
+    () => addon?.decodeSquare(input, 8, 9, 40, 30, ...flatTaps(40, 30, 16), out),
+    /taps and output sizes disagree/,
+    'orientation 9 (EXIF has 1-8)',
   );
 });
 

@@ -34,6 +34,12 @@ port.on('message', (request: DecodeRequest) => {
       decodeFileBlocking(file, request.opts),
     );
     const reply: DecodeReply = { id: request.id, results };
-    port.postMessage(reply, ownBuffers(results));
+    try {
+      port.postMessage(reply, ownBuffers(results));
+    } catch {
+      // sharp's buffers are external memory, which Node 21+ refuses to transfer (Node 20 copies
+      // them): a batch holding one is copied whole. Node checks the list before moving anything.
+      port.postMessage(reply);
+    }
   })();
 });

@@ -13,8 +13,8 @@
  * the work for a small image. Their resize is PIL's bilinear, pixel for pixel; sharp's 'linear'
  * agrees when shrinking but its enlargements sit about half an output pixel right and down
  * (docs/measurements.md, "Decoding small PNGs"). Plain JPEGs (8-bit gray or YCbCr, no colour
- * profile, no EXIF rotation, no damage) are decoded by libjpeg-turbo in the JPEG addon and
- * resampled with the same taps, at under half of sharp's CPU (src/data/decode/jpeg-addon.ts).
+ * profile, no damage; EXIF orientation applied) are decoded by libjpeg-turbo in the JPEG addon
+ * and resampled with the same taps, at under half of sharp's CPU (src/data/decode/jpeg-addon.ts).
  * Every other file goes through sharp.
  *
  * sharp runs each pipeline on a libuv worker thread (sharp.concurrency() threads inside it,
@@ -25,7 +25,7 @@ import { readFile, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type Sharp from 'sharp';
 import { loadSharp } from '../../core/sharp';
-import { DEFAULT_MIN_SIDE_PX, ImageSize, isJpeg, sniffImageSize } from './header';
+import { DEFAULT_MIN_SIDE_PX, ImageSize, isJpeg, jpegOrientation, sniffImageSize } from './header';
 import { decodeJpegSquare, loadJpegAddon } from './jpeg-addon';
 import { decodePlainPng } from './png';
 import { resizeCoverToRgb, squareTaps } from './resample';
@@ -141,17 +141,20 @@ export function jpegDecodeScale(size: ImageSize, sizePx: number): number {
 /**
  * The native path for plain JPEGs (src/data/decode/jpeg-addon.ts), or null to use sharp: the
  * addon is not built, another kernel than bilinear was asked for, or the file needs what only
- * sharp does (colour profiles, CMYK, EXIF rotation, refusing or tolerating damaged data).
+ * sharp does (colour profiles, CMYK, an unreadable EXIF block, refusing or tolerating damaged data).
  */
 function decodePlainJpegSquare(input: Buffer, size: ImageSize, opts: DecodeOptions): Uint8Array | null {
   if (!isJpeg(input) || (opts.kernel ?? DEFAULT_KERNEL) !== 'linear') return null;
-  const addon = loadJpegAddon();
-  if (!addon) return null;
+  const orientation = jpegOrientation(input);
+  const addon = orientation === null ? null : loadJpegAddon();
+  if (!addon || orientation === null) return null;
   const scale = jpegDecodeScale(size, opts.sizePx);
-  const scaled = { widthPx: scaledSide(size.widthPx, scale), heightPx: scaledSide(size.heightPx, scale) };
-  const taps = squareTaps(scaled.widthPx, scaled.heightPx, opts.sizePx);
+  const [widthPx, heightPx] = [scaledSide(size.widthPx, scale), scaledSide(size.heightPx, scale)];
+  // Orientations 5-8 turn the image a quarter: the square is cut from the upright image.
+  const upright = orientation >= 5 ? { widthPx: heightPx, heightPx: widthPx } : { widthPx, heightPx };
+  const taps = squareTaps(upright.widthPx, upright.heightPx, opts.sizePx);
   const out = new Uint8Array(opts.sizePx * opts.sizePx * 3);
-  return decodeJpegSquare(addon, input, scale, scaled, taps, out) === null ? out : null;
+  return decodeJpegSquare(addon, input, scale, orientation, upright, taps, out) === null ? out : null;
 }
 
 /**

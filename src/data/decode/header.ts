@@ -36,22 +36,74 @@ export function isJpeg(b: Uint8Array): boolean {
   return b.length >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
 }
 
-function jpegSize(b: Uint8Array): ImageSize | null {
-  if (!isJpeg(b)) return null;
+/** A JPEG segment before the first scan: its marker, and its payload's start and length. */
+interface JpegSegment {
+  marker: number;
+  start: number;
+  length: number;
+}
+
+/** The segments of a JPEG up to its first scan; stops early where the data is not a JPEG's. */
+function* jpegSegments(b: Uint8Array): Generator<JpegSegment> {
+  if (!isJpeg(b)) return;
   let i = 2;
-  while (i + 9 < b.length) {
-    if (b[i] !== 0xff) return null; // lost sync: let sharp judge the file
+  while (i + 3 < b.length) {
+    if (b[i] !== 0xff) return; // lost sync: let sharp judge the file
     const marker = b[i + 1];
     if (marker === 0xff) {
       i += 1; // fill byte
       continue;
     }
-    const length = (b[i + 2] << 8) | b[i + 3];
-    if (isStartOfFrame(marker)) return { widthPx: (b[i + 7] << 8) | b[i + 8], heightPx: (b[i + 5] << 8) | b[i + 6] };
-    if (marker === 0xd9 || marker === 0xda) return null; // end of image / start of scan before any frame
+    if (marker === 0xd9 || marker === 0xda) return; // end of image / start of scan
+    const length = (b[i + 2] << 8) | b[i + 3]; // counts its own two bytes
+    if (length < 2) return;
+    yield { marker, start: i + 4, length: Math.min(length - 2, b.length - (i + 4)) };
     i += 2 + length;
   }
+}
+
+function jpegSize(b: Uint8Array): ImageSize | null {
+  for (const { marker, start, length } of jpegSegments(b)) {
+    if (isStartOfFrame(marker))
+      return length >= 5
+        ? { widthPx: (b[start + 3] << 8) | b[start + 4], heightPx: (b[start + 1] << 8) | b[start + 2] }
+        : null;
+  }
   return null;
+}
+
+const APP1 = 0xe1;
+const EXIF_HEADER = [0x45, 0x78, 0x69, 0x66, 0, 0]; // "Exif\0\0"
+const ORIENTATION_TAG = 0x0112;
+const TIFF_SHORT = 3;
+
+/**
+ * The EXIF orientation of a JPEG (1-8, the tag of the first EXIF block's IFD0): 1 when it has
+ * none, null when its EXIF block cannot be read or the value is not one of the eight (sharp then
+ * decides, as it does for every other file).
+ */
+export function jpegOrientation(b: Uint8Array): number | null {
+  for (const { marker, start, length } of jpegSegments(b)) {
+    if (marker !== APP1 || length < EXIF_HEADER.length || !EXIF_HEADER.every((v, k) => b[start + k] === v)) continue;
+    const tiff = new DataView(b.buffer, b.byteOffset + start + 6, length - 6);
+    if (tiff.byteLength < 8) return null;
+    const order = tiff.getUint16(0);
+    if (order !== 0x4949 && order !== 0x4d4d) return null; // "II" or "MM"
+    const little = order === 0x4949;
+    const ifd = tiff.getUint32(4, little);
+    if (ifd + 2 > tiff.byteLength) return null;
+    const entries = tiff.getUint16(ifd, little);
+    for (let e = 0; e < entries; e++) {
+      const at = ifd + 2 + 12 * e;
+      if (at + 12 > tiff.byteLength) return null;
+      if (tiff.getUint16(at, little) !== ORIENTATION_TAG) continue;
+      if (tiff.getUint16(at + 2, little) !== TIFF_SHORT || tiff.getUint32(at + 4, little) !== 1) return null;
+      const value = tiff.getUint16(at + 8, little);
+      return value >= 1 && value <= 8 ? value : null;
+    }
+    return 1;
+  }
+  return 1;
 }
 
 /** Dimensions (before EXIF orientation) of a PNG, JPEG or GIF; null for other or unparsable data. */

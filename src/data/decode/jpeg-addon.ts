@@ -12,13 +12,16 @@ export const JPEG_ADDON_FILE = 'dist/native/alexnet_jpeg.node';
 
 export interface JpegAddon {
   /**
-   * Decode a JPEG at `scale`/8 of its size (which must come out `widthPx` x `heightPx`) and
-   * resample it with the taps into `out` (side x side x 3 RGB). Returns null, or why the file
-   * must go through sharp instead (colour profile, CMYK, EXIF rotation, any decoder warning or error).
+   * Decode a JPEG at `scale`/8 of its size, turn it upright by its EXIF `orientation` (1-8,
+   * read by the caller; it must come out `widthPx` x `heightPx`), and resample it with the
+   * taps into `out` (side x side x 3 RGB). Returns null, or why the file must go through sharp
+   * instead (colour profile, CMYK, any decoder warning or error). Throws a TypeError (code
+   * JPEG_ADDON) for arguments that do not fit together.
    */
   decodeSquare(
     input: Uint8Array,
     scale: number,
+    orientation: number,
     widthPx: number,
     heightPx: number,
     acrossFirst: Int32Array,
@@ -55,12 +58,13 @@ export function loadJpegAddon(file: string = jpegAddonPath()): JpegAddon | null 
   return addon;
 }
 
-/** Calls decodeSquare with both axes' taps. */
+/** Calls decodeSquare with both axes' taps, for the upright image at the decode scale. */
 export function decodeJpegSquare(
   addon: JpegAddon,
   input: Uint8Array,
   scale: number,
-  scaled: { widthPx: number; heightPx: number },
+  orientation: number,
+  upright: { widthPx: number; heightPx: number },
   taps: { across: FlatTaps; down: FlatTaps },
   out: Uint8Array,
 ): string | null {
@@ -68,8 +72,9 @@ export function decodeJpegSquare(
   return addon.decodeSquare(
     input,
     scale,
-    scaled.widthPx,
-    scaled.heightPx,
+    orientation,
+    upright.widthPx,
+    upright.heightPx,
     across.first,
     across.offset,
     across.weights,

@@ -18,7 +18,7 @@ dnnl_header=/usr/include/oneapi/dnnl/dnnl.hpp
 
 addon_need_toolchain
 addon_node_include node_api.h
-addon_apt_install "$dnnl_header" libdnnl-dev "$log"
+addon_apt_install "$dnnl_header" "$log" libdnnl-dev
 addon_up_to_date "$out" "$src" "$dnnl_header" "$0" "$lib" && exit 0
 
 # -fopenmp: the addon sets oneDNN's OpenMP thread count (Debian's libdnnl uses libgomp).

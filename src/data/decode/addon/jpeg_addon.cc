@@ -5,10 +5,11 @@
  * square is resampled with taps the caller computed (src/data/decode/resample.ts), in the
  * same order and in the same double arithmetic as resample.ts, so both give the same bytes.
  *
- * It takes only the plain files: 8-bit, gray or YCbCr/RGB, no ICC profile, no EXIF rotation,
- * no decoder warning. For anything else it returns a reason and decode.ts uses sharp, which
- * then decides (colour management, orientation, truncated data refused, benign warnings kept).
- * Synchronous: it runs on a decode thread, where blocking stalls no one.
+ * It takes only the plain files: 8-bit, gray or YCbCr/RGB, no ICC profile, no decoder warning;
+ * the caller reads the EXIF orientation, and the image is turned upright as sharp turns it. For
+ * anything else it returns a reason and decode.ts uses sharp, which then decides (colour
+ * management, truncated data refused, benign warnings kept). Synchronous: it runs on the
+ * calling thread (a decode thread, in training).
  */
 #include <node_api.h>
 
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <cstdio>  // jpeglib.h needs FILE
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -46,29 +48,6 @@ void onMessage(j_common_ptr cinfo, int level) {
   if (level < 0) reinterpret_cast<Decoder *>(cinfo->client_data)->warnings++;  // corrupt data, not trace output
 }
 
-// EXIF orientation (tag 0x0112 of IFD0) from an APP1 "Exif\0\0" payload: 1 when absent,
-// 0 when the payload cannot be read (then sharp decides).
-int exifOrientation(const uint8_t *p, size_t n) {
-  if (n < 14 || std::memcmp(p, "Exif\0\0", 6) != 0) return 1;
-  const uint8_t *t = p + 6;
-  const size_t len = n - 6;
-  const bool little = t[0] == 'I' && t[1] == 'I';
-  if (!little && !(t[0] == 'M' && t[1] == 'M')) return 0;
-  auto u16 = [&](size_t at) -> uint32_t { return little ? t[at] | t[at + 1] << 8 : t[at] << 8 | t[at + 1]; };
-  auto u32 = [&](size_t at) -> uint32_t {
-    return little ? u16(at) | u16(at + 2) << 16 : u16(at) << 16 | u16(at + 2);
-  };
-  const uint32_t ifd = u32(4);
-  if (ifd + 2 > len) return 0;
-  const uint32_t entries = u16(ifd);
-  for (uint32_t e = 0; e < entries; e++) {
-    const size_t at = ifd + 2 + 12 * size_t(e);
-    if (at + 12 > len) return 0;
-    if (u16(at) == 0x0112) return u16(at + 2) == 3 ? int(u16(at + 8)) : 0;  // type SHORT
-  }
-  return 1;
-}
-
 // Why sharp must take this file, or nullptr when the fast path can.
 const char *unsupported(const jpeg_decompress_struct &c) {
   if (c.data_precision != 8) return "not 8-bit";
@@ -78,7 +57,6 @@ const char *unsupported(const jpeg_decompress_struct &c) {
   for (jpeg_saved_marker_ptr m = c.marker_list; m; m = m->next) {
     if (m->marker == JPEG_APP0 + 2 && m->data_length >= 12 && std::memcmp(m->data, "ICC_PROFILE\0", 12) == 0)
       return "has an ICC profile";
-    if (m->marker == JPEG_APP0 + 1 && exifOrientation(m->data, m->data_length) != 1) return "EXIF orientation";
   }
   return nullptr;
 }
@@ -216,11 +194,10 @@ const char *decode(const uint8_t *input, size_t length, int scale, Decoder &d, s
     jpeg_destroy_decompress(&c);
     return d.message;
   }
+  c.client_data = &d;  // before create, which keeps it: onError may run inside create
   jpeg_create_decompress(&c);
-  c.client_data = &d;
   jpeg_mem_src(&c, input, static_cast<unsigned long>(length));
-  jpeg_save_markers(&c, JPEG_APP0 + 1, 0xffff);
-  jpeg_save_markers(&c, JPEG_APP0 + 2, 0xffff);
+  jpeg_save_markers(&c, JPEG_APP0 + 2, 0xffff);  // ICC profiles
   jpeg_read_header(&c, TRUE);
   if (const char *why = unsupported(c)) {
     jpeg_destroy_decompress(&c);
@@ -245,9 +222,49 @@ const char *decode(const uint8_t *input, size_t length, int scale, Decoder &d, s
 }
 
 // ---------------------------------------------------------------------------------------------
-// JS binding: decodeSquare(input, scale, width, height, acrossFirst, acrossOffset, acrossWeights,
-// downFirst, downOffset, downWeights, out) -> null, or the reason the caller must use sharp.
-// width/height: the scaled size the taps were computed for (a mismatch is a reason, not an error).
+// EXIF orientation (1-8, read by the caller: header.ts's jpegOrientation): the stored image
+// turned upright, as sharp's autoOrient does. For each displayed pixel (x, y) of the upright
+// image (w x h), the stored pixel it shows, in a stored image `width` x `height`.
+
+struct Upright {
+  int width, height;  // of the upright image
+};
+
+Upright uprightSize(int orientation, int width, int height) {
+  return orientation >= 5 ? Upright{height, width} : Upright{width, height};
+}
+
+void storedPixel(int orientation, int width, int height, int x, int y, int *sx, int *sy) {
+  switch (orientation) {
+    case 2: *sx = width - 1 - x, *sy = y; break;                // mirrored left-right
+    case 3: *sx = width - 1 - x, *sy = height - 1 - y; break;   // rotated 180
+    case 4: *sx = x, *sy = height - 1 - y; break;               // mirrored top-bottom
+    case 5: *sx = y, *sy = x; break;                            // transposed
+    case 6: *sx = y, *sy = height - 1 - x; break;               // to turn 90 clockwise
+    case 7: *sx = width - 1 - y, *sy = height - 1 - x; break;   // transversed
+    case 8: *sx = width - 1 - y, *sy = x; break;                // to turn 90 counter-clockwise
+    default: *sx = x, *sy = y;
+  }
+}
+
+void turnUpright(const uint8_t *src, int width, int height, int channels, int orientation, uint8_t *dst) {
+  const Upright up = uprightSize(orientation, width, height);
+  for (int y = 0; y < up.height; y++) {
+    for (int x = 0; x < up.width; x++) {
+      int sx, sy;
+      storedPixel(orientation, width, height, x, y, &sx, &sy);
+      const uint8_t *s = src + (size_t(sy) * width + sx) * channels;
+      uint8_t *o = dst + (size_t(y) * up.width + x) * channels;
+      for (int ch = 0; ch < channels; ch++) o[ch] = s[ch];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JS binding: decodeSquare(input, scale, orientation, width, height, acrossFirst, acrossOffset,
+// acrossWeights, downFirst, downOffset, downWeights, out) -> null, or the reason the caller
+// must use sharp. width/height: the upright size after scaling, which the taps were computed
+// for (a mismatch is a reason, not an error).
 
 template <typename T>
 bool typedArray(napi_env env, napi_value v, napi_typedarray_type want, T **data, size_t *length) {
@@ -272,59 +289,90 @@ napi_value fail(napi_env env, const char *message) {
   return nullptr;
 }
 
-// A decode thread decodes one file at a time: its scratch buffer is reused.
-thread_local std::vector<uint8_t> scratch;
+// Whether one axis' taps are well formed for `outSize` outputs over `inSize` source pixels:
+// offsets rising from 0 to the weights' length, each output at least one tap, all inside.
+bool tapsInside(const Taps &t, size_t weights, int inSize) {
+  if (t.offset[0] != 0 || size_t(t.offset[t.count]) != weights) return false;
+  for (size_t o = 0; o < t.count; o++) {
+    const int32_t taps = t.offset[o + 1] - t.offset[o];
+    if (taps < 1 || t.first[o] < 0 || int64_t(t.first[o]) + taps > inSize) return false;
+    if (o > 0 && t.first[o] < t.first[o - 1]) return false;  // the rows the vertical pass keeps rise
+  }
+  return true;
+}
+
+// Reused per thread (a decode thread decodes one file at a time), and released after an image
+// larger than this so that one panorama does not pin its size on every thread.
+constexpr size_t kKeptScratchBytes = 32u << 20;
+thread_local std::vector<uint8_t> scratch, upright;
+
+void releaseIfLarge(std::vector<uint8_t> &buffer) {
+  if (buffer.capacity() > kKeptScratchBytes) std::vector<uint8_t>().swap(buffer);
+}
 
 napi_value decodeSquare(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  constexpr size_t kArgs = 12;
+  size_t argc = kArgs;
+  napi_value argv[kArgs];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != 11) return fail(env, "decodeSquare: expected 11 arguments");
+  if (argc != kArgs) return fail(env, "decodeSquare: expected 12 arguments");
   const uint8_t *input;
   size_t inputLength, n[6], outLength;
-  int32_t scale, expectWidth, expectHeight;
+  int32_t scale, orientation, expectWidth, expectHeight;
   const int32_t *acrossFirst, *acrossOffset, *downFirst, *downOffset;
   const double *acrossWeights, *downWeights;
   uint8_t *out;
   if (!typedArray(env, argv[0], napi_uint8_array, const_cast<uint8_t **>(&input), &inputLength) ||
       napi_get_value_int32(env, argv[1], &scale) != napi_ok ||
-      napi_get_value_int32(env, argv[2], &expectWidth) != napi_ok ||
-      napi_get_value_int32(env, argv[3], &expectHeight) != napi_ok ||
-      !typedArray(env, argv[4], napi_int32_array, const_cast<int32_t **>(&acrossFirst), &n[0]) ||
-      !typedArray(env, argv[5], napi_int32_array, const_cast<int32_t **>(&acrossOffset), &n[1]) ||
-      !typedArray(env, argv[6], napi_float64_array, const_cast<double **>(&acrossWeights), &n[2]) ||
-      !typedArray(env, argv[7], napi_int32_array, const_cast<int32_t **>(&downFirst), &n[3]) ||
-      !typedArray(env, argv[8], napi_int32_array, const_cast<int32_t **>(&downOffset), &n[4]) ||
-      !typedArray(env, argv[9], napi_float64_array, const_cast<double **>(&downWeights), &n[5]) ||
-      !typedArray(env, argv[10], napi_uint8_array, &out, &outLength))
+      napi_get_value_int32(env, argv[2], &orientation) != napi_ok ||
+      napi_get_value_int32(env, argv[3], &expectWidth) != napi_ok ||
+      napi_get_value_int32(env, argv[4], &expectHeight) != napi_ok ||
+      !typedArray(env, argv[5], napi_int32_array, const_cast<int32_t **>(&acrossFirst), &n[0]) ||
+      !typedArray(env, argv[6], napi_int32_array, const_cast<int32_t **>(&acrossOffset), &n[1]) ||
+      !typedArray(env, argv[7], napi_float64_array, const_cast<double **>(&acrossWeights), &n[2]) ||
+      !typedArray(env, argv[8], napi_int32_array, const_cast<int32_t **>(&downFirst), &n[3]) ||
+      !typedArray(env, argv[9], napi_int32_array, const_cast<int32_t **>(&downOffset), &n[4]) ||
+      !typedArray(env, argv[10], napi_float64_array, const_cast<double **>(&downWeights), &n[5]) ||
+      !typedArray(env, argv[11], napi_uint8_array, &out, &outLength))
     return fail(env, "decodeSquare: bad argument types");
   const size_t size = n[0];
   const Taps across{acrossFirst, acrossOffset, acrossWeights, size};
   const Taps down{downFirst, downOffset, downWeights, n[3]};
   const bool consistent = size > 0 && n[3] == size && n[1] == size + 1 && n[4] == size + 1 &&
-                          size_t(acrossOffset[size]) == n[2] && size_t(downOffset[size]) == n[5] &&
-                          outLength == size * size * 3 && scale >= 1 && scale <= 16;
+                          outLength == size * size * 3 && scale >= 1 && scale <= 16 && orientation >= 1 &&
+                          orientation <= 8;
   if (!consistent) return fail(env, "decodeSquare: taps and output sizes disagree");
+  if (!tapsInside(across, n[2], expectWidth) || !tapsInside(down, n[5], expectHeight))
+    return fail(env, "decodeSquare: taps read outside the image");
 
-  Decoder d;
-  int width = 0, height = 0, channels = 0;
-  if (const char *why = decode(input, inputLength, scale, d, scratch, &width, &height, &channels))
-    return reason(env, why);
-  if (width != expectWidth || height != expectHeight)
-    return reason(env, "decoded " + std::to_string(width) + "x" + std::to_string(height) + ", expected " +
-                           std::to_string(expectWidth) + "x" + std::to_string(expectHeight));
-  // Every tap must read inside the decoded image (the taps were computed for this size).
-  for (size_t o = 0; o < size; o++) {
-    if (acrossFirst[o] < 0 || acrossFirst[o] + acrossOffset[o + 1] - acrossOffset[o] > width ||
-        downFirst[o] < 0 || downFirst[o] + downOffset[o + 1] - downOffset[o] > height)
-      return fail(env, "decodeSquare: taps read outside the image");
+  try {
+    Decoder d{};
+    int width = 0, height = 0, channels = 0;
+    if (const char *why = decode(input, inputLength, scale, d, scratch, &width, &height, &channels))
+      return reason(env, why);
+    const Upright up = uprightSize(orientation, width, height);
+    if (up.width != expectWidth || up.height != expectHeight)
+      return reason(env, "decoded " + std::to_string(up.width) + "x" + std::to_string(up.height) + " upright, expected " +
+                             std::to_string(expectWidth) + "x" + std::to_string(expectHeight));
+    const uint8_t *pixels = scratch.data();
+    if (orientation != 1) {
+      upright.resize(size_t(width) * height * channels);
+      turnUpright(scratch.data(), width, height, channels, orientation, upright.data());
+      pixels = upright.data();
+    }
+    const int rowFirst = downFirst[0];
+    const int rowLast = downFirst[size - 1] + (downOffset[size] - downOffset[size - 1]);
+    resample(pixels, up.width, channels, across, down, rowFirst, rowLast, out);
+    releaseIfLarge(scratch);
+    releaseIfLarge(upright);
+  } catch (const std::exception &err) {  // std::bad_alloc: a reason, so that sharp may try
+    std::vector<uint8_t>().swap(scratch);
+    std::vector<uint8_t>().swap(upright);
+    return reason(env, std::string("out of memory decoding it (") + err.what() + ")");
   }
-  const int rowFirst = downFirst[0];
-  const int rowLast = downFirst[size - 1] + (downOffset[size] - downOffset[size - 1]);
-  resample(scratch.data(), width, channels, across, down, rowFirst, rowLast, out);
-  napi_value undefined;
-  napi_get_null(env, &undefined);
-  return undefined;
+  napi_value null;
+  napi_get_null(env, &null);
+  return null;
 }
 
 }  // namespace
