@@ -11,7 +11,7 @@
 #   make gpu-check           # on a machine with GPUs: adapters, kernel checks, paper-preset scaling (scripts/gpu-check.sh)
 #   make gpu-bundle          # what gpu-check needs in one 23 MB file, for a GPU machine without npm
 #   make native              # the oneDNN addon (installs libdnnl-dev as root); part of `make build`
-#   make jpeg                # the JPEG decoder addon (libjpeg-turbo; installs libjpeg62-turbo-dev as root); part of `make build`
+#   make jpeg                # the JPEG decoder addon (libjpeg-turbo; installs its -dev package as root); part of `make build`
 #   make bench-quick         # all-reduce, data and training benchmarks, small sizes (< 3 min)
 #   make bench               # the full set; refreshes docs/benchmarks.md and its charts
 #   make reproduce           # the paper's recipe vs a PyTorch reference (~45 min); docs/reproduction.md
@@ -93,7 +93,8 @@ shm:
 	@src/dist/shm/addon/build.sh $(SHM_ADDON)
 
 # The JPEG fast path of the decode threads (src/data/decode/addon/build.sh): libjpeg-turbo
-# (libjpeg62-turbo-dev, installed as root when missing). Optional: without it sharp decodes every JPEG.
+# (Debian's libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev, installed as root when missing).
+# Optional: without it sharp decodes every JPEG.
 JPEG_ADDON := dist/native/alexnet_jpeg.node
 
 jpeg:

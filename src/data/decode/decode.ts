@@ -145,8 +145,8 @@ export function jpegDecodeScale(size: ImageSize, sizePx: number): number {
  */
 function decodePlainJpegSquare(input: Buffer, size: ImageSize, opts: DecodeOptions): Uint8Array | null {
   if (!isJpeg(input) || (opts.kernel ?? DEFAULT_KERNEL) !== 'linear') return null;
+  const addon = loadJpegAddon();
   const orientation = jpegOrientation(input);
-  const addon = orientation === null ? null : loadJpegAddon();
   if (!addon || orientation === null) return null;
   const scale = jpegDecodeScale(size, opts.sizePx);
   const [widthPx, heightPx] = [scaledSide(size.widthPx, scale), scaledSide(size.heightPx, scale)];

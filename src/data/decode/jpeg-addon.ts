@@ -34,7 +34,7 @@ export interface JpegAddon {
   ): string | null;
 }
 
-/** The addon's file; ALEXNET_JPEG_ADDON overrides it ('none': run as where it is not built). */
+/** The addon's file; ALEXNET_JPEG_ADDON overrides it (a path that does not exist: run as where it is not built). */
 export function jpegAddonPath(): string {
   const override = process.env['ALEXNET_JPEG_ADDON'];
   return override != null && override !== '' ? override : path.join(projectRoot(__dirname), JPEG_ADDON_FILE);
