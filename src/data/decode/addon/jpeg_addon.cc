@@ -211,7 +211,12 @@ const char *decode(const uint8_t *input, size_t length, int scale, Decoder &d, s
   *height = int(c.output_height);
   *channels = c.output_components;
   const size_t stride = size_t(*width) * *channels;
-  if (pixels.size() < stride * *height) pixels.resize(stride * *height);
+  try {
+    if (pixels.size() < stride * *height) pixels.resize(stride * *height);
+  } catch (...) {  // std::bad_alloc, for the caller: libjpeg's own memory is freed first
+    jpeg_destroy_decompress(&c);
+    throw;
+  }
   while (c.output_scanline < c.output_height) {
     JSAMPROW row = pixels.data() + stride * c.output_scanline;
     jpeg_read_scanlines(&c, &row, 1);
