@@ -92,7 +92,7 @@ SHM_ADDON := dist/native/alexnet_shm.node
 shm:
 	@src/dist/shm/addon/build.sh $(SHM_ADDON)
 
-# The JPEG fast path of the decode threads (src/data/decode/addon/build.sh): libjpeg-turbo
+# The fast path for plain JPEGs (src/data/decode/addon/build.sh): libjpeg-turbo
 # (Debian's libjpeg62-turbo-dev or Ubuntu's libjpeg-turbo8-dev, installed as root when missing).
 # Optional: without it sharp decodes every JPEG.
 JPEG_ADDON := dist/native/alexnet_jpeg.node

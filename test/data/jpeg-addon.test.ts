@@ -55,6 +55,12 @@ function difference(a: Uint8Array, b: Uint8Array): { count: number; max: number;
   return { count, max, mean: sum / a.length };
 }
 
+/** `image` written to dir/name; the file's path. */
+async function writeImage(dir: string, name: string, image: ReturnType<typeof sharp>): Promise<string> {
+  await image.toFile(path.join(dir, name));
+  return path.join(dir, name);
+}
+
 /** An IFD entry: tag, type, count and a 16-bit value. */
 type IfdEntry = [tag: number, type: number, count: number, value: number];
 
@@ -94,46 +100,30 @@ t.test('the decode scale: the smallest of 1/8, 2/8, 4/8 that still covers the sq
 t.test('plain JPEGs: the bytes of the JS resample over a full decode', { skip: addon ? false : said }, async (t) => {
   const dir = tempDir(t);
   const photo = await noisyJpeg(path.join(dir, 'photo.jpg'), 500, 375, 1);
-  const cases: [string, Promise<string>, number][] = [
-    ['4:2:0 photo, 375 -> 256 rows', Promise.resolve(photo), 256],
+  const cases: [string, string, number][] = [
+    ['4:2:0 photo, 375 -> 256 rows', photo, 256],
     [
       '4:4:4, progressive',
-      sharp(photo)
-        .jpeg({ quality: 85, chromaSubsampling: '4:4:4', progressive: true })
-        .toFile(path.join(dir, 'p444.jpg'))
-        .then(() => path.join(dir, 'p444.jpg')),
+      await writeImage(
+        dir,
+        'p444.jpg',
+        sharp(photo).jpeg({ quality: 85, chromaSubsampling: '4:4:4', progressive: true }),
+      ),
       224,
     ],
-    [
-      'grayscale',
-      sharp(photo)
-        .grayscale()
-        .jpeg()
-        .toFile(path.join(dir, 'gray.jpg'))
-        .then(() => path.join(dir, 'gray.jpg')),
-      200,
-    ],
+    ['grayscale', await writeImage(dir, 'gray.jpg', sharp(photo).grayscale().jpeg()), 200],
     [
       'exact: 300x256 to 256, a whole-pixel crop',
-      sharp(photo)
-        .resize(300, 256, { fit: 'fill' })
-        .jpeg()
-        .toFile(path.join(dir, 'exact.jpg'))
-        .then(() => path.join(dir, 'exact.jpg')),
+      await writeImage(dir, 'exact.jpg', sharp(photo).resize(300, 256, { fit: 'fill' }).jpeg()),
       256,
     ],
     [
       'enlarged: 61x41 to 64',
-      sharp(photo)
-        .resize(61, 41, { fit: 'fill' })
-        .jpeg()
-        .toFile(path.join(dir, 'small.jpg'))
-        .then(() => path.join(dir, 'small.jpg')),
+      await writeImage(dir, 'small.jpg', sharp(photo).resize(61, 41, { fit: 'fill' }).jpeg()),
       64,
     ],
   ];
-  for (const [what, made, sizePx] of cases) {
-    const file = await made;
+  for (const [what, file, sizePx] of cases) {
     const got = pixelsOf(t, await decodeFile(file, { sizePx }), what);
     const want = await jsResampleOfFullDecode(file, sizePx);
     t.equal(got.length, sizePx * sizePx * 3, `${what}: a ${sizePx} square`);
@@ -251,13 +241,9 @@ t.test("files the addon does not take get sharp's result", { skip: addon ? false
   const halves = rawImage(64, 32, 3, (x) => (x < 32 ? [255, 0, 0] : [0, 0, 255]));
   const photo = await noisyJpeg(path.join(dir, 'photo.jpg'), 120, 90, 2);
   const bytes = await fsp.readFile(photo);
-  const write = async (name: string, image: ReturnType<typeof sharp>): Promise<string> => {
-    await image.toFile(path.join(dir, name));
-    return path.join(dir, name);
-  };
   const files: [string, string][] = [
-    ['CMYK', await write('cmyk.jpg', fromRaw(halves, 64, 32, 3).toColourspace('cmyk').jpeg())],
-    ['an ICC profile (Display P3)', await write('p3.jpg', sharp(photo).withIccProfile('p3').jpeg())],
+    ['CMYK', await writeImage(dir, 'cmyk.jpg', fromRaw(halves, 64, 32, 3).toColourspace('cmyk').jpeg())],
+    ['an ICC profile (Display P3)', await writeImage(dir, 'p3.jpg', sharp(photo).withIccProfile('p3').jpeg())],
   ];
   for (const [what, file] of files) {
     const got = pixelsOf(t, await decodeFile(file, { sizePx: 32 }), what);
