@@ -2,8 +2,9 @@
  * The fast path for plain JPEGs (typed in src/data/decode/jpeg-addon.ts, used by decode.ts on
  * every thread; in training, the decode threads): libjpeg-turbo decodes at the smallest M/8
  * scale whose shorter side still covers the square (its DCT-domain scaling, which libvips uses
- * only for 2x and more), then the square is resampled with taps the caller computed (src/data/decode/resample.ts), in the
- * same order and in the same double arithmetic as resample.ts, so both give the same bytes.
+ * only for 2x and more), then the square is resampled with taps the caller computed
+ * (src/data/decode/resample.ts), in the same order and in the same double arithmetic as
+ * resample.ts, so both give the same bytes.
  *
  * It takes only the plain files: 8-bit, gray or YCbCr/RGB, no ICC profile, no decoder warning;
  * the caller reads the EXIF orientation, and the image is turned upright as sharp turns it. For
