@@ -33,15 +33,22 @@ const unavailable =
 const L = 2;
 const H = 2;
 
-/** Runs one process per rank; each rank's reports once all have exited (killed after `limitMs`). */
+/**
+ * Runs one process per rank; each rank's reports (but 'ready') once all have exited (killed after
+ * `limitMs`). A plan's dieBeforeReduce acts once every rank is ready.
+ */
 async function runHier(plans: HierPlan[], limitMs = 30_000): Promise<HierReport[][]> {
   const reports: HierReport[][] = plans.map(() => []);
+  let ready = 0;
   const children = plans.map((plan, rank) => {
     const child = fork(SCRIPT, [JSON.stringify(plan)], {
       ...PLAIN_NODE,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    child.on('message', (m: HierReport) => reports[rank].push(m));
+    child.on('message', (m: HierReport) => {
+      if (m.kind !== 'ready') reports[rank].push(m);
+      else if (++ready === plans.length) children.forEach((c, r) => plans[r].dieBeforeReduce === true && c.send('die'));
+    });
     return child;
   });
   const timer = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), limitMs);
