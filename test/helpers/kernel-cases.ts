@@ -1,5 +1,5 @@
 /**
- * What the kernel tests share (native.test.ts, webgpu-kernels.test.ts): seeded random inputs,
+ * What the kernel tests share (native/kernels.test.ts, webgpu/kernels.ts): seeded random inputs,
  * the relative error they are held to, and every conv, pool, LRN and FC shape of a preset, read
  * from the model's own layer table.
  */

@@ -6,8 +6,9 @@
 // replace (LRN, LRNGrad, MaxPoolGrad, the conv backprops) are all here; LRN on a patch of the
 // image at its real channel count (see LRN_PATCH).
 //
-// Skips with one loud line where no adapter exists; fails instead in CI (test/helpers/webgpu.ts).
-import t, { type Test } from 'tap';
+// Run by webgpu.test.ts. Skips with one loud line where no adapter exists; fails instead in CI
+// (test/helpers/webgpu.ts).
+import type { Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { loadWebgpu, oversizeTensors, webgpuAdapter } from '../../../src/backend/webgpu/backend';
@@ -174,7 +175,8 @@ async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<
   }
 }
 
-t.test('webgpu kernels vs the cpu backend', async (t) => {
+/** Every kernel of the three presets on webgpu against the cpu backend (the file's header). */
+export async function webgpuKernelTests(t: Test): Promise<void> {
   if (!(await requireWebgpu(t, 'webgpu kernel tests'))) return;
   patchWasmKernels();
   await loadWebgpu(true);
@@ -209,4 +211,4 @@ t.test('webgpu kernels vs the cpu backend', async (t) => {
       );
     });
   });
-});
+}

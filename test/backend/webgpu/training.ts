@@ -1,7 +1,8 @@
 // Training on the webgpu backend (in CI: Mesa's software Vulkan device, lavapipe): one full
 // step of each preset against the wasm backend, the fused gradient readback, and tf.memory()
-// flat over MEMORY_STEPS steps. Skips with one loud line where no adapter exists; fails instead in CI.
-import t from 'tap';
+// flat over MEMORY_STEPS steps. Run by webgpu.test.ts, after the kernel checks (their shaders are
+// compiled by then). Skips with one loud line where no adapter exists; fails instead in CI.
+import type { Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { assertFitsBackend, initBackend } from '../../../src/backend/select';
@@ -98,12 +99,10 @@ function stepSpec(preset: PresetName): { spec: ModelSpec; note: string } {
   return { spec: { ...spec, inputSize: STEP_INPUT_PX }, note: `${STEP_INPUT_PX} px` };
 }
 
-t.before(async () => {
-  patchWasmKernels();
-});
-
-t.test('webgpu training', async (t) => {
+/** One step of each preset on webgpu against wasm, the fused readback and flat memory (the file's header). */
+export async function webgpuTrainingTests(t: Test): Promise<void> {
   if (!(await requireWebgpu(t, 'webgpu training tests'))) return;
+  patchWasmKernels();
   const info = await initBackend('webgpu', true, { allowSoftwareGpu: true });
   t.equal(info.active, 'webgpu');
   t.pass(`adapter: ${await adapterLine()}`);
@@ -203,4 +202,4 @@ t.test('webgpu training', async (t) => {
     optimizer.dispose();
     disposeModel(model);
   });
-});
+}
