@@ -119,6 +119,7 @@ async function worker(p: Pipeline, epochs: number, concurrency: number): Promise
     stats: IMAGENET_STATS,
     decodeConcurrency: concurrency,
     prefetchBatches: 2,
+    reuseImageBuffers: true, // as the trainer
   });
   const rates: number[] = [];
   const cpuMs: number[] = [];

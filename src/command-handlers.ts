@@ -403,6 +403,7 @@ export async function runEval(args: CliArgs, log: Logger = consoleLogger({ level
     mode: tta === 10 ? 'tenCrop' : 'center',
     stats: stats?.stats ?? null,
     onSkip: (p, reason) => log.warn(`skipping ${p}: ${reason}`),
+    reuseImageBuffers: true,
   });
   const { summary: s, confusion } = await evaluateWithConfusion(model, loader);
   const what = `${split} (${s.count} images, ${tta === 10 ? '10 patches' : 'centre crop'})`;

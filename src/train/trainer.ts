@@ -196,6 +196,8 @@ export class Trainer {
       cacheDecoded: this.config.decodeCacheMb > 0,
       cacheMaxBytes: this.config.decodeCacheMb * 2 ** 20,
       onSkip: (file, reason) => this.badFiles.report(file, reason),
+      // The loop is done with a batch when it asks for the next (each step disposes its tensors).
+      reuseImageBuffers: true,
     });
   }
 

@@ -229,6 +229,38 @@ t.test('decode threads and the main thread give the same batches and the same sk
   );
 });
 
+t.test('reuseImageBuffers: the same pixels, batch by batch, in a few recycled buffers', async (t) => {
+  const dir = tempDir(t);
+  const samples = await makeSamples(dir, 23); // 6 batches of 4 per epoch, the last of 3
+  writeFileSync(samples[9].path, 'garbage'); // a batch with a skip: a view of a full batch's buffer
+  const fresh = loader(samples);
+  const reused = loader(samples, { reuseImageBuffers: true });
+  const buffers = new Set<ArrayBufferLike>();
+  let batches = 0;
+  for (const epoch of [0, 1, 2]) {
+    const want = await collect(fresh, epoch);
+    let i = 0;
+    // Each batch is read before the next is asked for: the consumer the option is for. It reads
+    // after a wait, as a training step does, while the batches after it are decoded and written.
+    for await (const b of reused.epoch(epoch)) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const w = want[i++];
+      t.equal(b.images.length, w.images.length, `epoch ${epoch} batch ${b.index}: ${b.count} images`);
+      t.ok(
+        b.images.every((v, k) => v === w.images[k]),
+        `epoch ${epoch} batch ${b.index}: the pixels of a fresh batch`,
+      );
+      t.same([...b.sampleIndices], [...w.sampleIndices]);
+      buffers.add(b.images.buffer);
+      batches++;
+    }
+    t.equal(i, want.length, `epoch ${epoch}: every batch`);
+  }
+  // Prefetch 2: the batch being read and two decoded ahead, for the full size and the last batch's.
+  t.ok(buffers.size >= 3 && buffers.size <= 6, `${batches} batches in ${buffers.size} buffers`);
+  t.ok(batches >= 18);
+});
+
 t.test('a file deleted mid-epoch is skipped', async (t) => {
   const samples = await makeSamples(tempDir(t), 8);
   const l = loader(samples, { prefetchBatches: 0, mode: 'center' });
