@@ -9,8 +9,8 @@ import sharp from 'sharp';
 import t from 'tap';
 import { decodeFile, DecodeResult, DecodeOptions, jpegDecodeScale } from '../../src/data/decode/decode';
 import { jpegOrientation, sniffImageSize } from '../../src/data/decode/header';
-import { JPEG_ADDON_FILE, jpegAddonPath, loadJpegAddon } from '../../src/data/decode/jpeg-addon';
-import { resizeCoverToRgb, squareTaps } from '../../src/data/decode/resample';
+import { JPEG_ADDON_FILE, jpegAddonPath, loadJpegAddon, nativeResampler } from '../../src/data/decode/jpeg-addon';
+import { resizeCoverToRgb, squareTaps, type PixelImage } from '../../src/data/decode/resample';
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
 import { buildAddonIfMissing } from '../helpers/native-addon';
 
@@ -325,9 +325,57 @@ t.test('decodeSquare checks its arguments', { skip: addon ? false : said }, asyn
   );
   t.throws(
     () => addon?.decodeSquare(input, 8, 9, 40, 30, ...flatTaps(40, 30, 16), out),
-    /taps and output sizes disagree/,
+    /scale or orientation out of range/,
     'orientation 9 (EXIF has 1-8)',
   );
+});
+
+t.test("resampleSquare (decoded PNGs): the JS resample's bytes", { skip: addon ? false : said }, async (t) => {
+  const native = nativeResampler(addon);
+  if (native == null) throw new Error('the addon has no resampleSquare');
+  let seed = 7;
+  const noise = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % 256;
+  const image = (widthPx: number, heightPx: number, channels: 1 | 3): PixelImage => ({
+    widthPx,
+    heightPx,
+    channels,
+    data: Uint8Array.from({ length: widthPx * heightPx * channels }, noise),
+  });
+  const cases: [number, number, 1 | 3, number][] = [
+    [28, 28, 1, 32], // Fashion-MNIST at the small preset
+    [28, 28, 3, 32],
+    [40, 30, 1, 16], // shrinking, landscape
+    [31, 57, 3, 64], // enlarging, portrait, odd sizes
+    [500, 375, 3, 256],
+    [3, 2, 1, 5],
+  ];
+  for (const [w, h, c, size] of cases) {
+    const img = image(w, h, c);
+    const js = resizeCoverToRgb(img, size);
+    const cpp = resizeCoverToRgb(img, size, native);
+    t.equal(cpp.length, size * size * 3, `${w}x${h}x${c} -> ${size}: an RGB square`);
+    t.ok(
+      cpp.every((v, i) => v === js[i]),
+      `${w}x${h}x${c} -> ${size}: the same bytes as the JS resample`,
+    );
+  }
+  const img = image(20, 10, 3);
+  const taps = flatTaps(20, 10, 8);
+  const out = new Uint8Array(8 * 8 * 3);
+  t.throws(
+    () => addon?.resampleSquare?.(img.data, 20, 10, 2, ...taps, out),
+    /not width x height x channels/,
+    '2 channels',
+  );
+  t.throws(
+    () => addon?.resampleSquare?.(img.data.subarray(1), 20, 10, 3, ...taps, out),
+    /not width x height x channels/,
+    'a pixel short',
+  );
+  t.throws(() => addon?.resampleSquare?.(img.data, 20, 10, 3, ...taps, out.subarray(3)), /sizes disagree/);
+  t.throws(() => addon?.resampleSquare?.(img.data, 19, 10, 3, ...flatTaps(20, 10, 8), out), /not width x height/);
+  t.equal(nativeResampler(null), null, 'no addon: the JS resample');
+  t.equal(nativeResampler({ decodeSquare: () => null }), null, 'a build without resampleSquare: the JS resample');
 });
 
 t.test('a missing addon is no error', async (t) => {

@@ -26,7 +26,7 @@ import { promisify } from 'node:util';
 import type Sharp from 'sharp';
 import { loadSharp } from '../../core/sharp';
 import { DEFAULT_MIN_SIDE_PX, ImageSize, isJpeg, jpegOrientation, sniffImageSize } from './header';
-import { decodeJpegSquare, loadJpegAddon } from './jpeg-addon';
+import { decodeJpegSquare, loadJpegAddon, nativeResampler } from './jpeg-addon';
 import { decodePlainPng } from './png';
 import { resizeCoverToRgb, squareTaps } from './resample';
 
@@ -119,7 +119,7 @@ function decodePlainPngSquare(input: Buffer, opts: DecodeOptions): Uint8Array | 
   if (!image) return null;
   const needsResize = image.widthPx !== opts.sizePx || image.heightPx !== opts.sizePx;
   if (needsResize && (opts.kernel ?? DEFAULT_KERNEL) !== 'linear') return null;
-  return resizeCoverToRgb(image, opts.sizePx);
+  return resizeCoverToRgb(image, opts.sizePx, nativeResampler(loadJpegAddon()) ?? undefined);
 }
 
 /**

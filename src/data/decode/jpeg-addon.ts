@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../../core/project-root';
-import type { FlatTaps } from './resample';
+import { squareTaps, type FlatTaps, type PixelImage, type SquareResampler } from './resample';
 
 export const JPEG_ADDON_FILE = 'dist/native/alexnet_jpeg.node';
 
@@ -32,6 +32,25 @@ export interface JpegAddon {
     downWeights: Float64Array,
     out: Uint8Array,
   ): string | null;
+
+  /**
+   * Resample an 8-bit `widthPx` x `heightPx` image of 1 or 3 interleaved channels with the taps
+   * into `out` (RGB), as decodeSquare resamples. Throws a TypeError (code JPEG_ADDON) for
+   * arguments that do not fit together. Absent from builds before 2026-12-07.
+   */
+  resampleSquare?(
+    pixels: Uint8Array,
+    widthPx: number,
+    heightPx: number,
+    channels: number,
+    acrossFirst: Int32Array,
+    acrossOffset: Int32Array,
+    acrossWeights: Float64Array,
+    downFirst: Int32Array,
+    downOffset: Int32Array,
+    downWeights: Float64Array,
+    out: Uint8Array,
+  ): void;
 }
 
 /** The addon's file; ALEXNET_JPEG_ADDON overrides it (a path that does not exist: run as where it is not built). */
@@ -83,4 +102,41 @@ export function decodeJpegSquare(
     down.weights,
     out,
   );
+}
+
+const resamplers = new WeakMap<JpegAddon, SquareResampler>();
+
+/**
+ * The addon's resample as a resizeCoverToRgb resampler (the same bytes as resample.ts's, in a
+ * fraction of the time: docs/measurements.md, "Decoding small PNGs"), or null where the addon or
+ * its resampleSquare is missing.
+ */
+export function nativeResampler(addon: JpegAddon | null): SquareResampler | null {
+  if (addon?.resampleSquare == null) return null;
+  let resampler = resamplers.get(addon);
+  if (!resampler) {
+    const resample = addon.resampleSquare.bind(addon);
+    resampler = (image: PixelImage, sizePx: number): Uint8Array => {
+      const { widthPx, heightPx, channels, data } = image;
+      const { across, down } = squareTaps(widthPx, heightPx, sizePx);
+      const out = new Uint8Array(sizePx * sizePx * 3);
+      const pixels = data.subarray(0, widthPx * heightPx * channels);
+      resample(
+        pixels,
+        widthPx,
+        heightPx,
+        channels,
+        across.first,
+        across.offset,
+        across.weights,
+        down.first,
+        down.offset,
+        down.weights,
+        out,
+      );
+      return out;
+    };
+    resamplers.set(addon, resampler);
+  }
+  return resampler;
 }

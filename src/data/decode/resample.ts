@@ -105,20 +105,30 @@ export interface PixelImage {
   data: Uint8Array;
 }
 
+/** Resamples `image` to its centre `sizePx` square through squareTaps' taps, as RGB. */
+export type SquareResampler = (image: PixelImage, sizePx: number) => Uint8Array;
+
 /**
  * Resize so the shorter side is `sizePx`, keep the centre `sizePx` square, and return it as RGB.
- * Gray images are resampled as one channel and expanded after, a third of the work.
+ * `resample` does the resampling: this file's JS, or the same arithmetic in the JPEG addon
+ * (jpeg-addon.ts `nativeResampler`), which gives the same bytes.
  */
-export function resizeCoverToRgb(image: PixelImage, sizePx: number): Uint8Array {
+export function resizeCoverToRgb(
+  image: PixelImage,
+  sizePx: number,
+  resample: SquareResampler = resampleSquareToRgb,
+): Uint8Array {
   const { widthPx, heightPx } = image;
   const [x0, y0, side] = centreSquare(widthPx, heightPx);
-  const exact = side === sizePx && Number.isInteger(x0) && Number.isInteger(y0);
-  const square = exact ? cropSquare(image, x0, y0, sizePx) : resampleSquare(image, x0, y0, side, sizePx);
+  if (!(side === sizePx && Number.isInteger(x0) && Number.isInteger(y0))) return resample(image, sizePx);
+  const square = cropSquare(image, x0, y0, sizePx);
   return image.channels === 3 ? square : grayToRgb(square);
 }
 
-function resampleSquare(image: PixelImage, x0: number, y0: number, side: number, sizePx: number): Uint8Array {
+/** The JS resampler. Gray images are resampled as one channel and expanded after, a third of the work. */
+export function resampleSquareToRgb(image: PixelImage, sizePx: number): Uint8Array {
   const { data: src, widthPx, heightPx, channels: c } = image;
+  const [x0, y0, side] = centreSquare(widthPx, heightPx);
   const across = cachedTaps(widthPx, x0, side, sizePx);
   const down = cachedTaps(heightPx, y0, side, sizePx);
   // Horizontal pass over only the source rows the vertical pass reads, kept in float.
@@ -154,7 +164,7 @@ function resampleSquare(image: PixelImage, x0: number, y0: number, side: number,
       out[row + e] = v >= 256 ? 255 : v | 0;
     }
   }
-  return out;
+  return c === 3 ? out : grayToRgb(out);
 }
 
 function cropSquare(image: PixelImage, x0: number, y0: number, sizePx: number): Uint8Array {
