@@ -9,7 +9,14 @@ import sharp from 'sharp';
 import t from 'tap';
 import { decodeFile, DecodeResult, DecodeOptions, jpegDecodeScale } from '../../src/data/decode/decode';
 import { jpegOrientation, sniffImageSize } from '../../src/data/decode/header';
-import { JPEG_ADDON_FILE, jpegAddonPath, loadJpegAddon, nativeResampler } from '../../src/data/decode/jpeg-addon';
+import {
+  JPEG_ADDON_FILE,
+  jpegAddonPath,
+  loadJpegAddon,
+  nativeResampler,
+  tapArrays,
+  type TapArrays,
+} from '../../src/data/decode/jpeg-addon';
 import { resizeCoverToRgb, squareTaps, type PixelImage } from '../../src/data/decode/resample';
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
 import { buildAddonIfMissing } from '../helpers/native-addon';
@@ -279,13 +286,8 @@ t.test("files the addon does not take get sharp's result", { skip: addon ? false
 });
 
 /** The taps of a sizePx square of a w x h image, as decodeSquare's six arguments. */
-function flatTaps(
-  widthPx: number,
-  heightPx: number,
-  sizePx: number,
-): [Int32Array, Int32Array, Float64Array, Int32Array, Int32Array, Float64Array] {
-  const { across, down } = squareTaps(widthPx, heightPx, sizePx);
-  return [across.first, across.offset, across.weights, down.first, down.offset, down.weights];
+function flatTaps(widthPx: number, heightPx: number, sizePx: number): TapArrays {
+  return tapArrays(squareTaps(widthPx, heightPx, sizePx));
 }
 
 t.test('decodeSquare checks its arguments', { skip: addon ? false : said }, async (t) => {

@@ -10,6 +10,20 @@ import { squareTaps, type FlatTaps, type PixelImage, type SquareResampler } from
 
 export const JPEG_ADDON_FILE = 'dist/native/alexnet_jpeg.node';
 
+/** Both axes' taps (resample.ts squareTaps) as the addon's functions take them. */
+export type TapArrays = [
+  acrossFirst: Int32Array,
+  acrossOffset: Int32Array,
+  acrossWeights: Float64Array,
+  downFirst: Int32Array,
+  downOffset: Int32Array,
+  downWeights: Float64Array,
+];
+
+export function tapArrays({ across, down }: { across: FlatTaps; down: FlatTaps }): TapArrays {
+  return [across.first, across.offset, across.weights, down.first, down.offset, down.weights];
+}
+
 export interface JpegAddon {
   /**
    * Decode a JPEG at `scale`/8 of its size, turn it upright by its EXIF `orientation` (1-8,
@@ -24,13 +38,7 @@ export interface JpegAddon {
     orientation: number,
     widthPx: number,
     heightPx: number,
-    acrossFirst: Int32Array,
-    acrossOffset: Int32Array,
-    acrossWeights: Float64Array,
-    downFirst: Int32Array,
-    downOffset: Int32Array,
-    downWeights: Float64Array,
-    out: Uint8Array,
+    ...tapsAndOut: [...TapArrays, out: Uint8Array]
   ): string | null;
 
   /**
@@ -43,13 +51,7 @@ export interface JpegAddon {
     widthPx: number,
     heightPx: number,
     channels: number,
-    acrossFirst: Int32Array,
-    acrossOffset: Int32Array,
-    acrossWeights: Float64Array,
-    downFirst: Int32Array,
-    downOffset: Int32Array,
-    downWeights: Float64Array,
-    out: Uint8Array,
+    ...tapsAndOut: [...TapArrays, out: Uint8Array]
   ): void;
 }
 
@@ -87,21 +89,7 @@ export function decodeJpegSquare(
   taps: { across: FlatTaps; down: FlatTaps },
   out: Uint8Array,
 ): string | null {
-  const { across, down } = taps;
-  return addon.decodeSquare(
-    input,
-    scale,
-    orientation,
-    upright.widthPx,
-    upright.heightPx,
-    across.first,
-    across.offset,
-    across.weights,
-    down.first,
-    down.offset,
-    down.weights,
-    out,
-  );
+  return addon.decodeSquare(input, scale, orientation, upright.widthPx, upright.heightPx, ...tapArrays(taps), out);
 }
 
 const resamplers = new WeakMap<JpegAddon, SquareResampler>();
@@ -118,22 +106,9 @@ export function nativeResampler(addon: JpegAddon | null): SquareResampler | null
     const resample = addon.resampleSquare.bind(addon);
     resampler = (image: PixelImage, sizePx: number): Uint8Array => {
       const { widthPx, heightPx, channels, data } = image;
-      const { across, down } = squareTaps(widthPx, heightPx, sizePx);
       const out = new Uint8Array(sizePx * sizePx * 3);
       const pixels = data.subarray(0, widthPx * heightPx * channels);
-      resample(
-        pixels,
-        widthPx,
-        heightPx,
-        channels,
-        across.first,
-        across.offset,
-        across.weights,
-        down.first,
-        down.offset,
-        down.weights,
-        out,
-      );
+      resample(pixels, widthPx, heightPx, channels, ...tapArrays(squareTaps(widthPx, heightPx, sizePx)), out);
       return out;
     };
     resamplers.set(addon, resampler);

@@ -349,12 +349,19 @@ void rowsRead(const Taps &down, int *first, int *last) {
   *last = down.first[down.count - 1] + (down.offset[down.count] - down.offset[down.count - 1]);
 }
 
-napi_value decodeSquare(napi_env env, napi_callback_info info) {
-  constexpr size_t kArgs = 12;
-  size_t argc = kArgs;
-  napi_value argv[kArgs];
+// The call's arguments into argv: false, with a TypeError thrown, unless there are exactly N.
+template <size_t N>
+bool exactArgs(napi_env env, napi_callback_info info, const char *name, napi_value (&argv)[N]) {
+  size_t argc = N;
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != kArgs) return fail(env, "decodeSquare: expected 12 arguments");
+  if (argc == N) return true;
+  fail(env, (std::string(name) + ": expected " + std::to_string(N) + " arguments").c_str());
+  return false;
+}
+
+napi_value decodeSquare(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  if (!exactArgs(env, info, "decodeSquare", argv)) return nullptr;
   const uint8_t *input;
   size_t inputLength, outLength;
   int32_t scale, orientation, expectWidth, expectHeight;
@@ -407,11 +414,8 @@ napi_value decodeSquare(napi_env env, napi_callback_info info) {
 // channels, interleaved) through the taps into `out` (RGB), as decodeSquare resamples. Throws a
 // TypeError for arguments that do not fit together.
 napi_value resampleSquare(napi_env env, napi_callback_info info) {
-  constexpr size_t kArgs = 11;
-  size_t argc = kArgs;
-  napi_value argv[kArgs];
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  if (argc != kArgs) return fail(env, "resampleSquare: expected 11 arguments");
+  napi_value argv[11];
+  if (!exactArgs(env, info, "resampleSquare", argv)) return nullptr;
   const uint8_t *pixels;
   size_t pixelsLength, outLength;
   int32_t width, height, channels;
