@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On a machine with GPUs: is the webgpu path right, and how fast is it?
 #   1. lists the Vulkan devices and Dawn's adapter (vendor, name, hardware or software);
-#   2. runs the kernel checks (test/backend/webgpu/kernels.test.ts: every kernel of the three
-#      presets against the cpu backend, 1e-4) pinned to the first hardware GPU;
+#   2. runs the webgpu tests (test/backend/webgpu/webgpu.test.ts: every kernel of the three
+#      presets against the cpu backend and one training step of each against wasm, 1e-4) pinned
+#      to the first hardware GPU;
 #   3. times the paper preset at batch 128 per worker, with 1 worker and then with every GPU
 #      (one worker process per GPU, each pinned to its own), and prints one table: img/s,
 #      scaling efficiency, and a step split into compute, readback, all-reduce and update.
@@ -11,7 +12,7 @@
 #   scripts/gpu-check.sh --software --preset small --batch 8 --reps 1
 #                                        # the same on a software adapter (lavapipe): tries the script itself
 # Options: --preset P (paper), --batch N per worker (128), --reps N (3), --workers LIST (1,<GPUs>).
-# Results: runs/gpu-check/ (train.json, kernels.tap, table.md). Needs a Vulkan driver and
+# Results: runs/gpu-check/ (train.json, webgpu.tap, table.md). Needs a Vulkan driver and
 # nothing else (no CUDA); Mesa's device-select layer (mesa-vulkan-drivers) for more than one GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,13 +44,13 @@ GPUS=$(node -e "const d = require('./dist/src/devices/discover'); console.log(d.
 if [ "$SOFTWARE" = 1 ] && [ "$GPUS" = 0 ]; then GPUS=1; fi
 WORKERS=${WORKERS:-$([ "$GPUS" -gt 1 ] && echo "1,$GPUS" || echo 1)}
 
-echo "== 2. kernel checks vs the cpu backend ($([ "$SOFTWARE" = 1 ] && echo "the software adapter" || echo "first hardware GPU"))"
+echo "== 2. kernel checks and training steps vs the cpu and wasm backends ($([ "$SOFTWARE" = 1 ] && echo "the software adapter" || echo "first hardware GPU"))"
 PIN=()
 if [ "$SOFTWARE" = 0 ]; then mapfile -t PIN < <(node dist/scripts/gpu-check.js pin); fi
 # The compiled test under plain node (no tap runner, no TypeScript): it also runs from a bundle.
-env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 TAP_TIMEOUT=600 node dist/test/backend/webgpu/kernels.test.js >"$OUT/kernels.tap" 2>&1 \
-  || { grep -E 'not ok|# \{' "$OUT/kernels.tap" | head -n 20; echo "gpu-check: kernel checks failed ($OUT/kernels.tap)"; exit 1; }
-grep -E '^# \{' "$OUT/kernels.tap"
+env "${PIN[@]}" ALEXNET_REQUIRE_WEBGPU=1 TAP_TIMEOUT=600 node dist/test/backend/webgpu/webgpu.test.js >"$OUT/webgpu.tap" 2>&1 \
+  || { grep -E 'not ok|# \{' "$OUT/webgpu.tap" | head -n 20; echo "gpu-check: webgpu checks failed ($OUT/webgpu.tap)"; exit 1; }
+grep -E '^# \{' "$OUT/webgpu.tap"
 
 echo "== 3. $PRESET at batch $BATCH per worker, workers $WORKERS"
 GPU_FLAG=$([ "$SOFTWARE" = 0 ] && echo --gpus || true)

@@ -127,7 +127,7 @@ export class BatchLoader {
   private readonly cache = new Map<number, Uint8Array>();
   private cacheBytes = 0;
   private readonly bad = new Map<number, string>();
-  /** reuseImageBuffers: buffers of batches the consumer is done with, by length in floats. */
+  /** reuseImageBuffers: buffers of this epoch's batches the consumer is done with, by length in floats. */
   private readonly spareImages = new Map<number, Float32Array[]>();
 
   constructor(opts: LoaderOptions) {
@@ -166,13 +166,19 @@ export class BatchLoader {
       }
     };
     fill(depth + 1);
-    while (pending.length > 0) {
-      const batch = await (pending.shift() as Promise<Batch>);
-      fill(depth); // decode ahead while the training step works on this batch
-      yield batch;
-      // The consumer asks for the next batch, so it is done with this one.
-      if (o.reuseImageBuffers === true) this.giveBack(batch.images);
-      fill(1); // (only matters when depth is 0)
+    try {
+      while (pending.length > 0) {
+        const batch = await (pending.shift() as Promise<Batch>);
+        fill(depth); // decode ahead while the training step works on this batch
+        yield batch;
+        // The consumer asks for the next batch, so it is done with this one.
+        if (o.reuseImageBuffers === true) this.giveBack(batch.images);
+        fill(1); // (only matters when depth is 0)
+      }
+    } finally {
+      // Spares live for an epoch: between epochs (a validation pass, another loader's epoch) a
+      // paper-size worker would otherwise hold ~3 x 79 MB it does not use.
+      this.spareImages.clear();
     }
   }
 

@@ -1,5 +1,5 @@
 // The readback helpers on a synchronous backend (cpu) and their grouping: what webgpu reads in
-// one go must fit one binding. The webgpu side runs in webgpu-train.test.ts.
+// one go must fit one binding. The webgpu side runs in webgpu/training.ts.
 import t from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import { bindingGroups, readConcatenated, readScalarAnd, readsSync } from '../../src/backend/readback';

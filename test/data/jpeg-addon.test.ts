@@ -376,6 +376,14 @@ t.test("resampleSquare (decoded PNGs): the JS resample's bytes", { skip: addon ?
   );
   t.throws(() => addon?.resampleSquare?.(img.data, 20, 10, 3, ...taps, out.subarray(3)), /sizes disagree/);
   t.throws(() => addon?.resampleSquare?.(img.data, 19, 10, 3, ...flatTaps(20, 10, 8), out), /not width x height/);
+  // A middle output reading past the rows the last one reads (first [0, 0, 1], 1, 3 and 1 taps).
+  const [a0, a1, a2] = flatTaps(3, 3, 3);
+  const down = [Int32Array.from([0, 0, 1]), Int32Array.from([0, 1, 4, 5]), new Float64Array(5).fill(0.2)] as const;
+  t.throws(
+    () => addon?.resampleSquare?.(new Uint8Array(27), 3, 3, 3, a0, a1, a2, ...down, new Uint8Array(27)),
+    /taps read outside the image/,
+    'rows the vertical pass would not keep',
+  );
   t.equal(nativeResampler(null), null, 'no addon: the JS resample');
   t.equal(nativeResampler({ decodeSquare: () => null }), null, 'a build without resampleSquare: the JS resample');
 });

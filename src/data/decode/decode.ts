@@ -158,6 +158,18 @@ function decodePlainJpegSquare(input: Buffer, size: ImageSize, opts: DecodeOptio
 }
 
 /**
+ * The JS and native paths' square, or null for sharp: also when one of them throws (an allocation
+ * failure, or a bug), so that the file still decodes and the decode thread lives on.
+ */
+function fastSquare(input: Buffer, sniffed: ImageSize, opts: DecodeOptions): Uint8Array | null {
+  try {
+    return decodePlainPngSquare(input, opts) ?? decodePlainJpegSquare(input, sniffed, opts);
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Decode an in-memory encoded image. Never throws for bad data: returns { ok: false, reason }.
  * Plain PNGs and JPEGs decode synchronously on the calling thread (training decodes on decode
  * threads), so that training, evaluation, `predict` and `data prepare` see the same pixels.
@@ -170,7 +182,7 @@ export async function decodeBuffer(input: Buffer, opts: DecodeOptions): Promise<
   if (sniffed) {
     const problem = geometryProblem(sniffed.widthPx, sniffed.heightPx, opts);
     if (problem) return { ok: false, reason: problem };
-    const pixels = decodePlainPngSquare(input, opts) ?? decodePlainJpegSquare(input, sniffed, opts);
+    const pixels = fastSquare(input, sniffed, opts);
     if (pixels) return { ok: true, pixels };
   }
   try {

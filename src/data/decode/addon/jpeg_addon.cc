@@ -299,13 +299,18 @@ napi_value fail(napi_env env, const char *message) {
 }
 
 // Whether one axis' taps are well formed for `outSize` outputs over `inSize` source pixels:
-// offsets rising from 0 to the weights' length, each output at least one tap, all inside.
+// offsets rising from 0 to the weights' length, each output at least one tap, all inside, and
+// each output's source interval starting and ending no earlier than the one before.
 bool tapsInside(const Taps &t, size_t weights, int inSize) {
   if (t.offset[0] != 0 || size_t(t.offset[t.count]) != weights) return false;
+  int64_t end = 0;
   for (size_t o = 0; o < t.count; o++) {
     const int32_t taps = t.offset[o + 1] - t.offset[o];
     if (taps < 1 || t.first[o] < 0 || int64_t(t.first[o]) + taps > inSize) return false;
-    if (o > 0 && t.first[o] < t.first[o - 1]) return false;  // the rows the vertical pass keeps rise
+    // The vertical pass keeps only rows [first[0], first[last] + taps[last]) (rowsRead): each
+    // output's first and end must rise for its rows to be among them.
+    if (o > 0 && (t.first[o] < t.first[o - 1] || int64_t(t.first[o]) + taps < end)) return false;
+    end = int64_t(t.first[o]) + taps;
   }
   return true;
 }
