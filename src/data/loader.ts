@@ -106,6 +106,28 @@ export interface SkippedFile {
 
 const DEFAULT_CACHE_MAX_BYTES = 2 * 1024 ** 3;
 
+/**
+ * reuseImageBuffers: image buffers whose batches their consumers are done with, by length in
+ * floats. Shared by the process's loaders, so a training and a validation loader of the same
+ * batch size take turns with the same few buffers instead of each holding its own between
+ * epochs; at most SPARES_PER_LENGTH of a length are kept (a loader has the batch being read and
+ * `prefetchBatches` more in hand).
+ */
+const spareImages = new Map<number, Float32Array[]>();
+const SPARES_PER_LENGTH = 4;
+
+/** A buffer of `length` floats: a spare one, else new. Every image written covers its part. */
+function imageBuffer(length: number): Float32Array {
+  return spareImages.get(length)?.pop() ?? new Float32Array(length);
+}
+
+function giveBackImages(images: Float32Array): void {
+  const whole = new Float32Array(images.buffer);
+  const spares = spareImages.get(whole.length) ?? [];
+  if (spares.length < SPARES_PER_LENGTH) spares.push(whole);
+  spareImages.set(whole.length, spares);
+}
+
 function validate(o: LoaderOptions): void {
   const int = (v: number, min: number): boolean => Number.isInteger(v) && v >= min;
   if (!int(o.cropSize, 1) || !int(o.resizeSize, 1) || o.cropSize > o.resizeSize) {
@@ -127,8 +149,6 @@ export class BatchLoader {
   private readonly cache = new Map<number, Uint8Array>();
   private cacheBytes = 0;
   private readonly bad = new Map<number, string>();
-  /** reuseImageBuffers: buffers of this epoch's batches the consumer is done with, by length in floats. */
-  private readonly spareImages = new Map<number, Float32Array[]>();
 
   constructor(opts: LoaderOptions) {
     validate(opts);
@@ -166,19 +186,13 @@ export class BatchLoader {
       }
     };
     fill(depth + 1);
-    try {
-      while (pending.length > 0) {
-        const batch = await (pending.shift() as Promise<Batch>);
-        fill(depth); // decode ahead while the training step works on this batch
-        yield batch;
-        // The consumer asks for the next batch, so it is done with this one.
-        if (o.reuseImageBuffers === true) this.giveBack(batch.images);
-        fill(1); // (only matters when depth is 0)
-      }
-    } finally {
-      // Spares live for an epoch: between epochs (a validation pass, another loader's epoch) a
-      // paper-size worker would otherwise hold ~3 x 79 MB it does not use.
-      this.spareImages.clear();
+    while (pending.length > 0) {
+      const batch = await (pending.shift() as Promise<Batch>);
+      fill(depth); // decode ahead while the training step works on this batch
+      yield batch;
+      // The consumer asks for the next batch, so it is done with this one.
+      if (o.reuseImageBuffers === true) giveBackImages(batch.images);
+      fill(1); // (only matters when depth is 0)
     }
   }
 
@@ -221,7 +235,7 @@ export class BatchLoader {
     const crops = this.opts.mode === 'tenCrop' ? 10 : 1;
     const per = cropElements(this.opts.cropSize);
     // Sized for the planned samples, so a batch with skips reuses the full batches' buffers.
-    const images = this.imageBuffer(plan.sampleIndices.length * crops * per).subarray(0, kept.length * crops * per);
+    const images = imageBuffer(plan.sampleIndices.length * crops * per).subarray(0, kept.length * crops * per);
     kept.forEach(({ index, pixels }, k) => this.writeImage(epoch, index, pixels, images, k * crops * per));
     return {
       images,
@@ -233,18 +247,6 @@ export class BatchLoader {
       cropsPerImage: crops,
       sampleIndices: Int32Array.from(kept, (k) => k.index),
     };
-  }
-
-  /** A buffer of `length` floats: a spare one (reuseImageBuffers), else new. Every image written covers its part. */
-  private imageBuffer(length: number): Float32Array {
-    return this.spareImages.get(length)?.pop() ?? new Float32Array(length);
-  }
-
-  private giveBack(images: Float32Array): void {
-    const whole = new Float32Array(images.buffer);
-    const spares = this.spareImages.get(whole.length);
-    if (spares) spares.push(whole);
-    else this.spareImages.set(whole.length, [whole]);
   }
 
   /** Crop(s) of one image into `out` at `offset`, as the mode asks. */
