@@ -91,7 +91,8 @@ export interface LoaderOptions {
   onSkip?: (path: string, reason: string) => void;
   /**
    * Each batch's `images` stays valid only until the consumer asks for the next batch; its
-   * buffer is then written again by a later batch (and `images` may be a view of a larger one).
+   * buffer is then written again by a later batch, of this loader or another one of the process
+   * (and `images` may be a view of a larger one).
    * For a consumer that is done with a batch when it asks for the next, as the trainer and the
    * evaluation are: a fresh array per batch pays its page faults on every write (~0.45 ms of
    * CPU an image at 224 px, docs/measurements.md, "JPEGs"). Default false.
