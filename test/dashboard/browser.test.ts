@@ -128,6 +128,16 @@ if (missing.length > 0 || playwright === null) {
       page.on('request', (r) => requests.push(r.url()));
       await page.goto(url);
 
+      /** The page's status line once it matches `pattern`. */
+      const untilStatus = (pattern: RegExp, timeoutMs?: number): Promise<string> =>
+        until(
+          `the status to match ${pattern}`,
+          async () => {
+            const text = (await page.textContent('#status')) ?? '';
+            return pattern.test(text) ? text : null;
+          },
+          timeoutMs,
+        );
       const reading = async () => ({
         step: Number(await page.textContent('#step')),
         points: Number(await page.getAttribute('#chart-loss', 'data-points')),
@@ -158,14 +168,7 @@ if (missing.length > 0 || playwright === null) {
 
       child.kill('SIGINT');
       t.equal(await exited, 130, 'Ctrl-C: the run stops after a step and saves a checkpoint');
-      const status = await until(
-        'the page to say the run ended',
-        async () => {
-          const text = (await page.textContent('#status')) ?? '';
-          return /run ended: stopped/.test(text) ? text : null;
-        },
-        10_000,
-      );
+      const status = await untilStatus(/run ended: stopped/, 10_000);
       t.pass(`the page says: ${status}`);
       // What the page read: the files the run wrote for it.
       const runInfo = parseRunInfo(fs.readFileSync(path.join(runDir, RUN_FILE), 'utf8'));
@@ -207,7 +210,10 @@ if (missing.length > 0 || playwright === null) {
       );
       await page.goto(`${folderUrl}#live`);
       await until('both runs listed', async () => ((await page.$$('#overlay-runs input')).length === 2 ? true : null));
-      t.match(await page.textContent('#status'), /run ended: stopped/, 'a finished run, read from its files');
+      // The run list and the selected run's snapshot are separate fetches: the status reads
+      // "connecting…" until the second one lands, so wait for it as for the live run above.
+      const finished = await untilStatus(/run ended: stopped/);
+      t.match(finished, /run ended: stopped/, 'a finished run, read from its files');
       await page.click('#overlay-runs label:has-text("copy") input');
       const series = await until('two runs on the compare chart', async () =>
         (await page.getAttribute('#chart-overlay', 'data-series')) === '2' ? 2 : null,
