@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { isSoftwareAdapter, type GpuAdapterInfo } from '../../devices/gpu';
+import { installPolitePolling } from './polling';
 
 interface DawnAdapter {
   readonly info: GpuAdapterInfo;
@@ -76,6 +77,8 @@ async function dawn(): Promise<DawnGpu> {
   }
   if (!isDawnModule(mod)) throw new Error("npm package 'webgpu' does not export create() and globals");
   Object.assign(globalThis, mod.globals);
+  // Dawn polls for finished GPU work with setImmediate, spinning a core while it waits.
+  installPolitePolling();
   // Vulkan only: Dawn's other Linux backends (OpenGL ES) lack what tfjs' kernels need.
   gpu = mod.create(process.platform === 'linux' ? ['backend=vulkan'] : []);
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
