@@ -16,6 +16,8 @@
 #include <node_api.h>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cmath>
@@ -886,12 +888,42 @@ napi_value cacheSize(napi_env env, napi_callback_info) {
   return v;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Signals. oneDNN's JIT f32 gemm kernels (sgemm, and the gemm-based convolutions) point the stack
+// pointer into a heap buffer while they run (uxlfoundation/oneDNN#4845, fixed upstream by #4855
+// after the libdnnl that Debian ships). A signal handled on that thread pushes its frame onto
+// the heap: Ctrl-C's SIGINT, or a profiler's SIGPROF (`node --cpu-prof` aborted in the first FC
+// product with "corrupted size vs. prev_size"). So every call into this addon runs with the
+// asynchronous signals blocked; they are delivered when it returns. OpenMP's threads, created
+// inside a call, inherit the block and leave signals to the process's other threads.
+
+/** Blocks the asynchronous signals on this thread for its lifetime (not faults: they must kill). */
+class DeferredSignals {
+ public:
+  DeferredSignals() {
+    sigset_t deferred;
+    sigfillset(&deferred);
+    for (int fault : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&deferred, fault);
+    pthread_sigmask(SIG_BLOCK, &deferred, &previous_);
+  }
+  ~DeferredSignals() { pthread_sigmask(SIG_SETMASK, &previous_, nullptr); }
+  DeferredSignals(const DeferredSignals &) = delete;
+  DeferredSignals &operator=(const DeferredSignals &) = delete;
+
+ private:
+  sigset_t previous_;
+};
+
 using Body = void (*)(napi_env, napi_value *);
 using ValueBody = napi_value (*)(napi_env, napi_value *);
 
-/** Runs a body with its arguments and returns its value, turning every C++ exception into a JS Error. */
+/**
+ * Runs a body with its arguments (signals deferred) and returns its value, turning every C++
+ * exception into a JS Error.
+ */
 template <ValueBody body, size_t argc>
 napi_value guardedValue(napi_env env, napi_callback_info info) {
+  const DeferredSignals deferred;
   napi_value argv[argc];
   size_t n = argc;
   try {
