@@ -213,7 +213,7 @@ if (missing.length > 0 || playwright === null) {
       // The run list and the selected run's snapshot are separate fetches: the status reads
       // "connecting…" until the second one lands, so wait for it as for the live run above.
       const finished = await untilStatus(/run ended: stopped/);
-      t.match(finished, /run ended: stopped/, 'a finished run, read from its files');
+      t.pass(`a finished run, read from its files: ${finished}`);
       await page.click('#overlay-runs label:has-text("copy") input');
       const series = await until('two runs on the compare chart', async () =>
         (await page.getAttribute('#chart-overlay', 'data-series')) === '2' ? 2 : null,

@@ -35,6 +35,7 @@ t.test("the same floats as tf.randomNormal's", async (t) => {
   }
   t.equal(normalArray(0, 0, 1, 3).length, 0, 'no values');
   t.throws(() => normalArray(4, 0, 1, 0), RangeError, 'seed 0 is refused: tfjs draws from Math.random for it');
+  t.throws(() => normalArray(4, 0, 1, NaN), RangeError, 'and so is NaN');
 });
 
 t.test('the values are normal, and seeds differ', async (t) => {

@@ -7,8 +7,11 @@
  *
  * `installPolitePolling` wraps the global `setImmediate` so that Dawn's polls run back to back
  * for the first SPIN_MS of a wait (a short wait costs no latency) and every SLEEP_MS after
- * that (a long wait costs no CPU, and at most about SLEEP_MS of latency). Other callers'
- * immediates pass through untouched. docs/webgpu.md ("Waiting for the GPU") has the numbers.
+ * that (a long wait costs no CPU, and a millisecond or two of latency). Other callers'
+ * immediates pass through untouched. Dawn's other native callback through setImmediate (a
+ * rejected promise's) looks the same and is treated the same: it runs at most SLEEP_MS late.
+ * A poll that sleeps returns a Timeout, not an Immediate; clearImmediate is wrapped to cancel
+ * either. docs/webgpu.md ("Waiting for the GPU") has the numbers.
  */
 
 /** How long a wait polls back to back before it sleeps between polls, in ms. */
@@ -54,6 +57,7 @@ export function pollStats(): PollStats {
 }
 
 type ImmediateFn = (callback: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
+type ClearFn = (handle: unknown) => void;
 
 /**
  * Wraps globalThis.setImmediate once per process (Dawn looks it up on every poll). A poll
@@ -64,6 +68,9 @@ export function installPolitePolling(isDawnPoll: (callback: unknown) => boolean 
   if (installed) return;
   installed = true;
   const immediate = globalThis.setImmediate as unknown as ImmediateFn;
+  const clearImmediate = globalThis.clearImmediate as unknown as ClearFn;
+  /** The timers handed out in place of immediates: clearImmediate cancels them as timers. */
+  const sleeping = new WeakSet<object>();
   let waitStart = 0;
   let insidePoll = false;
   const polite = function (this: unknown, callback: (...args: unknown[]) => void, ...args: unknown[]): unknown {
@@ -82,9 +89,16 @@ export function installPolitePolling(isDawnPoll: (callback: unknown) => boolean 
     const delay = nextPollDelay(now - waitStart);
     if (delay === null) return immediate(poll);
     stats.sleeps++;
-    return setTimeout(poll, delay);
+    const timer = setTimeout(poll, delay);
+    sleeping.add(timer);
+    return timer;
   };
   // Keeps setImmediate's extras (util.promisify's custom form) where code looks for them.
   Object.assign(polite, globalThis.setImmediate);
   globalThis.setImmediate = polite as unknown as typeof globalThis.setImmediate;
+  // Node's clearImmediate given a Timeout would corrupt its count of pending immediates.
+  globalThis.clearImmediate = ((handle: unknown) =>
+    typeof handle === 'object' && handle !== null && sleeping.has(handle)
+      ? clearTimeout(handle as NodeJS.Timeout)
+      : clearImmediate(handle)) as typeof globalThis.clearImmediate;
 }

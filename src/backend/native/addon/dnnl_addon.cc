@@ -894,8 +894,9 @@ napi_value cacheSize(napi_env env, napi_callback_info) {
 // after the libdnnl that Debian ships). A signal handled on that thread pushes its frame onto
 // the heap: Ctrl-C's SIGINT, or a profiler's SIGPROF (`node --cpu-prof` aborted in the first FC
 // product with "corrupted size vs. prev_size"). So every call into this addon runs with the
-// asynchronous signals blocked; they are delivered when it returns. OpenMP's threads, created
-// inside a call, inherit the block and leave signals to the process's other threads.
+// asynchronous signals blocked on its thread. A signal sent to the process (Ctrl-C, kill) is
+// taken at once by another thread; one sent to this thread (V8's profiler's SIGPROF) waits for
+// the call to return. OpenMP's threads, created inside a call, inherit the block for good.
 
 /** Blocks the asynchronous signals on this thread for its lifetime (not faults: they must kill). */
 class DeferredSignals {
