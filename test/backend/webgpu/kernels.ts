@@ -1,5 +1,6 @@
-// The webgpu backend (Dawn over Vulkan; in CI Mesa's software device, lavapipe) against tfjs'
-// pure-JS cpu backend: every kernel the three presets train with, at their real shapes and
+// The webgpu backend (Dawn over Vulkan; in CI Mesa's software device, lavapipe) against a
+// reference backend (native where built, else tfjs's pure-JS cpu backend: see `references`):
+// every kernel the three presets train with, at their real shapes and
 // small batches (2 for small, 1 for paper and torchvision: lavapipe is slow), forward and
 // gradients, relative error <= 1e-4. Grouped conv layers run as the model composes them on
 // every backend but native (split, one conv per group, concat), and the ops the wasm patches
@@ -12,6 +13,7 @@ import type { Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { loadWebgpu, oversizeTensors, webgpuAdapter } from '../../../src/backend/webgpu/backend';
+import { NATIVE_BACKEND_NAME, registerNativeBackend } from '../../../src/backend/native/backend';
 import { patchWasmKernels } from '../../../src/backend/wasm/patches';
 import { PRESETS } from '../../../src/model/presets';
 import {
@@ -24,6 +26,7 @@ import {
   type LayerCase,
   type PresetShapes,
 } from '../../helpers/kernel-cases';
+import { ensureNativeAddon } from '../../helpers/native-addon';
 import { adapterLine, requireWebgpu } from '../../helpers/webgpu';
 
 const TOLERANCE = 1e-4;
@@ -31,11 +34,14 @@ const TOLERANCE = 1e-4;
 const LRN_PATCH = [7, 5];
 
 /**
- * The reference: the cpu backend, except for the big presets' conv gradients, where its
- * backprop kernels take tens of seconds a layer; there it is the patched wasm backend, held to
- * the cpu backend on the same kernels by wasm-patches.test.ts and native.test.ts.
+ * The reference backends. Native (oneDNN) where its addon is built: test/backend/native/kernels
+ * holds it to tfjs's pure-JS cpu backend within the same 1e-4 on every layer shape of the
+ * presets, at a fraction of the cpu backend's time here (docs/measurements.md, "Under 8
+ * minutes"). Without it: the cpu backend, and for the big presets' conv gradients (where its
+ * backprop kernels take tens of seconds a layer) the patched wasm backend, held to the cpu
+ * backend by the wasm patches' tests. Set by webgpuKernelTests.
  */
-type Reference = 'cpu' | 'wasm';
+const references = { layers: 'cpu', bigConvGradients: 'wasm' };
 
 interface Outputs {
   data: Float32Array[];
@@ -57,7 +63,7 @@ async function compare(
   name: string,
   labels: string[],
   fn: () => tf.Tensor[],
-  reference: Reference = 'cpu',
+  reference = references.layers,
 ): Promise<void> {
   const ref = await runOn(reference, fn);
   const gpu = await runOn('webgpu', fn);
@@ -108,7 +114,7 @@ const fcsChecked = new Map<string, string>();
 async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<void> {
   // Gradients are taken without relu (as native.test.ts explains): pre-activations within
   // rounding of 0 flip the mask between any two backends; relu's gradient has its own case.
-  const ref: Reference = small ? 'cpu' : 'wasm';
+  const ref = small ? references.layers : references.bigConvGradients;
   // Each conv layer once: an ungrouped one as a fused conv (bias in the kernel), a grouped one
   // as the model composes it (its per-group convs, split and concat all under the gradient).
   const seen = new Set<string>();
@@ -175,12 +181,17 @@ async function presetKernels(t: Test, s: PresetShapes, small: boolean): Promise<
   }
 }
 
-/** Every kernel of the three presets on webgpu against the cpu backend (the file's header). */
+/** Every kernel of the three presets on webgpu against the reference backends (the file's header). */
 export async function webgpuKernelTests(t: Test): Promise<void> {
   if (!(await requireWebgpu(t, 'webgpu kernel tests'))) return;
   patchWasmKernels();
+  const { addon } = ensureNativeAddon();
+  if (addon != null) {
+    registerNativeBackend(addon);
+    references.layers = references.bigConvGradients = NATIVE_BACKEND_NAME;
+  }
   await loadWebgpu(true);
-  t.pass(`adapter: ${await adapterLine()}`);
+  t.pass(`adapter: ${await adapterLine()}; reference backends: ${references.layers}, ${references.bigConvGradients}`);
 
   t.test('small preset (batch 2)', async (t) => presetKernels(t, presetShapes(PRESETS.small, 10, 2), true));
   t.test('paper preset (batch 1)', async (t) => presetKernels(t, presetShapes(PRESETS.paper, 1000, 1), false));
