@@ -1,4 +1,4 @@
-// The webgpu backend's tests, in one process: kernels.ts (every kernel against the cpu backend),
+// The webgpu backend's tests, in one process: kernels.ts (every kernel against a reference backend),
 // then training.ts (whole steps against wasm). lavapipe compiles each shader with LLVM once per
 // process, and the training steps reuse most of the kernel checks' pipelines (docs/measurements.md,
 // "Under 8 minutes"). Last, that Dawn's waits went through the polite polling wrapper (polling.ts).
@@ -9,7 +9,7 @@ import { requireWebgpu } from '../../helpers/webgpu';
 import { webgpuKernelTests } from './kernels';
 import { webgpuTrainingTests } from './training';
 
-t.test('webgpu kernels vs the cpu backend', webgpuKernelTests);
+t.test('webgpu kernels vs a reference backend (native where built, else cpu)', webgpuKernelTests);
 t.test('webgpu training', webgpuTrainingTests);
 t.test("Dawn's polls went through the polite polling wrapper", async (t) => {
   if (!(await requireWebgpu(t, 'the polling check'))) return;
