@@ -22,6 +22,25 @@ export function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
   return tf.tensor(randomArray(shape, seed, scale), shape);
 }
 
+/** Each output's data and shape, as read back from one backend. */
+export interface Outputs {
+  data: Float32Array[];
+  shapes: string[];
+}
+
+/**
+ * `fn`'s outputs on a backend, read with the async data() (webgpu has no dataSync in Node), after
+ * tidy: tidy walks its result, element by element for a typed array.
+ */
+export async function outputsOn(backend: string, fn: () => tf.Tensor[]): Promise<Outputs> {
+  await tf.setBackend(backend);
+  const outputs = tf.tidy(fn);
+  const data = await Promise.all(outputs.map(async (x) => (await x.data()) as Float32Array));
+  const shapes = outputs.map((x) => x.shape.join('x'));
+  tf.dispose(outputs);
+  return { data, shapes };
+}
+
 /** max |got - want| / max |want|: the kernel tests' measure. */
 export function maxRelativeError(got: Float32Array, want: Float32Array): number {
   if (got.length !== want.length) return Infinity;

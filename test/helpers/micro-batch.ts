@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../../src/data/loader';
 import { mulberry32 } from '../../src/data/rng';
 import { createAlexNet, disposeModel, type AlexNet } from '../../src/model/alexnet';
-import { buildSpec } from '../../src/model/presets';
+import { buildSpec, type ModelSpec } from '../../src/model/presets';
 import type { MetricSums } from '../../src/train/metrics';
 import { Optimizer } from '../../src/train/optimizer';
 import { trainStep } from '../../src/train/step';
@@ -15,6 +15,16 @@ import { readFloats } from '../../src/backend/readback';
 import type { CheckpointContents } from '../../src/train/run/checkpoint';
 
 const CLASSES = 4;
+
+/** The small preset with few filters and units: a real AlexNet graph (groups, LRN, dropout), fast. */
+export const TINY_SPEC: ModelSpec = {
+  ...buildSpec('small', { ...TRAIN_DEFAULTS.model, init: 'he' }),
+  convs: buildSpec('small').convs.map((c) => ({ ...c, filters: 4 })),
+  hidden: [
+    { name: 'fc6', units: 8, biasInit: 0.1 },
+    { name: 'fc7', units: 8, biasInit: 0.1 },
+  ],
+};
 
 export function randomBatch(model: AlexNet, count: number, seed: number): Batch {
   const rng = mulberry32(seed);

@@ -28,6 +28,7 @@ import { ensureNativeAddon } from '../../helpers/native-addon';
 import {
   dedupe,
   maxRelativeError,
+  outputsOn,
   poolArgmaxFlips,
   presetShapes,
   rand,
@@ -35,6 +36,7 @@ import {
   tfPad,
   type ConvCase,
   type LayerCase,
+  type Outputs,
   type PoolCase,
 } from '../../helpers/kernel-cases';
 
@@ -48,22 +50,6 @@ const BATCH = 2;
  * shapes by wasm-patches.test.ts.
  */
 type Reference = 'cpu' | 'wasm';
-
-/** Each output's data and shape. */
-interface Outputs {
-  data: Float32Array[];
-  shapes: string[];
-}
-
-async function outputsOn(backend: string, fn: () => tf.Tensor[]): Promise<Outputs> {
-  await tf.setBackend(backend);
-  // Read outside tidy: tidy walks its result, element by element for a typed array.
-  const outputs = tf.tidy(fn);
-  const data = outputs.map((x) => x.dataSync() as Float32Array);
-  const shapes = outputs.map((x) => x.shape.join('x'));
-  tf.dispose(outputs);
-  return { data, shapes };
-}
 
 /** One assertion per output: the native backend's against the reference's. */
 function check(t: Test, name: string, labels: string[], ref: Outputs, native: Outputs, reference: Reference): void {

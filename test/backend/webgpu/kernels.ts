@@ -19,6 +19,7 @@ import { PRESETS } from '../../../src/model/presets';
 import {
   dedupe,
   maxRelativeError,
+  outputsOn,
   presetShapes,
   rand,
   tfPad,
@@ -43,21 +44,6 @@ const LRN_PATCH = [7, 5];
  */
 const references = { layers: 'cpu', bigConvGradients: 'wasm' };
 
-interface Outputs {
-  data: Float32Array[];
-  shapes: string[];
-}
-
-/** `fn` on a backend, read back with the async data() (webgpu has no dataSync in Node). */
-async function runOn(backend: string, fn: () => tf.Tensor[]): Promise<Outputs> {
-  await tf.setBackend(backend);
-  const outputs = tf.tidy(fn);
-  const data = await Promise.all(outputs.map(async (x) => (await x.data()) as Float32Array));
-  const shapes = outputs.map((x) => x.shape.join('x'));
-  tf.dispose(outputs);
-  return { data, shapes };
-}
-
 async function compare(
   t: Test,
   name: string,
@@ -65,8 +51,8 @@ async function compare(
   fn: () => tf.Tensor[],
   reference = references.layers,
 ): Promise<void> {
-  const ref = await runOn(reference, fn);
-  const gpu = await runOn('webgpu', fn);
+  const ref = await outputsOn(reference, fn);
+  const gpu = await outputsOn('webgpu', fn);
   labels.forEach((label, i) => {
     const err = gpu.shapes[i] === ref.shapes[i] ? maxRelativeError(gpu.data[i], ref.data[i]) : Infinity;
     t.ok(

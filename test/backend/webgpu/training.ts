@@ -19,7 +19,7 @@ import { FusionBuffer } from '../../../src/train/sync/fusion-buffer';
 import { Optimizer } from '../../../src/train/optimizer';
 import { trainStep } from '../../../src/train/step';
 import { maxRelativeError, randomArray } from '../../helpers/kernel-cases';
-import { randomBatch } from '../../helpers/micro-batch';
+import { randomBatch, TINY_SPEC } from '../../helpers/micro-batch';
 import { adapterLine, requireWebgpu } from '../../helpers/webgpu';
 
 /**
@@ -157,15 +157,7 @@ export async function webgpuTrainingTests(t: Test): Promise<void> {
 
   t.test(`no GPU memory growth over ${MEMORY_STEPS} steps (a tiny model)`, async (t) => {
     await tf.setBackend('webgpu');
-    const tiny: ModelSpec = {
-      ...buildSpec('small', { ...TRAIN_DEFAULTS.model, init: 'he' }),
-      convs: buildSpec('small').convs.map((c) => ({ ...c, filters: 4 })),
-      hidden: [
-        { name: 'fc6', units: 8, biasInit: 0.1 },
-        { name: 'fc7', units: 8, biasInit: 0.1 },
-      ],
-    };
-    const model: AlexNet = createAlexNet(tiny, 4, 3);
+    const model: AlexNet = createAlexNet(TINY_SPEC, 4, 3);
     const optimizer = new Optimizer(
       { name: 'sgd', momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
       model.params,

@@ -7,12 +7,11 @@
 import t from 'tap';
 import { readFloats } from '../../../src/backend/readback';
 import { initBackend } from '../../../src/backend/select';
-import { TRAIN_DEFAULTS, trainConfig, type TrainConfig } from '../../../src/core/config';
+import { trainConfig, type TrainConfig } from '../../../src/core/config';
 import { memoryLogger } from '../../../src/core/log';
 import type { Batch } from '../../../src/data/loader';
 import type { SyncCollective } from '../../../src/dist/collective';
 import { createAlexNet, disposeModel, type AlexNet } from '../../../src/model/alexnet';
-import { buildSpec, type ModelSpec } from '../../../src/model/presets';
 import { Optimizer } from '../../../src/train/optimizer';
 import { trainStep } from '../../../src/train/step';
 import { createGradientSync } from '../../../src/train/sync/create-sync';
@@ -23,21 +22,11 @@ import { HybridSync } from '../../../src/train/sync/hybrid-sync';
 import { LocalSync } from '../../../src/train/sync/local-sync';
 import { maxRelativeError } from '../../helpers/kernel-cases';
 import { memoryCollectives } from '../../helpers/memory-collective';
-import { randomBatch } from '../../helpers/micro-batch';
+import { randomBatch, TINY_SPEC } from '../../helpers/micro-batch';
 
 const CLASSES = 4;
 const IMAGES = 6;
 const STEPS = 2;
-
-/** The small preset with few filters and units: a real AlexNet graph (groups, LRN, dropout), fast. */
-const TINY: ModelSpec = {
-  ...buildSpec('small', { ...TRAIN_DEFAULTS.model, init: 'he' }),
-  convs: buildSpec('small').convs.map((c) => ({ ...c, filters: 4 })),
-  hidden: [
-    { name: 'fc6', units: 8, biasInit: 0.1 },
-    { name: 'fc7', units: 8, biasInit: 0.1 },
-  ],
-};
 
 const config = (changes: Partial<TrainConfig> = {}): Readonly<TrainConfig> =>
   trainConfig({ runDir: '/nonexistent', batchSize: IMAGES, bucketMb: 0.001, ...changes });
@@ -48,7 +37,7 @@ interface Replica {
 }
 
 function replica(): Replica {
-  const model = createAlexNet(TINY, CLASSES, 5);
+  const model = createAlexNet(TINY_SPEC, CLASSES, 5);
   const optimizer = new Optimizer(
     { name: 'sgd', momentum: 0.9, weightDecay: 5e-4, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
     model.params,
@@ -81,7 +70,7 @@ async function train(ranks: { replica: Replica; sync: GradientSync }[]): Promise
     const batch = randomBatch(ranks[0].replica.model, IMAGES, 40 + step);
     await Promise.all(
       ranks.map(({ replica: r, sync }) =>
-        trainStep(r.model, sync.optimizer, share(batch, sync.rank, sync.worldSize, TINY.inputSize), {
+        trainStep(r.model, sync.optimizer, share(batch, sync.rank, sync.worldSize, TINY_SPEC.inputSize), {
           lr: 0.05,
           dropoutSeed: 3 + step,
           sync,
