@@ -34,10 +34,18 @@ function isLastAxisVector(a: number[], b: number[]): boolean {
   return b.length >= 1 && b.length <= a.length && a[a.length - 1] === c && size(b) === c;
 }
 
+/**
+ * b holds one value per row of a's last axis: [..., 1] against [..., C], the leading dims equal
+ * (a softmax's max or sum against its logits, the loss gradient's per-example scale).
+ */
+function isRowScalar(a: number[], b: number[]): boolean {
+  return a.length >= 2 && b.length === a.length && b[b.length - 1] === 1 && b.slice(0, -1).every((d, i) => d === a[i]);
+}
+
 /** How the addon's binary loop pairs a and b (see addon/dnnl_addon.cc), or null for the stock kernel. */
 export interface Broadcast {
-  mode: 0 | 1 | 2 | 3 | 4;
-  /** Elements of the output, and of the repeated vector (modes 3 and 4). */
+  mode: 0 | 1 | 2 | 3 | 4 | 5 | 6;
+  /** Elements of the output, and of a row: the repeated vector (modes 3, 4), the span of one value (5, 6). */
   n: number;
   c: number;
   shape: number[];
@@ -49,6 +57,8 @@ export function broadcastOf(a: number[], b: number[]): Broadcast | null {
   if (size(a) === 1 && a.length <= b.length) return { mode: 2, n: size(b), c: 1, shape: b };
   if (isLastAxisVector(a, b)) return { mode: 3, n: size(a), c: b[b.length - 1], shape: a };
   if (isLastAxisVector(b, a)) return { mode: 4, n: size(b), c: a[a.length - 1], shape: b };
+  if (isRowScalar(a, b)) return { mode: 5, n: size(a), c: a[a.length - 1], shape: a };
+  if (isRowScalar(b, a)) return { mode: 6, n: size(b), c: b[b.length - 1], shape: b };
   return null;
 }
 

@@ -25,6 +25,7 @@ import { Optimizer } from '../../../src/train/optimizer';
 import { trainStep } from '../../../src/train/step';
 import type { Batch } from '../../../src/data/loader';
 import { ensureNativeAddon } from '../../helpers/native-addon';
+import { broadcastOf } from '../../../src/backend/native/fast-cpu-kernels';
 import {
   dedupe,
   maxRelativeError,
@@ -428,6 +429,24 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         return [y, dx];
       });
     }
+    // Ties, as after a ReLU: the gradient goes to the window's first largest value (row-major), as
+    // on the cpu backend. A window of -Infinity only has no maximum: y is -Infinity there and no
+    // gradient flows (compared exactly, as -Infinity has no relative error).
+    const tiesAndMinusInfinity = () => {
+      const values = randomArray([BATCH, 9, 9, 8], 17).map((v) => Math.max(0, Math.round(v * 3)));
+      values.fill(-Infinity, 0, 8 * 9 * 3);
+      const x = tf.tensor(values, [BATCH, 9, 9, 8]);
+      const pool = (xx: tf.Tensor) => tf.maxPool(xx as tf.Tensor4D, 3, 2, 'valid');
+      const g = rand(pool(x).shape, 18);
+      const [dx] = tf.grads((xx: tf.Tensor) => tf.sum(tf.mul(pool(xx), g)))([x]);
+      return [pool(x), dx];
+    };
+    const cpu = await outputsOn('cpu', tiesAndMinusInfinity);
+    const native = await outputsOn(NATIVE_BACKEND_NAME, tiesAndMinusInfinity);
+    const minusInfinities = cpu.data[0].filter((v) => v === -Infinity).length;
+    t.ok(minusInfinities > 0, `the ties case has ${minusInfinities} windows of -Infinity`);
+    t.same([...native.data[0]], [...cpu.data[0]], "ties and -Infinity windows: y equals the cpu backend's");
+    t.same([...native.data[1]], [...cpu.data[1]], "ties and -Infinity windows: dx equals the cpu backend's");
     // The native MaxPoolGrad reuses the forward's argmax only for the very output and input it
     // was computed from; any other pair recomputes it.
     await compare(t, 'MaxPoolGrad, not after its forward', ['dx (a copy of the output)', 'dx (another input)'], () => {
@@ -486,7 +505,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     await compare(
       t,
       'sub and div, every broadcast',
-      ['same', 'scalar right', 'scalar left', 'vector right', 'vector left', 'div'],
+      ['same', 'scalar right', 'scalar left', 'vector right', 'vector left', 'div', 'row right', 'row left', 'row mul'],
       () => {
         const v = rand(x, 45);
         return [
@@ -496,8 +515,29 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
           tf.sub(v, rand([6], 47)),
           tf.sub(rand([1, 6], 48), v),
           tf.div(v, tf.add(rand(x, 49), 2)),
+          // One value per row, as a softmax's: [..., C] against [..., 1].
+          tf.sub(v, rand([BATCH, 5, 4, 1], 52)),
+          tf.sub(rand([BATCH, 5, 4, 1], 53), v),
+          tf.mul(rand([7, 1], 54), rand([7, 1000], 55)),
         ];
       },
+    );
+    // Which loop each of those takes (null: the stock kernel).
+    t.same(
+      [
+        [x, x],
+        [x, [6]],
+        [[1, 6], x],
+        [x, [BATCH, 5, 4, 1]],
+        [
+          [7, 1],
+          [7, 1000],
+        ],
+        [x, [5, 1, 1]],
+        [x, [1, 5, 4, 1]],
+      ].map(([a, b]) => broadcastOf(a, b)?.mode ?? null),
+      [0, 3, 4, 5, 6, null, null],
+      'broadcast modes: same, vector, vector left, row, row left, and two the stock kernel takes',
     );
     await compare(t, 'sqrt and square', ['sqrt', 'square'], () => [
       tf.sqrt(tf.abs(rand(x, 50))),

@@ -39,6 +39,16 @@ using dims = memory::dims;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
+// Our own loops (pooling, LRN) are compiled twice on x86-64, for AVX2 and for the baseline, and
+// the loader picks one per machine (GCC's target_clones): the addon stays portable, and AVX2
+// machines run 8 floats an instruction instead of 4. No FMA in the AVX2 clone, so both give the
+// same bits: every operation rounds as in the scalar loop.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 /** A bad call from JS: thrown as a JS Error with this message. */
 struct CallError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -477,84 +487,133 @@ void matMul(napi_env env, napi_value *argv) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Max pooling. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
-// oneDNN's backward needs the forward's argmax workspace, which tfjs's MaxPoolGrad does not pass.
-// The JS side keeps it (a Uint8Array of maxPoolWorkspaceBytes, filled by maxPool and handed to
-// maxPoolGrad: see kernels.ts); where it has none, the backward reruns the forward to get it.
+// Max pooling over NHWC. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
+//
+// Our own loops, not oneDNN's: its jit:avx2 NHWC max pooling took 5.8 ms forward and 5.1 ms
+// backward for a small-preset step's first pool (64x28x28x32, 3/2), about a sixth of the step;
+// these take a fraction of that (docs/measurements.md, "Pooling and LRN loops"). Each output
+// pixel's channels are one contiguous run, so every loop below runs across channels and
+// vectorises.
+//
+// tfjs's semantics: a window's maximum is its first largest value in row-major window order
+// (strict >, from -Infinity, so NaNs are passed over), padding is outside every window, and the
+// gradient goes to that one position. The forward records the position (kh * KW + kw, or -1 for
+// a window with no value above -Infinity) in the argmax workspace, one int32 per output
+// element, which tfjs's MaxPoolGrad does not pass: the JS side keeps it (kernels.ts) and hands
+// it back; without it the backward runs the forward again to get it.
 
 constexpr size_t kPoolParams = 14;
 
-struct PoolGeometry {
-  int64_t n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr;
-  explicit PoolGeometry(const Ints &p)
+struct PoolShape {
+  int64_t n, ih, iw, c, oh, ow, kh, kw, sh, sw, pt, pl;
+  explicit PoolShape(const Ints &p)
       : n(p[0]), ih(p[1]), iw(p[2]), c(p[3]), oh(p[4]), ow(p[5]), kh(p[6]), kw(p[7]), sh(p[8]), sw(p[9]),
-        pt(p[10]), pl(p[11]), pb(p[12]), pr(p[13]) {
+        pt(p[10]), pl(p[11]) {
     if (sh < 1 || sw < 1 || kh < 1 || kw < 1) throw CallError("strides and window must be positive");
   }
-  memory::desc src() const { return memory::desc({n, c, ih, iw}, dt::f32, tag::nhwc); }
-  memory::desc dst() const { return memory::desc({n, c, oh, ow}, dt::f32, tag::nhwc); }
   size_t srcSize() const { return product({n, ih, iw, c}); }
   size_t dstSize() const { return product({n, oh, ow, c}); }
-  dnnl::pooling_forward::desc forward() const {
-    return dnnl::pooling_forward::desc(prop_kind::forward_training, algorithm::pooling_max, src(), dst(), {sh, sw},
-                                       {kh, kw}, {pt, pl}, {pb, pr});
+  size_t workspaceBytes() const { return dstSize() * sizeof(int32_t); }
+};
+
+/** ceil(a / b) for b > 0 and any a. */
+int64_t ceilDiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+/** One output row (image b, row oy) of the forward: y and the window position of each maximum. */
+SIMD_CLONES void maxPoolRow(const PoolShape &s, int64_t b, int64_t oy, const float *__restrict x, float *__restrict y,
+                int32_t *__restrict arg) {
+  const int64_t c = s.c, y0 = oy * s.sh - s.pt;
+  const int64_t khLo = std::max<int64_t>(0, -y0), khHi = std::min(s.kh, s.ih - y0);
+  for (int64_t ox = 0; ox < s.ow; ox++) {
+    const int64_t x0 = ox * s.sw - s.pl;
+    const int64_t kwLo = std::max<int64_t>(0, -x0), kwHi = std::min(s.kw, s.iw - x0);
+    float *__restrict yo = y + ((b * s.oh + oy) * s.ow + ox) * c;
+    int32_t *__restrict ao = arg + ((b * s.oh + oy) * s.ow + ox) * c;
+    for (int64_t j = 0; j < c; j++) {
+      yo[j] = -INFINITY;
+      ao[j] = -1;
+    }
+    for (int64_t u = khLo; u < khHi; u++) {
+      for (int64_t v = kwLo; v < kwHi; v++) {
+        const float *__restrict xp = x + ((b * s.ih + y0 + u) * s.iw + x0 + v) * c;
+        const int32_t pos = static_cast<int32_t>(u * s.kw + v);
+        // Loads first and the position through a mask: written so, GCC vectorises the loop.
+        for (int64_t j = 0; j < c; j++) {
+          const float v = xp[j], m = yo[j];
+          const int32_t a = ao[j], larger = -static_cast<int32_t>(v > m);
+          yo[j] = v > m ? v : m;
+          ao[j] = (pos & larger) | (a & ~larger);
+        }
+      }
+    }
   }
-};
-
-struct PoolFwdOp : Op {
-  dnnl::pooling_forward::primitive_desc pd;
-  dnnl::pooling_forward prim;
-  memory workspace;
-  explicit PoolFwdOp(const PoolGeometry &g)
-      : pd(g.forward(), cpuEngine()), prim(pd), workspace(pd.workspace_desc(), cpuEngine()) {}
-};
-
-struct PoolBwdOp : Op {
-  PoolFwdOp fwd;
-  memory scratchDst;
-  dnnl::pooling_backward::primitive_desc pd;
-  dnnl::pooling_backward prim;
-  explicit PoolBwdOp(const PoolGeometry &g)
-      : fwd(g),
-        scratchDst(g.dst(), cpuEngine()),
-        pd(dnnl::pooling_backward::desc(algorithm::pooling_max, g.src(), g.dst(), {g.sh, g.sw}, {g.kh, g.kw},
-                                        {g.pt, g.pl}, {g.pb, g.pr}),
-           cpuEngine(), fwd.pd),
-        prim(pd) {}
-};
-
-PoolFwdOp &poolForward(const Ints &p, const PoolGeometry &g) {
-  return cached<PoolFwdOp>(keyOf("poolF", p), [&] { return std::make_unique<PoolFwdOp>(g); });
 }
 
-/** The caller's workspace buffer (a Uint8Array of the forward's workspace size), or the op's own when it passes null. */
-memory workspaceOf(napi_env env, napi_value value, PoolFwdOp &op) {
-  const memory::desc &md = op.pd.workspace_desc();
-  void *bytes = typedArg(env, value, napi_uint8_array, "Uint8Array", md.get_size(), "workspace", true);
-  return bytes != nullptr ? memory(md, cpuEngine(), bytes) : op.workspace;
+void maxPoolForward(const PoolShape &s, const float *x, float *y, int32_t *arg) {
+  const int64_t rows = s.n * s.oh;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) maxPoolRow(s, r / s.oh, r % s.oh, x, y, arg);
 }
 
-/** maxPoolWorkspaceBytes(params): the size of the workspace maxPool fills. */
+/**
+ * One input row (image b, row iy) of the backward, each dx written once: the sum of dy over the
+ * windows that cover the pixel and whose maximum it was (a gather, so rows run in parallel).
+ */
+SIMD_CLONES void maxPoolGradRow(const PoolShape &s, int64_t b, int64_t iy, const int32_t *__restrict arg,
+                    const float *__restrict dy, float *__restrict dx) {
+  const int64_t c = s.c;
+  const int64_t oyLo = std::max<int64_t>(0, ceilDiv(iy + s.pt - s.kh + 1, s.sh));
+  const int64_t oyHi = std::min(s.oh - 1, (iy + s.pt) / s.sh);
+  for (int64_t ix = 0; ix < s.iw; ix++) {
+    const int64_t oxLo = std::max<int64_t>(0, ceilDiv(ix + s.pl - s.kw + 1, s.sw));
+    const int64_t oxHi = std::min(s.ow - 1, (ix + s.pl) / s.sw);
+    float *__restrict d = dx + ((b * s.ih + iy) * s.iw + ix) * c;
+    for (int64_t j = 0; j < c; j++) d[j] = 0.f;
+    for (int64_t oy = oyLo; oy <= oyHi; oy++) {
+      for (int64_t ox = oxLo; ox <= oxHi; ox++) {
+        const int32_t pos = static_cast<int32_t>((iy + s.pt - oy * s.sh) * s.kw + (ix + s.pl - ox * s.sw));
+        const size_t at = static_cast<size_t>(((b * s.oh + oy) * s.ow + ox) * c);
+        const int32_t *__restrict a = arg + at;
+        const float *__restrict g = dy + at;
+        for (int64_t j = 0; j < c; j++) {
+          const float gj = g[j];
+          const int32_t aj = a[j];
+          d[j] += aj == pos ? gj : 0.f;
+        }
+      }
+    }
+  }
+}
+
+void maxPoolBackward(const PoolShape &s, const int32_t *arg, const float *dy, float *dx) {
+  const int64_t rows = s.n * s.ih;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) maxPoolGradRow(s, r / s.ih, r % s.ih, arg, dy, dx);
+}
+
+/** The caller's argmax workspace (a Uint8Array of maxPoolWorkspaceBytes), or nullptr for null. */
+int32_t *argmaxOf(napi_env env, napi_value value, const PoolShape &s) {
+  void *bytes = typedArg(env, value, napi_uint8_array, "Uint8Array", s.workspaceBytes(), "workspace", true);
+  if (reinterpret_cast<uintptr_t>(bytes) % alignof(int32_t) != 0) throw CallError("workspace must be 4-byte aligned");
+  return static_cast<int32_t *>(bytes);
+}
+
+/** maxPoolWorkspaceBytes(params): the size of the argmax workspace maxPool fills. */
 napi_value maxPoolWorkspaceBytes(napi_env env, napi_value *argv) {
-  const Ints p = intsArg(env, argv[0], kPoolParams);
+  const PoolShape s(intsArg(env, argv[0], kPoolParams));
   napi_value v;
-  check(napi_create_double(env, static_cast<double>(poolForward(p, PoolGeometry(p)).pd.workspace_desc().get_size()), &v),
-        "create_double");
+  check(napi_create_double(env, static_cast<double>(s.workspaceBytes()), &v), "create_double");
   return v;
 }
 
 /** maxPool(params, x, y, workspace | null) */
 void maxPool(napi_env env, napi_value *argv) {
-  const Ints p = intsArg(env, argv[0], kPoolParams);
-  const PoolGeometry g(p);
-  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
-  Floats y = floatsArg(env, argv[2], g.dstSize(), "y");
-  auto &op = poolForward(p, g);
-  execute(op.prim, {
-                       {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
-                       {DNNL_ARG_DST, memory(g.dst(), cpuEngine(), y.data)},
-                       {DNNL_ARG_WORKSPACE, workspaceOf(env, argv[3], op)},
-                   });
+  const PoolShape s(intsArg(env, argv[0], kPoolParams));
+  Floats x = floatsArg(env, argv[1], s.srcSize(), "x");
+  Floats y = floatsArg(env, argv[2], s.dstSize(), "y");
+  int32_t *arg = argmaxOf(env, argv[3], s);
+  std::vector<int32_t> scratch(arg == nullptr ? s.dstSize() : 0);
+  maxPoolForward(s, x.data, y.data, arg != nullptr ? arg : scratch.data());
 }
 
 /**
@@ -562,25 +621,19 @@ void maxPool(napi_env env, napi_value *argv) {
  * x, the backward alone; without, the forward first, to get it.
  */
 void maxPoolGrad(napi_env env, napi_value *argv) {
-  const Ints p = intsArg(env, argv[0], kPoolParams);
-  const PoolGeometry g(p);
-  Floats x = floatsArg(env, argv[1], g.srcSize(), "x");
-  Floats dy = floatsArg(env, argv[2], g.dstSize(), "dy");
-  Floats dx = floatsArg(env, argv[3], g.srcSize(), "dx");
-  auto &op = cached<PoolBwdOp>(keyOf("poolB", p), [&] { return std::make_unique<PoolBwdOp>(g); });
-  memory workspace = workspaceOf(env, argv[4], op.fwd);
-  if (workspace.get_data_handle() == op.fwd.workspace.get_data_handle()) {
-    execute(op.fwd.prim, {
-                             {DNNL_ARG_SRC, memory(g.src(), cpuEngine(), x.data)},
-                             {DNNL_ARG_DST, op.scratchDst},
-                             {DNNL_ARG_WORKSPACE, workspace},
-                         });
+  const PoolShape s(intsArg(env, argv[0], kPoolParams));
+  Floats x = floatsArg(env, argv[1], s.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[2], s.dstSize(), "dy");
+  Floats dx = floatsArg(env, argv[3], s.srcSize(), "dx");
+  const int32_t *arg = argmaxOf(env, argv[4], s);
+  std::vector<int32_t> scratchArg;
+  if (arg == nullptr) {
+    std::vector<float> scratchY(s.dstSize());
+    scratchArg.resize(s.dstSize());
+    maxPoolForward(s, x.data, scratchY.data(), scratchArg.data());
+    arg = scratchArg.data();
   }
-  execute(op.prim, {
-                       {DNNL_ARG_DIFF_DST, memory(g.dst(), cpuEngine(), dy.data)},
-                       {DNNL_ARG_WORKSPACE, workspace},
-                       {DNNL_ARG_DIFF_SRC, memory(g.src(), cpuEngine(), dx.data)},
-                   });
+  maxPoolBackward(s, arg, dy.data, dx.data);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -608,7 +661,7 @@ struct LrnShape {
 };
 
 /** out_j = norm_j^-beta: square roots for the common betas (the branch outside the loops, so they vectorise). */
-void powMinusBeta(const float *norm, float *out, size_t c, float beta) {
+[[gnu::always_inline]] inline void powMinusBeta(const float *norm, float *out, size_t c, float beta) {
   if (beta == 0.75f) {
     for (size_t j = 0; j < c; j++) {
       const float q = std::sqrt(norm[j]);
@@ -622,7 +675,7 @@ void powMinusBeta(const float *norm, float *out, size_t c, float beta) {
 }
 
 /** norm_c for one pixel's channels, into `norm`; `padded` has C + 2r floats, its ends zero. */
-void lrnNorms(const LrnShape &s, const float *x, float *padded, float *norm) {
+[[gnu::always_inline]] inline void lrnNorms(const LrnShape &s, const float *x, float *padded, float *norm) {
   const size_t c = s.channels, r = s.radius;
   for (size_t j = 0; j < c; j++) padded[r + j] = x[j] * x[j];
   for (size_t j = 0; j < c; j++) norm[j] = 0.f;
@@ -631,25 +684,58 @@ void lrnNorms(const LrnShape &s, const float *x, float *padded, float *norm) {
   for (size_t j = 0; j < c; j++) norm[j] = s.bias + s.alpha * norm[j];
 }
 
+/** y for pixels [begin, end). */
+SIMD_CLONES void lrnPixels(const LrnShape &s, const float *x, float *y, size_t begin, size_t end) {
+  const size_t c = s.channels;
+  std::vector<float> padded(c + 2 * s.radius, 0.f), norm(c), scale(c);
+  for (size_t px = begin; px < end; px++) {
+    const float *xp = x + px * c;
+    float *yp = y + px * c;
+    lrnNorms(s, xp, padded.data(), norm.data());
+    powMinusBeta(norm.data(), scale.data(), c, s.beta);
+    for (size_t j = 0; j < c; j++) yp[j] = xp[j] * scale[j];
+  }
+}
+
+/** dx for pixels [begin, end): see lrnGrad. */
+SIMD_CLONES void lrnGradPixels(const LrnShape &s, const float *x, const float *dy, float *dx, size_t begin,
+                               size_t end) {
+  const size_t c = s.channels, r = s.radius;
+  const float twoAlphaBeta = 2.f * s.alpha * s.beta;
+  std::vector<float> padded(c + 2 * r, 0.f), norm(c), scale(c), tPadded(c + 2 * r, 0.f), tSum(c);
+  for (size_t px = begin; px < end; px++) {
+    const float *xp = x + px * c;
+    const float *dyp = dy + px * c;
+    float *dxp = dx + px * c;
+    lrnNorms(s, xp, padded.data(), norm.data());
+    powMinusBeta(norm.data(), scale.data(), c, s.beta);
+    for (size_t j = 0; j < c; j++) tPadded[r + j] = dyp[j] * (xp[j] * scale[j]) / norm[j];
+    for (size_t j = 0; j < c; j++) tSum[j] = 0.f;
+    for (size_t d = 0; d <= 2 * r; d++)
+      for (size_t j = 0; j < c; j++) tSum[j] += tPadded[j + d];
+    for (size_t j = 0; j < c; j++) dxp[j] = dyp[j] * scale[j] - twoAlphaBeta * xp[j] * tSum[j];
+  }
+}
+
+/** run(begin, end) over [0, pixels) in blocks, the blocks spread over oneDNN's OpenMP threads. */
+template <typename Run>
+void forPixelBlocks(size_t pixels, Run run) {
+  constexpr size_t kBlock = 256;
+  const int64_t blocks = static_cast<int64_t>((pixels + kBlock - 1) / kBlock);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; b++) {
+    const size_t begin = static_cast<size_t>(b) * kBlock;
+    run(begin, std::min(pixels, begin + kBlock));
+  }
+}
+
 /** lrn(params, [bias, alpha, beta], x, y) */
 void lrn(napi_env env, napi_value *argv) {
   const Ints p = intsArg(env, argv[0], kLrnParams);
   const LrnShape s(p, floatsArg(env, argv[1], 3, "lrn constants"));
   Floats x = floatsArg(env, argv[2], s.elements(), "x");
   Floats y = floatsArg(env, argv[3], s.elements(), "y");
-  const size_t c = s.channels;
-#pragma omp parallel
-  {
-    std::vector<float> padded(c + 2 * s.radius, 0.f), norm(c), scale(c);
-#pragma omp for schedule(static)
-    for (size_t px = 0; px < s.pixels; px++) {
-      const float *xp = x.data + px * c;
-      float *yp = y.data + px * c;
-      lrnNorms(s, xp, padded.data(), norm.data());
-      powMinusBeta(norm.data(), scale.data(), c, s.beta);
-      for (size_t j = 0; j < c; j++) yp[j] = xp[j] * scale[j];
-    }
-  }
+  forPixelBlocks(s.pixels, [&](size_t begin, size_t end) { lrnPixels(s, x.data, y.data, begin, end); });
 }
 
 /**
@@ -662,32 +748,16 @@ void lrnGrad(napi_env env, napi_value *argv) {
   Floats x = floatsArg(env, argv[2], s.elements(), "x");
   Floats dy = floatsArg(env, argv[3], s.elements(), "dy");
   Floats dx = floatsArg(env, argv[4], s.elements(), "dx");
-  const size_t c = s.channels, r = s.radius;
-  const float twoAlphaBeta = 2.f * s.alpha * s.beta;
-#pragma omp parallel
-  {
-    std::vector<float> padded(c + 2 * r, 0.f), norm(c), scale(c), tPadded(c + 2 * r, 0.f), tSum(c);
-#pragma omp for schedule(static)
-    for (size_t px = 0; px < s.pixels; px++) {
-      const float *xp = x.data + px * c;
-      const float *dyp = dy.data + px * c;
-      float *dxp = dx.data + px * c;
-      lrnNorms(s, xp, padded.data(), norm.data());
-      powMinusBeta(norm.data(), scale.data(), c, s.beta);
-      for (size_t j = 0; j < c; j++) tPadded[r + j] = dyp[j] * (xp[j] * scale[j]) / norm[j];
-      for (size_t j = 0; j < c; j++) tSum[j] = 0.f;
-      for (size_t d = 0; d <= 2 * r; d++)
-        for (size_t j = 0; j < c; j++) tSum[j] += tPadded[j + d];
-      for (size_t j = 0; j < c; j++) dxp[j] = dyp[j] * scale[j] - twoAlphaBeta * xp[j] * tSum[j];
-    }
-  }
+  forPixelBlocks(s.pixels,
+                 [&](size_t begin, size_t end) { lrnGradPixels(s, x.data, dy.data, dx.data, begin, end); });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise ops: plain loops the compiler vectorises; memory-bound, so one pass each.
 // binary(params [OP, MODE, N, C], a, b, out): OP 0 add, 1 sub, 2 mul, 3 div. MODE says how b
 // (or a) broadcasts: 0 same shape (all N), 1 b is one value, 2 a is one value, 3 b is a vector
-// of C repeated over a (N = k C), 4 a is that vector. out has N elements.
+// of C repeated over a (N = k C), 4 a is that vector, 5 b is one value per row of C (a softmax's
+// max or sum against its logits, N / C values), 6 a is that. out has N elements.
 // unary(params [OP, N], alpha, x, out): OP 0 relu, 1 step (x > 0 ? 1 : alpha, NaN kept),
 // 2 sqrt, 3 square.
 
@@ -718,6 +788,18 @@ void binaryLoop(F f, int64_t mode, size_t n, size_t c, const float *a, const flo
       for (size_t base = 0; base < n; base += c)
         for (size_t j = 0; j < c; j++) out[base + j] = f(a[j], b[base + j]);
       break;
+    case 5:
+      for (size_t base = 0, row = 0; base < n; base += c, row++) {
+        const float s = b[row];
+        for (size_t j = 0; j < c; j++) out[base + j] = f(a[base + j], s);
+      }
+      break;
+    case 6:
+      for (size_t base = 0, row = 0; base < n; base += c, row++) {
+        const float s = a[row];
+        for (size_t j = 0; j < c; j++) out[base + j] = f(s, b[base + j]);
+      }
+      break;
     default:
       throw CallError("unknown broadcast mode");
   }
@@ -728,9 +810,10 @@ void binary(napi_env env, napi_value *argv) {
   const Ints p = intsArg(env, argv[0], kBinaryParams);
   const int64_t op = p[0], mode = p[1];
   const size_t n = static_cast<size_t>(p[2]), c = static_cast<size_t>(p[3]);
-  if ((mode == 3 || mode == 4) && (c == 0 || n % c != 0)) throw CallError("vector length must divide the size");
-  const size_t aLen = mode == 2 ? 1 : mode == 4 ? c : n;
-  const size_t bLen = mode == 1 ? 1 : mode == 3 ? c : n;
+  if (mode < 0 || mode > 6) throw CallError("unknown broadcast mode");
+  if (mode >= 3 && (c == 0 || n % c != 0)) throw CallError("row length must divide the size");
+  const size_t aLen = mode == 2 ? 1 : mode == 4 ? c : mode == 6 ? n / c : n;
+  const size_t bLen = mode == 1 ? 1 : mode == 3 ? c : mode == 5 ? n / c : n;
   Floats a = floatsArg(env, argv[1], aLen, "a");
   Floats b = floatsArg(env, argv[2], bLen, "b");
   Floats out = floatsArg(env, argv[3], n, "out");
