@@ -64,17 +64,13 @@ t.test('gray, RGB and palette PNGs written by sharp decode to exactly sharp pixe
   }
 });
 
-t.test('every filter type is undone (rows built by hand, one filter each)', (t) => {
-  const width = 4;
-  const bpp = 3;
-  const stride = width * bpp;
-  const rows = Array.from({ length: 5 }, (_, y) =>
-    Uint8Array.from({ length: stride }, (_, x) => (x * 37 + y * 91) & 255),
-  );
-  const filtered = new Uint8Array(5 * (stride + 1));
+/** PNG's filter `type` applied to `rows` (each `stride` bytes, `bpp` bytes a pixel), with each row's filter byte. */
+function filterRows(rows: Uint8Array[], stride: number, bpp: number, typeOf: (y: number) => number): Uint8Array {
+  const filtered = new Uint8Array(rows.length * (stride + 1));
   rows.forEach((row, y) => {
+    const type = typeOf(y);
     const up = y > 0 ? rows[y - 1] : new Uint8Array(stride);
-    filtered[y * (stride + 1)] = y; // filter types 0..4
+    filtered[y * (stride + 1)] = type;
     for (let x = 0; x < stride; x++) {
       const a = x >= bpp ? row[x - bpp] : 0;
       const b = up[x];
@@ -90,17 +86,33 @@ t.test('every filter type is undone (rows built by hand, one filter each)', (t) 
           : Math.abs(p - b) <= Math.abs(p - c)
             ? b
             : c,
-      ][y];
+      ][type];
       filtered[y * (stride + 1) + 1 + x] = (row[x] - predictor) & 255;
     }
   });
-  const out = unfilter(filtered, 5, stride, bpp);
-  t.same(
-    out && Array.from(out),
-    rows.flatMap((r) => Array.from(r)),
-  );
-  filtered[0] = 5;
-  t.equal(unfilter(filtered, 5, stride, bpp), null, 'an unknown filter type is refused');
+  return filtered;
+}
+
+t.test('every filter type is undone, on the first row and the others (rows built by hand)', (t) => {
+  for (const bpp of [1, 3]) {
+    const stride = 4 * bpp;
+    const rows = Array.from({ length: 5 }, (_, y) =>
+      Uint8Array.from({ length: stride }, (_, x) => (x * 37 + y * 91 + 200) & 255),
+    );
+    const want = rows.flatMap((r) => Array.from(r));
+    const mixed = filterRows(rows, stride, bpp, (y) => y); // filter types 0..4, one a row
+    t.same(Array.from(unfilter(mixed, 5, stride, bpp) ?? []), want, `${bpp} byte(s) a pixel, types 0-4 a row each`);
+    for (let type = 0; type <= 4; type++) {
+      const filtered = filterRows(rows, stride, bpp, () => type);
+      t.same(
+        Array.from(unfilter(filtered, 5, stride, bpp) ?? []),
+        want,
+        `${bpp} byte(s) a pixel, type ${type} on every row`,
+      );
+    }
+    mixed[0] = 5;
+    t.equal(unfilter(mixed, 5, stride, bpp), null, 'an unknown filter type is refused');
+  }
   t.end();
 });
 

@@ -55,10 +55,17 @@ export interface JpegAddon {
   ): void;
 }
 
+/** The last answer of jpegAddonPath and the override it was for: the decode threads ask once per image. */
+let lastPath: { override: string | undefined; file: string } | null = null;
+
 /** The addon's file; ALEXNET_JPEG_ADDON overrides it (a path that does not exist: run as where it is not built). */
 export function jpegAddonPath(): string {
   const override = process.env['ALEXNET_JPEG_ADDON'];
-  return override != null && override !== '' ? override : path.join(projectRoot(__dirname), JPEG_ADDON_FILE);
+  if (lastPath === null || lastPath.override !== override) {
+    const file = override != null && override !== '' ? override : path.join(projectRoot(__dirname), JPEG_ADDON_FILE);
+    lastPath = { override, file };
+  }
+  return lastPath.file;
 }
 
 let loaded: { file: string; addon: JpegAddon | null } | null = null;

@@ -59,31 +59,44 @@ export function unfilter(data: Uint8Array, heightPx: number, stride: number, bpp
     const src = y * (stride + 1) + 1;
     const row = y * stride;
     const prev = row - stride; // only read when y > 0
-    for (let x = 0; x < stride; x++) {
-      const raw = data[src + x];
-      const left = x >= bpp ? out[row + x - bpp] : 0;
-      const up = y > 0 ? out[prev + x] : 0;
-      let value: number;
-      switch (filter) {
-        case 0:
-          value = raw;
-          break;
-        case 1:
-          value = raw + left;
-          break;
-        case 2:
-          value = raw + up;
-          break;
-        case 3:
-          value = raw + ((left + up) >> 1);
-          break;
-        case 4:
-          value = raw + paeth(left, up, x >= bpp && y > 0 ? out[prev + x - bpp] : 0);
-          break;
-        default:
-          return null;
-      }
-      out[row + x] = value & 0xff;
+    // One loop per filter type, the first pixel (no left neighbour) and the first row (no row
+    // above) apart: the row's filter is chosen once, not per byte (a third of the decode's time).
+    switch (filter) {
+      case 0:
+        out.set(data.subarray(src, src + stride), row);
+        break;
+      case 1:
+        for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+        for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + out[row + x - bpp]) & 0xff;
+        break;
+      case 2:
+        if (y === 0) out.set(data.subarray(src, src + stride), row);
+        else for (let x = 0; x < stride; x++) out[row + x] = (data[src + x] + out[prev + x]) & 0xff;
+        break;
+      case 3:
+        if (y === 0) {
+          for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+          for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + (out[row + x - bpp] >> 1)) & 0xff;
+        } else {
+          for (let x = 0; x < bpp; x++) out[row + x] = (data[src + x] + (out[prev + x] >> 1)) & 0xff;
+          for (let x = bpp; x < stride; x++)
+            out[row + x] = (data[src + x] + ((out[row + x - bpp] + out[prev + x]) >> 1)) & 0xff;
+        }
+        break;
+      case 4:
+        if (y === 0) {
+          // paeth(left, 0, 0) is left: the Sub filter.
+          for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+          for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + out[row + x - bpp]) & 0xff;
+        } else {
+          // paeth(0, up, 0) is up.
+          for (let x = 0; x < bpp; x++) out[row + x] = (data[src + x] + out[prev + x]) & 0xff;
+          for (let x = bpp; x < stride; x++)
+            out[row + x] = (data[src + x] + paeth(out[row + x - bpp], out[prev + x], out[prev + x - bpp])) & 0xff;
+        }
+        break;
+      default:
+        return null;
     }
   }
   return out;
