@@ -9,6 +9,7 @@
  * into one per-channel affine map out = pixel * scale[c] + offset[c].
  */
 import { Rng } from './rng';
+import { loadJpegAddon, type JpegAddon } from './decode/jpeg-addon';
 
 export interface CropBox {
   /** Left column of the crop in the source square, pixels. */
@@ -103,10 +104,22 @@ export function channelAffine(stats: ColourStats | null, shiftRgb: readonly numb
   return { scale, offset };
 }
 
+/** The JPEG addon's writeCrop on this thread (looked up once), or null where it is not built. */
+let nativeWriteCrop: JpegAddon['writeCrop'] | null | undefined;
+
+function nativeCropWriter(): JpegAddon['writeCrop'] | null {
+  if (nativeWriteCrop === undefined) {
+    const addon = loadJpegAddon();
+    nativeWriteCrop = addon?.writeCrop?.bind(addon) ?? null;
+  }
+  return nativeWriteCrop;
+}
+
 /**
  * Write one crop of `src` (srcSizePx x srcSizePx x 3, uint8) into `dst` at element offset
  * `dstOffset` as cropSizePx x cropSizePx x 3 float32, optionally mirrored left-right, through
- * the per-channel affine map. This loop is the only per-pixel JS work of the loader.
+ * the per-channel affine map. The loader's only per-pixel work on the training thread: the JPEG
+ * addon's loop where it is built (the same floats, ~4x faster at 224 px), else writeCropJs.
  */
 export function writeCrop(
   src: Uint8Array,
@@ -118,9 +131,34 @@ export function writeCrop(
   dst: Float32Array,
   dstOffset: number,
 ): void {
+  checkCropFits(srcSizePx, cropSizePx, box);
+  const native = nativeCropWriter();
+  if (native) {
+    const map = Float64Array.of(...affine.scale, ...affine.offset);
+    native(src, srcSizePx, cropSizePx, box.xPx, box.yPx, flip, map, dst, dstOffset);
+  } else {
+    writeCropJs(src, srcSizePx, cropSizePx, box, flip, affine, dst, dstOffset);
+  }
+}
+
+function checkCropFits(srcSizePx: number, cropSizePx: number, box: CropBox): void {
   if (box.xPx < 0 || box.yPx < 0 || box.xPx + cropSizePx > srcSizePx || box.yPx + cropSizePx > srcSizePx) {
     throw new RangeError(`crop ${cropSizePx} at (${box.xPx}, ${box.yPx}) does not fit a ${srcSizePx} px square`);
   }
+}
+
+/** writeCrop in JS: out = uint8 * scale[c] + offset[c] in doubles, stored as float32. */
+export function writeCropJs(
+  src: Uint8Array,
+  srcSizePx: number,
+  cropSizePx: number,
+  box: CropBox,
+  flip: boolean,
+  affine: ChannelAffine,
+  dst: Float32Array,
+  dstOffset: number,
+): void {
+  checkCropFits(srcSizePx, cropSizePx, box);
   const [s0, s1, s2] = affine.scale;
   const [o0, o1, o2] = affine.offset;
   let d = dstOffset;

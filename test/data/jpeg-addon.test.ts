@@ -20,6 +20,7 @@ import {
 import { resizeCoverToRgb, squareTaps, type PixelImage } from '../../src/data/decode/resample';
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
 import { buildAddonIfMissing } from '../helpers/native-addon';
+import { channelAffine, writeCropJs, type ChannelAffine } from '../../src/data/augment';
 
 const said = buildAddonIfMissing('data/decode/addon/build.sh', jpegAddonPath());
 const addon = loadJpegAddon();
@@ -387,6 +388,76 @@ t.test("resampleSquare (decoded PNGs): the JS resample's bytes", { skip: addon ?
   t.equal(nativeResampler(null), null, 'no addon: the JS resample');
   t.equal(nativeResampler({ decodeSquare: () => null }), null, 'a build without resampleSquare: the JS resample');
 });
+
+t.test(
+  "writeCrop (the loader's crop on the training thread): writeCropJs's floats",
+  { skip: addon ? false : said },
+  async (t) => {
+    const writeNative = addon?.writeCrop;
+    if (!writeNative) return t.fail('this build has no writeCrop');
+    let seed = 5;
+    const src = Uint8Array.from({ length: 40 * 40 * 3 }, () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24);
+    const affines: ChannelAffine[] = [
+      channelAffine(null),
+      channelAffine(
+        {
+          meanRgb: [0.485, 0.456, 0.406],
+          stdRgb: [0.229, 0.224, 0.225],
+          eigenvalues: [0.2175, 0.0188, 0.0045],
+          eigenvectors: [
+            [-0.5675, 0.7192, 0.4009],
+            [-0.5808, -0.0045, -0.814],
+            [-0.5836, -0.6948, 0.4203],
+          ],
+        },
+        [0.013, -0.021, 0.007],
+      ),
+      { scale: [1 / 3, 0.1, 7], offset: [-0.3, 1e-9, -123.456] }, // products that round differently in float than in double
+    ];
+    for (const [k, affine] of affines.entries()) {
+      for (const flip of [false, true]) {
+        for (const [crop, box] of [
+          [40, { xPx: 0, yPx: 0 }],
+          [33, { xPx: 7, yPx: 2 }],
+          [1, { xPx: 39, yPx: 39 }],
+        ] as const) {
+          const want = new Float32Array(5 + crop * crop * 3 + 4).fill(-7);
+          const got = want.slice();
+          writeCropJs(src, 40, crop, box, flip, affine, want, 5);
+          writeNative(
+            src,
+            40,
+            crop,
+            box.xPx,
+            box.yPx,
+            flip,
+            Float64Array.of(...affine.scale, ...affine.offset),
+            got,
+            5,
+          );
+          t.ok(
+            Buffer.from(got.buffer).equals(Buffer.from(want.buffer)),
+            `affine ${k}, ${flip ? 'flipped' : 'as is'}, ${crop} px at (${box.xPx}, ${box.yPx}): the same floats, nothing written outside`,
+          );
+        }
+      }
+    }
+    const out = new Float32Array(10 * 10 * 3);
+    const map = new Float64Array(6);
+    t.throws(() => writeNative(src, 40, 10, 31, 0, false, map, out, 0), { code: 'JPEG_ADDON' }, 'a crop past the edge');
+    t.throws(() => writeNative(src, 40, 10, 0, 0, false, map, out, 1), { code: 'JPEG_ADDON' }, 'an output too short');
+    t.throws(
+      () => writeNative(src, 41, 10, 0, 0, false, map, out, 0),
+      { code: 'JPEG_ADDON' },
+      'a square larger than src',
+    );
+    t.throws(
+      () => writeNative(src, 40, 10, 0, 0, false, new Float64Array(3), out, 0),
+      { code: 'JPEG_ADDON' },
+      'a short map',
+    );
+  },
+);
 
 t.test('a missing addon is no error', async (t) => {
   t.equal(path.basename(JPEG_ADDON_FILE), 'alexnet_jpeg.node');

@@ -53,6 +53,24 @@ export interface JpegAddon {
     channels: number,
     ...tapsAndOut: [...TapArrays, out: Uint8Array]
   ): void;
+
+  /**
+   * augment.ts's writeCrop, the same floats: the crop at (`xPx`, `yPx`) of a `srcSizePx` square
+   * of RGB bytes through `affine` ([scale r, g, b, offset r, g, b]) into `dst` from `dstOffset`,
+   * mirrored with `flip`. Throws a TypeError (code JPEG_ADDON) for a crop or output that does not
+   * fit. Absent from builds before 2026-12-07.
+   */
+  writeCrop?(
+    src: Uint8Array,
+    srcSizePx: number,
+    cropSizePx: number,
+    xPx: number,
+    yPx: number,
+    flip: boolean,
+    affine: Float64Array,
+    dst: Float32Array,
+    dstOffset: number,
+  ): void;
 }
 
 /** The last answer of jpegAddonPath and the override it was for: the decode threads ask once per image. */

@@ -448,6 +448,66 @@ napi_value resampleSquare(napi_env env, napi_callback_info info) {
   return undefined;
 }
 
+// ---------------------------------------------------------------------------------------------
+// writeCrop(src, srcSize, cropSize, x, y, flip, affine, dst, dstOffset): augment.ts's writeCrop,
+// one crop of a uint8 RGB square into float32 through a per-channel affine map ([scale r, g, b,
+// offset r, g, b], Float64Array), mirrored left-right with `flip`. The same doubles as the JS
+// loop (v * scale + offset, no fused multiply-add), rounded to float on the store, so both write
+// the same floats. It runs on the training thread for every image: 13% of the 500x375 JPEG
+// pipeline's CPU in JS (docs/measurements.md, "JPEGs").
+
+// One row: out[e] = float(in[e] * scale[e] + offset[e]), the coefficients repeated per pixel.
+NOINLINE_SIMD void affineRow(const uint8_t *__restrict in, const double *__restrict scale,
+                             const double *__restrict offset, size_t n, float *__restrict out) {
+  for (size_t e = 0; e < n; e++) out[e] = static_cast<float>(double(in[e]) * scale[e] + offset[e]);
+}
+
+napi_value writeCrop(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  if (!exactArgs(env, info, "writeCrop", argv)) return nullptr;
+  const uint8_t *src;
+  const double *affine;
+  float *dst;
+  size_t srcLength, affineLength, dstLength;
+  int32_t srcSize, cropSize, x0, y0;
+  int64_t dstOffset;
+  bool flip;
+  if (!typedArray(env, argv[0], napi_uint8_array, const_cast<uint8_t **>(&src), &srcLength) ||
+      napi_get_value_int32(env, argv[1], &srcSize) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &cropSize) != napi_ok || napi_get_value_int32(env, argv[3], &x0) != napi_ok ||
+      napi_get_value_int32(env, argv[4], &y0) != napi_ok || napi_get_value_bool(env, argv[5], &flip) != napi_ok ||
+      !typedArray(env, argv[6], napi_float64_array, const_cast<double **>(&affine), &affineLength) ||
+      !typedArray(env, argv[7], napi_float32_array, &dst, &dstLength) ||
+      napi_get_value_int64(env, argv[8], &dstOffset) != napi_ok)
+    return fail(env, "writeCrop: bad argument types");
+  const size_t rowElems = size_t(cropSize) * 3;
+  if (!(srcSize > 0 && cropSize > 0 && x0 >= 0 && y0 >= 0 && int64_t(x0) + cropSize <= srcSize && int64_t(y0) + cropSize <= srcSize &&
+        srcLength >= size_t(srcSize) * size_t(srcSize) * 3 && affineLength == 6 && dstOffset >= 0 &&
+        size_t(dstOffset) + rowElems * size_t(cropSize) <= dstLength))
+    return fail(env, "writeCrop: the crop does not fit the square, the output, or the affine map is not 6 numbers");
+  static thread_local std::vector<double> scale, offset;
+  static thread_local std::vector<uint8_t> mirrored;
+  scale.resize(rowElems);
+  offset.resize(rowElems);
+  mirrored.resize(rowElems);
+  for (size_t e = 0; e < rowElems; e++) {
+    scale[e] = affine[e % 3];
+    offset[e] = affine[3 + e % 3];
+  }
+  for (int32_t y = 0; y < cropSize; y++) {
+    const uint8_t *row = src + (size_t(y0 + y) * size_t(srcSize) + size_t(x0)) * 3;
+    if (flip) {
+      for (int32_t x = 0; x < cropSize; x++)
+        std::memcpy(&mirrored[size_t(x) * 3], row + size_t(cropSize - 1 - x) * 3, 3);
+      row = mirrored.data();
+    }
+    affineRow(row, scale.data(), offset.data(), rowElems, dst + dstOffset + size_t(y) * rowElems);
+  }
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  return undefined;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT(/* env, exports */) {
@@ -456,5 +516,7 @@ NAPI_MODULE_INIT(/* env, exports */) {
   napi_set_named_property(env, exports, "decodeSquare", fn);
   napi_create_function(env, "resampleSquare", NAPI_AUTO_LENGTH, resampleSquare, nullptr, &fn);
   napi_set_named_property(env, exports, "resampleSquare", fn);
+  napi_create_function(env, "writeCrop", NAPI_AUTO_LENGTH, writeCrop, nullptr, &fn);
+  napi_set_named_property(env, exports, "writeCrop", fn);
   return exports;
 }
