@@ -449,8 +449,8 @@ napi_value resampleSquare(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// writeCrop(src, srcSize, cropSize, x, y, flip, affine, dst, dstOffset): augment.ts's writeCrop,
-// one crop of a uint8 RGB square into float32 through a per-channel affine map ([scale r, g, b,
+// writeCrop(src, srcSize, cropSize, x, y, flip, affine, dst, dstOffset): the writeCrop of
+// src/data/augment.ts, one crop of a uint8 RGB square into float32 through a per-channel affine map ([scale r, g, b,
 // offset r, g, b], Float64Array), mirrored left-right with `flip`. The same doubles as the JS
 // loop (v * scale + offset, no fused multiply-add), rounded to float on the store, so both write
 // the same floats. It runs on the training thread for every image: 13% of the 500x375 JPEG
