@@ -1,7 +1,7 @@
 /**
- * The 'native' tfjs backend: tfjs-backend-cpu with its hot kernels (convolutions, matrix
- * products, max pooling, LRN) replaced by oneDNN ones from our N-API addon, their outputs taken
- * from a pool of reused buffers, and the optimizer's update written in place.
+ * The 'native' tfjs backend: tfjs-backend-cpu with its hot kernels replaced by our N-API addon's
+ * (convolutions and matrix products on oneDNN, max pooling and LRN in its own C++ loops), their
+ * outputs taken from a pool of reused buffers, and the optimizer's update written in place.
  *
  * Why a backend of its own rather than native kernels over wasm: the cpu backend keeps every
  * tensor in a plain Float32Array, which the addon can read and write in place; the wasm heap

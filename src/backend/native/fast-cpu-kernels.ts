@@ -36,10 +36,17 @@ function isLastAxisVector(a: number[], b: number[]): boolean {
 
 /**
  * b holds one value per row of a's last axis: [..., 1] against [..., C], the leading dims equal
- * (a softmax's max or sum against its logits, the loss gradient's per-example scale).
+ * (a softmax's max or sum against its logits, the loss gradient's per-example scale). Rows of
+ * no elements are left to the stock kernel.
  */
 function isRowScalar(a: number[], b: number[]): boolean {
-  return a.length >= 2 && b.length === a.length && b[b.length - 1] === 1 && b.slice(0, -1).every((d, i) => d === a[i]);
+  return (
+    a.length >= 2 &&
+    a[a.length - 1] > 0 &&
+    b.length === a.length &&
+    b[b.length - 1] === 1 &&
+    b.slice(0, -1).every((d, i) => d === a[i])
+  );
 }
 
 /** How the addon's binary loop pairs a and b (see addon/dnnl_addon.cc), or null for the stock kernel. */

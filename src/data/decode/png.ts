@@ -59,6 +59,7 @@ export function unfilter(data: Uint8Array, heightPx: number, stride: number, bpp
     const src = y * (stride + 1) + 1;
     const row = y * stride;
     const prev = row - stride; // only read when y > 0
+    const lead = Math.min(bpp, stride); // the first pixel's bytes: no left neighbour
     // One loop per filter type, the first pixel (no left neighbour) and the first row (no row
     // above) apart: the row's filter is chosen once, not per byte (a third of the decode's time).
     switch (filter) {
@@ -66,7 +67,7 @@ export function unfilter(data: Uint8Array, heightPx: number, stride: number, bpp
         out.set(data.subarray(src, src + stride), row);
         break;
       case 1:
-        for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+        for (let x = 0; x < lead; x++) out[row + x] = data[src + x];
         for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + out[row + x - bpp]) & 0xff;
         break;
       case 2:
@@ -75,10 +76,10 @@ export function unfilter(data: Uint8Array, heightPx: number, stride: number, bpp
         break;
       case 3:
         if (y === 0) {
-          for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+          for (let x = 0; x < lead; x++) out[row + x] = data[src + x];
           for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + (out[row + x - bpp] >> 1)) & 0xff;
         } else {
-          for (let x = 0; x < bpp; x++) out[row + x] = (data[src + x] + (out[prev + x] >> 1)) & 0xff;
+          for (let x = 0; x < lead; x++) out[row + x] = (data[src + x] + (out[prev + x] >> 1)) & 0xff;
           for (let x = bpp; x < stride; x++)
             out[row + x] = (data[src + x] + ((out[row + x - bpp] + out[prev + x]) >> 1)) & 0xff;
         }
@@ -86,11 +87,11 @@ export function unfilter(data: Uint8Array, heightPx: number, stride: number, bpp
       case 4:
         if (y === 0) {
           // paeth(left, 0, 0) is left: the Sub filter.
-          for (let x = 0; x < bpp; x++) out[row + x] = data[src + x];
+          for (let x = 0; x < lead; x++) out[row + x] = data[src + x];
           for (let x = bpp; x < stride; x++) out[row + x] = (data[src + x] + out[row + x - bpp]) & 0xff;
         } else {
           // paeth(0, up, 0) is up.
-          for (let x = 0; x < bpp; x++) out[row + x] = (data[src + x] + out[prev + x]) & 0xff;
+          for (let x = 0; x < lead; x++) out[row + x] = (data[src + x] + out[prev + x]) & 0xff;
           for (let x = bpp; x < stride; x++)
             out[row + x] = (data[src + x] + paeth(out[row + x - bpp], out[prev + x], out[prev + x - bpp])) & 0xff;
         }

@@ -446,7 +446,14 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     const minusInfinities = cpu.data[0].filter((v) => v === -Infinity).length;
     t.ok(minusInfinities > 0, `the ties case has ${minusInfinities} windows of -Infinity`);
     t.same([...native.data[0]], [...cpu.data[0]], "ties and -Infinity windows: y equals the cpu backend's");
-    t.same([...native.data[1]], [...cpu.data[1]], "ties and -Infinity windows: dx equals the cpu backend's");
+    // dx within the usual bound, not bit for bit: a pixel that is the maximum of three or four
+    // windows gets their sum in floats here, in doubles there. A gradient routed to another tie
+    // would be off by a whole gradient.
+    const dxError = maxRelativeError(native.data[1], cpu.data[1]);
+    t.ok(
+      dxError <= TOLERANCE,
+      `ties and -Infinity windows: dx as on the cpu backend (relative error ${dxError.toExponential(2)})`,
+    );
     // The native MaxPoolGrad reuses the forward's argmax only for the very output and input it
     // was computed from; any other pair recomputes it.
     await compare(t, 'MaxPoolGrad, not after its forward', ['dx (a copy of the output)', 'dx (another input)'], () => {

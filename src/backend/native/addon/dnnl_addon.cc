@@ -43,7 +43,7 @@ using dt = memory::data_type;
 // the loader picks one per machine (GCC's target_clones): the addon stays portable, and AVX2
 // machines run 8 floats an instruction instead of 4. No FMA in the AVX2 clone, so both give the
 // same bits: every operation rounds as in the scalar loop.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)  // ifunc: glibc only
 #define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SIMD_CLONES
@@ -558,6 +558,9 @@ void maxPoolForward(const PoolShape &s, const float *x, float *y, int32_t *arg) 
 /**
  * One input row (image b, row iy) of the backward, each dx written once: the sum of dy over the
  * windows that cover the pixel and whose maximum it was (a gather, so rows run in parallel).
+ * Summed in floats: where three or four windows share a pixel (3/2 pooling) the sum can differ
+ * from tfjs's (doubles, rounded once) in the last bit. Summing in doubles made this loop 1.5-2x
+ * slower (docs/measurements.md, "Pooling and LRN loops").
  */
 SIMD_CLONES void maxPoolGradRow(const PoolShape &s, int64_t b, int64_t iy, const int32_t *__restrict arg,
                     const float *__restrict dy, float *__restrict dx) {

@@ -68,7 +68,7 @@ const char *unsupported(const jpeg_decompress_struct &c) {
 // The resample's loops, not inlined (GCC 12 drops restrict when it inlines them, and leaves them
 // scalar), and on x86-64 compiled twice, for AVX2 and for the baseline, chosen at load time: the
 // addon is built without -march, for any x86-64. Without FMA contraction both give the same bytes.
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__)  // target_clones needs glibc's ifunc
 #define NOINLINE_SIMD __attribute__((noinline, target_clones("avx2", "default")))
 #else
 #define NOINLINE_SIMD __attribute__((noinline))
