@@ -542,9 +542,13 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         ],
         [x, [5, 1, 1]],
         [x, [1, 5, 4, 1]],
+        [
+          [3, 0],
+          [3, 1],
+        ],
       ].map(([a, b]) => broadcastOf(a, b)?.mode ?? null),
-      [0, 3, 4, 5, 6, null, null],
-      'broadcast modes: same, vector, vector left, row, row left, and two the stock kernel takes',
+      [0, 3, 4, 5, 6, null, null, null],
+      'broadcast modes: same, vector, vector left, row, row left, and three the stock kernel takes',
     );
     await compare(t, 'sqrt and square', ['sqrt', 'square'], () => [
       tf.sqrt(tf.abs(rand(x, 50))),
