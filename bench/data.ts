@@ -24,25 +24,12 @@ import sharp from 'sharp';
 import { decodeFile } from '../src/data/decode/decode';
 import { BatchLoader } from '../src/data/loader';
 import { encodePng } from '../src/data/decode/png';
-import { DatasetStats } from '../src/data/stats';
+import { IMAGENET_STATS } from '../src/data/stats';
 import { formatTable } from '../src/core/text-format';
 import { benchScript, flagValue, median, runPythonJson, writeNoisyJpegs } from './harness';
 
 /** PIL/torchvision img/s on one process of this machine, measured once (docs/benchmarks.md, "Data pipeline"): used when torchvision cannot run. */
 const TORCHVISION_REFERENCE = 560;
-/** ImageNet's published RGB statistics ([0, 1] units), so the lighting/normalisation path runs. */
-const IMAGENET_STATS: DatasetStats = {
-  meanRgb: [0.485, 0.456, 0.406],
-  stdRgb: [0.229, 0.224, 0.225],
-  eigenvalues: [0.2175, 0.0188, 0.0045],
-  eigenvectors: [
-    [-0.5675, 0.7192, 0.4009],
-    [-0.5808, -0.0045, -0.814],
-    [-0.5836, -0.6948, 0.4203],
-  ],
-  imageCount: 1,
-};
-
 /** One input set and its transform, run by our loader and by torchvision alike. */
 interface Pipeline {
   name: string;

@@ -26,6 +26,23 @@ export interface DatasetStats {
   sizePx?: number;
 }
 
+/**
+ * ImageNet's published RGB statistics in [0, 1] units: torchvision's mean and std, and the
+ * eigen-decomposition of the pixel covariance that fb.resnet.torch's lighting uses. For runs
+ * without a dataset of their own to measure (benchmarks, tests of the lighting path).
+ */
+export const IMAGENET_STATS: DatasetStats = {
+  meanRgb: [0.485, 0.456, 0.406],
+  stdRgb: [0.229, 0.224, 0.225],
+  eigenvalues: [0.2175, 0.0188, 0.0045],
+  eigenvectors: [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.814],
+    [-0.5836, -0.6948, 0.4203],
+  ],
+  imageCount: 1,
+};
+
 export const STATS_FILE = 'stats.json';
 const STATS_FORMAT = 'alexnet-dataset-stats/1';
 

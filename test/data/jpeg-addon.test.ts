@@ -21,6 +21,7 @@ import { resizeCoverToRgb, squareTaps, type PixelImage } from '../../src/data/de
 import { fromRaw, noisyJpeg, rawImage, tempDir } from './fixtures/images';
 import { buildAddonIfMissing } from '../helpers/native-addon';
 import { channelAffine, writeCropJs, type ChannelAffine } from '../../src/data/augment';
+import { IMAGENET_STATS } from '../../src/data/stats';
 
 const said = buildAddonIfMissing('data/decode/addon/build.sh', jpegAddonPath());
 const addon = loadJpegAddon();
@@ -399,19 +400,7 @@ t.test(
     const src = Uint8Array.from({ length: 40 * 40 * 3 }, () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24);
     const affines: ChannelAffine[] = [
       channelAffine(null),
-      channelAffine(
-        {
-          meanRgb: [0.485, 0.456, 0.406],
-          stdRgb: [0.229, 0.224, 0.225],
-          eigenvalues: [0.2175, 0.0188, 0.0045],
-          eigenvectors: [
-            [-0.5675, 0.7192, 0.4009],
-            [-0.5808, -0.0045, -0.814],
-            [-0.5836, -0.6948, 0.4203],
-          ],
-        },
-        [0.013, -0.021, 0.007],
-      ),
+      channelAffine(IMAGENET_STATS, [0.013, -0.021, 0.007]),
       { scale: [1 / 3, 0.1, 7], offset: [-0.3, 1e-9, -123.456] }, // products that round differently in float than in double
     ];
     for (const [k, affine] of affines.entries()) {
