@@ -57,8 +57,8 @@ export interface JpegAddon {
   /**
    * src/data/augment.ts's writeCrop, the same floats: the crop at (`xPx`, `yPx`) of a
    * `srcSizePx` square of RGB bytes through `affine` ([scale r, g, b, offset r, g, b]) into
-   * `dst` from `dstOffset`, mirrored with `flip`. Throws a TypeError (code JPEG_ADDON) for a crop or output that does not
-   * fit. Absent from builds before 2026-12-07.
+   * `dst` from `dstOffset`, mirrored with `flip`. Throws a TypeError (code JPEG_ADDON) for a
+   * crop or output that does not fit. Absent from builds before 2026-12-07.
    */
   writeCrop?(
     src: Uint8Array,
