@@ -490,7 +490,7 @@ void matMul(napi_env env, napi_value *argv) {
 // Max pooling over NHWC. Parameters: [N, IH, IW, C, OH, OW, KH, KW, SH, SW, PT, PL, PB, PR].
 //
 // Our own loops, not oneDNN's: its jit:avx2 NHWC max pooling took 5.8 ms forward and 5.1 ms
-// backward for a small-preset step's first pool (64x28x28x32, 3/2), about a sixth of the step;
+// backward for a small-preset step's first pool (64x28x28x32, 3/2), a tenth of the step;
 // these take a fraction of that (docs/measurements.md, "Pooling and LRN loops"). Each output
 // pixel's channels are one contiguous run, so every loop below runs across channels and
 // vectorises.
@@ -539,9 +539,9 @@ SIMD_CLONES void maxPoolRow(const PoolShape &s, int64_t b, int64_t oy, const flo
         const int32_t pos = static_cast<int32_t>(u * s.kw + v);
         // Loads first and the position through a mask: written so, GCC vectorises the loop.
         for (int64_t j = 0; j < c; j++) {
-          const float v = xp[j], m = yo[j];
-          const int32_t a = ao[j], larger = -static_cast<int32_t>(v > m);
-          yo[j] = v > m ? v : m;
+          const float xv = xp[j], m = yo[j];
+          const int32_t a = ao[j], larger = -static_cast<int32_t>(xv > m);
+          yo[j] = xv > m ? xv : m;
           ao[j] = (pos & larger) | (a & ~larger);
         }
       }
