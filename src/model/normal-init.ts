@@ -7,48 +7,7 @@
  * test/model/normal-init.test.ts compares them with tfjs's for several seeds and sizes.
  */
 
-/** 2^-32: Alea's uniforms are 32-bit fractions. */
-const FRACTION = 2.3283064365386963e-10;
-
-/** Alea's state: three fractions and a carry. */
-interface AleaState {
-  s0: number;
-  s1: number;
-  s2: number;
-  c: number;
-}
-
-/**
- * Baagøe's Mash hash, as Alea seeds itself with it: one running value over every string hashed,
- * each result a fraction in [0, 1).
- */
-function mash(): (text: string) => number {
-  let n = 0xefc8249d;
-  return (text) => {
-    for (let i = 0; i < text.length; i++) {
-      n += text.charCodeAt(i);
-      let h = 0.02519603282416938 * n;
-      n = h >>> 0;
-      h -= n;
-      h *= n;
-      n = h >>> 0;
-      h -= n;
-      n += h * 0x100000000;
-    }
-    return (n >>> 0) * FRACTION;
-  };
-}
-
-/** Alea's initial state for a seed string (Baagøe's seeding: three blanks, then the seed thrice). */
-export function aleaSeed(seed: string): AleaState {
-  const hash = mash();
-  const blanks = [hash(' '), hash(' '), hash(' ')];
-  const [s0, s1, s2] = blanks.map((blank) => {
-    const s = blank - hash(seed);
-    return s < 0 ? s + 1 : s;
-  });
-  return { s0, s1, s2, c: 1 };
-}
+import { aleaSeed, FRACTION } from './alea';
 
 /**
  * `count` normal values of the given mean and standard deviation, as tf.randomNormal draws them

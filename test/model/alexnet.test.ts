@@ -5,10 +5,13 @@ import {
   countParams,
   createAlexNet,
   disposeModel,
+  dropoutMask,
+  dropoutMaskSeed,
   forward,
   forwardFlopsPerImage,
   groupedConv,
   layerShapes,
+  type ColumnSlice,
 } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
 
@@ -181,6 +184,40 @@ t.test('grouped conv: group g sees only input maps of group g', async (t) => {
   for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(g[i] - want[i]));
   t.ok(maxErr < 1e-5, `max abs error ${maxErr}`);
   t.same(got.shape, [2, 5, 5, 4]);
+});
+
+t.test('dropout masks: the floats of the tensor ops they replace (a tf.randomUniform row per image)', async (t) => {
+  /** floor(u + keep) / keep over one tf.randomUniform row per image, cut to `columns`. */
+  const reference = (width: number, rate: number, seeds: string[], columns?: ColumnSlice): Float32Array =>
+    tf.tidy(() => {
+      const keep = 1 - rate;
+      const rows = seeds.map((seed) => {
+        const row = tf.randomUniform([1, columns?.of ?? width], 0, 1, 'float32', seed);
+        return columns ? tf.slice(row, [0, columns.start], [1, width]) : row;
+      });
+      const u = rows.length === 1 ? rows[0] : tf.concat(rows, 0);
+      return tf.div(tf.floor(tf.add(u, keep)), keep).dataSync() as Float32Array;
+    });
+  const cases: [n: number, width: number, rate: number, columns?: ColumnSlice][] = [
+    [1, 7, 0.5],
+    [64, 256, 0.5],
+    [3, 4096, 0.1],
+    [5, 100, 0.9],
+    [4, 100, 0.37],
+    [6, 40, 0.37, { start: 30, of: 100 }],
+  ];
+  for (const [n, width, rate, columns] of cases) {
+    const seeds = Array.from({ length: n }, (_, i) => dropoutMaskSeed(11, 2, 3 * i + 1));
+    const ours = dropoutMask(n, width, rate, (i) => seeds[i], columns);
+    const theirs = reference(width, rate, seeds, columns);
+    const differ = new Uint32Array(ours.buffer).findIndex((bits, i) => bits !== new Uint32Array(theirs.buffer)[i]);
+    const kept = ours.filter((v) => v !== 0).length / ours.length;
+    t.equal(
+      differ,
+      -1,
+      `${n} x ${width}${columns ? ` (columns ${columns.start}.. of ${columns.of})` : ''}, rate ${rate}: identical (${(100 * kept).toFixed(0)}% kept)`,
+    );
+  }
 });
 
 t.test('seed 0 is a seed: the same weights and dropout masks every time (tfjs reads 0 as "no seed")', async (t) => {

@@ -3,7 +3,8 @@
 // tf.randomNormal would have drawn for them.
 import t from 'tap';
 import * as tf from '@tensorflow/tfjs';
-import { aleaSeed, normalArray } from '../../src/model/normal-init';
+import { normalArray } from '../../src/model/normal-init';
+import { aleaSeed } from '../../src/model/alea';
 import { createAlexNet, disposeModel, tfSeed } from '../../src/model/alexnet';
 import { PRESETS } from '../../src/model/presets';
 
