@@ -1,10 +1,11 @@
 /**
  * Normal initial weights, bit for bit what tf.randomNormal(shape, mean, std, 'float32', seed)
- * draws, in about half its time (docs/measurements.md, "Under 8 minutes"). tfjs draws pairs by Marsaglia's polar method from Baagøe's Alea generator (the npm
- * `seedrandom` package's `alea`, seeded with the seed's decimal string), each uniform through two
- * closures and each value through a method call; here the generator's state lives in locals of
- * one loop. Same arithmetic in the same order, so the same doubles, rounded to the same floats:
- * test/model/normal-init.test.ts compares them with tfjs's for several seeds and sizes.
+ * draws, in about half its time (docs/measurements.md, "Under 8 minutes"). tfjs draws pairs by
+ * Marsaglia's polar method from Baagøe's Alea generator (alea.ts, seeded with the seed's decimal
+ * string), each uniform through two closures and each value through a method call; here the
+ * generator's state lives in locals of one loop. Same arithmetic in the same order, so the same
+ * doubles, rounded to the same floats: test/model/normal-init.test.ts compares them with tfjs's
+ * for several seeds and sizes.
  */
 
 import { aleaSeed, FRACTION } from './alea';
