@@ -491,7 +491,8 @@ function makeMaxPool(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
     const p = poolParams(kernel, x.shape, attrs as unknown as MaxPoolAttrs);
     const xs = values(kernel, 'x', x, b);
     const out = outputOf(b, p.outShape);
-    const bytes = new Uint8Array(addon.maxPoolWorkspaceBytes(p.params));
+    const byteLength = addon.maxPoolWorkspaceBytes(p.params);
+    const bytes = poolOf(backend)?.scratchFor(out.info.dataId, byteLength) ?? new Uint8Array(byteLength);
     addon.maxPool(p.params, xs, out.data, bytes);
     workspaces.set(out.info.dataId, { input: x.dataId, params: p.params.join(), bytes });
     return out.info;

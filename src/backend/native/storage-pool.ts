@@ -56,11 +56,15 @@ export class StoragePool {
   /** Every buffer the pool made, by its ArrayBuffer (weak: a dropped buffer leaves no trace). */
   private readonly owned = new WeakMap<ArrayBufferLike, Owned>();
   private readonly free = new Map<number, Float32Array[]>();
+  /** Scratch byte buffers waiting for reuse, by length (see scratchFor). */
+  private readonly freeScratch = new Map<number, Uint8Array[]>();
+  /** The scratch buffer bound to each live tensor id that has one. */
+  private readonly scratchOf = new Map<DataId, Uint8Array>();
   private pooledBytes = 0;
   /** Fill every reused buffer with NaN (tests: a kernel that does not write its whole output shows). */
   poison = false;
-  /** Buffers given back to the pool so far (the tests read it). */
-  readonly stats = { released: 0 };
+  /** Buffers and scratch buffers given back to the pool so far (the tests read it). */
+  readonly stats = { released: 0, scratchReleased: 0 };
 
   constructor(options: Partial<StoragePoolOptions> = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -78,6 +82,23 @@ export class StoragePool {
     const array = new Float32Array(length);
     this.owned.set(array.buffer, { array, live: 0, escaped: false });
     return array;
+  }
+
+  /**
+   * Scratch bytes a kernel fills and a later kernel reads, living as long as the tensor `dataId`
+   * (MaxPool's argmax workspace, kept for MaxPoolGrad): they come back for reuse when that tensor
+   * is disposed. Without this a training step allocated megabytes of them, and V8 answers
+   * external memory that grows so with garbage collections that stall the step's threads
+   * (docs/measurements.md, "Collections between kernels"). Contents undefined: the kernel writes
+   * them whole.
+   */
+  scratchFor(dataId: DataId, byteLength: number): Uint8Array {
+    const reused = this.freeScratch.get(byteLength)?.pop();
+    if (reused !== undefined) this.pooledBytes -= byteLength;
+    const bytes = reused ?? new Uint8Array(byteLength);
+    if (reused !== undefined && this.poison) bytes.fill(0xff);
+    this.scratchOf.set(dataId, bytes);
+    return bytes;
   }
 
   /** True if `values` is a pool buffer held by exactly one tensor and never seen outside: safe to overwrite. */
@@ -110,7 +131,10 @@ export class StoragePool {
     backend.disposeData = (dataId, force) => {
       const values = backend.data.get(dataId)?.values;
       const disposed = disposeData(dataId, force);
-      if (values !== undefined && !backend.data.has(dataId)) this.dropped(values);
+      if (!backend.data.has(dataId)) {
+        if (values !== undefined) this.dropped(values);
+        this.scratchDropped(dataId);
+      }
       return disposed;
     };
   }
@@ -145,6 +169,19 @@ export class StoragePool {
     this.free.set(o.array.length, list);
     this.pooledBytes += o.array.byteLength;
     this.stats.released++;
+  }
+
+  /** The tensor id a scratch buffer was bound to is gone: the buffer waits for the next kernel. */
+  private scratchDropped(dataId: DataId): void {
+    const bytes = this.scratchOf.get(dataId);
+    if (bytes === undefined) return;
+    this.scratchOf.delete(dataId);
+    if (this.pooledBytes + bytes.byteLength > this.options.maxPooledBytes) return;
+    const list = this.freeScratch.get(bytes.byteLength) ?? [];
+    list.push(bytes);
+    this.freeScratch.set(bytes.byteLength, list);
+    this.pooledBytes += bytes.byteLength;
+    this.stats.scratchReleased++;
   }
 
   /** Bytes currently waiting in the pool. */

@@ -5,6 +5,7 @@
 // ones at 99 px), native against wasm, bad inputs, and leaks.
 //
 // Skipped (with the build script's reason) only when the addon cannot be built here.
+import os from 'node:os';
 import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
@@ -465,6 +466,50 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         tf.engine().runKernel(tf.MaxPoolGrad, { dy, input, output }, attrs) as tf.Tensor;
       return [grad(x, tf.tensor(y.dataSync(), y.shape)), grad(rand(x.shape, 16), y)];
     });
+  });
+
+  t.test("MaxPool's argmax workspace is reused once its output is disposed, and filled whole", async (t) => {
+    const pool = poolOf(tf.findBackend(NATIVE_BACKEND_NAME) as object);
+    if (pool == null) throw new Error('the native backend has no buffer pool');
+    const released = pool.stats.scratchReleased;
+    // The second round's MaxPools take the first round's workspaces, poisoned (all bits set: -1,
+    // "no maximum"): an argmax the forward left unwritten would lose its gradient.
+    for (const round of [1, 2])
+      await compare(t, `3/2 valid, round ${round}`, ['y', 'dx'], () => {
+        const x = rand([BATCH, 13, 13, 8], 30 + round);
+        const pool = (xx: tf.Tensor) => tf.maxPool(xx as tf.Tensor4D, 3, 2, 'valid');
+        const g = rand([BATCH, 6, 6, 8], 40 + round);
+        const [dx] = tf.grads((xx: tf.Tensor) => tf.sum(tf.mul(pool(xx), g)))([x]);
+        return [pool(x), dx];
+      });
+    t.ok(pool.stats.scratchReleased >= released + 2, 'both rounds gave their workspaces back');
+  });
+
+  t.test('denormals: flushed inside native kernels on every thread, kept in JavaScript', async (t) => {
+    if (process.arch !== 'x64' && process.arch !== 'ia32') return void t.pass('x86 only');
+    // A 1x1 convolution of subnormal floats (FLT_MIN is 1.18e-38) with weights of 1: the cpu
+    // backend keeps the subnormal sums; oneDNN on two threads, flushing, gives zeros.
+    const conv = () => [
+      tf.conv2d(tf.fill([16, 16, 16, 8], 1e-39) as tf.Tensor4D, tf.ones([1, 1, 8, 8]) as tf.Tensor4D, 1, 'valid'),
+    ];
+    const cpu = await outputsOn('cpu', conv);
+    t.ok(
+      cpu.data[0].every((v) => v > 0 && v < 1.17e-38),
+      'the cpu backend: subnormal outputs',
+    );
+    a.setThreads(2);
+    try {
+      const native = await outputsOn(NATIVE_BACKEND_NAME, conv);
+      t.ok(
+        native.data[0].every((v) => v === 0),
+        'native: every output flushed to zero',
+      );
+    } finally {
+      a.setThreads(os.availableParallelism());
+    }
+    // The caller's floating-point mode comes back: a subnormal double survives here.
+    const tiny = Float64Array.of(2.5e-308)[0];
+    t.ok(tiny / 2 > 0, 'JavaScript keeps subnormals after native calls');
   });
 
   t.test('LRN and LRNGrad: tfjs semantics (alpha not divided by n)', async (t) => {
