@@ -81,6 +81,41 @@ t.test('the pool keeps at most maxPooledBytes', async (t) => {
   t.equal(pool.stats.released, 3);
 });
 
+t.test("a kernel's scratch bytes live as long as their tensor, then serve the next kernel", async (t) => {
+  const backend = standInBackend();
+  const pool = new StoragePool({ maxPooledBytes: 256 });
+  pool.attach(backend);
+  const tensor = () => backend.write(pool.take(N), [N], 'float32');
+  const first = tensor();
+  const scratch = pool.scratchFor(first, 64);
+  const second = tensor();
+  t.not(pool.scratchFor(second, 64), scratch, 'not handed out twice while its tensor lives');
+  backend.disposeData(first);
+  t.equal(pool.stats.scratchReleased, 1);
+  t.equal(pool.idleBytes, 64, 'counted with the pooled bytes');
+  t.equal(pool.scratchFor(tensor(), 64), scratch, 'reused once its tensor is gone');
+  const third = tensor();
+  pool.scratchFor(third, 64);
+  backend.disposeData(third);
+  t.equal(pool.scratchFor(tensor(), 32).byteLength, 32);
+  t.equal(pool.idleBytes, 64, 'only for the same length: the free 64 bytes stay');
+  // A tensor id two tensors share (refCount 2) keeps its scratch until the last one goes.
+  const shared = tensor();
+  const sharedScratch = pool.scratchFor(shared, 128);
+  (backend.data.get(shared) as { refCount: number }).refCount++;
+  backend.disposeData(shared);
+  t.equal(pool.stats.scratchReleased, 2, 'not after the first dispose');
+  backend.disposeData(shared);
+  t.equal(pool.stats.scratchReleased, 3, 'after the last');
+  t.equal(pool.scratchFor(tensor(), 128), sharedScratch);
+  // Beyond maxPooledBytes a scratch buffer is left to the garbage collector.
+  const big = tensor();
+  pool.scratchFor(big, 512);
+  backend.disposeData(big);
+  t.equal(pool.idleBytes, 64);
+  t.equal(pool.stats.scratchReleased, 3);
+});
+
 const { addon, skipReason } = ensureNativeAddon();
 
 t.test('on the native backend', { skip: addon == null ? skipReason : false }, async (t) => {
