@@ -49,7 +49,7 @@ import {
 import { startDashboard, type DashboardServer } from './dashboard/server';
 import { loadNewestCheckpoint } from './train/run/checkpoint-store';
 import { assertFreshRunDir } from './train/run/run-dir';
-import { chooseCpuLayout } from './train/cpu-layout';
+import { chooseCpuLayout, layoutForThreads } from './train/cpu-layout';
 import { chooseDataPlane } from './dist/comm-thread/data-plane';
 import { shmUnavailableReason } from './dist/shm/addon';
 import { wireBytesPerStep } from './train/wire-bytes';
@@ -231,8 +231,9 @@ export async function runTrain(args: CliArgs, parsed = buildTrainConfig(args)): 
 /**
  * For `--devices auto` on CPU with the native backend, the layout of the cores:
  * one worker per core, or one worker with a oneDNN thread per core, whichever train/cpu-layout.ts
- * predicts faster for this model (said in one line). Any explicit --devices or --threads, and
- * the wasm backend (single-threaded), keep one worker per core.
+ * predicts faster for this model (said in one line). An explicit --threads T gives as many
+ * workers of T threads as the cores hold. An explicit --devices, and the wasm backend
+ * (single-threaded), keep one worker per core.
  */
 function autoCpuLayout(
   config: TrainConfig,
@@ -245,10 +246,14 @@ function autoCpuLayout(
     config.devices.trim() === 'auto' &&
     devices.kind === 'cpu' &&
     devices.worldSize > 1 &&
-    config.threads === 1 &&
     (config.backend === 'auto' || config.backend === 'native');
   if (!eligible || !nativeLoads()) return { config, devices };
   const n = devices.worldSize;
+  if (config.threads > 1) {
+    const layout = layoutForThreads(n, config.threads);
+    log.info(`--devices auto: ${layout.reason}`);
+    return { config, devices: { ...devices, worldSize: layout.workers } };
+  }
   const wire = wireBytesPerStep({
     spec,
     numClasses: classes,

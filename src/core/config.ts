@@ -487,7 +487,8 @@ export const TRAIN_OPTIONS = optionTable({
     type: 'number',
     default: 1,
     check: is.count,
-    describe: 'oneDNN threads per worker process of the native backend (1: one worker per core)',
+    describe:
+      'oneDNN threads per native worker (--devices auto: as many workers of this many threads as the cores hold; 1: auto picks)',
   },
   parallel: {
     flag: 'parallel',

@@ -102,3 +102,24 @@ export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS[
     ? { workers: 1, threadsPerWorker: n, reason: `1 worker with ${n} oneDNN threads: ${why}` }
     : { workers: n, threadsPerWorker: 1, reason: `${n} workers with 1 oneDNN thread each: ${why}` };
 }
+
+/**
+ * `--devices auto` with an explicit `--threads T` on C cores: floor(C / T) workers (at least
+ * one) of T threads each, so the threads never outnumber the cores. One worker per core with T
+ * threads each would put C x T OpenMP threads on C cores, whose barriers then wait on threads
+ * that are not running: the default recipe with --threads 2 on 2 cores ran at 236 img/s that
+ * way, 1,230 as one worker (docs/measurements.md, "CPU layout costs").
+ */
+export function layoutForThreads(cores: number, threads: number): CpuLayout {
+  const workers = Math.max(1, Math.floor(cores / threads));
+  const used = workers * threads;
+  const fit =
+    used <= cores
+      ? `${used} of ${cores} cores busy`
+      : `more threads than the ${cores} cores: they will wait on each other`;
+  return {
+    workers,
+    threadsPerWorker: threads,
+    reason: `${workers} worker(s) with ${threads} oneDNN threads each (--threads ${threads}; ${fit})`,
+  };
+}

@@ -7,6 +7,7 @@ import {
   CPU_COSTS,
   chooseCpuLayout,
   dataParallelOverhead,
+  layoutForThreads,
   type CpuCosts,
   type PlaneKind,
 } from '../../src/train/cpu-layout';
@@ -141,3 +142,24 @@ t.test(
     t.equal(layout('small', 10, 64, 'shm', 1).workers, 1, "the small preset's short steps: threads");
   },
 );
+
+t.test('an explicit --threads: as many workers of that many threads as the cores hold', async (t) => {
+  const cases: [cores: number, threads: number, workers: number][] = [
+    [2, 2, 1],
+    [8, 2, 4],
+    [8, 3, 2],
+    [2, 4, 1],
+    [16, 1, 16],
+  ];
+  for (const [cores, threads, workers] of cases) {
+    const layout = layoutForThreads(cores, threads);
+    t.equal(layout.workers, workers, `${cores} cores, --threads ${threads}: ${workers} worker(s)`);
+    t.equal(layout.threadsPerWorker, threads);
+    t.ok(layout.workers * threads <= cores || layout.workers === 1, 'never more threads than cores, beyond one worker');
+  }
+  t.match(layoutForThreads(2, 4).reason, /more threads than the 2 cores/);
+  t.match(
+    layoutForThreads(8, 3).reason,
+    /^2 worker\(s\) with 3 oneDNN threads each \(--threads 3; 6 of 8 cores busy\)$/,
+  );
+});
