@@ -107,8 +107,8 @@ export function chooseCpuLayout(input: LayoutInput, costs: CpuCosts = CPU_COSTS[
  * `--devices auto` with an explicit `--threads T` on C cores: floor(C / T) workers (at least
  * one) of T threads each, so the threads never outnumber the cores. One worker per core with T
  * threads each would put C x T OpenMP threads on C cores, whose barriers then wait on threads
- * that are not running: the default recipe with --threads 2 on 2 cores ran at 236 img/s that
- * way, 1,230 as one worker (docs/measurements.md, "CPU layout costs").
+ * that are not running: the default recipe with --threads 2 on 2 cores ran at 260 img/s that
+ * way, 1,442 as one worker (docs/measurements.md, "CPU layout costs").
  */
 export function layoutForThreads(cores: number, threads: number): CpuLayout {
   const workers = Math.max(1, Math.floor(cores / threads));

@@ -943,12 +943,12 @@ void adam(napi_env env, napi_value *argv) {
 // ---------------------------------------------------------------------------------------------
 // Denormals. Training drives some values below FLT_MIN (Adam's squared gradients, gradients of
 // dying units), and x86 computes with such subnormal floats through a microcode assist, each
-// operation many times slower than a normal one. The small preset's step took 55 ms on a fresh model and 78 ms once they appeared,
-// 53 ms throughout with them flushed (docs/measurements.md, "Denormals"). So every call into this
-// addon flushes them to zero (MXCSR's FTZ and DAZ), as TensorFlow's CPU kernels do by default,
-// and puts the caller's MXCSR back on return: JavaScript's own arithmetic on this thread keeps
-// IEEE subnormals. OpenMP's threads run only kernels and keep the flush for good (setThreads).
-// Elsewhere than x86 this is a no-op.
+// operation many times slower than a normal one. A small-preset step took 55 ms on a fresh
+// model and 78 ms once they appeared, 53 ms throughout with them flushed (docs/measurements.md,
+// "Denormals"). So every call into this addon flushes them to zero (MXCSR's FTZ and DAZ), as
+// TensorFlow's CPU kernels do by default, and puts the caller's MXCSR back on return:
+// JavaScript's own arithmetic on this thread keeps IEEE subnormals. OpenMP's threads run only
+// kernels and keep the flush for good (setThreads). Elsewhere than x86 this is a no-op.
 
 #if defined(__x86_64__) || defined(__i386__)
 constexpr unsigned kFlushToZero = 0x8000, kDenormalsAreZero = 0x0040;
