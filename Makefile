@@ -172,6 +172,7 @@ bench: build
 	node dist/bench/train.js --backend native --out $(BENCH_DIR)/train.json
 	node dist/bench/train.js --backend wasm --no-torch --reps 3 --out $(BENCH_DIR)/train-wasm.json
 	node dist/bench/kernels.js --preset paper --out $(BENCH_DIR)/kernels.json
+	node dist/bench/steady.js --out $(BENCH_DIR)/steady.json
 	node dist/bench/report.js --img-dir docs/img --doc docs/benchmarks.md --train $(BENCH_DIR)/train.json,$(BENCH_DIR)/train-wasm.json \
 		--allreduce $(BENCH_DIR)/allreduce.json --data $(BENCH_DIR)/data.json --kernels $(BENCH_DIR)/kernels.json
 
