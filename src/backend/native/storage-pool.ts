@@ -14,7 +14,10 @@
  * has "escaped" and is never reused or written; the rest go back to the pool when their one
  * tensor is disposed. Buffers the pool did not make (tf.tensor data, stock kernels' outputs) are
  * left alone. Pooled buffers are not zeroed: every native kernel writes its whole output (the
- * kernel tests' `poison` fills reused ones with NaN). More in docs/architecture.md, "Backends".
+ * kernel tests' `poison` fills reused ones with NaN). A kernel's scratch bytes that outlive the
+ * call (MaxPool's argmax workspace, read by MaxPoolGrad) are pooled by the same rule: bound to
+ * one output tensor, reused once it is disposed (`scratchFor`). More in docs/architecture.md,
+ * "Backends".
  */
 import type { DataId, TensorInfo } from '@tensorflow/tfjs';
 

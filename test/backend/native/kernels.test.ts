@@ -477,10 +477,10 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     for (const round of [1, 2])
       await compare(t, `3/2 valid, round ${round}`, ['y', 'dx'], () => {
         const x = rand([BATCH, 13, 13, 8], 30 + round);
-        const pool = (xx: tf.Tensor) => tf.maxPool(xx as tf.Tensor4D, 3, 2, 'valid');
+        const maxPool = (xx: tf.Tensor) => tf.maxPool(xx as tf.Tensor4D, 3, 2, 'valid');
         const g = rand([BATCH, 6, 6, 8], 40 + round);
-        const [dx] = tf.grads((xx: tf.Tensor) => tf.sum(tf.mul(pool(xx), g)))([x]);
-        return [pool(x), dx];
+        const [dx] = tf.grads((xx: tf.Tensor) => tf.sum(tf.mul(maxPool(xx), g)))([x]);
+        return [maxPool(x), dx];
       });
     t.ok(pool.stats.scratchReleased >= released + 2, 'both rounds gave their workspaces back');
   });
