@@ -34,6 +34,7 @@ import {
   probeLines,
   runProbe,
   type ProbeResult,
+  type ProbeRow,
   type FcLayer,
   type FcPass,
 } from './onednn-probe';
@@ -211,18 +212,21 @@ export interface AloneFigures {
   byLabel: ReadonlyMap<string, AloneFigure>;
 }
 
-/** The probe's figures for this preset and batch, or (paper, batch 32 only) the constants, saying why. */
-/** The probe's runs merged, or the constants (paper, batch 32 only) saying why there are no runs. */
-function aloneFigures(spec: ModelSpec, batch: number, runs: ReadonlyArray<ProbeResult | string>): AloneFigures {
+/** The probe's runs as one result, or why there is none. */
+function mergedProbe(runs: ReadonlyArray<ProbeResult | string>): ProbeResult | string {
   const failed = runs.find((r): r is string => typeof r === 'string');
-  const probe = failed ?? (runs.length > 0 ? mergeProbeResults(runs as ProbeResult[]) : 'no probe runs');
+  return failed ?? (runs.length > 0 ? mergeProbeResults(runs as ProbeResult[]) : 'no probe runs');
+}
+
+/** The probe's figures (`runs` runs merged), or the constants (paper, batch 32 only) saying why there are none. */
+function aloneFigures(spec: ModelSpec, batch: number, probe: ProbeResult | string, runs: number): AloneFigures {
   if (typeof probe !== 'string') {
     const byLabel = Object.entries(probe.rows).map(([label, r]): [string, AloneFigure] => [
       label,
       { gflops: r.best.gflops, how: r.best.how, oursGflops: r.ours.gflops },
     ]);
     return {
-      source: `oneDNN ${probe.oneDNN} alone on this machine (bench/onednn_probe.cc: ${probe.isa}, ${probe.threads} thread, best of ${probe.reps} calls over ${runs.length} runs, one after each profiled step)`,
+      source: `oneDNN ${probe.oneDNN} alone on this machine (bench/onednn_probe.cc: ${probe.isa}, ${probe.threads} thread, best of ${probe.reps} calls over ${runs} runs, one after each profiled step)`,
       byLabel: new Map(byLabel),
     };
   }
@@ -251,6 +255,63 @@ export function stepVersusAlone(
     aloneOursMs = f.oursGflops === null || aloneOursMs === null ? null : aloneOursMs + (1000 * r.gflop) / f.oursGflops;
   }
   return { oursMs, aloneMs, aloneOursMs };
+}
+
+/** An FC layer's three products (forward, dx, dW) in the step against oneDNN alone, in ms. */
+export interface FcLayerVersusAlone {
+  name: string;
+  oursMs: number;
+  /** oneDNN alone's fastest way for each product on tfjs's row-major [in, out] weights, summed. */
+  plainMs: number;
+  /** inner_product with weights in oneDNN's own blocked layout, for all three products. */
+  blockedMs: number;
+}
+
+const BLOCKED_FC_WAY = 'inner_product(any)';
+
+/**
+ * Each FC layer as a whole: its weights live in one layout for all three products, so the fair
+ * figure for oneDNN alone is the faster of two whole layers, not the best way of each product
+ * (that mixes layouts: the blocked forward with the plain dx and dW). Layers without all three
+ * probe rows are left out.
+ */
+export function fcLayersVersusAlone(
+  rows: readonly KernelRow[],
+  probe: ProbeResult,
+  fcs: readonly FcLayer[],
+): FcLayerVersusAlone[] {
+  const passes = ['fwd', 'dx', 'dW'] as const;
+  return fcs.flatMap((fc) => {
+    const found = passes.flatMap((pass) => {
+      const label = fcLabel(fc.name, pass);
+      const alone = probe.rows[label] as ProbeRow | undefined;
+      const ours = rows.find((r) => r.label === label);
+      return alone !== undefined && ours !== undefined ? [{ alone, ours }] : [];
+    });
+    if (found.length < passes.length) return [];
+    const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+    return [
+      {
+        name: fc.name,
+        oursMs: sum(found.map((f) => f.ours.ms)),
+        plainMs: sum(found.map((f) => f.alone.ours.ms)),
+        blockedMs: sum(found.map((f) => f.alone.ways[BLOCKED_FC_WAY] ?? Infinity)),
+      },
+    ];
+  });
+}
+
+/** The FC layers' line of the report: each layer as a whole against oneDNN alone's faster layout. */
+function fcLayersLine(layers: readonly FcLayerVersusAlone[]): string {
+  if (layers.length === 0) return 'FC layers as a whole: no probe figures to compare with.';
+  const parts = layers.map((l) => {
+    const alone = Math.min(l.plainMs, l.blockedMs);
+    return `${l.name} ${l.oursMs.toFixed(1)} ms against ${l.plainMs.toFixed(1)} (${l.blockedMs.toFixed(1)} blocked), ${(alone / l.oursMs).toFixed(2)}`;
+  });
+  return (
+    'FC layers as a whole (forward + dx + dW, the weights in one layout; oneDNN alone on our [in, out] weights, ' +
+    `and in brackets with its blocked weights throughout): ${parts.join('; ')}.`
+  );
 }
 
 /** The per-kernel table: ours, and oneDNN alone's figure where there is one. */
@@ -335,7 +396,8 @@ async function main(argv: string[]): Promise<void> {
   const kernelMs = rows.reduce((a, r) => a + r.ms, 0);
   const step1 = median(stepMs);
   const shown = rows.filter((r) => r.gflop > 0 || r.ms >= 0.5);
-  const alone = aloneFigures(spec, batch, probeRuns);
+  const probe = mergedProbe(probeRuns);
+  const alone = aloneFigures(spec, batch, probe, probeRuns.length);
   const totalGflop = rows.reduce((a, r) => a + r.gflop, 0);
   const lines = [
     `# per-kernel time in one ${preset} training step (${machineLine()}; ${new Date().toISOString()})`,
@@ -344,6 +406,7 @@ async function main(argv: string[]): Promise<void> {
     `Step ${step1.toFixed(0)} ms (${((batch / step1) * 1000).toFixed(1)} img/s) under the profiler, of which ${kernelMs.toFixed(0)} ms in kernels; ${totalGflop.toFixed(1)} GFLOP in convolutions and products, ${(totalGflop / (step1 / 1000)).toFixed(0)} GFLOP/s over the whole step (core peak ~${CORE_PEAK_GFLOPS} on the AVX-512 machine of docs/benchmarks.md). Kernels under 0.5 ms are left out.`,
     `Compared with ${alone.source}; "its way": how oneDNN alone got its best figure (conv: nhwc, or any = its own blocked layouts; FC: inner_product, matmul or sgemm), "alone, our layouts": its best without a reorder of our buffers.`,
     stepLine(rows, alone.byLabel, batch, step1),
+    fcLayersLine(typeof probe === 'string' ? [] : fcLayersVersusAlone(rows, probe, fcs)),
     '',
     kernelTable(shown, step1, alone.byLabel),
   ];

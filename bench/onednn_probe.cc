@@ -202,7 +202,8 @@ std::vector<Row> convRows(const Conv &c, const std::string &fwdLabel, const std:
 // ---------------------------------------------------------------------------------------------
 // FC layers, x [M, K] times W [K, N] (tfjs's row-major layouts): forward y = relu(x W + b),
 // dx = dy W^T, dW = x^T dy. Each through inner_product (weights `any`, or `io`: W as tfjs has
-// it), through matmul with the transposes as strides (what the addon did first), and sgemm.
+// it), through matmul with the transposes as strides (the addon's way for the forward and dx),
+// and sgemm (the addon's way for dW).
 
 struct Fc {
   int64_t m, k, n;

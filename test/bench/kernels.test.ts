@@ -1,7 +1,15 @@
 // The per-kernel benchmark's arithmetic on hand-made profiler records: FLOPs from shapes, and
 // which layer and pass each kernel call is.
 import t from 'tap';
-import { convFlops, kernelRows, matMulFlops, mergeRows, stepVersusAlone, type KernelCall } from '../../bench/kernels';
+import {
+  convFlops,
+  fcLayersVersusAlone,
+  kernelRows,
+  matMulFlops,
+  mergeRows,
+  stepVersusAlone,
+  type KernelCall,
+} from '../../bench/kernels';
 import { fcLayersOf, mergeProbeResults, probeLines, type ProbeResult } from '../../bench/onednn-probe';
 import { layerShapes } from '../../src/model/alexnet';
 import { buildSpec } from '../../src/model/presets';
@@ -171,4 +179,40 @@ t.test('probe runs merge to the fastest figures of any run', async (t) => {
   t.equal(merged.rows['fc6 fwd'].best.ms, 8);
   t.equal(merged.rows['fc6 fwd'].ours.ms, 18);
   t.same(merged.rows['fc6 fwd'].ways, { sgemm: 8, matmul: 18, other: 28 });
+});
+
+t.test('an FC layer as a whole: its three products against the faster single weight layout', async (t) => {
+  // fc6: plain ways 40 + 30 + 20 = 90 ms, blocked 30 + 45 + 35 = 110 ms; fc7 has no dW row.
+  const probeRow = (plainMs: number, blockedMs: number) => ({
+    gflop: 1,
+    best: { how: 'inner_product(any)', ms: Math.min(plainMs, blockedMs), gflops: 1 },
+    ours: { how: 'sgemm', ms: plainMs, gflops: 1 },
+    ways: { 'inner_product(any)': blockedMs, sgemm: plainMs },
+  });
+  const probe: ProbeResult = {
+    oneDNN: '2.6.3',
+    isa: 'avx512_core',
+    threads: 1,
+    reps: 1,
+    rows: {
+      'fc6 fwd': probeRow(40, 30),
+      'fc6 dx': probeRow(30, 45),
+      'fc6 dW': probeRow(20, 35),
+      'fc7 fwd': probeRow(10, 8),
+      'fc7 dx': probeRow(10, 8),
+    },
+  };
+  const rows = [
+    { label: 'fc6 fwd', ms: 50, gflop: 1 },
+    { label: 'fc6 dx', ms: 35, gflop: 1 },
+    { label: 'fc6 dW', ms: 15, gflop: 1 },
+    { label: 'fc7 fwd', ms: 12, gflop: 1 },
+    { label: 'fc7 dx', ms: 12, gflop: 1 },
+    { label: 'fc7 dW', ms: 12, gflop: 1 },
+  ];
+  const fcs = [
+    { name: 'fc6', weight: [9216, 4096] as [number, number] },
+    { name: 'fc7', weight: [4096, 4096] as [number, number] },
+  ];
+  t.same(fcLayersVersusAlone(rows, probe, fcs), [{ name: 'fc6', oursMs: 100, plainMs: 90, blockedMs: 110 }]);
 });

@@ -440,11 +440,17 @@ void convLayerBackward(napi_env env, napi_value *argv) {
 // Matrix products, batched: C[b] = op(A[b]) op(B[b]) (+ bias, relu).
 // Parameters: [BA, BB, M, K, N, TRANSPOSE_A, TRANSPOSE_B, RELU]; a batch of 1 broadcasts.
 //
-// oneDNN's sgemm, row-major, with the transposes as its 'T' flags: no primitive to build or
-// cache per shape, no strided memory descriptors. The FC layers' three products (forward,
-// dx = dy W^T, dW = x^T dy) ran as fast or faster through it than through the matmul
-// primitive (bench/onednn_probe.cc times both). The bias and relu of _FusedMatMul are one pass
-// over C afterwards (M x N, small next to the product's K x N weights).
+// Two ways, chosen by the product's form, never by timing (a run repeats bit for bit):
+// - A as stored (the FC forward, y = x W, and dx = dy W^T): oneDNN's matmul primitive, built
+//   once per shape, B's transpose given as strides. On AVX-512 oneDNN runs it as brgemm, which
+//   beat sgemm by 10-30% on fc6/fc7 forward and dx (bench/onednn_probe.cc on the AMX Xeon,
+//   docs/measurements.md, "FC products"); on AVX2 it runs on the same jit gemm as sgemm, at the
+//   same speed (the probe with ONEDNN_MAX_CPU_ISA=AVX2).
+// - A transposed (the weight gradient, dW = x^T dy): sgemm with 'T'. brgemm took twice as long
+//   there (a strided A); sgemm was within a few percent of the fastest way on every machine
+//   measured.
+// The bias and relu of _FusedMatMul are one pass over C afterwards (M x N, small next to the
+// product's K x N weights), the same pass for both ways.
 
 constexpr size_t kMatMulParams = 8;
 
@@ -459,6 +465,27 @@ void biasRelu(float *c, size_t rows, size_t n, const float *bias, bool relu) {
       for (size_t j = 0; j < n; j++) row[j] = row[j] < 0.f ? 0.f : row[j];
   }
 }
+
+/** A row-major [rows, cols] matrix, or (transposed) one stored as [cols, rows] and read across. */
+memory::desc rowMajor(int64_t rows, int64_t cols, bool transposed = false) {
+  return transposed ? memory::desc({rows, cols}, dt::f32, dims{1, rows}) : memory::desc({rows, cols}, dt::f32, dims{cols, 1});
+}
+
+/** C [m, n] = A [m, k] B, B stored as [k, n] or (transposed) [n, k]: the matmul primitive. */
+struct MatMulOp : Op {
+  memory::desc aDesc, bDesc, cDesc;
+  dnnl::matmul prim;
+  MatMulOp(int64_t m, int64_t k, int64_t n, bool transposeB)
+      : aDesc(rowMajor(m, k)), bDesc(rowMajor(k, n, transposeB)), cDesc(rowMajor(m, n)),
+        prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(aDesc, bDesc, cDesc), cpuEngine())) {}
+
+  void run(const float *a, const float *b, float *c) {
+    // oneDNN takes a non-const handle; the primitive only reads A and B.
+    execute(prim, {{DNNL_ARG_SRC, memory(aDesc, cpuEngine(), const_cast<float *>(a))},
+                   {DNNL_ARG_WEIGHTS, memory(bDesc, cpuEngine(), const_cast<float *>(b))},
+                   {DNNL_ARG_DST, memory(cDesc, cpuEngine(), c)}});
+  }
+};
 
 /** matMul(params, a, b, bias | null, c) */
 void matMul(napi_env env, napi_value *argv) {
@@ -482,9 +509,16 @@ void matMul(napi_env env, napi_value *argv) {
   for (int64_t i = 0; i < batch && k > 0; i++) {
     const float *ai = a.data + (ba == 1 ? 0 : i) * m * k;
     const float *bi = b.data + (bb == 1 ? 0 : i) * k * n;
-    const auto status = dnnl::sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.f, ai, lda, bi, ldb, 0.f,
-                                    c.data + i * m * n, n);
-    if (status != dnnl::status::success) throw CallError("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(status)) + ")");
+    float *ci = c.data + i * m * n;
+    if (ta) {
+      const auto status = dnnl::sgemm('T', tb ? 'T' : 'N', m, n, k, 1.f, ai, lda, bi, ldb, 0.f, ci, n);
+      if (status != dnnl::status::success) throw CallError("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(status)) + ")");
+    } else {
+      auto &op = cached<MatMulOp>("matmul," + std::to_string(m) + ',' + std::to_string(k) + ',' + std::to_string(n) + ',' +
+                                      std::to_string(tb),
+                                  [&] { return std::make_unique<MatMulOp>(m, k, n, tb); });
+      op.run(ai, bi, ci);
+    }
   }
   if (bias.data != nullptr || relu) biasRelu(c.data, static_cast<size_t>(batch * m), static_cast<size_t>(n), bias.data, relu);
 }
