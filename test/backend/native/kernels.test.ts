@@ -646,6 +646,41 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     }
   });
 
+  t.test('the optimizer over several blocks on two threads: the cpu result, the same bits as one thread', async (t) => {
+    // 300 x 700 = 210,000 elements: three blocks of 64 Ki and a partial fourth, spread over the
+    // team. A block written twice, skipped or offset would miss the cpu backend's result; and as
+    // each element's update reads only its own state, the split cannot change a bit.
+    const W = [300, 700];
+    const updates = (name: 'sgd' | 'adam') => (): tf.Tensor[] => {
+      const params: Param[] = [{ name: 'w', kind: 'weight', shape: W, variable: tf.variable(rand(W, 70), true) }];
+      const optimizer = new Optimizer(
+        { name, momentum: 0.9, weightDecay: 0.0005, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 },
+        params,
+      );
+      for (let s = 0; s < 3; s++) optimizer.apply([rand(W, 71 + s)], 0.01, 0.5);
+      const out = [params[0].variable.clone(), ...optimizer.slotVariables().flatMap((vars) => vars.map((v) => v.clone()))];
+      optimizer.dispose();
+      params[0].variable.dispose();
+      return out;
+    };
+    try {
+      for (const name of ['sgd', 'adam'] as const) {
+        const labels = name === 'sgd' ? ['weight', 'momentum'] : ['weight', 'm', 'v'];
+        a.setThreads(1);
+        const one = await outputsOn(NATIVE_BACKEND_NAME, updates(name));
+        a.setThreads(2);
+        const two = await outputsOn(NATIVE_BACKEND_NAME, updates(name));
+        check(t, `${name}, 2 threads`, labels, await outputsOn('cpu', updates(name)), two, 'cpu');
+        labels.forEach((label, i) => {
+          const differing = one.data[i].findIndex((v, j) => !Object.is(v, two.data[i][j]));
+          t.equal(differing, -1, `${name} ${label}: 1 and 2 threads give the same ${one.data[i].length} floats`);
+        });
+      }
+    } finally {
+      a.setThreads(os.availableParallelism());
+    }
+  });
+
   t.test('unsupported inputs are NativeBackendErrors, bad buffers JS errors', async (t) => {
     await tf.setBackend(NATIVE_BACKEND_NAME);
     const x = tf.zeros([1, 5, 5, 2], 'int32') as tf.Tensor4D;
