@@ -658,7 +658,10 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         params,
       );
       for (let s = 0; s < 3; s++) optimizer.apply([rand(W, 71 + s)], 0.01, 0.5);
-      const out = [params[0].variable.clone(), ...optimizer.slotVariables().flatMap((vars) => vars.map((v) => v.clone()))];
+      const out = [
+        params[0].variable.clone(),
+        ...optimizer.slotVariables().flatMap((vars) => vars.map((v) => v.clone())),
+      ];
       optimizer.dispose();
       params[0].variable.dispose();
       return out;
