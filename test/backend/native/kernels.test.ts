@@ -320,6 +320,45 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
     }
   });
 
+  t.test("a conv layer's bias gradient over several pixel blocks: the same bits on 1 and 2 threads", async (t) => {
+    // 2 x 40 x 40 = 3,200 output pixels: three blocks of 1,024 and a partial fourth, summed on
+    // whichever thread; the blocks' sums are added in block order, so the thread count cannot
+    // change a bit of db. (dw is oneDNN's, whose reduction order may follow the threads.) The
+    // other conv tests hold db to the cpu backend on the same multi-block path.
+    await tf.setBackend(NATIVE_BACKEND_NAME);
+    const db = (threads: number): Float32Array => {
+      a.setThreads(threads);
+      return tf.tidy(() => {
+        const x = rand([2, 40, 40, 8], 64) as tf.Tensor4D;
+        const w = rand([3, 3, 8, 16], 65) as tf.Tensor4D;
+        const bias = rand([16], 66) as tf.Tensor1D;
+        const f = (bb: tf.Tensor) => {
+          const attrs = {
+            strides: 1,
+            pad: 'same' as const,
+            groups: 1,
+            activation: 'relu' as const,
+            inputGradient: false,
+          };
+          const y = convLayer(x, w, bb as tf.Tensor1D, attrs);
+          if (y == null) throw new Error('the native backend has no conv layer kernel');
+          return tf.sum(tf.mul(y, rand(y.shape, 67)));
+        };
+        return tf.grads(f)([bias])[0].dataSync() as Float32Array;
+      });
+    };
+    try {
+      const [one, two] = [db(1), db(2)];
+      t.equal(
+        one.findIndex((v, i) => !Object.is(v, two[i])),
+        -1,
+        `db: the same ${one.length} floats`,
+      );
+    } finally {
+      a.setThreads(os.availableParallelism());
+    }
+  });
+
   t.test('a layer over data (inputGradient false) skips dx, with the same dw and db', async (t) => {
     await tf.setBackend(NATIVE_BACKEND_NAME);
     const grads = (inputGradient: boolean) =>
