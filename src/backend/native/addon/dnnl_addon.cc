@@ -366,8 +366,9 @@ void conv2dBackwardFilter(napi_env env, napi_value *argv) {
 
 /**
  * run(begin, end) over [0, count) in blocks of `block`, the blocks spread over oneDNN's OpenMP
- * threads (one block runs on the calling thread alone). Each element's result depends on its
- * own inputs only, so the split never changes a bit.
+ * threads (one block runs on the calling thread alone). The blocks depend on count and block,
+ * not on the number of threads, so a run whose work per block depends only on its range gives
+ * the same bits on any number of threads.
  */
 template <typename Run>
 void forBlocks(size_t count, size_t block, Run run) {
