@@ -448,22 +448,21 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   static std::vector<float> masked;
   if (c.relu && masked.size() < n) masked.resize(n);
   reluGradAndBiasSum(y.data, dy.data, c.relu ? masked.data() : nullptr, n / oc, oc, c.relu, db.data);
-  const float *g = c.relu ? masked.data() : dy.data;
+  float *g = c.relu ? masked.data() : dy.data;
   // The backward primitives do not depend on the activation: share them with the plain kernels.
   Ints linear = p;
   std::vector<int32_t> copy(p.v, p.v + p.n);
   copy[16] = 0;
   linear.v = copy.data();
   c.relu = false;
-  float *gm = const_cast<float *>(g);
   auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
   // The gradient in the weights pass's layout, reordered once: the data pass reads the same copy
   // when it wants the same layout (it does, blocked or not).
-  const memory gIn = bw.diffDst.in(gm);
+  const memory gIn = bw.diffDst.in(g);
   if (dx.data != nullptr) {
     auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
     execute(bd.prim, {
-                         {DNNL_ARG_DIFF_DST, bd.pd.diff_dst_desc() == bw.pd.diff_dst_desc() ? gIn : bd.diffDst.in(gm)},
+                         {DNNL_ARG_DIFF_DST, bd.pd.diff_dst_desc() == bw.pd.diff_dst_desc() ? gIn : bd.diffDst.in(g)},
                          {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
                          {DNNL_ARG_DIFF_SRC, bd.diffSrc.outTarget(dx.data)},
                      });
@@ -547,18 +546,18 @@ void matMul(napi_env env, napi_value *argv) {
     // An empty sum (sgemm rejects a leading dimension of 0).
     std::fill(c.data, c.data + c.length, 0.f);
   }
+  // The primitive is per shape (keyed by every parameter; the batch and relu only add an entry).
+  MatMulOp *op = ta || k == 0 ? nullptr
+                              : &cached<MatMulOp>(keyOf("matmul", p), [&] { return std::make_unique<MatMulOp>(m, k, n, tb); });
   for (int64_t i = 0; i < batch && k > 0; i++) {
     const float *ai = a.data + (ba == 1 ? 0 : i) * m * k;
     const float *bi = b.data + (bb == 1 ? 0 : i) * k * n;
     float *ci = c.data + i * m * n;
-    if (ta) {
+    if (op != nullptr) {
+      op->run(ai, bi, ci);
+    } else {
       const auto status = dnnl::sgemm('T', tb ? 'T' : 'N', m, n, k, 1.f, ai, lda, bi, ldb, 0.f, ci, n);
       if (status != dnnl::status::success) throw CallError("oneDNN sgemm failed (status " + std::to_string(static_cast<int>(status)) + ")");
-    } else {
-      auto &op = cached<MatMulOp>("matmul," + std::to_string(m) + ',' + std::to_string(k) + ',' + std::to_string(n) + ',' +
-                                      std::to_string(tb),
-                                  [&] { return std::make_unique<MatMulOp>(m, k, n, tb); });
-      op.run(ai, bi, ci);
     }
   }
   if (bias.data != nullptr || relu) biasRelu(c.data, static_cast<size_t>(batch * m), static_cast<size_t>(n), bias.data, relu);
