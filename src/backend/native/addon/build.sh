@@ -23,7 +23,9 @@ addon_up_to_date "$out" "$src" "$dnnl_header" "$0" "$lib" && exit 0
 
 # -fopenmp: the addon sets oneDNN's OpenMP thread count (Debian's libdnnl uses libgomp).
 # -O3 -fno-math-errno: the element-wise, LRN and update loops vectorise (sqrt included; nothing
-# reads errno). No -ffast-math: results stay those of the scalar loops, bit for bit.
+# reads errno). No -ffast-math, and -ffp-contract=off (GCC fuses a * b + c into one rounding by
+# default where the target has FMA, as the AVX-512 clones do): results stay those of the scalar
+# loops, bit for bit, on every machine.
 addon_compile "$out" "$log" " (oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || echo '?'))" \
-  -O3 -fno-math-errno -std=c++17 -shared -fPIC -fopenmp -Wall -Wextra -I"$NODE_INCLUDE" \
+  -O3 -fno-math-errno -ffp-contract=off -std=c++17 -shared -fPIC -fopenmp -Wall -Wextra -I"$NODE_INCLUDE" \
   -DNODE_GYP_MODULE_NAME=alexnet_native "$src" -ldnnl
