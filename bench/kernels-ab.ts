@@ -9,11 +9,18 @@
  *       [--batch 32] [--rounds 3]
  *
  * A build from before MaxPool kept its workspace lacks maxPoolWorkspaceBytes: it gets a stub
- * (its maxPool ignores the buffer, its maxPoolGrad recomputes).
+ * (its maxPool ignores the buffer, its maxPoolGrad recomputes). A build from before the LRN +
+ * max pool op runs without it: its rounds take the model's LRN and MaxPool, so an A/B against
+ * one measures the op.
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/select';
-import { nativeKernelConfigs, type DnnlAddon } from '../src/backend/native/kernels';
+import {
+  LRN_MAX_POOL_GRAD_KERNEL,
+  LRN_MAX_POOL_KERNEL,
+  nativeKernelConfigs,
+  type DnnlAddon,
+} from '../src/backend/native/kernels';
 import { PRESET_NAMES, type PresetName } from '../src/core/config';
 import { formatTable } from '../src/core/text-format';
 import { layerShapes } from '../src/model/alexnet';
@@ -22,18 +29,29 @@ import { flagValue } from './harness';
 import { kernelRows, mergeRows, profiledStep, syntheticStep } from './kernels';
 import { fcLayersOf } from './onednn-probe';
 
-/** An addon build's kernels for the 'native' backend. */
+/** Kernels of ours that a build from before them does not have: the model then runs tfjs's ops. */
+const NEWER_KERNELS = [LRN_MAX_POOL_KERNEL, LRN_MAX_POOL_GRAD_KERNEL];
+
+/** An addon build's kernels for the 'native' backend (older builds: those they have). */
 function buildKernels(file: string): tf.KernelConfig[] {
   // A computed require: the builds are files named on the command line.
-  const addon = require(file) as Partial<DnnlAddon> & Omit<DnnlAddon, 'maxPoolWorkspaceBytes'>;
-  const complete: DnnlAddon = { maxPoolWorkspaceBytes: () => 1, ...addon };
+  const addon = require(file) as Partial<DnnlAddon> &
+    Omit<DnnlAddon, 'maxPoolWorkspaceBytes' | 'lrnMaxPool' | 'lrnMaxPoolGrad'>;
+  const absent = (): never => {
+    throw new Error(`${file} has no LRN + max pool kernel`);
+  };
+  const complete: DnnlAddon = { maxPoolWorkspaceBytes: () => 1, lrnMaxPool: absent, lrnMaxPoolGrad: absent, ...addon };
   complete.setThreads(1);
-  return nativeKernelConfigs(complete, 'native');
+  const fused = typeof addon.lrnMaxPool === 'function';
+  return nativeKernelConfigs(complete, 'native').filter((k) => fused || !NEWER_KERNELS.includes(k.kernelName));
 }
 
 function use(kernels: readonly tf.KernelConfig[]): void {
+  for (const name of NEWER_KERNELS)
+    if (tf.getKernel(name, 'native') != null && !kernels.some((k) => k.kernelName === name))
+      tf.unregisterKernel(name, 'native');
   for (const k of kernels) {
-    tf.unregisterKernel(k.kernelName, k.backendName);
+    if (tf.getKernel(k.kernelName, k.backendName) != null) tf.unregisterKernel(k.kernelName, k.backendName);
     tf.registerKernel(k);
   }
 }
@@ -68,7 +86,9 @@ async function main(argv: string[]): Promise<void> {
       for (const row of mergeRows(kernelRows(calls, spec.convs.length, fcs)))
         fastest[i].set(row.label, Math.min(fastest[i].get(row.label) ?? Infinity, row.ms));
     }
-  const labels = [...fastest[0].keys()].filter((l) => fastest.some((m) => (m.get(l) ?? 0) >= 1));
+  // Every build's kernels, in the order each first appears (builds may run different kernels).
+  const seen = [...new Set(fastest.flatMap((m) => [...m.keys()]))];
+  const labels = seen.filter((l) => fastest.some((m) => (m.get(l) ?? 0) >= 1));
   const total = (m: Map<string, number>, pick: (label: string) => boolean): number =>
     [...m].filter(([l]) => pick(l)).reduce((a, [, ms]) => a + ms, 0);
   const cells = (values: number[]): string[] => values.map((v) => v.toFixed(1));

@@ -17,6 +17,7 @@
  */
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
+import { LRN_MAX_POOL_GRAD_KERNEL, LRN_MAX_POOL_KERNEL } from '../src/backend/native/kernels';
 import { initBackend } from '../src/backend/select';
 import { PRESET_NAMES, type PresetName } from '../src/core/config';
 import { createAlexNet, disposeModel, layerShapes } from '../src/model/alexnet';
@@ -94,6 +95,12 @@ export function convFlops(yShape: number[], wShape: number[]): number {
   return (2 * size(yShape) * size(wShape)) / wShape[wShape.length - 1];
 }
 
+/** Our fused kernels' rows, named by the tfjs ops they do at once. */
+const FUSED_LABELS: Readonly<Record<string, string>> = {
+  [LRN_MAX_POOL_KERNEL]: 'LRN + MaxPool',
+  [LRN_MAX_POOL_GRAD_KERNEL]: 'LRN + MaxPool grad',
+};
+
 /**
  * Labels and FLOPs for one step's calls, in order: conv layers are numbered as they come
  * (forward in order, backward in reverse); a matrix product is an FC layer's by its weight
@@ -134,7 +141,7 @@ export function kernelRows(calls: readonly KernelCall[], convCount: number, fcs:
       forwardSeen.add(layer);
       return { label: fcLabel(fcs[layer].name, role), ms: c.ms, gflop };
     }
-    return { label: c.name, ms: c.ms, gflop: 0 };
+    return { label: FUSED_LABELS[c.name] ?? c.name, ms: c.ms, gflop: 0 };
   });
 }
 

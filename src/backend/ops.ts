@@ -9,9 +9,12 @@ import {
   ADAM_KERNEL,
   CONV_LAYER_GRAD_KERNEL,
   CONV_LAYER_KERNEL,
+  LRN_MAX_POOL_GRAD_KERNEL,
+  LRN_MAX_POOL_KERNEL,
   SGD_MOMENTUM_KERNEL,
   type AdamAttrs,
   type ConvLayerAttrs,
+  type LrnMaxPoolAttrs,
   type SgdMomentumAttrs,
 } from './native/kernels';
 
@@ -72,4 +75,35 @@ export function convLayer(x: tf.Tensor4D, w: tf.Tensor4D, b: tf.Tensor1D, attrs:
     };
   });
   return layer(x, w, b) as tf.Tensor4D;
+}
+
+/**
+ * An LRN and the max pool after it, y = maxPool(lrn(x)) (the paper's conv1 and conv2), as one op
+ * with its own gradient where the current backend has it (native), else null and the caller
+ * composes tfjs ops. The same values, bit for bit, as the two ops.
+ *
+ * Why: as two ops, the LRN's output (the size of the conv's, 37 MB for the paper's conv1 at batch
+ * 32) is written, read back by the pool and kept for both gradients, and the pool's gradient
+ * writes one as large for LRNGrad to read: four passes over memory that this op skips.
+ */
+export function lrnMaxPool(x: tf.Tensor4D, attrs: LrnMaxPoolAttrs): tf.Tensor4D | null {
+  if (tf.getKernel(LRN_MAX_POOL_KERNEL, tf.getBackend()) == null) return null;
+  const op = tf.customGrad((...args) => {
+    const [xi] = args as tf.Tensor[];
+    const save = args[1] as (tensors: tf.Tensor[]) => void;
+    const y = tf.engine().runKernel(LRN_MAX_POOL_KERNEL, { x: xi }, { ...attrs }) as tf.Tensor4D;
+    save([xi, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sx, sy] = saved;
+        return [
+          tf
+            .engine()
+            .runKernel(LRN_MAX_POOL_GRAD_KERNEL, { x: sx, y: sy, dy: dy as tf.Tensor }, { ...attrs }) as tf.Tensor,
+        ];
+      },
+    };
+  });
+  return op(x) as tf.Tensor4D;
 }

@@ -4,7 +4,7 @@
  * softmax lives in the loss (the seed notebook's softmax-inside-the-model bug).
  */
 import * as tf from '@tensorflow/tfjs';
-import { convLayer } from '../backend/ops';
+import { convLayer, lrnMaxPool } from '../backend/ops';
 import type { ConvPad, ConvSpec, ModelSpec } from './presets';
 import { normalArray } from './normal-init';
 import { uniformInto } from './alea';
@@ -334,11 +334,18 @@ export function convFeatures(model: AlexNet, images: tf.Tensor4D, hook?: ParamHo
   for (const c of spec.convs) {
     // The images need no gradient: the native layer then skips that backward pass.
     x = groupedConv(x, next() as tf.Tensor4D, next() as tf.Tensor1D, c, spec.activation, x !== images);
-    if (c.lrn && spec.lrn) {
-      const { depthRadius, bias, alpha, beta } = spec.lrn;
+    const lrn = c.lrn ? spec.lrn : null;
+    const pool = c.pool ? { filterSize: spec.pool.window, strides: spec.pool.stride, pad: 'valid' as const } : null;
+    const fused = lrn !== null && pool !== null ? lrnMaxPool(x, { ...lrn, ...pool }) : null;
+    if (fused !== null) {
+      x = fused;
+      continue;
+    }
+    if (lrn !== null) {
+      const { depthRadius, bias, alpha, beta } = lrn;
       x = tf.localResponseNormalization(x, depthRadius, bias, alpha, beta) as tf.Tensor4D;
     }
-    if (c.pool) x = tf.maxPool(x, spec.pool.window, spec.pool.stride, 'valid') as tf.Tensor4D;
+    if (pool !== null) x = tf.maxPool(x, pool.filterSize, pool.strides, pool.pad) as tf.Tensor4D;
   }
   return tf.reshape(x, [x.shape[0], -1]) as tf.Tensor2D;
 }

@@ -110,6 +110,7 @@ t.test("a step's calls are named by layer and pass", async (t) => {
     call('fusedMatMul__op', [[32, 4096]], [[32, 10]], 5),
     call('Add', [[5]], [[5]], 0.25),
     call('Add', [[5]], [[5]], 0.5),
+    call('AlexnetLrnMaxPool', [[32, 55, 55, 96]], [[32, 27, 27, 96]]),
   ];
   const rows = mergeRows(kernelRows(calls, 2, fcs));
   t.same(
@@ -123,6 +124,7 @@ t.test("a step's calls are named by layer and pass", async (t) => {
       'conv2 bwd (data + weights)',
       'conv1 bwd (weights)',
       'Add',
+      'LRN + MaxPool',
     ],
     'scopes around kernels (forward, __op) are not counted again',
   );

@@ -19,7 +19,13 @@ import * as tf from '@tensorflow/tfjs';
 import { NativeBackendError } from '../../core/errors';
 import { projectRoot } from '../../core/project-root';
 import { fastCpuKernelConfigs } from './fast-cpu-kernels';
-import { inPlaceUpdates, nativeKernelConfigs, type DnnlAddon, type InPlaceUpdates } from './kernels';
+import {
+  inPlaceUpdates,
+  missingAddonFunctions,
+  nativeKernelConfigs,
+  type DnnlAddon,
+  type InPlaceUpdates,
+} from './kernels';
 import { attachPool, type PooledCpuBackend } from './storage-pool';
 
 export const NATIVE_BACKEND_NAME = 'native';
@@ -58,6 +64,11 @@ export function loadAddon(file: string = addonPath()): DnnlAddon {
   } catch (err) {
     throw new NativeBackendError(describeLoadFailure(err));
   }
+  const missing = missingAddonFunctions(addon);
+  if (missing.length > 0)
+    throw new NativeBackendError(
+      `addon built from older sources, without ${missing.join(', ')} (make native rebuilds it)`,
+    );
   const mismatch = versionMismatch(addon.version());
   if (mismatch != null) throw new NativeBackendError(mismatch);
   loaded = addon;

@@ -61,6 +61,25 @@ export interface DnnlAddon extends ElementwiseAddon {
   maxPoolWorkspaceBytes(params: Int32Array): number;
   lrn(params: Int32Array, constants: Float32Array, x: Float32Array, y: Float32Array): void;
   lrnGrad(params: Int32Array, constants: Float32Array, x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /** y = maxPool(lrn(x)); writes the pool's argmax workspace (maxPoolWorkspaceBytes long) when one is passed. */
+  lrnMaxPool(
+    lrnParams: Int32Array,
+    lrnConstants: Float32Array,
+    poolParams: Int32Array,
+    x: Float32Array,
+    y: Float32Array,
+    workspace: Uint8Array | null,
+  ): void;
+  /** With lrnMaxPool's workspace for this x, the backward alone; with null, the forward again first. */
+  lrnMaxPoolGrad(
+    lrnParams: Int32Array,
+    lrnConstants: Float32Array,
+    poolParams: Int32Array,
+    x: Float32Array,
+    dy: Float32Array,
+    dx: Float32Array,
+    workspace: Uint8Array | null,
+  ): void;
   sgdMomentum(
     params: Int32Array,
     constants: Float32Array,
@@ -349,6 +368,38 @@ function makeConvLayerGrad(addon: DnnlAddon): KernelFunc {
   };
 }
 
+/**
+ * Every function DnnlAddon declares, for checking a loaded addon: the type makes the list
+ * complete (a function added to the interface and not here does not compile).
+ */
+const ADDON_FUNCTIONS: Readonly<Record<keyof DnnlAddon, true>> = {
+  conv2dForward: true,
+  conv2dBackwardData: true,
+  conv2dBackwardFilter: true,
+  convLayerBackward: true,
+  matMul: true,
+  maxPool: true,
+  maxPoolGrad: true,
+  maxPoolWorkspaceBytes: true,
+  lrn: true,
+  lrnGrad: true,
+  lrnMaxPool: true,
+  lrnMaxPoolGrad: true,
+  sgdMomentum: true,
+  adam: true,
+  setThreads: true,
+  version: true,
+  cacheSize: true,
+  binary: true,
+  unary: true,
+};
+
+/** The functions this checkout calls that `addon` lacks: a build from older sources. */
+export function missingAddonFunctions(addon: object): string[] {
+  const exported = addon as Record<string, unknown>;
+  return Object.keys(ADDON_FUNCTIONS).filter((name) => typeof exported[name] !== 'function');
+}
+
 /** Shapes of a (batched) product: outer dims flattened; a batch of 1 broadcasts. */
 export interface MatMulGeometry {
   params: Int32Array;
@@ -470,6 +521,7 @@ export function poolParams(
 /** A MaxPool's argmax workspace, the input it was computed from, and its parameters. */
 interface PoolWorkspace {
   input: TensorInfo['dataId'];
+  /** What the argmax was taken over: the pool's parameters, and the LRN's before it if fused. */
   params: string;
   bytes: Uint8Array;
 }
@@ -483,6 +535,33 @@ interface PoolWorkspace {
  */
 type PoolWorkspaces = WeakMap<TensorInfo['dataId'], PoolWorkspace>;
 
+/** A new argmax workspace for the pool output `output` computed from `input`, kept for its gradient. */
+function newWorkspace(
+  addon: DnnlAddon,
+  workspaces: PoolWorkspaces,
+  backend: object,
+  output: TensorInfo,
+  input: TensorInfo,
+  pool: Int32Array,
+  params: string,
+): Uint8Array {
+  const byteLength = addon.maxPoolWorkspaceBytes(pool);
+  const bytes = poolOf(backend)?.scratchFor(output.dataId, byteLength) ?? new Uint8Array(byteLength);
+  workspaces.set(output.dataId, { input: input.dataId, params, bytes });
+  return bytes;
+}
+
+/** The workspace kept for `output` if it was computed from this input with these parameters, else null. */
+function savedWorkspace(
+  workspaces: PoolWorkspaces,
+  output: TensorInfo | undefined,
+  input: TensorInfo,
+  params: string,
+): Uint8Array | null {
+  const saved = output != null ? workspaces.get(output.dataId) : undefined;
+  return saved !== undefined && saved.input === input.dataId && saved.params === params ? saved.bytes : null;
+}
+
 function makeMaxPool(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
   const kernel = tf.MaxPool;
   return ({ inputs, backend, attrs }) => {
@@ -491,10 +570,8 @@ function makeMaxPool(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
     const p = poolParams(kernel, x.shape, attrs as unknown as MaxPoolAttrs);
     const xs = values(kernel, 'x', x, b);
     const out = outputOf(b, p.outShape);
-    const byteLength = addon.maxPoolWorkspaceBytes(p.params);
-    const bytes = poolOf(backend)?.scratchFor(out.info.dataId, byteLength) ?? new Uint8Array(byteLength);
+    const bytes = newWorkspace(addon, workspaces, backend, out.info, x, p.params, p.params.join());
     addon.maxPool(p.params, xs, out.data, bytes);
-    workspaces.set(out.info.dataId, { input: x.dataId, params: p.params.join(), bytes });
     return out.info;
   };
 }
@@ -509,9 +586,7 @@ function makeMaxPoolGrad(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFu
     const xs = values(kernel, 'input', input, b);
     const dys = values(kernel, 'dy', dy, b);
     const out = outputOf(b, input.shape);
-    const saved = output != null ? workspaces.get(output.dataId) : undefined;
-    const fits = saved !== undefined && saved.input === input.dataId && saved.params === p.params.join();
-    addon.maxPoolGrad(p.params, xs, dys, out.data, fits ? saved.bytes : null);
+    addon.maxPoolGrad(p.params, xs, dys, out.data, savedWorkspace(workspaces, output, input, p.params.join()));
     return out.info;
   };
 }
@@ -550,6 +625,60 @@ function makeLrnGrad(addon: DnnlAddon): KernelFunc {
     const dys = values(kernel, 'dy', dy, b);
     const out = outputOf(b, x.shape);
     addon.lrnGrad(l.params, l.constants, xs, dys, out.data);
+    return out.info;
+  };
+}
+
+/**
+ * Our own kernels (no tfjs op has them): an LRN and the max pool after it, y = maxPool(lrn(x)),
+ * and its gradient dx from x, y, dy; see lrnMaxPool in backend/ops.ts.
+ */
+export const LRN_MAX_POOL_KERNEL = 'AlexnetLrnMaxPool';
+export const LRN_MAX_POOL_GRAD_KERNEL = 'AlexnetLrnMaxPoolGrad';
+
+/** tfjs's LRN and MaxPool attributes together. */
+export type LrnMaxPoolAttrs = LRNAttrs & MaxPoolAttrs;
+
+interface LrnMaxPoolArgs {
+  lrn: { params: Int32Array; constants: Float32Array };
+  pool: { params: Int32Array; outShape: number[] };
+  /** The workspace's key: an argmax over lrn(x), never taken for one over x. */
+  key: string;
+}
+
+function lrnMaxPoolArgs(kernel: string, shape: number[], a: LrnMaxPoolAttrs): LrnMaxPoolArgs {
+  const lrn = lrnArgs(kernel, shape, a);
+  const pool = poolParams(kernel, shape, a);
+  return { lrn, pool, key: `lrn ${lrn.params.join()} ${lrn.constants.join()}; pool ${pool.params.join()}` };
+}
+
+function makeLrnMaxPool(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
+  const kernel = LRN_MAX_POOL_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { x } = inputs as { x: TensorInfo };
+    const b = backend as unknown as CpuStorageBackend;
+    const { lrn, pool, key } = lrnMaxPoolArgs(kernel, x.shape, attrs as unknown as LrnMaxPoolAttrs);
+    const xs = values(kernel, 'x', x, b);
+    const out = outputOf(b, pool.outShape);
+    const bytes = newWorkspace(addon, workspaces, backend, out.info, x, pool.params, key);
+    addon.lrnMaxPool(lrn.params, lrn.constants, pool.params, xs, out.data, bytes);
+    return out.info;
+  };
+}
+
+function makeLrnMaxPoolGrad(addon: DnnlAddon, workspaces: PoolWorkspaces): KernelFunc {
+  const kernel = LRN_MAX_POOL_GRAD_KERNEL;
+  return ({ inputs, backend, attrs }) => {
+    const { x, y, dy } = inputs as { x: TensorInfo; y: TensorInfo; dy: TensorInfo };
+    const b = backend as unknown as CpuStorageBackend;
+    const { lrn, pool, key } = lrnMaxPoolArgs(kernel, x.shape, attrs as unknown as LrnMaxPoolAttrs);
+    expectShape(kernel, 'y', y, pool.outShape);
+    expectShape(kernel, 'dy', dy, pool.outShape);
+    const xs = values(kernel, 'x', x, b);
+    const dys = values(kernel, 'dy', dy, b);
+    const out = outputOf(b, x.shape);
+    const saved = savedWorkspace(workspaces, y, x, key);
+    addon.lrnMaxPoolGrad(lrn.params, lrn.constants, pool.params, xs, dys, out.data, saved);
     return out.info;
   };
 }
@@ -705,6 +834,8 @@ export function nativeKernelConfigs(addon: DnnlAddon, backendName: string): Kern
     [tf.MaxPoolGrad, makeMaxPoolGrad(addon, poolWorkspaces)],
     [tf.LRN, makeLrn(addon)],
     [tf.LRNGrad, makeLrnGrad(addon)],
+    [LRN_MAX_POOL_KERNEL, makeLrnMaxPool(addon, poolWorkspaces)],
+    [LRN_MAX_POOL_GRAD_KERNEL, makeLrnMaxPoolGrad(addon, poolWorkspaces)],
     [SGD_MOMENTUM_KERNEL, makeSgdMomentum(addon)],
     [ADAM_KERNEL, makeAdam(addon)],
     [CONV_LAYER_KERNEL, makeConvLayer(addon)],

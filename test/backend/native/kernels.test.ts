@@ -10,14 +10,19 @@ import t, { type Test } from 'tap';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { NativeBackendError } from '../../../src/core/errors';
-import { convLayer, sgdMomentumStep } from '../../../src/backend/ops';
+import { convLayer, lrnMaxPool, sgdMomentumStep } from '../../../src/backend/ops';
 import {
   describeLoadFailure,
   NATIVE_BACKEND_NAME,
   registerNativeBackend,
   versionMismatch,
 } from '../../../src/backend/native/backend';
-import { endPadding } from '../../../src/backend/native/kernels';
+import {
+  endPadding,
+  LRN_MAX_POOL_GRAD_KERNEL,
+  LRN_MAX_POOL_KERNEL,
+  missingAddonFunctions,
+} from '../../../src/backend/native/kernels';
 import { poolOf } from '../../../src/backend/native/storage-pool';
 import { patchWasmKernels } from '../../../src/backend/wasm/patches';
 import { createAlexNet, disposeModel, type Param } from '../../../src/model/alexnet';
@@ -115,37 +120,48 @@ interface MaxPoolInput {
 }
 
 /**
- * Runs `fn` with a copy of every input `backend`'s MaxPool kernel sees (square windows and
- * strides, as the model's). Reads the cpu-style storage of the native and wasm backends.
+ * Runs `fn` with a copy of the input of every max pool `backend` runs, in order (square windows
+ * and strides, as the model's): MaxPool's x, or, inside the native LRN + max pool op, the LRN's
+ * output, computed again by the backend's own LRN kernel for the record. Reads the cpu-style
+ * storage of the native and wasm backends.
  */
 async function recordingMaxPoolInputs<T>(
   backend: string,
   fn: () => Promise<T>,
 ): Promise<{ result: T; inputs: MaxPoolInput[] }> {
-  const original = tf.getKernel(tf.MaxPool, backend);
-  if (original === undefined) throw new Error(`the ${backend} backend has no MaxPool kernel`);
+  const originals = [tf.MaxPool, LRN_MAX_POOL_KERNEL].flatMap((name) => tf.getKernel(name, backend) ?? []);
+  if (!originals.some((k) => k.kernelName === tf.MaxPool))
+    throw new Error(`the ${backend} backend has no MaxPool kernel`);
   const inputs: MaxPoolInput[] = [];
-  tf.unregisterKernel(tf.MaxPool, backend);
-  tf.registerKernel({
-    ...original,
-    kernelFunc: (args) => {
-      const x = args.inputs['x'] as tf.TensorInfo;
-      const attrs = args.attrs as unknown as { filterSize: number | number[]; strides: number | number[] };
-      const first = (v: number | number[]) => (Array.isArray(v) ? v[0] : v);
-      inputs.push({
-        x: ((args.backend as tf.KernelBackend).readSync(x.dataId) as Float32Array).slice(),
-        shape: x.shape,
-        window: first(attrs.filterSize),
-        stride: first(attrs.strides),
-      });
-      return original.kernelFunc(args);
-    },
-  });
+  for (const original of originals) {
+    tf.unregisterKernel(original.kernelName, backend);
+    tf.registerKernel({
+      ...original,
+      kernelFunc: (args) => {
+        const b = args.backend as tf.KernelBackend;
+        const x = args.inputs['x'] as tf.TensorInfo;
+        const lrn = original.kernelName === LRN_MAX_POOL_KERNEL ? tf.getKernel(tf.LRN, backend) : undefined;
+        const pooled = lrn ? (lrn.kernelFunc({ inputs: { x }, backend: b, attrs: args.attrs }) as tf.TensorInfo) : x;
+        const attrs = args.attrs as unknown as { filterSize: number | number[]; strides: number | number[] };
+        const first = (v: number | number[]) => (Array.isArray(v) ? v[0] : v);
+        inputs.push({
+          x: (b.readSync(pooled.dataId) as Float32Array).slice(),
+          shape: x.shape,
+          window: first(attrs.filterSize),
+          stride: first(attrs.strides),
+        });
+        if (pooled !== x) b.disposeData(pooled.dataId);
+        return original.kernelFunc(args);
+      },
+    });
+  }
   try {
     return { result: await fn(), inputs };
   } finally {
-    tf.unregisterKernel(tf.MaxPool, backend);
-    tf.registerKernel(original);
+    for (const original of originals) {
+      tf.unregisterKernel(original.kernelName, backend);
+      tf.registerKernel(original);
+    }
   }
 }
 
@@ -172,6 +188,11 @@ t.test('load failures and version checks are one clear line', async (t) => {
     versionMismatch({ compiled: '2.6.3', runtime: '3.1.0' }),
     /built against oneDNN 2\.6\.3 but 3\.1\.0 is installed/,
   );
+  // An addon built before a function was added (dist/ not rebuilt): named, not "not a function" mid-step.
+  const stale = { version: () => ({ compiled: '2.6.3', runtime: '2.6.3' }), lrn: () => undefined, lrnMaxPool: 1 };
+  const missing = missingAddonFunctions(stale);
+  t.ok(missing.includes('lrnMaxPool') && missing.includes('conv2dForward'), `a stale addon lacks ${missing.length}`);
+  t.notOk(missing.includes('lrn') || missing.includes('version'), 'and has what it exports');
   t.equal(endPadding(227, 55, 11, 4, 0, 0), 0, "tfjs's own padding when it fits");
   t.equal(endPadding(8, 3, 3, 3, 0, 0), 1, 'ceil rounding: the pixels the last window needs');
 });
@@ -183,6 +204,7 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
   t.test('addon and installed oneDNN are the same version', async (t) => {
     const v = a.version();
     t.equal(v.compiled, v.runtime);
+    t.same(missingAddonFunctions(a), [], 'the built addon has every function this checkout calls');
   });
 
   type ConvMode = 'plain' | 'fused-relu';
@@ -578,6 +600,120 @@ t.test('native kernels', { skip: addon == null ? skipReason : false }, async (t)
         return [lrn(x), dx];
       });
     }
+  });
+
+  t.test("LRN and max pool as one op: the two ops' bits on 1 and 2 threads, and their gradient", async (t) => {
+    interface LrnPoolCase {
+      name: string;
+      x: number[];
+      lrn: { depthRadius: number; bias: number; alpha: number; beta: number };
+      window: number;
+      stride: number;
+      pad: 'valid' | 'same';
+      scale: number;
+    }
+    const paper = { depthRadius: 2, bias: 2, alpha: 1e-4, beta: 0.75 };
+    // Batches of 3 put a thread's first output row inside an image on 2 threads.
+    const generic: LrnPoolCase[] = [
+      {
+        name: 'r3 b0.5, 3/2 same',
+        x: [3, 12, 9, 11],
+        lrn: { depthRadius: 3, bias: 1, alpha: 0.05, beta: 0.5 },
+        window: 3,
+        stride: 2,
+        pad: 'same',
+        scale: 2,
+      },
+      {
+        name: 'r1 b1, 2/2 valid',
+        x: [3, 9, 9, 5],
+        lrn: { depthRadius: 1, bias: 0.5, alpha: 1, beta: 1 },
+        window: 2,
+        stride: 2,
+        pad: 'valid',
+        scale: 1,
+      },
+      { name: 'paper LRN, 3/2 valid', x: [3, 13, 13, 16], lrn: paper, window: 3, stride: 2, pad: 'valid', scale: 40 },
+    ];
+    // The presets' LRNs, each followed by its pool (the model's use).
+    const presets: LrnPoolCase[] = dedupe(shapes.flatMap((s) => s.lrns)).map((c) => ({
+      ...c,
+      lrn: paper,
+      window: 3,
+      stride: 2,
+      pad: 'valid',
+      scale: 40,
+    }));
+    /** y and dx of sum(y * g): through lrnMaxPool ('one op', the model's path here) or tfjs's two ops. */
+    const outputs = (c: LrnPoolCase, path: 'one op' | 'two ops') => (): tf.Tensor[] => {
+      const { depthRadius, bias, alpha, beta } = c.lrn;
+      const f = (v: tf.Tensor): tf.Tensor => {
+        if (path === 'two ops')
+          return tf.maxPool(
+            tf.localResponseNormalization(v as tf.Tensor4D, depthRadius, bias, alpha, beta),
+            c.window,
+            c.stride,
+            c.pad,
+          );
+        const y = lrnMaxPool(v as tf.Tensor4D, { ...c.lrn, filterSize: c.window, strides: c.stride, pad: c.pad });
+        if (y == null) throw new Error(`the ${tf.getBackend()} backend has no LRN + max pool kernel`);
+        return y;
+      };
+      const x = rand(c.x, 70, c.scale);
+      const g = rand(f(x).shape, 71);
+      const [dx] = tf.grads((v: tf.Tensor) => tf.sum(tf.mul(f(v), g)))([x]);
+      return [f(x), dx];
+    };
+    try {
+      for (const c of [...generic, ...presets]) {
+        // The native two ops are held to the cpu backend by the LRN and MaxPool tests above; the
+        // generic cases also hold the one op to it directly.
+        const twoOps = await outputsOn(NATIVE_BACKEND_NAME, outputs(c, 'two ops'));
+        if (generic.includes(c))
+          check(
+            t,
+            `${c.name}, one op`,
+            ['y', 'dx'],
+            await outputsOn('cpu', outputs(c, 'two ops')),
+            await outputsOn(NATIVE_BACKEND_NAME, outputs(c, 'one op')),
+            'cpu',
+          );
+        for (const threads of [1, 2]) {
+          a.setThreads(threads);
+          const oneOp = await outputsOn(NATIVE_BACKEND_NAME, outputs(c, 'one op'));
+          ['y', 'dx'].forEach((label, i) => {
+            const differing = oneOp.data[i].findIndex((v, j) => !Object.is(v, twoOps.data[i][j]));
+            t.equal(
+              differing,
+              -1,
+              `${c.name} ${label}, ${threads} thread(s): the two ops' ${twoOps.data[i].length} floats`,
+            );
+          });
+        }
+      }
+    } finally {
+      a.setThreads(os.availableParallelism());
+    }
+
+    // The gradient reuses the forward's argmax only for the very output it was taken from (a
+    // copy recomputes it), and MaxPoolGrad never takes it: it is over lrn(x), not x. An LRN far
+    // from uniform (alpha 1) moves the maxima.
+    await tf.setBackend(NATIVE_BACKEND_NAME);
+    tf.tidy(() => {
+      const attrs = { depthRadius: 1, bias: 1, alpha: 1, beta: 1, filterSize: 3, strides: 2, pad: 'valid' as const };
+      const x = rand([3, 9, 9, 6], 72, 2);
+      const y = tf.engine().runKernel(LRN_MAX_POOL_KERNEL, { x }, attrs) as tf.Tensor;
+      const dy = rand(y.shape, 73);
+      const grad = (output: tf.Tensor) =>
+        (tf.engine().runKernel(LRN_MAX_POOL_GRAD_KERNEL, { x, y: output, dy }, attrs) as tf.Tensor).dataSync();
+      t.same(grad(tf.tensor(y.dataSync(), y.shape)), grad(y), 'the gradient after a copy of y (recomputed argmax)');
+      const poolAttrs = { filterSize: 3, strides: 2, pad: 'valid' };
+      const poolGrad = (output: tf.Tensor) =>
+        (tf.engine().runKernel(tf.MaxPoolGrad, { dy, input: x, output }, poolAttrs) as tf.Tensor).dataSync();
+      const plain = poolGrad(tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid'));
+      t.same(poolGrad(y), plain, "MaxPoolGrad given this op's output: x's own argmax");
+      t.notSame(grad(y), plain, "(the case tells them apart: this op's gradient differs from the pool's)");
+    });
   });
 
   t.test('the fast paths: element-wise ops with broadcasts, bias-gradient sum, channel split/concat', async (t) => {

@@ -597,23 +597,28 @@ struct PoolShape {
 /** ceil(a / b) for b > 0 and any a. */
 int64_t ceilDiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
 
-/** One output row (image b, row oy) of the forward: y and the window position of each maximum. */
-SIMD_CLONES void maxPoolRow(const PoolShape &s, int64_t b, int64_t oy, const float *__restrict x, float *__restrict y,
-                int32_t *__restrict arg) {
+/**
+ * One output row (row oy of an image) of the forward, into that row's y and argmax: the value
+ * and window position of each maximum. window[u] is the input row oy * SH - PT + u, for the u
+ * inside the image (the others are padding and never read): rows of x, or rows computed just
+ * before (the LRN's, in lrnMaxPoolForward).
+ */
+SIMD_CLONES void maxPoolRow(const PoolShape &s, int64_t oy, const float *const *window, float *__restrict y,
+                            int32_t *__restrict arg) {
   const int64_t c = s.c, y0 = oy * s.sh - s.pt;
   const int64_t khLo = std::max<int64_t>(0, -y0), khHi = std::min(s.kh, s.ih - y0);
   for (int64_t ox = 0; ox < s.ow; ox++) {
     const int64_t x0 = ox * s.sw - s.pl;
     const int64_t kwLo = std::max<int64_t>(0, -x0), kwHi = std::min(s.kw, s.iw - x0);
-    float *__restrict yo = y + ((b * s.oh + oy) * s.ow + ox) * c;
-    int32_t *__restrict ao = arg + ((b * s.oh + oy) * s.ow + ox) * c;
+    float *__restrict yo = y + ox * c;
+    int32_t *__restrict ao = arg + ox * c;
     for (int64_t j = 0; j < c; j++) {
       yo[j] = -INFINITY;
       ao[j] = -1;
     }
     for (int64_t u = khLo; u < khHi; u++) {
       for (int64_t v = kwLo; v < kwHi; v++) {
-        const float *__restrict xp = x + ((b * s.ih + y0 + u) * s.iw + x0 + v) * c;
+        const float *__restrict xp = window[u] + (x0 + v) * c;
         const int32_t pos = static_cast<int32_t>(u * s.kw + v);
         // Loads first and the position through a mask: written so, GCC vectorises the loop.
         for (int64_t j = 0; j < c; j++) {
@@ -627,28 +632,47 @@ SIMD_CLONES void maxPoolRow(const PoolShape &s, int64_t b, int64_t oy, const flo
   }
 }
 
+/**
+ * The forward's output rows r = (image, oy), shared among the threads of the enclosing parallel
+ * region in contiguous runs (an orphaned `omp for`: each thread calls this, with its own rowOf).
+ * rowOf(b, iy) gives input row iy of image b, for rows inside the image only.
+ */
+template <typename RowOf>
+void maxPoolRows(const PoolShape &s, float *y, int32_t *arg, RowOf rowOf) {
+  const int64_t rows = s.n * s.oh, outRow = s.ow * s.c;
+  std::vector<const float *> window(static_cast<size_t>(s.kh));
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t b = r / s.oh, oy = r % s.oh, y0 = oy * s.sh - s.pt;
+    for (int64_t u = 0; u < s.kh; u++)
+      window[u] = y0 + u >= 0 && y0 + u < s.ih ? rowOf(b, y0 + u) : nullptr;
+    maxPoolRow(s, oy, window.data(), y + r * outRow, arg + r * outRow);
+  }
+}
+
 void maxPoolForward(const PoolShape &s, const float *x, float *y, int32_t *arg) {
-  const int64_t rows = s.n * s.oh;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; r++) maxPoolRow(s, r / s.oh, r % s.oh, x, y, arg);
+  const int64_t inRow = s.iw * s.c;
+#pragma omp parallel
+  maxPoolRows(s, y, arg, [&](int64_t b, int64_t iy) { return x + (b * s.ih + iy) * inRow; });
 }
 
 /**
- * One input row (image b, row iy) of the backward, each dx written once: the sum of dy over the
- * windows that cover the pixel and whose maximum it was (a gather, so rows run in parallel).
+ * One input row (image b, row iy) of the backward, into that row of dx, each value written once:
+ * the sum of dy over the windows that cover the pixel and whose maximum it was (a gather, so rows
+ * run in parallel).
  * Summed in floats: where three or four windows share a pixel (3/2 pooling) the sum can differ
  * from tfjs's (doubles, rounded once) in the last bit. Summing in doubles made this loop 1.5-2x
  * slower (docs/measurements.md, "Pooling and LRN loops").
  */
 SIMD_CLONES void maxPoolGradRow(const PoolShape &s, int64_t b, int64_t iy, const int32_t *__restrict arg,
-                    const float *__restrict dy, float *__restrict dx) {
+                                const float *__restrict dy, float *__restrict dxRow) {
   const int64_t c = s.c;
   const int64_t oyLo = std::max<int64_t>(0, ceilDiv(iy + s.pt - s.kh + 1, s.sh));
   const int64_t oyHi = std::min(s.oh - 1, (iy + s.pt) / s.sh);
   for (int64_t ix = 0; ix < s.iw; ix++) {
     const int64_t oxLo = std::max<int64_t>(0, ceilDiv(ix + s.pl - s.kw + 1, s.sw));
     const int64_t oxHi = std::min(s.ow - 1, (ix + s.pl) / s.sw);
-    float *__restrict d = dx + ((b * s.ih + iy) * s.iw + ix) * c;
+    float *__restrict d = dxRow + ix * c;
     for (int64_t j = 0; j < c; j++) d[j] = 0.f;
     for (int64_t oy = oyLo; oy <= oyHi; oy++) {
       for (int64_t ox = oxLo; ox <= oxHi; ox++) {
@@ -669,7 +693,7 @@ SIMD_CLONES void maxPoolGradRow(const PoolShape &s, int64_t b, int64_t iy, const
 void maxPoolBackward(const PoolShape &s, const int32_t *arg, const float *dy, float *dx) {
   const int64_t rows = s.n * s.ih;
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; r++) maxPoolGradRow(s, r / s.ih, r % s.ih, arg, dy, dx);
+  for (int64_t r = 0; r < rows; r++) maxPoolGradRow(s, r / s.ih, r % s.ih, arg, dy, dx + r * s.iw * s.c);
 }
 
 /** The caller's argmax workspace (a Uint8Array of maxPoolWorkspaceBytes), or nullptr for null. */
@@ -834,6 +858,111 @@ void lrnGrad(napi_env env, napi_value *argv) {
   Floats dx = floatsArg(env, argv[4], s.elements(), "dx");
   forBlocks(s.pixels, kPixelBlock,
             [&](size_t begin, size_t end) { lrnGradPixels(s, x.data, dy.data, dx.data, begin, end); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// LRN and the max pool after it as one op (the paper's conv1 and conv2): the same loops as the
+// two ops, so the same bits, without the LRN's output. Unfused, the LRN wrote a tensor the size
+// of the conv's output (37 MB for the paper's conv1 at batch 32) for the pool to read back, and
+// the pool's gradient wrote one as large for LRNGrad to read. Here the forward normalises the
+// input rows each output row's windows need, into a ring of KH rows per thread (each row once
+// per thread), and pools from them; the backward gathers each input row's pooled gradient into
+// one row buffer and takes the LRN's gradient of it at once.
+
+/**
+ * A thread's normalised input rows, kept for its next output rows: slot iy % KH holds one, and
+ * held_ says which (b * IH + iy for row iy of image b; -1 before the first). An output row's KH
+ * input rows are consecutive, so they never share a slot.
+ */
+class LrnRowRing {
+ public:
+  LrnRowRing(const LrnShape &l, const PoolShape &s, const float *x)
+      : l_(l), s_(s), x_(x), rowFloats_(static_cast<size_t>(s.iw * s.c)),
+        rows_(static_cast<size_t>(s.kh) * rowFloats_), held_(static_cast<size_t>(s.kh), -1) {}
+
+  /** Row iy (inside the image) of image b, normalised. */
+  const float *row(int64_t b, int64_t iy) {
+    const int64_t key = b * s_.ih + iy;
+    const size_t slot = static_cast<size_t>(iy % s_.kh);
+    float *dst = rows_.data() + slot * rowFloats_;
+    if (held_[slot] != key) {
+      lrnPixels(l_, x_ + static_cast<size_t>(key) * rowFloats_, dst, 0, static_cast<size_t>(s_.iw));
+      held_[slot] = key;
+    }
+    return dst;
+  }
+
+ private:
+  const LrnShape &l_;
+  const PoolShape &s_;
+  const float *x_;
+  size_t rowFloats_;
+  std::vector<float> rows_;
+  std::vector<int64_t> held_;
+};
+
+void lrnMaxPoolForward(const LrnShape &l, const PoolShape &s, const float *x, float *y, int32_t *arg) {
+#pragma omp parallel
+  {
+    LrnRowRing ring(l, s, x);
+    maxPoolRows(s, y, arg, [&](int64_t b, int64_t iy) { return ring.row(b, iy); });
+  }
+}
+
+void lrnMaxPoolBackward(const LrnShape &l, const PoolShape &s, const float *x, const int32_t *arg, const float *dy,
+                        float *dx) {
+  const int64_t rows = s.n * s.ih, rowFloats = s.iw * s.c;
+#pragma omp parallel
+  {
+    std::vector<float> pooled(static_cast<size_t>(rowFloats));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      maxPoolGradRow(s, r / s.ih, r % s.ih, arg, dy, pooled.data());
+      lrnGradPixels(l, x + r * rowFloats, pooled.data(), dx + r * rowFloats, 0, static_cast<size_t>(s.iw));
+    }
+  }
+}
+
+/** The LRN's and the pool's parameters, checked to describe the same input. */
+struct LrnPool {
+  LrnShape lrn;
+  PoolShape pool;
+  LrnPool(napi_env env, napi_value *argv)
+      : lrn(intsArg(env, argv[0], kLrnParams), floatsArg(env, argv[1], 3, "lrn constants")),
+        pool(intsArg(env, argv[2], kPoolParams)) {
+    if (lrn.pixels != static_cast<size_t>(pool.n * pool.ih * pool.iw) || lrn.channels != static_cast<size_t>(pool.c))
+      throw CallError("the LRN and the pool after it must have the same input shape");
+  }
+};
+
+/** lrnMaxPool(lrnParams, lrnConstants, poolParams, x, y, workspace | null): y = maxPool(lrn(x)). */
+void lrnMaxPool(napi_env env, napi_value *argv) {
+  const LrnPool p(env, argv);
+  Floats x = floatsArg(env, argv[3], p.pool.srcSize(), "x");
+  Floats y = floatsArg(env, argv[4], p.pool.dstSize(), "y");
+  int32_t *arg = argmaxOf(env, argv[5], p.pool);
+  std::vector<int32_t> scratch(arg == nullptr ? p.pool.dstSize() : 0);
+  lrnMaxPoolForward(p.lrn, p.pool, x.data, y.data, arg != nullptr ? arg : scratch.data());
+}
+
+/**
+ * lrnMaxPoolGrad(lrnParams, lrnConstants, poolParams, x, dy, dx, workspace | null): with the
+ * workspace lrnMaxPool filled for this x, the backward alone; without, the forward first.
+ */
+void lrnMaxPoolGrad(napi_env env, napi_value *argv) {
+  const LrnPool p(env, argv);
+  Floats x = floatsArg(env, argv[3], p.pool.srcSize(), "x");
+  Floats dy = floatsArg(env, argv[4], p.pool.dstSize(), "dy");
+  Floats dx = floatsArg(env, argv[5], p.pool.srcSize(), "dx");
+  const int32_t *arg = argmaxOf(env, argv[6], p.pool);
+  std::vector<int32_t> scratchArg;
+  if (arg == nullptr) {
+    std::vector<float> scratchY(p.pool.dstSize());
+    scratchArg.resize(p.pool.dstSize());
+    lrnMaxPoolForward(p.lrn, p.pool, x.data, scratchY.data(), scratchArg.data());
+    arg = scratchArg.data();
+  }
+  lrnMaxPoolBackward(p.lrn, p.pool, x.data, arg, dy.data, dx.data);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1180,6 +1309,8 @@ napi_value init(napi_env env, napi_value exports) {
       {"maxPoolWorkspaceBytes", nullptr, guardedValue<maxPoolWorkspaceBytes, 1>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrn", nullptr, guarded<lrn, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"lrnGrad", nullptr, guarded<lrnGrad, 5>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrnMaxPool", nullptr, guarded<lrnMaxPool, 6>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"lrnMaxPoolGrad", nullptr, guarded<lrnMaxPoolGrad, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"binary", nullptr, guarded<binary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"unary", nullptr, guarded<unary, 4>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgdMomentum", nullptr, guarded<sgdMomentum, 7>, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
