@@ -703,6 +703,20 @@ int32_t *argmaxOf(napi_env env, napi_value value, const PoolShape &s) {
   return static_cast<int32_t *>(bytes);
 }
 
+/**
+ * A gradient call's argmax: the workspace it was handed, or for null one computed now by
+ * forward(y, argmax) into scratch buffers (`scratch` keeps it alive for the call).
+ */
+template <typename Forward>
+const int32_t *argmaxOrForward(const PoolShape &s, const int32_t *given, std::vector<int32_t> &scratch,
+                               Forward forward) {
+  if (given != nullptr) return given;
+  std::vector<float> y(s.dstSize());
+  scratch.resize(s.dstSize());
+  forward(y.data(), scratch.data());
+  return scratch.data();
+}
+
 /** maxPoolWorkspaceBytes(params): the size of the argmax workspace maxPool fills. */
 napi_value maxPoolWorkspaceBytes(napi_env env, napi_value *argv) {
   const PoolShape s(intsArg(env, argv[0], kPoolParams));
@@ -730,14 +744,9 @@ void maxPoolGrad(napi_env env, napi_value *argv) {
   Floats x = floatsArg(env, argv[1], s.srcSize(), "x");
   Floats dy = floatsArg(env, argv[2], s.dstSize(), "dy");
   Floats dx = floatsArg(env, argv[3], s.srcSize(), "dx");
-  const int32_t *arg = argmaxOf(env, argv[4], s);
-  std::vector<int32_t> scratchArg;
-  if (arg == nullptr) {
-    std::vector<float> scratchY(s.dstSize());
-    scratchArg.resize(s.dstSize());
-    maxPoolForward(s, x.data, scratchY.data(), scratchArg.data());
-    arg = scratchArg.data();
-  }
+  std::vector<int32_t> scratch;
+  const int32_t *arg = argmaxOrForward(s, argmaxOf(env, argv[4], s), scratch,
+                                       [&](float *y, int32_t *a) { maxPoolForward(s, x.data, y, a); });
   maxPoolBackward(s, arg, dy.data, dx.data);
 }
 
@@ -954,14 +963,9 @@ void lrnMaxPoolGrad(napi_env env, napi_value *argv) {
   Floats x = floatsArg(env, argv[3], p.pool.srcSize(), "x");
   Floats dy = floatsArg(env, argv[4], p.pool.dstSize(), "dy");
   Floats dx = floatsArg(env, argv[5], p.pool.srcSize(), "dx");
-  const int32_t *arg = argmaxOf(env, argv[6], p.pool);
-  std::vector<int32_t> scratchArg;
-  if (arg == nullptr) {
-    std::vector<float> scratchY(p.pool.dstSize());
-    scratchArg.resize(p.pool.dstSize());
-    lrnMaxPoolForward(p.lrn, p.pool, x.data, scratchY.data(), scratchArg.data());
-    arg = scratchArg.data();
-  }
+  std::vector<int32_t> scratch;
+  const int32_t *arg = argmaxOrForward(p.pool, argmaxOf(env, argv[6], p.pool), scratch,
+                                       [&](float *y, int32_t *a) { lrnMaxPoolForward(p.lrn, p.pool, x.data, y, a); });
   lrnMaxPoolBackward(p.lrn, p.pool, x.data, arg, dy.data, dx.data);
 }
 
