@@ -518,7 +518,7 @@ export function poolParams(
   };
 }
 
-/** A MaxPool's argmax workspace, the input it was computed from, and its parameters. */
+/** A max pool's argmax workspace (MaxPool's or the LRN + max pool op's), its input and parameters. */
 interface PoolWorkspace {
   input: TensorInfo['dataId'];
   /** What the argmax was taken over: the pool's parameters, and the LRN's before it if fused. */
@@ -527,11 +527,11 @@ interface PoolWorkspace {
 }
 
 /**
- * MaxPool's workspaces for MaxPoolGrad, keyed by the forward's output, which tfjs hands back to
- * the gradient as `output`: the backward then skips re-running the forward. Safe because a
- * tensor's data does not change while its dataId lives (no kernel writes an activation in place),
- * and a MaxPoolGrad whose input or parameters differ from the forward's recomputes. A WeakMap, so
- * a workspace goes with its output tensor.
+ * The max pools' workspaces for their gradients, keyed by the forward's output, which tfjs hands
+ * back to the gradient (MaxPoolGrad's `output`, the LRN + max pool gradient's `y`): the backward
+ * then skips re-running the forward. Safe because a tensor's data does not change while its dataId
+ * lives (no kernel writes an activation in place), and a gradient whose input or parameters
+ * differ from the forward's recomputes. A WeakMap, so a workspace goes with its output tensor.
  */
 type PoolWorkspaces = WeakMap<TensorInfo['dataId'], PoolWorkspace>;
 

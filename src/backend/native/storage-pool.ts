@@ -15,7 +15,7 @@
  * tensor is disposed. Buffers the pool did not make (tf.tensor data, stock kernels' outputs) are
  * left alone. Pooled buffers are not zeroed: every native kernel writes its whole output (the
  * kernel tests' `poison` fills reused ones with NaN). A kernel's scratch bytes that outlive the
- * call (MaxPool's argmax workspace, read by MaxPoolGrad) are pooled by the same rule: bound to
+ * call (a max pool's argmax workspace, read by its gradient) are pooled by the same rule: bound to
  * one output tensor, reused once it is disposed (`scratchFor`). More in docs/architecture.md,
  * "Backends".
  */
@@ -89,7 +89,7 @@ export class StoragePool {
 
   /**
    * Scratch bytes a kernel fills and a later kernel reads, living as long as the tensor `dataId`
-   * (MaxPool's argmax workspace, kept for MaxPoolGrad): they come back for reuse when that tensor
+   * (a max pool's argmax workspace, kept for its gradient): they come back for reuse when that tensor
    * is disposed. Without this a training step allocated megabytes of them, and V8 answers
    * external memory that grows so with garbage collections that stall the step's threads
    * (docs/measurements.md, "Collections between kernels"). Contents undefined: the kernel writes
