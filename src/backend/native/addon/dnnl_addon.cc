@@ -28,6 +28,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -168,6 +169,10 @@ class Arg {
     if (same_) return memory(user_, cpuEngine(), ptr);
     return scratch();
   }
+
+  /** The primitive's own layout (not the user's), for a caller that writes it directly, no reorder. */
+  memory &direct() { return scratch(); }
+  const memory::desc &want() const { return want_; }
 
   void out(float *ptr) {
     if (same_) return;
@@ -399,24 +404,64 @@ void channelSums(const float *__restrict v, double *__restrict sum, size_t pixel
     for (size_t c = 0; c < channels; c++) sum[c] += v[px * channels + c];
 }
 
+/** Where a conv's gradient goes: NHWC, or oneDNN's [N, C/B, H, W, B] (nChw16c, nChw8c) with B > 0. */
+struct GradLayout {
+  size_t block = 0;
+  /** Pixels an image (H x W): the blocked layout's stride between channel blocks. */
+  size_t imagePixels = 0;
+};
+
+/** The layout `d` ([N, C, H, W]) as a GradLayout where it is one of whole B-channel blocks, else nullopt. */
+std::optional<GradLayout> channelBlocks(const memory::desc &d, int64_t n, int64_t c, int64_t h, int64_t w) {
+  for (const auto &[t, b] : {std::pair<tag, int64_t>{tag::nChw16c, 16}, std::pair<tag, int64_t>{tag::nChw8c, 8}})
+    if (c % b == 0 && d == memory::desc({n, c, h, w}, dt::f32, t))
+      return GradLayout{static_cast<size_t>(b), static_cast<size_t>(h * w)};
+  return std::nullopt;
+}
+
+/** Pixels [first, first + count) of an NHWC run (`count` x C) to their places in a blocked tensor. */
+void toChannelBlocks(const float *run, float *out, size_t first, size_t count, size_t channels, const GradLayout &l) {
+  const size_t perPixel = channels / l.block;
+  for (size_t i = 0; i < count; i++) {
+    const size_t q = first + i, image = q / l.imagePixels, p = q % l.imagePixels;
+    for (size_t cb = 0; cb < perPixel; cb++)
+      std::memcpy(out + ((image * perPixel + cb) * l.imagePixels + p) * l.block, run + i * channels + cb * l.block,
+                  l.block * sizeof(float));
+  }
+}
+
 /**
  * A conv layer's output gradient and bias gradient, spread over the threads in blocks of
  * pixels: g = dy where y > 0, else 0 (relu's gradient; with `relu` false g is dy and is not
  * written), and db[c] = the sum of g over every pixel of channel c. Each block sums its pixels in
  * double and the blocks' sums are added in block order, so the result is the same on any number
- * of threads.
+ * of threads. With a blocked `layout` (relu only), g is written in it: the mask goes to a run of
+ * pixels in cache, is summed there, then copied to its blocks; the same values and sums, and the
+ * reorder oneDNN would otherwise run on g is not needed.
  */
 void reluGradAndBiasSum(const float *y, const float *dy, float *g, size_t pixels, size_t channels, bool relu,
-                        float *db) {
-  constexpr size_t kPixels = 1024;
+                        float *db, const GradLayout &layout = {}) {
+  constexpr size_t kPixels = 1024, kRun = 64;
   const size_t blocks = (pixels + kPixels - 1) / kPixels;
   std::vector<double> partial(blocks * channels, 0.0);
   forBlocks(pixels, kPixels, [&](size_t begin, size_t end) {
+    double *sums = partial.data() + (begin / kPixels) * channels;
+    if (relu && layout.block > 0) {
+      thread_local std::vector<float> run;
+      run.resize(kRun * channels);
+      for (size_t first = begin; first < end; first += kRun) {
+        const size_t count = std::min(kRun, end - first), at = first * channels;
+        reluGrad(y + at, dy + at, run.data(), count * channels);
+        channelSums(run.data(), sums, count, channels);
+        toChannelBlocks(run.data(), g, first, count, channels, layout);
+      }
+      return;
+    }
     // The mask, then the sums over the block just written (in cache): one loop doing both, with
     // its float store and double sums, compiled to branchy scalar code (conv1's backward +40 ms).
     const size_t at = begin * channels, n = (end - begin) * channels;
     if (relu) reluGrad(y + at, dy + at, g + at, n);
-    channelSums((relu ? g : dy) + at, partial.data() + (begin / kPixels) * channels, end - begin, channels);
+    channelSums((relu ? g : dy) + at, sums, end - begin, channels);
   });
   for (size_t c = 0; c < channels; c++) {
     double total = 0.0;
@@ -444,12 +489,7 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   Floats db = floatsArg(env, argv[7], c.oc, "db");
   const size_t n = c.dstSize();
   const size_t oc = static_cast<size_t>(c.oc);
-  // Reused across calls (JS calls in from one thread): a fresh buffer of the layer's size each
-  // call would page-fault its way in every step.
-  static std::vector<float> masked;
-  if (c.relu && masked.size() < n) masked.resize(n);
-  reluGradAndBiasSum(y.data, dy.data, c.relu ? masked.data() : nullptr, n / oc, oc, c.relu, db.data);
-  float *g = c.relu ? masked.data() : dy.data;
+  const bool relu = c.relu;
   // The backward primitives do not depend on the activation: share them with the plain kernels.
   Ints linear = p;
   std::vector<int32_t> copy(p.v, p.v + p.n);
@@ -457,17 +497,37 @@ void convLayerBackward(napi_env env, napi_value *argv) {
   linear.v = copy.data();
   c.relu = false;
   auto &bw = cached<ConvBwdWeightsOp>(keyOf("convW", linear), [&] { return std::make_unique<ConvBwdWeightsOp>(c); });
-  // The gradient in the weights pass's layout, reordered once: the data pass reads the same copy
-  // when it wants the same layout (it does, blocked or not).
-  const memory gIn = bw.diffDst.in(g);
-  if (dx.data != nullptr) {
-    auto &bd = cached<ConvBwdDataOp>(keyOf("convD", linear), [&] { return std::make_unique<ConvBwdDataOp>(c); });
-    execute(bd.prim, {
-                         {DNNL_ARG_DIFF_DST, bd.pd.diff_dst_desc() == bw.pd.diff_dst_desc() ? gIn : bd.diffDst.in(g)},
-                         {DNNL_ARG_WEIGHTS, bd.weights.in(w.data)},
-                         {DNNL_ARG_DIFF_SRC, bd.diffSrc.outTarget(dx.data)},
-                     });
-    bd.diffSrc.out(dx.data);
+  ConvBwdDataOp *bd = dx.data == nullptr ? nullptr : &cached<ConvBwdDataOp>(keyOf("convD", linear), [&] {
+    return std::make_unique<ConvBwdDataOp>(c);
+  });
+  // The gradient goes to the weights pass in its layout; the data pass reads the same copy when it
+  // wants the same layout (it does, blocked or not). Where that layout is oneDNN's channel blocks,
+  // the relu mask writes it there directly (into the weights pass's reorder buffer), else the mask
+  // is written NHWC and reordered.
+  const bool oneLayout = bd == nullptr || bd->pd.diff_dst_desc() == bw.pd.diff_dst_desc();
+  const auto blocks = relu && oneLayout ? channelBlocks(bw.diffDst.want(), c.n, c.oc, c.oh, c.ow) : std::nullopt;
+  memory gIn;
+  float *g = dy.data;
+  if (blocks) {
+    gIn = bw.diffDst.direct();
+    reluGradAndBiasSum(y.data, dy.data, static_cast<float *>(gIn.get_data_handle()), n / oc, oc, true, db.data,
+                       *blocks);
+  } else {
+    // Reused across calls (JS calls in from one thread): a fresh buffer of the layer's size each
+    // call would page-fault its way in every step.
+    static std::vector<float> masked;
+    if (relu && masked.size() < n) masked.resize(n);
+    if (relu) g = masked.data();
+    reluGradAndBiasSum(y.data, dy.data, relu ? g : nullptr, n / oc, oc, relu, db.data);
+    gIn = bw.diffDst.in(g);
+  }
+  if (bd != nullptr) {
+    execute(bd->prim, {
+                          {DNNL_ARG_DIFF_DST, oneLayout ? gIn : bd->diffDst.in(g)},
+                          {DNNL_ARG_WEIGHTS, bd->weights.in(w.data)},
+                          {DNNL_ARG_DIFF_SRC, bd->diffSrc.outTarget(dx.data)},
+                      });
+    bd->diffSrc.out(dx.data);
   }
   execute(bw.prim, {
                        {DNNL_ARG_SRC, bw.src.in(x.data)},
