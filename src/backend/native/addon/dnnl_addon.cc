@@ -240,6 +240,8 @@ struct ConvGeometry {
    * (bench/kernels-ab.ts against the NHWC build) conv3-5 forward 6-13% and conv2's backward 8%
    * faster, conv2's forward 4% and conv3-5's backward 1-3% slower: a small net gain (~30 ms of a
    * 2 s step's conv + FC time). conv1's 3 input channels would be padded to 8: it stays NHWC.
+   * The backward's relu-masked gradient skips its reorder: convLayerBackward writes it in the
+   * blocked layout directly.
    */
   bool blocked() const { return (ic / g) % 8 == 0 && (oc / g) % 8 == 0; }
   memory::desc srcAct() const { return memory::desc({n, ic, ih, iw}, dt::f32, blocked() ? tag::any : tag::nhwc); }
